@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make demo   - create .venv, install, generate the demo data, run the demo reports
+#   make test   - create .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format benchmark clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (funnelkit)" >/dev/null
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/funnelkit demo
+
+test: $(STAMP)
+	$(PY) -m ruff check funnelkit tests benchmarks
+	MPLBACKEND=Agg $(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check funnelkit tests benchmarks notebooks
+
+format: $(STAMP)
+	$(PY) -m ruff format funnelkit tests benchmarks
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) reports/*/ data/demo .pytest_cache

@@ -1,0 +1,62 @@
+"""funnelkit: sales and marketing funnels and sales pipelines, in pandas.
+
+One event log (a lead entered a stage at a time) feeds two views:
+
+* the **pipeline** (:mod:`funnelkit.pipeline`): each lead as an individual;
+* the **funnel** (:mod:`funnelkit.funnel`): the aggregate flow.
+
+Start with :func:`read_events` (or an adapter: :func:`from_wide`,
+:func:`from_stage_tables`, :func:`from_snapshot`) and a stage set
+(:data:`PRESETS` or YAML).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import datasets, funnel, plots, stats
+from .data import (
+    LoadReport,
+    from_snapshot,
+    from_stage_tables,
+    from_wide,
+    read_events,
+    validate_events,
+)
+from .exceptions import (
+    DataWarning,
+    FunnelkitError,
+    InvalidEventLogError,
+    PlanError,
+    ReportError,
+    StageSetError,
+)
+from .stages import PRESETS, StageSet, get_stage_set
+from .tables import report_table
+
+try:
+    __version__ = version("funnelkit")
+except PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "DataWarning",
+    "FunnelkitError",
+    "InvalidEventLogError",
+    "LoadReport",
+    "PRESETS",
+    "PlanError",
+    "ReportError",
+    "StageSet",
+    "StageSetError",
+    "datasets",
+    "from_snapshot",
+    "from_stage_tables",
+    "from_wide",
+    "funnel",
+    "get_stage_set",
+    "plots",
+    "read_events",
+    "report_table",
+    "stats",
+    "validate_events",
+    "__version__",
+]

@@ -1,0 +1,11 @@
+"""Plots: matplotlib, seaborn-style signatures (``data=``, ``ax=`` in, Axes out).
+
+One module per view (``funnel``, ``pipeline``, ``forecast``); everything is
+re-exported here, so ``funnelkit.plots.funnel_chart`` is the public name.
+Plots never call ``plt.show()``.
+"""
+
+from ._style import percent_axis
+from .funnel import funnel_chart
+
+__all__ = ["funnel_chart", "percent_axis"]

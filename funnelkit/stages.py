@@ -1,0 +1,376 @@
+"""Stage sets: the ordered stages a lead moves through, as data.
+
+A :class:`StageSet` is an ordered list of *stages* plus the terminal
+*outcomes*: one ``won`` outcome (the goal; it is the funnel's last step) and
+zero or more ``lost`` outcomes (a lead leaves the process).  Marketing
+funnels usually have no outcomes: their last stage is the goal.
+
+Presets cover the models in the domain (see :data:`PRESETS`); teams define
+their own in YAML::
+
+    name: enterprise
+    stages: [qualification, discovery, demo, proposal, negotiation]
+    won: closed won
+    lost: [closed lost, disqualified]
+    aliases:              # labels found in the data -> stage names
+      Demo scheduled: demo
+      Contract sent: proposal
+
+Labels in the data are matched to the set after normalising case, spaces,
+hyphens and underscores (``"Closed-Won"`` matches ``closed won``), then via
+``aliases``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .exceptions import StageSetError
+
+__all__ = [
+    "StageSet",
+    "PRESETS",
+    "get_stage_set",
+    "normalize_label",
+    "LOST_ORDER",
+]
+
+#: Order code given to lost outcomes: below every stage, so they never count
+#: as progress through the funnel.
+LOST_ORDER = -1
+
+
+def normalize_label(label: object) -> str:
+    """Normalise a stage label for matching: lower case, single spaces.
+
+    Examples
+    --------
+    >>> normalize_label("  Closed_Won ")
+    'closed won'
+    """
+    text = str(label).strip().lower()
+    return re.sub(r"[\s_\-]+", " ", text)
+
+
+@dataclass(frozen=True)
+class StageSet:
+    """An ordered set of stages with terminal outcomes.
+
+    Parameters
+    ----------
+    name : str
+        Short identifier, e.g. ``"pipeline4"``.
+    stages : sequence of str
+        The ordered stages, first (top of the funnel) to last.
+    won : str, optional
+        The winning outcome.  When given it is the funnel's final step.
+    lost : sequence of str
+        Outcomes that take a lead out of the process without winning.
+    aliases : mapping, optional
+        Labels used in the data mapped to stage or outcome names.
+    description : str
+        One line saying what the set models.
+    horizon_days : int, optional
+        Typical time from entry to outcome (sales funnels: 90 days or less;
+        marketing funnels: 6-12 months); used as a default window.
+
+    Examples
+    --------
+    >>> s = StageSet("mini", ["lead", "demo", "offer"], won="won", lost=["lost"])
+    >>> s.steps
+    ('lead', 'demo', 'offer', 'won')
+    >>> s.order("Offer"), s.order("lost")
+    (2, -1)
+    """
+
+    name: str
+    stages: tuple[str, ...]
+    won: str | None = None
+    lost: tuple[str, ...] = ()
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    horizon_days: int | None = None
+
+    def __init__(
+        self,
+        name: str,
+        stages: Sequence[str],
+        *,
+        won: str | None = None,
+        lost: Sequence[str] | str = (),
+        aliases: Mapping[str, str] | None = None,
+        description: str = "",
+        horizon_days: int | None = None,
+    ):
+        if isinstance(lost, str):
+            lost = (lost,)
+        object.__setattr__(self, "name", str(name))
+        object.__setattr__(self, "stages", tuple(str(s) for s in stages))
+        object.__setattr__(self, "won", None if won is None else str(won))
+        object.__setattr__(self, "lost", tuple(str(s) for s in lost))
+        object.__setattr__(self, "aliases", dict(aliases or {}))
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "horizon_days", horizon_days)
+        self._validate()
+
+    # -- construction -----------------------------------------------------
+    def _validate(self) -> None:
+        where = f"stage set {self.name!r}"
+        if not self.stages:
+            raise StageSetError(f"{where}: 'stages' is empty; list at least one stage.")
+        labels = list(self.stages) + ([self.won] if self.won else []) + list(self.lost)
+        seen: dict[str, str] = {}
+        for lab in labels:
+            key = normalize_label(lab)
+            if not key:
+                raise StageSetError(f"{where}: a stage name is empty.")
+            if key in seen:
+                raise StageSetError(
+                    f"{where}: {lab!r} appears twice (as {seen[key]!r} too); "
+                    "every stage and outcome needs its own name."
+                )
+            seen[key] = lab
+        for alias, target in self.aliases.items():
+            if normalize_label(target) not in seen:
+                raise StageSetError(
+                    f"{where}: alias {alias!r} points to {target!r}, which is not a "
+                    f"stage or outcome. Known: {', '.join(labels)}."
+                )
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, object], *, source: str = "dict") -> StageSet:
+        """Build a stage set from a mapping (as read from YAML)."""
+        if not isinstance(spec, Mapping):
+            raise StageSetError(f"{source}: a stage set must be a mapping, got {type(spec).__name__}.")
+        allowed = {"name", "stages", "won", "lost", "aliases", "description", "horizon_days"}
+        unknown = sorted(set(spec) - allowed)
+        if unknown:
+            raise StageSetError(
+                f"{source}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}."
+            )
+        if "stages" not in spec:
+            raise StageSetError(f"{source}: the key 'stages' (an ordered list) is required.")
+        stages = spec["stages"]
+        if isinstance(stages, str) or not isinstance(stages, Iterable):
+            raise StageSetError(f"{source}: 'stages' must be a list of names, got {stages!r}.")
+        lost = spec.get("lost") or ()
+        return cls(
+            str(spec.get("name", Path(source).stem)),
+            list(stages),
+            won=spec.get("won"),  # type: ignore[arg-type]
+            lost=lost,  # type: ignore[arg-type]
+            aliases=spec.get("aliases") or {},  # type: ignore[arg-type]
+            description=str(spec.get("description", "")),
+            horizon_days=spec.get("horizon_days"),  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> StageSet:
+        """Read a stage set from a YAML file, validating it.
+
+        Raises
+        ------
+        StageSetError
+            If the file is not valid YAML or the set is malformed.
+        """
+        path = Path(path)
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise StageSetError(f"{path}: not valid YAML: {exc}") from exc
+        except OSError as exc:
+            raise StageSetError(f"{path}: cannot read the stage set file: {exc}") from exc
+        return cls.from_dict(spec, source=str(path))
+
+    def to_dict(self) -> dict[str, object]:
+        """The set as a plain mapping (the YAML schema)."""
+        out: dict[str, object] = {"name": self.name, "stages": list(self.stages)}
+        if self.won:
+            out["won"] = self.won
+        if self.lost:
+            out["lost"] = list(self.lost)
+        if self.aliases:
+            out["aliases"] = dict(self.aliases)
+        if self.description:
+            out["description"] = self.description
+        if self.horizon_days is not None:
+            out["horizon_days"] = self.horizon_days
+        return out
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Write the set as YAML (to ``path`` if given) and return the text."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    # -- queries -------------------------------------------------------
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The funnel's steps: the stages, then the ``won`` outcome if any."""
+        return self.stages + ((self.won,) if self.won else ())
+
+    @property
+    def outcomes(self) -> tuple[str, ...]:
+        """Terminal outcomes: ``won`` (if any) then the ``lost`` ones."""
+        return ((self.won,) if self.won else ()) + self.lost
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every name in the set: steps then lost outcomes."""
+        return self.steps + self.lost
+
+    def _lookup(self) -> dict[str, str]:
+        table = {normalize_label(lab): lab for lab in self.labels}
+        for alias, target in self.aliases.items():
+            table[normalize_label(alias)] = table[normalize_label(target)]
+        return table
+
+    def canonical(self, label: object) -> str | None:
+        """The stage or outcome a data label stands for, or ``None``."""
+        return self._lookup().get(normalize_label(label))
+
+    def order(self, label: object) -> int:
+        """Position of a label in the funnel: 0.. for steps, -1 for lost.
+
+        Raises
+        ------
+        StageSetError
+            If the label is not part of the set.
+        """
+        name = self.canonical(label)
+        if name is None:
+            raise StageSetError(f"{label!r} is not a stage of {self.name!r}: {', '.join(self.labels)}.")
+        if name in self.lost:
+            return LOST_ORDER
+        return self.steps.index(name)
+
+    def is_outcome(self, label: object) -> bool:
+        """True for the won and lost outcomes."""
+        return self.canonical(label) in self.outcomes
+
+    def suggest(self, label: object, n: int = 3) -> list[str]:
+        """Close matches among the set's names for an unknown label."""
+        keys = self._lookup()
+        hits = difflib.get_close_matches(normalize_label(label), list(keys), n=n, cutoff=0.5)
+        out: list[str] = []
+        for h in hits:
+            if keys[h] not in out:
+                out.append(keys[h])
+        return out
+
+    def with_aliases(self, aliases: Mapping[str, str]) -> StageSet:
+        """A copy with extra data-label aliases."""
+        merged = {**self.aliases, **aliases}
+        return StageSet(
+            self.name,
+            self.stages,
+            won=self.won,
+            lost=self.lost,
+            aliases=merged,
+            description=self.description,
+            horizon_days=self.horizon_days,
+        )
+
+    def __repr__(self) -> str:
+        arrow = " > ".join(self.stages)
+        tail = []
+        if self.won:
+            tail.append(f"won={self.won!r}")
+        if self.lost:
+            tail.append(f"lost={list(self.lost)!r}")
+        extra = f" ({', '.join(tail)})" if tail else ""
+        return f"<StageSet {self.name}: {arrow}{extra}>"
+
+
+#: How CRMs commonly label the two outcomes.
+_CRM_OUTCOMES = {"closed won": "won", "closed lost": "lost"}
+
+PRESETS: dict[str, StageSet] = {
+    s.name: s
+    for s in [
+        StageSet(
+            "pipeline4",
+            ["qualification", "meeting", "proposal", "close"],
+            won="won",
+            lost=["lost"],
+            aliases=_CRM_OUTCOMES,
+            description="Classic four-stage sales pipeline.",
+            horizon_days=90,
+        ),
+        StageSet(
+            "pipeline6",
+            ["prospecting", "qualification", "meeting", "relationship", "proposal", "close"],
+            won="won",
+            lost=["lost"],
+            aliases=_CRM_OUTCOMES,
+            description="Six-stage sales pipeline: prospecting first, relationship building "
+            "between meeting and proposal.",
+            horizon_days=90,
+        ),
+        StageSet(
+            "aida",
+            ["awareness", "interest", "desire", "action"],
+            description="AIDA marketing funnel.",
+            horizon_days=365,
+        ),
+        StageSet(
+            "marketing5",
+            ["awareness", "consideration", "conversion", "loyalty", "advocacy"],
+            description="Five-stage marketing funnel.",
+            horizon_days=365,
+        ),
+        StageSet(
+            "tofu_mofu_bofu",
+            ["top", "middle", "bottom"],
+            aliases={"tofu": "top", "mofu": "middle", "bofu": "bottom"},
+            description="Top, middle and bottom of the marketing funnel.",
+            horizon_days=365,
+        ),
+        StageSet(
+            "sales_funnel6",
+            ["awareness", "interest", "desire", "evaluation", "sale", "retention"],
+            aliases={"purchase": "sale"},
+            description="Six-stage sales funnel (awareness to retention).",
+            horizon_days=90,
+        ),
+    ]
+}
+
+
+def get_stage_set(spec: StageSet | str | Path | Mapping[str, object] | Sequence[str]) -> StageSet:
+    """Resolve a stage set from a preset name, a YAML path, a mapping or a list.
+
+    Examples
+    --------
+    >>> get_stage_set("pipeline4").steps
+    ('qualification', 'meeting', 'proposal', 'close', 'won')
+    >>> get_stage_set(["visit", "signup", "purchase"]).steps
+    ('visit', 'signup', 'purchase')
+    """
+    if isinstance(spec, StageSet):
+        return spec
+    if isinstance(spec, Mapping):
+        return StageSet.from_dict(spec)
+    if isinstance(spec, (str, Path)):
+        text = str(spec)
+        if text in PRESETS:
+            return PRESETS[text]
+        path = Path(text)
+        if path.suffix.lower() in {".yml", ".yaml"} or path.exists():
+            return StageSet.from_yaml(path)
+        close = difflib.get_close_matches(text, list(PRESETS), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise StageSetError(
+            f"unknown stage set {text!r}: not a preset ({', '.join(PRESETS)}) and not a "
+            f"YAML file.{hint}"
+        )
+    if isinstance(spec, Sequence):
+        return StageSet("custom", list(spec))
+    raise StageSetError(f"cannot make a stage set from {type(spec).__name__}.")

@@ -1,0 +1,231 @@
+"""Statistics used across funnelkit: intervals, tests, multiple comparisons,
+survival estimates.  Thin, vectorised wrappers over numpy and scipy.
+
+Nothing here knows about leads or stages; the views (``funnel``,
+``pipeline``, ``transitions``) call these functions with counts and
+durations.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+__all__ = [
+    "proportion_ci",
+    "diff_ci",
+    "compare_proportions",
+    "bh_adjust",
+    "kaplan_meier",
+    "km_quantile",
+]
+
+Method = Literal["wilson", "jeffreys"]
+
+
+def proportion_ci(
+    successes, trials, *, level: float = 0.95, method: Method = "wilson"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence interval for a binomial proportion, vectorised.
+
+    Parameters
+    ----------
+    successes, trials : array-like of int
+        Counts; ``trials == 0`` gives ``nan`` bounds.
+    level : float
+        Confidence level, e.g. 0.95.
+    method : {"wilson", "jeffreys"}
+        Wilson score interval (default) or the Jeffreys Beta(1/2, 1/2)
+        equal-tailed interval (with the usual 0/1 endpoint correction).
+
+    Returns
+    -------
+    low, high : ndarray of float
+
+    Examples
+    --------
+    >>> low, high = proportion_ci(200, 1000)
+    >>> round(float(low), 4), round(float(high), 4)
+    (0.1761, 0.2262)
+    """
+    x = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    if np.any(x < 0) or np.any(x > n):
+        raise ValueError("successes must lie between 0 and trials.")
+    alpha = 1.0 - level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if method == "wilson":
+            z = _st.norm.ppf(1 - alpha / 2)
+            p = x / n
+            denom = 1 + z**2 / n
+            centre = (p + z**2 / (2 * n)) / denom
+            half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+            low, high = centre - half, centre + half
+        elif method == "jeffreys":
+            low = _st.beta.ppf(alpha / 2, x + 0.5, n - x + 0.5)
+            high = _st.beta.ppf(1 - alpha / 2, x + 0.5, n - x + 0.5)
+            low = np.where(x == 0, 0.0, low)
+            high = np.where(x == n, 1.0, high)
+        else:
+            raise ValueError(f"method must be 'wilson' or 'jeffreys', got {method!r}.")
+    low = np.where(n > 0, np.clip(low, 0.0, 1.0), np.nan)
+    high = np.where(n > 0, np.clip(high, 0.0, 1.0), np.nan)
+    return low, high
+
+
+def diff_ci(x1, n1, x2, n2, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Newcombe's hybrid score interval for ``p1 - p2`` (method 10), vectorised.
+
+    Built from the two Wilson intervals; it behaves well for small counts and
+    rates near 0 or 1, where the Wald interval does not.
+    """
+    x1, n1, x2, n2 = (np.asarray(a, dtype=float) for a in (x1, n1, x2, n2))
+    l1, u1 = proportion_ci(x1, n1, level=level)
+    l2, u2 = proportion_ci(x2, n2, level=level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p1, p2 = x1 / n1, x2 / n2
+        d = p1 - p2
+        low = d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+        high = d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return low, high
+
+
+def compare_proportions(x1, n1, x2, n2, *, min_expected: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided test of equal proportions for each row of counts.
+
+    Uses Pearson's chi-square test on the 2x2 table (no continuity
+    correction) when every expected count is at least ``min_expected``, and
+    Fisher's exact test otherwise.
+
+    Returns
+    -------
+    pvalue : ndarray of float
+    test : ndarray of str
+        ``"chi2"`` or ``"fisher"`` per row (``""`` where a group is empty).
+
+    Examples
+    --------
+    >>> p, t = compare_proportions([302], [30200], [150], [60200])
+    >>> t[0], bool(p[0] < 1e-10)
+    ('chi2', True)
+    """
+    x1, n1, x2, n2 = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (x1, n1, x2, n2))
+    pvals = np.full(x1.shape, np.nan)
+    tests = np.full(x1.shape, "", dtype=object)
+    for i in range(x1.size):  # one 2x2 table per comparison: few rows, not leads
+        a, b = x1[i], n1[i] - x1[i]
+        c, d = x2[i], n2[i] - x2[i]
+        if n1[i] <= 0 or n2[i] <= 0:
+            continue
+        table = np.array([[a, b], [c, d]])
+        if table.sum(axis=0).min() == 0:
+            pvals[i], tests[i] = 1.0, "chi2"
+            continue
+        expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+        if expected.min() >= min_expected:
+            pvals[i] = _st.chi2_contingency(table, correction=False).pvalue
+            tests[i] = "chi2"
+        else:
+            pvals[i] = _st.fisher_exact(table.astype(int)).pvalue
+            tests[i] = "fisher"
+    return pvals, tests
+
+
+def bh_adjust(pvalues) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate); NaN kept.
+
+    Examples
+    --------
+    >>> bh_adjust([0.01, 0.04, 0.03, 0.2]).round(3).tolist()
+    [0.04, 0.053, 0.053, 0.2]
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = _st.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def kaplan_meier(durations, observed, *, level: float = 0.95) -> pd.DataFrame:
+    """Kaplan-Meier estimate of the survival function with censoring.
+
+    Parameters
+    ----------
+    durations : array-like of float
+        Time to the event, or to censoring.
+    observed : array-like of bool
+        True where the event happened, False where the subject was censored
+        (e.g. a lead still open).
+    level : float
+        Level of the pointwise interval (Greenwood variance, log-log scale).
+
+    Returns
+    -------
+    DataFrame
+        One row per distinct event time: ``time``, ``at_risk``, ``events``,
+        ``survival``, ``ci_low``, ``ci_high``.
+
+    Examples
+    --------
+    >>> km = kaplan_meier([1, 2, 2, 3, 5], [1, 1, 0, 1, 0])
+    >>> km[["time", "survival"]].round(3).values.tolist()
+    [[1.0, 0.8], [2.0, 0.6], [3.0, 0.3]]
+    """
+    t = np.asarray(durations, dtype=float)
+    e = np.asarray(observed, dtype=bool)
+    if t.shape != e.shape:
+        raise ValueError("durations and observed must have the same length.")
+    keep = ~np.isnan(t)
+    t, e = t[keep], e[keep]
+    if t.size == 0:
+        return pd.DataFrame(columns=["time", "at_risk", "events", "survival", "ci_low", "ci_high"])
+    order = np.argsort(t, kind="stable")
+    t, e = t[order], e[order]
+    times, first = np.unique(t, return_index=True)
+    n = t.size
+    at_risk = n - first
+    events = np.add.reduceat(e.astype(np.int64), first)
+    mask = events > 0
+    times, at_risk, events = times[mask], at_risk[mask], events[mask]
+    surv = np.cumprod(1 - events / at_risk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        green = np.cumsum(events / (at_risk * (at_risk - events)))
+        z = _st.norm.ppf(0.5 + level / 2)
+        loglog = np.log(-np.log(surv))
+        se = np.sqrt(green) / np.abs(np.log(surv))
+        lo = np.exp(-np.exp(loglog + z * se))
+        hi = np.exp(-np.exp(loglog - z * se))
+    lo = np.where(surv >= 1, 1.0, np.where(surv <= 0, 0.0, lo))
+    hi = np.where(surv >= 1, 1.0, np.where(surv <= 0, 0.0, hi))
+    return pd.DataFrame(
+        {
+            "time": times,
+            "at_risk": at_risk,
+            "events": events,
+            "survival": surv,
+            "ci_low": np.nan_to_num(lo, nan=0.0),
+            "ci_high": np.nan_to_num(hi, nan=1.0),
+        }
+    )
+
+
+def km_quantile(km: pd.DataFrame, q: float) -> tuple[float, float, float]:
+    """Time by which a fraction ``q`` of subjects had the event, from a KM table.
+
+    Returns ``(estimate, ci_low, ci_high)``; ``nan`` where the curve never
+    drops that far (too much censoring to tell).  The interval inverts the
+    pointwise survival band (Brookmeyer-Crowley style).
+    """
+    target = 1.0 - q
+    if km.empty:
+        return (np.nan, np.nan, np.nan)
+
+    def first_time(col: str) -> float:
+        hit = km.loc[km[col] <= target + 1e-12, "time"]
+        return float(hit.iloc[0]) if len(hit) else np.nan
+
+    return first_time("survival"), first_time("ci_low"), first_time("ci_high")
