@@ -1,0 +1,72 @@
+"""Shared fixtures: Agg backend, closed figures, the demo log, ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+import funnelkit as fk  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="session")
+def demo_log():
+    """The default demo event log (6,000 leads). Do not modify it in tests."""
+    return fk.datasets.load_demo()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def maven_stages():
+    return fk.StageSet("maven", ["Prospecting", "Engaging"], won="Won", lost=["Lost"])
+
+
+@pytest.fixture(scope="session")
+def maven_log(shared_data, maven_stages):
+    """The Maven CRM snapshot as an event log (skips without ../shared)."""
+    return fk.from_snapshot(
+        shared_data / "maven_crm" / "sales_pipeline.csv",
+        lead="opportunity_id",
+        stage="deal_stage",
+        stages=maven_stages,
+        dates={"Engaging": "engage_date", "Won": "close_date", "Lost": "close_date"},
+        amount="close_value",
+    )
+
+
+@pytest.fixture(scope="session")
+def ecommerce_log(shared_data):
+    """The e-commerce per-page tables as an event log (skips without ../shared)."""
+    d = shared_data / "ecommerce_funnel"
+    return fk.from_stage_tables(
+        {
+            "home": d / "home_page_table.csv",
+            "search": d / "search_page_table.csv",
+            "payment": d / "payment_page_table.csv",
+            "confirmation": d / "payment_confirmation_table.csv",
+        },
+        lead="user_id",
+        attributes=d / "user_table.csv",
+        time="date",
+    )
