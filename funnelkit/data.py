@@ -518,7 +518,7 @@ def validate_events(
     out = _sort_and_flag(out, stage_set, unknown_time)
     report.events = len(out)
     report.leads = int(out[LEAD].nunique())
-    report.flags = {k: int(v) for k, v in out[FLAG].value_counts().items() if k}
+    report.flags = {k: int(v) for k, v in out[FLAG].value_counts().items() if k and v}
     out.attrs[_ATTR] = report
     return out
 
