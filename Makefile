@@ -21,11 +21,11 @@ demo: $(STAMP)
 	$(VENV)/bin/funnelkit demo
 
 test: $(STAMP)
-	$(PY) -m ruff check funnelkit tests benchmarks
+	$(PY) -m ruff check .
 	MPLBACKEND=Agg $(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check funnelkit tests benchmarks notebooks
+	$(PY) -m ruff check .
 
 format: $(STAMP)
 	$(PY) -m ruff format funnelkit tests benchmarks
