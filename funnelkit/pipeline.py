@@ -33,12 +33,15 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from . import stats
 from .data import AMOUNT, FLAG, LEAD, STAGE, TIME, stage_order
 from .exceptions import DataWarning, FunnelkitError, InvalidEventLogError, Problem
 from .funnel import resolve_stages
@@ -575,3 +578,745 @@ def stage_summary(
         "median_days_in_stage", "median_age_days", "mean_age_days",
     ]
     return res[cols]
+
+
+# ---------------------------------------------------------------------------
+# stage durations
+# ---------------------------------------------------------------------------
+def _kept(ev: _Events, T: np.int64) -> tuple[np.ndarray, np.ndarray, int]:
+    """Events usable as of T under the undated-event rule, and leads excluded."""
+    dated = ev.dated
+    le = dated & (ev.t <= T)
+    n_le = np.bincount(ev.lc[le], minlength=ev.n_leads)
+    n_dated = np.bincount(ev.lc[dated], minlength=ev.n_leads)
+    rng = ev.data_range()
+    at_end = rng is None or T >= rng[1]
+    present = (n_le > 0) | ((n_dated == 0) & at_end)
+    keep = le | (~dated & present[ev.lc])
+    return keep, present, int(((n_dated == 0) & ~present).sum())
+
+
+def durations(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    per: str = "stage",
+    segments: str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Time each lead spent in each stage: entered -> left.
+
+    A *visit* to a stage starts at a step event whose previous event (of the
+    same lead) is in another stage, and ends at the lead's next event in a
+    different stage or outcome.  A visit still going on at ``as_of`` is
+    *censored*: its duration so far is counted to ``as_of`` and marked, so
+    summaries can treat it as "at least this long" (Kaplan-Meier).
+
+    When a lead re-enters a stage (a backward move), HubSpot-style both the
+    **latest** visit and the **cumulative** time over all visits are given.
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log.
+    as_of : date, optional
+        Only events up to this moment are used; open visits are censored here.
+        Default: the log's last timestamp.
+    stages : stage set, optional
+        Defaults to the log's stage set.
+    per : {"stage", "visit"}
+        One row per (lead, stage) (default), or one row per visit.
+    segments : str or list of str, optional
+        Segment columns to carry (default: all); values as in :func:`snapshot`.
+    lead, stage, time, amount : str
+        Column names.
+
+    Returns
+    -------
+    DataFrame
+        With ``per="visit"``: ``lead_id``, ``stage`` (ordered categorical of
+        the stages), ``visit`` (1, 2, ... per lead and stage), ``entered_at``,
+        ``left_at`` (``NaT`` while open), ``left_to`` (the stage or outcome
+        entered next; missing while open), ``days``, ``censored`` (bool: still
+        in the stage at ``as_of``), ``outcome`` (the lead's outcome as of
+        ``as_of``: open/won/lost), ``flag`` (``""`` or ``unknown_time``: the
+        entry or exit time is unknown and ``days`` is missing), the segments.
+
+        With ``per="stage"``: ``lead_id``, ``stage``, ``visits``,
+        ``first_entered_at``, ``last_left_at``, ``latest_days`` (the latest
+        visit), ``cumulative_days`` (sum over visits), ``censored`` (the latest
+        visit is still open), ``left_to`` (after the latest visit),
+        ``outcome``, ``flag``, the segments.
+
+        ``attrs``: ``as_of``, ``stage_set``, ``notes``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> d = fk.pipeline.durations(fk.datasets.load_demo())
+    >>> d.groupby("stage", observed=True)["cumulative_days"].median().round(1).to_dict()  # doctest: +SKIP
+    >>> bool((d["cumulative_days"] >= d["latest_days"] - 1e-9).all())
+    True
+    """
+    if per not in {"stage", "visit"}:
+        raise PipelineError(f"per must be 'stage' or 'visit', got {per!r}.")
+    ev = _events(log, stages, lead=lead, stage=stage, time=time)
+    ss = ev.ss
+    segs = _segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])
+    rng = ev.data_range()
+    T = _to_time(as_of, name="as_of") if as_of is not None else (rng[1] if rng else np.int64(0))
+    keep, present, excluded = _kept(ev, T)
+    notes = []
+    if excluded:
+        notes.append(
+            f"{excluded:,} lead(s) with only undated events are left out: their stage visits "
+            "cannot be placed before as_of."
+        )
+    label_idx = _label_index(log[stage], ss)[ev.idx]
+    kp = np.flatnonzero(keep)
+    lc, lab = ev.lc[kp], label_idx[kp]
+    new_lead = np.r_[True, lc[1:] != lc[:-1]]
+    change = new_lead | np.r_[True, lab[1:] != lab[:-1]]
+    ch = np.flatnonzero(change)  # indices into kp where a run of one label starts
+    nxt = np.r_[ch[1:], -1]
+    same_lead_next = np.zeros(ch.size, dtype=bool)
+    ok = nxt >= 0
+    same_lead_next[ok] = lc[nxt[ok]] == lc[ch[ok]]
+    is_step_run = ev.is_step[kp[ch]]
+    v = np.flatnonzero(is_step_run)
+    vpos = kp[ch[v]]
+    vlead = lc[ch[v]]
+    open_ = ~same_lead_next[v]
+    npos = np.where(open_, -1, kp[np.maximum(nxt[v], 0)])
+    entered = ev.t[vpos]
+    left = np.where(open_, _NAT, ev.t[np.maximum(npos, 0)])
+    end = np.where(open_, T, left)
+    unknown = (entered == _NAT) | (end == _NAT)
+    days = np.full(v.size, np.nan)
+    days[~unknown] = (end[~unknown] - entered[~unknown]) / _DAY_NS
+    labels = list(ss.labels)
+    left_to = pd.Categorical.from_codes(
+        np.where(open_, -1, label_idx[np.maximum(npos, 0)]), categories=labels
+    )
+    # outcome per lead as of T (latest outcome event)
+    _, last_oc = _first_last(ev.lc, keep & (ev.is_won | ev.is_lost), ev.n_leads)
+    oc = np.full(ev.n_leads, "open", dtype=object)
+    has = last_oc >= 0
+    oc[has] = np.where(ev.is_won[last_oc[has]], "won", "lost")
+    stage_codes = lab[ch[v]]
+    visits = pd.DataFrame(
+        {
+            lead: ev.lead_ids[vlead],
+            "stage": pd.Categorical.from_codes(stage_codes, categories=list(ss.stages), ordered=True),
+            "entered_at": entered.view("datetime64[ns]"),
+            "left_at": left.view("datetime64[ns]"),
+            "left_to": left_to,
+            "days": days,
+            "censored": open_,
+            "outcome": pd.Categorical(oc[vlead], categories=["open", "won", "lost"]),
+            "flag": np.where(unknown, "unknown_time", ""),
+        }
+    )
+    # visit number per (lead, stage): rows are in time order within a lead
+    key = vlead * len(labels) + stage_codes
+    visits["visit"] = pd.Series(key).groupby(key).cumcount().to_numpy() + 1
+    lead_codes = vlead
+    if per == "stage":
+        g = pd.DataFrame({"key": key, "days": days, "unknown": unknown})
+        grp = g.groupby("key", sort=False)
+        first_i = grp.head(1).index.to_numpy()
+        last_i = grp.tail(1).index.to_numpy()
+        agg = pd.DataFrame(
+            {
+                "visits": grp.size(),
+                "cumulative_days": grp["days"].sum(min_count=1),
+                "any_unknown": grp["unknown"].any(),
+            }
+        )
+        first_rows = visits.iloc[first_i].set_index(pd.Index(key[first_i]))
+        last_rows = visits.iloc[last_i].set_index(pd.Index(key[last_i]))
+        agg = agg.loc[key[first_i]]
+        out = pd.DataFrame(
+            {
+                lead: first_rows[lead].to_numpy(),
+                "stage": first_rows["stage"].to_numpy(),
+                "visits": agg["visits"].to_numpy(dtype=np.int64),
+                "first_entered_at": first_rows["entered_at"].to_numpy(),
+                "last_left_at": last_rows.loc[key[first_i], "left_at"].to_numpy(),
+                "latest_days": last_rows.loc[key[first_i], "days"].to_numpy(),
+                "cumulative_days": np.where(agg["any_unknown"], np.nan, agg["cumulative_days"]),
+                "censored": last_rows.loc[key[first_i], "censored"].to_numpy(),
+                "left_to": last_rows.loc[key[first_i], "left_to"].to_numpy(),
+                "outcome": first_rows["outcome"].to_numpy(),
+                "flag": np.where(agg["any_unknown"], "unknown_time", ""),
+            }
+        )
+        out["stage"] = pd.Categorical(out["stage"], categories=list(ss.stages), ordered=True)
+        out["left_to"] = pd.Categorical(out["left_to"], categories=labels)
+        out["outcome"] = pd.Categorical(out["outcome"], categories=["open", "won", "lost"])
+        lead_codes = vlead[first_i]
+    else:
+        out = visits[[lead, "stage", "visit", "entered_at", "left_at", "left_to", "days",
+                      "censored", "outcome", "flag"]]
+    out["flag"] = pd.Categorical(out["flag"], categories=["", "unknown_time"])
+    for s in segs:
+        out[s] = _last_valid(log[s], ev, lead_codes, keep)
+    out = out.reset_index(drop=True)
+    out.attrs = {"as_of": _ts(T), "stage_set": ss, "notes": notes}
+    return out
+
+
+def _duration_col(d: pd.DataFrame, duration: str | None) -> str:
+    if duration is not None:
+        _missing_columns(d, [duration], "pass duration='days', 'latest_days' or 'cumulative_days'.")
+        return duration
+    for c in ("days", "cumulative_days"):
+        if c in d.columns:
+            return c
+    raise InvalidEventLogError(
+        [Problem("missing_column", "days", "the table has no 'days' or 'cumulative_days' column.",
+                 "pass the output of funnelkit.pipeline.durations().")]
+    )
+
+
+def _km_summary(days: np.ndarray, censored: np.ndarray, level: float) -> dict[str, float]:
+    ok = ~np.isnan(days)
+    d, c = days[ok], censored[ok]
+    km = stats.kaplan_meier(d, ~c, level=level)
+    med, lo, hi = stats.km_quantile(km, 0.5)
+    done = d[~c]
+    return {
+        "n": int(ok.sum()),
+        "completed": int((~c).sum()),
+        "censored": int(c.sum()),
+        "unknown_time": int((~ok).sum()),
+        "mean_completed_days": float(done.mean()) if done.size else np.nan,
+        "median_days": med,
+        "median_ci_low": lo,
+        "median_ci_high": hi,
+        "p75_days": stats.km_quantile(km, 0.75)[0],
+        "p90_days": stats.km_quantile(km, 0.90)[0],
+    }
+
+
+def _groups(df: pd.DataFrame, keys: list[str]):
+    """(key tuple, positional index array) per group, observed values only, sorted."""
+    if not keys:
+        yield (), np.arange(len(df))
+        return
+    for k, ix in df.groupby(keys, observed=True, dropna=False, sort=True).indices.items():
+        yield (k if isinstance(k, tuple) else (k,)), ix
+
+
+def duration_summary(
+    d: pd.DataFrame,
+    *,
+    by: str | Sequence[str] | None = None,
+    duration: str | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Median, p75 and p90 time in each stage, open visits treated as censored.
+
+    Quantiles are read off a Kaplan-Meier curve per stage (and segment): a
+    lead still in a stage counts as "in it at least this long", so open deals
+    neither vanish nor pose as finished.  Where fewer than half (a quarter,
+    a tenth) of the visits have ended, the median (p75, p90) is unknown:
+    ``NaN``, not a guess.
+
+    Parameters
+    ----------
+    d : DataFrame
+        Output of :func:`durations` (either ``per``).
+    by : str or list of str, optional
+        Segment column(s).
+    duration : str, optional
+        The duration column: default ``days`` (per visit) or
+        ``cumulative_days`` (per lead and stage).
+    level : float
+        Level of the interval for the median.
+
+    Returns
+    -------
+    DataFrame
+        One row per (segment, stage): the ``by`` columns, ``stage``, ``n``
+        (visits or leads with a known duration), ``completed``, ``censored``,
+        ``unknown_time`` (left out: time unknown), ``mean_completed_days``
+        (mean over completed visits only: biased low while many are open),
+        ``median_days`` with ``median_ci_low`` / ``median_ci_high``,
+        ``p75_days``, ``p90_days``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> d = fk.pipeline.durations(fk.datasets.load_demo(), per="visit")
+    >>> s = fk.pipeline.duration_summary(d)
+    >>> list(s["stage"].astype(str))
+    ['qualification', 'meeting', 'proposal', 'close']
+    """
+    by = _as_list(by)
+    col = _duration_col(d, duration)
+    _missing_columns(d, ["stage", "censored", *by], "pass the output of durations().")
+    rows = []
+    days_all = d[col].to_numpy(dtype=float)
+    cens_all = d["censored"].to_numpy(dtype=bool)
+    for key, ix in _groups(d, [*by, "stage"]):
+        rec = dict(zip([*by, "stage"], key))
+        rec.update(_km_summary(days_all[ix], cens_all[ix], level))
+        rows.append(rec)
+    cols = [*by, "stage", "n", "completed", "censored", "unknown_time", "mean_completed_days",
+            "median_days", "median_ci_low", "median_ci_high", "p75_days", "p90_days"]
+    out = pd.DataFrame(rows, columns=cols)
+    ss = d.attrs.get("stage_set")
+    cats = list(ss.stages) if ss is not None else list(pd.unique(d["stage"].astype(str)))
+    out["stage"] = pd.Categorical(out["stage"].astype(str), categories=cats, ordered=True)
+    out = out.sort_values([*by, "stage"], kind="stable").reset_index(drop=True)
+    out.attrs = {"level": level, "duration": col, "stage_set": ss}
+    return out
+
+
+def bottleneck(
+    log: pd.DataFrame,
+    *,
+    by: str | Sequence[str] | None = None,
+    as_of=None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    level: float = 0.95,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+) -> pd.DataFrame:
+    """Which stage makes the sales cycle long.
+
+    Two views of each stage's weight in the cycle, per segment:
+
+    * ``median_days``: the Kaplan-Meier median time leads spend in the stage
+      (all leads, open ones censored; cumulative over re-entries);
+    * ``won_share``: among leads that **won**, the stage's share of their
+      total time in stages (sum of time in the stage / sum of cycle times), so
+      the shares of a segment add up to 1.
+
+    The bottleneck is the stage with the largest ``won_share`` (the stage
+    where winning deals spend their time); where no lead has won, the one
+    with the largest ``median_days``.
+
+    Returns
+    -------
+    DataFrame
+        One row per (segment, stage): the ``by`` columns, ``stage``,
+        ``median_days``, ``median_ci_low``, ``median_ci_high``, ``p90_days``,
+        ``won_leads``, ``won_mean_days`` (mean days in the stage among won
+        leads that passed through it), ``won_share``, ``bottleneck`` (bool).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> b = fk.pipeline.bottleneck(fk.datasets.load_demo(), by="product")
+    >>> b.loc[b["bottleneck"], ["product", "stage"]].astype(str).values.tolist()  # doctest: +SKIP
+    >>> int(b["bottleneck"].sum())
+    3
+    """
+    by = _as_list(by)
+    d = durations(log, as_of=as_of, stages=stages, per="stage", segments=by or [],
+                  lead=lead, stage=stage, time=time, amount=None)
+    summ = duration_summary(d, by=by, duration="cumulative_days", level=level)
+    won = d.loc[(d["outcome"] == "won") & ~d["censored"]]
+    keys = [*by, "stage"]
+    w = (
+        won.groupby(keys, observed=True, dropna=False)["cumulative_days"]
+        .agg(won_leads="count", won_total="sum", won_mean_days="mean")
+        .reset_index()
+    )
+    out = summ[[*keys, "median_days", "median_ci_low", "median_ci_high", "p90_days"]].merge(
+        w, on=keys, how="left"
+    )
+    out["won_leads"] = out["won_leads"].fillna(0).astype("int64")
+    out["won_total"] = out["won_total"].fillna(0.0)
+    if by:
+        tot = out.groupby(by, observed=True, dropna=False)["won_total"].transform("sum")
+    else:
+        tot = out["won_total"].sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["won_share"] = out["won_total"] / tot
+    if by:
+        has_won = out.groupby(by, observed=True, dropna=False)["won_total"].transform("sum") > 0
+    else:
+        has_won = pd.Series(out["won_total"].sum() > 0, index=out.index)
+    metric = np.where(
+        has_won, out["won_share"].fillna(0.0), out["median_days"].fillna(-np.inf)
+    )
+    out["_metric"] = metric
+    best = (
+        out.groupby(by, observed=True, dropna=False)["_metric"].transform("max")
+        if by else pd.Series(out["_metric"].max(), index=out.index)
+    )
+    out["bottleneck"] = (out["_metric"] == best) & np.isfinite(best) & (best > 0)
+    cols = [*keys, "median_days", "median_ci_low", "median_ci_high", "p90_days",
+            "won_leads", "won_mean_days", "won_share", "bottleneck"]
+    out = out[cols]
+    out.attrs = {"as_of": d.attrs["as_of"], "stage_set": d.attrs["stage_set"]}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# time between two stages (sales cycle)
+# ---------------------------------------------------------------------------
+def lead_cycle(
+    log: pd.DataFrame,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    segments: str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Per lead: days from its first entry into ``start`` to its first entry into ``end``.
+
+    Parameters
+    ----------
+    log : DataFrame
+    start, end : str
+        Stage or outcome names (default: the first stage, and the ``won``
+        outcome: the sales cycle of won deals).
+    stages, segments, lead, stage, time, amount
+        As in :func:`snapshot`.
+
+    Returns
+    -------
+    DataFrame
+        One row per lead that has events of both stages: ``lead_id``,
+        ``start_at``, ``end_at``, ``days``, ``amount``, the segments, and
+        ``flag``: ``""``, ``unknown_time`` (a time is unknown, ``days`` is
+        missing) or ``negative_duration`` (``end`` is dated before ``start``:
+        the timestamps contradict the stage order; ``days`` is kept, negative,
+        so the rows can be inspected, and summaries leave them out).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> c = fk.pipeline.lead_cycle(fk.datasets.load_demo(n_leads=500))
+    >>> bool((c["days"] > 0).all())
+    True
+    """
+    ev = _events(log, stages, lead=lead, stage=stage, time=time)
+    ss = ev.ss
+    segs = _segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])
+    start = ss.steps[0] if start is None else start
+    if end is None:
+        if ss.won is None:
+            raise PipelineError(
+                f"stage set {ss.name!r} has no won outcome; pass end= (a stage name)."
+            )
+        end = ss.won
+    labels = list(ss.labels)
+    codes = []
+    for name, val in (("start", start), ("end", end)):
+        c = ss.canonical(val)
+        if c is None:
+            raise PipelineError(f"{name}={val!r} is not a stage of {ss.name!r}: {', '.join(labels)}.")
+        codes.append(labels.index(c))
+    label_idx = _label_index(log[stage], ss)[ev.idx]
+    first_s, _ = _first_last(ev.lc, label_idx == codes[0], ev.n_leads)
+    first_e, _ = _first_last(ev.lc, label_idx == codes[1], ev.n_leads)
+    leads = np.flatnonzero((first_s >= 0) & (first_e >= 0))
+    ts = ev.t[first_s[leads]]
+    te = ev.t[first_e[leads]]
+    unknown = (ts == _NAT) | (te == _NAT)
+    days = np.full(leads.size, np.nan)
+    days[~unknown] = (te[~unknown] - ts[~unknown]) / _DAY_NS
+    flag = np.where(unknown, "unknown_time", np.where(days < 0, "negative_duration", ""))
+    out = pd.DataFrame(
+        {
+            lead: ev.lead_ids[leads],
+            "start_at": ts.view("datetime64[ns]"),
+            "end_at": te.view("datetime64[ns]"),
+            "days": days,
+        }
+    )
+    every = np.ones(ev.lc.size, dtype=bool)
+    if amount and amount in log.columns:
+        out[AMOUNT] = _last_valid(log[amount].astype("float64"), ev, leads, every)
+    for s in segs:
+        out[s] = _last_valid(log[s], ev, leads, every)
+    out["flag"] = pd.Categorical(flag, categories=["", "unknown_time", "negative_duration"])
+    out.attrs = {"start": labels[codes[0]], "end": labels[codes[1]], "stage_set": ss}
+    return out
+
+
+def cycle_time(
+    log: pd.DataFrame,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    by: str | Sequence[str] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+) -> pd.DataFrame:
+    """Average and median time between two stages (default: the sales cycle of won deals).
+
+    Only leads that reached both stages count (for the default, won deals):
+    this is the cycle *of deals that closed*, not a forecast for open ones.
+
+    Returns
+    -------
+    DataFrame
+        One row per segment: the ``by`` columns, ``start``, ``end``,
+        ``leads`` (with a usable duration), ``mean_days``, ``median_days``,
+        ``p75_days``, ``p90_days``, ``min_days``, ``max_days``,
+        ``negative_duration`` and ``unknown_time`` (leads left out, with the
+        reason; see :func:`lead_cycle`).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> c = fk.pipeline.cycle_time(fk.datasets.load_demo(), start="meeting", end="won")
+    >>> int(c.loc[0, "leads"]) > 0
+    True
+    """
+    by = _as_list(by)
+    lc = lead_cycle(log, start=start, end=end, stages=stages, segments=by,
+                    lead=lead, stage=stage, time=time, amount=None)
+    good = lc["flag"] == ""
+    work = pd.DataFrame({**{b: lc[b] for b in by}, "days": lc["days"].where(good),
+                         "neg": (lc["flag"] == "negative_duration").astype(np.int64),
+                         "unk": (lc["flag"] == "unknown_time").astype(np.int64)})
+    if by:
+        g = work.groupby(by, observed=True, dropna=False, sort=True)
+    else:
+        g = work.assign(_all=0).groupby("_all")
+    res = g.agg(
+        leads=("days", "count"),
+        mean_days=("days", "mean"),
+        median_days=("days", "median"),
+        p75_days=("days", lambda x: x.quantile(0.75)),
+        p90_days=("days", lambda x: x.quantile(0.90)),
+        min_days=("days", "min"),
+        max_days=("days", "max"),
+        negative_duration=("neg", "sum"),
+        unknown_time=("unk", "sum"),
+    ).reset_index()
+    res = res.drop(columns=[c for c in ["_all"] if c in res.columns])
+    res.insert(len(by), "start", lc.attrs["start"])
+    res.insert(len(by) + 1, "end", lc.attrs["end"])
+    return res
+
+
+# ---------------------------------------------------------------------------
+# stale deals
+# ---------------------------------------------------------------------------
+def _read_thresholds(thresholds, ss: StageSet) -> dict[str, float]:
+    src = "thresholds"
+    if isinstance(thresholds, (str, Path)):
+        path = Path(thresholds)
+        src = str(path)
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise PipelineError(f"{path}: cannot read the thresholds file: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise PipelineError(f"{path}: not valid YAML: {exc}") from exc
+        if isinstance(spec, Mapping) and "stale_days" in spec:
+            spec = spec["stale_days"]
+        thresholds = spec
+    if not isinstance(thresholds, Mapping):
+        raise PipelineError(
+            f"{src}: expected a mapping of stage -> days (e.g. {{'meeting': 30}} or a YAML file "
+            f"with 'stale_days: {{meeting: 30}}'), got {type(thresholds).__name__}."
+        )
+    out: dict[str, float] = {}
+    problems = []
+    for k, v in thresholds.items():
+        name = ss.canonical(k)
+        if name is None or name not in ss.stages:
+            sug = ss.suggest(k)
+            hint = f" (did you mean {' or '.join(map(repr, sug))}?)" if sug else ""
+            problems.append(f"{k!r} is not a stage of {ss.name!r}{hint}")
+            continue
+        try:
+            days = float(v)
+        except (TypeError, ValueError):
+            problems.append(f"{k!r}: {v!r} is not a number of days")
+            continue
+        if not np.isfinite(days) or days < 0:
+            problems.append(f"{k!r}: {v!r} must be a non-negative number of days")
+            continue
+        out[name] = days
+    if problems:
+        raise PipelineError(
+            f"{src}: " + "; ".join(problems) + f". Stages are: {', '.join(ss.stages)}."
+        )
+    return out
+
+
+def stale_thresholds(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    quantile: float = 0.9,
+    thresholds: Mapping[str, float] | str | Path | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+) -> pd.DataFrame:
+    """Days after which a lead counts as stale in each stage.
+
+    By default learned from history: the ``quantile`` (0.9) of the time
+    leads spent in that stage (per visit, Kaplan-Meier with open visits
+    censored, using only events up to ``as_of``).  Where too few visits have
+    ended for the curve to reach the quantile, the quantile of the completed
+    visits is used and the ``source`` says so.  ``thresholds`` (a mapping or a
+    YAML file, flat or under a ``stale_days:`` key) overrides any stage.
+
+    Returns
+    -------
+    DataFrame
+        ``stage``, ``threshold_days``, ``source`` (``"given"``,
+        ``"learned p90"``, ``"learned p90 of completed visits"`` or ``"no
+        history"``), ``visits`` (visits the estimate is based on).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> th = fk.pipeline.stale_thresholds(fk.datasets.load_demo(), thresholds={"close": 20})
+    >>> th.set_index("stage").loc["close", ["threshold_days", "source"]].tolist()
+    [20.0, 'given']
+    """
+    if not 0 < quantile < 1:
+        raise PipelineError(f"quantile must be between 0 and 1, got {quantile!r}.")
+    ev_ss = resolve_stages(log, stages)
+    given = _read_thresholds(thresholds, ev_ss) if thresholds is not None else {}
+    d = durations(log, as_of=as_of, stages=ev_ss, per="visit", segments=[],
+                  lead=lead, stage=stage, time=time, amount=None)
+    pct = f"p{round(quantile * 100):d}" if float(quantile * 100).is_integer() else f"q{quantile}"
+    rows = []
+    days_all = d["days"].to_numpy(dtype=float)
+    cens_all = d["censored"].to_numpy(dtype=bool)
+    codes = d["stage"].cat.codes.to_numpy()
+    for k, name in enumerate(ev_ss.stages):
+        ix = (codes == k) & ~np.isnan(days_all)
+        n = int(ix.sum())
+        if name in given:
+            rows.append((name, given[name], "given", n))
+            continue
+        if n == 0:
+            rows.append((name, np.nan, "no history", 0))
+            continue
+        km = stats.kaplan_meier(days_all[ix], ~cens_all[ix])
+        q = stats.km_quantile(km, quantile)[0]
+        if np.isnan(q):
+            done = days_all[ix & ~cens_all]
+            if done.size == 0:
+                rows.append((name, np.nan, "no history", n))
+                continue
+            rows.append((name, float(np.quantile(done, quantile)), f"learned {pct} of completed visits", n))
+        else:
+            rows.append((name, float(q), f"learned {pct}", n))
+    out = pd.DataFrame(rows, columns=["stage", "threshold_days", "source", "visits"])
+    out["stage"] = pd.Categorical(out["stage"], categories=list(ev_ss.stages), ordered=True)
+    out.attrs = {"as_of": d.attrs["as_of"], "quantile": quantile}
+    return out
+
+
+def stale(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    thresholds: Mapping[str, float] | str | Path | None = None,
+    quantile: float = 0.9,
+    owner: str | None = "owner",
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Open leads that have sat in their stage longer than its threshold.
+
+    The list a rep works through on Monday morning: who owns the lead, how
+    long it has been in its stage, and how many days overdue it is.  A lead
+    is stale when ``days_in_stage > threshold_days`` of its current stage (see
+    :func:`stale_thresholds` for the thresholds).
+
+    Parameters
+    ----------
+    log : DataFrame
+    as_of : date, optional
+        Default: the log's last timestamp.
+    thresholds : mapping or YAML path, optional
+        Days per stage, overriding the learned ones.
+    quantile : float
+        Quantile of history used for stages without a given threshold.
+    owner : str or None
+        The owner (rep) column; ``None`` if the log has none.
+    stages, lead, stage, time, amount
+        As in :func:`snapshot`.
+
+    Returns
+    -------
+    DataFrame
+        One row per stale lead, sorted by owner (missing owners last) then
+        days overdue (most first): ``owner``, ``lead_id``, ``stage``,
+        ``days_in_stage``, ``threshold_days``, ``days_overdue``,
+        ``threshold_source``, ``amount``, ``entered_stage_at``,
+        ``last_activity_at``, ``flag`` (from the snapshot), then the other
+        segments.  ``attrs``: ``as_of``, ``thresholds`` (the table used) and
+        ``notes`` (e.g. leads whose entry time is unknown and cannot be
+        judged).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> s = fk.pipeline.stale(fk.datasets.load_demo(), thresholds={"qualification": 30})
+    >>> bool((s["days_overdue"] > 0).all())
+    True
+    """
+    ss = resolve_stages(log, stages)
+    if owner is not None:
+        _missing_columns(log, [owner], "pass owner='your rep column', or owner=None if there is none.")
+    th = stale_thresholds(log, as_of=as_of, quantile=quantile, thresholds=thresholds, stages=ss,
+                          lead=lead, stage=stage, time=time)
+    snap = snapshot(log, as_of=as_of, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+    notes = list(snap.attrs.get("notes", []))
+    thr = th.set_index(th["stage"].astype(str))
+    st = snap["stage"].astype(str)
+    limit = st.map(thr["threshold_days"]).astype(float)
+    source = st.map(thr["source"])
+    unknown = snap["days_in_stage"].isna()
+    if unknown.any():
+        notes.append(
+            f"{int(unknown.sum()):,} open lead(s) have an unknown time of entry into their stage "
+            "and cannot be judged stale; they are not listed."
+        )
+    no_thr = limit.isna() & ~unknown
+    if no_thr.any():
+        notes.append(
+            f"{int(no_thr.sum()):,} open lead(s) are in stages without a threshold (no history): "
+            "pass thresholds= for them."
+        )
+    is_stale = (snap["days_in_stage"] > limit).fillna(False).to_numpy(dtype=bool)
+    out = snap.loc[is_stale].copy()
+    out["threshold_days"] = limit[is_stale].to_numpy()
+    out["days_overdue"] = out["days_in_stage"] - out["threshold_days"]
+    out["threshold_source"] = source[is_stale].to_numpy()
+    front = ([owner] if owner else []) + [
+        lead, "stage", "days_in_stage", "threshold_days", "days_overdue", "threshold_source",
+        AMOUNT, "entered_stage_at", "last_activity_at", "flag",
+    ]
+    rest = [c for c in out.columns if c not in front and c not in {"first_seen_at", "age_days"}]
+    out = out[front + rest]
+    keys = ([owner] if owner else []) + ["days_overdue"]
+    out = out.sort_values(keys, ascending=[True] * (len(keys) - 1) + [False],
+                          na_position="last", kind="stable").reset_index(drop=True)
+    if owner and out[owner].isna().any():
+        notes.append(f"{int(out[owner].isna().sum()):,} stale lead(s) have no {owner!r}: listed last.")
+    out.attrs = {"as_of": snap.attrs["as_of"], "thresholds": th, "notes": notes, "stage_set": ss}
+    return out
