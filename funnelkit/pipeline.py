@@ -1677,3 +1677,502 @@ def drilldown(
     out.attrs = {"step": name, "status": status, "where": where, "stage_set": ss,
                  "as_of": snap.attrs["as_of"]}
     return out
+
+
+# ---------------------------------------------------------------------------
+# reps, metrics, velocity, coverage
+# ---------------------------------------------------------------------------
+def _lead_table(
+    log: pd.DataFrame,
+    ss: StageSet,
+    *,
+    cols: Sequence[str],
+    lead: str,
+    stage: str,
+    time: str,
+    amount: str | None,
+) -> pd.DataFrame:
+    """Per lead: funnel progress plus the latest known value of ``cols`` and first/last dated times."""
+    prog = funnel.lead_progress(log, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+    ev = _events(log, ss, lead=lead, stage=stage, time=time)
+    every = np.ones(ev.lc.size, dtype=bool)
+    leads = np.arange(ev.n_leads)
+    extra = pd.DataFrame({lead: ev.lead_ids})
+    for c in cols:
+        extra[c] = _last_valid(log[c], ev, leads, every)
+    fd, _ = _first_last(ev.lc, ev.dated, ev.n_leads)
+    extra["first_seen_at"] = np.where(fd >= 0, ev.t[np.maximum(fd, 0)], _NAT).view("datetime64[ns]")
+    prog = prog.drop(columns=[c for c in cols if c in prog.columns])
+    return prog.merge(extra, on=lead, how="left", validate="one_to_one")
+
+
+def rep_performance(
+    log: pd.DataFrame,
+    *,
+    owner: str = "owner",
+    basis: str = "closed",
+    level: float = 0.95,
+    alpha: float = 0.05,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Each rep's win rate against their peers, with intervals and a test.
+
+    For every rep: wins per 100 leads (``basis="closed"``: per 100 *closed*
+    leads, the win rate, since an open lead has not failed yet; ``"all"``:
+    per 100 leads owned), with a Wilson interval; the same rate for all
+    *other* reps pooled (the peers); the difference with Newcombe's interval;
+    a two-sided test of equal rates (chi-square, or Fisher's exact test for
+    small counts) and Benjamini-Hochberg adjusted p-values across reps, so
+    that looking at many reps at once does not manufacture "differences".
+
+    A lead's owner is its latest non-missing value of ``owner``.  Leads with
+    no owner on any event are one row with a missing ``owner``: counted,
+    never silently dropped, and left out of every peer group and test.
+
+    Parameters
+    ----------
+    log : DataFrame
+    owner : str
+        The rep column (Maven: ``"sales_agent"``).
+    basis : {"closed", "all"}
+        Denominator of the rate (see above).
+    level : float
+        Confidence level of the intervals.
+    alpha : float
+        False discovery rate for ``differs``.
+    stages, lead, stage, time, amount
+        As elsewhere.
+
+    Returns
+    -------
+    DataFrame
+        One row per rep, best rate first: ``owner`` (the column's name),
+        ``leads``, ``won``, ``lost``, ``open``, ``trials`` (the denominator),
+        ``rate``, ``per_100``, ``ci_low``, ``ci_high``, ``peer_rate``,
+        ``diff`` (rate - peer rate), ``diff_ci_low``, ``diff_ci_high``,
+        ``p_value``, ``test`` (``chi2`` or ``fisher``), ``p_adjusted``,
+        ``differs`` (bool: ``p_adjusted < alpha``), ``verdict`` (``"above
+        peers"``, ``"below peers"`` or ``"no evidence of a difference"``),
+        ``revenue`` (won amount), ``avg_deal_size`` (mean won amount).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> r = fk.pipeline.rep_performance(fk.datasets.load_demo())
+    >>> r.loc[r["rate"].idxmin(), ["owner", "verdict"]].tolist()
+    ['Hana Sato', 'below peers']
+    """
+    if basis not in {"closed", "all"}:
+        raise PipelineError(f"basis must be 'closed' or 'all', got {basis!r}.")
+    _missing_columns(log, [owner], "pass the rep column with owner= (Maven: owner='sales_agent').")
+    ss = resolve_stages(log, stages)
+    lt = _lead_table(log, ss, cols=[owner], lead=lead, stage=stage, time=time, amount=amount)
+    oc = lt["outcome"].astype(str)
+    won_amt = lt[AMOUNT].where(oc == "won") if AMOUNT in lt.columns else pd.Series(np.nan, index=lt.index)
+    work = pd.DataFrame(
+        {
+            owner: lt[owner],
+            "leads": 1,
+            "won": (oc == "won").astype(np.int64),
+            "lost": (oc == "lost").astype(np.int64),
+            "open": (oc == "open").astype(np.int64),
+            "won_amount": won_amt,
+        }
+    )
+    g = work.groupby(owner, observed=True, dropna=False, sort=True)
+    res = g.agg(
+        leads=("leads", "sum"), won=("won", "sum"), lost=("lost", "sum"), open=("open", "sum"),
+        revenue=("won_amount", "sum"), avg_deal_size=("won_amount", "mean"),
+    ).reset_index()
+    res["trials"] = res["won"] + res["lost"] if basis == "closed" else res["leads"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res["rate"] = res["won"] / res["trials"]
+    res["per_100"] = res["rate"] * 100
+    res["ci_low"], res["ci_high"] = stats.proportion_ci(res["won"], res["trials"], level=level)
+    named = res[owner].notna().to_numpy()
+    tot_w = res.loc[named, "won"].sum()
+    tot_n = res.loc[named, "trials"].sum()
+    peer_w = np.where(named, tot_w - res["won"], np.nan)
+    peer_n = np.where(named, tot_n - res["trials"], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res["peer_rate"] = peer_w / peer_n
+    res["diff"] = res["rate"] - res["peer_rate"]
+    lo, hi = stats.diff_ci(res["won"], res["trials"], np.nan_to_num(peer_w), np.nan_to_num(peer_n),
+                           level=level)
+    res["diff_ci_low"] = np.where(named, lo, np.nan)
+    res["diff_ci_high"] = np.where(named, hi, np.nan)
+    testable = named & (res["trials"].to_numpy() > 0) & (np.nan_to_num(peer_n) > 0)
+    p = np.full(len(res), np.nan)
+    test = np.full(len(res), "", dtype=object)
+    if testable.any():
+        pv, tv = stats.compare_proportions(
+            res.loc[testable, "won"], res.loc[testable, "trials"], peer_w[testable], peer_n[testable]
+        )
+        p[testable], test[testable] = pv, tv
+    res["p_value"] = p
+    res["test"] = test
+    res["p_adjusted"] = stats.bh_adjust(p)
+    res["differs"] = (res["p_adjusted"] < alpha).fillna(False).astype(bool)
+    res["verdict"] = np.where(
+        ~res["differs"], "no evidence of a difference",
+        np.where(res["diff"] > 0, "above peers", "below peers"),
+    )
+    res.loc[~named, "verdict"] = "no owner: not compared"
+    notes = []
+    if (~named).any():
+        n_missing = int(res.loc[~named, "leads"].sum())
+        notes.append(f"{n_missing:,} lead(s) have no {owner!r} on any event: shown as one row with "
+                     "a missing owner, left out of the peer comparisons.")
+    res = res.sort_values(["rate", owner], ascending=[False, True], na_position="last",
+                          kind="stable").reset_index(drop=True)
+    cols = [owner, "leads", "won", "lost", "open", "trials", "rate", "per_100", "ci_low", "ci_high",
+            "peer_rate", "diff", "diff_ci_low", "diff_ci_high", "p_value", "test", "p_adjusted",
+            "differs", "verdict", "revenue", "avg_deal_size"]
+    res = res[cols]
+    res.attrs = {"basis": basis, "level": level, "alpha": alpha, "notes": notes, "owner": owner}
+    return res
+
+
+def _period_span_years(period: pd.Series) -> np.ndarray:
+    start = period.dt.start_time
+    end = period.dt.end_time
+    return ((end - start) / pd.Timedelta(days=365.25)).to_numpy(dtype=float)
+
+
+def metrics(
+    log: pd.DataFrame,
+    *,
+    by: str | Sequence[str] | None = None,
+    period: str | None = None,
+    period_by: str = "created",
+    qualified: str | None = None,
+    account: str | None = None,
+    owner: str | None = "owner",
+    margin: float = 1.0,
+    lifetime_years: float = 1.0,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """The pipeline metrics of the source articles, per segment and period.
+
+    Definitions (per group of leads):
+
+    * ``qualified_leads``: leads that reached the ``qualified`` step (default:
+      the step after the first, i.e. they passed qualification);
+    * ``win_rate``: won / (won + lost);
+    * ``avg_cycle_days`` / ``median_cycle_days``: days from a won lead's first
+      dated event to its win;
+    * ``avg_deal_size`` / ``median_deal_size``: amount of won leads;
+    * ``revenue``: total amount won;
+    * ``sales_per_account``: revenue / accounts with at least one win (the
+      ``account`` column; without one, every lead is its own account);
+    * ``sales_per_rep``: revenue / reps owning at least one lead of the group;
+    * ``clv`` (customer lifetime value) = ``sales_per_account / years x
+      margin x lifetime_years``: yearly revenue per customer account, times
+      the gross margin, times the expected customer lifetime in years.
+      ``years`` is the length of the period (with ``period=``), else the
+      span of the log's dates.  With the defaults (margin 1, one year) it is
+      the yearly revenue per account.
+
+    Parameters
+    ----------
+    log : DataFrame
+    by : str or list of str, optional
+        Segment column(s); a lead's segment is its latest known value.
+    period : {"M", "Q", "Y"} or pandas period alias, optional
+        Also break down by calendar period.
+    period_by : {"created", "closed"}
+        Put a lead in the period of its first event (a cohort; default) or of
+        its close (open leads are then left out, with a note).
+    qualified : str, optional
+        The step that makes a lead "qualified".
+    account, owner : str, optional
+        Account and rep columns (``account`` defaults to a column named
+        ``"account"`` if the log has one).
+    margin, lifetime_years : float
+        Gross margin (0-1] and expected lifetime for ``clv``.
+    stages, lead, stage, time, amount
+        As elsewhere.
+
+    Returns
+    -------
+    DataFrame
+        One row per (segment, period): the ``by`` columns, ``period`` (when
+        asked), ``leads``, ``qualified_leads``, ``won``, ``lost``, ``open``,
+        ``win_rate``, ``revenue``, ``avg_deal_size``, ``median_deal_size``,
+        ``avg_cycle_days``, ``median_cycle_days``, ``accounts``,
+        ``sales_per_account``, ``reps``, ``sales_per_rep``, ``clv``.
+        ``attrs["notes"]`` says which defaults were used.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> m = fk.pipeline.metrics(fk.datasets.load_demo(), by="product")
+    >>> m[["product", "won"]].values.tolist()
+    [['Enterprise', 42], ['Professional', 217], ['Starter', 332]]
+    """
+    if period_by not in {"created", "closed"}:
+        raise PipelineError(f"period_by must be 'created' or 'closed', got {period_by!r}.")
+    if not 0 < margin <= 1:
+        raise PipelineError(f"margin must be in (0, 1], got {margin!r}.")
+    if lifetime_years <= 0:
+        raise PipelineError(f"lifetime_years must be positive, got {lifetime_years!r}.")
+    by = _as_list(by)
+    ss = resolve_stages(log, stages)
+    notes = []
+    if account is None and "account" in log.columns:
+        account = "account"
+    if account is None:
+        notes.append("No account column: every lead counts as its own account.")
+    if owner is not None and owner not in log.columns:
+        notes.append(f"No {owner!r} column: sales_per_rep is missing.")
+        owner = None
+    extra = list(dict.fromkeys([*by, *([account] if account else []), *([owner] if owner else [])]))
+    _missing_columns(log, extra, "pass existing columns in by=, account=, owner=.")
+    q = ss.steps[1] if qualified is None and len(ss.steps) > 1 else (qualified or ss.steps[0])
+    qname = ss.canonical(q)
+    if qname is None or qname not in ss.steps:
+        raise PipelineError(f"qualified={q!r} is not a step of {ss.name!r}: {', '.join(ss.steps)}.")
+    notes.append(f"Qualified = reached {qname!r}.")
+    lt = _lead_table(log, ss, cols=extra, lead=lead, stage=stage, time=time, amount=amount)
+    oc = lt["outcome"].astype(str).to_numpy()
+    won = oc == "won"
+    amt = lt[AMOUNT].to_numpy(dtype=float) if AMOUNT in lt.columns else np.full(len(lt), np.nan)
+    cyc = ((lt["closed_at"] - lt["first_seen_at"]) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    work = pd.DataFrame({b: lt[b] for b in by})
+    keys = list(by)
+    if period is not None:
+        anchor = lt["first_seen_at"] if period_by == "created" else lt["closed_at"]
+        try:
+            work["period"] = anchor.dt.to_period(period)
+        except (ValueError, TypeError) as exc:
+            raise PipelineError(f"period={period!r} is not a pandas period alias ('M', 'Q', 'Y'): "
+                                f"{exc}") from exc
+        n_out = int(anchor.isna().sum())
+        if n_out:
+            why = "are still open" if period_by == "closed" else "have no dated event"
+            notes.append(f"{n_out:,} lead(s) {why} and have no period: left out.")
+        keys.append("period")
+    work["leads"] = 1
+    work["qualified"] = lt[f"reached_{qname}"].to_numpy(dtype=np.int64)
+    work["won"] = won.astype(np.int64)
+    work["lost"] = (oc == "lost").astype(np.int64)
+    work["open"] = (oc == "open").astype(np.int64)
+    work["won_amount"] = np.where(won, amt, np.nan)
+    work["cycle"] = np.where(won, cyc, np.nan)
+    work["account"] = lt[account].astype(object).where(won) if account else np.where(
+        won, lt[lead].to_numpy(dtype=object), None)
+    work["rep"] = lt[owner].astype(object) if owner else None
+    if keys:
+        g = work.groupby(keys, observed=True, dropna=True, sort=True)
+    else:
+        g = work.assign(_all=0).groupby("_all")
+    res = g.agg(
+        leads=("leads", "sum"), qualified_leads=("qualified", "sum"), won=("won", "sum"),
+        lost=("lost", "sum"), open=("open", "sum"), revenue=("won_amount", "sum"),
+        avg_deal_size=("won_amount", "mean"), median_deal_size=("won_amount", "median"),
+        avg_cycle_days=("cycle", "mean"), median_cycle_days=("cycle", "median"),
+        accounts=("account", "nunique"), reps=("rep", "nunique"),
+    ).reset_index()
+    res = res.drop(columns=[c for c in ["_all"] if c in res.columns])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res["win_rate"] = res["won"] / (res["won"] + res["lost"])
+        res["sales_per_account"] = res["revenue"] / res["accounts"].where(res["accounts"] > 0)
+        res["sales_per_rep"] = (res["revenue"] / res["reps"].where(res["reps"] > 0)) if owner else np.nan
+    if period is not None:
+        years = _period_span_years(res["period"])
+    else:
+        t = lt["first_seen_at"].dropna()
+        last = lt["last_event_at"].dropna()
+        span = (last.max() - t.min()) / pd.Timedelta(days=365.25) if len(t) else np.nan
+        years = np.full(len(res), span)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res["clv"] = res["sales_per_account"] / years * margin * lifetime_years
+    cols = [*keys, "leads", "qualified_leads", "won", "lost", "open", "win_rate", "revenue",
+            "avg_deal_size", "median_deal_size", "avg_cycle_days", "median_cycle_days",
+            "accounts", "sales_per_account", "reps", "sales_per_rep", "clv"]
+    res = res[cols]
+    res.attrs = {"notes": notes, "qualified": qname, "margin": margin,
+                 "lifetime_years": lifetime_years}
+    return res
+
+
+def _cut(log: pd.DataFrame, T: np.int64, time: str) -> pd.DataFrame:
+    """Events up to T; undated events are kept (they precede the lead's dated ones)."""
+    t = log[time].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    out = log.loc[(t == _NAT) | (t <= T)]
+    out.attrs = log.attrs
+    return out
+
+
+def velocity(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    by: str | Sequence[str] | None = None,
+    qualified: str | None = None,
+    lookback_days: float | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Pipeline velocity: how much value the pipeline turns into wins per day.
+
+    ``velocity = opportunities x win_rate x avg_deal_size / cycle_days``
+
+    * ``opportunities``: leads open at ``as_of`` that have reached the
+      ``qualified`` step (default: the step after the first);
+    * ``win_rate``: won / closed among leads that reached that step and
+      closed by ``as_of`` (within ``lookback_days`` before it, if given);
+    * ``avg_deal_size``: mean amount of those won leads;
+    * ``cycle_days``: their mean days from first event to win.
+
+    Only events up to ``as_of`` are used.
+
+    Returns
+    -------
+    DataFrame
+        One row per segment: the ``by`` columns, ``opportunities``,
+        ``closed``, ``won``, ``win_rate``, ``avg_deal_size``, ``cycle_days``,
+        ``velocity_per_day``, ``velocity_per_30_days``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> v = fk.pipeline.velocity(fk.datasets.load_demo(), as_of="2025-06-30")
+    >>> bool(v.loc[0, "velocity_per_day"] > 0)
+    True
+    """
+    by = _as_list(by)
+    ss = resolve_stages(log, stages)
+    ev_rng = _events(log, ss, lead=lead, stage=stage, time=time).data_range()
+    T = _to_time(as_of, name="as_of") if as_of is not None else (ev_rng[1] if ev_rng else np.int64(0))
+    q = ss.steps[1] if qualified is None and len(ss.steps) > 1 else (qualified or ss.steps[0])
+    qname = ss.canonical(q)
+    if qname is None or qname not in ss.steps:
+        raise PipelineError(f"qualified={q!r} is not a step of {ss.name!r}: {', '.join(ss.steps)}.")
+    past = _cut(log, T, time)
+    _missing_columns(log, by, "pass existing segment columns in by=.")
+    lt = _lead_table(past, ss, cols=by, lead=lead, stage=stage, time=time, amount=amount)
+    snap = snapshot(log, as_of=_ts(T), stages=ss, segments=[], lead=lead, stage=stage, time=time,
+                    amount=None)
+    # opportunities: open at as_of and their current stage at or beyond the qualified step
+    qk = ss.steps.index(qname)
+    in_pipe = snap.loc[snap["stage"].cat.codes >= qk, lead]
+    reached_q = lt[f"reached_{qname}"].to_numpy(dtype=bool)
+    oc = lt["outcome"].astype(str).to_numpy()
+    closed = (oc != "open") & reached_q
+    if lookback_days is not None:
+        lo = pd.Timestamp(int(T)) - pd.Timedelta(days=float(lookback_days))
+        closed &= (lt["closed_at"] > lo).to_numpy()
+    won = closed & (oc == "won")
+    amt = lt[AMOUNT].to_numpy(dtype=float) if AMOUNT in lt.columns else np.full(len(lt), np.nan)
+    cyc = ((lt["closed_at"] - lt["first_seen_at"]) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    work = pd.DataFrame({b: lt[b] for b in by})
+    work["opportunities"] = lt[lead].isin(set(in_pipe)).to_numpy(dtype=np.int64)
+    work["closed"] = closed.astype(np.int64)
+    work["won"] = won.astype(np.int64)
+    work["deal"] = np.where(won, amt, np.nan)
+    work["cycle"] = np.where(won, cyc, np.nan)
+    g = work.groupby(by, observed=True, dropna=False, sort=True) if by else work.assign(_all=0).groupby("_all")
+    res = g.agg(opportunities=("opportunities", "sum"), closed=("closed", "sum"), won=("won", "sum"),
+                avg_deal_size=("deal", "mean"), cycle_days=("cycle", "mean")).reset_index()
+    res = res.drop(columns=[c for c in ["_all"] if c in res.columns])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res["win_rate"] = res["won"] / res["closed"]
+        res["velocity_per_day"] = (res["opportunities"] * res["win_rate"] * res["avg_deal_size"]
+                                   / res["cycle_days"])
+    res["velocity_per_30_days"] = res["velocity_per_day"] * 30
+    cols = [*by, "opportunities", "closed", "won", "win_rate", "avg_deal_size", "cycle_days",
+            "velocity_per_day", "velocity_per_30_days"]
+    res = res[cols]
+    res.attrs = {"as_of": _ts(T), "qualified": qname, "lookback_days": lookback_days}
+    return res
+
+
+def coverage(
+    log: pd.DataFrame,
+    *,
+    target,
+    as_of=None,
+    by: str | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Pipeline coverage: open pipeline value / target.
+
+    A coverage of 3 means the open pipeline is worth three times the
+    target; teams often aim for 3-4x, since most of it will not close.
+
+    Parameters
+    ----------
+    log : DataFrame
+    target : number, mapping or Series
+        The revenue target: one number, or (with ``by``) one per segment
+        value (a segment without a target gets a missing coverage, noted).
+    as_of : date, optional
+        Snapshot date (default: the log's end).
+    by : str, optional
+        A segment column.
+    stages, lead, stage, time, amount
+        As elsewhere.
+
+    Returns
+    -------
+    DataFrame
+        One row per segment: ``by`` (if given), ``open_leads``,
+        ``open_value``, ``value_unknown`` (open leads without an amount),
+        ``target``, ``coverage``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> c = fk.pipeline.coverage(fk.datasets.load_demo(), target=5_000_000, as_of="2025-06-30")
+    >>> round(float(c.loc[0, "coverage"]), 2) == round(float(c.loc[0, "open_value"]) / 5e6, 2)
+    True
+    """
+    if by is not None and not isinstance(by, str):
+        raise PipelineError("coverage takes one segment column in by= (targets are per value).")
+    snap = snapshot(log, as_of=as_of, stages=stages, segments=[by] if by else [], lead=lead,
+                    stage=stage, time=time, amount=amount)
+    notes = list(snap.attrs["notes"])
+    work = pd.DataFrame({"open_leads": 1, "open_value": snap[AMOUNT].fillna(0.0),
+                         "value_unknown": snap[AMOUNT].isna().astype(np.int64)})
+    if by:
+        work[by] = snap[by]
+        res = work.groupby(by, observed=True, dropna=False, sort=True).sum().reset_index()
+        if isinstance(target, (Mapping, pd.Series)):
+            tmap = dict(target.items())
+            res["target"] = res[by].astype(object).map(tmap).astype(float)
+            miss = res.loc[res["target"].isna(), by].tolist()
+            if miss:
+                notes.append(f"No target for {by}={', '.join(map(repr, miss))}: coverage missing.")
+        else:
+            res["target"] = float(target)
+    else:
+        if isinstance(target, (Mapping, pd.Series)):
+            raise PipelineError("a target per segment needs by= (the segment column).")
+        res = work.sum().to_frame().T
+        res["target"] = float(target)
+    bad = res["target"].notna() & ~(res["target"] > 0)
+    if bad.any():
+        raise PipelineError(f"targets must be positive; got {res.loc[bad, 'target'].tolist()}.")
+    res["coverage"] = res["open_value"] / res["target"]
+    for c in ("open_leads", "value_unknown"):
+        res[c] = res[c].astype("int64")
+    cols = ([by] if by else []) + ["open_leads", "open_value", "value_unknown", "target", "coverage"]
+    res = res[cols]
+    res.attrs = {"as_of": snap.attrs["as_of"], "notes": notes}
+    return res
