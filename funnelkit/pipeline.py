@@ -49,8 +49,23 @@ from .stages import LOST_ORDER, StageSet
 
 __all__ = [
     "PipelineError",
+    "MOVEMENTS",
     "snapshot",
     "stage_summary",
+    "durations",
+    "duration_summary",
+    "bottleneck",
+    "lead_cycle",
+    "cycle_time",
+    "stale_thresholds",
+    "stale",
+    "movement_leads",
+    "movement",
+    "drilldown",
+    "rep_performance",
+    "metrics",
+    "velocity",
+    "coverage",
 ]
 
 _NAT = np.iinfo(np.int64).min
