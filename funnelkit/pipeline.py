@@ -1586,19 +1586,19 @@ def drilldown(
     status: str = "all",
     where: Mapping[str, object] | None = None,
     stages: StageSet | str | Sequence[str] | None = None,
-    window=None,
-    infer_skipped: bool = True,
     lead: str = LEAD,
     stage: str = STAGE,
     time: str = TIME,
     amount: str | None = AMOUNT,
+    **funnel_options,
 ) -> pd.DataFrame:
     """The leads behind one funnel cell: who converted, dropped or is in flight.
 
     Uses the funnel's own step rules (:func:`funnelkit.funnel.lead_progress`),
-    so the counts match :func:`funnelkit.funnel.conversion` exactly: for a
-    step and segment, ``converted`` leads = the funnel's ``converted``, and
-    ``dropped + in_flight`` = the funnel's ``dropped``.
+    so the counts match :func:`funnelkit.funnel.conversion` called with the
+    same options: for a step and segment, the ``converted``, ``dropped`` and
+    ``in_flight`` leads are the funnel's ``converted``, ``dropped`` and
+    ``in_flight`` counts.
 
     Parameters
     ----------
@@ -1606,17 +1606,21 @@ def drilldown(
     step : str
         A funnel step (stage or the won outcome).
     status : {"all", "converted", "dropped", "in_flight"}
-        *converted*: reached the next step; *dropped*: did not, and is
-        closed (lost); *in_flight*: did not, and is still open.  For the last
-        step every lead that reached it counts as converted.
+        *converted*: reached the next step; *in_flight*: did not, and is still
+        open within its time (the funnel's ``in_flight`` rule); *dropped*: did
+        not, and is closed or past its time.  For the last step every lead
+        that reached it counts as converted.
     where : mapping, optional
         Segment filter, e.g. ``{"product": "Enterprise"}`` or
         ``{"source": ["web form", "outbound"]}`` (segment of the lead's first
         event, as in the funnel).
-    stages, window, infer_skipped
-        As in :func:`funnelkit.funnel.conversion`.
+    stages : stage set, optional
     lead, stage, time, amount : str
         Column names.
+    **funnel_options
+        Passed to :func:`funnelkit.funnel.lead_progress` (``window=``,
+        ``as_of=``, ``stale_after=``, ...), so that the drill-down uses the
+        same rules as the funnel it comes from.
 
     Returns
     -------
@@ -1651,8 +1655,8 @@ def drilldown(
     where = dict(where or {})
     _missing_columns(log, list(where), "filter on existing segment columns in where=.")
     segs = [c for c in log.columns if c not in {lead, stage, time, amount, FLAG}]
-    prog = funnel.lead_progress(log, stages=ss, by=segs, window=window, infer_skipped=infer_skipped,
-                                lead=lead, stage=stage, time=time, amount=amount)
+    prog = funnel.lead_progress(log, stages=ss, by=segs, lead=lead, stage=stage, time=time,
+                                amount=amount, **funnel_options)
     k = ss.steps.index(name)
     sel = prog[f"reached_{name}"].to_numpy(dtype=bool).copy()
     for col, val in where.items():
@@ -1666,8 +1670,11 @@ def drilldown(
     else:
         conv = np.ones(len(p), dtype=bool)
         next_at = pd.Series(pd.NaT, index=p.index, dtype="datetime64[ns]")
-    open_ = (p["outcome"] == "open").to_numpy()
-    st = np.where(conv, "converted", np.where(open_, "in_flight", "dropped"))
+    if "in_flight" in p.columns:  # the funnel's own rule (open and within its time)
+        flying = p["in_flight"].to_numpy(dtype=bool)
+    else:
+        flying = (p["outcome"] == "open").to_numpy()
+    st = np.where(conv, "converted", np.where(flying, "in_flight", "dropped"))
     snap = snapshot(log, stages=ss, include_closed=True, segments=[], lead=lead, stage=stage,
                     time=time, amount=None)
     cur = snap.set_index(lead)[["stage", "days_in_stage"]]

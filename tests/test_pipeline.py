@@ -422,3 +422,203 @@ def test_stale_owner_missing_is_listed_last_and_noted():
     assert any("no 'owner'" in n for n in s.attrs["notes"])
     with pytest.raises(InvalidEventLogError, match="owner=None"):
         P.stale(log, owner="rep")
+
+
+# ---------------------------------------------------------------------------
+# movement (waterfall)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("start,end", [("2025-05-31", "2025-06-30"), ("2024-12-31", "2025-03-31")])
+def test_movement_reconciles_exactly_between_month_ends(demo_log, start, end):
+    w = P.movement(demo_log, start=start, end=end).set_index("movement")
+    n, v = w["leads"], w["value"]
+    assert n["start"] + n["entered"] - n["won"] - n["lost"] == n["end"]
+    assert v["start"] + v["entered"] + v["value_change"] - v["won"] - v["lost"] == v["end"]
+    assert w.attrs["reconciled"] is True
+    # the levels are the snapshots
+    a = P.snapshot(demo_log, as_of=start)
+    b = P.snapshot(demo_log, as_of=end)
+    assert n["start"] == len(a) and n["end"] == len(b)
+    assert v["start"] == a["amount"].sum() and v["end"] == b["amount"].sum()
+    # carried-over leads split into advanced + moved back + stayed
+    assert n["advanced"] + n["moved_back"] + n["stayed"] == len(set(a["lead_id"]) & set(b["lead_id"]))
+    # won/lost match the outcomes dated inside the window
+    ends = pd.Timestamp(end) + pd.Timedelta(days=1)
+    ev = demo_log.loc[(demo_log["timestamp"] > pd.Timestamp(start) + pd.Timedelta(days=1))
+                      & (demo_log["timestamp"] < ends)]
+    assert n["won"] == (ev["stage"] == "won").sum()
+    assert n["lost"] == (ev["stage"] == "lost").sum()
+
+
+def test_movement_by_segment_sums_to_total(demo_log):
+    tot = P.movement(demo_log, start="2025-05-31", end="2025-06-30")
+    seg = P.movement(demo_log, start="2025-05-31", end="2025-06-30", by="product")
+    agg = seg.groupby("movement", observed=True)[["leads", "value"]].sum()
+    t = tot.set_index("movement")
+    assert (agg["leads"] == t["leads"]).all()
+    assert np.allclose(agg["value"], t["value"])
+
+
+def test_movement_leads_categories_and_value_change():
+    log = make_log(
+        [
+            ("a", "qualification", "2024-01-01", 100.0),
+            ("a", "meeting", "2024-01-20", 120.0),  # advanced, value +20
+            ("b", "qualification", "2024-01-02", 50.0),
+            ("b", "lost", "2024-01-25", 50.0),  # lost
+            ("c", "meeting", "2024-01-05", 10.0),  # stayed
+            ("d", "qualification", "2024-01-15", 70.0),  # entered
+            ("e", "qualification", "2024-01-12", 30.0),
+            ("e", "won", "2024-01-28", 30.0),  # entered and won
+            ("f", "qualification", "2023-12-01", 5.0),
+            ("f", "lost", "2023-12-20", 5.0),  # closed before start: not involved
+        ]
+    )
+    mv = P.movement_leads(log, start="2024-01-10", end="2024-01-31").set_index("lead_id")
+    assert mv["movement"].astype(str).to_dict() == {
+        "a": "advanced", "b": "lost", "c": "stayed", "d": "entered", "e": "entered_won",
+    }
+    w = P.movement(log, start="2024-01-10", end="2024-01-31").set_index("movement")
+    assert w.loc["value_change", "value"] == 20
+    assert w.loc["start", "value"] == 160 and w.loc["end", "value"] == 200
+    assert w.loc["entered", "leads"] == 2 and w.loc["won", "value"] == 30
+    with pytest.raises(P.PipelineError, match="after start"):
+        P.movement(log, start="2024-01-31", end="2024-01-10")
+
+
+# ---------------------------------------------------------------------------
+# drill-down
+# ---------------------------------------------------------------------------
+def test_drilldown_matches_funnel_cells(demo_log):
+    f = fk.funnel.conversion(demo_log, by="source")
+    for step in ["qualification", "proposal", "close"]:
+        dd = P.drilldown(demo_log, step=step, where={"source": "web form"})
+        cell = f[(f["source"] == "web form") & (f["step"] == step)].iloc[0]
+        counts = dd["status"].value_counts()
+        assert len(dd) == cell["entered"]
+        assert counts["converted"] == cell["converted"]
+        if "in_flight" in f.columns:
+            assert counts.get("in_flight", 0) == cell["in_flight"]
+            assert counts.get("dropped", 0) == cell["dropped"]
+        else:
+            assert counts.get("dropped", 0) + counts.get("in_flight", 0) == cell["dropped"]
+        assert (dd["source"] == "web form").all()
+    inflight = P.drilldown(demo_log, step="proposal", status="in_flight")
+    assert len(inflight) > 0 and (inflight["outcome"] == "open").all()
+    assert (inflight["current_stage"].astype(str).isin(["qualification", "meeting", "proposal"])).all()
+    dropped = P.drilldown(demo_log, step="proposal", status="dropped")
+    assert dropped["next_at"].isna().all()
+    assert (dropped["outcome"] != "won").all()
+    last = P.drilldown(demo_log, step="won")
+    assert (last["status"] == "converted").all()
+    with pytest.raises(P.PipelineError, match="Did you mean 'proposal'"):
+        P.drilldown(demo_log, step="proposl")
+    with pytest.raises(P.PipelineError, match="status"):
+        P.drilldown(demo_log, step="proposal", status="lost")
+
+
+# ---------------------------------------------------------------------------
+# reps, metrics, velocity, coverage
+# ---------------------------------------------------------------------------
+def test_rep_performance_demo(demo_log):
+    r = P.rep_performance(demo_log).set_index("owner")
+    oc = fk.funnel.outcomes(demo_log, by="owner").set_index("owner").loc[r.index]
+    assert (r["won"] == oc["won"]).all() and (r["lost"] == oc["lost"]).all()
+    assert np.allclose(r["rate"], oc["win_rate"])
+    hana = r.loc["Hana Sato"]
+    assert hana["verdict"] == "below peers" and hana["diff_ci_high"] < 0
+    peers = r.drop(index="Hana Sato")
+    assert hana["peer_rate"] == pytest.approx(peers["won"].sum() / peers["trials"].sum())
+    assert (r["ci_low"] <= r["rate"]).all() and (r["rate"] <= r["ci_high"]).all()
+    assert r["p_adjusted"].ge(r["p_value"] - 1e-12).all()
+    assert np.allclose(r["per_100"], 100 * r["rate"])
+
+
+def test_rep_performance_maven(maven_log):
+    r = P.rep_performance(maven_log, owner="sales_agent")
+    assert len(r) == 30 and r["sales_agent"].notna().all()
+    assert int(r["won"].sum()) == 4238 and int(r["lost"].sum()) == 2473
+    assert r["ci_low"].notna().all() and (r["ci_high"] - r["ci_low"] < 0.2).all()
+    # no agent differs from peers beyond chance once 30 comparisons are accounted for
+    assert not r["differs"].any()
+    assert (r["p_value"] < 0.05).sum() >= 1  # ... although some look "significant" alone
+
+
+def test_rep_performance_missing_owner_not_dropped():
+    raw = pd.DataFrame(
+        {
+            "lead_id": ["a", "a", "b", "b", "c", "c"],
+            "stage": ["qualification", "won", "qualification", "lost", "qualification", "lost"],
+            "timestamp": ["2024-01-01", "2024-01-05"] * 3,
+            "owner": ["Al", None, None, None, "Bo", "Bo"],
+        }
+    )
+    log = fk.read_events(raw, stages="pipeline4")
+    r = P.rep_performance(log)
+    assert int(r["leads"].sum()) == 3
+    assert r.set_index("owner").loc["Al", "won"] == 1  # owner from the row that has it
+    missing = r.loc[r["owner"].isna()].iloc[0]
+    assert missing["leads"] == 1 and np.isnan(missing["p_value"])
+    assert any("no 'owner'" in n for n in r.attrs["notes"])
+    with pytest.raises(InvalidEventLogError, match="sales_agent"):
+        P.rep_performance(log.drop(columns="owner"))
+
+
+def test_metrics_by_hand(demo_log):
+    m = P.metrics(demo_log, by="product").set_index("product")
+    prog = fk.funnel.lead_progress(demo_log, by="product")
+    won = prog.loc[prog["outcome"] == "won"]
+    for prod, g in won.groupby("product", observed=True):
+        assert m.loc[prod, "won"] == len(g)
+        assert m.loc[prod, "avg_deal_size"] == pytest.approx(g["amount"].mean())
+        cyc = (g["closed_at"] - g["time_qualification"]) / pd.Timedelta(days=1)
+        assert m.loc[prod, "median_cycle_days"] == pytest.approx(cyc.median())
+        assert m.loc[prod, "revenue"] == pytest.approx(g["amount"].sum())
+    q = prog.groupby("product", observed=True)["reached_meeting"].sum()
+    assert (m["qualified_leads"] == q).all()
+    assert (m["reps"] == 8).all()
+    assert np.allclose(m["sales_per_rep"], m["revenue"] / 8)
+    span = (demo_log["timestamp"].max() - demo_log["timestamp"].min()) / pd.Timedelta(days=365.25)
+    assert np.allclose(m["clv"], m["sales_per_account"] / span)
+    assert "own account" in " ".join(m.attrs["notes"])
+    mm = P.metrics(demo_log, period="Q", margin=0.5, lifetime_years=3)
+    assert int(mm["leads"].sum()) == 6000
+    years = (mm["period"].dt.end_time - mm["period"].dt.start_time) / pd.Timedelta(days=365.25)
+    assert np.allclose(mm["clv"], mm["sales_per_account"] / years * 1.5, equal_nan=True)
+    with pytest.raises(P.PipelineError, match="margin"):
+        P.metrics(demo_log, margin=2)
+
+
+def test_metrics_maven_accounts_and_reps(maven_log):
+    m = P.metrics(maven_log, owner="sales_agent")
+    assert m.loc[0, "won"] == 4238 and m.loc[0, "reps"] == 30
+    assert m.loc[0, "accounts"] == 85
+    assert m.loc[0, "median_cycle_days"] == 57  # first dated event is the engage date
+
+
+def test_velocity_formula(demo_log):
+    v = P.velocity(demo_log, as_of="2025-06-30", lookback_days=180)
+    r = v.iloc[0]
+    assert r["velocity_per_day"] == pytest.approx(
+        r["opportunities"] * r["win_rate"] * r["avg_deal_size"] / r["cycle_days"]
+    )
+    snap = P.snapshot(demo_log, as_of="2025-06-30")
+    assert r["opportunities"] == (snap["stage"] != "qualification").sum()
+    # no leakage: the same from the log cut at as_of
+    cut = demo_log.loc[demo_log["timestamp"] <= "2025-06-30 23:59:59"]
+    cut.attrs = demo_log.attrs
+    v2 = P.velocity(cut, as_of="2025-06-30", lookback_days=180)
+    pd.testing.assert_frame_equal(v, v2)
+
+
+def test_coverage(demo_log):
+    c = P.coverage(demo_log, target=2e6, as_of="2025-06-30")
+    snap = P.snapshot(demo_log, as_of="2025-06-30")
+    assert c.loc[0, "open_value"] == snap["amount"].sum()
+    assert c.loc[0, "coverage"] == pytest.approx(snap["amount"].sum() / 2e6)
+    cs = P.coverage(demo_log, target={"Starter": 1e5, "Enterprise": 1e6}, by="product")
+    assert np.isnan(cs.set_index("product").loc["Professional", "coverage"])
+    assert any("No target" in n for n in cs.attrs["notes"])
+    with pytest.raises(P.PipelineError, match="positive"):
+        P.coverage(demo_log, target=0)
+    with pytest.raises(P.PipelineError, match="by="):
+        P.coverage(demo_log, target={"Starter": 1})
