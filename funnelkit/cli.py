@@ -1,4 +1,14 @@
-"""The ``funnelkit`` command line: a thin layer over the Python API."""
+"""The ``funnelkit`` command line: a thin layer over the Python API.
+
+============================================  =====================================================
+``funnelkit report PLAN [--month YYYY-MM]``   :func:`funnelkit.reports.run_plan`
+``funnelkit demo``                            :func:`funnelkit.reports.run_demo`
+``funnelkit demo-data``                       :func:`funnelkit.datasets.write_demo`
+============================================  =====================================================
+
+Exit codes: 0 when every report was written, 1 when any report failed,
+2 when the plan is invalid (nothing was run), 130 when interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +18,14 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .datasets import load_demo, write_demo
-from .reports import run_notebook, safe_name
+from .datasets import write_demo
+from .exceptions import FunnelkitError
+from .reports.plan import TEMPLATE_PATH
 
-DEFAULT_TEMPLATE = Path("notebooks") / "funnel_report.ipynb"
+#: The report template a plan runs unless it (or --template) names another.
+DEFAULT_TEMPLATE = TEMPLATE_PATH
+
+EXIT_FAILED, EXIT_PLAN, EXIT_INTERRUPTED = 1, 2, 130
 
 
 @click.group()
@@ -31,35 +45,112 @@ def demo_data(out: Path, leads: int, seed: int) -> None:
     click.echo(f"demo event log: {path}")
 
 
+def _batch_options(f):
+    options = [
+        click.option("--month", metavar="YYYY-MM", default=None,
+                     help="Month to report (overrides the plan's 'month')."),
+        click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+                     help="Reports run at once [default: number of CPU cores]."),
+        click.option("--only", multiple=True, metavar="SPLIT[=VALUE]",
+                     help="Run only these reports, e.g. --only product=Enterprise --only source. Repeatable."),
+        click.option("--skip-existing", is_flag=True,
+                     help="Keep reports already written for the month; run only the missing ones."),
+        click.option("--out", "output", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Output folder (overrides the plan's 'output')."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Show a progress bar [default: when the terminal is interactive]."),
+        click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help=f"Notebook template (overrides the plan's) [default: {DEFAULT_TEMPLATE}]."),
+        click.option("--executor", type=click.Choice(["process", "thread"]), default="process", show_default=True,
+                     help="Drive the notebook kernels from worker processes or threads."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _finish(status) -> None:
+    """Print the status table and where the index is; exit 1 if any report failed."""
+    failed = status.loc[status["status"] == "failed"]
+    counts = status["status"].value_counts()
+    summary = ", ".join(f"{int(n)} {s}" for s, n in counts.items())
+    click.echo(f"\n{len(status)} report(s): {summary} in {status.attrs['seconds']:.1f} s "
+               f"({status.attrs['jobs']} at a time).")
+    for r in failed.itertuples(index=False):
+        click.echo(f"FAILED  {r.split}={r.value}: {r.error}\n        kept: {r.notebook}", err=True)
+    click.echo(f"Index: {status.attrs['index']}")
+    sys.exit(EXIT_FAILED if len(failed) else 0)
+
+
+def _run(fn, **kwargs) -> None:
+    try:
+        status = fn(echo=lambda line: click.echo(line), **kwargs)
+    except FunnelkitError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_PLAN)
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: running reports were stopped; finished reports are kept, "
+                   "no partial files are left. Rerun with --skip-existing to resume.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    _finish(status)
+
+
 @main.command()
-@click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=DEFAULT_TEMPLATE, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("reports/demo"), show_default=True, help="Folder for the reports.")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("data/demo/events.csv"), show_default=True)
-def demo(template: Path, out: Path, data_path: Path) -> None:
-    """Generate the demo data and run the demo reports (one per product)."""
-    if not data_path.exists():
-        write_demo(data_path)
-    products = sorted(load_demo()["product"].astype(str).unique())
-    failures = 0
-    for product in products:
-        res = run_notebook(
-            template,
-            out / "product",
-            safe_name(product),
-            {"data": str(data_path.resolve()), "segment_column": "product",
-             "segment_value": product, "title": "Demo funnel report"},
-            title=f"Funnel report: {product}",
-        )
-        if res.ok:
-            click.echo(f"  ok      {res.html}")
-        else:
-            failures += 1
-            click.echo(f"  FAILED  {res.notebook}: {res.error}", err=True)
-    click.echo(f"Reports are in {out.resolve()}")
-    sys.exit(1 if failures else 0)
+@click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_batch_options
+@click.option("--dry-run", is_flag=True, help="Check the plan and list its reports without running them.")
+def report(plan: Path, month, jobs, only, skip_existing, output, progress, template, executor,
+           dry_run) -> None:
+    """Run every report of the plan PLAN (YAML), in parallel, and write an index.
+
+    Writes <out>/<month>/<split>/<value>.html and .ipynb, and
+    <out>/<month>/index.html.  A report that fails does not stop the others;
+    the exit code is 1 when any failed.
+
+    \b
+    Example:
+        funnelkit report params/demo_monthly.yaml --month 2025-09 --jobs 2
+    """
+    if dry_run:
+        _dry_run(plan, month=month, only=only or None, output=output, template=template)
+        return
+    from .reports import run_plan
+
+    _run(run_plan, plan=plan, month=month, jobs=jobs, only=list(only) or None, skip_existing=skip_existing,
+         output=output, progress=progress, template=template, executor=executor)
+
+
+def _dry_run(plan_path: Path, *, month, only, output, template) -> None:
+    from .reports import expand_plan, load_plan
+
+    try:
+        plan = load_plan(plan_path)
+        template = plan.check_template(template)
+        jobs, notes = expand_plan(plan, plan.load(), month=month, only=list(only) if only else None)
+    except FunnelkitError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_PLAN)
+    root = Path(output).resolve() if output else plan.output
+    click.echo(f"Plan {plan_path}: {len(jobs)} report(s), template {template}")
+    for n in notes:
+        click.echo(f"note: {n}")
+    for job in jobs:
+        month_text = job.parameters["month"]
+        click.echo(f"  {job.split}={job.value!r:30} -> {root / month_text / job.folder / job.name}.html")
+
+
+@main.command()
+@_batch_options
+def demo(month, jobs, only, skip_existing, output, progress, template, executor) -> None:
+    """Write the demo data if missing and run the demo plan (params/demo_monthly.yaml).
+
+    One report per product and one per lead source of the demo data for
+    September 2025; prints where the index is; exit code 1 if any failed.
+    """
+    from .reports import run_demo
+
+    _run(run_demo, month=month, jobs=jobs, only=list(only) or None, skip_existing=skip_existing,
+         output=output, progress=progress, template=template, executor=executor)
 
 
 if __name__ == "__main__":  # pragma: no cover

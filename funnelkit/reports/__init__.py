@@ -1,0 +1,84 @@
+"""Reports: parameterised notebooks run as HTML reports, one by one or in batches.
+
+* :mod:`~funnelkit.reports.notebook` - run one notebook with papermill and
+  export it as HTML without code (:func:`run_notebook`, :func:`safe_name`).
+* :mod:`~funnelkit.reports.monthly` - the monthly report's definitions and
+  headline numbers (:func:`headline`, :class:`MonthlyReport`).
+* :mod:`~funnelkit.reports.sections` - what a report notebook displays, one
+  call per cell.
+* :mod:`~funnelkit.reports.plan` - report plans in YAML (:func:`load_plan`).
+* :mod:`~funnelkit.reports.batch` - the parallel batch runner
+  (:func:`run_plan`) and :mod:`~funnelkit.reports.index`, its index page.
+
+The command line mirrors this: ``funnelkit report PLAN --month YYYY-MM``.
+"""
+
+from .batch import STATUS_COLUMNS, demo_plan, run_demo, run_plan
+from .index import index_html, write_index
+from .monthly import (
+    DEMO_DATA,
+    MonthlyReport,
+    as_of_log,
+    closed_between,
+    data_fingerprint,
+    entered_between,
+    headline,
+    headline_record,
+    headline_summary,
+    load_data,
+    month_window,
+    parse_month,
+    previous_window,
+    select_segment,
+)
+from .notebook import (
+    HEADLINE_MIME,
+    ReportResult,
+    atomic_write,
+    export_html,
+    read_headline,
+    run_notebook,
+    safe_name,
+    template_parameters,
+    unique_names,
+)
+from .plan import ALL, Plan, ReportJob, default_template, expand_plan, load_plan, parse_only
+
+__all__ = [
+    "ALL",
+    "DEMO_DATA",
+    "HEADLINE_MIME",
+    "STATUS_COLUMNS",
+    "MonthlyReport",
+    "Plan",
+    "ReportJob",
+    "ReportResult",
+    "as_of_log",
+    "atomic_write",
+    "closed_between",
+    "data_fingerprint",
+    "default_template",
+    "demo_plan",
+    "entered_between",
+    "expand_plan",
+    "export_html",
+    "headline",
+    "headline_record",
+    "headline_summary",
+    "index_html",
+    "load_data",
+    "load_plan",
+    "month_window",
+    "parse_month",
+    "parse_only",
+    "previous_window",
+    "read_headline",
+    "run_demo",
+    "run_notebook",
+    "run_plan",
+    "safe_name",
+    "select_segment",
+    "template_parameters",
+    "unique_names",
+    "write_index",
+]

@@ -1,0 +1,137 @@
+"""The index page of a batch of reports: one row per report, linking to it.
+
+Every value shown comes from the status table (and so from the executed
+notebooks' headline numbers) and is HTML-escaped: a segment value such as
+``<script>`` is shown as text, never run.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+
+from .notebook import atomic_write
+
+__all__ = ["index_html", "write_index"]
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+.meta { color: #555; font-size: .9rem; }
+table { border-collapse: collapse; width: 100%; font-size: .92rem; }
+th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
+th:first-child, td:first-child, td.text, th.text { text-align: left; }
+thead th { background: #f3f5f7; }
+.ok { color: #1a7f37; } .failed { color: #b42318; font-weight: bold; } .skipped { color: #555; }
+.up { color: #1a7f37; } .down { color: #b42318; } .err { color: #b42318; font-size: .85rem; white-space: pre-wrap; }
+.notes li { color: #555; }
+"""
+
+
+def _num(v, kind: str = "count") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.1%}" if kind == "rate" else f"{v:,.0f}"
+
+
+def _delta(v, kind: str = "count") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    cls = "up" if v > 0 else ("down" if v < 0 else "")
+    text = f"{v * 100:+.1f} pts" if kind == "rate" else f"{v:+,.0f}"
+    return f' <span class="{cls}">({html.escape(text)})</span>'
+
+
+def _link(base: Path, target, label: str) -> str:
+    if target is None or (isinstance(target, float) and math.isnan(target)) or not str(target):
+        return ""
+    rel = Path(target).resolve().relative_to(base.resolve())
+    href = "/".join(quote(part) for part in rel.parts)
+    return f'<a href="{html.escape(href, quote=True)}">{html.escape(label)}</a>'
+
+
+def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: str,
+               plan: str = "", data: str = "", notes: list[str] | None = None) -> str:
+    """The index page of a batch (as text).
+
+    Parameters
+    ----------
+    status : DataFrame
+        The status table of :func:`funnelkit.reports.run_plan`.
+    folder : path
+        Folder the index is written to (links are relative to it).
+    title, month, plan, data : str
+        Shown in the page header.
+    notes : list of str, optional
+        Sentences shown under the header.
+
+    Returns
+    -------
+    str
+        A complete HTML page.
+    """
+    base = Path(folder)
+    n_failed = int((status["status"] == "failed").sum()) if len(status) else 0
+    n_ok = int(status["status"].isin(["ok", "skipped"]).sum()) if len(status) else 0
+    head = (
+        f"<h1>{html.escape(title)} — {html.escape(month)}</h1>"
+        f'<p class="meta">{n_ok} report(s) ready, {n_failed} failed. '
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}"
+        + (f" from plan <code>{html.escape(plan)}</code>" if plan else "")
+        + (f", data <code>{html.escape(data)}</code>" if data else "")
+        + ".</p>"
+        '<p class="meta">Leads entered: new leads whose first event was in the month. Won, revenue and '
+        "win rate: leads whose outcome came in the month. In brackets: the change from the previous "
+        "month.</p>"
+    )
+    if notes:
+        head += '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+    sections = []
+    for split, rows in status.groupby("split", sort=False):
+        name = "All leads" if split == "all" else f"By {split}"
+        body = []
+        for r in rows.itertuples(index=False):
+            if r.status == "failed":
+                state = '<span class="failed">FAILED</span>'
+                links = " ".join(x for x in (_link(base, r.html, "report"), _link(base, r.notebook, "notebook"))
+                                 if x)
+                cells = (f'<td class="text" colspan="5"><div class="err">{html.escape(str(r.error))}</div>'
+                         "</td>")
+            else:
+                state = f'<span class="{html.escape(r.status)}">{html.escape(r.status)}</span>'
+                links = _link(base, r.html, "report")
+                cells = (
+                    f"<td>{_num(r.leads_entered)}{_delta(r.leads_entered_change)}</td>"
+                    f"<td>{_num(r.won)}{_delta(r.won_change)}</td>"
+                    f"<td>{_num(r.revenue)}{_delta(r.revenue_change)}</td>"
+                    f"<td>{_num(r.win_rate, 'rate')}{_delta(r.win_rate_change, 'rate')}</td>"
+                    f"<td>{_num(r.target_attainment, 'rate')}</td>"
+                )
+            body.append(f'<tr><td class="text">{html.escape(str(r.value))}</td>'
+                        f'<td class="text">{state}</td>{cells}<td class="text">{links}</td></tr>')
+        sections.append(
+            f"<h2>{html.escape(name)}</h2><table><thead><tr>"
+            f'<th class="text">{html.escape("All leads" if split == "all" else str(split))}</th>'
+            '<th class="text">Status</th><th>Leads entered</th><th>Won</th><th>Revenue</th>'
+            '<th>Win rate</th><th>Revenue vs target</th><th class="text">Open</th></tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>"
+        )
+    if not sections:
+        sections.append("<p>No reports in this batch.</p>")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)} — {html.escape(month)}</title><style>{_STYLE}</style></head>"
+        f"<body>{head}{''.join(sections)}</body></html>"
+    )
+
+
+def write_index(status: pd.DataFrame, path: str | Path, **kwargs) -> Path:
+    """Write :func:`index_html` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    return atomic_write(path, index_html(status, folder=path.parent, **kwargs))

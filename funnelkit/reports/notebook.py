@@ -1,0 +1,384 @@
+"""Running one notebook as a report: papermill execution and HTML export.
+
+A report is a notebook template executed with parameters.  Outputs are
+written atomically: the executed notebook and its HTML are written to
+temporary files and renamed into place only when complete, so a killed run
+never leaves a half-written report.  A failed run keeps its executed notebook
+(with papermill's error cell) as ``<name>.failed.ipynb`` and its HTML as
+``<name>.failed.html``, and removes any earlier successful output of the same
+name, so a stale report is never mistaken for the current one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..exceptions import ReportError
+
+if TYPE_CHECKING:  # nbformat, nbconvert and papermill load slowly: imported where used
+    import nbformat
+
+__all__ = [
+    "HEADLINE_MIME",
+    "ReportResult",
+    "atomic_write",
+    "export_html",
+    "read_headline",
+    "run_notebook",
+    "safe_name",
+    "template_parameters",
+]
+
+#: Mime type of the headline numbers a report displays; the batch runner reads
+#: them back from the executed notebook for the index.
+HEADLINE_MIME = "application/vnd.funnelkit.headline+json"
+
+#: Kernel option that silences ipykernel's start-up warnings (e.g. "Kernel is
+#: running over TCP without encryption"); errors still show.
+_QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
+
+@dataclass
+class ReportResult:
+    """The outcome of running one report.
+
+    Attributes
+    ----------
+    name : str
+        File name stem of the report.
+    ok : bool
+        True when the notebook ran to the end.
+    notebook : Path or None
+        The executed notebook (``<name>.ipynb``), or the failed one
+        (``<name>.failed.ipynb``) when ``ok`` is False.
+    html : Path or None
+        The HTML export (``<name>.html``, or ``<name>.failed.html``).
+    error : str
+        ``"ExceptionName: message"`` of the failure, ``""`` when ok.
+    seconds : float
+        Wall time of the run.
+    """
+
+    name: str
+    ok: bool
+    notebook: Path | None
+    html: Path | None
+    error: str = ""
+    seconds: float = 0.0
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(value: object) -> str:
+    """A file name made from a segment value: no separators, no traversal.
+
+    Every run of characters other than ASCII letters, digits, ``.``, ``_``
+    and ``-`` becomes ``_``; leading and trailing dots, dashes and
+    underscores are removed, so the result can never be ``..`` or start a
+    hidden file.  Values that reduce to nothing become ``"blank"``.
+
+    Parameters
+    ----------
+    value : object
+        A segment value (``str()`` is applied).
+
+    Returns
+    -------
+    str
+        At most 120 characters, safe as one path component.
+
+    Examples
+    --------
+    >>> safe_name("../../etc/passwd")
+    'etc_passwd'
+    >>> safe_name("GTX Pro")
+    'GTX_Pro'
+    >>> safe_name("..")
+    'blank'
+    """
+    text = _UNSAFE.sub("_", str(value)).strip("._-")
+    text = re.sub(r"_+", "_", text)
+    return text[:120].strip("._-") or "blank"
+
+
+def unique_names(values: list[object]) -> dict[object, str]:
+    """Safe, distinct file names for a list of values.
+
+    Values whose :func:`safe_name` collide (``"GTX Pro"`` and ``"GTX/Pro"``)
+    get a short hash of the value appended, so no report overwrites another.
+
+    Examples
+    --------
+    >>> unique_names(["a b", "a/b", "c"])["c"]
+    'c'
+    >>> len(set(unique_names(["a b", "a/b", "c"]).values()))
+    3
+    """
+    base = {v: safe_name(v) for v in values}
+    counts: dict[str, int] = {}
+    for name in base.values():
+        counts[name.lower()] = counts.get(name.lower(), 0) + 1
+    out = {}
+    for v, name in base.items():
+        if counts[name.lower()] > 1:
+            digest = hashlib.sha256(str(v).encode("utf-8")).hexdigest()[:8]
+            name = f"{name[:110]}-{digest}"
+        out[v] = name
+    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of written reports: those of a normally created file (mkstemp's are private).
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_write(path: str | Path, text: str, *, tmp_dir: str | Path | None = None) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename.
+
+    Readers see either the old file or the complete new one, never a part.
+
+    Parameters
+    ----------
+    path : path
+    text : str
+    tmp_dir : path, optional
+        Folder of the temporary file (same file system as ``path``);
+        default the folder of ``path`` (a hidden ``.tmp`` file).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tmp_dir) if tmp_dir is not None else path.parent
+    work.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=work)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def export_html(notebook: nbformat.NotebookNode, *, title: str | None = None) -> str:
+    """HTML of an executed notebook, without code cells or prompts.
+
+    Parameters
+    ----------
+    notebook : NotebookNode
+        An executed notebook.
+    title : str, optional
+        The page title (``<title>``).
+
+    Returns
+    -------
+    str
+        A complete, self-contained HTML page (figures embedded).
+    """
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    if title:
+        notebook.metadata["title"] = title
+    body, _ = exporter.from_notebook_node(notebook)
+    return body
+
+
+def template_parameters(template: str | Path) -> dict[str, dict]:
+    """The parameters a template declares in its cell tagged ``parameters``.
+
+    Returns
+    -------
+    dict
+        Parameter name -> papermill's description (``default``,
+        ``inferred_type_name``, ``help``: the comment on its line).
+
+    Raises
+    ------
+    ReportError
+        If the template is missing or has no ``parameters`` cell.
+    """
+    import papermill as pm
+
+    template = Path(template)
+    if not template.is_file():
+        raise ReportError(f"report template not found: {template}")
+    params = pm.inspect_notebook(str(template))
+    if not params:
+        raise ReportError(
+            f"{template}: no cell tagged 'parameters'. Tag the cell holding the report's "
+            "parameters with 'parameters' (View > Cell Toolbar > Tags in Jupyter)."
+        )
+    return {k: dict(v) for k, v in params.items()}
+
+
+def read_headline(notebook: str | Path | nbformat.NotebookNode) -> dict | None:
+    """The headline numbers a report displayed, read from its executed notebook.
+
+    Parameters
+    ----------
+    notebook : path or NotebookNode
+        An executed report notebook.
+
+    Returns
+    -------
+    dict or None
+        The last output of mime type :data:`HEADLINE_MIME` (see
+        :func:`funnelkit.reports.headline_record`), or None if the notebook
+        shows none.
+    """
+    import nbformat
+
+    nb = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.read(notebook, as_version=4)
+    found = None
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data") or {}
+            if HEADLINE_MIME in data:
+                value = data[HEADLINE_MIME]
+                found = json.loads(value) if isinstance(value, str) else dict(value)
+    return found
+
+
+def _error_text(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", None)
+    if ename:  # papermill's PapermillExecutionError
+        return f"{ename}: {getattr(exc, 'evalue', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_notebook(
+    template: str | Path,
+    output_dir: str | Path,
+    name: str,
+    parameters: dict,
+    *,
+    html: bool = True,
+    title: str | None = None,
+    kernel_name: str | None = None,
+    cwd: str | Path | None = None,
+    progress: bool = False,
+    tmp_dir: str | Path | None = None,
+    timeout: float | None = None,
+) -> ReportResult:
+    """Execute ``template`` with ``parameters``; write ``<name>.ipynb`` and ``.html``.
+
+    Never raises for a failing notebook: the result says ``ok=False`` with the
+    error, and the failed notebook is kept as ``<name>.failed.ipynb`` (with
+    papermill's error cell at the top) plus ``<name>.failed.html``.
+
+    Parameters
+    ----------
+    template : path
+        The notebook to execute.
+    output_dir : path
+        Folder for the outputs (created if needed).
+    name : str
+        File name stem; must already be safe (see :func:`safe_name`).
+    parameters : dict
+        Values injected after the template's ``parameters`` cell.
+    html : bool
+        Also write the HTML export (without code cells).
+    title : str, optional
+        HTML page title; default ``name``.
+    kernel_name : str, optional
+        Jupyter kernel; default the template's.
+    cwd : path, optional
+        Working folder of the kernel; default the template's folder.
+    progress : bool
+        Show papermill's per-cell progress bar.
+    tmp_dir : path, optional
+        Where partial outputs live while the notebook runs (same file system
+        as ``output_dir``); default ``output_dir`` (hidden ``.tmp`` files).
+    timeout : float, optional
+        Seconds allowed per cell (default: no limit).
+
+    Returns
+    -------
+    ReportResult
+
+    Raises
+    ------
+    ReportError
+        If the template does not exist or ``name`` is not a safe file name.
+    """
+    import nbformat
+    import papermill as pm
+
+    template = Path(template)
+    if not template.is_file():
+        raise ReportError(f"report template not found: {template}")
+    if safe_name(name) != name:
+        raise ReportError(f"report name {name!r} is not a safe file name; use safe_name({name!r}).")
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tmp_dir) if tmp_dir is not None else out_dir
+    work.mkdir(parents=True, exist_ok=True)
+    final_nb, final_html = out_dir / f"{name}.ipynb", out_dir / f"{name}.html"
+    failed_nb, failed_html = out_dir / f"{name}.failed.ipynb", out_dir / f"{name}.failed.html"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.ipynb", dir=work)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    start = time.perf_counter()
+    title = title or name
+    try:
+        try:
+            pm.execute_notebook(
+                str(template),
+                str(tmp_path),
+                parameters=parameters,
+                kernel_name=kernel_name,
+                cwd=str(cwd) if cwd else str(template.resolve().parent),
+                progress_bar=progress,
+                log_output=False,
+                execution_timeout=timeout,
+                extra_arguments=list(_QUIET_KERNEL),
+            )
+        except Exception as exc:  # a cell raised, the kernel died, a bad parameter...
+            error = _error_text(exc)
+            kept = None
+            if tmp_path.exists() and tmp_path.stat().st_size:
+                try:
+                    nb = nbformat.read(tmp_path, as_version=4)
+                    if html:
+                        atomic_write(failed_html, export_html(nb, title=f"FAILED: {title}"), tmp_dir=work)
+                except Exception:  # the notebook is kept even if it cannot be exported
+                    pass
+                os.chmod(tmp_path, _FILE_MODE)
+                os.replace(tmp_path, failed_nb)
+                kept = failed_nb
+            for stale in (final_nb, final_html):
+                stale.unlink(missing_ok=True)
+            return ReportResult(name, False, kept, failed_html if failed_html.exists() else None,
+                                error, time.perf_counter() - start)
+        nb = nbformat.read(tmp_path, as_version=4)
+        if html:
+            atomic_write(final_html, export_html(nb, title=title), tmp_dir=work)
+        os.chmod(tmp_path, _FILE_MODE)
+        os.replace(tmp_path, final_nb)
+        failed_nb.unlink(missing_ok=True)
+        failed_html.unlink(missing_ok=True)
+        return ReportResult(name, True, final_nb, final_html if html else None, "",
+                            time.perf_counter() - start)
+    finally:
+        tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,563 @@
+"""Report plans: which reports to run, on which data, written in YAML.
+
+A **plan** says "for this data and stage set, one report per value of these
+segment columns" (a batch), or names one segment value (a single report).
+Paths in a plan are relative to the plan file.  Every key is checked before
+anything runs: an unknown key, a missing data file, an unknown stage set or
+a split column absent from the data is a :class:`~funnelkit.PlanError`
+naming the key and the fix.
+
+Keys
+----
+=================  ==========================================================
+``data``           event log file (CSV or Parquet), or ``demo`` (required)
+``columns``        the file's column names -> ``lead_id``, ``stage``,
+                   ``timestamp``, ``amount``
+``stages``         stage-set preset name or YAML file (required)
+``read_options``   ``tz``, ``dayfirst``, ``missing_time`` (see read_events)
+``splits``         segment columns: a list (one report per value found in
+                   the data) or a mapping column -> list of values
+``segment``        instead of ``splits``: one report, ``{column: value}``
+``overall``        true: also one report over all leads (``all/all``)
+``month``          ``YYYY-MM``; the command line's ``--month`` overrides it
+``as_of``          as-of date ``YYYY-MM-DD`` (default: end of the month)
+``target``         monthly revenue target: a number, or per split
+                   (``{product: {Starter: 100000}, source: 50000}``) with an
+                   optional ``default``
+``title``          report title (the segment and month are added)
+``only``           run a subset: ``{product: [Starter]}`` or ``[source]``
+``template``       notebook template (default ``notebooks/monthly_report.ipynb``)
+``output``         folder for ``<month>/<split>/<value>.html`` (default
+                   ``reports`` in the current folder)
+``parameters``     further template parameters, checked against the template
+``timeout``        seconds allowed per notebook cell
+``description``    free text
+=================  ==========================================================
+
+Example (``params/demo_monthly.yaml``)::
+
+    data: ../data/demo/events.csv
+    stages: pipeline4
+    splits: [product, source]
+    month: 2025-09
+    target: 1500000
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..exceptions import FunnelkitError, PlanError
+from ..stages import PRESETS, get_stage_set
+from .monthly import DEMO_DATA, load_data, parse_month
+from .notebook import template_parameters, unique_names
+
+__all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "expand_plan", "load_plan", "parse_only"]
+
+#: Split and value names of the overall report (all leads).
+ALL = "all"
+
+_KEYS = {
+    "data", "columns", "stages", "read_options", "splits", "segment", "overall", "month", "as_of",
+    "target", "title", "only", "template", "output", "parameters", "timeout", "description",
+}
+_READ_KEYS = {"tz", "dayfirst", "missing_time"}
+_CANONICAL = {"lead_id", "stage", "timestamp", "amount"}
+#: Where the monthly report template lives in the source tree.
+TEMPLATE_PATH = Path("notebooks") / "monthly_report.ipynb"
+#: Parameters the runner passes to every report; the template must declare them.
+RUNNER_PARAMETERS = (
+    "data", "columns", "stages", "read_options", "segment_column", "segment_value", "month", "as_of",
+    "revenue_target", "title",
+)
+
+
+def default_template() -> Path:
+    """The monthly report template shipped in the source tree.
+
+    Looked for in ``notebooks/`` next to the installed package (an editable
+    or source install), then in ``./notebooks``.
+
+    Raises
+    ------
+    PlanError
+        If neither exists.
+    """
+    for cand in (Path(__file__).resolve().parents[2] / TEMPLATE_PATH, Path.cwd() / TEMPLATE_PATH):
+        if cand.is_file():
+            return cand
+    raise PlanError(
+        "template: the default template notebooks/monthly_report.ipynb was not found; "
+        "name one with 'template: path/to/report.ipynb' in the plan."
+    )
+
+
+@dataclass
+class ReportJob:
+    """One report of an expanded plan.
+
+    Attributes
+    ----------
+    split : str
+        The segment column (``"all"`` for the overall report).
+    value : str
+        The segment value.
+    name : str
+        Safe file name stem.
+    parameters : dict
+        The template parameters.
+    title : str
+        HTML page title.
+    """
+
+    split: str
+    value: str
+    name: str
+    parameters: dict
+    title: str
+
+    @property
+    def folder(self) -> str:
+        """Sub-folder of the month folder: the split column as a safe name."""
+        from .notebook import safe_name
+
+        return safe_name(self.split)
+
+
+@dataclass
+class Plan:
+    """A validated report plan (see the module docstring for the keys).
+
+    Build it with :func:`load_plan` (from YAML) or :meth:`from_dict`.
+    """
+
+    data: str
+    stages: str
+    columns: dict = field(default_factory=dict)
+    read_options: dict = field(default_factory=dict)
+    splits: dict = field(default_factory=dict)
+    segment: tuple[str, str] | None = None
+    overall: bool = False
+    month: str | None = None
+    as_of: str | None = None
+    target: object = None
+    title: str = "Monthly funnel report"
+    only: list = field(default_factory=list)
+    template: Path | None = None
+    output: Path = field(default_factory=lambda: Path("reports"))
+    parameters: dict = field(default_factory=dict)
+    timeout: float | None = None
+    description: str = ""
+    source: str = "plan"
+
+    # -- construction ----------------------------------------------------------
+    @classmethod
+    def from_dict(cls, spec: Mapping, *, base_dir: str | Path | None = None, source: str = "plan") -> Plan:
+        """Check a plan mapping and resolve its paths against ``base_dir``.
+
+        Raises
+        ------
+        PlanError
+            Naming the key at fault and the fix.
+        """
+        where = source
+        if not isinstance(spec, Mapping):
+            raise PlanError(f"{where}: a plan must be a mapping of keys to values, got {type(spec).__name__}.")
+        unknown = sorted(str(k) for k in spec if k not in _KEYS)
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, sorted(_KEYS), n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise PlanError(f"{where}: unknown key(s) {', '.join(hints)}. Allowed keys: {', '.join(sorted(_KEYS))}.")
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+
+        def rel(p) -> Path:
+            path = Path(str(p)).expanduser()
+            return path if path.is_absolute() else (base / path).resolve()
+
+        if "data" not in spec or spec["data"] in (None, ""):
+            raise PlanError(f"{where}: 'data' is required: the event log file (CSV or Parquet), relative to "
+                            f"the plan file, or {DEMO_DATA!r} for the bundled demo data.")
+        data = str(spec["data"])
+        if data != DEMO_DATA:
+            path = rel(data)
+            if not path.is_file():
+                raise PlanError(f"{where}: data: file not found: {path}. Paths in a plan are relative to the "
+                                "plan file's folder.")
+            data = str(path)
+
+        stages = spec.get("stages")
+        if stages in (None, ""):
+            raise PlanError(f"{where}: 'stages' is required: a preset ({', '.join(PRESETS)}) or a stage-set "
+                            "YAML file.")
+        if not isinstance(stages, str):
+            raise PlanError(f"{where}: stages: give a preset name or a YAML file path, got {stages!r}.")
+        if stages not in PRESETS:
+            if re.search(r"\.ya?ml$", stages, re.I) or "/" in stages:
+                stages = str(rel(stages))
+            try:
+                get_stage_set(stages)
+            except FunnelkitError as exc:
+                raise PlanError(f"{where}: stages: {exc}") from None
+
+        columns = spec.get("columns") or {}
+        if not isinstance(columns, Mapping):
+            raise PlanError(f"{where}: columns: give a mapping from your column names to funnelkit's, e.g. "
+                            "{'Deal ID': lead_id, 'Stage': stage, 'Date': timestamp, 'Value': amount}.")
+        bad = {k: v for k, v in columns.items() if v not in _CANONICAL}
+        if bad:
+            raise PlanError(f"{where}: columns: {bad} map to unknown names; map your columns to "
+                            f"{', '.join(sorted(_CANONICAL))} (segment columns keep their own names).")
+        columns = {str(k): str(v) for k, v in columns.items()}
+
+        read_options = spec.get("read_options") or {}
+        if not isinstance(read_options, Mapping) or set(read_options) - _READ_KEYS:
+            raise PlanError(f"{where}: read_options: allowed keys are {', '.join(sorted(_READ_KEYS))}; "
+                            f"got {dict(read_options) if isinstance(read_options, Mapping) else read_options!r}.")
+
+        splits_spec = spec.get("splits")
+        segment_spec = spec.get("segment")
+        overall = spec.get("overall", False)
+        if not isinstance(overall, bool):
+            raise PlanError(f"{where}: overall: write true or false, got {overall!r}.")
+        if splits_spec is not None and segment_spec is not None:
+            raise PlanError(f"{where}: give either 'splits' (a batch) or 'segment' (one report), not both.")
+        splits: dict[str, list | None] = {}
+        if splits_spec is not None:
+            if isinstance(splits_spec, str):
+                splits_spec = [splits_spec]
+            if isinstance(splits_spec, Mapping):
+                for col, vals in splits_spec.items():
+                    if vals in (None, ALL):
+                        splits[str(col)] = None
+                    elif isinstance(vals, Sequence) and not isinstance(vals, str) and vals:
+                        splits[str(col)] = [str(v) for v in vals]
+                    else:
+                        raise PlanError(f"{where}: splits: {col}: give a list of values or 'all', got {vals!r}.")
+            elif isinstance(splits_spec, Sequence) and splits_spec:
+                splits = {str(c): None for c in splits_spec}
+            else:
+                raise PlanError(f"{where}: splits: give a list of segment columns, e.g. [product, source].")
+        segment = None
+        if segment_spec is not None:
+            if not isinstance(segment_spec, Mapping) or len(segment_spec) != 1:
+                raise PlanError(f"{where}: segment: give one column and its value, e.g. {{product: GTX Pro}}.")
+            (col, val), = segment_spec.items()
+            segment = (str(col), str(val))
+        if not splits and segment is None:
+            overall = True
+
+        month = spec.get("month")
+        if month is not None:
+            month = _month_text(month, where)
+        as_of = spec.get("as_of")
+        if as_of is not None:
+            try:
+                as_of = str(pd.Timestamp(str(as_of)).date())
+            except (ValueError, TypeError):
+                raise PlanError(f"{where}: as_of: {as_of!r} is not a date; write YYYY-MM-DD.") from None
+
+        target = spec.get("target")
+        _check_target(target, list(splits) + ([segment[0]] if segment else []), where)
+
+        title = spec.get("title", "Monthly funnel report")
+        if not isinstance(title, str) or not title.strip():
+            raise PlanError(f"{where}: title: give a text, got {title!r}.")
+
+        template = rel(spec["template"]) if spec.get("template") else None
+        if template is not None and not template.is_file():
+            raise PlanError(f"{where}: template: file not found: {template}.")
+        output = rel(spec["output"]) if spec.get("output") else Path("reports").resolve()
+        parameters = spec.get("parameters") or {}
+        if not isinstance(parameters, Mapping):
+            raise PlanError(f"{where}: parameters: give a mapping of template parameter names to values.")
+        clash = sorted(set(parameters) & set(RUNNER_PARAMETERS))
+        if clash:
+            raise PlanError(f"{where}: parameters: {clash} are set by the plan's own keys "
+                            "(data, columns, stages, splits/segment, month, as_of, target, title); use those.")
+        timeout = spec.get("timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise PlanError(f"{where}: timeout: give seconds per cell (a positive number), got {timeout!r}.")
+        only = parse_only(spec.get("only"), where=where)
+        return cls(
+            data=data, stages=stages, columns=columns, read_options=dict(read_options), splits=splits,
+            segment=segment, overall=overall, month=month, as_of=as_of, target=target, title=title.strip(),
+            only=only, template=template, output=output, parameters=dict(parameters), timeout=timeout,
+            description=str(spec.get("description", "")), source=where,
+        )
+
+    # -- checks against the data and the template ---------------------------------
+    def load(self) -> pd.DataFrame:
+        """Load and validate the plan's data; check its split columns and targets.
+
+        Returns
+        -------
+        DataFrame
+            The canonical event log.
+
+        Raises
+        ------
+        PlanError
+            If the data cannot be read with the plan's columns and stage set,
+            or a split or segment column is not in it.
+        """
+        if self.columns and self.data != DEMO_DATA:
+            header = _file_columns(self.data)
+            absent = [c for c in self.columns if header is not None and c not in header]
+            if absent:
+                raise PlanError(f"{self.source}: columns: {', '.join(map(repr, absent))} not in {self.data}. "
+                                f"Its columns: {', '.join(map(str, header))}.")
+        try:
+            log = load_data(self.data, columns=self.columns, stages=self.stages, read_options=self.read_options)
+        except FunnelkitError as exc:
+            raise PlanError(f"{self.source}: data: {self.data} cannot be read with this plan's 'columns' and "
+                            f"'stages':\n{exc}") from None
+        cols = list(self.splits) + ([self.segment[0]] if self.segment else [])
+        present = [str(c) for c in log.columns if c not in {"lead_id", "stage", "timestamp", "amount", "flag"}]
+        for col in cols:
+            if col not in log.columns:
+                close = difflib.get_close_matches(col, present, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise PlanError(f"{self.source}: splits: column {col!r} is not in the data.{hint} Segment "
+                                f"columns present: {', '.join(present) or 'none'}.")
+        if isinstance(self.target, Mapping):
+            for col, tv in self.target.items():
+                if isinstance(tv, Mapping) and col in log.columns:
+                    values = set(log[col].dropna().astype(str))
+                    missing = sorted(str(v) for v in tv if str(v) not in values)
+                    if missing:
+                        raise PlanError(f"{self.source}: target: {col}: no lead has {col} = "
+                                        f"{', '.join(map(repr, missing))}. Values present: "
+                                        f"{', '.join(map(repr, sorted(values)))}.")
+        return log
+
+    def check_template(self, template: str | Path | None = None) -> Path:
+        """The template to run, checked to declare every parameter the plan passes.
+
+        Parameters
+        ----------
+        template : path, optional
+            Overrides the plan's ``template`` (default :func:`default_template`).
+
+        Raises
+        ------
+        PlanError
+            If the template is missing or does not declare a parameter in its
+            ``parameters`` cell.
+        """
+        template = Path(template) if template is not None else (self.template or default_template())
+        try:
+            declared = template_parameters(template)
+        except FunnelkitError as exc:
+            raise PlanError(f"{self.source}: template: {exc}") from None
+        missing = [p for p in (*RUNNER_PARAMETERS, *self.parameters) if p not in declared]
+        if missing:
+            raise PlanError(f"{self.source}: parameters: {missing} are not parameters of {template} "
+                            f"(it declares {', '.join(declared)}). Remove them or add them to its "
+                            "'parameters' cell.")
+        return template
+
+    def target_for(self, split: str, value: str) -> float | None:
+        """The revenue target of one report (None when the plan sets none)."""
+        t = self.target
+        if t is None or isinstance(t, bool):
+            return None
+        if isinstance(t, (int, float)):
+            return float(t)
+        spec = t.get(split, t.get("default"))
+        if isinstance(spec, Mapping):
+            spec = spec.get(value, spec.get("default", t.get("default")))
+        return float(spec) if spec is not None else None
+
+
+def _file_columns(path: str) -> list[str] | None:
+    """Column names of a CSV/TSV/Parquet file without reading it all (None if unknown)."""
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        sep = "\t" if ".tsv" in Path(path).name.lower() else ","
+        return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
+    except Exception:  # unreadable here: read_events will report it properly
+        return None
+
+
+def _month_text(month, where: str) -> str:
+    try:
+        return str(parse_month(str(month)))
+    except FunnelkitError:
+        raise PlanError(f"{where}: month: {month!r} is not a month; write it as 'YYYY-MM' (quoted in YAML "
+                        "is safest, e.g. month: '2025-09').") from None
+
+
+def _check_target(target, splits: list[str], where: str) -> None:
+    def number(v, key):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise PlanError(f"{where}: target: {key}: give a revenue amount (a non-negative number), got {v!r}.")
+
+    if target is None:
+        return
+    if isinstance(target, Mapping):
+        for k, v in target.items():
+            if k != "default" and k not in splits and k != ALL:
+                raise PlanError(f"{where}: target: {k!r} is not a split of this plan ({', '.join(splits)}); "
+                                "give targets per split column, or 'default'.")
+            if isinstance(v, Mapping):
+                for val, n in v.items():
+                    number(n, f"{k}: {val}")
+            else:
+                number(v, k)
+    else:
+        number(target, "target")
+
+
+def parse_only(only, *, where: str = "only") -> list[tuple[str, str | None]]:
+    """Parse a subset selection: ``"product=Starter"``, ``"source"``, lists or mappings.
+
+    Returns
+    -------
+    list of (split, value or None)
+        ``None`` selects every value of the split.
+
+    Examples
+    --------
+    >>> parse_only(["product=GTX Pro", "source"])
+    [('product', 'GTX Pro'), ('source', None)]
+    >>> parse_only({"product": ["A", "B"]})
+    [('product', 'A'), ('product', 'B')]
+    """
+    if only is None:
+        return []
+    items: list[tuple[str, str | None]] = []
+    if isinstance(only, Mapping):
+        for col, vals in only.items():
+            if vals in (None, ALL):
+                items.append((str(col), None))
+            elif isinstance(vals, (list, tuple)):
+                items.extend((str(col), str(v)) for v in vals)
+            else:
+                items.append((str(col), str(vals)))
+        return items
+    if isinstance(only, str):
+        only = [only]
+    if not isinstance(only, (list, tuple)):
+        raise PlanError(f"{where}: give 'split=value' or 'split' entries, got {only!r}.")
+    for entry in only:
+        text = str(entry)
+        if "=" in text:
+            col, val = text.split("=", 1)
+            items.append((col.strip(), val.strip()))
+        elif text.strip():
+            items.append((text.strip(), None))
+        else:
+            raise PlanError(f"{where}: an empty entry; give 'split=value' or 'split'.")
+    return items
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check a YAML plan; its paths are relative to the file.
+
+    Raises
+    ------
+    PlanError
+        If the file is missing, not YAML, or a key is wrong.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import load_plan
+    >>> load_plan("params/demo_monthly.yaml").splits  # doctest: +SKIP
+    {'product': None, 'source': None}
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PlanError(f"plan file not found: {path}")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PlanError(f"{path}: not valid YAML: {exc}") from None
+    if spec is None:
+        raise PlanError(f"{path}: the plan is empty; it needs at least 'data' and 'stages'.")
+    return Plan.from_dict(spec, base_dir=path.resolve().parent, source=str(path))
+
+
+def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
+                only=None) -> tuple[list[ReportJob], list[str]]:
+    """The reports a plan asks for, with their parameters.
+
+    Parameters
+    ----------
+    plan : Plan
+    log : DataFrame
+        The plan's data (from :meth:`Plan.load`), to find each split's values.
+    month : str, optional
+        Overrides the plan's month.
+    only : optional
+        Subset, as in :func:`parse_only`; overrides the plan's ``only``.
+
+    Returns
+    -------
+    (jobs, notes)
+        The reports in order (overall, then each split's values sorted), and
+        sentences about what the expansion noticed (e.g. leads with a blank
+        segment value, which are in no report of that split).
+
+    Raises
+    ------
+    PlanError
+        Without a month, or when ``only`` names a split the plan lacks.
+    """
+    month_text = _month_text(month, "--month") if month else plan.month
+    if not month_text:
+        raise PlanError(f"{plan.source}: month: no month given; add 'month: YYYY-MM' to the plan or pass "
+                        "--month YYYY-MM.")
+    selected = parse_only(only) if only is not None else plan.only
+    notes: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    if plan.overall:
+        pairs.append((ALL, ALL))
+    if plan.segment is not None:
+        pairs.append(plan.segment)
+    first = log.loc[~log["lead_id"].duplicated()]
+    for col, values in plan.splits.items():
+        if values is None:
+            seg = first[col]
+            blank = int(seg.isna().sum())
+            if blank:
+                notes.append(f"{blank:,} leads have a blank {col!r}; they are in no {col} report.")
+            values = sorted(seg.dropna().astype(str).unique().tolist())
+        pairs.extend((col, v) for v in values)
+    known = {s for s, _ in pairs}
+    for col, _ in selected:
+        if col not in known:
+            raise PlanError(f"only: {col!r} is not a split of this plan; splits: {', '.join(sorted(known))}.")
+    if selected:
+        pairs = [(s, v) for s, v in pairs if any(s == c and (w is None or w == v) for c, w in selected)]
+        for col, val in selected:
+            if val is not None and (col, val) not in pairs:
+                notes.append(f"only: {col} = {val!r} is not among this plan's reports; nothing to run for it.")
+    jobs: list[ReportJob] = []
+    for split in dict.fromkeys(s for s, _ in pairs):
+        values = [v for s, v in pairs if s == split]
+        names = unique_names(values)
+        for v in values:
+            overall = split == ALL
+            params = {
+                "data": plan.data, "columns": plan.columns, "stages": plan.stages,
+                "read_options": plan.read_options, "segment_column": "" if overall else split,
+                "segment_value": "" if overall else v, "month": month_text, "as_of": plan.as_of or "",
+                "revenue_target": plan.target_for(split, v) or 0.0, "title": plan.title,
+                **plan.parameters,
+            }
+            label = "all leads" if overall else f"{split} {v}"
+            jobs.append(ReportJob(split, v, names[v], params, f"{plan.title}: {label}, {month_text}"))
+    return jobs, notes

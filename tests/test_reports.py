@@ -1,0 +1,437 @@
+"""Reports: plans, headline numbers, sections, index, and the batch runner end to end."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import funnelkit as fk
+from funnelkit import reports
+from funnelkit.exceptions import PlanError, ReportError
+from funnelkit.reports import sections
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def write_plan(folder: Path, **spec) -> Path:
+    path = folder / "plan.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def expected_numbers(log: pd.DataFrame, month: str, segment: tuple[str, str] | None):
+    """The headline numbers recomputed from funnelkit.funnel directly (independent of reports)."""
+    period = pd.Period(month, "M")
+    start, end = period.start_time, period.end_time
+    if segment is not None:
+        first = log.drop_duplicates("lead_id")
+        leads = first.loc[first[segment[0]].astype(str) == segment[1], "lead_id"]
+        log = log[log["lead_id"].isin(leads)]
+    known = log[log["timestamp"] <= end]
+    first_time = known.groupby("lead_id")["timestamp"].min()
+    cohort = first_time.index[(first_time >= start) & (first_time <= end)]
+    funnel = fk.funnel.conversion(known[known["lead_id"].isin(cohort)])
+    prog = fk.funnel.lead_progress(known)
+    closed = prog.loc[(prog["outcome"] != "open") & prog["closed_at"].between(start, end), "lead_id"]
+    oc = fk.funnel.outcomes(known[known["lead_id"].isin(closed)]).iloc[0]
+    return {
+        "leads_entered": float(funnel["entered"].iloc[0]),
+        "won": float(oc["won"]),
+        "revenue": float(oc["won_amount"]),
+        "win_rate": float(oc["win_rate"]),
+        "step:qualification": float(funnel["step_conversion"].iloc[0]),
+    }
+
+
+def assert_complete(folder: Path) -> None:
+    """Every report file under ``folder`` is complete; no temporary file is left outside .partial."""
+    for path in folder.rglob("*"):
+        if ".partial" in path.parts or path.is_dir():
+            continue
+        assert not path.name.endswith(".tmp"), path
+        assert not path.name.startswith("."), path
+        if path.suffix == ".ipynb":
+            nbformat.validate(nbformat.read(path, as_version=4))
+        elif path.suffix == ".html":
+            assert path.read_text(encoding="utf-8").rstrip().endswith("</html>"), path
+
+
+# ---------------------------------------------------------------------------
+# names and files
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["../../etc", "../../etc/passwd", "..", "/abs/path", "a\\b", "<script>x</script>",
+                                   "GTX Pro", "", "   ", "Größe", "x" * 500])
+def test_safe_name_stays_one_component(value, tmp_path):
+    name = reports.safe_name(value)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)
+    assert len(name) <= 120
+    assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+
+
+def test_unique_names_disambiguates_collisions():
+    names = reports.unique_names(["GTX Pro", "GTX/Pro", "GTX_Pro", "Other"])
+    assert len(set(names.values())) == 4
+    assert names["Other"] == "Other"
+    assert all(n.startswith("GTX_Pro") for v, n in names.items() if v != "Other")
+
+
+def test_atomic_write_leaves_only_the_file(tmp_path):
+    target = tmp_path / "sub" / "out.html"
+    reports.atomic_write(target, "<html>one</html>")
+    reports.atomic_write(target, "<html>two</html>")
+    assert target.read_text() == "<html>two</html>"
+    assert [p.name for p in target.parent.iterdir()] == ["out.html"]
+    assert target.stat().st_mode & 0o044  # readable by others, like a normal file
+
+
+# ---------------------------------------------------------------------------
+# months and headline numbers
+# ---------------------------------------------------------------------------
+def test_month_windows():
+    start, end, as_of = reports.month_window("2025-09")
+    assert (start, end, as_of) == (pd.Timestamp("2025-09-01"), pd.Timestamp("2025-09-30 23:59:59.999999999"), end)
+    assert reports.month_window("2025-09", "2025-09-15")[2] == pd.Timestamp("2025-09-15 23:59:59.999999999")
+    assert reports.previous_window("2025-03")[2] == pd.Timestamp("2025-02-28 23:59:59.999999999")
+    # month to date: the previous month is seen at the same age
+    assert reports.previous_window("2025-09", "2025-09-10")[2] == pd.Timestamp("2025-08-10 23:59:59.999999999")
+    for bad in ["2025-13", "Sept 2025", "2025/09", "202509"]:
+        with pytest.raises(ReportError, match="YYYY-MM"):
+            reports.parse_month(bad)
+    with pytest.raises(ReportError, match="before the month"):
+        reports.month_window("2025-09", "2025-08-01")
+
+
+@pytest.mark.parametrize("segment", [None, ("product", "Enterprise"), ("source", "trade show")])
+@pytest.mark.parametrize("month", ["2025-09", "2025-03"])
+def test_headline_matches_funnel_functions(demo_log, segment, month):
+    h = reports.headline(demo_log, month=month, segment=segment).set_index("metric")
+    exp = expected_numbers(demo_log, month, segment)
+    for metric, value in exp.items():
+        assert h.loc[metric, "value"] == pytest.approx(value), metric
+    prev_month = str(pd.Period(month, "M") - 1)
+    prev = expected_numbers(demo_log, prev_month, segment)
+    assert h.loc["leads_entered", "previous"] == prev["leads_entered"]
+    assert h.loc["won", "change"] == exp["won"] - prev["won"]
+    assert h.loc["revenue", "change_pct"] == pytest.approx((exp["revenue"] - prev["revenue"]) / prev["revenue"])
+    assert h.loc["revenue", "value"] > 0 and h.loc["leads_entered", "value"] > 0
+    assert list(h.columns) == ["label", "kind", "value", "previous", "change", "change_pct", "n", "ci_low", "ci_high"]
+    rate = h.loc["win_rate"]
+    assert rate["ci_low"] <= rate["value"] <= rate["ci_high"]
+    assert h.attrs["previous_month"] == prev_month
+
+
+def test_headline_as_of_ignores_later_events(demo_log):
+    mid = reports.headline(demo_log, month="2025-09", as_of="2025-09-10").set_index("metric")
+    full = reports.headline(demo_log, month="2025-09").set_index("metric")
+    assert 0 < mid.loc["leads_entered", "value"] < full.loc["leads_entered", "value"]
+    early = demo_log[demo_log["timestamp"] <= "2025-09-10 23:59:59.999999999"]
+    same = reports.headline(early, month="2025-09", as_of="2025-09-10").set_index("metric")
+    pd.testing.assert_frame_equal(mid, same)
+
+
+def test_headline_target_and_missing_inputs(demo_log):
+    h = reports.headline(demo_log, month="2025-09", target=1_000_000).set_index("metric")
+    assert h.loc["target_attainment", "value"] == pytest.approx(h.loc["revenue", "value"] / 1_000_000)
+    no_amount = reports.headline(demo_log.drop(columns="amount"), month="2025-09").set_index("metric")
+    assert math.isnan(no_amount.loc["revenue", "value"])
+    assert no_amount.loc["won", "value"] == h.loc["won", "value"]
+    marketing = fk.datasets.load_marketing_demo(n_visitors=2000)
+    m = reports.headline(marketing, month="2025-03").set_index("metric")
+    assert "won" not in m.index and "step:awareness" in m.index
+    assert "In March 2025" in reports.headline_summary(reports.headline(marketing, month="2025-03"))
+
+
+def test_headline_summary_states_the_numbers(demo_log):
+    h = reports.headline(demo_log, month="2025-09", segment=("product", "Enterprise"))
+    text = reports.headline_summary(h)
+    m = h.set_index("metric")
+    assert f"{m.loc['leads_entered', 'value']:,.0f} new leads" in text
+    assert f"{m.loc['revenue', 'value']:,.0f} in revenue" in text
+    assert "August 2025" in text
+
+
+def test_select_segment_unknown_value_names_the_choices(demo_log):
+    with pytest.raises(ReportError, match=r"Did you mean 'Enterprise'.*Values present"):
+        reports.select_segment(demo_log, "product", "Enterprize")
+    with pytest.raises(ReportError, match="segment column 'origin'"):
+        reports.select_segment(demo_log, "origin", "x")
+
+
+def test_load_data_demo_and_missing_file(tmp_path):
+    assert reports.load_data("demo")["lead_id"].nunique() == 6000
+    with pytest.raises(ReportError, match="data file not found"):
+        reports.load_data(tmp_path / "nope.csv")
+
+
+# ---------------------------------------------------------------------------
+# sections
+# ---------------------------------------------------------------------------
+def test_sections_of_a_report():
+    rep = reports.MonthlyReport.prepare("demo", segment_column="source", segment_value="referral",
+                                        month="2025-09", revenue_target=500000)
+    head = sections.headline(rep)
+    bundle = head._repr_mimebundle_()
+    rec = bundle[reports.HEADLINE_MIME]
+    assert rec["month"] == "2025-09" and rec["segment"] == ["source", "referral"]
+    entered = next(m for m in rec["metrics"] if m["metric"] == "leads_entered")["value"]
+    assert f"{entered:,.0f}" in bundle["text/html"]
+    assert "%" in bundle["text/html"]
+    fun = sections.funnel(rep)
+    assert "data:image/png;base64," in fun.html and "Step conversion" in fun.html
+    assert "Win rate" in sections.outcomes(rep).html
+    prov = sections.provenance(rep).html
+    assert re.search(r"[0-9a-f]{64}", prov) and fk.__version__ in prov
+    assert "referral" in sections.title(rep).html
+
+
+def test_sections_say_why_when_input_is_missing():
+    rep = reports.MonthlyReport.prepare("demo", segment_column="product", segment_value="Starter",
+                                        month="2024-05")  # before the demo data starts
+    assert "No lead entered" in sections.funnel(rep).html
+    assert "No lead was won or lost" in sections.outcomes(rep).html
+    marketing = fk.datasets.load_marketing_demo(n_visitors=1000)
+    rep = reports.MonthlyReport.prepare(marketing, stages="aida", month="2025-03")
+    assert "no won or lost outcomes" in sections.outcomes(rep).html
+    assert "has no won outcome" in sections.headline(rep).html
+    assert "<table" in sections.table(pd.DataFrame({"rate": [0.5]})).html
+    assert "No rows" in sections.table(pd.DataFrame()).html
+
+
+# ---------------------------------------------------------------------------
+# plans
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory) -> Path:
+    return fk.datasets.write_demo(tmp_path_factory.mktemp("data") / "events.csv", 400, seed=3)
+
+
+def test_demo_plan_expands_to_every_product_and_source(demo_log):
+    plan = reports.load_plan(REPO / "params" / "demo_monthly.yaml")
+    jobs, notes = reports.expand_plan(plan, demo_log)
+    got = [(j.split, j.value) for j in jobs]
+    want = [("product", p) for p in sorted(demo_log["product"].unique())] + \
+        [("source", s) for s in sorted(demo_log["source"].unique())]
+    assert got == want and notes == []
+    assert {j.parameters["month"] for j in jobs} == {"2025-09"}
+    ent = next(j for j in jobs if j.value == "Enterprise")
+    assert ent.parameters["revenue_target"] == 1_500_000 and ent.parameters["segment_column"] == "product"
+    assert next(j for j in jobs if j.value == "referral").parameters["revenue_target"] == 500_000
+    only, _ = reports.expand_plan(plan, demo_log, month="2025-08", only=["product=Starter", "source"])
+    assert [(j.split, j.value) for j in only] == [("product", "Starter")] + want[3:]
+    assert only[0].parameters["month"] == "2025-08"
+    assert reports.load_plan(REPO / "params" / "enterprise_2025-09.yaml").segment == ("product", "Enterprise")
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ({"splitz": ["product"]}, r"unknown key\(s\) 'splitz' \(did you mean 'splits'\?\)"),
+        ({"data": "missing.csv"}, r"data: file not found: .*missing.csv"),
+        ({"stages": "pipeline5"}, r"stages: unknown stage set 'pipeline5'.*Did you mean"),
+        ({"stages": "nope.yaml"}, r"stages: .*nope.yaml"),
+        ({"month": "June 2017"}, r"month: 'June 2017' is not a month"),
+        ({"columns": {"Deal": "deal_id"}}, r"columns: .*map to unknown names"),
+        ({"target": {"region": 5}}, r"target: 'region' is not a split"),
+        ({"target": -3}, r"target: .*non-negative"),
+        ({"segment": {"product": "A"}}, r"either 'splits' .* or 'segment'"),
+        ({"parameters": {"month": "2025-01"}}, r"parameters: \['month'\] are set by the plan"),
+        ({"read_options": {"timezone": "UTC"}}, r"read_options: allowed keys"),
+        ({"splits": "  "}, None),
+    ],
+)
+def test_plan_errors_name_the_key(tmp_path, small_csv, spec, match):
+    base = {"data": str(small_csv), "stages": "pipeline4", "splits": ["product"], "month": "2025-09"}
+    path = write_plan(tmp_path, **{**base, **spec})
+    if match is None:  # a blank split column is caught when the plan meets the data
+        with pytest.raises(PlanError, match="splits: column"):
+            reports.load_plan(path).load()
+        return
+    with pytest.raises(PlanError, match=match):
+        reports.load_plan(path)
+
+
+def test_plan_checks_the_data_and_template(tmp_path, small_csv):
+    path = write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["prodcut"], month="2025-09")
+    with pytest.raises(PlanError, match=r"splits: column 'prodcut' is not in the data\. Did you mean 'product'"):
+        reports.load_plan(path).load()
+    path = write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["product"],
+                      columns={"deal": "lead_id"})
+    with pytest.raises(PlanError, match=r"columns: 'deal' not in .*Its columns: lead_id"):
+        reports.load_plan(path).load()
+    path = write_plan(tmp_path, data=str(small_csv), stages="aida", splits=["product"])
+    with pytest.raises(PlanError, match="cannot be read with this plan's 'columns' and 'stages'"):
+        reports.load_plan(path).load()
+    path = write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["product"],
+                      target={"product": {"Enterprize": 10}})
+    with pytest.raises(PlanError, match="target: product: no lead has product = 'Enterprize'"):
+        reports.load_plan(path).load()
+    path = write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["product"],
+                      parameters={"colour": "red"})
+    with pytest.raises(PlanError, match=r"\['colour'\] are not parameters of"):
+        reports.load_plan(path).check_template()
+    plan = reports.load_plan(write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["product"]))
+    with pytest.raises(PlanError, match="no month given"):
+        reports.expand_plan(plan, plan.load())
+    with pytest.raises(PlanError, match="only: 'region' is not a split"):
+        reports.expand_plan(plan, plan.load(), month="2025-09", only=["region=x"])
+
+
+def test_plan_paths_are_relative_to_the_plan(tmp_path, small_csv):
+    sub = tmp_path / "plans"
+    sub.mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "events.csv").write_bytes(small_csv.read_bytes())
+    fk.PRESETS["pipeline4"].to_yaml(tmp_path / "stages.yaml")
+    path = write_plan(sub, data="../data/events.csv", stages="../stages.yaml", splits=["source"],
+                      output="../out")
+    plan = reports.load_plan(path)
+    assert plan.data == str((tmp_path / "data" / "events.csv").resolve())
+    assert plan.stages == str((tmp_path / "stages.yaml").resolve())
+    assert plan.output == (tmp_path / "out").resolve()
+
+
+def test_plan_column_mapping_blank_values_and_hostile_names(tmp_path):
+    raw = fk.datasets.load_demo(300, seed=5, canonical=False).rename(columns={"source": "origin"})
+    raw.loc[raw.index[:7], "origin"] = None
+    raw["product"] = raw["product"].replace({"Starter": "../../etc", "Enterprise": "a/b<i>"})
+    raw.to_csv(tmp_path / "crm.csv", index=False)
+    path = write_plan(tmp_path, data="crm.csv", stages="pipeline4", splits=["product", "origin"],
+                      columns={"deal": "lead_id", "deal_stage": "stage", "entered": "timestamp", "value": "amount"},
+                      month="2025-06")
+    plan = reports.load_plan(path)
+    log = plan.load()
+    jobs, notes = reports.expand_plan(plan, log)
+    assert {j.name for j in jobs if j.split == "product"} == {"etc", "a_b_i", "Professional"}
+    assert any("blank 'origin'" in n for n in notes)
+    assert all(reports.safe_name(j.name) == j.name for j in jobs)
+
+
+# ---------------------------------------------------------------------------
+# the index page
+# ---------------------------------------------------------------------------
+def test_index_escapes_values_and_errors(tmp_path):
+    (tmp_path / "product").mkdir()
+    status = pd.DataFrame([
+        {"split": "product", "value": "<script>alert(1)</script>", "status": "ok", "leads_entered": 12.0,
+         "leads_entered_change": -3.0, "won": 2.0, "won_change": 1.0, "revenue": 1234.0, "revenue_change": 0.0,
+         "win_rate": 0.25, "win_rate_change": 0.05, "target_attainment": np.nan, "seconds": 1.0,
+         "html": str(tmp_path / "product" / "script_alert_1_script.html"), "notebook": None, "error": ""},
+        {"split": "product", "value": "Bad & <b>", "status": "failed", "html": None,
+         "notebook": str(tmp_path / "product" / "Bad_b.failed.ipynb"), "error": "ReportError: no lead has <b>"},
+    ]).reindex(columns=reports.STATUS_COLUMNS)
+    page = reports.index_html(status, folder=tmp_path, title="T <x>", month="2025-09")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Bad &amp; &lt;b&gt;" in page and "no lead has &lt;b&gt;" in page
+    assert 'href="product/script_alert_1_script.html"' in page and 'href="product/Bad_b.failed.ipynb"' in page
+    assert "1,234" in page and "25.0%" in page and "(+5.0 pts)" in page and "FAILED" in page
+    assert "T &lt;x&gt;" in page
+
+
+def test_read_headline_from_a_notebook():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={reports.HEADLINE_MIME: {"metrics": [1]},
+                                                                 "text/plain": "x"})]
+    nb.cells = [nbformat.v4.new_code_cell("y"), cell]
+    assert reports.read_headline(nb) == {"metrics": [1]}
+    nb.cells = nb.cells[:1]
+    assert reports.read_headline(nb) is None
+
+
+# ---------------------------------------------------------------------------
+# end to end
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo plan, run once on the demo data (6,000 leads, every product and source)."""
+    root = tmp_path_factory.mktemp("demo")
+    data = fk.datasets.write_demo(root / "events.csv")
+    spec = yaml.safe_load((REPO / "params" / "demo_monthly.yaml").read_text())
+    spec.update(data=str(data), output=str(root / "reports"))
+    plan = write_plan(root, **spec)
+    status = reports.run_plan(plan, jobs=2, progress=False)
+    return plan, data, status
+
+
+@pytest.mark.slow
+def test_demo_plan_end_to_end(demo_run):
+    plan, data, status = demo_run
+    log = fk.read_events(data, stages="pipeline4")
+    assert (status["status"] == "ok").all(), status["error"].tolist()
+    assert len(status) == log["product"].nunique() + log["source"].nunique()
+    month_dir = Path(status.attrs["folder"])
+    page = (month_dir / "index.html").read_text()
+    for r in status.itertuples():
+        html_path = month_dir / r.split / f"{reports.safe_name(r.value)}.html"
+        assert html_path.is_file() and html_path.with_suffix(".ipynb").is_file()
+        assert f'href="{r.split}/{reports.safe_name(r.value)}.html"' in page
+        exp = expected_numbers(log, "2025-09", (r.split, r.value))
+        assert r.leads_entered == exp["leads_entered"]
+        assert r.won == exp["won"]
+        assert r.revenue == pytest.approx(exp["revenue"])
+        assert r.win_rate == pytest.approx(exp["win_rate"])
+        assert f"{exp['revenue']:,.0f}" in page
+        report_html = html_path.read_text()
+        assert "<h1>" in report_html and "Provenance" in report_html and "data:image/png" in report_html
+        assert "sections.headline" not in report_html  # no code cells in the HTML
+    summary = pd.read_csv(month_dir / "summary.csv")
+    assert summary["leads_entered"].tolist() == status["leads_entered"].tolist()
+    assert not (month_dir / ".partial").exists()
+    assert_complete(month_dir)
+
+
+@pytest.mark.slow
+def test_rerun_skip_existing_is_idempotent(demo_run):
+    plan, _, status = demo_run
+    again = reports.run_plan(plan, jobs=2, progress=False, skip_existing=True)
+    assert (again["status"] == "skipped").all()
+    cols = ["split", "value", "leads_entered", "won", "revenue", "win_rate", "target_attainment"]
+    pd.testing.assert_frame_equal(again[cols], status[cols])
+    assert again.attrs["seconds"] < 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_run_leaves_no_partial_files(tmp_path, small_csv, sig):
+    plan = write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["product", "source"],
+                      month="2025-09", output=str(tmp_path / "out"))
+    month_dir = tmp_path / "out" / "2025-09"
+    cmd = [sys.executable, "-m", "funnelkit", "report", str(plan), "--jobs", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(month_dir.glob("*/*.html")):
+        time.sleep(0.05)
+    assert list(month_dir.glob("*/*.html")), "no report finished in time"
+    if sig == signal.SIGKILL:
+        os.killpg(proc.pid, sig)  # the whole run, workers included, dies at once
+    else:
+        proc.send_signal(sig)
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == (130 if sig == signal.SIGTERM else -signal.SIGKILL), out
+    assert not (month_dir / "index.html").exists()
+    time.sleep(1.0)  # any orphan would have written by now
+    assert_complete(month_dir)
+    if sig == signal.SIGTERM:
+        assert not (month_dir / ".partial").exists()
+        assert "Interrupted" in out
+    # resuming finishes the batch and removes whatever the killed run left
+    status = reports.run_plan(plan, jobs=2, progress=False, skip_existing=True)
+    assert (status["status"].isin(["ok", "skipped"])).all() and (status["status"] == "skipped").any()
+    assert len(status) == 7
+    assert not (month_dir / ".partial").exists()
+    assert_complete(month_dir)
