@@ -1,0 +1,1101 @@
+"""Forecasts from the open pipeline, the CRM baseline, planning and backtests.
+
+The funnel is for prediction: "20% of the leads in proposal convert, so the
+1,000 leads now in proposal should bring about 200 sales".  This module
+answers with ranges, not single numbers, and checks itself on the past.
+
+* :func:`forecast` - expected wins and revenue from the leads open at a
+  date, over the coming periods, with prediction intervals that carry both
+  the randomness of outcomes and the uncertainty of the estimated rates
+  (Monte Carlo over the posterior samples of a
+  :class:`~funnelkit.transitions.TransitionModel`).  Time matters: a lead that
+  has sat in its stage for months is unlikely to move, and a deal won after
+  the horizon does not count in it.
+* :func:`weighted_pipeline` - what a CRM reports: amount x stage
+  probability (learned from history, or given), no time, no range.  Shown
+  beside ours in every forecast and backtest.
+* :func:`leads_needed` - planning backwards: how many new leads must enter
+  the top (overall and per source) to reach a revenue or win target in a
+  period with a chosen confidence, and the pipeline coverage that implies.
+* :func:`backtest` - cutoffs in the history; at each, fit on what was known
+  then, forecast the next horizon, compare with what happened.  Reports
+  MAE, MAPE and interval coverage for ours and the weighted pipeline.
+
+A forecast covers the leads **open at** ``as_of``; wins from leads that
+arrive later are what :func:`leads_needed` plans for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from . import pipeline
+from .data import AMOUNT, LEAD, STAGE, TIME
+from .exceptions import FunnelkitError
+from .funnel import lead_progress, resolve_stages
+from .stages import StageSet
+from .transitions import TransitionModel, parse_as_of
+
+__all__ = [
+    "ForecastError",
+    "Forecast",
+    "Backtest",
+    "forecast",
+    "weighted_pipeline",
+    "stage_probabilities",
+    "leads_needed",
+    "backtest",
+]
+
+_DAY = pd.Timedelta(days=1)
+_PARTICLES = 1_500_000  # simulated paths per chunk (memory bound)
+
+
+class ForecastError(FunnelkitError, ValueError):
+    """A forecast, plan or backtest cannot be computed as asked."""
+
+
+def _as_list(by) -> list[str]:
+    if by is None:
+        return []
+    if isinstance(by, str):
+        return [by]
+    return list(by)
+
+
+def _horizon_end(T: pd.Timestamp, horizon) -> pd.Timestamp:
+    """``T + horizon``: days (number), a Timedelta or string ('90D'), or a calendar offset ('3MS')."""
+    if isinstance(horizon, bool):
+        raise ForecastError(f"horizon must be days, a timedelta or an offset string; got {horizon!r}.")
+    if isinstance(horizon, (int, float, np.integer, np.floating)):
+        end = T + pd.Timedelta(days=float(horizon))
+    else:
+        try:
+            end = T + pd.Timedelta(horizon)
+        except (ValueError, TypeError):
+            try:
+                end = T + pd.tseries.frequencies.to_offset(horizon)
+            except (ValueError, TypeError) as exc:
+                raise ForecastError(
+                    f"horizon={horizon!r} is not a length of time; use days (90), '90D' or '3MS'."
+                ) from exc
+    if end <= T:
+        raise ForecastError(f"horizon={horizon!r} must be positive.")
+    return end
+
+
+def _period_edges(T: pd.Timestamp, end: pd.Timestamp, freq) -> list[pd.Timestamp]:
+    if freq is None:
+        return [T, end]
+    try:
+        inner = pd.date_range(T.normalize(), end, freq=freq, normalize=True)
+    except (ValueError, TypeError) as exc:
+        raise ForecastError(f"freq={freq!r} is not a pandas frequency (e.g. 'MS', 'W', 'QS').") from exc
+    inner = [x for x in inner if T + _DAY <= x < end]  # no sliver of a period at the start
+    return [T, *inner, end]
+
+
+def _truncate(log: pd.DataFrame, T: pd.Timestamp, time: str) -> pd.DataFrame:
+    """Events at or before ``T`` (undated events kept: they precede a lead's dated ones)."""
+    t = log[time]
+    out = log.loc[(t <= T) | t.isna()]
+    out.attrs = dict(log.attrs)
+    return out
+
+
+_BAND = "amount_band"
+
+
+def _with_amount_bands(hist: pd.DataFrame, bands: int, *, lead: str, time: str, amount: str) -> pd.DataFrame:
+    """Add each lead's deal-size band (by its latest amount) as a segment column."""
+    if amount not in hist.columns or bands < 2:
+        return hist
+    last = hist[[lead, time, amount]].dropna(subset=[amount]).sort_values(time, kind="stable")
+    last = last.drop_duplicates(lead, keep="last").set_index(lead)[amount]
+    if last.nunique() < bands:
+        return hist
+    # equal-value bands: each holds about the same share of the total amount, so the top
+    # band isolates the few large deals that dominate revenue
+    a = np.sort(last.to_numpy())
+    share = np.cumsum(a) / a.sum() if a.sum() > 0 else np.linspace(0, 1, a.size)
+    cuts = a[np.searchsorted(share, np.arange(1, bands) / bands)]
+    edges = np.unique(np.r_[a[0], cuts, a[-1]])
+    edges[0], edges[-1] = -np.inf, np.inf
+    names = [f"band {i + 1} of {len(edges) - 1}" for i in range(len(edges) - 1)]
+    band = pd.cut(last, edges, labels=names)
+    out = hist.copy()
+    out[_BAND] = pd.Categorical(band.reindex(out[lead].to_numpy()).to_numpy(), categories=names)
+    out.attrs = dict(hist.attrs)
+    return out
+
+
+def _interval(x: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    a = (1 - level) / 2
+    return np.quantile(x, a, axis=axis), np.quantile(x, 1 - a, axis=axis)
+
+
+# ---------------------------------------------------------------------------
+# the CRM baseline
+# ---------------------------------------------------------------------------
+def stage_probabilities(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+) -> pd.DataFrame:
+    """Historical win probability per stage, as a CRM would set it.
+
+    Of the leads that reached a stage and were closed (won or lost) by
+    ``as_of``, the share that won.  Open leads are left out - which is what
+    CRMs do, and why this number is optimistic when lost deals are not
+    always marked lost.
+
+    Returns
+    -------
+    DataFrame
+        ``stage``, ``reached`` (leads that reached it), ``won``, ``lost``,
+        ``probability`` (won / (won + lost)).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> sp = fk.forecast.stage_probabilities(fk.datasets.load_demo(), as_of="2025-06-30")
+    >>> sp["stage"].tolist()
+    ['qualification', 'meeting', 'proposal', 'close']
+    """
+    ss = resolve_stages(log, stages)
+    if as_of is not None:
+        log = _truncate(log, parse_as_of(as_of), time)
+    prog = lead_progress(log, stages=ss, lead=lead, stage=stage, time=time, amount=None)
+    won = (prog["outcome"] == "won").to_numpy()
+    lost = (prog["outcome"] == "lost").to_numpy()
+    rows = []
+    for s in list(ss.steps)[:-1]:
+        r = prog[f"reached_{s}"].to_numpy(dtype=bool)
+        w, lo = int((r & won).sum()), int((r & lost).sum())
+        rows.append((s, int(r.sum()), w, lo, w / (w + lo) if w + lo else np.nan))
+    return pd.DataFrame(rows, columns=["stage", "reached", "won", "lost", "probability"])
+
+
+def _baseline_probs(log, ss, T, probabilities, lead, stage, time) -> pd.Series:
+    opens = list(ss.steps)[:-1]
+    if probabilities is None:
+        sp = stage_probabilities(log, as_of=T, stages=ss, lead=lead, stage=stage, time=time)
+        p = pd.Series(sp["probability"].to_numpy(), index=opens).fillna(0.0)
+    else:
+        if not isinstance(probabilities, Mapping):
+            raise ForecastError("probabilities must map stage names to probabilities, e.g. {'proposal': 0.2}.")
+        p = pd.Series(0.0, index=opens)
+        for k, v in probabilities.items():
+            name = ss.canonical(k)
+            if name not in opens:
+                raise ForecastError(f"probabilities: {k!r} is not an open stage of {ss.name!r} ({', '.join(opens)}).")
+            if not 0 <= float(v) <= 1:
+                raise ForecastError(f"probabilities: {k!r} -> {v!r} is not between 0 and 1.")
+            p[name] = float(v)
+        missing = [s for s in opens if ss.canonical(s) not in {ss.canonical(k) for k in probabilities}]
+        if missing:
+            raise ForecastError(f"probabilities: no value for stage(s) {', '.join(missing)}.")
+    return p
+
+
+def weighted_pipeline(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    probabilities: Mapping[str, float] | None = None,
+    by: str | Sequence[str] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str = AMOUNT,
+) -> pd.DataFrame:
+    """The CRM forecast: each open lead's amount times its stage's probability.
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log.
+    as_of : date, optional
+        The open pipeline and the learned probabilities use only events up
+        to then.  Default: the log's last timestamp.
+    probabilities : mapping, optional
+        Stage -> probability, as typed into a CRM.  Default: learned with
+        :func:`stage_probabilities`.
+    by : str or list of str, optional
+        Segment column(s) of the snapshot to break the table down by.
+
+    Returns
+    -------
+    DataFrame
+        One row per (segment, open stage): ``by`` columns, ``stage``,
+        ``open_leads``, ``open_amount`` (known amounts), ``probability``,
+        ``weighted_wins`` (leads x probability), ``weighted_amount``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> wp = fk.forecast.weighted_pipeline(fk.datasets.load_demo(), probabilities={
+    ...     "qualification": 0.1, "meeting": 0.2, "proposal": 0.4, "close": 0.6})
+    >>> bool((wp["weighted_amount"] <= wp["open_amount"]).all())
+    True
+    """
+    ss = resolve_stages(log, stages)
+    by = _as_list(by)
+    T = parse_as_of(as_of) if as_of is not None else None
+    snap = pipeline.snapshot(log, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+    T = snap.attrs["as_of"]
+    p = _baseline_probs(log, ss, T, probabilities, lead, stage, time)
+    missing = [c for c in by if c not in snap.columns]
+    if missing:
+        raise ForecastError(f"by column(s) {missing} are not in the log's segments.")
+    opens = list(ss.steps)[:-1]
+    st = pd.Categorical(snap["stage"].astype(object), categories=opens)
+    amt = snap[AMOUNT].to_numpy(dtype=float) if AMOUNT in snap.columns else np.full(len(snap), np.nan)
+    prob = p.reindex(st.astype(object)).to_numpy(dtype=float)
+    work = pd.DataFrame(
+        {
+            **{b: snap[b].to_numpy() for b in by},
+            "stage": st,
+            "open_leads": 1,
+            "open_amount": np.nan_to_num(amt),
+            "weighted_wins": prob,
+            "weighted_amount": np.nan_to_num(amt) * prob,
+        }
+    )
+    g = work.groupby([*by, "stage"], observed=False, dropna=False, sort=True)
+    out = g[["open_leads", "open_amount", "weighted_wins", "weighted_amount"]].sum().reset_index()
+    out.insert(len(by) + 3, "probability", p.reindex(out["stage"].astype(object)).to_numpy())
+    out["open_leads"] = out["open_leads"].astype("int64")
+    out.attrs["as_of"] = T
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the forecast
+# ---------------------------------------------------------------------------
+class Forecast:
+    """The result of :func:`forecast`.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per segment (one row without ``by``) for the whole horizon:
+        ``by`` columns, ``open_leads``, ``open_amount``, ``amount_unknown``
+        (open leads without an amount: counted in wins, not in revenue),
+        ``expected_wins``, ``wins_low``, ``wins_high``, ``expected_revenue``,
+        ``revenue_low``, ``revenue_high``, ``p_no_win`` (probability of no
+        win at all), then the CRM baseline beside: ``weighted_wins``,
+        ``weighted_wins_low``, ``weighted_wins_high``, ``weighted_pipeline``
+        (revenue), ``weighted_low``, ``weighted_high`` (the baseline's range
+        if every open lead won independently with its stage probability).
+    total : DataFrame
+        The same as one row over all open leads.
+    periods_ : DataFrame
+        Overall, one row per period: ``period_start``, ``period_end``,
+        ``expected_wins``, ``wins_low``, ``wins_high``, ``expected_revenue``,
+        ``revenue_low``, ``revenue_high`` and the same cumulative from
+        ``as_of`` (``cum_*``).
+    draws_ : DataFrame
+        The simulated distribution: ``draw``, ``by`` columns, ``period_end``,
+        ``wins``, ``revenue`` (per period, not cumulative).
+    baseline_draws_ : DataFrame
+        ``draw``, ``wins``, ``revenue`` of the weighted-pipeline baseline.
+    leads_ : DataFrame
+        One row per open lead: ``lead_id``, ``stage``, ``days_in_stage``,
+        ``amount``, ``by`` columns, ``p_win`` (probability of winning within
+        the horizon, ours), ``stage_probability`` (the baseline's).
+    baseline_probabilities_ : Series
+        Stage -> probability used by the baseline.
+    model_ : TransitionModel
+    as_of_, horizon_end_ : Timestamp
+    level_ : float
+    notes_ : list of str
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def probability_of(self, *, target_revenue: float | None = None, target_wins: float | None = None) -> float:
+        """Probability that the open pipeline reaches a target within the horizon.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", n_draws=200)
+        >>> 0.0 <= f.probability_of(target_wins=50) <= 1.0
+        True
+        """
+        if (target_revenue is None) == (target_wins is None):
+            raise ForecastError("give exactly one of target_revenue= or target_wins=.")
+        col, tgt = ("revenue", target_revenue) if target_revenue is not None else ("wins", target_wins)
+        tot = self.draws_.groupby("draw")[col].sum()
+        return float((tot >= tgt).mean())
+
+    def __repr__(self) -> str:
+        r = self.total.iloc[0]
+        pct = f"{self.level_:.0%}"
+        return (
+            f"<Forecast as of {self.as_of_:%Y-%m-%d} to {self.horizon_end_:%Y-%m-%d}: "
+            f"{int(r['open_leads']):,} open leads; wins {r['expected_wins']:.1f} "
+            f"({pct} {r['wins_low']:.0f}-{r['wins_high']:.0f}), revenue {r['expected_revenue']:,.0f} "
+            f"({pct} {r['revenue_low']:,.0f}-{r['revenue_high']:,.0f}); weighted pipeline "
+            f"{r['weighted_pipeline']:,.0f}>"
+        )
+
+
+def _open_pipeline(log, ss, T, model, by, lead, stage, time, amount):
+    """The snapshot at T and the simulation inputs for its leads."""
+    snap = pipeline.snapshot(log, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+    missing = [c for c in by if c not in snap.columns]
+    if missing:
+        raise ForecastError(
+            f"by column(s) {missing} are not segments of the log (have: "
+            f"{', '.join(c for c in snap.columns if c not in {lead, 'stage'})})."
+        )
+    s_idx = model.stage_index(snap["stage"].astype(object).to_numpy())
+    g_idx = model.group_index(snap, lead=lead)
+    d = snap["days_in_stage"].to_numpy(dtype=float)
+    amt = snap[AMOUNT].to_numpy(dtype=float) if AMOUNT in snap.columns else np.full(len(snap), np.nan)
+    return snap, s_idx, g_idx, d, amt
+
+
+def _simulate_wins(model, s_idx, g_idx, d, H, n_draws, rng, start_offset=None):
+    """won_at (n_draws, n) in days from now (NaN: no win within H)."""
+    n = len(s_idx)
+    out = np.full((n_draws, n), np.nan)
+    if n == 0:
+        return out
+    ns = model.n_samples
+    per = max(1, _PARTICLES // max(n, 1))
+    for a in range(0, n_draws, per):
+        b = min(n_draws, a + per)
+        k = b - a
+        draw = np.repeat(np.arange(a, b), n)
+        out[a:b] = model.simulate(
+            stage_idx=np.tile(s_idx, k),
+            days_in_stage=np.tile(d, k),
+            group_idx=np.tile(g_idx, k),
+            sample_idx=(draw % ns) if ns else None,
+            horizon_days=H,
+            rng=rng,
+            start_offset=None if start_offset is None else np.tile(start_offset, k),
+        ).reshape(k, n)
+    return out
+
+
+def forecast(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    horizon="90D",
+    freq: str | None = None,
+    by: str | Sequence[str] | None = None,
+    model: TransitionModel | None = None,
+    model_by: str | Sequence[str] | None = None,
+    amount_bands: int = 3,
+    probabilities: Mapping[str, float] | None = None,
+    n_draws: int = 2000,
+    level: float = 0.8,
+    seed: int | None = 0,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str = AMOUNT,
+) -> Forecast:
+    """Forecast wins and revenue from the leads open at a date.
+
+    Each open lead's future is simulated from a
+    :class:`~funnelkit.transitions.TransitionModel` fitted on the history up
+    to ``as_of``: it leaves its stage after a time drawn given the days it
+    has already spent there (or never: stalled), moves on, and so on until it
+    wins, is lost or the horizon ends.  Each draw uses one posterior sample
+    of the model, so the intervals include the uncertainty of the rates as
+    well as the luck of the outcomes.
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log.  Events after ``as_of`` are never used.
+    as_of : date, str or Timestamp, optional
+        The forecast date (a date alone means the end of that day).
+        Default: the log's last timestamp.
+    horizon : number of days, str or offset
+        How far ahead: ``90``, ``"90D"``, ``"3MS"`` (calendar offset).
+    freq : str, optional
+        Split the horizon into calendar periods (``"MS"`` months, ``"W"``,
+        ``"QS"``); default one period.
+    by : str or list of str, optional
+        Segment column(s) to report the forecast by.
+    model : TransitionModel, optional
+        A fitted model to use; it must have been fitted as of ``as_of`` or
+        earlier.  Default: fitted here on the log up to ``as_of``.
+    model_by : str or list of str, optional
+        Segment columns of the model fitted here (each segment's rates,
+        shrunk toward the pooled ones).
+    amount_bands : int
+        Also segment the model fitted here by deal size: each lead's latest
+        amount up to ``as_of``, cut into this many bands that each hold an
+        equal share of the history's total amount (column ``amount_band``).  Big deals often convert less
+        and move slower; without this a revenue forecast inherits the rates
+        of small deals.  0 or 1: no bands.
+    probabilities : mapping, optional
+        Stage probabilities of the weighted-pipeline baseline; default
+        learned (see :func:`stage_probabilities`).
+    n_draws : int
+        Monte Carlo draws.
+    level : float
+        Level of the prediction intervals.
+    seed : int or None
+    stages : StageSet, preset name, YAML path or list, optional
+    lead, stage, time, amount : str
+        Column names.
+
+    Returns
+    -------
+    Forecast
+        See :class:`Forecast` (``summary``, ``total``, ``periods_``,
+        ``draws_``, ``leads_``).
+
+    Raises
+    ------
+    ForecastError
+        Bad horizon, level or draws; a model fitted after ``as_of``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", horizon="90D",
+    ...                          freq="MS", n_draws=300)
+    >>> f.periods_["period_end"].dt.strftime("%Y-%m-%d").tolist()
+    ['2025-08-01', '2025-09-01', '2025-09-28']
+    >>> t = f.total.iloc[0]
+    >>> bool(t["wins_low"] <= t["expected_wins"] <= t["wins_high"])
+    True
+    """
+    if not 0 < level < 1:
+        raise ForecastError(f"level must be between 0 and 1, got {level}.")
+    if n_draws < 1:
+        raise ForecastError(f"n_draws must be at least 1, got {n_draws}.")
+    ss = resolve_stages(log, stages)
+    by = _as_list(by)
+    if as_of is None:
+        t = log[time]
+        if t.notna().sum() == 0:
+            raise ForecastError("the log has no dated event; pass as_of=.")
+        T = pd.Timestamp(t.max())
+    else:
+        T = parse_as_of(as_of)
+    end = _horizon_end(T, horizon)
+    H = (end - T) / _DAY
+    edges = _period_edges(T, end, freq)
+    notes: list[str] = []
+    hist = _truncate(log, T, time)  # nothing after as_of goes any further
+    if model is None:
+        fit_log = _with_amount_bands(hist, amount_bands, lead=lead, time=time, amount=amount)
+        mby = _as_list(model_by) + ([_BAND] if _BAND in fit_log.columns else [])
+        model = TransitionModel(n_samples=min(200, n_draws)).fit(
+            fit_log, stages=ss, by=mby or None, as_of=T, lead=lead, stage=stage, time=time
+        )
+    else:
+        if not getattr(model, "_fitted", False):
+            raise ForecastError("model is not fitted; call model.fit(log, as_of=...) first.")
+        if model.as_of_ > T:
+            raise ForecastError(
+                f"the model was fitted as of {model.as_of_}, after as_of={T}: it has seen the future."
+            )
+    notes.extend(model.notes_)
+    snap, s_idx, g_idx, d, amt = _open_pipeline(hist, ss, T, model, by, lead, stage, time, amount)
+    notes.extend(snap.attrs.get("notes", []))
+    n = len(snap)
+    if np.isnan(d).any():
+        notes.append(
+            f"{int(np.isnan(d).sum()):,} open lead(s) have an unknown entry time; they are treated "
+            "as having just entered their stage."
+        )
+    amt0 = np.nan_to_num(amt)
+    rng = np.random.default_rng(seed)
+    won_at = _simulate_wins(model, s_idx, g_idx, d, H, n_draws, rng)
+
+    # aggregate by draw, segment, period
+    edge_days = np.array([(e - T) / _DAY for e in edges])
+    P = len(edges) - 1
+    won = ~np.isnan(won_at)
+    period = np.clip(np.searchsorted(edge_days[1:], np.nan_to_num(won_at), side="left"), 0, P - 1)
+    if by:
+        seg_codes = snap[by].astype(object).fillna("<missing>").groupby(by, sort=True).ngroup().to_numpy() \
+            if n else np.zeros(0, dtype=np.int64)
+        seg_table = snap[by].assign(_s=seg_codes).drop_duplicates("_s").sort_values("_s").drop(columns="_s")
+        seg_table = seg_table.reset_index(drop=True)
+    else:
+        seg_codes = np.zeros(n, dtype=np.int64)
+        seg_table = pd.DataFrame(index=[0])
+    n_seg = max(len(seg_table), 1)
+    cell = (np.arange(n_draws)[:, None] * n_seg + seg_codes[None, :]) * P + period
+    size = n_draws * n_seg * P
+    wins = np.bincount(cell[won], minlength=size).reshape(n_draws, n_seg, P).astype(float)
+    rev = np.bincount(cell[won], weights=np.broadcast_to(amt0, won.shape)[won], minlength=size)
+    rev = rev.reshape(n_draws, n_seg, P)
+
+    # the CRM baseline: amount x stage probability, each lead independent
+    bp = _baseline_probs(hist, ss, T, probabilities, lead, stage, time)
+    p_stage = bp.to_numpy()[s_idx] if n else np.zeros(0)
+    u = np.random.default_rng(None if seed is None else seed + 1)
+    b_w = np.zeros((n_draws, n_seg))
+    b_r = np.zeros((n_draws, n_seg))
+    per = max(1, _PARTICLES // max(n, 1))
+    for a in range(0, n_draws, per):
+        b = min(n_draws, a + per)
+        hit = u.random((b - a, n)) < p_stage
+        for j in range(n_seg):  # segments: few, not leads
+            m = seg_codes == j
+            b_w[a:b, j] = hit[:, m].sum(axis=1)
+            b_r[a:b, j] = (hit[:, m] * amt0[m]).sum(axis=1)
+
+    def block(w, r, bw, br, rows, ppw, ppr, extra):
+        wl, wh = _interval(w, level)
+        rl, rh = _interval(r, level)
+        bwl, bwh = _interval(bw, level)
+        brl, brh = _interval(br, level)
+        out = pd.DataFrame(
+            {
+                **extra,
+                "open_leads": rows["open_leads"],
+                "open_amount": rows["open_amount"],
+                "amount_unknown": rows["amount_unknown"],
+                "expected_wins": w.mean(axis=0),
+                "wins_low": wl,
+                "wins_high": wh,
+                "expected_revenue": r.mean(axis=0),
+                "revenue_low": rl,
+                "revenue_high": rh,
+                "p_no_win": (w == 0).mean(axis=0),
+                "weighted_wins": ppw,
+                "weighted_wins_low": bwl,
+                "weighted_wins_high": bwh,
+                "weighted_pipeline": ppr,
+                "weighted_low": brl,
+                "weighted_high": brh,
+            }
+        )
+        return out
+
+    seg_leads = np.bincount(seg_codes, minlength=n_seg)
+    seg_amount = np.bincount(seg_codes, weights=amt0, minlength=n_seg)
+    seg_unknown = np.bincount(seg_codes, weights=np.isnan(amt), minlength=n_seg).astype(np.int64)
+    seg_pw = np.bincount(seg_codes, weights=p_stage, minlength=n_seg)
+    seg_pr = np.bincount(seg_codes, weights=p_stage * amt0, minlength=n_seg)
+    extra = {c: seg_table[c].to_numpy() for c in by}
+    summary = block(
+        wins.sum(axis=2), rev.sum(axis=2), b_w, b_r,
+        {"open_leads": seg_leads, "open_amount": seg_amount, "amount_unknown": seg_unknown},
+        seg_pw, seg_pr, extra,
+    )
+    total = block(
+        wins.sum(axis=(1, 2))[:, None], rev.sum(axis=(1, 2))[:, None],
+        b_w.sum(axis=1)[:, None], b_r.sum(axis=1)[:, None],
+        {"open_leads": [n], "open_amount": [amt0.sum()], "amount_unknown": [int(np.isnan(amt).sum())]},
+        [p_stage.sum()], [(p_stage * amt0).sum()], {},
+    )
+    if not by:
+        summary = total.copy()
+
+    # periods (overall)
+    w_p, r_p = wins.sum(axis=1), rev.sum(axis=1)
+    cw, cr = np.cumsum(w_p, axis=1), np.cumsum(r_p, axis=1)
+    periods = pd.DataFrame({"period_start": edges[:-1], "period_end": edges[1:]})
+    for name, arr in [("wins", w_p), ("revenue", r_p)]:
+        lo, hi = _interval(arr, level)
+        periods[f"expected_{name}"], periods[f"{name}_low"], periods[f"{name}_high"] = arr.mean(0), lo, hi
+    for name, arr in [("wins", cw), ("revenue", cr)]:
+        lo, hi = _interval(arr, level)
+        periods[f"cum_expected_{name}"], periods[f"cum_{name}_low"], periods[f"cum_{name}_high"] = (
+            arr.mean(0), lo, hi,
+        )
+
+    # draws, tidy
+    di, si, pi = np.meshgrid(np.arange(n_draws), np.arange(n_seg), np.arange(P), indexing="ij")
+    draws = pd.DataFrame({"draw": di.ravel()})
+    for c in by:
+        draws[c] = seg_table[c].to_numpy()[si.ravel()]
+    draws["period_end"] = np.array(edges[1:], dtype="datetime64[ns]")[pi.ravel()]
+    draws["wins"] = wins.ravel().astype(np.int64)
+    draws["revenue"] = rev.ravel()
+    baseline_draws = pd.DataFrame(
+        {"draw": np.arange(n_draws), "wins": b_w.sum(axis=1).astype(np.int64), "revenue": b_r.sum(axis=1)}
+    )
+
+    leads = pd.DataFrame(
+        {
+            lead: snap[lead].to_numpy(),
+            "stage": snap["stage"].astype(object).to_numpy(),
+            "days_in_stage": d,
+            "amount": amt,
+        }
+    )
+    for c in by:
+        leads[c] = snap[c].to_numpy()
+    leads["p_win"] = won.mean(axis=0) if n else np.zeros(0)
+    leads["stage_probability"] = p_stage
+    return Forecast(
+        summary=summary,
+        total=total,
+        periods_=periods,
+        draws_=draws,
+        baseline_draws_=baseline_draws,
+        leads_=leads,
+        baseline_probabilities_=bp,
+        model_=model,
+        as_of_=T,
+        horizon_end_=end,
+        level_=level,
+        notes_=notes,
+        by_=by,
+    )
+
+
+# ---------------------------------------------------------------------------
+# planning: the reverse funnel
+# ---------------------------------------------------------------------------
+def _required_n(x, p, u, z, mu, sigma, target, confidence, revenue):
+    """Smallest N with P(x + new(N) >= target) >= confidence (common random numbers)."""
+
+    def prob(N: int) -> float:
+        k = _st.binom.ppf(u, N, p) if N > 0 else np.zeros_like(u)
+        k = np.nan_to_num(k)
+        new = k * mu + np.sqrt(k) * sigma * z if revenue else k
+        return float(np.mean(x + new >= target))
+
+    p0 = prob(0)
+    if p0 >= confidence:
+        return 0, p0
+    hi = 1
+    while prob(hi) < confidence:
+        hi *= 2
+        if hi > 10**8:
+            return np.nan, np.nan
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if prob(mid) >= confidence:
+            hi = mid
+        else:
+            lo = mid
+    return hi, prob(hi)
+
+
+def leads_needed(
+    log: pd.DataFrame,
+    *,
+    target_revenue: float | None = None,
+    target_wins: float | None = None,
+    as_of=None,
+    period="90D",
+    confidence: float = 0.8,
+    by: str | Sequence[str] | None = "source",
+    lookback="365D",
+    n_draws: int = 2000,
+    seed: int | None = 0,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str = AMOUNT,
+) -> pd.DataFrame:
+    """How many new leads must enter the top to reach a target, with a confidence.
+
+    The reverse funnel.  The period runs from ``as_of`` for ``period``.  The
+    open pipeline contributes what :func:`forecast` says it will (as a
+    distribution); new leads enter the first stage evenly over the period and
+    win within it with the probability the transition model gives for the
+    time they have left (so leads entering late mostly close after the
+    period).  Won amounts are drawn around the historical mean and spread of
+    won deals (normal approximation for a sum of wins).  Rate uncertainty is
+    carried through the posterior samples.
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log; only events up to ``as_of`` are used.
+    target_revenue, target_wins : float
+        Exactly one: the revenue or number of wins to reach in the period,
+        counting the open pipeline and the new leads.
+    as_of : date, optional
+        Start of the period (default: the log's last timestamp).
+    period : number of days, str or offset
+        Length of the period (``"90D"``, ``"3MS"``).
+    confidence : float
+        Required probability of reaching the target (e.g. 0.8).
+    by : str or list of str, optional
+        Segment column of lead sources: one row per source ("if every new
+        lead came from this source"), plus a row for the recent mix.  None:
+        one row.
+    lookback : str or number of days
+        Window before ``as_of`` for the source mix and the won amounts.
+    n_draws : int
+        Monte Carlo draws.
+
+    Returns
+    -------
+    DataFrame
+        One row per source (``by`` columns), then the mix (``by`` columns
+        ``"(recent mix)"``): ``win_probability`` (that a new lead entering
+        during the period wins within it), ``mean_won_amount``, ``target``,
+        ``confidence``, ``pipeline_expected`` (from the open pipeline),
+        ``pipeline_probability`` (the open pipeline alone reaches the target),
+        ``leads_needed`` (``NaN``: unreachable), ``expected_from_new``,
+        ``probability_reached`` (with that many leads), ``open_amount``,
+        ``pipeline_coverage`` (open amount / target; for a wins target, open
+        leads / target) and ``required_coverage`` (the same with the new
+        leads' amounts added).
+
+    Raises
+    ------
+    ForecastError
+        Neither or both targets; confidence not in (0, 1).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> plan = fk.forecast.leads_needed(fk.datasets.load_demo(), target_wins=150,
+    ...                                 as_of="2025-06-30", n_draws=300)
+    >>> plan["source"].tolist()[-1]
+    '(recent mix)'
+    >>> bool((plan["leads_needed"] > 0).all())
+    True
+    """
+    if (target_revenue is None) == (target_wins is None):
+        raise ForecastError("give exactly one of target_revenue= or target_wins=.")
+    if not 0 < confidence < 1:
+        raise ForecastError(f"confidence must be between 0 and 1, got {confidence}.")
+    revenue = target_revenue is not None
+    target = float(target_revenue if revenue else target_wins)
+    if target <= 0:
+        raise ForecastError(f"the target must be positive, got {target}.")
+    ss = resolve_stages(log, stages)
+    by = _as_list(by)
+    missing = [c for c in by if c not in log.columns]
+    if missing:
+        raise ForecastError(f"by column(s) {missing} are not in the log.")
+    T = parse_as_of(as_of) if as_of is not None else pd.Timestamp(log[time].max())
+    end = _horizon_end(T, period)
+    H = int(np.floor((end - T) / _DAY))
+    hist = _truncate(log, T, time)
+    ns = min(200, n_draws)
+    model = TransitionModel(n_samples=ns).fit(hist, stages=ss, by=by or None, as_of=T, lead=lead,
+                                              stage=stage, time=time)
+    rng = np.random.default_rng(seed)
+    snap, s_idx, g_idx, d, amt = _open_pipeline(hist, ss, T, model, [], lead, stage, time, amount)
+    won_at = _simulate_wins(model, s_idx, g_idx, d, H, n_draws, rng)
+    won = ~np.isnan(won_at)
+    x = (won * np.nan_to_num(amt)).sum(axis=1) if revenue else won.sum(axis=1).astype(float)
+    open_amount = float(np.nansum(amt)) if revenue else float(len(snap))
+
+    # new leads: P(win by the end | enter the first stage at a uniform time in the period)
+    curves = model.won_within(ss.steps[0], H, samples=True)  # (ns, G+1, H+1)
+    p_new = curves.mean(axis=-1)  # average over the entry day
+    draw_sample = np.arange(n_draws) % ns
+
+    # history for amounts and the mix
+    prog = lead_progress(hist, stages=ss, by=by, lead=lead, stage=stage, time=time, amount=amount)
+    first_t = prog[[c for c in prog.columns if c.startswith("time_")]].min(axis=1)
+    lb = _horizon_end(T - (_horizon_end(T, lookback) - T), lookback) - (_horizon_end(T, lookback) - T)
+    start = T - (lb - T) if lb > T else T - pd.Timedelta(days=365)
+    recent = (first_t > start).to_numpy()
+    is_won = (prog["outcome"] == "won").to_numpy()
+    amounts = prog[AMOUNT].to_numpy(dtype=float) if AMOUNT in prog.columns else np.full(len(prog), np.nan)
+    G = len(model.groups_)
+    if by:
+        gi = model.group_index(prog[by], lead="__none__")
+        keys = model.groups_[by]
+    else:
+        gi = np.zeros(len(prog), dtype=np.int64)
+        keys = pd.DataFrame(index=[0])
+    rows = []
+    rec_w = recent & is_won & ~np.isnan(amounts)
+    pool_mu = float(np.nanmean(amounts[is_won])) if (is_won & ~np.isnan(amounts)).any() else np.nan
+    pool_sd = float(np.nanstd(amounts[is_won])) if (is_won & ~np.isnan(amounts)).any() else 0.0
+    share = np.bincount(gi[recent], minlength=G).astype(float)
+    if share.sum() == 0:
+        share = np.bincount(gi, minlength=G).astype(float)
+    share /= max(share.sum(), 1.0)
+    stats_g = []
+    for g in range(G):  # segments (sources): few, not leads
+        m = (gi == g) & rec_w
+        if m.sum() < 5:
+            m = (gi == g) & is_won & ~np.isnan(amounts)
+        mu = float(amounts[m].mean()) if m.sum() >= 5 else pool_mu
+        sd = float(amounts[m].std()) if m.sum() >= 5 else pool_sd
+        lead_amt = amounts[(gi == g) & ~np.isnan(amounts)]
+        mean_lead = float(lead_amt.mean()) if lead_amt.size else pool_mu
+        stats_g.append((mu, sd, mean_lead))
+    gsel = list(range(G)) if by else [0]
+    u = rng.random(n_draws)
+    z = rng.standard_normal(n_draws)
+    pipeline_prob = float(np.mean(x >= target))
+
+    def row(p_draw, mu, sd, mean_lead, key):
+        mu_ = mu if revenue else 1.0
+        N, reached = _required_n(x, p_draw, u, z, mu_, sd if revenue else 0.0, target, confidence, revenue)
+        mean_p = float(p_draw.mean())
+        exp_new = (N * mean_p * mu_) if N == N else np.nan
+        add = (N * mean_lead if revenue else N) if N == N else np.nan
+        rows.append(
+            {
+                **key,
+                "win_probability": mean_p,
+                "mean_won_amount": mu,
+                "target": target,
+                "confidence": confidence,
+                "pipeline_expected": float(x.mean()),
+                "pipeline_probability": pipeline_prob,
+                "leads_needed": N,
+                "expected_from_new": exp_new,
+                "probability_reached": reached,
+                "open_amount": open_amount,
+                "pipeline_coverage": open_amount / target,
+                "required_coverage": (open_amount + add) / target,
+            }
+        )
+
+    for g in gsel:
+        key = {c: keys[c].iloc[g] for c in by}
+        mu, sd, ml = stats_g[g]
+        row(p_new[draw_sample, g], mu, sd, ml, key)
+    if by:
+        w = share
+        pg = p_new[:, :G]  # (ns, G)
+        p_mix = (pg * w).sum(axis=1)
+        mus = np.array([s[0] for s in stats_g])
+        sds = np.array([s[1] for s in stats_g])
+        mls = np.array([s[2] for s in stats_g])
+        om = w * pg.mean(axis=0)
+        om = om / om.sum() if om.sum() > 0 else w
+        mu = float(np.nansum(om * mus))
+        sd = float(np.sqrt(max(np.nansum(om * (sds**2 + mus**2)) - mu**2, 0.0)))
+        row(p_mix[draw_sample], mu, sd, float(np.nansum(w * mls)), {c: "(recent mix)" for c in by})
+    out = pd.DataFrame(rows)
+    out["leads_needed"] = out["leads_needed"].astype("float64")
+    for c in by:
+        out[c] = out[c].astype(object)
+    out.attrs.update({"as_of": T, "period_end": end, "model": model})
+    return out
+
+
+# ---------------------------------------------------------------------------
+# backtest
+# ---------------------------------------------------------------------------
+class Backtest:
+    """The result of :func:`backtest`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per cutoff: ``cutoff``, ``horizon_end``, ``open_leads``,
+        ``actual_wins``, ``actual_revenue``; ours: ``expected_wins``,
+        ``wins_low``, ``wins_high``, ``expected_revenue``, ``revenue_low``,
+        ``revenue_high``; the baseline: ``weighted_wins``,
+        ``weighted_wins_low``, ``weighted_wins_high``, ``weighted_pipeline``,
+        ``weighted_low``, ``weighted_high``.
+    summary : DataFrame
+        One row per (``method``, ``quantity``): ``method`` ("forecast" or
+        "weighted pipeline"), ``quantity`` ("wins" or "revenue"),
+        ``cutoffs``, ``mae``, ``mape`` (over cutoffs with a non-zero actual),
+        ``bias`` (mean forecast - actual), ``coverage`` (share of cutoffs whose
+        actual fell inside the interval), ``mean_width`` (of the interval),
+        ``level``.
+    leads_ : DataFrame
+        One row per (cutoff, open lead): ``cutoff``, ``lead_id``, ``stage``,
+        ``p_win`` (ours, within the horizon), ``stage_probability`` (the
+        baseline's), ``won`` (it won within the horizon), ``amount``.
+    level_ : float
+    horizon_ : object
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        lines = [f"<Backtest: {len(self.table)} cutoffs, horizon {self.horizon_}, {self.level_:.0%} intervals"]
+        for _, r in s.iterrows():
+            lines.append(
+                f"  {r['method']:<17} {r['quantity']:<7} MAE {r['mae']:>12,.1f}  MAPE {r['mape']:6.1%}  "
+                f"bias {r['bias']:>+12,.1f}  coverage {r['coverage']:.0%}"
+            )
+        return "\n".join(lines) + ">"
+
+
+def _default_cutoffs(log, time, horizon, n_cutoffs, min_history) -> list[pd.Timestamp]:
+    t = log[time].dropna()
+    if t.empty:
+        raise ForecastError("the log has no dated event to backtest on.")
+    first, last = t.min(), t.max()
+    lo = _horizon_end(first, min_history)
+    hi_end = last - (_horizon_end(last, horizon) - last)
+    cands = pd.date_range(lo.normalize(), hi_end.normalize(), freq="ME")
+    if len(cands) == 0:
+        raise ForecastError(
+            f"the history ({first:%Y-%m-%d} to {last:%Y-%m-%d}) is too short for min_history="
+            f"{min_history!r} plus horizon={horizon!r}; pass cutoffs= or shorter windows."
+        )
+    if len(cands) > n_cutoffs:
+        pick = np.unique(np.round(np.linspace(0, len(cands) - 1, n_cutoffs)).astype(int))
+        cands = cands[pick]
+    return [parse_as_of(c.date()) for c in cands]
+
+
+def backtest(
+    log: pd.DataFrame,
+    *,
+    cutoffs: Sequence | None = None,
+    n_cutoffs: int = 8,
+    horizon="90D",
+    level: float = 0.8,
+    model_by: str | Sequence[str] | None = None,
+    amount_bands: int = 3,
+    probabilities: Mapping[str, float] | None = None,
+    min_history="180D",
+    n_draws: int = 1000,
+    seed: int | None = 0,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str = AMOUNT,
+) -> Backtest:
+    """Forecast from past cutoffs and compare with what happened.
+
+    At each cutoff the log is cut at that moment (nothing after it reaches
+    the fit, the open pipeline or the baseline's probabilities), the
+    forecast is made for the next ``horizon``, and compared with the wins
+    (and their amounts) that the leads open at the cutoff actually had in
+    that window.  The weighted pipeline is scored the same way.
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log.
+    cutoffs : list of dates, optional
+        Default: ``n_cutoffs`` month ends spread between ``min_history``
+        after the data start and ``horizon`` before its end.
+    n_cutoffs : int
+    horizon : number of days, str or offset
+    level : float
+        Level of the prediction intervals whose coverage is scored.
+    model_by, amount_bands, probabilities, n_draws, seed, stages
+        Passed to :func:`forecast`.
+    min_history : str or number of days
+        History required before the first default cutoff.
+
+    Returns
+    -------
+    Backtest
+        ``table`` (per cutoff), ``summary`` (MAE, MAPE, bias, coverage per
+        method and quantity), ``leads_`` (per lead, for calibration).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=200)
+    >>> bt.summary[["method", "quantity"]].values.tolist()[:2]
+    [['forecast', 'wins'], ['forecast', 'revenue']]
+    """
+    ss = resolve_stages(log, stages)
+    if cutoffs is None:
+        cuts = _default_cutoffs(log, time, horizon, n_cutoffs, min_history)
+    else:
+        cuts = [parse_as_of(c) for c in cutoffs]
+        if not cuts:
+            raise ForecastError("cutoffs is empty.")
+    # the truth: each lead's first win, and its amount then
+    is_won = (log[stage].astype(object).map(lambda v: ss.canonical(v)) == ss.steps[-1]).to_numpy() \
+        if len(log) else np.zeros(0, dtype=bool)
+    wins = log.loc[is_won & log[time].notna().to_numpy(), [lead, time]].copy()
+    wins["_amt"] = log.loc[wins.index, amount].to_numpy(dtype=float) if amount in log.columns else np.nan
+    wins = wins.sort_values(time).drop_duplicates(lead, keep="first").set_index(lead)
+
+    rows, lead_rows = [], []
+    for c in cuts:
+        hist = _truncate(log, c, time)
+        f = forecast(
+            hist, as_of=c, horizon=horizon, level=level, model_by=model_by, amount_bands=amount_bands,
+            probabilities=probabilities,
+            n_draws=n_draws, seed=seed, stages=ss, lead=lead, stage=stage, time=time, amount=amount,
+        )
+        end = f.horizon_end_
+        L = f.leads_
+        wt = wins.reindex(L[lead].to_numpy())
+        won_t = wt[time].to_numpy(dtype="datetime64[ns]")
+        hit = (won_t > np.datetime64(c)) & (won_t <= np.datetime64(end))
+        amt_won = np.where(np.isnan(wt["_amt"].to_numpy()), L["amount"].to_numpy(dtype=float),
+                           wt["_amt"].to_numpy())
+        t0 = f.total.iloc[0]
+        rows.append(
+            {
+                "cutoff": c,
+                "horizon_end": end,
+                "open_leads": int(t0["open_leads"]),
+                "actual_wins": int(hit.sum()),
+                "actual_revenue": float(np.nansum(np.where(hit, amt_won, 0.0))),
+                **{k: float(t0[k]) for k in [
+                    "expected_wins", "wins_low", "wins_high", "expected_revenue", "revenue_low",
+                    "revenue_high", "weighted_wins", "weighted_wins_low", "weighted_wins_high",
+                    "weighted_pipeline", "weighted_low", "weighted_high",
+                ]},
+            }
+        )
+        lead_rows.append(
+            pd.DataFrame(
+                {
+                    "cutoff": c,
+                    lead: L[lead].to_numpy(),
+                    "stage": L["stage"].to_numpy(),
+                    "p_win": L["p_win"].to_numpy(),
+                    "stage_probability": L["stage_probability"].to_numpy(),
+                    "won": hit,
+                    "amount": L["amount"].to_numpy(),
+                }
+            )
+        )
+    table = pd.DataFrame(rows)
+    summ = []
+    spec = [
+        ("forecast", "wins", "expected_wins", "wins_low", "wins_high", "actual_wins"),
+        ("forecast", "revenue", "expected_revenue", "revenue_low", "revenue_high", "actual_revenue"),
+        ("weighted pipeline", "wins", "weighted_wins", "weighted_wins_low", "weighted_wins_high", "actual_wins"),
+        ("weighted pipeline", "revenue", "weighted_pipeline", "weighted_low", "weighted_high", "actual_revenue"),
+    ]
+    for method, qty, est, lo, hi, act in spec:
+        e, a = table[est].to_numpy(), table[act].to_numpy(dtype=float)
+        err = e - a
+        nz = a != 0
+        summ.append(
+            {
+                "method": method,
+                "quantity": qty,
+                "cutoffs": len(table),
+                "mae": float(np.abs(err).mean()),
+                "mape": float(np.abs(err[nz] / a[nz]).mean()) if nz.any() else np.nan,
+                "bias": float(err.mean()),
+                "coverage": float(((table[lo] <= a) & (a <= table[hi])).mean()),
+                "mean_width": float((table[hi] - table[lo]).mean()),
+                "level": level,
+            }
+        )
+    return Backtest(
+        table=table,
+        summary=pd.DataFrame(summ),
+        leads_=pd.concat(lead_rows, ignore_index=True),
+        level_=level,
+        horizon_=horizon,
+    )
