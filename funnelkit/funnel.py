@@ -1,29 +1,87 @@
 """The funnel: the aggregate view of how leads flow through the stages.
 
-How many leads reached each step, how many converted to the next, and the
-rates with intervals.  Everything is computed from the event log; the funnel
-is derived, never edited.
+How many leads reached each step, how many converted to the next, where the
+process leaks, how that differs between segments and changes over time, and
+how long conversion takes.  Everything is computed from the event log; the
+funnel is derived, never edited.
 
-Step semantics (``mode="ordered"``, the default)
-------------------------------------------------
-A lead *reaches* step 1 at its first event of that stage.  It reaches step k
-at its first event of stage k at or after the time it reached step k-1
-(events sort by time, then stage order; unknown times sort first).  With
-``infer_skipped=True`` (default) an event of a *later* step also counts as
-reaching step k: a lead that went from qualification straight to proposal
-passed the meeting, and is counted there, marked *inferred*.  Re-entering a
-stage does not count twice: each lead counts at most once per step, at its
-first qualifying entry.  A lost outcome never counts as progress.
+Step semantics
+--------------
+The *steps* are the stage set's stages followed by its ``won`` outcome (if
+any).  Events are taken in the log's order: by lead, time (unknown times
+first), then stage order, a ``lost`` outcome after steps at the same time.
 
-With ``window=`` a step only counts when reached within that time of the
-lead's first step (leads whose first time is unknown are not windowed).
+``mode="ordered"`` (default)
+    A lead reaches step 1 at its first event of that stage.  It reaches step
+    k at its first event of stage k *at or after* the event where it reached
+    step k-1.  Other stages may happen in between.
+``mode="strict"``
+    As ordered, but the event that reaches step k must be the lead's next
+    event after reaching step k-1, ignoring repeats of stage k-1: any other
+    stage in between (a ``lost``, a step back, a skipped stage) ends the
+    lead's progress.  Skipped stages are never inferred.
+``mode="any"``
+    Order does not matter: a lead reaches step k once it has entered steps
+    1..k in any order; the time it reaches step k is when the last of them
+    happened.
+
+Skipped stages (``infer_skipped=True``, the default in the ordered and any
+modes): an event of a *later* step also counts as reaching step k - a lead
+that went from qualification straight to proposal passed the meeting.  Such
+leads are counted in the ``inferred`` column.  With ``infer_skipped=False``
+they stop at the step before the gap.
+
+Re-entry (one rule for every mode): each lead counts at most once per step,
+at its *first* qualifying entry; later re-entries into a stage neither count
+again nor restart the journey, and windows are measured between those first
+entries.  A lost outcome never counts as progress.
+
+Windows: ``window=`` counts a step only when reached within that time of the
+lead's first step (its *anchor*; in ``"any"`` mode its first event of any
+step); ``step_windows=`` limits the time from step k-1 to step k.  Events
+with unknown times are never judged late.
+
+Exclusion: ``exclude=`` removes from the whole funnel the leads that entered
+a given stage (e.g. ``"lost"``) after reaching one step and before reaching
+a later one (both reached): typically deals that were lost and reopened.
+Their number is reported in the ``excluded`` column; nothing disappears
+silently.
+
+Leads in flight (censoring)
+---------------------------
+Funnel figures are computed *as of* a time, by default the log's last event
+(``as_of="end"``); events after ``as_of`` are ignored.  A lead that reached
+step k but not step k+1 by then is
+
+* **dropped** when it is closed (it has a won or lost outcome), or its time
+  to reach step k+1 has run out: ``as_of`` is past its conversion window
+  (``window`` from its anchor), its step window, or - when neither applies
+  and the stage set has outcomes - past ``stale_after`` (default: the stage
+  set's ``horizon_days``, 90 for sales pipelines) since it entered step k;
+* **in flight** otherwise: still open and within its time.  A lead whose
+  deadline is unknown (no window and no horizon, or unknown times) is in
+  flight while open - but for stage sets without outcomes (marketing
+  funnels), which have no "open" state, a lead is only in flight within an
+  explicit window.
+
+In-flight leads are censored: the step conversion is ``converted /
+matured`` with ``matured = converted + dropped``, so a lead entered
+yesterday is neither a conversion nor a drop-off.  When a segment has leads
+in flight, its conversion from the first step is the product of its step
+conversions (a life-table estimate with a Greenwood interval) instead of
+``entered / entered at the first step``.  Recent periods mix fast decisions
+with pending ones; :func:`cohorts` and :func:`trend` mark such *immature*
+periods and :func:`time_to_convert` gives the survival estimate.  Pass
+``as_of=None`` for the classic funnel in which every lead that did not
+convert counts as dropped.
 
 Segments: a lead belongs to the segment value on its first event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
@@ -31,14 +89,42 @@ import pandas as pd
 
 from . import stats
 from .data import AMOUNT, LEAD, STAGE, TIME, log_stage_set, stage_order
-from .exceptions import InvalidEventLogError, Problem
+from .exceptions import FunnelkitError, InvalidEventLogError, Problem
 from .stages import LOST_ORDER, StageSet, get_stage_set
 
-__all__ = ["lead_progress", "conversion", "outcomes", "resolve_stages"]
+__all__ = [
+    "MODES",
+    "FunnelSpecError",
+    "lead_progress",
+    "conversion",
+    "outcomes",
+    "resolve_stages",
+]
+
+#: The step semantics :func:`conversion` understands (see the module docstring).
+MODES = ("ordered", "strict", "any")
+
+_NAT = np.iinfo(np.int64).min
+_INF = np.iinfo(np.int64).max
+_DAY_NS = 86_400 * 10**9
+
+
+class FunnelSpecError(FunnelkitError, ValueError):
+    """A funnel option is malformed: unknown mode, step or window, bad benchmark."""
+
+
+Duration = float | int | str | timedelta | pd.Timedelta
 
 
 def resolve_stages(log: pd.DataFrame, stages) -> StageSet:
-    """The stage set to use: the one given, else the one the log was loaded with."""
+    """The stage set to use: the one given, else the one the log was loaded with.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> resolve_stages(fk.datasets.load_demo(n_leads=50), None).name
+    'pipeline4'
+    """
     if stages is not None:
         return get_stage_set(stages)
     found = log_stage_set(log)
@@ -65,54 +151,30 @@ def _as_list(by) -> list[str]:
     return list(by)
 
 
-def _window(w) -> np.int64 | None:
+def _duration(w, what: str = "window") -> int | None:
+    """A duration in nanoseconds; numbers are days."""
     if w is None:
         return None
-    if isinstance(w, (int, float)):
-        return np.int64(pd.Timedelta(days=w).value)
-    if isinstance(w, (str, timedelta, pd.Timedelta)):
-        return np.int64(pd.Timedelta(w).value)
-    raise ValueError(f"window must be days (number), a timedelta or a string like '30D'; got {w!r}.")
+    if isinstance(w, bool):
+        raise FunnelSpecError(f"{what} must be a number of days, a timedelta or a string like '30D'; got {w!r}.")
+    try:
+        if isinstance(w, (str, timedelta, pd.Timedelta, np.timedelta64)):
+            ns = int(pd.Timedelta(w).value)
+        elif isinstance(w, (int, float, np.integer, np.floating)):
+            ns = int(round(float(w) * _DAY_NS))
+        else:
+            raise TypeError
+    except (TypeError, ValueError) as exc:
+        raise FunnelSpecError(
+            f"{what} must be a number of days, a timedelta or a string like '30D'; got {w!r}."
+        ) from exc
+    if ns < 0:
+        raise FunnelSpecError(f"{what} must not be negative; got {w!r}.")
+    return ns
 
 
-def lead_progress(
-    log: pd.DataFrame,
-    *,
-    stages: StageSet | str | Sequence[str] | None = None,
-    by: str | Sequence[str] | None = None,
-    window: float | str | timedelta | None = None,
-    infer_skipped: bool = True,
-    lead: str = LEAD,
-    stage: str = STAGE,
-    time: str = TIME,
-    amount: str | None = AMOUNT,
-) -> pd.DataFrame:
-    """Per lead: which funnel steps it reached, and when.
-
-    The building block of every funnel figure, and the bridge to the pipeline
-    view: one row per lead with its segments, so any funnel cell can be
-    drilled into.
-
-    Returns
-    -------
-    DataFrame
-        One row per lead: ``lead_id``, the ``by`` columns, ``amount`` (the
-        lead's latest known amount), ``steps_reached`` (how many steps, 0 ..
-        n), ``outcome`` (``"won"``, ``"lost"`` or ``"open"``: the lead's last
-        outcome event), ``closed_at``, ``last_event_at``, then for every step
-        ``s`` a column ``reached_<s>`` (time, ``NaT`` if not reached) and
-        ``inferred_<s>`` (bool).
-
-    Examples
-    --------
-    >>> import funnelkit as fk
-    >>> prog = fk.funnel.lead_progress(fk.datasets.load_demo(n_leads=300))
-    >>> int(prog["steps_reached"].ge(1).sum())
-    300
-    """
-    ss = resolve_stages(log, stages)
-    by = _as_list(by)
-    missing = [c for c in [lead, stage, time, *by] if c not in log.columns]
+def _missing(log: pd.DataFrame, cols: Sequence[str]) -> None:
+    missing = [c for c in cols if c not in log.columns]
     if missing:
         raise InvalidEventLogError(
             [
@@ -125,105 +187,770 @@ def lead_progress(
                 for c in missing
             ]
         )
+
+
+def _time_ns(log: pd.DataFrame, time: str) -> np.ndarray:
+    col = log[time]
+    if not pd.api.types.is_datetime64_any_dtype(col.dtype):
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "bad_timestamp",
+                    time,
+                    f"column {time!r} holds {col.dtype} values, not datetimes.",
+                    "load the data with fk.read_events(...) or fk.validate_events(...), which parse "
+                    "and check the timestamps.",
+                )
+            ]
+        )
+    if getattr(col.dt, "tz", None) is not None:
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "timezone_aware",
+                    time,
+                    f"column {time!r} is timezone-aware ({col.dt.tz}); funnelkit works on naive "
+                    "wall-clock times in the log's zone.",
+                    "load the data with fk.read_events(..., tz='Europe/Paris') or convert with "
+                    "log[col].dt.tz_convert(zone).dt.tz_localize(None).",
+                )
+            ]
+        )
+    return col.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _as_of_ns(as_of, t: np.ndarray) -> int | None:
+    if as_of is None:
+        return None
+    if isinstance(as_of, str) and as_of == "end":
+        known = t[t != _NAT]
+        return int(known.max()) if known.size else _INF
+    try:
+        ts = pd.Timestamp(as_of)
+    except (TypeError, ValueError) as exc:
+        raise FunnelSpecError(f"as_of must be None, 'end' or a date; got {as_of!r}.") from exc
+    if ts.tzinfo is not None:
+        raise FunnelSpecError(f"as_of must be a naive date (the log's wall-clock time); got {as_of!r}.")
+    return int(ts.as_unit("ns").value)
+
+
+def _first_per_lead(lc: np.ndarray, cand: np.ndarray, n_leads: int) -> np.ndarray:
+    """First position in ``cand`` (sorted positions) for every lead; -1 if none."""
+    out = np.full(n_leads, -1, dtype=np.int64)
+    if cand.size:
+        leads = lc[cand]
+        first = np.empty(cand.size, dtype=bool)
+        first[0] = True
+        np.not_equal(leads[1:], leads[:-1], out=first[1:])
+        out[leads[first]] = cand[first]
+    return out
+
+
+def _last_per_lead(lc: np.ndarray, cand: np.ndarray, n_leads: int) -> np.ndarray:
+    """Last position in ``cand`` (sorted positions) for every lead; -1 if none."""
+    out = np.full(n_leads, -1, dtype=np.int64)
+    if cand.size:
+        leads = lc[cand]
+        last = np.empty(cand.size, dtype=bool)
+        last[-1] = True
+        np.not_equal(leads[1:], leads[:-1], out=last[:-1])
+        out[leads[last]] = cand[last]
+    return out
+
+
+@dataclass
+class _Segment:
+    name: str
+    codes: np.ndarray  # per lead, -1 = missing
+    categories: pd.Index
+    categorical: bool
+
+
+@dataclass
+class _Journeys:
+    """Per-lead arrays every funnel figure is reduced from (internal)."""
+
+    ss: StageSet
+    lead_index: pd.Index  # unique lead ids (factorize order)
+    lead_take: np.ndarray  # (n,) position of each lead in lead_index
+    reached: np.ndarray  # (m, n) bool, prefix-closed down the steps
+    time: np.ndarray  # (m, n) int64 ns, _NAT where unknown or not reached
+    inferred: np.ndarray  # (m, n) bool
+    r: np.ndarray  # (n,) steps reached
+    excluded: np.ndarray  # (n,) bool
+    in_flight: np.ndarray  # (n,) bool: in flight at its last reached step
+    outcome: np.ndarray  # (n,) int8: 0 open, 1 won, 2 lost
+    closed_at: np.ndarray
+    last_event: np.ndarray
+    anchor: np.ndarray
+    amount: np.ndarray | None
+    segments: list[_Segment] = field(default_factory=list)
+    as_of: int | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return self.ss.steps
+
+    @property
+    def lead_ids(self) -> np.ndarray:
+        return np.asarray(self.lead_index.take(self.lead_take), dtype=object)
+
+    @property
+    def m(self) -> int:
+        return len(self.ss.steps)
+
+    @property
+    def n(self) -> int:
+        return self.lead_take.size
+
+    @property
+    def censored(self) -> bool:
+        return self.as_of is not None
+
+    @property
+    def included(self) -> np.ndarray:
+        """Leads in the funnel: reached the first step and not excluded."""
+        return (self.r >= 1) & ~self.excluded
+
+
+def _parse_step_windows(step_windows, steps: tuple[str, ...], ss: StageSet) -> np.ndarray:
+    """Per step k (entered from k-1), the window in ns, -1 where none."""
+    m = len(steps)
+    out = np.full(m, -1, dtype=np.int64)
+    if step_windows is None:
+        return out
+    if isinstance(step_windows, Mapping):
+        for key, w in step_windows.items():
+            name = ss.canonical(key)
+            if name is None or name not in steps or steps.index(name) == 0:
+                raise FunnelSpecError(
+                    f"step_windows: {key!r} is not a step after the first; keys are the step being "
+                    f"entered, one of {', '.join(steps[1:])}."
+                )
+            out[steps.index(name)] = _duration(w, f"step_windows[{key!r}]")
+        return out
+    seq = list(step_windows)
+    if len(seq) != m - 1:
+        raise FunnelSpecError(
+            f"step_windows as a list needs {m - 1} entries (one per transition "
+            f"{' -> '.join(steps)}), got {len(seq)}; or pass a mapping {{step: window}}."
+        )
+    for k, w in enumerate(seq, start=1):
+        ns = _duration(w, f"step_windows[{k - 1}]")
+        out[k] = -1 if ns is None else ns
+    return out
+
+
+def _parse_exclude(exclude, ss: StageSet) -> list[tuple[str, int, int]]:
+    """Normalise exclude= into (label, from_step, to_step) triples."""
+    if exclude is None:
+        return []
+    steps = ss.steps
+    m = len(steps)
+    if isinstance(exclude, Mapping):
+        items = list(exclude.items())
+    else:
+        labels = [exclude] if isinstance(exclude, str) else list(exclude)
+        items = [(lab, (steps[0], steps[-1])) for lab in labels]
+    out = []
+    for lab, span in items:
+        name = ss.canonical(lab)
+        if name is None:
+            raise FunnelSpecError(
+                f"exclude: {lab!r} is not a stage or outcome of {ss.name!r} ({', '.join(ss.labels)})."
+            )
+        if isinstance(span, str) or not isinstance(span, Sequence) or len(span) != 2:
+            raise FunnelSpecError(
+                f"exclude: the span for {lab!r} must be a pair (from_step, to_step), got {span!r}."
+            )
+        idx = []
+        for s in span:
+            c = ss.canonical(s)
+            if c is None or c not in steps:
+                raise FunnelSpecError(f"exclude: {s!r} is not a step of {ss.name!r} ({', '.join(steps)}).")
+            idx.append(steps.index(c))
+        if not idx[0] < idx[1] < m:
+            raise FunnelSpecError(
+                f"exclude: {span[0]!r} must come before {span[1]!r} in the funnel for {lab!r}."
+            )
+        out.append((name, idx[0], idx[1]))
+    return out
+
+
+def _label_codes(log: pd.DataFrame, ss: StageSet, stage: str) -> np.ndarray:
+    """Index into ``ss.labels`` of each event's stage (-1 unknown)."""
+    cat = pd.Categorical(log[stage])
+    labels = list(ss.labels)
+    lut = np.array(
+        [labels.index(ss.canonical(c)) if ss.canonical(c) is not None else -1 for c in cat.categories] + [-1],
+        dtype=np.int64,
+    )
+    codes = cat.codes.astype(np.int64)
+    return lut[np.where(codes < 0, len(lut) - 1, codes)]
+
+
+def _journeys(
+    log: pd.DataFrame,
+    ss: StageSet,
+    *,
+    by: list[str],
+    mode: str = "ordered",
+    window=None,
+    step_windows=None,
+    exclude=None,
+    infer_skipped: bool | None = None,
+    as_of="end",
+    stale_after="horizon",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> _Journeys:
+    if not isinstance(log, pd.DataFrame):
+        raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
+    if mode not in MODES:
+        raise FunnelSpecError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}.")
+    if infer_skipped is None:
+        infer_skipped = mode != "strict"
+    if mode == "strict" and infer_skipped:
+        raise FunnelSpecError(
+            "mode='strict' allows no other stage between two steps, so skipped stages cannot be "
+            "inferred; leave infer_skipped unset (or False), or use mode='ordered'."
+        )
+    _missing(log, [lead, stage, time, *by])
+    steps = ss.steps
+    m = len(steps)
+    w = _duration(window, "window")
+    sw = _parse_step_windows(step_windows, steps, ss)
+    excl = _parse_exclude(exclude, ss)
+    if isinstance(stale_after, str) and stale_after == "horizon":
+        stale = None if ss.horizon_days is None else int(ss.horizon_days) * _DAY_NS
+    else:
+        stale = _duration(stale_after, "stale_after")
+
     order = stage_order(log, ss, stage=stage)
     if (order == -2).any():
-        bad = pd.Series(log[stage].to_numpy()[order == -2]).value_counts()
+        bad_mask = order == -2
+        bad = pd.Series(log[stage].to_numpy()[bad_mask]).value_counts(dropna=False)
+        rows = np.flatnonzero(bad_mask)[:20] + 1
         raise InvalidEventLogError(
             [
                 Problem(
                     "unknown_stage",
                     stage,
-                    f"labels not in stage set {ss.name!r}: "
-                    + ", ".join(f"{k!r} x{v:,}" for k, v in bad.items()),
+                    f"labels not in stage set {ss.name!r} ({', '.join(ss.labels)}): "
+                    + ", ".join(f"{k!r} x{v:,}" for k, v in bad.items())
+                    + f"; first at rows {', '.join(map(str, rows[:5]))}.",
                     "load the log with this stage set (read_events(..., stages=...)) or add aliases.",
+                    tuple(int(x) for x in rows),
                 )
             ]
         )
+    t = _time_ns(log, time)
     lead_codes, lead_ids = pd.factorize(log[lead], sort=False)
-    t = log[time].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    sort_key = np.where(order == LOST_ORDER, np.iinfo(np.int32).max, order)
-    idx = np.lexsort((sort_key, t, lead_codes))
-    lc, tt, oo = lead_codes[idx], t[idx], order[idx]
-    n_leads = len(lead_ids)
-    nat = np.iinfo(np.int64).min
-    w = _window(window)
-    steps = ss.steps
-    m = len(steps)
-
-    # first position of every lead in sorted order
-    first_pos = np.full(n_leads, -1, dtype=np.int64)
-    rev = np.arange(lc.size - 1, -1, -1)
-    first_pos[lc[rev]] = rev
-    last_pos = np.full(n_leads, -1, dtype=np.int64)
-    last_pos[lc] = np.arange(lc.size)
-
-    reach_pos = np.full((m, n_leads), -1, dtype=np.int64)
-    inferred = np.zeros((m, n_leads), dtype=bool)
-    anchor = None
-    for k in range(m):
-        cand = np.flatnonzero(oo >= k) if infer_skipped else np.flatnonzero(oo == k)
-        if k == 0:
-            pos = np.full(n_leads, -1, dtype=np.int64)
-            pos[lc[cand[::-1]]] = cand[::-1]
-        else:
-            prev = reach_pos[k - 1]
-            have = prev >= 0
-            j = np.searchsorted(cand, prev[have], side="left")
-            ok = j < cand.size
-            c = np.where(ok, cand[np.minimum(j, max(cand.size - 1, 0))] if cand.size else -1, -1)
-            leads_have = np.flatnonzero(have)
-            same = ok & (c >= 0)
-            same[same] = lc[c[same]] == leads_have[same]
-            pos = np.full(n_leads, -1, dtype=np.int64)
-            pos[leads_have[same]] = c[same]
-            if w is not None:
-                got = pos >= 0
-                a = anchor[got]
-                tk = tt[pos[got]]
-                late = (a != nat) & (tk != nat) & (tk - a > w)
-                drop = np.flatnonzero(got)[late]
-                pos[drop] = -1
-        reach_pos[k] = pos
-        got = pos >= 0
-        inferred[k, got] = oo[pos[got]] > k
-        if k == 0:
-            anchor = np.where(got, tt[np.maximum(pos, 0)], nat)
-
-    out = pd.DataFrame({lead: lead_ids.to_numpy(dtype=object) if hasattr(lead_ids, "to_numpy") else lead_ids})
+    if (lead_codes < 0).any():
+        rows = np.flatnonzero(lead_codes < 0)[:20] + 1
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "empty_lead_id",
+                    lead,
+                    f"{int((lead_codes < 0).sum()):,} event(s) have no lead id: rows "
+                    f"{', '.join(map(str, rows[:5]))}.",
+                    "give every event the id of its lead, or remove those rows.",
+                    tuple(int(x) for x in rows),
+                )
+            ]
+        )
+    lead_index = pd.Index(lead_ids)
+    labels = _label_codes(log, ss, stage) if excl else None
+    seg_raw = []
     for col in by:
-        vals = log[col].to_numpy()[idx][first_pos]
-        series = log[col]
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            out[col] = pd.Categorical(vals, categories=series.cat.categories)
+        ser = log[col]
+        if isinstance(ser.dtype, pd.CategoricalDtype):
+            seg_raw.append((col, ser.cat.codes.to_numpy().astype(np.int64), ser.cat.categories, True))
         else:
-            out[col] = vals
+            codes, cats = pd.factorize(ser, sort=True)
+            seg_raw.append((col, codes.astype(np.int64), pd.Index(cats), False))
+    amt = None
     if amount and amount in log.columns:
-        amt = log[amount].to_numpy(dtype=float)[idx]
-        has = ~np.isnan(amt)
-        last_amt = np.full(n_leads, np.nan)
-        pos_has = np.flatnonzero(has)
-        last_amt[lc[pos_has]] = amt[pos_has]  # later positions overwrite: latest known
-        out[AMOUNT] = last_amt
-    out["steps_reached"] = (reach_pos >= 0).sum(axis=0)
-    # outcome: the lead's last outcome event (won, or any lost label)
-    is_won = (oo == m - 1) & (ss.won is not None)
+        amt = pd.to_numeric(log[amount], errors="coerce").to_numpy(dtype=float)
+
+    as_of_ns = _as_of_ns(as_of, t)
+    keep = None
+    if as_of_ns is not None and as_of != "end":
+        after = (t != _NAT) & (t > as_of_ns)
+        if after.any():
+            keep = ~after
+    sort_key = np.where(order == LOST_ORDER, np.iinfo(np.int32).max, order)
+
+    lc, tt, oo, sk = lead_codes.astype(np.int64), t, order, sort_key
+    if keep is not None:
+        lc, tt, oo, sk = lc[keep], tt[keep], oo[keep], sk[keep]
+    # sorted already (canonical logs are)?  check in O(n); sort only when needed
+    idx = None
+    if lc.size > 1:
+        dl = lc[1:] - lc[:-1]
+        ok = bool((dl >= 0).all())
+        if ok:
+            same = dl == 0
+            t0, t1 = tt[:-1], tt[1:]
+            ok = not bool((same & ((t1 < t0) | ((t1 == t0) & (sk[1:] < sk[:-1])))).any())
+        if not ok:
+            idx = np.lexsort((sk, tt, lc))
+            lc, tt, oo = lc[idx], tt[idx], oo[idx]
+    n_ev = lc.size
+
+    def take(a: np.ndarray) -> np.ndarray:
+        if keep is not None:
+            a = a[keep]
+        return a if idx is None else a[idx]
+
+    # compact lead codes, in sorted order
+    start = np.ones(n_ev, dtype=bool)
+    if n_ev > 1:
+        np.not_equal(lc[1:], lc[:-1], out=start[1:])
+    first_pos = np.flatnonzero(start)
+    lead_take = lc[first_pos]
+    lc = np.cumsum(start) - 1
+    n = first_pos.size
+    last_pos = np.r_[first_pos[1:] - 1, n_ev - 1] if n else first_pos
+
+    reach_pos = np.full((m, n), -1, dtype=np.int64)
+    inferred = np.zeros((m, n), dtype=bool)
+
+    def within(pos: np.ndarray, got: np.ndarray, ref_t: np.ndarray, limit: int) -> np.ndarray:
+        """got & (time at pos - ref_t <= limit), unknown times never late."""
+        tk = tt[np.maximum(pos, 0)]
+        late = got & (ref_t != _NAT) & (tk != _NAT) & (tk - ref_t > limit)
+        return got & ~late
+
+    if mode == "ordered":
+        anchor = None
+        for k in range(m):
+            cand = np.flatnonzero(oo >= k) if infer_skipped else np.flatnonzero(oo == k)
+            if k == 0:
+                pos = _first_per_lead(lc, cand, n)
+            else:
+                prev = reach_pos[k - 1]
+                have = np.flatnonzero(prev >= 0)
+                pos = np.full(n, -1, dtype=np.int64)
+                if cand.size and have.size:
+                    j = np.searchsorted(cand, prev[have], side="left")
+                    inside = j < cand.size
+                    c = cand[np.minimum(j, cand.size - 1)]
+                    inside &= lc[c] == have
+                    pos[have[inside]] = c[inside]
+                got = pos >= 0
+                if w is not None:
+                    got = within(pos, got, anchor, w)
+                if sw[k] >= 0:
+                    got = within(pos, got, tt[np.maximum(prev, 0)], int(sw[k]))
+                pos = np.where(got, pos, -1)
+            reach_pos[k] = pos
+            got = pos >= 0
+            inferred[k] = got & (oo[np.maximum(pos, 0)] > k)
+            if k == 0:
+                anchor = np.where(got, tt[np.maximum(pos, 0)], _NAT)
+    elif mode == "strict":
+        # next position holding a different stage (or another lead): runs of equal stage
+        run_start = np.ones(n_ev, dtype=bool)
+        if n_ev > 1:
+            run_start[1:] = (lc[1:] != lc[:-1]) | (oo[1:] != oo[:-1])
+        run_id = np.cumsum(run_start) - 1
+        starts = np.flatnonzero(run_start)
+        next_start = np.r_[starts[1:], n_ev]
+        next_diff = next_start[run_id] if n_ev else run_id
+        anchor = None
+        for k in range(m):
+            if k == 0:
+                pos = _first_per_lead(lc, np.flatnonzero(oo == 0), n)
+            else:
+                prev = reach_pos[k - 1]
+                have = prev >= 0
+                q = np.where(have, next_diff[np.maximum(prev, 0)] if n_ev else 0, n_ev)
+                qq = np.minimum(q, max(n_ev - 1, 0))
+                got = have & (q < n_ev)
+                got &= (lc[qq] == np.arange(n)) & (oo[qq] == k)
+                pos = np.where(got, q, -1)
+                if w is not None:
+                    got = within(pos, got, anchor, w)
+                if sw[k] >= 0:
+                    got = within(pos, got, tt[np.maximum(prev, 0)], int(sw[k]))
+                pos = np.where(got, pos, -1)
+            reach_pos[k] = pos
+            if k == 0:
+                anchor = np.where(pos >= 0, tt[np.maximum(pos, 0)], _NAT)
+    else:  # any order
+        first_any = _first_per_lead(lc, np.flatnonzero(oo >= 0), n)
+        anchor = np.where(first_any >= 0, tt[np.maximum(first_any, 0)], _NAT)
+        run = np.full(n, -1, dtype=np.int64)  # latest position among steps 0..k
+        ok_prev = np.ones(n, dtype=bool)
+        for k in range(m):
+            has_k = _first_per_lead(lc, np.flatnonzero(oo == k), n)
+            if infer_skipped:
+                pos = _first_per_lead(lc, np.flatnonzero(oo >= k), n)
+                got = pos >= 0
+                inferred[k] = got & (has_k < 0)
+            else:
+                got = ok_prev & (has_k >= 0)
+                run = np.where(got, np.maximum(run, has_k), -1)
+                pos = run
+            got &= ok_prev
+            if w is not None:
+                got = within(pos, got, anchor, w)
+            if k > 0 and sw[k] >= 0:
+                got = within(pos, got, tt[np.maximum(reach_pos[k - 1], 0)], int(sw[k]))
+            pos = np.where(got, pos, -1)
+            reach_pos[k] = pos
+            ok_prev = got
+        inferred &= reach_pos >= 0
+
+    reached = reach_pos >= 0
+    rtime = np.where(reached, tt[np.maximum(reach_pos, 0)] if n_ev else _NAT, _NAT)
+    r = reached.sum(axis=0)
+
+    # outcomes: the lead's last outcome event
+    is_won = (oo == m - 1) if ss.won is not None else np.zeros(n_ev, dtype=bool)
     is_lost = oo == LOST_ORDER
-    oc_pos = np.flatnonzero(is_won | is_lost)
-    last_oc = np.full(n_leads, -1, dtype=np.int64)
-    last_oc[lc[oc_pos]] = oc_pos
+    last_oc = _last_per_lead(lc, np.flatnonzero(is_won | is_lost), n)
     has_oc = last_oc >= 0
-    outcome = np.full(n_leads, "open", dtype=object)
-    outcome[has_oc] = np.where(is_won[last_oc[has_oc]], "won", "lost")
-    out["outcome"] = pd.Categorical(outcome, categories=["open", "won", "lost"])
-    closed = np.where(has_oc, tt[np.maximum(last_oc, 0)], nat)
-    out["closed_at"] = closed.view("datetime64[ns]")
-    out["last_event_at"] = tt[last_pos].view("datetime64[ns]")
-    for k, s in enumerate(steps):
-        p = reach_pos[k]
-        out[f"reached_{s}"] = p >= 0
-        out[f"time_{s}"] = np.where(p >= 0, tt[np.maximum(p, 0)], nat).view("datetime64[ns]")
-        out[f"inferred_{s}"] = inferred[k]
+    outcome = np.zeros(n, dtype=np.int8)
+    outcome[has_oc] = np.where(is_won[last_oc[has_oc]], 1, 2)
+    closed_at = np.where(has_oc, tt[np.maximum(last_oc, 0)] if n_ev else _NAT, _NAT)
+    last_event = tt[last_pos] if n else np.zeros(0, dtype=np.int64)
+
+    # exclusion: an excluded label strictly between two reached steps
+    excluded = np.zeros(n, dtype=bool)
+    if excl:
+        lab = take(labels)
+        names = list(ss.labels)
+        for name, a, b in excl:
+            qpos = np.flatnonzero(lab == names.index(name))
+            both = reached[a] & reached[b]
+            lo_, hi_ = reach_pos[a][both], reach_pos[b][both]
+            between = np.searchsorted(qpos, hi_, side="left") - np.searchsorted(qpos, lo_, side="right")
+            hit = np.zeros(n, dtype=bool)
+            hit[both] = between > 0
+            excluded |= hit
+
+    # in flight at the last reached step
+    in_flight = np.zeros(n, dtype=bool)
+    if as_of_ns is not None and n:
+        has_outcomes = ss.won is not None or bool(ss.lost)
+        cand = (r >= 1) & (r < m) & (outcome == 0)
+        k_last = np.clip(r - 1, 0, m - 1)
+        t_last = rtime[k_last, np.arange(n)]
+        nxt = np.clip(r, 0, m - 1)
+        deadline = np.full(n, _INF, dtype=np.int64)
+        ruled = np.zeros(n, dtype=bool)
+        if w is not None:
+            known = anchor != _NAT
+            deadline = np.where(known, np.minimum(deadline, anchor + w), deadline)
+            ruled |= True
+        sw_next = sw[nxt]
+        has_sw = sw_next >= 0
+        if has_sw.any():
+            known = has_sw & (t_last != _NAT)
+            deadline = np.where(known, np.minimum(deadline, t_last + sw_next), deadline)
+            ruled |= has_sw
+        if stale is not None and has_outcomes:
+            use = ~ruled & (t_last != _NAT)
+            deadline = np.where(use, np.minimum(deadline, t_last + stale), deadline)
+        unknown_deadline = deadline == _INF
+        in_flight = cand & np.where(unknown_deadline, has_outcomes, as_of_ns < deadline)
+
+    segments = []
+    for col, codes, cats, is_cat in seg_raw:
+        per_event = take(codes)
+        segments.append(_Segment(col, per_event[first_pos] if n else per_event[:0], cats, is_cat))
+    amount_lead = None
+    if amt is not None:
+        a = take(amt)
+        lp = _last_per_lead(lc, np.flatnonzero(~np.isnan(a)), n)
+        amount_lead = np.where(lp >= 0, a[np.maximum(lp, 0)] if n_ev else np.nan, np.nan)
+
+    return _Journeys(
+        ss=ss,
+        lead_index=lead_index,
+        lead_take=lead_take,
+        reached=reached,
+        time=rtime,
+        inferred=inferred & reached,
+        r=r,
+        excluded=excluded,
+        in_flight=in_flight,
+        outcome=outcome,
+        closed_at=closed_at,
+        last_event=last_event,
+        anchor=anchor if anchor is not None else np.zeros(0, dtype=np.int64),
+        amount=amount_lead,
+        segments=segments,
+        as_of=as_of_ns,
+        settings={
+            "mode": mode,
+            "window": window,
+            "step_windows": step_windows,
+            "exclude": exclude,
+            "infer_skipped": infer_skipped,
+            "as_of": None if as_of_ns is None or as_of_ns == _INF else pd.Timestamp(as_of_ns),
+            "stale_after": None if stale is None else pd.Timedelta(stale),
+        },
+    )
+
+
+def lead_progress(
+    log: pd.DataFrame,
+    *,
+    stages: StageSet | str | Sequence[str] | None = None,
+    by: str | Sequence[str] | None = None,
+    mode: str = "ordered",
+    window: Duration | None = None,
+    step_windows: Mapping[str, Duration] | Sequence[Duration | None] | None = None,
+    exclude: str | Sequence[str] | Mapping[str, tuple[str, str]] | None = None,
+    infer_skipped: bool | None = None,
+    as_of: str | pd.Timestamp | None = "end",
+    stale_after: Duration | str | None = "horizon",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Per lead: which funnel steps it reached, and when.
+
+    The building block of every funnel figure, and the bridge to the pipeline
+    view: one row per lead with its segments, so any funnel cell can be
+    drilled into.  The options are those of :func:`conversion` (see the
+    module docstring for the step semantics and the in-flight rule).
+
+    Returns
+    -------
+    DataFrame
+        One row per lead (in log order): ``lead_id``, the ``by`` columns,
+        ``amount`` (the lead's latest known amount), ``steps_reached`` (how
+        many steps, 0 .. n), ``outcome`` (``"won"``, ``"lost"`` or ``"open"``:
+        the lead's last outcome event), ``closed_at``, ``last_event_at``,
+        ``in_flight`` (True when the lead has neither converted to its next
+        step nor dropped as of ``as_of``), ``excluded`` (removed by
+        ``exclude=``), then for every step ``s`` the columns ``reached_<s>``
+        (bool), ``time_<s>`` (when, ``NaT`` if not reached or unknown) and
+        ``inferred_<s>`` (counted there because it reached a later step).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> prog = fk.funnel.lead_progress(fk.datasets.load_demo(n_leads=300))
+    >>> int(prog["steps_reached"].ge(1).sum())
+    300
+    >>> prog.filter(like="reached_").sum().tolist()[:3]
+    [300, 173, 105]
+    """
+    ss = resolve_stages(log, stages)
+    by = _as_list(by)
+    j = _journeys(
+        log, ss, by=by, mode=mode, window=window, step_windows=step_windows, exclude=exclude,
+        infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+        lead=lead, stage=stage, time=time, amount=amount,
+    )
+    return _progress_frame(j, lead)
+
+
+def _segment_values(seg: _Segment, codes: np.ndarray):
+    if seg.categorical:
+        return pd.Categorical.from_codes(codes, categories=seg.categories)
+    vals = np.asarray(seg.categories, dtype=object)
+    out = np.empty(codes.size, dtype=object)
+    ok = codes >= 0
+    out[ok] = vals[codes[ok]]
+    out[~ok] = None
+    return pd.array(out) if out.size and all(isinstance(v, str) for v in out[ok]) and ok.all() else out
+
+
+def _progress_frame(j: _Journeys, lead: str) -> pd.DataFrame:
+    cols: dict[str, object] = {lead: j.lead_ids}
+    for seg in j.segments:
+        cols[seg.name] = _segment_values(seg, seg.codes)
+    if j.amount is not None:
+        cols[AMOUNT] = j.amount
+    cols["steps_reached"] = j.r
+    cols["outcome"] = pd.Categorical.from_codes(j.outcome.astype(np.int64), categories=["open", "won", "lost"])
+    cols["closed_at"] = j.closed_at.view("datetime64[ns]")
+    cols["last_event_at"] = j.last_event.view("datetime64[ns]")
+    cols["in_flight"] = j.in_flight
+    cols["excluded"] = j.excluded
+    for k, s in enumerate(j.steps):
+        cols[f"reached_{s}"] = j.reached[k]
+        cols[f"time_{s}"] = j.time[k].view("datetime64[ns]")
+        cols[f"inferred_{s}"] = j.inferred[k]
+    out = pd.DataFrame(cols)
+    out.attrs["funnel"] = dict(j.settings, stages=j.ss.name)
     return out
+
+
+# ---------------------------------------------------------------------------
+# aggregation
+# ---------------------------------------------------------------------------
+@dataclass
+class _Key:
+    """An extra per-lead grouping key (e.g. a cohort) with labels."""
+
+    name: str
+    codes: np.ndarray  # -1 = missing
+    labels: pd.Index
+
+
+def _groups(j: _Journeys, extra: Sequence[_Key] = ()) -> tuple[np.ndarray, pd.DataFrame]:
+    """Group code per lead and the group values table (sorted, missing last)."""
+    parts = [(s.codes, len(s.categories)) for s in j.segments] + [(k.codes, len(k.labels)) for k in extra]
+    n = j.n
+    if not parts:
+        return np.zeros(n, dtype=np.int64), pd.DataFrame(index=pd.RangeIndex(1))
+    g = np.zeros(n, dtype=np.int64)
+    strides = []
+    stride = 1
+    for codes, size in reversed(parts):
+        strides.append(stride)
+        g += np.where(codes < 0, size, codes) * stride
+        stride *= size + 1
+    strides = strides[::-1]
+    if stride <= 4 * n + 1_000_000:
+        used = np.bincount(g, minlength=stride) > 0
+        uniq = np.flatnonzero(used)
+        remap = np.cumsum(used) - 1
+        g = remap[g]
+    else:
+        uniq, g = np.unique(g, return_inverse=True)
+    vals = {}
+    rest = uniq.copy()
+    specs = [(s.name, s) for s in j.segments] + [(k.name, k) for k in extra]
+    for (name, spec), (_, size), st in zip(specs, parts, strides):
+        code = rest // st
+        rest = rest % st
+        code = np.where(code == size, -1, code)
+        if isinstance(spec, _Segment):
+            vals[name] = _segment_values(spec, code)
+        else:
+            lab = spec.labels
+            v = lab.take(np.maximum(code, 0))
+            vals[name] = v.where(code >= 0) if len(v) else v
+    return g, pd.DataFrame(vals)
+
+
+@dataclass
+class _Counts:
+    """Per group and step counts (arrays of shape (G, m))."""
+
+    entered: np.ndarray
+    converted: np.ndarray
+    in_flight: np.ndarray
+    inferred: np.ndarray
+    amount_entered: np.ndarray
+    excluded: np.ndarray  # (G,)
+
+    @property
+    def dropped(self) -> np.ndarray:
+        return self.entered - self.converted - self.in_flight
+
+    @property
+    def matured(self) -> np.ndarray:
+        return self.entered - self.in_flight
+
+
+def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
+    m = j.m
+    inc = j.included
+    gi, ri = g[inc], j.r[inc]
+    key = gi * (m + 1) + ri
+    size = n_groups * (m + 1)
+    hist = np.bincount(key, minlength=size).reshape(n_groups, m + 1)
+    # entered step k = reached more than k steps
+    entered = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    converted = np.zeros_like(entered)
+    converted[:, :-1] = entered[:, 1:]
+    fl = np.bincount(key, weights=j.in_flight[inc], minlength=size).reshape(n_groups, m + 1)
+    in_flight = np.rint(fl[:, 1:]).astype(np.int64)
+    in_flight[:, -1] = 0
+    inferred = np.vstack(
+        [np.bincount(gi, weights=j.inferred[k][inc], minlength=n_groups) for k in range(m)]
+    ).T
+    if j.amount is not None:
+        a = np.nan_to_num(j.amount[inc], nan=0.0)
+        ah = np.bincount(key, weights=a, minlength=size).reshape(n_groups, m + 1)
+        amount_entered = np.cumsum(ah[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    else:
+        amount_entered = np.full((n_groups, m), np.nan)
+    excl = (j.r >= 1) & j.excluded
+    excluded = np.bincount(g[excl], minlength=n_groups)
+    return _Counts(
+        entered=entered.astype(np.int64),
+        converted=converted.astype(np.int64),
+        in_flight=in_flight,
+        inferred=np.rint(inferred).astype(np.int64),
+        amount_entered=amount_entered,
+        excluded=excluded.astype(np.int64),
+    )
+
+
+def _funnel_table(
+    j: _Journeys, gvals: pd.DataFrame, c: _Counts, *, level: float, method: str, exclude_col: bool
+) -> pd.DataFrame:
+    steps = list(j.steps)
+    m = len(steps)
+    n_groups = c.entered.shape[0]
+    last = np.zeros((n_groups, m), dtype=bool)
+    last[:, -1] = True
+    matured = c.matured
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step_rate = np.where(last | (matured == 0), np.nan, c.converted / np.where(matured > 0, matured, 1))
+    lo, hi = stats.proportion_ci(np.where(last, 0, c.converted), np.where(last, 0, matured), level=level, method=method)
+    top = c.entered[:, :1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall = np.where(top > 0, c.entered / np.where(top > 0, top, 1), np.nan)
+    olo, ohi = stats.proportion_ci(c.entered, np.broadcast_to(top, c.entered.shape), level=level, method=method)
+    any_flight = c.in_flight.sum(axis=1) > 0
+    for gi in np.flatnonzero(any_flight):
+        # life table: product of the step conversions over matured leads
+        est, l2, h2 = stats.chained_proportion_ci(c.converted[gi, :-1], matured[gi, :-1], level=level)
+        overall[gi, 1:], olo[gi, 1:], ohi[gi, 1:] = est, l2, h2
+        olo[gi, 0], ohi[gi, 0] = stats.proportion_ci(top[gi, 0], top[gi, 0], level=level, method=method)
+    amount_converted = np.full((n_groups, m), np.nan)
+    amount_converted[:, :-1] = c.amount_entered[:, 1:]
+
+    def flat(a):
+        return np.asarray(a).reshape(-1)
+
+    def masked_int(a):
+        return pd.arrays.IntegerArray(np.where(last, 0, a).reshape(-1).astype(np.int64), flat(last))
+
+    res = pd.DataFrame(
+        {
+            "step": pd.Categorical(np.tile(np.array(steps, dtype=object), n_groups), categories=steps, ordered=True),
+            "step_index": np.tile(np.arange(m), n_groups),
+            "entered": flat(c.entered),
+            "converted": masked_int(c.converted),
+            "dropped": masked_int(c.dropped),
+            "in_flight": masked_int(c.in_flight),
+            "matured": masked_int(matured),
+            "step_conversion": flat(step_rate),
+            "step_ci_low": np.where(np.isnan(flat(step_rate)), np.nan, flat(lo)),
+            "step_ci_high": np.where(np.isnan(flat(step_rate)), np.nan, flat(hi)),
+            "overall_conversion": flat(overall),
+            "overall_ci_low": flat(olo),
+            "overall_ci_high": flat(ohi),
+            "inferred": flat(c.inferred),
+            "amount_entered": flat(c.amount_entered),
+            "amount_converted": flat(amount_converted),
+        }
+    )
+    if exclude_col:
+        res["excluded"] = np.repeat(c.excluded, m)
+    if len(gvals.columns):
+        seg = gvals.loc[gvals.index.repeat(m)].reset_index(drop=True)
+        res = pd.concat([seg, res], axis=1)
+    res.attrs["level"] = level
+    res.attrs["funnel"] = dict(j.settings, stages=j.ss.name, method=method)
+    return res
 
 
 def conversion(
@@ -231,8 +958,13 @@ def conversion(
     *,
     stages: StageSet | str | Sequence[str] | None = None,
     by: str | Sequence[str] | None = None,
-    window: float | str | timedelta | None = None,
-    infer_skipped: bool = True,
+    mode: str = "ordered",
+    window: Duration | None = None,
+    step_windows: Mapping[str, Duration] | Sequence[Duration | None] | None = None,
+    exclude: str | Sequence[str] | Mapping[str, tuple[str, str]] | None = None,
+    infer_skipped: bool | None = None,
+    as_of: str | pd.Timestamp | None = "end",
+    stale_after: Duration | str | None = "horizon",
     level: float = 0.95,
     method: str = "wilson",
     lead: str = LEAD,
@@ -242,6 +974,9 @@ def conversion(
 ) -> pd.DataFrame:
     """Funnel conversion per step (and per segment), with intervals.
 
+    See the module docstring (``help(funnelkit.funnel)``) for the exact step
+    semantics, the re-entry rule and the in-flight (maturity) rule.
+
     Parameters
     ----------
     log : DataFrame
@@ -250,10 +985,29 @@ def conversion(
         Defaults to the stage set the log was loaded with.
     by : str or list of str, optional
         Segment column(s) to break the funnel down by.
+    mode : {"ordered", "strict", "any"}
+        Step semantics.
     window : number of days, timedelta or string, optional
         Conversion window from the lead's first step.
-    infer_skipped : bool
-        Count a lead at a step it skipped when it reached a later one.
+    step_windows : mapping or list, optional
+        Per-step windows: ``{"proposal": "14D"}`` means proposal must be
+        reached within 14 days of the meeting; or a list with one entry (or
+        ``None``) per transition.
+    exclude : str, list or mapping, optional
+        Stage(s) whose occurrence between two steps removes the lead:
+        ``"lost"`` (between the first and last step) or
+        ``{"lost": ("meeting", "won")}``.
+    infer_skipped : bool, optional
+        Count a lead at a step it skipped when it reached a later one
+        (default True; False in ``"strict"`` mode, where it cannot be True).
+    as_of : "end", date or None
+        The time the funnel is computed at (default: the log's last event).
+        Later events are ignored, and leads still in flight at that time are
+        censored.  ``None``: no censoring.
+    stale_after : "horizon", number of days, timedelta or None
+        Without a window, how long an open lead may sit at a step before it
+        counts as dropped; ``"horizon"`` uses the stage set's
+        ``horizon_days``.
     level : float
         Confidence level of the intervals.
     method : {"wilson", "jeffreys"}
@@ -267,108 +1021,43 @@ def conversion(
         One row per (segment, step), columns: the ``by`` columns, ``step``
         (stage name), ``step_index`` (0-based), ``entered`` (leads that reached
         the step), ``converted`` (reached the next step), ``dropped``,
-        ``step_conversion`` (converted / entered) with ``step_ci_low`` /
-        ``step_ci_high``, ``overall_conversion`` (entered / entered at the first
-        step) with ``overall_ci_low`` / ``overall_ci_high``, ``inferred``
-        (leads counted at the step because they reached a later one),
-        ``amount_entered`` and ``amount_converted`` (sum of the leads' amounts).
-        The last step has ``converted`` and ``step_conversion`` missing.
+        ``in_flight`` (neither yet), ``matured`` (``converted + dropped``),
+        ``step_conversion`` (``converted / matured``) with ``step_ci_low`` /
+        ``step_ci_high``, ``overall_conversion`` (from the first step) with
+        ``overall_ci_low`` / ``overall_ci_high``, ``inferred`` (leads counted at
+        the step because they reached a later one), ``amount_entered`` and
+        ``amount_converted`` (sum of the leads' amounts), and ``excluded``
+        (leads removed by ``exclude=``, when given).  The last step has the
+        conversion columns missing.  A lead with no segment value is shown
+        with a missing value, never dropped.
+
+    Raises
+    ------
+    InvalidEventLogError
+        Missing columns, unknown stage labels, non-datetime times.
+    FunnelSpecError
+        An unknown mode, step or a malformed window.
 
     Examples
     --------
     >>> import funnelkit as fk
     >>> f = fk.funnel.conversion(fk.datasets.load_demo())
-    >>> f[["step", "entered", "converted"]].head(3).values.tolist()
-    [['qualification', 4000, 2080], ['meeting', 2080, 1125], ['proposal', 1125, 606]]
+    >>> f[["step", "entered", "converted", "in_flight"]].head(3).values.tolist()
+    [['qualification', 6000, 3240, 198], ['meeting', 3240, 1941, 145], ['proposal', 1941, 980, 129]]
+    >>> classic = fk.funnel.conversion(fk.datasets.load_demo(), as_of=None)
+    >>> round(float(classic.loc[0, "step_conversion"]), 3)
+    0.54
     """
     ss = resolve_stages(log, stages)
     by = _as_list(by)
-    prog = lead_progress(
-        log, stages=ss, by=by, window=window, infer_skipped=infer_skipped,
+    j = _journeys(
+        log, ss, by=by, mode=mode, window=window, step_windows=step_windows, exclude=exclude,
+        infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
         lead=lead, stage=stage, time=time, amount=amount,
     )
-    return _aggregate(prog, ss, by, level=level, method=method)
-
-
-def _aggregate(prog: pd.DataFrame, ss: StageSet, by: list[str], *, level: float, method: str) -> pd.DataFrame:
-    steps = list(ss.steps)
-    m = len(steps)
-    reached = np.column_stack([prog[f"reached_{s}"].to_numpy(dtype=bool) for s in steps])
-    inferred = np.column_stack([prog[f"inferred_{s}"].to_numpy() for s in steps])
-    amt = prog[AMOUNT].to_numpy(dtype=float) if AMOUNT in prog.columns else None
-    if by:
-        keys = prog[by]
-        group = keys.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
-        uniq = keys.drop_duplicates().assign(_g=lambda d: d.groupby(by, observed=True, dropna=False, sort=True).ngroup())
-        uniq = uniq.sort_values("_g").reset_index(drop=True)
-        n_groups = len(uniq)
-    else:
-        group = np.zeros(len(prog), dtype=np.int64)
-        uniq = pd.DataFrame({"_g": [0]})
-        n_groups = 1
-    rows = []
-    for k in range(m):
-        entered = np.bincount(group, weights=reached[:, k], minlength=n_groups)
-        inf = np.bincount(group, weights=reached[:, k] & inferred[:, k], minlength=n_groups)
-        if amt is not None:
-            a = np.where(reached[:, k] & ~np.isnan(amt), amt, 0.0)
-            val_in = np.bincount(group, weights=a, minlength=n_groups)
-        else:
-            val_in = np.full(n_groups, np.nan)
-        if k + 1 < m:
-            conv = np.bincount(group, weights=reached[:, k + 1], minlength=n_groups)
-            if amt is not None:
-                a2 = np.where(reached[:, k + 1] & ~np.isnan(amt), amt, 0.0)
-                val_conv = np.bincount(group, weights=a2, minlength=n_groups)
-            else:
-                val_conv = np.full(n_groups, np.nan)
-        else:
-            conv = np.full(n_groups, np.nan)
-            val_conv = np.full(n_groups, np.nan)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "_g": np.arange(n_groups),
-                    "step": steps[k],
-                    "step_index": k,
-                    "entered": entered,
-                    "converted": conv,
-                    "inferred": inf,
-                    "amount_entered": val_in,
-                    "amount_converted": val_conv,
-                }
-            )
-        )
-    res = pd.concat(rows, ignore_index=True)
-    top = res.loc[res["step_index"] == 0].set_index("_g")["entered"]
-    res["top"] = res["_g"].map(top)
-    res["dropped"] = res["entered"] - res["converted"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        res["step_conversion"] = res["converted"] / res["entered"]
-        res["overall_conversion"] = res["entered"] / res["top"]
-    last = res["step_index"] == m - 1
-    lo, hi = stats.proportion_ci(
-        res["converted"].fillna(0), res["entered"], level=level, method=method
-    )
-    res["step_ci_low"] = np.where(last | (res["entered"] == 0), np.nan, lo)
-    res["step_ci_high"] = np.where(last | (res["entered"] == 0), np.nan, hi)
-    lo, hi = stats.proportion_ci(res["entered"], res["top"], level=level, method=method)
-    res["overall_ci_low"], res["overall_ci_high"] = lo, hi
-    res = res.merge(uniq, on="_g").sort_values(["_g", "step_index"]).reset_index(drop=True)
-    for c in ["entered", "inferred"]:
-        res[c] = res[c].astype("int64")
-    res["converted"] = res["converted"].astype("Int64")
-    res["dropped"] = res["dropped"].astype("Int64")
-    res["step"] = pd.Categorical(res["step"], categories=steps, ordered=True)
-    cols = [
-        *by, "step", "step_index", "entered", "converted", "dropped",
-        "step_conversion", "step_ci_low", "step_ci_high",
-        "overall_conversion", "overall_ci_low", "overall_ci_high",
-        "inferred", "amount_entered", "amount_converted",
-    ]
-    out = res[cols]
-    out.attrs["level"] = level
-    return out
+    g, gvals = _groups(j)
+    c = _counts(j, g, max(len(gvals), 1))
+    return _funnel_table(j, gvals, c, level=level, method=method, exclude_col=exclude is not None)
 
 
 def outcomes(
@@ -403,25 +1092,24 @@ def outcomes(
     """
     ss = resolve_stages(log, stages)
     by = _as_list(by)
-    prog = lead_progress(log, stages=ss, by=by, lead=lead, stage=stage, time=time, amount=amount)
-    dummies = pd.get_dummies(prog["outcome"]).astype("int64")
-    frame = pd.concat([prog[by], dummies], axis=1)
-    has_amt = AMOUNT in prog.columns
-    if has_amt:
-        frame["won_amount"] = np.where(prog["outcome"] == "won", prog[AMOUNT], 0.0)
-        frame["open_amount"] = np.where(prog["outcome"] == "open", prog[AMOUNT].fillna(0), 0.0)
-    if by:
-        agg = frame.groupby(by, observed=True, dropna=False).sum().reset_index()
-    else:
-        agg = frame.sum().to_frame().T
-    for c in ["won", "lost", "open"]:
-        agg[c] = agg[c].astype("int64")
+    j = _journeys(log, ss, by=by, as_of=None, lead=lead, stage=stage, time=time, amount=amount)
+    g, gvals = _groups(j)
+    n_groups = max(len(gvals), 1)
+    counts = {
+        name: np.bincount(g, weights=(j.outcome == code), minlength=n_groups).astype(np.int64)
+        for code, name in enumerate(["open", "won", "lost"])
+    }
+    agg = gvals.copy() if len(gvals.columns) else pd.DataFrame(index=pd.RangeIndex(1))
+    agg["won"], agg["lost"], agg["open"] = counts["won"], counts["lost"], counts["open"]
     agg["leads"] = agg["won"] + agg["lost"] + agg["open"]
     closed = agg["won"] + agg["lost"]
     with np.errstate(invalid="ignore", divide="ignore"):
         agg["win_rate"] = agg["won"] / closed
     agg["ci_low"], agg["ci_high"] = stats.proportion_ci(agg["won"], closed, level=level)
     cols = [*by, "leads", "won", "lost", "open", "win_rate", "ci_low", "ci_high"]
-    if has_amt:
+    if j.amount is not None:
+        a = np.nan_to_num(j.amount, nan=0.0)
+        agg["won_amount"] = np.bincount(g, weights=np.where(j.outcome == 1, a, 0.0), minlength=n_groups)
+        agg["open_amount"] = np.bincount(g, weights=np.where(j.outcome == 0, a, 0.0), minlength=n_groups)
         cols += ["won_amount", "open_amount"]
-    return agg[cols]
+    return agg[cols].reset_index(drop=True)

@@ -21,6 +21,9 @@ __all__ = [
     "bh_adjust",
     "kaplan_meier",
     "km_quantile",
+    "chained_proportion_ci",
+    "aalen_johansen",
+    "rate_vs_target",
 ]
 
 Method = Literal["wilson", "jeffreys"]
@@ -49,7 +52,7 @@ def proportion_ci(
     --------
     >>> low, high = proportion_ci(200, 1000)
     >>> round(float(low), 4), round(float(high), 4)
-    (0.1761, 0.2262)
+    (0.1764, 0.2259)
     """
     x = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
@@ -64,6 +67,9 @@ def proportion_ci(
             centre = (p + z**2 / (2 * n)) / denom
             half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
             low, high = centre - half, centre + half
+            # exact at the ends (the formula gives 1 - 1e-16 and friends)
+            low = np.where(x == 0, 0.0, low)
+            high = np.where(x == n, 1.0, high)
         elif method == "jeffreys":
             low = _st.beta.ppf(alpha / 2, x + 0.5, n - x + 0.5)
             high = _st.beta.ppf(1 - alpha / 2, x + 0.5, n - x + 0.5)
@@ -229,3 +235,187 @@ def km_quantile(km: pd.DataFrame, q: float) -> tuple[float, float, float]:
         return float(hit.iloc[0]) if len(hit) else np.nan
 
     return first_time("survival"), first_time("ci_low"), first_time("ci_high")
+
+
+def chained_proportion_ci(
+    successes, trials, *, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Running product of proportions (a life table) with a Greenwood interval.
+
+    For steps ``j = 0, 1, ...`` with ``successes[j]`` of ``trials[j]``
+    converting, the chance of getting through steps ``0..k`` is
+    ``prod(successes[:k+1] / trials[:k+1])``.  This is the actuarial
+    (Kaplan-Meier) estimate when some leads are censored at each step.
+    The interval uses Greenwood's variance on the log(-log) scale, as
+    :func:`kaplan_meier` does.
+
+    Parameters
+    ----------
+    successes, trials : array-like of int, one entry per step
+    level : float
+
+    Returns
+    -------
+    estimate, low, high : ndarray of float
+        One value per step; ``nan`` from the first step with no trials on.
+
+    Examples
+    --------
+    >>> est, lo, hi = chained_proportion_ci([50, 20], [100, 40])
+    >>> est.round(3).tolist()
+    [0.5, 0.25]
+    """
+    x = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    if x.shape != n.shape:
+        raise ValueError("successes and trials must have the same length.")
+    if np.any(x < 0) or np.any(x > n):
+        raise ValueError("successes must lie between 0 and trials.")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n > 0, x / n, np.nan)
+        est = np.cumprod(p)
+        green = np.cumsum(np.where(n > 0, (n - x) / (n * x), np.nan))
+        z = _st.norm.ppf(0.5 + level / 2)
+        se = np.sqrt(green) / np.abs(np.log(est))
+        lo = np.exp(-np.exp(np.log(-np.log(est)) + z * se))
+        hi = np.exp(-np.exp(np.log(-np.log(est)) - z * se))
+    # all-1 or a 0 step: no spread on the log(-log) scale; fall back to the
+    # Wilson bound of the step that decides it (the smallest all-success step,
+    # or the first zero-success step)
+    wl, _ = proportion_ci(n, n, level=level)
+    _, wh = proportion_ci(np.zeros_like(n), n, level=level)
+    one = est >= 1
+    lo = np.where(one, np.fmin.accumulate(np.where(n > 0, wl, np.nan)), lo)
+    hi = np.where(one, 1.0, hi)
+    zero = est <= 0
+    first_zero_hi = np.fmax.accumulate(np.where((x == 0) & (n > 0), wh, np.nan))
+    lo = np.where(zero, 0.0, lo)
+    hi = np.where(zero, first_zero_hi, hi)
+    bad = np.isnan(est)
+    return est, np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
+def aalen_johansen(durations, events, *, level: float = 0.95) -> pd.DataFrame:
+    """Cumulative incidence of competing outcomes (Aalen-Johansen), with intervals.
+
+    When a lead can end in several ways (won or lost), the chance of one
+    outcome by time ``t`` is its *cumulative incidence*
+    ``F_k(t) = sum over event times t_j <= t of S(t_j-) * d_kj / n_j``, where
+    ``S`` is the Kaplan-Meier probability of no outcome yet, ``d_kj`` the
+    outcomes of kind ``k`` at ``t_j`` and ``n_j`` the leads at risk just before
+    ``t_j``.  A Kaplan-Meier curve that treats the other outcomes as censored
+    estimates ``1 - prod(1 - d_kj / n_j)`` instead, which is larger: it
+    pretends lost leads could still have won.
+
+    Parameters
+    ----------
+    durations : array-like of float
+        Time to the outcome, or to censoring (leads still open).
+    events : array-like of int
+        0 for censored, 1, 2, ... for the kind of outcome (e.g. 1 = won,
+        2 = lost).
+    level : float
+        Level of the pointwise interval: delta-method variance (Marubini and
+        Valsecchi), on the log(-log) scale.
+
+    Returns
+    -------
+    DataFrame
+        One row per (event time, outcome kind): ``time``, ``event`` (the kind),
+        ``at_risk``, ``events`` (of this kind at this time), ``incidence``
+        (``F_k(t)``), ``ci_low``, ``ci_high``, and ``survival`` (probability of
+        no outcome of any kind yet, Kaplan-Meier).  Sorted by event, then time.
+        Kinds that never occur are absent.
+
+    Examples
+    --------
+    >>> aj = aalen_johansen([1, 2, 3, 4], [1, 2, 1, 0])
+    >>> aj[["event", "time", "incidence"]].values.tolist()
+    [[1.0, 1.0, 0.25], [1.0, 2.0, 0.25], [1.0, 3.0, 0.5], [2.0, 1.0, 0.0], [2.0, 2.0, 0.25], [2.0, 3.0, 0.25]]
+    """
+    t = np.asarray(durations, dtype=float)
+    e = np.asarray(events)
+    if t.shape != e.shape:
+        raise ValueError("durations and events must have the same length.")
+    if e.size and (np.any(np.isnan(e.astype(float))) or np.any(e.astype(float) < 0)):
+        raise ValueError("events must be 0 (censored) or a positive integer kind of outcome.")
+    e = e.astype(np.int64)
+    keep = ~np.isnan(t)
+    t, e = t[keep], e[keep]
+    cols = ["time", "event", "at_risk", "events", "incidence", "ci_low", "ci_high", "survival"]
+    if t.size == 0 or not np.any(e > 0):
+        return pd.DataFrame(columns=cols)
+    if np.any(t < 0):
+        raise ValueError("durations must not be negative.")
+    order = np.argsort(t, kind="stable")
+    t, e = t[order], e[order]
+    times, first = np.unique(t, return_index=True)
+    at_risk_all = t.size - first
+    kinds = np.unique(e[e > 0])
+    # events of each kind at each distinct time: one bincount per kind
+    pos = np.searchsorted(times, t)
+    d_k = np.vstack([np.bincount(pos, weights=(e == k), minlength=times.size) for k in kinds])
+    d = d_k.sum(axis=0)
+    mask = d > 0
+    times, n, d, d_k = times[mask], at_risk_all[mask].astype(float), d[mask], d_k[:, mask]
+    surv = np.cumprod(1 - d / n)
+    s_prev = np.r_[1.0, surv[:-1]]
+    z = _st.norm.ppf(0.5 + level / 2)
+    frames = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(n > d, d / (n * (n - d)), 0.0)
+        for i, k in enumerate(kinds):
+            dk = d_k[i]
+            inc = np.cumsum(s_prev * dk / n)
+            # Var F(t_i) = sum_{j<=i} (F_i - F_j)^2 a_j + S_{j-1}^2 dk (n-dk)/n^3
+            #              - 2 (F_i - F_j) S_{j-1} dk / n^2   (delta method), via running sums
+            b = s_prev**2 * dk * (n - dk) / n**3
+            c = s_prev * dk / n**2
+            sa, sfa, sffa = np.cumsum(a), np.cumsum(inc * a), np.cumsum(inc**2 * a)
+            sc, sfc = np.cumsum(c), np.cumsum(inc * c)
+            var = inc**2 * sa - 2 * inc * sfa + sffa + np.cumsum(b) - 2 * (inc * sc - sfc)
+            var = np.maximum(var, 0.0)
+            se = np.sqrt(var)
+            loglog = np.log(-np.log(inc))
+            scale = se / np.abs(inc * np.log(inc))
+            lo = np.exp(-np.exp(loglog + z * scale))
+            hi = np.exp(-np.exp(loglog - z * scale))
+            lo = np.where(inc <= 0, 0.0, np.where(inc >= 1, 1.0, lo))
+            hi = np.where(inc <= 0, 0.0, np.where(inc >= 1, 1.0, hi))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "time": times,
+                        "event": k,
+                        "at_risk": n.astype(np.int64),
+                        "events": dk.astype(np.int64),
+                        "incidence": inc,
+                        "ci_low": np.nan_to_num(lo, nan=0.0),
+                        "ci_high": np.nan_to_num(hi, nan=1.0),
+                        "survival": surv,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+def rate_vs_target(successes, trials, target) -> np.ndarray:
+    """Two-sided exact binomial test of each observed rate against a target rate.
+
+    Returns the p-values (``nan`` where ``trials`` is 0 or the target is
+    missing).
+
+    Examples
+    --------
+    >>> p = rate_vs_target([2, 19], [100, 100], 0.2)
+    >>> bool(p[0] < 1e-6), bool(p[1] > 0.5)
+    (True, True)
+    """
+    x = np.atleast_1d(np.asarray(successes, dtype=float))
+    n = np.atleast_1d(np.asarray(trials, dtype=float))
+    p0 = np.broadcast_to(np.atleast_1d(np.asarray(target, dtype=float)), x.shape)
+    out = np.full(x.shape, np.nan)
+    for i in range(x.size):  # one test per row of a summary table, never per lead
+        if n[i] > 0 and np.isfinite(p0[i]) and 0 <= p0[i] <= 1:
+            out[i] = _st.binomtest(int(x[i]), int(n[i]), float(p0[i])).pvalue
+    return out
