@@ -166,6 +166,7 @@ def stage_probabilities(
     Examples
     --------
     >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
     >>> sp = fk.forecast.stage_probabilities(fk.datasets.load_demo(), as_of="2025-06-30")
     >>> sp["stage"].tolist()
     ['qualification', 'meeting', 'proposal', 'close']
@@ -243,6 +244,7 @@ def weighted_pipeline(
     Examples
     --------
     >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
     >>> wp = fk.forecast.weighted_pipeline(fk.datasets.load_demo(), probabilities={
     ...     "qualification": 0.1, "meeting": 0.2, "proposal": 0.4, "close": 0.6})
     >>> bool((wp["weighted_amount"] <= wp["open_amount"]).all())
@@ -330,6 +332,7 @@ class Forecast:
         Examples
         --------
         >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
         >>> f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", n_draws=200)
         >>> 0.0 <= f.probability_of(target_wins=50) <= 1.0
         True
@@ -474,6 +477,7 @@ def forecast(
     Examples
     --------
     >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
     >>> f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", horizon="90D",
     ...                          freq="MS", n_draws=300)
     >>> f.periods_["period_end"].dt.strftime("%Y-%m-%d").tolist()
@@ -766,6 +770,7 @@ def leads_needed(
     Examples
     --------
     >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
     >>> plan = fk.forecast.leads_needed(fk.datasets.load_demo(), target_wins=150,
     ...                                 as_of="2025-06-30", n_draws=300)
     >>> plan["source"].tolist()[-1]
@@ -1006,6 +1011,7 @@ def backtest(
     Examples
     --------
     >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
     >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=200)
     >>> bt.summary[["method", "quantity"]].values.tolist()[:2]
     [['forecast', 'wins'], ['forecast', 'revenue']]

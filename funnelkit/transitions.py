@@ -178,6 +178,7 @@ class TransitionModel:
     Examples
     --------
     >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
     >>> log = fk.datasets.load_demo()
     >>> tm = fk.transitions.TransitionModel(n_samples=50).fit(log, as_of="2025-06-30")
     >>> wp = tm.win_probability()
@@ -629,6 +630,7 @@ class TransitionModel:
         Examples
         --------
         >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
         >>> tm = fk.transitions.TransitionModel(n_samples=0).fit(fk.datasets.load_demo())
         >>> M = tm.matrix()
         >>> bool(abs(M.sum(axis=1) - 1).max() < 1e-9)
@@ -706,6 +708,7 @@ class TransitionModel:
         Examples
         --------
         >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
         >>> tm = fk.transitions.TransitionModel(n_samples=30).fit(fk.datasets.load_demo())
         >>> round(float(tm.win_probability()["probability"].iloc[-1]), 1)
         0.6
@@ -727,6 +730,7 @@ class TransitionModel:
         Examples
         --------
         >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
         >>> tm = fk.transitions.TransitionModel(n_samples=0).fit(fk.datasets.load_demo())
         >>> float(tm.expected_steps()["expected_steps"].iloc[-1])
         1.0
@@ -822,6 +826,7 @@ class TransitionModel:
         Examples
         --------
         >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
         >>> tm = fk.transitions.TransitionModel(n_samples=20).fit(fk.datasets.load_demo())
         >>> cp = tm.close_probability("proposal", [0, 200], 90)
         >>> bool(cp["probability"].iloc[0] > cp["probability"].iloc[1])
@@ -887,6 +892,7 @@ class TransitionModel:
         Examples
         --------
         >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
         >>> tm = fk.transitions.TransitionModel(n_samples=0).fit(fk.datasets.load_demo())
         >>> curve = tm.won_within("close", 60)[-1]
         >>> bool(curve[60] > curve[10] > 0)

@@ -1,0 +1,323 @@
+"""Plots of forecasts and backtests: fan chart, target, backtest, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
+
+from .. import stats
+from ._style import LOST, PALETTE, get_ax, percent_axis, tidy
+
+__all__ = ["fan_chart", "target_chart", "backtest_chart", "calibration_chart"]
+
+_QUANTITIES = ("wins", "revenue")
+
+
+def _check_quantity(quantity: str) -> None:
+    if quantity not in _QUANTITIES:
+        raise ValueError(f"quantity must be 'wins' or 'revenue', got {quantity!r}.")
+
+
+def _money(ax: Axes, axis: str = "y") -> None:
+    def fmt(v, _pos):
+        a = abs(v)
+        if a >= 1e6:
+            return f"{v / 1e6:.1f}M"
+        if a >= 1e3:
+            return f"{v / 1e3:.0f}k"
+        return f"{v:.0f}"
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(fmt))
+
+
+def _totals(fc, quantity: str) -> np.ndarray:
+    """Cumulative totals per draw and period: shape (n_draws, n_periods)."""
+    d = fc.draws_.groupby(["draw", "period_end"], sort=True)[quantity].sum().unstack("period_end")
+    return np.cumsum(d.to_numpy(dtype=float), axis=1)
+
+
+def fan_chart(
+    fc,
+    *,
+    quantity: str = "revenue",
+    levels: tuple[float, ...] = (0.5, 0.8, 0.95),
+    target: float | None = None,
+    baseline: bool = True,
+    title: str | None = None,
+    color: str = PALETTE[0],
+    ax: Axes | None = None,
+) -> Axes:
+    """Cumulative forecast over the coming periods, with nested prediction bands.
+
+    Parameters
+    ----------
+    fc : Forecast
+        Output of :func:`funnelkit.forecast.forecast` (use ``freq=`` for
+        several periods).
+    quantity : {"revenue", "wins"}
+    levels : tuple of float
+        Prediction-interval levels drawn as bands, widest palest.
+    target : float, optional
+        Draw the target as a horizontal line.
+    baseline : bool
+        Mark the weighted pipeline (the CRM's figure) at the horizon.
+    title : str, optional
+    color : str
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
+    >>> f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", freq="MS", n_draws=200)
+    >>> from funnelkit.plots.forecast import fan_chart
+    >>> ax = fan_chart(f, quantity="wins")
+    >>> ax.get_ylabel()
+    'cumulative wins'
+    """
+    _check_quantity(quantity)
+    ax = get_ax(ax)
+    cum = _totals(fc, quantity)
+    x = [fc.as_of_, *pd.to_datetime(fc.periods_["period_end"])]
+    zeros = np.zeros((cum.shape[0], 1))
+    cum = np.concatenate([zeros, cum], axis=1)
+    for i, lev in enumerate(sorted(levels, reverse=True)):
+        a = (1 - lev) / 2
+        lo, hi = np.quantile(cum, a, axis=0), np.quantile(cum, 1 - a, axis=0)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15 + 0.15 * i, lw=0, label=f"{lev:.0%} interval")
+    ax.plot(x, cum.mean(axis=0), color=color, lw=2, marker="o", ms=4, label="expected")
+    if baseline:
+        key = "weighted_pipeline" if quantity == "revenue" else "weighted_wins"
+        val = float(fc.total[key].iloc[0])
+        ax.scatter([x[-1]], [val], marker="D", color=LOST, zorder=5, label="weighted pipeline (CRM)")
+    if target is not None:
+        ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:,.0f}")
+    ax.set_ylabel(f"cumulative {quantity}")
+    ax.set_xlabel("period end")
+    if quantity == "revenue":
+        _money(ax)
+    ax.set_title(title or f"Forecast from the open pipeline as of {fc.as_of_:%Y-%m-%d}")
+    ax.legend(frameon=False, fontsize="small", loc="upper left")
+    for lab in ax.get_xticklabels():
+        lab.set_rotation(30)
+        lab.set_horizontalalignment("right")
+    return tidy(ax)
+
+
+def target_chart(
+    fc,
+    *,
+    target: float,
+    quantity: str = "revenue",
+    bins: int = 40,
+    title: str | None = None,
+    color: str = PALETTE[0],
+    ax: Axes | None = None,
+) -> Axes:
+    """Distribution of the forecast total against a target.
+
+    A histogram of the simulated totals over the horizon, the expected
+    value, the prediction interval, the weighted pipeline and the target;
+    the title gives the probability of reaching the target.
+
+    Parameters
+    ----------
+    fc : Forecast
+    target : float
+    quantity : {"revenue", "wins"}
+    bins : int
+    title : str, optional
+    color : str
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
+    >>> f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", n_draws=200)
+    >>> from funnelkit.plots.forecast import target_chart
+    >>> ax = target_chart(f, target=60, quantity="wins")
+    >>> "P(reach target)" in ax.get_title()
+    True
+    """
+    _check_quantity(quantity)
+    ax = get_ax(ax)
+    tot = fc.draws_.groupby("draw")[quantity].sum().to_numpy(dtype=float)
+    p = float((tot >= target).mean())
+    ax.hist(tot, bins=bins, color=color, alpha=0.6, label="simulated totals")
+    r = fc.total.iloc[0]
+    lo_key, hi_key = (f"{quantity}_low", f"{quantity}_high")
+    exp_key = f"expected_{quantity}"
+    ax.axvspan(r[lo_key], r[hi_key], color=color, alpha=0.12, label=f"{fc.level_:.0%} interval")
+    ax.axvline(r[exp_key], color=color, lw=2, label=f"expected {r[exp_key]:,.0f}")
+    key = "weighted_pipeline" if quantity == "revenue" else "weighted_wins"
+    ax.axvline(r[key], color=LOST, lw=1.5, ls=":", label=f"weighted pipeline {r[key]:,.0f}")
+    ax.axvline(target, color="black", lw=1.5, ls="--", label=f"target {target:,.0f}")
+    ax.set_xlabel(f"{quantity} by {fc.horizon_end_:%Y-%m-%d}")
+    ax.set_ylabel("draws")
+    if quantity == "revenue":
+        _money(ax, "x")
+    ax.set_title(title or f"P(reach target) = {p:.0%}")
+    ax.legend(frameon=False, fontsize="small")
+    return tidy(ax)
+
+
+def backtest_chart(
+    bt,
+    *,
+    quantity: str = "wins",
+    baseline: bool = True,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Forecast vs actual at each backtest cutoff, with intervals.
+
+    Parameters
+    ----------
+    bt : Backtest
+        Output of :func:`funnelkit.forecast.backtest`.
+    quantity : {"wins", "revenue"}
+    baseline : bool
+        Also draw the weighted pipeline and its range.
+    title : str, optional
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
+    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100)
+    >>> from funnelkit.plots.forecast import backtest_chart
+    >>> ax = backtest_chart(bt)
+    >>> ax.get_ylabel()
+    'wins in the horizon'
+    """
+    _check_quantity(quantity)
+    ax = get_ax(ax)
+    t = bt.table
+    x = np.arange(len(t))
+    names = {
+        "wins": ("expected_wins", "wins_low", "wins_high", "weighted_wins", "weighted_wins_low",
+                 "weighted_wins_high", "actual_wins"),
+        "revenue": ("expected_revenue", "revenue_low", "revenue_high", "weighted_pipeline",
+                    "weighted_low", "weighted_high", "actual_revenue"),
+    }[quantity]
+    est, lo, hi, best, blo, bhi, act = names
+    ax.errorbar(
+        x - 0.12, t[est], yerr=[t[est] - t[lo], t[hi] - t[est]], fmt="o", color=PALETTE[0],
+        capsize=3, label=f"forecast ({bt.level_:.0%} interval)",
+    )
+    if baseline:
+        ax.errorbar(
+            x + 0.12, t[best], yerr=[t[best] - t[blo], t[bhi] - t[best]], fmt="D", color=LOST,
+            alpha=0.8, capsize=3, label="weighted pipeline (CRM)",
+        )
+    ax.scatter(x, t[act], marker="X", s=70, color="black", zorder=5, label="actual")
+    ax.set_xticks(x, [f"{c:%Y-%m-%d}" for c in pd.to_datetime(t["cutoff"])], rotation=30, ha="right")
+    ax.set_xlabel("cutoff")
+    ax.set_ylabel(f"{quantity} in the horizon")
+    if quantity == "revenue":
+        _money(ax)
+    s = bt.summary.set_index(["method", "quantity"])
+    ours = s.loc[("forecast", quantity)]
+    crm = s.loc[("weighted pipeline", quantity)]
+    ax.set_title(
+        title
+        or f"Backtest, {quantity}: MAE {ours['mae']:,.0f} vs {crm['mae']:,.0f} (CRM); "
+        f"coverage {ours['coverage']:.0%} vs {crm['coverage']:.0%}"
+    )
+    ax.legend(frameon=False, fontsize="small")
+    return tidy(ax)
+
+
+def calibration_chart(
+    data,
+    *,
+    bins: int = 10,
+    baseline: bool = True,
+    level: float = 0.95,
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Predicted win probability vs how often leads actually won.
+
+    Leads are grouped by predicted probability (quantile bins); each point
+    is the observed share that won within the horizon, with a Wilson
+    interval.  A calibrated forecast lies on the diagonal.  With
+    ``baseline=True`` the CRM stage probabilities are drawn too (they claim
+    eventual wins, so they sit far above the diagonal when many open leads
+    are stale or slow).
+
+    Parameters
+    ----------
+    data : Backtest or DataFrame
+        A backtest, or a table with columns ``p_win`` and ``won`` (and
+        ``stage_probability`` for the baseline).
+    bins : int
+    baseline : bool
+    level : float
+        Level of the observed-rate intervals.
+    title : str, optional
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
+    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100)
+    >>> from funnelkit.plots.forecast import calibration_chart
+    >>> ax = calibration_chart(bt)
+    >>> ax.get_xlabel()
+    'predicted probability of winning within the horizon'
+    """
+    df = data.leads_ if hasattr(data, "leads_") else data
+    if not isinstance(df, pd.DataFrame) or not {"p_win", "won"} <= set(df.columns):
+        raise ValueError("calibration_chart needs a Backtest or a DataFrame with 'p_win' and 'won'.")
+    if df.empty:
+        raise ValueError("no leads to calibrate on.")
+    ax = get_ax(ax, figsize=(5, 5))
+    series = [("p_win", "forecast", PALETTE[0], "o")]
+    if baseline and "stage_probability" in df.columns:
+        series.append(("stage_probability", "stage probability (CRM)", LOST, "D"))
+    won = df["won"].to_numpy(dtype=bool)
+    for col, label, color, marker in series:
+        p = df[col].to_numpy(dtype=float)
+        edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+        idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+        n = np.bincount(idx, minlength=len(edges) - 1 or 1)
+        k = np.bincount(idx, weights=won, minlength=len(n))
+        mp = np.bincount(idx, weights=p, minlength=len(n))
+        ok = n > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            obs, pred = k[ok] / n[ok], mp[ok] / n[ok]
+        lo, hi = stats.proportion_ci(k[ok], n[ok], level=level)
+        ax.errorbar(pred, obs, yerr=[obs - lo, hi - obs], fmt=marker, color=color, capsize=2,
+                    label=label, ms=5)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    percent_axis(ax, "x")
+    percent_axis(ax, "y")
+    ax.set_xlabel("predicted probability of winning within the horizon")
+    ax.set_ylabel("observed share won")
+    ax.set_title(title or f"Calibration ({len(df):,} lead forecasts)")
+    ax.legend(frameon=False, fontsize="small", loc="upper left")
+    return tidy(ax)
