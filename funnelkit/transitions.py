@@ -461,11 +461,17 @@ class TransitionModel:
             ms = np.empty((D, n_groups + 1, n_tr, K, n_states), dtype=np.float32)
             sl = np.empty((D, n_groups + 1, n_tr), dtype=np.float64)
             chunk = max(1, int(2_000_000 // max(n_cells, 1)))
+            # weights only for the leads seen at as_of, in lead-id order: the samples do not
+            # depend on leads that appear later nor on the row order of the log
+            used_ids = np.asarray(lead_ids, dtype=object)[lead_idx].astype(str)
+            rank = np.empty(n_leads, dtype=np.int64)
+            rank[lead_idx[np.argsort(used_ids, kind="stable")]] = np.arange(lead_idx.size)
+            col_of_stay = rank[s_lead_used]
             for a in range(0, D, chunk):
                 b = min(D, a + chunk)
-                w = rng.standard_exponential((b - a, n_leads))
+                w = rng.standard_exponential((b - a, lead_idx.size))
                 w /= w.mean(axis=1, keepdims=True)
-                wc = np.asarray(onehot @ w[:, s_lead_used].T).T.reshape((b - a, *shape))
+                wc = np.asarray(onehot @ w[:, col_of_stay].T).T.reshape((b - a, *shape))
                 m_, s_ = self._mass_from_counts(wc, n_gs)
                 ms[a:b], sl[a:b] = m_, s_
             self._mass_samples, self._stalled_samples = ms, sl
@@ -767,12 +773,15 @@ class TransitionModel:
         """P(goal within h days) for leads at stage s with q whole days spent (-1: fresh)."""
         S = self._n_tr
         K = mass.shape[-2]
-        hmax = int(h.max()) if h.size else 0
-        off = np.arange(max(hmax, 1))
-        k = q[:, None] + 1 + off[None, :]  # (n, hmax)
-        ok = (off[None, :] < h[:, None]) & (k < K)
+        # the stay ends on day k > q; time left after that is h - (k - origin), where the
+        # origin is q (days already spent, whole) or 0 for a lead that just entered
+        origin = np.maximum(q, 0)
+        n_k = origin + h - q  # days k = q+1 .. origin+h
+        off = np.arange(max(int(n_k.max()) if n_k.size else 0, 1))
+        k = q[:, None] + 1 + off[None, :]
+        ok = (off[None, :] < n_k[:, None]) & (k < K)
         kk = np.where(ok, k, 0)
-        widx = np.clip(h[:, None] - 1 - off[None, :], 0, W.shape[-1] - 1)
+        widx = np.clip(h[:, None] - (k - origin[:, None]), 0, W.shape[-1] - 1)
         m = mass[..., g[:, None], s[:, None], kk, :]  # (..., n, hmax, B)
         Wt = np.swapaxes(W, -1, -2)  # (..., G, H+1, S)
         Wb = Wt[..., g[:, None], widx, :]  # (..., n, hmax, S)
