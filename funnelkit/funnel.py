@@ -1113,3 +1113,1000 @@ def outcomes(
         agg["open_amount"] = np.bincount(g, weights=np.where(j.outcome == 0, a, 0.0), minlength=n_groups)
         cols += ["won_amount", "open_amount"]
     return agg[cols].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# shared helpers of the analyses below
+# ---------------------------------------------------------------------------
+_PERIOD_ALIASES = {
+    "D": "D", "W": "W", "MS": "M", "ME": "M", "M": "M", "QS": "Q", "QE": "Q", "Q": "Q",
+    "YS": "Y", "YE": "Y", "Y": "Y", "AS": "Y", "A": "Y",
+}
+_MONTH_DAYS = 365.25 / 12
+
+
+@dataclass
+class _Periods:
+    codes: np.ndarray  # per lead, -1 where the time is unknown
+    starts: pd.DatetimeIndex
+    ends: pd.DatetimeIndex  # exclusive
+
+
+def _periods(times_ns: np.ndarray, freq: str) -> _Periods:
+    pfreq = _PERIOD_ALIASES.get(str(freq).upper(), None)
+    if pfreq is None:
+        raise FunnelSpecError(
+            f"freq must be a calendar period: 'D', 'W', 'MS' (months), 'QS' or 'YS'; got {freq!r}."
+        )
+    known = times_ns != _NAT
+    codes = np.full(times_ns.size, -1, dtype=np.int64)
+    if not known.any():
+        empty = pd.DatetimeIndex([], dtype="datetime64[ns]")
+        return _Periods(codes, empty, empty)
+    pi = pd.DatetimeIndex(times_ns[known].view("datetime64[ns]")).to_period(pfreq)
+    ordinals = pi.asi8
+    uniq = np.unique(ordinals)
+    codes[known] = np.searchsorted(uniq, ordinals)
+    pidx = pd.PeriodIndex.from_ordinals(uniq, freq=pfreq)
+    starts = pidx.start_time.as_unit("ns")
+    ends = (pidx + 1).start_time.as_unit("ns")
+    return _Periods(codes, pd.DatetimeIndex(starts), pd.DatetimeIndex(ends))
+
+
+def _pct(x: float) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    if x >= 0.095 or x == 0:
+        return f"{x:.0%}"
+    text = f"{x:.1%}" if x >= 0.0095 else f"{x:.2%}"
+    return text.replace(".0%", "%").replace(".00%", "%")
+
+
+def _plural(word: str) -> str:
+    word = str(word).replace("_", " ")
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _label(vals: pd.DataFrame, i: int) -> str:
+    return ", ".join(str(vals.iloc[i][c]) for c in vals.columns)
+
+
+def _opts(**kw) -> dict:
+    return kw
+
+
+def _run(log, stages, by, opts) -> tuple[_Journeys, np.ndarray, pd.DataFrame, _Counts]:
+    ss = resolve_stages(log, stages)
+    j = _journeys(log, ss, by=_as_list(by), **opts)
+    g, gvals = _groups(j)
+    c = _counts(j, g, max(len(gvals), 1))
+    return j, g, gvals, c
+
+
+def _months_spanned(j: _Journeys) -> float:
+    """Months between the first and last entry into the funnel (at least one month)."""
+    a = j.time[0][j.included]
+    a = a[a != _NAT]
+    if a.size == 0:
+        return np.nan
+    return max((a.max() - a.min()) / _DAY_NS / _MONTH_DAYS, 1.0)
+
+
+def _lookup_segment(gvals: pd.DataFrame, value, by: list[str]) -> int:
+    want = value if isinstance(value, tuple) else (value,)
+    if len(want) != len(by):
+        raise FunnelSpecError(f"a segment of {by} needs {len(by)} value(s), got {value!r}.")
+    hit = np.ones(len(gvals), dtype=bool)
+    for col, v in zip(by, want):
+        hit &= (gvals[col].astype(object) == v).to_numpy()
+    if not hit.any():
+        have = "; ".join(_label(gvals, i) for i in range(len(gvals)))
+        raise FunnelSpecError(f"no segment {value!r} in {', '.join(by)}; segments present: {have}.")
+    return int(np.flatnonzero(hit)[0])
+
+
+# ---------------------------------------------------------------------------
+# comparisons
+# ---------------------------------------------------------------------------
+def compare(
+    log: pd.DataFrame,
+    *,
+    by: str | Sequence[str],
+    against: str | tuple = "rest",
+    stages: StageSet | str | Sequence[str] | None = None,
+    min_leads: int = 30,
+    overall: bool = True,
+    level: float = 0.95,
+    method: str = "wilson",
+    mode: str = "ordered",
+    window: Duration | None = None,
+    step_windows=None,
+    exclude=None,
+    infer_skipped: bool | None = None,
+    as_of: str | pd.Timestamp | None = "end",
+    stale_after: Duration | str | None = "horizon",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Compare segments at every step: rates, difference with interval, test.
+
+    Each transition (step k -> k+1, over matured leads, see
+    :func:`conversion`) and, with ``overall=True``, the whole funnel (first
+    step -> last step, over leads not in flight anywhere) is compared either
+    for each segment against all the other leads (``against="rest"``) or for
+    two named segments (``against=(a, b)``).
+
+    The test is Pearson's chi-square on the 2x2 table, or Fisher's exact test
+    when an expected count is below 5; p-values are adjusted for the number
+    of comparisons made (Benjamini-Hochberg false discovery rate).  Rows
+    where either side has fewer than ``min_leads`` matured leads are shown
+    but not tested (``too_small``), so tiny segments do not make noise.
+
+    Parameters
+    ----------
+    log : DataFrame
+    by : str or list of str
+        Segment column(s).
+    against : "rest" or (a, b)
+        Each segment against the rest, or segment ``a`` against segment
+        ``b`` (values of ``by``; tuples when ``by`` has several columns).
+    min_leads : int
+        Minimum matured leads on each side for a row to be tested.
+    overall : bool
+        Add the end-to-end comparison (first step to last step).
+    level : float
+        Confidence level of the intervals; a row is ``significant`` when its
+        adjusted p-value is below ``1 - level``.
+    method : {"wilson", "jeffreys"}
+        Interval of each rate (the difference uses Newcombe's interval).
+    mode, window, step_windows, exclude, infer_skipped, as_of, stale_after, lead, stage, time, amount
+        As in :func:`conversion`.
+
+    Returns
+    -------
+    DataFrame
+        One row per (segment, transition): the ``by`` columns, ``transition``
+        (e.g. ``"meeting -> proposal"``), ``step``, ``next_step``,
+        ``step_index``, ``kind`` (``"step"`` or ``"overall"``), ``leads``
+        (matured leads), ``converted``, ``rate``, ``rate_ci_low``,
+        ``rate_ci_high``, ``reference`` (``"rest"`` or the other segment),
+        ``ref_leads``, ``ref_converted``, ``ref_rate``, ``difference``
+        (``rate - ref_rate``), ``diff_ci_low``, ``diff_ci_high``, ``ratio``
+        (``rate / ref_rate``), ``test`` (``"chi2"``/``"fisher"``),
+        ``p_value``, ``p_adjusted``, ``significant``, ``too_small``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> c = fk.funnel.compare(fk.datasets.load_demo(), by="product")
+    >>> row = c[(c["product"] == "Enterprise") & (c["step"] == "proposal")].iloc[0]
+    >>> row["transition"], bool(row["significant"]), bool(row["rate"] < row["ref_rate"])
+    ('proposal -> close', True, True)
+    """
+    by = _as_list(by)
+    if not by:
+        raise FunnelSpecError("compare needs by= (the segment column or columns).")
+    opts = _opts(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
+                 infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+                 lead=lead, stage=stage, time=time, amount=amount)
+    j, g, gvals, c = _run(log, stages, by, opts)
+    steps = list(j.steps)
+    m = len(steps)
+    mat = c.matured[:, :-1].astype(float)
+    conv = c.converted[:, :-1].astype(float)
+    trans = [f"{steps[k]} -> {steps[k + 1]}" for k in range(m - 1)]
+    names, nxt, kinds, idx = list(steps[:-1]), list(steps[1:]), ["step"] * (m - 1), list(range(m - 1))
+    if overall and m > 1:
+        n_all = c.entered[:, 0] - c.in_flight.sum(axis=1)
+        mat = np.column_stack([mat, n_all])
+        conv = np.column_stack([conv, c.entered[:, -1]])
+        trans.append(f"{steps[0]} -> {steps[-1]} (overall)")
+        names.append(steps[0])
+        nxt.append(steps[-1])
+        kinds.append("overall")
+        idx.append(0)
+    T = len(trans)
+    if isinstance(against, str):
+        if against != "rest":
+            raise FunnelSpecError(f"against must be 'rest' or a pair of segments (a, b); got {against!r}.")
+        rows = np.arange(len(gvals))
+        x1, n1 = conv, mat
+        x2, n2 = conv.sum(axis=0) - conv, mat.sum(axis=0) - mat
+        ref_label = np.full(len(rows), "rest", dtype=object)
+    else:
+        if len(against) != 2:
+            raise FunnelSpecError(f"against must be 'rest' or a pair of segments (a, b); got {against!r}.")
+        a = _lookup_segment(gvals, against[0], by)
+        b = _lookup_segment(gvals, against[1], by)
+        rows = np.array([a])
+        x1, n1 = conv[[a]], mat[[a]]
+        x2, n2 = conv[[b]], mat[[b]]
+        ref_label = np.array([_label(gvals, b)], dtype=object)
+    G = len(rows)
+    x1, n1, x2, n2 = (np.asarray(v, dtype=float).reshape(-1) for v in (x1, n1, x2, n2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r1 = np.where(n1 > 0, x1 / n1, np.nan)
+        r2 = np.where(n2 > 0, x2 / n2, np.nan)
+    lo1, hi1 = stats.proportion_ci(x1, n1, level=level, method=method)
+    dlo, dhi = stats.diff_ci(x1, n1, x2, n2, level=level)
+    small = (n1 < min_leads) | (n2 < min_leads)
+    p, test = stats.compare_proportions(np.where(small, 0, x1), np.where(small, 0, n1), x2, n2)
+    p = np.where(small, np.nan, p)
+    test = np.where(small, "", test)
+    padj = stats.bh_adjust(p)
+    res = pd.DataFrame(
+        {
+            "transition": np.tile(trans, G),
+            "step": pd.Categorical(np.tile(names, G), categories=steps, ordered=True),
+            "next_step": pd.Categorical(np.tile(nxt, G), categories=steps, ordered=True),
+            "step_index": np.tile(idx, G),
+            "kind": np.tile(kinds, G),
+            "leads": n1.astype(np.int64),
+            "converted": x1.astype(np.int64),
+            "rate": r1,
+            "rate_ci_low": lo1,
+            "rate_ci_high": hi1,
+            "reference": np.repeat(ref_label, T),
+            "ref_leads": n2.astype(np.int64),
+            "ref_converted": x2.astype(np.int64),
+            "ref_rate": r2,
+            "difference": r1 - r2,
+            "diff_ci_low": dlo,
+            "diff_ci_high": dhi,
+        }
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res["ratio"] = np.where(r2 > 0, r1 / np.where(r2 > 0, r2, 1), np.nan)
+    res["test"] = test
+    res["p_value"] = p
+    res["p_adjusted"] = padj
+    res["significant"] = np.nan_to_num(padj, nan=1.0) < (1 - level)
+    res["too_small"] = small
+    seg = gvals.iloc[np.repeat(rows, T)].reset_index(drop=True)
+    out = pd.concat([seg, res], axis=1)
+    out.attrs["level"] = level
+    out.attrs["funnel"] = dict(j.settings, stages=j.ss.name, against=against, min_leads=min_leads)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# leaks
+# ---------------------------------------------------------------------------
+def leaks(
+    log: pd.DataFrame,
+    *,
+    by: str | Sequence[str] | None = None,
+    benchmark: str | Mapping[str, float] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    freq: str = "MS",
+    recent: int = 1,
+    lookback: int | None = None,
+    min_leads: int = 30,
+    noun: str = "leads",
+    level: float = 0.95,
+    mode: str = "ordered",
+    window: Duration | None = None,
+    step_windows=None,
+    exclude=None,
+    infer_skipped: bool | None = None,
+    as_of: str | pd.Timestamp | None = "end",
+    stale_after: Duration | str | None = "horizon",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Find the leaks: transitions ranked by the conversions they lose.
+
+    Every transition (step k -> k+1; per segment with ``by=``) is set
+    against a benchmark rate, and the conversions lost are
+    ``leads x (benchmark rate - rate)`` over its matured leads, expressed
+    per month.  The biggest loss comes first, with a sentence saying it in
+    plain words.
+
+    Benchmarks
+    ----------
+    ``"segments"`` (default with ``by=``)
+        The same transition in all the other segments pooled.  Losses per
+        month divide by the months the funnel's leads entered over.
+    ``"previous"`` (default without ``by=``)
+        The same transition (in the same segment) in earlier periods: the
+        last ``recent`` mature periods of ``freq`` (by the time leads entered
+        the step) against the ``lookback`` mature periods before them
+        (default: all).  A period is immature, and skipped, while more than
+        5% of the leads that entered the step in it are still in flight.
+        Losses per month are over the recent periods.
+    ``{step: rate}``
+        Target rates, keyed by the step a transition starts from (or by
+        ``"step -> next"``); transitions without a target are left out.
+
+    Rows whose leads (or benchmark leads) are fewer than ``min_leads`` are
+    kept but not ranked (``too_small``).  Each row also carries a test of
+    the difference (chi-square/Fisher against segments or periods, an exact
+    binomial test against a target) with Benjamini-Hochberg adjustment.
+
+    Parameters
+    ----------
+    log : DataFrame
+    by : str or list of str, optional
+    benchmark : "segments", "previous" or mapping, optional
+    freq : str
+        Period for ``"previous"``: ``"MS"`` (months), ``"W"``, ``"QS"``...
+    recent, lookback : int
+        Periods compared (``"previous"`` only).
+    min_leads : int
+    noun : str
+        What the leads are called in the sentences (``"deals"``, ``"visitors"``).
+    level : float
+        ``significant`` means adjusted p below ``1 - level``.
+    mode, window, step_windows, exclude, infer_skipped, as_of, stale_after, lead, stage, time, amount
+        As in :func:`conversion`.
+
+    Returns
+    -------
+    DataFrame
+        Ranked rows: ``rank`` (1 = biggest leak; missing when not ranked), the
+        ``by`` columns, ``transition``, ``step``, ``next_step``, ``leads``,
+        ``converted``, ``rate``, ``period`` (the recent period(s) judged, for
+        ``"previous"``; else empty), ``benchmark`` (what the rate is set
+        against, in words), ``benchmark_rate``, ``benchmark_leads``,
+        ``lost_conversions`` (negative: better than the benchmark),
+        ``months``, ``lost_per_month``, ``p_value``, ``p_adjusted``,
+        ``significant``, ``too_small``, ``sentence``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> lk = fk.funnel.leaks(fk.datasets.load_demo(), by="product", noun="deals")
+    >>> print(lk["sentence"].iloc[0])  # doctest: +ELLIPSIS
+    Enterprise: proposal -> close converts 20% against 57% for the other products: about 9 deals lost per month...
+    """
+    by = _as_list(by)
+    if benchmark is None:
+        benchmark = "segments" if by else "previous"
+    opts = _opts(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
+                 infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+                 lead=lead, stage=stage, time=time, amount=amount)
+    j, g, gvals, c = _run(log, stages, by, opts)
+    steps = list(j.steps)
+    m = len(steps)
+    if m < 2:
+        raise FunnelSpecError("a funnel needs at least two steps to leak.")
+    G = len(gvals) if by else 1
+    K = m - 1
+    when = None
+    seg_of = np.repeat(np.arange(G), K)
+    k_of = np.tile(np.arange(K), G)
+    if isinstance(benchmark, str) and benchmark == "segments":
+        if not by:
+            raise FunnelSpecError(
+                "benchmark='segments' compares segments: pass by= (e.g. by='product'), or use "
+                "benchmark='previous' or a mapping of target rates."
+            )
+        n = c.matured[:, :K].astype(float)
+        x = c.converted[:, :K].astype(float)
+        bn, bx = n.sum(axis=0) - n, x.sum(axis=0) - x
+        n, x, bn, bx = (v.reshape(-1) for v in (n, x, bn, bx))
+        months = np.full(n.size, _months_spanned(j))
+        what = np.full(n.size, f"for the other {_plural(by[0] if len(by) == 1 else 'segment')}", dtype=object)
+        keep = np.ones(n.size, dtype=bool)
+        kind = "counts"
+    elif isinstance(benchmark, str) and benchmark == "previous":
+        n, x, bn, bx, months, what, when = _previous_periods(
+            j, g, G, freq=freq, recent=recent, lookback=lookback
+        )
+        keep = np.ones(n.size, dtype=bool)
+        kind = "counts"
+    elif isinstance(benchmark, Mapping):
+        targets = np.full(K, np.nan)
+        for key, rate in benchmark.items():
+            k = _transition_index(key, steps, j.ss)
+            if not 0 <= float(rate) <= 1:
+                raise FunnelSpecError(f"target rate for {key!r} must be between 0 and 1, got {rate!r}.")
+            targets[k] = float(rate)
+        n = c.matured[:, :K].astype(float).reshape(-1)
+        x = c.converted[:, :K].astype(float).reshape(-1)
+        bx = np.tile(targets, G)
+        bn = np.full(n.size, np.nan)
+        months = np.full(n.size, _months_spanned(j))
+        what = np.full(n.size, "a target of", dtype=object)
+        keep = ~np.isnan(bx)
+        kind = "target"
+    else:
+        raise FunnelSpecError(
+            f"benchmark must be 'segments', 'previous' or a mapping {{step: target rate}}; got {benchmark!r}."
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, x / n, np.nan)
+        if kind == "target":
+            brate = bx
+        else:
+            brate = np.where(bn > 0, bx / bn, np.nan)
+    lost = n * (brate - rate)
+    per_month = lost / months
+    small = (n < min_leads) | ((bn < min_leads) if kind == "counts" else np.zeros(n.size, dtype=bool))
+    small |= np.isnan(brate) | np.isnan(rate)
+    if kind == "target":
+        p = stats.rate_vs_target(x, n, np.nan_to_num(bx, nan=-1.0))
+    else:
+        p, _ = stats.compare_proportions(np.where(small, 0, x), np.where(small, 0, n),
+                                         np.nan_to_num(bx), np.nan_to_num(bn))
+    p = np.where(small | ~keep, np.nan, p)
+    padj = stats.bh_adjust(p)
+    res = pd.DataFrame(
+        {
+            "transition": [f"{steps[k]} -> {steps[k + 1]}" for k in k_of],
+            "step": pd.Categorical([steps[k] for k in k_of], categories=steps, ordered=True),
+            "next_step": pd.Categorical([steps[k + 1] for k in k_of], categories=steps, ordered=True),
+            "leads": n.astype(np.int64),
+            "converted": x.astype(np.int64),
+            "rate": rate,
+            "period": when if when is not None else np.full(n.size, "", dtype=object),
+            "benchmark": what,
+            "benchmark_rate": brate,
+            "benchmark_leads": pd.array(np.where(np.isnan(bn), 0, bn).astype(np.int64), dtype="Int64"),
+            "lost_conversions": lost,
+            "months": months,
+            "lost_per_month": per_month,
+            "p_value": p,
+            "p_adjusted": padj,
+            "significant": np.nan_to_num(padj, nan=1.0) < (1 - level),
+            "too_small": small,
+        }
+    )
+    if kind == "target":
+        res["benchmark_leads"] = pd.array([pd.NA] * len(res), dtype="Int64")
+    if by:
+        seg = gvals.iloc[seg_of].reset_index(drop=True)
+        res = pd.concat([seg, res], axis=1)
+    res = res.loc[keep].reset_index(drop=True)
+    res["sentence"] = [
+        _leak_sentence(row, by, noun, kind) for row in res.itertuples(index=False)
+    ]
+    ranked = ~res["too_small"]
+    order = np.lexsort((-np.nan_to_num(res["lost_per_month"].to_numpy(), nan=-np.inf), ~ranked.to_numpy()))
+    res = res.iloc[order].reset_index(drop=True)
+    rank = pd.array([pd.NA] * len(res), dtype="Int64")
+    nr = int((~res["too_small"]).sum())
+    rank[:nr] = np.arange(1, nr + 1)
+    res.insert(0, "rank", rank)
+    res.attrs["funnel"] = dict(j.settings, stages=j.ss.name, benchmark=benchmark, min_leads=min_leads)
+    return res
+
+
+def _transition_index(key, steps: list[str], ss: StageSet) -> int:
+    text = str(key)
+    if "->" in text:
+        a, b = (s.strip() for s in text.split("->", 1))
+        ca, cb = ss.canonical(a), ss.canonical(b)
+        if ca in steps and cb in steps and steps.index(cb) == steps.index(ca) + 1:
+            return steps.index(ca)
+    else:
+        ca = ss.canonical(text)
+        if ca in steps[:-1]:
+            return steps.index(ca)
+    raise FunnelSpecError(
+        f"benchmark target {key!r} is not a transition; use the step it starts from "
+        f"({', '.join(steps[:-1])}) or 'step -> next step'."
+    )
+
+
+def _previous_periods(j: _Journeys, g: np.ndarray, G: int, *, freq: str, recent: int, lookback: int | None):
+    """Counts per (segment, transition) in the recent mature periods and the ones before.
+
+    A period is *immature* for a transition when more than 5% of the leads
+    that entered the step in it are still in flight; immature periods are
+    left out of both sides (their matured leads are mostly the quick
+    decisions, which would bias the comparison).
+    """
+    if recent < 1:
+        raise FunnelSpecError(f"recent must be at least 1 period, got {recent!r}.")
+    m = j.m
+    K = m - 1
+    inc = j.included
+    n, x, bn, bx = (np.zeros(G * K) for _ in range(4))
+    months = np.full(G * K, np.nan)
+    what = np.empty(G * K, dtype=object)
+    when = np.empty(G * K, dtype=object)
+    plen = {"D": 1 / _MONTH_DAYS, "W": 7 / _MONTH_DAYS, "M": 1.0, "Q": 3.0, "Y": 12.0}
+    unit = {"D": "day", "W": "week", "M": "month", "Q": "quarter", "Y": "year"}
+    fmt = {"D": "%Y-%m-%d", "W": "week of %Y-%m-%d", "M": "%Y-%m", "Q": "%Y-%m", "Y": "%Y"}
+    pf = _PERIOD_ALIASES.get(str(freq).upper())
+    if pf is None:
+        raise FunnelSpecError(f"freq must be 'D', 'W', 'MS', 'QS' or 'YS'; got {freq!r}.")
+    for k in range(K):
+        rows = np.arange(G) * K + k
+        at_k = inc & j.reached[k]
+        per = _periods(np.where(at_k, j.time[k], _NAT), freq)
+        P = len(per.starts)
+        flying = at_k & j.in_flight & (j.r == k + 1)
+        known = per.codes >= 0
+        ent_p = np.bincount(per.codes[known], minlength=P)
+        fly_p = np.bincount(per.codes[known & flying], minlength=P)
+        mature = np.flatnonzero(fly_p <= 0.05 * ent_p)
+        if mature.size <= recent:
+            what[rows] = "in earlier periods (too few mature periods in the data)"
+            when[rows] = ""
+            continue
+        cur_p = mature[-recent:]
+        base_p = mature[:-recent] if lookback is None else mature[:-recent][-lookback:]
+        cur = np.isin(per.codes, cur_p)
+        base = np.isin(per.codes, base_p)
+        conv_k = j.reached[k + 1] & at_k
+        matured_k = at_k & ~flying
+        for sel, tot, cv in ((cur, n, x), (base, bn, bx)):
+            s_ = sel & matured_k
+            tot[rows] = np.bincount(g[s_], minlength=G)
+            cv[rows] = np.bincount(g[s_ & conv_k], minlength=G)
+        months[rows] = recent * plen[pf]
+        nb = base_p.size
+        what[rows] = f"in the previous {nb} {unit[pf]}{'s' if nb != 1 else ''}"
+        labels = [per.starts[i].strftime(fmt[pf]) for i in cur_p]
+        when[rows] = labels[0] if len(labels) == 1 else f"{labels[0]} to {labels[-1]}"
+    return n, x, bn, bx, months, what, when
+
+
+def _leak_sentence(row, by: list[str], noun: str, kind: str) -> str:
+    seg = ", ".join(str(getattr(row, c)) for c in by) + ": " if by else ""
+    head = f"{seg}{row.transition} converts {_pct(row.rate)}"
+    if row.period:
+        head += f" in {row.period}"
+    if kind == "target":
+        head += f" against a target of {_pct(row.benchmark_rate)}"
+    else:
+        head += f" against {_pct(row.benchmark_rate)} {row.benchmark}"
+    if row.too_small:
+        return head + f" (too few leads to judge: {row.leads:,})."
+    lpm = row.lost_per_month
+    if np.isfinite(lpm):
+        amount = f"{abs(lpm):,.0f}" if abs(lpm) >= 1 else f"{abs(lpm):.1f}"
+        word = noun[:-1] if amount == "1" and noun.endswith("s") else noun
+        tail = (f"about {amount} {word} lost per month" if lpm > 0
+                else f"about {amount} more {word} per month than the benchmark")
+    else:
+        lc = row.lost_conversions
+        tail = f"about {abs(lc):,.0f} {noun} {'lost' if lc > 0 else 'gained'} in all"
+    sig = (f" (significant, adjusted p = {row.p_adjusted:.2g})" if row.significant
+           else " (not significant)" if np.isfinite(row.p_adjusted) else "")
+    return f"{head}: {tail}{sig}."
+
+
+# ---------------------------------------------------------------------------
+# cohorts and trends
+# ---------------------------------------------------------------------------
+def _maturity_ns(j: _Journeys, k_next: int) -> int | None:
+    """How long after entering a step a lead may still convert (None: unknown)."""
+    st = j.settings
+    w = _duration(st.get("window"), "window")
+    if w is not None:
+        return w
+    sw = _parse_step_windows(st.get("step_windows"), j.steps, j.ss)
+    if 0 < k_next < j.m and sw[k_next] >= 0:
+        return int(sw[k_next])
+    if st.get("stale_after") is not None and (j.ss.won is not None or j.ss.lost):
+        return int(pd.Timedelta(st["stale_after"]).value)
+    return None
+
+
+def cohorts(
+    log: pd.DataFrame,
+    *,
+    freq: str = "MS",
+    by: str | Sequence[str] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    level: float = 0.95,
+    method: str = "wilson",
+    mode: str = "ordered",
+    window: Duration | None = None,
+    step_windows=None,
+    exclude=None,
+    infer_skipped: bool | None = None,
+    as_of: str | pd.Timestamp | None = "end",
+    stale_after: Duration | str | None = "horizon",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """The funnel of each entry cohort: leads grouped by when they entered.
+
+    A lead's cohort is the period (``freq``) in which it reached the first
+    step.  Each cohort gets the full funnel of :func:`conversion`.  Young
+    cohorts have not had time to convert: a (cohort, step) row is marked
+    ``immature`` when some of the cohort's leads are still in flight at that
+    step or an earlier one, or when the cohort's leads could still convert
+    within the conversion window (the cohort's end plus ``window`` is after
+    ``as_of``).  With ``as_of=None`` nothing is immature.
+
+    Parameters
+    ----------
+    log : DataFrame
+    freq : {"D", "W", "MS", "QS", "YS"}
+        Cohort period.
+    by : str or list of str, optional
+        Segment column(s): one funnel per (segment, cohort).
+    stages, level, method, mode, window, step_windows, exclude, infer_skipped, as_of, stale_after, lead, stage, time, amount
+        As in :func:`conversion`.
+
+    Returns
+    -------
+    DataFrame
+        The ``by`` columns, ``cohort`` (start of the period; ``NaT`` for leads
+        whose first-step time is unknown), then the columns of
+        :func:`conversion`, and ``immature`` (bool).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> co = fk.funnel.cohorts(fk.datasets.load_demo())
+    >>> co["cohort"].nunique(), bool(co["immature"].iloc[-1])
+    (15, True)
+    """
+    opts = _opts(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
+                 infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+                 lead=lead, stage=stage, time=time, amount=amount)
+    ss = resolve_stages(log, stages)
+    by = _as_list(by)
+    j = _journeys(log, ss, by=by, **opts)
+    per = _periods(np.where(j.included, j.time[0], _NAT), freq)
+    key = _Key("cohort", per.codes, pd.Index(per.starts))
+    g, gvals = _groups(j, [key])
+    c = _counts(j, g, max(len(gvals), 1))
+    table = _funnel_table(j, gvals, c, level=level, method=method, exclude_col=exclude is not None)
+    m = j.m
+    flying = np.cumsum(c.in_flight, axis=1) > 0
+    immature = flying.copy()
+    w = _duration(window, "window")
+    if j.as_of is not None and w is not None and len(per.starts):
+        ends = pd.DatetimeIndex(per.ends).asi8
+        cohort_code = np.asarray(gvals["cohort"].map(
+            dict(zip(per.starts, range(len(per.starts))))).fillna(-1), dtype=np.int64)
+        open_window = np.where(cohort_code >= 0, ends[np.maximum(cohort_code, 0)] + w > j.as_of, False)
+        immature |= open_window[:, None] & (np.arange(m)[None, :] > 0)
+    if j.as_of is None:
+        immature[:] = False
+    table["immature"] = immature.reshape(-1)
+    cols = [*by, "cohort"] + [col for col in table.columns if col not in (*by, "cohort")]
+    return table[cols]
+
+
+def trend(
+    log: pd.DataFrame,
+    *,
+    freq: str = "MS",
+    by: str | Sequence[str] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    level: float = 0.95,
+    method: str = "wilson",
+    mode: str = "ordered",
+    window: Duration | None = None,
+    step_windows=None,
+    exclude=None,
+    infer_skipped: bool | None = None,
+    as_of: str | pd.Timestamp | None = "end",
+    stale_after: Duration | str | None = "horizon",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """Each step's conversion over time, by the period leads entered the step.
+
+    For every transition (step k -> k+1) and period, the leads that entered
+    step k in that period and what became of them: converted, dropped or
+    still in flight (see :func:`conversion`), with the rate over matured
+    leads and its interval.  A row is ``immature`` when some of its leads are
+    still in flight, or when the window to convert has not closed for all of
+    them (the period's end plus the window, step window or ``stale_after`` is
+    after ``as_of``); its rate is provisional.
+
+    Parameters
+    ----------
+    log : DataFrame
+    freq : {"D", "W", "MS", "QS", "YS"}
+    by : str or list of str, optional
+    stages, level, method, mode, window, step_windows, exclude, infer_skipped, as_of, stale_after, lead, stage, time, amount
+        As in :func:`conversion`.
+
+    Returns
+    -------
+    DataFrame
+        The ``by`` columns, ``period`` (start), ``transition``, ``step``,
+        ``next_step``, ``step_index``, ``entered``, ``converted``,
+        ``dropped``, ``in_flight``, ``matured``, ``rate``, ``ci_low``,
+        ``ci_high``, ``immature``.  Leads whose time at the step is unknown
+        have ``period`` ``NaT``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> tr = fk.funnel.trend(fk.datasets.load_demo())
+    >>> sorted(tr["transition"].unique())[:2]
+    ['close -> won', 'meeting -> proposal']
+    >>> bool(tr.groupby("transition")["immature"].last().all())
+    True
+    """
+    opts = _opts(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
+                 infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+                 lead=lead, stage=stage, time=time, amount=amount)
+    ss = resolve_stages(log, stages)
+    by = _as_list(by)
+    j = _journeys(log, ss, by=by, **opts)
+    g0, gvals = _groups(j)
+    G = max(len(gvals), 1)
+    steps = list(j.steps)
+    frames = []
+    inc = j.included
+    for k in range(j.m - 1):
+        at_k = inc & j.reached[k]
+        per = _periods(np.where(at_k, j.time[k], _NAT), freq)
+        P = len(per.starts)
+        code = np.where(per.codes >= 0, per.codes, P)  # unknown time: its own slot
+        key = g0 * (P + 1) + code
+        size = G * (P + 1)
+        ent = np.bincount(key[at_k], minlength=size)
+        conv = np.bincount(key[at_k & j.reached[k + 1]], minlength=size)
+        fly = np.bincount(key[at_k & j.in_flight & (j.r == k + 1)], minlength=size)
+        keep = ent > 0
+        idx = np.flatnonzero(keep)
+        gi, pi = idx // (P + 1), idx % (P + 1)
+        matured = ent[idx] - fly[idx]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(matured > 0, conv[idx] / np.maximum(matured, 1), np.nan)
+        lo, hi = stats.proportion_ci(conv[idx], matured, level=level, method=method)
+        starts = np.r_[per.starts.asi8, _NAT] if P else np.array([_NAT])
+        ends = np.r_[per.ends.asi8, _NAT] if P else np.array([_NAT])
+        immature = fly[idx] > 0
+        mat_ns = _maturity_ns(j, k + 1)
+        if j.as_of is not None and mat_ns is not None:
+            e = ends[pi]
+            immature |= (e != _NAT) & (e + mat_ns > j.as_of)
+        if j.as_of is None:
+            immature[:] = False
+        f = pd.DataFrame(
+            {
+                "_g": gi,
+                "period": starts[pi].view("datetime64[ns]"),
+                "transition": f"{steps[k]} -> {steps[k + 1]}",
+                "step": steps[k],
+                "next_step": steps[k + 1],
+                "step_index": k,
+                "entered": ent[idx],
+                "converted": conv[idx],
+                "dropped": matured - conv[idx],
+                "in_flight": fly[idx],
+                "matured": matured,
+                "rate": rate,
+                "ci_low": lo,
+                "ci_high": hi,
+                "immature": immature,
+            }
+        )
+        frames.append(f)
+    res = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    res = res.sort_values(["_g", "step_index", "period"], kind="stable").reset_index(drop=True)
+    for col in ("step", "next_step"):
+        res[col] = pd.Categorical(res[col], categories=steps, ordered=True)
+    if by:
+        seg = gvals.iloc[res["_g"].to_numpy()].reset_index(drop=True)
+        res = pd.concat([seg, res.drop(columns="_g")], axis=1)
+    else:
+        res = res.drop(columns="_g")
+    res.attrs["level"] = level
+    res.attrs["funnel"] = dict(j.settings, stages=j.ss.name, freq=freq)
+    return res
+
+
+# ---------------------------------------------------------------------------
+# time to convert
+# ---------------------------------------------------------------------------
+_UNITS = {"D": ("days", _DAY_NS), "h": ("hours", 3600 * 10**9), "W": ("weeks", 7 * _DAY_NS)}
+
+
+@dataclass
+class TimeToConvert:
+    """Result of :func:`time_to_convert`.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per segment (see :func:`time_to_convert`).
+    curves : DataFrame
+        The curves behind it, long format: the ``by`` columns, ``time``,
+        ``outcome`` (``"converted"`` or ``"lost"``), ``estimator``
+        (``"aalen_johansen"``: cumulative incidence with won and lost
+        competing; ``"kaplan_meier"``: 1 - KM of conversion with lost leads
+        censored, the naive curve), ``probability``, ``ci_low``, ``ci_high``,
+        ``at_risk``.
+    start, end : str
+        The two steps.
+    unit : str
+        Unit of every time (``"days"``, ``"hours"``, ``"weeks"``).
+    """
+
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    start: str
+    end: str
+    unit: str
+    by: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<TimeToConvert {self.start} -> {self.end} ({self.unit})>\n{self.summary.to_string()}"
+
+    def _repr_html_(self) -> str:
+        head = f"<p><b>Time to convert</b>: {self.start} &rarr; {self.end}, in {self.unit}</p>"
+        return head + self.summary.to_html()
+
+
+def time_to_convert(
+    log: pd.DataFrame,
+    *,
+    start: str,
+    end: str,
+    by: str | Sequence[str] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    quantiles: Sequence[float] = (0.25, 0.5, 0.75),
+    unit: str = "D",
+    level: float = 0.95,
+    mode: str = "ordered",
+    infer_skipped: bool | None = None,
+    as_of: str | pd.Timestamp = "end",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+) -> TimeToConvert:
+    """How long leads take from one step to any later step, with censoring.
+
+    Every lead that reached ``start`` (at a known time) is followed until
+    it reaches ``end`` (*converted*), is lost before that (*lost*: the
+    competing outcome), or ``as_of`` comes (*censored*: still open, so its
+    time to convert is only known to be longer).  Leads whose time at
+    either step is unknown are counted in ``unknown_time`` and left out.
+
+    Two estimates answer two questions:
+
+    * **How fast?** Quantiles of the time to convert from the Kaplan-Meier
+      estimate in which open leads *and lost leads* are censored (at
+      ``as_of`` and at their loss): the time by which a share ``q`` of the
+      leads still in play would convert.  Intervals invert the pointwise
+      Greenwood band.  ``median_converted`` is the plain median over the
+      leads that did convert, for reference.
+    * **How likely?** The chance to convert at all, ``p_convert``, is the
+      Aalen-Johansen cumulative incidence at the last time, in which won and
+      lost compete.  ``p_convert_km`` is 1 - Kaplan-Meier with lost leads
+      censored: it pretends lost leads could still convert and overstates
+      the chance whenever leads are lost.
+
+    Parameters
+    ----------
+    log : DataFrame
+    start, end : str
+        Steps of the stage set, ``start`` before ``end`` (not necessarily
+        adjacent).
+    by : str or list of str, optional
+    quantiles : sequence of float
+        Shares of conversions, e.g. ``(0.25, 0.5, 0.75)``.
+    unit : {"D", "h", "W"}
+        Days, hours or weeks.
+    level : float
+    mode, infer_skipped, as_of, lead, stage, time
+        As in :func:`conversion` (``as_of=None`` is not allowed: censoring
+        needs a time).
+
+    Returns
+    -------
+    TimeToConvert
+        ``.summary``: the ``by`` columns, ``leads``, ``converted``, ``lost``,
+        ``censored``, ``unknown_time``, for each quantile ``q`` (as a
+        percentage, e.g. 50) the columns ``q50``, ``q50_ci_low``,
+        ``q50_ci_high`` (``NaN`` when too few leads converted to tell), then
+        ``median_converted``, ``p_convert``, ``p_convert_ci_low``,
+        ``p_convert_ci_high``, ``p_convert_km``.  ``.curves``: see
+        :class:`TimeToConvert`.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> ttc = fk.funnel.time_to_convert(fk.datasets.load_demo(), start="proposal", end="won")
+    >>> s = ttc.summary.iloc[0]
+    >>> bool(s["p_convert"] < s["p_convert_km"]), bool(10 < s["q50"] < 60)
+    (True, True)
+    """
+    if as_of is None:
+        raise FunnelSpecError("time_to_convert needs as_of ('end' or a date) to censor open leads.")
+    if unit not in _UNITS:
+        raise FunnelSpecError(f"unit must be one of {', '.join(_UNITS)}; got {unit!r}.")
+    qs = [float(q) for q in quantiles]
+    if any(not 0 < q < 1 for q in qs):
+        raise FunnelSpecError(f"quantiles must lie strictly between 0 and 1; got {list(quantiles)}.")
+    ss = resolve_stages(log, stages)
+    steps = list(ss.steps)
+    idx = []
+    for s_ in (start, end):
+        c_ = ss.canonical(s_)
+        if c_ is None or c_ not in steps:
+            raise FunnelSpecError(f"{s_!r} is not a step of {ss.name!r} ({', '.join(steps)}).")
+        idx.append(steps.index(c_))
+    a, b = idx
+    if not a < b:
+        raise FunnelSpecError(f"{start!r} must come before {end!r} in the funnel ({' > '.join(steps)}).")
+    by = _as_list(by)
+    j = _journeys(log, ss, by=by, mode=mode, infer_skipped=infer_skipped, as_of=as_of, stale_after=None,
+                  lead=lead, stage=stage, time=time, amount=None)
+    g, gvals = _groups(j)
+    G = max(len(gvals), 1)
+    uname, uns = _UNITS[unit]
+    t_a = j.time[a]
+    at_a = j.included & j.reached[a]
+    conv = at_a & j.reached[b]
+    lost = at_a & ~j.reached[b] & (j.outcome == 2)
+    cens = at_a & ~conv & ~lost
+    t_end = np.where(conv, j.time[b], np.where(lost, j.closed_at, j.as_of if j.as_of != _INF else _NAT))
+    known = at_a & (t_a != _NAT) & (t_end != _NAT)
+    dur = np.where(known, (t_end - t_a) / uns, np.nan)
+    known &= dur >= 0  # a loss recorded before the start step (then reopened): timing unknown
+    ev = np.where(conv, 1, np.where(lost, 2, 0))
+    rows, curves = [], []
+    for gi in range(G):
+        sel = g == gi
+        s_known = sel & known
+        d, e = dur[s_known], ev[s_known]
+        row = {
+            "leads": int((sel & at_a).sum()),
+            "converted": int((s_known & conv).sum()),
+            "lost": int((s_known & lost).sum()),
+            "censored": int((s_known & cens).sum()),
+            "unknown_time": int((sel & at_a & ~known).sum()),
+        }
+        km = stats.kaplan_meier(d, e == 1, level=level)
+        for q in qs:
+            # the lower survival band reaches the target first: it gives the lower
+            # time bound; NaN where a band never gets there (unbounded)
+            est, lo, hi = stats.km_quantile(km, q)
+            tag = f"q{round(q * 100):d}"
+            row[tag], row[f"{tag}_ci_low"], row[f"{tag}_ci_high"] = est, lo, hi
+        row["median_converted"] = float(np.median(d[e == 1])) if (e == 1).any() else np.nan
+        aj = stats.aalen_johansen(d, e, level=level)
+        won_aj = aj[aj["event"] == 1]
+        if len(won_aj):
+            last = won_aj.iloc[-1]
+            row["p_convert"], row["p_convert_ci_low"], row["p_convert_ci_high"] = (
+                float(last["incidence"]), float(last["ci_low"]), float(last["ci_high"]))
+        else:
+            row["p_convert"] = 0.0 if len(d) else np.nan
+            row["p_convert_ci_low"] = row["p_convert_ci_high"] = np.nan
+        row["p_convert_km"] = float(1 - km["survival"].iloc[-1]) if len(km) else (0.0 if len(d) else np.nan)
+        rows.append(row)
+        for code, name in ((1, "converted"), (2, "lost")):
+            part = aj[aj["event"] == code]
+            if len(part):
+                curves.append(pd.DataFrame({
+                    "_g": gi, "time": part["time"].to_numpy(), "outcome": name, "estimator": "aalen_johansen",
+                    "probability": part["incidence"].to_numpy(), "ci_low": part["ci_low"].to_numpy(),
+                    "ci_high": part["ci_high"].to_numpy(), "at_risk": part["at_risk"].to_numpy(),
+                }))
+        if len(km):
+            curves.append(pd.DataFrame({
+                "_g": gi, "time": km["time"].to_numpy(), "outcome": "converted", "estimator": "kaplan_meier",
+                "probability": 1 - km["survival"].to_numpy(), "ci_low": 1 - km["ci_high"].to_numpy(),
+                "ci_high": 1 - km["ci_low"].to_numpy(), "at_risk": km["at_risk"].to_numpy(),
+            }))
+    summary = pd.DataFrame(rows)
+    if by:
+        summary = pd.concat([gvals.reset_index(drop=True), summary], axis=1)
+    cols = ["_g", "time", "outcome", "estimator", "probability", "ci_low", "ci_high", "at_risk"]
+    cur = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=cols)
+    if by:
+        seg = gvals.iloc[cur["_g"].to_numpy(dtype=np.int64)].reset_index(drop=True)
+        cur = pd.concat([seg, cur.drop(columns="_g").reset_index(drop=True)], axis=1)
+    else:
+        cur = cur.drop(columns="_g")
+    summary.attrs["unit"] = uname
+    return TimeToConvert(summary=summary, curves=cur, start=steps[a], end=steps[b], unit=uname, by=by)
