@@ -716,70 +716,67 @@ def durations(
     days = np.full(v.size, np.nan)
     days[~unknown] = (end[~unknown] - entered[~unknown]) / _DAY_NS
     labels = list(ss.labels)
-    left_to = pd.Categorical.from_codes(
-        np.where(open_, -1, label_idx[np.maximum(npos, 0)]), categories=labels
-    )
     # outcome per lead as of T (latest outcome event)
     _, last_oc = _first_last(ev.lc, keep & (ev.is_won | ev.is_lost), ev.n_leads)
     oc = np.full(ev.n_leads, "open", dtype=object)
     has = last_oc >= 0
     oc[has] = np.where(ev.is_won[last_oc[has]], "won", "lost")
     stage_codes = lab[ch[v]]
-    visits = pd.DataFrame(
-        {
-            lead: ev.lead_ids[vlead],
-            "stage": pd.Categorical.from_codes(stage_codes, categories=list(ss.stages), ordered=True),
-            "entered_at": entered.view("datetime64[ns]"),
-            "left_at": left.view("datetime64[ns]"),
-            "left_to": left_to,
-            "days": days,
-            "censored": open_,
-            "outcome": pd.Categorical(oc[vlead], categories=["open", "won", "lost"]),
-            "flag": np.where(unknown, "unknown_time", ""),
-        }
-    )
-    # visit number per (lead, stage): rows are in time order within a lead
+    left_code = np.where(open_, -1, label_idx[np.maximum(npos, 0)])
+    # group visits by (lead, stage); a stable sort keeps each group in time order
     key = vlead * len(labels) + stage_codes
-    visits["visit"] = pd.Series(key).groupby(key).cumcount().to_numpy() + 1
-    lead_codes = vlead
+    srt = np.argsort(key, kind="stable")
+    ks = key[srt]
+    g_start = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if ks.size else np.array([], dtype=np.int64)
+    visit_no = np.empty(v.size, dtype=np.int64)
+    if ks.size:
+        run_id = np.cumsum(np.r_[True, ks[1:] != ks[:-1]]) - 1
+        visit_no[srt] = np.arange(ks.size) - g_start[run_id] + 1
     if per == "stage":
-        g = pd.DataFrame({"key": key, "days": days, "unknown": unknown})
-        grp = g.groupby("key", sort=False)
-        first_i = grp.head(1).index.to_numpy()
-        last_i = grp.tail(1).index.to_numpy()
-        agg = pd.DataFrame(
-            {
-                "visits": grp.size(),
-                "cumulative_days": grp["days"].sum(min_count=1),
-                "any_unknown": grp["unknown"].any(),
-            }
-        )
-        first_rows = visits.iloc[first_i].set_index(pd.Index(key[first_i]))
-        last_rows = visits.iloc[last_i].set_index(pd.Index(key[last_i]))
-        agg = agg.loc[key[first_i]]
+        g_end = np.r_[g_start[1:], ks.size] - 1
+        first_i, last_i = srt[g_start], srt[g_end]
+        n_vis = g_end - g_start + 1
+        d_sorted = days[srt]
+        cum = np.add.reduceat(np.nan_to_num(d_sorted), g_start) if ks.size else np.array([])
+        any_unk = (np.add.reduceat(np.isnan(d_sorted).astype(np.int64), g_start) > 0
+                   if ks.size else np.array([], dtype=bool))
+        # back to lead-then-time order of the first visit
+        back = np.argsort(first_i, kind="stable")
+        first_i, last_i = first_i[back], last_i[back]
+        n_vis, cum, any_unk = n_vis[back], cum[back], any_unk[back]
+        lead_codes = vlead[first_i]
         out = pd.DataFrame(
             {
-                lead: first_rows[lead].to_numpy(),
-                "stage": first_rows["stage"].to_numpy(),
-                "visits": agg["visits"].to_numpy(dtype=np.int64),
-                "first_entered_at": first_rows["entered_at"].to_numpy(),
-                "last_left_at": last_rows.loc[key[first_i], "left_at"].to_numpy(),
-                "latest_days": last_rows.loc[key[first_i], "days"].to_numpy(),
-                "cumulative_days": np.where(agg["any_unknown"], np.nan, agg["cumulative_days"]),
-                "censored": last_rows.loc[key[first_i], "censored"].to_numpy(),
-                "left_to": last_rows.loc[key[first_i], "left_to"].to_numpy(),
-                "outcome": first_rows["outcome"].to_numpy(),
-                "flag": np.where(agg["any_unknown"], "unknown_time", ""),
+                lead: ev.lead_ids[lead_codes],
+                "stage": pd.Categorical.from_codes(stage_codes[first_i], categories=list(ss.stages),
+                                                   ordered=True),
+                "visits": n_vis.astype(np.int64),
+                "first_entered_at": entered[first_i].view("datetime64[ns]"),
+                "last_left_at": left[last_i].view("datetime64[ns]"),
+                "latest_days": days[last_i],
+                "cumulative_days": np.where(any_unk, np.nan, cum),
+                "censored": open_[last_i],
+                "left_to": pd.Categorical.from_codes(left_code[last_i], categories=labels),
+                "outcome": pd.Categorical(oc[lead_codes], categories=["open", "won", "lost"]),
+                "flag": pd.Categorical.from_codes(any_unk.astype(np.int8), categories=["", "unknown_time"]),
             }
         )
-        out["stage"] = pd.Categorical(out["stage"], categories=list(ss.stages), ordered=True)
-        out["left_to"] = pd.Categorical(out["left_to"], categories=labels)
-        out["outcome"] = pd.Categorical(out["outcome"], categories=["open", "won", "lost"])
-        lead_codes = vlead[first_i]
     else:
-        out = visits[[lead, "stage", "visit", "entered_at", "left_at", "left_to", "days",
-                      "censored", "outcome", "flag"]]
-    out["flag"] = pd.Categorical(out["flag"], categories=["", "unknown_time"])
+        lead_codes = vlead
+        out = pd.DataFrame(
+            {
+                lead: ev.lead_ids[vlead],
+                "stage": pd.Categorical.from_codes(stage_codes, categories=list(ss.stages), ordered=True),
+                "visit": visit_no,
+                "entered_at": entered.view("datetime64[ns]"),
+                "left_at": left.view("datetime64[ns]"),
+                "left_to": pd.Categorical.from_codes(left_code, categories=labels),
+                "days": days,
+                "censored": open_,
+                "outcome": pd.Categorical(oc[vlead], categories=["open", "won", "lost"]),
+                "flag": pd.Categorical.from_codes(unknown.astype(np.int8), categories=["", "unknown_time"]),
+            }
+        )
     for s in segs:
         out[s] = _last_valid(log[s], ev, lead_codes, keep)
     out = out.reset_index(drop=True)
