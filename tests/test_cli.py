@@ -1,0 +1,119 @@
+"""The command line: report, demo and demo-data, as a new user runs them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import funnelkit as fk
+from funnelkit import reports
+from funnelkit.cli import DEFAULT_TEMPLATE, main
+
+REPO = Path(__file__).resolve().parents[1]
+HOSTILE = "../../etc"
+SCRIPT = "<script>alert('x')</script>/Pro"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_lists_the_commands():
+    res = run("--help")
+    assert res.exit_code == 0
+    for cmd in ("report", "demo", "demo-data"):
+        assert cmd in res.output
+    res = run("report", "--help")
+    assert "--month" in res.output and "--jobs" in res.output and "--only" in res.output
+    assert "--skip-existing" in res.output
+    assert (REPO / DEFAULT_TEMPLATE).is_file()
+
+
+def test_demo_data_writes_the_csv(tmp_path):
+    out = tmp_path / "d" / "events.csv"
+    res = run("demo-data", "--out", str(out), "--leads", "50", "--seed", "1")
+    assert res.exit_code == 0 and out.is_file()
+    assert fk.read_events(out, stages="pipeline4")["lead_id"].nunique() == 50
+
+
+def test_dry_run_lists_the_reports():
+    res = run("report", str(REPO / "params" / "demo_monthly.yaml"), "--dry-run", "--month", "2025-08")
+    assert res.exit_code == 0, res.output
+    assert "7 report(s)" in res.output
+    assert re.search(r"2025-08[/\\]source[/\\]trade_show\.html", res.output)
+
+
+def test_invalid_plan_exits_2_naming_the_key(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("data: demo\nstages: pipeline4\nsplits: [product]\nmonths: '2025-09'\n")
+    res = run("report", str(plan))
+    assert res.exit_code == 2
+    assert "unknown key(s) 'months' (did you mean 'month'?)" in res.output
+    plan.write_text("data: demo\nstages: pipeline4\nsplits: [product]\n")
+    res = run("report", str(plan))
+    assert res.exit_code == 2 and "--month YYYY-MM" in res.output
+
+
+def test_run_demo_writes_missing_data(tmp_path):
+    (tmp_path / "params").mkdir()
+    plan = tmp_path / "params" / "demo_monthly.yaml"
+    plan.write_text((REPO / "params" / "demo_monthly.yaml").read_text())
+    status = reports.run_demo(plan=plan, only=["product=Nobody"], progress=False)
+    assert (tmp_path / "data" / "demo" / "events.csv").is_file()
+    assert status.empty and Path(status.attrs["index"]).is_file()
+
+
+@pytest.mark.slow
+def test_broken_and_hostile_reports(tmp_path):
+    """One unknown product fails alone; hostile names stay inside reports/ and are escaped."""
+    raw = fk.datasets.load_demo(400, seed=11, canonical=False).rename(columns={"source": "origin"})
+    raw["product"] = raw["product"].replace({"Starter": HOSTILE, "Enterprise": SCRIPT})
+    raw.to_csv(tmp_path / "crm.csv", index=False)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({
+        "data": "crm.csv",
+        "columns": {"deal": "lead_id", "deal_stage": "stage", "entered": "timestamp", "value": "amount"},
+        "stages": "pipeline4",
+        "splits": {"product": [HOSTILE, SCRIPT, "No Such Product"]},
+        "month": "2025-06",
+        "output": "reports",
+    }))
+    res = run("report", str(plan), "--jobs", "2", "--no-progress")
+    assert res.exit_code == 1, res.output
+    month_dir = tmp_path / "reports" / "2025-06"
+    status = pd.read_csv(month_dir / "summary.csv")
+    assert status.set_index("value")["status"].to_dict() == {HOSTILE: "ok", SCRIPT: "ok", "No Such Product": "failed"}
+    assert "No Such Product" in res.output and "FAILED" in res.output
+    # every file stays inside reports/<month>/product, under a safe name
+    files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    outside = [f for f in files if f.parts[0] not in {"reports", "crm.csv", "plan.yaml"}]
+    assert outside == []
+    names = {p.name for p in (month_dir / "product").iterdir()}
+    assert {"etc.html", "etc.ipynb", "No_Such_Product.failed.ipynb", "No_Such_Product.failed.html"} <= names
+    assert not (tmp_path.parent / "etc.html").exists()
+    # the failed notebook is kept with papermill's error cell, and linked from the index
+    failed = nbformat.read(month_dir / "product" / "No_Such_Product.failed.ipynb", as_version=4)
+    assert any("An Exception was encountered" in "".join(c.source) for c in failed.cells)
+    page = (month_dir / "index.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;/Pro" in page
+    assert 'href="product/No_Such_Product.failed.ipynb"' in page
+    assert "no lead has product = &#x27;No Such Product&#x27;" in page
+    # the report of the hostile value shows it as text
+    script_html = next(p for p in (month_dir / "product").glob("script*.html"))
+    assert "<script>alert(" not in script_html.read_text()
+
+
+@pytest.mark.slow
+def test_demo_command_runs_the_demo_plan(tmp_path):
+    res = run("demo", "--only", "product=Starter", "--out", str(tmp_path), "--jobs", "1", "--no-progress")
+    assert res.exit_code == 0, res.output
+    index = tmp_path / "2025-09" / "index.html"
+    assert f"Index: {index}" in res.output
+    assert (tmp_path / "2025-09" / "product" / "Starter.html").is_file()
+    assert "Starter" in index.read_text()
