@@ -73,16 +73,22 @@ def _horizon_end(T: pd.Timestamp, horizon) -> pd.Timestamp:
         raise ForecastError(f"horizon must be days, a timedelta or an offset string; got {horizon!r}.")
     if isinstance(horizon, (int, float, np.integer, np.floating)):
         end = T + pd.Timedelta(days=float(horizon))
-    else:
+    elif isinstance(horizon, str):
+        # offsets first: pd.Timedelta("3MS") would be three milliseconds
         try:
-            end = T + pd.Timedelta(horizon)
+            end = T + pd.tseries.frequencies.to_offset(horizon)
         except (ValueError, TypeError):
             try:
-                end = T + pd.tseries.frequencies.to_offset(horizon)
+                end = T + pd.Timedelta(horizon)
             except (ValueError, TypeError) as exc:
                 raise ForecastError(
                     f"horizon={horizon!r} is not a length of time; use days (90), '90D' or '3MS'."
                 ) from exc
+    else:
+        try:
+            end = T + (horizon if isinstance(horizon, pd.DateOffset) else pd.Timedelta(horizon))
+        except (ValueError, TypeError) as exc:
+            raise ForecastError(f"horizon={horizon!r} is not a length of time.") from exc
     if end <= T:
         raise ForecastError(f"horizon={horizon!r} must be positive.")
     return end
@@ -433,7 +439,9 @@ def forecast(
         The forecast date (a date alone means the end of that day).
         Default: the log's last timestamp.
     horizon : number of days, str or offset
-        How far ahead: ``90``, ``"90D"``, ``"3MS"`` (calendar offset).
+        How far ahead: ``90``, ``"90D"``, or a pandas offset such as
+        ``"3MS"`` (added by pandas rules: three month starts after
+        ``as_of``).
     freq : str, optional
         Split the horizon into calendar periods (``"MS"`` months, ``"W"``,
         ``"QS"``); default one period.
@@ -813,8 +821,7 @@ def leads_needed(
     # history for amounts and the mix
     prog = lead_progress(hist, stages=ss, by=by, lead=lead, stage=stage, time=time, amount=amount)
     first_t = prog[[c for c in prog.columns if c.startswith("time_")]].min(axis=1)
-    lb = _horizon_end(T - (_horizon_end(T, lookback) - T), lookback) - (_horizon_end(T, lookback) - T)
-    start = T - (lb - T) if lb > T else T - pd.Timedelta(days=365)
+    start = T - (_horizon_end(T, lookback) - T)
     recent = (first_t > start).to_numpy()
     is_won = (prog["outcome"] == "won").to_numpy()
     amounts = prog[AMOUNT].to_numpy(dtype=float) if AMOUNT in prog.columns else np.full(len(prog), np.nan)

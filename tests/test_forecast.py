@@ -1,0 +1,309 @@
+"""Tests of forecasting, the weighted-pipeline baseline, planning and backtests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from scipy import stats as st
+
+import funnelkit as fk
+from funnelkit import forecast as F
+from funnelkit.plots.forecast import (
+    backtest_chart,
+    calibration_chart,
+    fan_chart,
+    target_chart,
+)
+from funnelkit.transitions import TransitionModel
+
+PROP = fk.StageSet("prop", ["proposal"], won="won", lost=["lost"])
+AS_OF = pd.Timestamp("2025-01-01")
+
+
+def proposal_log(n_hist=1000, n_won=200, n_open=1000, resolve_days=10.0, amount=1000.0, open_age_days=0.0):
+    """History of `n_hist` proposals (`n_won` won, the rest lost after `resolve_days`)
+    and `n_open` leads in proposal at AS_OF that entered `open_age_days` before."""
+    rows = []
+    start = pd.Timestamp("2024-01-01")
+    for i in range(n_hist):
+        t = start + pd.Timedelta(hours=6 * i)
+        rows.append((f"H{i:05d}", "proposal", t, amount))
+        rows.append((f"H{i:05d}", "won" if i < n_won else "lost", t + pd.Timedelta(days=resolve_days), amount))
+    for i in range(n_open):
+        rows.append((f"O{i:05d}", "proposal", AS_OF - pd.Timedelta(days=open_age_days), amount))
+    raw = pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp", "amount"])
+    return fk.validate_events(raw, stages=PROP)
+
+
+# ---------------------------------------------------------------------------
+# the worked example: 20% of proposals convert, 1,000 now in proposal -> ~200 sales
+# ---------------------------------------------------------------------------
+def test_twenty_percent_of_a_thousand():
+    log = proposal_log()
+    f = F.forecast(log, as_of=AS_OF, horizon="365D", n_draws=4000, seed=1)
+    t = f.total.iloc[0]
+    assert t["open_leads"] == 1000
+    assert t["expected_wins"] == pytest.approx(200, abs=2.5)
+    assert t["expected_revenue"] == pytest.approx(200_000, abs=2500)
+    # wins ~ Binomial(1000, p) with p ~ Beta(200, 800) (the Bayesian bootstrap
+    # posterior of a 0/1 rate): a beta-binomial.  Its 80% interval is about
+    # 200 +- 23, wider than the binomial's 200 +- 16 because the rate is uncertain.
+    lo, hi = st.betabinom.ppf([0.1, 0.9], 1000, 200, 800)
+    assert t["wins_low"] == pytest.approx(lo, abs=3)
+    assert t["wins_high"] == pytest.approx(hi, abs=3)
+    # the CRM baseline: 0.2 x 1000, with the binomial range only
+    assert t["weighted_wins"] == pytest.approx(200)
+    assert t["weighted_pipeline"] == pytest.approx(200_000)
+    blo, bhi = st.binom.ppf([0.1, 0.9], 1000, 0.2)
+    assert t["weighted_wins_low"] == pytest.approx(blo, abs=2)
+    assert t["weighted_wins_high"] == pytest.approx(bhi, abs=2)
+    assert f.baseline_probabilities_["proposal"] == pytest.approx(0.2)
+    assert "open leads" in repr(f)
+
+
+def test_horizon_shorter_than_the_cycle_gives_no_wins():
+    log = proposal_log(n_open=100)
+    f = F.forecast(log, as_of=AS_OF, horizon="9D", n_draws=300)
+    assert f.total["expected_wins"].iloc[0] == 0
+    assert f.total["p_no_win"].iloc[0] == 1.0
+    # while the CRM still books 20% of the open pipeline
+    assert f.total["weighted_wins"].iloc[0] == pytest.approx(20)
+
+
+def test_stale_leads_are_worth_nothing_to_us_but_full_price_to_the_crm():
+    log = proposal_log(n_open=50, open_age_days=300)
+    with pytest.warns(fk.DataWarning, match="after the data ends"):  # nothing happened since
+        f = F.forecast(log, as_of=AS_OF, horizon="90D", n_draws=300)
+    assert (f.leads_["p_win"] == 0).all()
+    assert f.leads_["stage_probability"].tolist() == pytest.approx([0.2] * 50)
+    assert f.total["weighted_wins"].iloc[0] == pytest.approx(10)
+
+
+# ---------------------------------------------------------------------------
+# no leakage from after as_of
+# ---------------------------------------------------------------------------
+def test_forecast_uses_nothing_after_as_of(demo_log):
+    cut = "2025-02-28"
+    t_cut = pd.Timestamp(cut) + pd.Timedelta(days=1)
+    future = demo_log["timestamp"] >= t_cut
+    changed = demo_log.copy()
+    changed.loc[future, "stage"] = "won"  # a rosy future that must not be seen
+    changed.loc[future, "amount"] = 1e9
+    kw = dict(as_of=cut, horizon="60D", freq="MS", n_draws=200, seed=3, by="product")
+    a = F.forecast(demo_log, **kw)
+    b = F.forecast(changed, **kw)
+    c = F.forecast(fk.validate_events(demo_log.loc[~future].drop(columns="flag"), stages="pipeline4"), **kw)
+    for x in (b, c):
+        pd.testing.assert_frame_equal(a.summary, x.summary)
+        pd.testing.assert_frame_equal(a.periods_, x.periods_)
+        pd.testing.assert_frame_equal(a.leads_, x.leads_)
+
+
+def test_model_fitted_after_as_of_is_refused(demo_log):
+    tm = TransitionModel(n_samples=10).fit(demo_log, as_of="2025-06-30")
+    with pytest.raises(F.ForecastError, match="seen the future"):
+        F.forecast(demo_log, as_of="2025-03-31", model=tm)
+    f = F.forecast(demo_log, as_of="2025-07-15", model=tm, n_draws=50)
+    assert f.model_ is tm
+
+
+def test_backtest_fits_only_on_the_past(demo_log):
+    cut = "2025-01-31"
+    bt = F.backtest(demo_log, cutoffs=[cut], horizon="60D", n_draws=150, seed=2)
+    t_cut = pd.Timestamp(cut) + pd.Timedelta(days=1)
+    past = fk.validate_events(
+        demo_log.loc[demo_log["timestamp"] < t_cut].drop(columns="flag"), stages="pipeline4"
+    )
+    f = F.forecast(past, as_of=cut, horizon="60D", n_draws=150, seed=2)
+    row = bt.table.iloc[0]
+    for k in ["expected_wins", "wins_low", "wins_high", "expected_revenue", "weighted_pipeline"]:
+        assert row[k] == pytest.approx(float(f.total[k].iloc[0]))
+    # the truth: leads open at the cutoff that won within the horizon
+    prog = fk.funnel.lead_progress(demo_log)
+    open_ids = set(fk.pipeline.snapshot(demo_log, as_of=cut)["lead_id"])
+    end = pd.Timestamp(cut) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns") + pd.Timedelta(days=60)
+    won = prog[(prog["outcome"] == "won") & (prog["closed_at"] > t_cut - pd.Timedelta(1, "ns"))
+               & (prog["closed_at"] <= end) & prog["lead_id"].isin(open_ids)]
+    assert row["actual_wins"] == len(won)
+    assert row["actual_revenue"] == pytest.approx(won["amount"].sum())
+
+
+# ---------------------------------------------------------------------------
+# tables add up
+# ---------------------------------------------------------------------------
+def test_periods_segments_and_draws_are_consistent(demo_log):
+    f = F.forecast(demo_log, as_of="2025-05-31", horizon="92D", freq="MS", by="source", n_draws=300)
+    p = f.periods_
+    assert p["period_end"].dt.strftime("%Y-%m-%d").tolist() == ["2025-07-01", "2025-08-01", "2025-08-31"]
+    t = f.total.iloc[0]
+    assert p["expected_wins"].sum() == pytest.approx(t["expected_wins"])
+    assert p["cum_expected_revenue"].iloc[-1] == pytest.approx(t["expected_revenue"])
+    assert p["cum_wins_high"].is_monotonic_increasing
+    s = f.summary
+    assert sorted(s["source"]) == sorted(demo_log["source"].cat.categories)
+    assert s["expected_wins"].sum() == pytest.approx(t["expected_wins"])
+    assert s["open_leads"].sum() == t["open_leads"]
+    assert s["weighted_pipeline"].sum() == pytest.approx(t["weighted_pipeline"])
+    d = f.draws_
+    assert len(d) == 300 * 4 * 3
+    assert d.groupby("draw")["wins"].sum().mean() == pytest.approx(t["expected_wins"])
+    assert f.probability_of(target_wins=0) == 1.0
+    assert 0 < f.probability_of(target_revenue=t["expected_revenue"]) < 1
+    assert len(f.leads_) == t["open_leads"]
+    assert f.leads_["p_win"].sum() == pytest.approx(t["expected_wins"])
+
+
+def test_weighted_pipeline_by_hand(demo_log):
+    probs = {"qualification": 0.1, "meeting": 0.25, "proposal": 0.5, "close": 0.8}
+    wp = F.weighted_pipeline(demo_log, as_of="2025-06-30", probabilities=probs, by="product")
+    snap = fk.pipeline.snapshot(demo_log, as_of="2025-06-30")
+    want = (snap["amount"] * snap["stage"].astype(str).map(probs)).sum()
+    assert wp["weighted_amount"].sum() == pytest.approx(want)
+    assert wp["open_leads"].sum() == len(snap)
+    # learned probabilities: won / closed among leads that reached the stage
+    sp = F.stage_probabilities(demo_log, as_of="2025-06-30").set_index("stage")
+    assert sp["probability"].is_monotonic_increasing
+    r = sp.loc["close"]
+    assert r["probability"] == pytest.approx(r["won"] / (r["won"] + r["lost"]))
+    with pytest.raises(F.ForecastError, match="no value for stage"):
+        F.weighted_pipeline(demo_log, probabilities={"close": 0.5})
+    with pytest.raises(F.ForecastError, match="not between 0 and 1"):
+        F.weighted_pipeline(demo_log, probabilities={**probs, "close": 1.5})
+
+
+# ---------------------------------------------------------------------------
+# planning
+# ---------------------------------------------------------------------------
+def instant_log(n=2000, p_won=0.5):
+    """Proposals that resolve the moment they are made: half of them win."""
+    rows = []
+    start = pd.Timestamp("2024-01-01")
+    for i in range(n):
+        t = start + pd.Timedelta(hours=4 * i)
+        rows.append((f"H{i:05d}", "proposal", t, 1000.0))
+        rows.append((f"H{i:05d}", "won" if i % int(1 / p_won) == 0 else "lost", t, 1000.0))
+    return fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp", "amount"]), stages=PROP)
+
+
+def test_leads_needed_by_hand():
+    log = instant_log()
+    plan = F.leads_needed(log, target_wins=50, period="30D", confidence=0.8, by=None, n_draws=4000)
+    assert len(plan) == 1
+    r = plan.iloc[0]
+    assert r["win_probability"] == pytest.approx(0.5, abs=0.01)
+    assert r["pipeline_expected"] == 0
+    # smallest N with P(Binomial(N, 1/2) >= 50) >= 0.8
+    n_exact = next(n for n in range(50, 200) if st.binom.sf(49, n, 0.5) >= 0.8)
+    assert abs(r["leads_needed"] - n_exact) <= 3
+    assert r["probability_reached"] >= 0.8
+    assert r["required_coverage"] == pytest.approx(r["leads_needed"] / 50)
+    rev = F.leads_needed(log, target_revenue=50_000, period="30D", by=None, n_draws=4000).iloc[0]
+    assert rev["leads_needed"] == r["leads_needed"]  # every deal is worth 1,000
+    more = F.leads_needed(log, target_wins=100, period="30D", by=None, n_draws=4000).iloc[0]
+    assert more["leads_needed"] > r["leads_needed"]
+
+
+def test_leads_needed_per_source_on_demo(demo_log):
+    plan = F.leads_needed(demo_log, target_revenue=2_000_000, as_of="2025-06-30", period="90D",
+                          n_draws=400)
+    assert plan["source"].tolist()[:-1] == sorted(demo_log["source"].cat.categories)
+    assert plan["source"].iloc[-1] == "(recent mix)"
+    by_src = plan.set_index("source")
+    # referral converts best, outbound worst: fewer referral leads are needed
+    assert by_src.loc["referral", "leads_needed"] < by_src.loc["outbound", "leads_needed"]
+    assert (plan["probability_reached"] >= 0.8).all()
+    assert (plan["required_coverage"] > plan["pipeline_coverage"]).all()
+    easy = F.leads_needed(demo_log, target_wins=1, as_of="2025-06-30", by=None, n_draws=200)
+    assert easy["leads_needed"].iloc[0] == 0  # the open pipeline suffices
+
+
+# ---------------------------------------------------------------------------
+# backtest
+# ---------------------------------------------------------------------------
+def test_backtest_on_demo_small(demo_log):
+    bt = F.backtest(demo_log, n_cutoffs=3, horizon="90D", n_draws=200)
+    t = bt.table
+    assert len(t) == 3
+    assert (t["cutoff"].diff().dropna() > pd.Timedelta(0)).all()
+    s = bt.summary.set_index(["method", "quantity"])
+    ours = s.loc[("forecast", "wins")]
+    assert ours["mae"] == pytest.approx((t["expected_wins"] - t["actual_wins"]).abs().mean())
+    inside = ((t["wins_low"] <= t["actual_wins"]) & (t["actual_wins"] <= t["wins_high"])).mean()
+    assert ours["coverage"] == pytest.approx(inside)
+    # stale leads and deals closing after the horizon: the CRM figure overshoots
+    crm = s.loc[("weighted pipeline", "wins")]
+    assert ours["mae"] < crm["mae"]
+    assert len(bt.leads_) == t["open_leads"].sum()
+    assert bt.leads_["won"].sum() == t["actual_wins"].sum()
+    assert "coverage" in repr(bt)
+
+
+def test_errors(demo_log):
+    with pytest.raises(F.ForecastError, match="horizon"):
+        F.forecast(demo_log, horizon="soon")
+    with pytest.raises(F.ForecastError, match="positive"):
+        F.forecast(demo_log, horizon=-5)
+    f = F.forecast(demo_log, as_of="2025-05-31", horizon="3MS", n_draws=10)
+    assert f.horizon_end_.strftime("%Y-%m-%d") == "2025-08-01"  # pandas offset rules
+    with pytest.raises(F.ForecastError, match="level"):
+        F.forecast(demo_log, level=80)
+    with pytest.raises(F.ForecastError, match="freq"):
+        F.forecast(demo_log, freq="fortnightly", n_draws=10)
+    with pytest.raises(F.ForecastError, match="by column"):
+        F.forecast(demo_log, by="region", n_draws=10)
+    with pytest.raises(F.ForecastError, match="exactly one"):
+        F.leads_needed(demo_log, target_wins=5, target_revenue=5)
+    with pytest.raises(F.ForecastError, match="confidence"):
+        F.leads_needed(demo_log, target_wins=5, confidence=80)
+    with pytest.raises(F.ForecastError, match="cutoffs is empty"):
+        F.backtest(demo_log, cutoffs=[])
+    with pytest.raises(F.ForecastError, match="too short"):
+        F.backtest(demo_log, min_history="400D", horizon="90D")
+    assert issubclass(F.ForecastError, fk.FunnelkitError)
+
+
+# ---------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_forecast(demo_log):
+    return F.forecast(demo_log, as_of="2025-06-30", freq="MS", n_draws=300)
+
+
+def test_fan_and_target_charts(demo_forecast):
+    ax = fan_chart(demo_forecast, levels=(0.5, 0.9), target=1e6)
+    assert isinstance(ax, Axes)
+    assert len(ax.collections) >= 3  # two bands + the CRM marker
+    assert ax.get_lines()[0].get_ydata()[0] == 0
+    ax = target_chart(demo_forecast, target=60, quantity="wins")
+    p = demo_forecast.probability_of(target_wins=60)
+    assert f"{p:.0%}" in ax.get_title()
+    with pytest.raises(ValueError, match="quantity"):
+        fan_chart(demo_forecast, quantity="margin")
+
+
+def test_backtest_and_calibration_charts(demo_log):
+    bt = F.backtest(demo_log, n_cutoffs=2, horizon="60D", n_draws=100)
+    ax = backtest_chart(bt, quantity="revenue")
+    assert len(ax.get_xticks()) == 2
+    assert "MAE" in ax.get_title()
+    ax = calibration_chart(bt.leads_, bins=5)
+    assert ax.get_xlim()[1] > 1
+    with pytest.raises(ValueError, match="p_win"):
+        calibration_chart(pd.DataFrame({"x": [1]}))
+
+
+# ---------------------------------------------------------------------------
+# a real log the code has never seen
+# ---------------------------------------------------------------------------
+@pytest.mark.shared
+def test_real_crm_snapshot_forecast_runs_unchanged(maven_log, maven_stages):
+    f = F.forecast(maven_log, stages=maven_stages, horizon="90D", n_draws=100)
+    t = f.total.iloc[0]
+    assert t["open_leads"] > 0
+    assert 0 <= t["expected_wins"] <= t["open_leads"]
+    assert np.isfinite(t["weighted_pipeline"])
+    bt = F.backtest(maven_log, stages=maven_stages, cutoffs=["2017-06-30"], horizon="60D", n_draws=100)
+    assert len(bt.table) == 1 and np.isfinite(bt.summary["mae"]).all()
