@@ -231,7 +231,15 @@ def _events(log: pd.DataFrame, stages, *, lead: str, stage: str, time: str) -> _
         tser = tser.dt.tz_localize(None)
     t = tser.to_numpy(dtype="datetime64[ns]").view(np.int64)
     sort_key = np.where(order == LOST_ORDER, np.iinfo(np.int32).max, order)
-    idx = np.lexsort((sort_key, t, codes))
+    # canonical logs are already sorted by lead, time, stage order: check in O(n), sort if not
+    same_lead = codes[1:] == codes[:-1]
+    same_time = same_lead & (t[1:] == t[:-1])
+    in_order = bool(
+        np.all(codes[1:] >= codes[:-1])
+        and np.all(~same_lead | (t[1:] >= t[:-1]))
+        and np.all(~same_time | (sort_key[1:] >= sort_key[:-1]))
+    )
+    idx = np.arange(codes.size) if in_order else np.lexsort((sort_key, t, codes))
     order = order[idx]
     m = len(ss.steps)
     is_won = (order == m - 1) & (ss.won is not None)

@@ -622,3 +622,14 @@ def test_coverage(demo_log):
         P.coverage(demo_log, target=0)
     with pytest.raises(P.PipelineError, match="by="):
         P.coverage(demo_log, target={"Starter": 1})
+
+
+def test_row_order_of_the_log_does_not_matter(small_demo):
+    shuffled = small_demo.sample(frac=1.0, random_state=3)
+    shuffled.attrs = small_demo.attrs
+    for f in (
+        lambda g: P.snapshot(g, as_of="2025-03-31", include_closed=True),
+        lambda g: P.durations(g, per="visit").sort_values(["lead_id", "entered_at"]).reset_index(drop=True),
+        lambda g: P.movement(g, start="2025-02-28", end="2025-03-31"),
+    ):
+        pd.testing.assert_frame_equal(f(small_demo), f(shuffled))
