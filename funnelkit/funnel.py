@@ -95,10 +95,16 @@ from .stages import LOST_ORDER, StageSet, get_stage_set
 __all__ = [
     "MODES",
     "FunnelSpecError",
-    "lead_progress",
+    "TimeToConvert",
+    "cohorts",
+    "compare",
     "conversion",
+    "lead_progress",
+    "leaks",
     "outcomes",
     "resolve_stages",
+    "time_to_convert",
+    "trend",
 ]
 
 #: The step semantics :func:`conversion` understands (see the module docstring).
@@ -1465,7 +1471,7 @@ def leaks(
     >>> import funnelkit as fk
     >>> lk = fk.funnel.leaks(fk.datasets.load_demo(), by="product", noun="deals")
     >>> print(lk["sentence"].iloc[0])  # doctest: +ELLIPSIS
-    Enterprise: proposal -> close converts 20% against 57% for the other products: about 9 deals lost per month...
+    Enterprise: proposal -> close converts 23% against 61% for the other products: about 8 deals lost per month...
     """
     by = _as_list(by)
     if benchmark is None:
@@ -1978,11 +1984,13 @@ def time_to_convert(
       leads still in play would convert.  Intervals invert the pointwise
       Greenwood band.  ``median_converted`` is the plain median over the
       leads that did convert, for reference.
-    * **How likely?** The chance to convert at all, ``p_convert``, is the
-      Aalen-Johansen cumulative incidence at the last time, in which won and
-      lost compete.  ``p_convert_km`` is 1 - Kaplan-Meier with lost leads
-      censored: it pretends lost leads could still convert and overstates
-      the chance whenever leads are lost.
+    * **How likely?** ``p_convert`` and ``p_lost`` are the Aalen-Johansen
+      cumulative incidences (won and lost compete) at the longest observed
+      time: the chance to have converted, or been lost, within the follow-up
+      the data allows; ``p_open`` is the chance to be still undecided then
+      (the three add up to 1).  ``p_convert_km`` is 1 - Kaplan-Meier with
+      lost leads censored: it pretends lost leads could still convert and
+      overstates the chance whenever leads are lost.
 
     Parameters
     ----------
@@ -2008,7 +2016,7 @@ def time_to_convert(
         percentage, e.g. 50) the columns ``q50``, ``q50_ci_low``,
         ``q50_ci_high`` (``NaN`` when too few leads converted to tell), then
         ``median_converted``, ``p_convert``, ``p_convert_ci_low``,
-        ``p_convert_ci_high``, ``p_convert_km``.  ``.curves``: see
+        ``p_convert_ci_high``, ``p_lost``, ``p_open``, ``p_convert_km``.  ``.curves``: see
         :class:`TimeToConvert`.
 
     Examples
@@ -2082,6 +2090,9 @@ def time_to_convert(
         else:
             row["p_convert"] = 0.0 if len(d) else np.nan
             row["p_convert_ci_low"] = row["p_convert_ci_high"] = np.nan
+        lost_aj = aj[aj["event"] == 2]
+        row["p_lost"] = float(lost_aj["incidence"].iloc[-1]) if len(lost_aj) else (0.0 if len(d) else np.nan)
+        row["p_open"] = float(aj["survival"].iloc[-1]) if len(aj) else (1.0 if len(d) else np.nan)
         row["p_convert_km"] = float(1 - km["survival"].iloc[-1]) if len(km) else (0.0 if len(d) else np.nan)
         rows.append(row)
         for code, name in ((1, "converted"), (2, "lost")):
