@@ -132,6 +132,11 @@ def _to_time(value, *, name: str) -> np.int64:
     return np.int64(ts.as_unit("ns").value)
 
 
+def _member(values: pd.Series, pool: pd.Series) -> np.ndarray:
+    """``values.isin(pool)`` through a hash index (Arrow-string ``isin`` is slow)."""
+    return pd.Index(pd.unique(pool)).get_indexer_for(values) >= 0
+
+
 def _ts(v: np.int64 | int) -> pd.Timestamp:
     return pd.Timestamp(int(v), unit="ns")
 
@@ -378,9 +383,11 @@ def snapshot(
 
     Examples
     --------
+    >>> import pandas as pd
     >>> import funnelkit as fk
+    >>> from funnelkit import pipeline
     >>> log = fk.datasets.load_demo()
-    >>> snap = fk.pipeline.snapshot(log, as_of="2025-06-30")
+    >>> snap = pipeline.snapshot(log, as_of="2025-06-30")
     >>> bool(snap["entered_stage_at"].max() <= pd.Timestamp("2025-07-01"))
     True
     >>> snap["stage"].astype(str).value_counts().to_dict()
@@ -1404,9 +1411,9 @@ def movement_leads(
     b = snapshot(log, as_of=_ts(tb), **kw)
     ss = a.attrs["stage_set"]
     a_open = a.loc[a["outcome"] == "open", [lead, "stage", AMOUNT, "entered_stage_at"]]
-    a_closed = set(a.loc[a["outcome"] != "open", lead])
-    b_in = b.loc[~b[lead].isin(a_closed)]
-    missing = ~a_open[lead].isin(b_in[lead])
+    a_closed = a.loc[a["outcome"] != "open", lead]
+    b_in = b.loc[~_member(b[lead], a_closed)]
+    missing = ~_member(a_open[lead], b_in[lead])
     if missing.any():  # cannot happen: a lead present at start is present at end
         raise PipelineError(
             f"{int(missing.sum())} lead(s) open at start are missing at end (e.g. "
@@ -2105,7 +2112,7 @@ def velocity(
     amt = lt[AMOUNT].to_numpy(dtype=float) if AMOUNT in lt.columns else np.full(len(lt), np.nan)
     cyc = ((lt["closed_at"] - lt["first_seen_at"]) / pd.Timedelta(days=1)).to_numpy(dtype=float)
     work = pd.DataFrame({b: lt[b] for b in by})
-    work["opportunities"] = lt[lead].isin(set(in_pipe)).to_numpy(dtype=np.int64)
+    work["opportunities"] = _member(lt[lead], in_pipe).astype(np.int64)
     work["closed"] = closed.astype(np.int64)
     work["won"] = won.astype(np.int64)
     work["deal"] = np.where(won, amt, np.nan)
