@@ -12,7 +12,7 @@ Start with :func:`read_events` (or an adapter: :func:`from_wide`,
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, funnel, plots, stats
+from . import datasets, funnel, pipeline, plots, stats
 from .data import (
     LoadReport,
     from_snapshot,
@@ -53,6 +53,7 @@ __all__ = [
     "from_wide",
     "funnel",
     "get_stage_set",
+    "pipeline",
     "plots",
     "read_events",
     "report_table",

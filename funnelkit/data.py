@@ -848,6 +848,10 @@ def from_snapshot(
     * for a closed lead, its outcome (won/lost), and every stage before the
       latest stage it has a date for.
 
+    The ``amount`` is put on each lead's latest implied event only (its
+    current stage or outcome): a snapshot says what a deal is worth now, so
+    earlier events must not carry it (a past as-of view would see its future).
+
     Times come from ``dates``; where the snapshot has no date for an implied
     stage (e.g. every "Prospecting" entry in the Maven CRM data), the time is
     **unknown**: kept as ``NaT`` and flagged ``unknown_time``, never invented.
@@ -942,9 +946,15 @@ def from_snapshot(
         n_unknown += int((rows & ~has_date(o)).sum())
     long = pd.concat(frames)
     extra = data[[c for c in [amount, *seg_cols] if c]].loc[long.index]
-    long = pd.concat([long, extra], axis=1).reset_index(drop=True)
+    long = pd.concat([long, extra], axis=1)
     if amount:
+        # the snapshot's amount is what the deal is worth *now*: it belongs to the
+        # latest implied event (current stage or outcome), not to earlier ones,
+        # or a past as-of view would see a value from its future
+        latest = ~long.index.duplicated(keep="last")
+        long[amount] = long[amount].where(latest)
         long = long.rename(columns={amount: AMOUNT})
+    long = long.reset_index(drop=True)
     counts = canon.value_counts()
     notes = [
         f"CRM snapshot: {len(data):,} opportunities "

@@ -102,6 +102,9 @@ def test_from_snapshot_small_states_what_is_unknown():
     pro = log[log["stage"] == "Prospecting"]
     assert pro["timestamp"].isna().all() and (pro["flag"] == "unknown_time").all()
     assert "no date in the snapshot" in str(log.attrs["funnelkit"])
+    # the amount is today's value: only on the latest event, so the past cannot see it
+    w = log[log["lead_id"] == "w"]
+    assert w["amount"].isna().tolist() == [True, True, False]
 
 
 def test_from_snapshot_unknown_stage_is_reported():

@@ -7,5 +7,14 @@ Plots never call ``plt.show()``.
 
 from ._style import percent_axis
 from .funnel import funnel_chart
+from .pipeline import duration_chart, pipeline_board, rep_chart, swimlane, waterfall_chart
 
-__all__ = ["funnel_chart", "percent_axis"]
+__all__ = [
+    "duration_chart",
+    "funnel_chart",
+    "percent_axis",
+    "pipeline_board",
+    "rep_chart",
+    "swimlane",
+    "waterfall_chart",
+]
