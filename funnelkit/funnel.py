@@ -1678,7 +1678,8 @@ def _leak_sentence(row, by: list[str], noun: str, kind: str) -> str:
     else:
         lc = row.lost_conversions
         tail = f"about {abs(lc):,.0f} {noun} {'lost' if lc > 0 else 'gained'} in all"
-    sig = (f" (significant, adjusted p = {row.p_adjusted:.2g})" if row.significant
+    ptxt = f"p = {row.p_adjusted:.2g}" if row.p_adjusted >= 0.001 else "p < 0.001"
+    sig = (f" (significant, adjusted {ptxt})" if row.significant
            else " (not significant)" if np.isfinite(row.p_adjusted) else "")
     return f"{head}: {tail}{sig}."
 

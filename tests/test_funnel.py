@@ -270,3 +270,363 @@ def test_outcomes_unchanged(demo_log):
     f = conversion(demo_log, as_of=None, by="product")
     won = f[f["step"] == "won"].set_index("product")["entered"]
     assert (o.set_index("product")["won"] == won).all()
+
+
+# ---------------------------------------------------------------------------
+# the worked example of DOMAIN.md: 75% meeting -> proposal, 2% from proposal
+# ---------------------------------------------------------------------------
+def _pick(n, rate):
+    """Exactly round(n * rate) of n leads, spread evenly (deterministic)."""
+    j = np.arange(n)
+    return np.floor((j + 1) * rate + 1e-9) > np.floor(j * rate + 1e-9)
+
+
+def domain_log(close_rate=None, n_meetings=13_334, months=12):
+    """Three products over a year; product A converts 2% from proposal, B and C 20%.
+
+    75% of meetings reach a proposal everywhere.  Every lead that stops is
+    marked lost a few days later, so nobody is in flight.
+    ``close_rate(product, month)`` sets the proposal -> close rate by the
+    calendar month of the proposal.
+    """
+    close_rate = close_rate or (lambda p, mth: 0.02 if p == "A" else 0.20)
+    frames = []
+    for p in ["A", "B", "C"]:
+        i = np.arange(n_meetings)
+        day = i * (365 * months / 12) / n_meetings
+        # calendar month of the proposal (made 5 days after the lead arrives); January 2025 counts as month 11
+        when = pd.Timestamp("2024-01-01") + pd.to_timedelta(day + 5, unit="D")
+        month = np.minimum((when.year - 2024) * 12 + when.month - 1, months - 1).to_numpy()
+        prop = _pick(n_meetings, 0.75)
+        close = np.zeros(n_meetings, dtype=bool)
+        idx = np.flatnonzero(prop)
+        rate = np.array([close_rate(p, mth) for mth in range(months)])[month[idx]]
+        acc = np.cumsum(rate)  # error diffusion: the running total of conversions is exact
+        close[idx[np.floor(acc + 1e-9) > np.floor(acc - rate + 1e-9)]] = True
+        won = np.zeros(n_meetings, dtype=bool)
+        idx = np.flatnonzero(close)
+        won[idx[_pick(idx.size, 0.5)]] = True
+        ids = np.char.add(p, i.astype(str))
+        parts = [
+            (ids, "qualification", day), (ids, "meeting", day + 2),
+            (ids[prop], "proposal", day[prop] + 5), (ids[~prop], "lost", day[~prop] + 6),
+            (ids[close], "close", day[close] + 10), (ids[prop & ~close], "lost", day[prop & ~close] + 11),
+            (ids[won], "won", day[won] + 15), (ids[close & ~won], "lost", day[close & ~won] + 16),
+        ]
+        for lid, st, d in parts:
+            frames.append(pd.DataFrame({"lead_id": lid, "stage": st, "day": d, "product": p}))
+    df = pd.concat(frames, ignore_index=True)
+    df["timestamp"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(df.pop("day"), unit="D")
+    return df
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return domain_log()
+
+
+def test_domain_example_rates(domain):
+    f = conversion(domain, stages=P4, by="product")
+    a = f[f["product"] == "A"].set_index("step")
+    assert a.loc["meeting", "step_conversion"] == pytest.approx(0.75, abs=0.01)
+    assert a.loc["proposal", "step_conversion"] == pytest.approx(0.02, abs=0.005)
+    assert (f["in_flight"].fillna(0) == 0).all()
+
+
+def test_domain_example_is_the_leak_against_other_products(domain):
+    lk = leaks_(domain, by="product", noun="deals")
+    top = lk.iloc[0]
+    assert (top["product"], top["transition"], top["rank"]) == ("A", "proposal -> close", 1)
+    assert top["lost_per_month"] == pytest.approx(150, rel=0.03)
+    assert top["sentence"].startswith(
+        "A: proposal -> close converts 2% against 20% for the other products: about 150 deals lost per month"
+    )
+    assert top["significant"]
+    # better-than-benchmark rows have negative losses and plain words for it
+    assert (lk["lost_conversions"] < 0).any()
+    assert lk.loc[lk["lost_conversions"] < 0, "sentence"].str.contains("more deals? per month").all()
+
+
+def test_domain_example_single_funnel_against_targets_and_history(domain):
+    one = domain[domain["product"] == "A"]
+    lk = leaks_(one, benchmark={"meeting": 0.75, "proposal -> close": 0.20, "close": 0.5})
+    assert lk.iloc[0]["transition"] == "proposal -> close"
+    assert "against a target of 20%" in lk.iloc[0]["sentence"]
+    assert set(lk["transition"]) == {"meeting -> proposal", "proposal -> close", "close -> won"}
+    # history: 20% for eleven months, then 2% in the last one
+    hist = domain_log(close_rate=lambda p, mth: 0.02 if mth == 11 else 0.20)
+    hist = hist[hist["product"] == "B"]
+    # December's last proposals are made in early January: judge the last two periods
+    lk2 = leaks_(hist, benchmark="previous", recent=2, min_leads=10)
+    top = lk2.iloc[0]
+    assert top["transition"] == "proposal -> close"
+    assert top["period"] == "2024-12 to 2025-01"
+    assert "converts 2% in 2024-12 to 2025-01 against 20% in the previous 11 months" in top["sentence"]
+    assert top["significant"]
+
+
+def leaks_(log, **kw):
+    return funnel.leaks(log, stages=P4, **kw)
+
+
+def test_leaks_options_and_errors(demo_log):
+    with pytest.raises(FunnelSpecError, match="pass by="):
+        funnel.leaks(demo_log, benchmark="segments")
+    with pytest.raises(FunnelSpecError, match="not a transition"):
+        funnel.leaks(demo_log, benchmark={"won": 0.5})
+    with pytest.raises(FunnelSpecError, match="between 0 and 1"):
+        funnel.leaks(demo_log, benchmark={"proposal": 20})
+    with pytest.raises(FunnelSpecError, match="benchmark must be"):
+        funnel.leaks(demo_log, benchmark="targets")
+    lk = funnel.leaks(demo_log, by="owner", min_leads=400)
+    small = lk[lk["too_small"]]
+    assert len(small) and small["rank"].isna().all() and lk["rank"].dropna().tolist() == list(
+        range(1, (~lk["too_small"]).sum() + 1)
+    )
+    assert lk.index[lk["too_small"]].min() > lk.index[~lk["too_small"]].max()  # unranked rows last
+    assert small["sentence"].str.contains("too few leads").all()
+    top = funnel.leaks(demo_log, by="owner").iloc[0]
+    assert top["owner"] == "Hana Sato"
+
+
+# ---------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------
+def test_compare_against_rest(demo_log):
+    c = funnel.compare(demo_log, by="product")
+    assert len(c) == 3 * 5
+    ent = c[(c["product"] == "Enterprise") & (c["kind"] == "step")].set_index("step")
+    row = ent.loc["proposal"]
+    assert row["significant"] and row["difference"] < 0 and row["diff_ci_high"] < 0
+    assert row["leads"] + row["ref_leads"] == c[c["step"] == "proposal"].query("kind == 'step'")["leads"].sum()
+    assert row["test"] == "chi2"
+    tested = c["p_value"].notna()
+    np.testing.assert_allclose(c.loc[tested, "p_adjusted"], fk.stats.bh_adjust(c.loc[tested, "p_value"]))
+    f = conversion(demo_log, by="product")
+    e = f[(f["product"] == "Enterprise") & (f["step"] == "proposal")].iloc[0]
+    assert (row["leads"], row["converted"]) == (e["matured"], e["converted"])
+    assert row["rate_ci_low"] == pytest.approx(e["step_ci_low"])
+
+
+def test_compare_two_segments_and_small_ones(demo_log):
+    c = funnel.compare(demo_log, by="owner", against=("Hana Sato", "Ana Ortiz"))
+    assert (c["owner"] == "Hana Sato").all() and (c["reference"] == "Ana Ortiz").all()
+    assert c.loc[c["kind"] == "overall", "significant"].item()
+    small = funnel.compare(demo_log, by="owner", min_leads=10_000)
+    assert small["too_small"].all() and small["p_value"].isna().all() and not small["significant"].any()
+    with pytest.raises(FunnelSpecError, match="no segment 'Nobody'"):
+        funnel.compare(demo_log, by="owner", against=("Nobody", "Ana Ortiz"))
+    with pytest.raises(FunnelSpecError, match="needs by="):
+        funnel.compare(demo_log, by=[])
+    multi = funnel.compare(demo_log, by=["product", "source"], against=(("Enterprise", "referral"), ("Starter", "referral")))
+    assert multi["reference"].iloc[0] == "Starter, referral"
+
+
+def test_compare_uses_fisher_for_small_counts():
+    rows = []
+    for i in range(12):
+        seg = "x" if i < 6 else "y"
+        rows += [(f"L{i}", "qualification", 0, seg)]
+        if i in (0, 1, 2, 3, 4, 6):
+            rows += [(f"L{i}", "meeting", 1, seg)]
+        else:
+            rows += [(f"L{i}", "lost", 1, seg)]
+    c = funnel.compare(make_log(rows), stages=P4, by="segment", min_leads=1, overall=False)
+    first = c[c["step"] == "qualification"]
+    assert (first["test"] == "fisher").all()
+
+
+# ---------------------------------------------------------------------------
+# cohorts and trend
+# ---------------------------------------------------------------------------
+def test_cohorts_add_up_and_mark_young_cohorts(demo_log):
+    co = funnel.cohorts(demo_log)
+    total = conversion(demo_log)
+    s = co.groupby("step", observed=True)[["entered", "in_flight"]].sum()
+    assert s["entered"].tolist() == total["entered"].tolist()
+    assert co["cohort"].min() == pd.Timestamp("2024-07-01") and co["cohort"].nunique() == 15
+    last = co[co["cohort"] == co["cohort"].max()]
+    first = co[co["cohort"] == co["cohort"].min()]
+    assert last["immature"].all() and not first["immature"].any()
+    flying = co.groupby("cohort")["in_flight"].sum()
+    assert (co.groupby("cohort")["immature"].any()[flying > 0]).all()
+    weekly = funnel.cohorts(demo_log, freq="W", by="product", window=30)
+    assert weekly["cohort"].dt.day_of_week.eq(0).all()
+    assert funnel.cohorts(demo_log, as_of=None)["immature"].sum() == 0
+    with pytest.raises(FunnelSpecError, match="freq"):
+        funnel.cohorts(demo_log, freq="fortnight")
+
+
+def test_cohort_of_unknown_first_time_is_kept():
+    log = make_log([("A", "qualification", None), ("A", "meeting", 3), ("B", "qualification", 0)])
+    co = funnel.cohorts(log, stages=P4, as_of=None)
+    assert co["cohort"].isna().any()
+    assert co.groupby("step", observed=True)["entered"].sum().iloc[0] == 2
+
+
+def test_trend_counts_and_immaturity(demo_log):
+    tr = funnel.trend(demo_log)
+    total = conversion(demo_log)
+    per = tr.groupby("step", observed=True)[["entered", "converted", "in_flight"]].sum()
+    assert per["entered"].tolist() == total["entered"].tolist()[:-1]
+    assert per["converted"].tolist() == total["converted"].tolist()[:-1]
+    assert (tr["matured"] == tr["converted"] + tr["dropped"]).all()
+    assert tr.loc[tr["in_flight"] > 0, "immature"].all()
+    early = tr[tr["period"] < "2025-06-01"]
+    assert not early["immature"].any()
+    assert tr[tr["period"] == tr["period"].max()]["immature"].all()
+    ok = tr["rate"].notna()
+    assert ((tr.loc[ok, "ci_low"] <= tr.loc[ok, "rate"]) & (tr.loc[ok, "rate"] <= tr.loc[ok, "ci_high"])).all()
+    by = funnel.trend(demo_log, by="source", freq="QS", window=60)
+    assert set(by["source"]) == {"trade show", "web form", "referral", "outbound"}
+    assert not funnel.trend(demo_log, as_of=None)["immature"].any()
+
+
+# ---------------------------------------------------------------------------
+# time to convert
+# ---------------------------------------------------------------------------
+def test_time_to_convert_hand_worked():
+    """The Aalen-Johansen example of test_stats, as an event log.
+
+    Seven leads enter proposal on day 0: won on days 1, 3, 6; lost on days
+    2, 4; still open at as_of for leads censored on days 2 and 5.
+    """
+    rows = []
+    for lead, (d, kind) in enumerate([(1, "won"), (2, "lost"), (2, None), (3, "won"), (4, "lost"), (5, None), (6, "won")]):
+        rows.append((f"L{lead}", "proposal", 0))
+        if kind:
+            rows.append((f"L{lead}", kind, d))
+        else:
+            rows.append((f"L{lead}", "qualification", d))  # a later event; it does not convert
+    log = make_log(rows)
+    res = funnel.time_to_convert(log, stages=P4, start="proposal", end="won", as_of=T0 + pd.Timedelta(days=6))
+    s = res.summary.iloc[0]
+    # the open leads are censored at as_of (day 6), not at their last event
+    assert (s["leads"], s["converted"], s["lost"], s["censored"]) == (7, 3, 2, 2)
+    # by hand: durations won 1, 3, 6; lost 2, 4; censored 6, 6
+    # t=1 at risk 7: F_won 1/7, S 6/7;  t=2 at risk 6: F_lost 1/7, S 5/7
+    # t=3 at risk 5: F_won 2/7, S 4/7;  t=4 at risk 4: F_lost 2/7, S 3/7
+    # t=6 at risk 3: F_won 3/7, S 2/7.  Naive KM: 1 - 6/7 * 4/5 * 2/3 = 19/35
+    assert s["p_convert"] == pytest.approx(3 / 7)
+    assert s["p_lost"] == pytest.approx(2 / 7) and s["p_open"] == pytest.approx(2 / 7)
+    assert s["p_convert_km"] == pytest.approx(19 / 35)
+    aj = fk.stats.aalen_johansen([1, 2, 6, 3, 4, 6, 6], [1, 2, 0, 1, 2, 0, 1])
+    assert s["p_convert_ci_low"] == pytest.approx(aj[aj["event"] == 1]["ci_low"].iloc[-1])
+    # the KM quantile: 1 - KM reaches 25% at day 3 (1 - 24/35 = 0.31)
+    assert s["q25"] == 3.0
+    assert s["median_converted"] == 3.0
+    cur = res.curves
+    assert set(cur["estimator"]) == {"aalen_johansen", "kaplan_meier"}
+    assert "proposal -> won" in repr(res) and "<b>Time to convert</b>" in res._repr_html_()
+
+
+def test_time_to_convert_demo_by_segment(demo_log):
+    res = funnel.time_to_convert(demo_log, start="qualification", end="proposal", by="product", unit="W")
+    s = res.summary.set_index("product")
+    assert res.unit == "weeks"
+    assert (s["converted"] + s["lost"] + s["censored"] + s["unknown_time"] == s["leads"]).all()
+    assert (s["q25"] <= s["q50"]).all()
+    assert ((s["q50_ci_low"] <= s["q50"]) & (s["q50"] <= s["q50_ci_high"])).all()
+    assert (s["p_convert"] < s["p_convert_km"]).all()
+    days = funnel.time_to_convert(demo_log, start="qualification", end="proposal", by="product")
+    np.testing.assert_allclose(days.summary["median_converted"], s["median_converted"].to_numpy() * 7)
+    with pytest.raises(FunnelSpecError, match="must come before"):
+        funnel.time_to_convert(demo_log, start="won", end="meeting")
+    with pytest.raises(FunnelSpecError, match="not a step"):
+        funnel.time_to_convert(demo_log, start="lost", end="won")
+    with pytest.raises(FunnelSpecError, match="as_of"):
+        funnel.time_to_convert(demo_log, start="meeting", end="won", as_of=None)
+    with pytest.raises(FunnelSpecError, match="quantiles"):
+        funnel.time_to_convert(demo_log, start="meeting", end="won", quantiles=(0.5, 1.5))
+
+
+# ---------------------------------------------------------------------------
+# the shared third-party data
+# ---------------------------------------------------------------------------
+@pytest.mark.shared
+def test_maven_funnel_by_product_and_agent(maven_log):
+    f = conversion(maven_log)
+    eng = f.set_index("step").loc["Engaging"]
+    # 4,238 won, 2,473 lost, 1,589 still engaging: the win rate over closed deals
+    assert (eng["converted"], eng["dropped"], eng["in_flight"]) == (4238, 2473, 1589)
+    assert eng["step_conversion"] == pytest.approx(0.6315, abs=5e-4)
+    assert f.set_index("step").loc["Prospecting", "in_flight"] == 500
+    by_product = conversion(maven_log, by="product")
+    assert by_product["product"].nunique() == 7
+    assert (by_product["step_ci_low"].dropna() <= by_product["step_conversion"].dropna()).all()
+    cp = funnel.compare(maven_log, by="product")
+    ca = funnel.compare(maven_log, by="sales_agent")
+    assert ca["sales_agent"].nunique() == 30
+    for c in (cp, ca):
+        assert c["p_value"].notna().any() and c["p_adjusted"].notna().any()
+        assert ((c["diff_ci_low"] <= c["difference"]) & (c["difference"] <= c["diff_ci_high"])).all()
+    ttc = funnel.time_to_convert(maven_log, start="Engaging", end="Won")
+    assert ttc.summary["median_converted"].iloc[0] == 57.0  # days, as SOURCES.md states
+    assert ttc.summary["p_convert"].iloc[0] < ttc.summary["p_convert_km"].iloc[0]
+
+
+@pytest.mark.shared
+def test_ecommerce_mobile_beats_desktop(ecommerce_log):
+    f = conversion(ecommerce_log, by="device")
+    last = f[f["step"] == "confirmation"].set_index("device")
+    assert last.loc["Mobile", "overall_conversion"] == pytest.approx(0.0100, abs=1e-4)
+    assert last.loc["Desktop", "overall_conversion"] == pytest.approx(0.0025, abs=1e-4)
+    assert f.groupby("step", observed=True)["entered"].sum().tolist() == [90400, 45200, 6030, 452]
+    c = funnel.compare(ecommerce_log, by="device", against=("Mobile", "Desktop"))
+    end = c[c["kind"] == "overall"].iloc[0]
+    assert (end["converted"], end["leads"], end["ref_converted"], end["ref_leads"]) == (302, 30200, 150, 60200)
+    assert end["significant"] and end["p_adjusted"] < 1e-20 and end["diff_ci_low"] > 0
+    lk = funnel.leaks(ecommerce_log, by="device")
+    assert lk.iloc[0]["device"] == "Desktop" and lk.iloc[0]["transition"] == "search -> payment"
+
+
+# ---------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------
+def test_plots_draw_and_return_axes(demo_log):
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    from funnelkit.plots.funnel import (
+        cohort_heatmap,
+        compare_chart,
+        funnel_chart,
+        time_to_convert_chart,
+        trend_chart,
+    )
+
+    fig, axs = plt.subplots(2, 3)
+    out = [
+        funnel_chart(conversion(demo_log, by="product"), segment=("product", "Enterprise"), ax=axs[0, 0]),
+        compare_chart(funnel.compare(demo_log, by="source"), kind="all", ax=axs[0, 1]),
+        cohort_heatmap(funnel.cohorts(demo_log, by="product"), segment=("product", "Starter"),
+                       value="step_conversion", ax=axs[0, 2]),
+        trend_chart(funnel.trend(demo_log), transitions=["proposal -> close"], ax=axs[1, 0]),
+        time_to_convert_chart(funnel.time_to_convert(demo_log, start="meeting", end="won"), ax=axs[1, 1]),
+        time_to_convert_chart(funnel.time_to_convert(demo_log, start="meeting", end="won", by="product").curves,
+                              ax=axs[1, 2]),
+    ]
+    for a, ax in zip(out, axs.flat):
+        assert isinstance(a, Axes) and a is ax and a.get_title()
+    assert [t.get_text() for t in out[0].get_yticklabels()][0] == "qualification"
+    assert len(out[3].get_lines()) >= 1
+    assert [t.get_text() for t in out[5].get_legend().get_texts()] == ["Enterprise", "Professional", "Starter"]
+    # bars carry the counts: one per segment and transition
+    assert len(out[1].patches) == 4 * 5
+
+
+def test_plot_errors(demo_log):
+    from funnelkit.plots.funnel import cohort_heatmap, compare_chart, funnel_chart, trend_chart
+
+    with pytest.raises(ValueError, match="several segments"):
+        funnel_chart(conversion(demo_log, by="product"))
+    with pytest.raises(ValueError, match="no rows"):
+        funnel_chart(conversion(demo_log, by="product"), segment=("product", "Nothing"))
+    with pytest.raises(ValueError, match="funnelkit.funnel.compare"):
+        compare_chart(conversion(demo_log))
+    with pytest.raises(ValueError, match="value must be"):
+        cohort_heatmap(funnel.cohorts(demo_log), value="entered")
+    with pytest.raises(ValueError, match="unknown transition"):
+        trend_chart(funnel.trend(demo_log), transitions=["a -> b"])
+    with pytest.raises(TypeError):
+        trend_chart([1, 2, 3])
