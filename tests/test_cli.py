@@ -55,9 +55,9 @@ def test_invalid_plan_exits_2_naming_the_key(tmp_path):
     res = run("report", str(plan))
     assert res.exit_code == 2
     assert "unknown key(s) 'months' (did you mean 'month'?)" in res.output
-    plan.write_text("data: demo\nstages: pipeline4\nsplits: [product]\n")
+    plan.write_text("data: demo\nstages: pipeline4\nsplits: [product]\nmonth: 2025-9\n")
     res = run("report", str(plan))
-    assert res.exit_code == 2 and "--month YYYY-MM" in res.output
+    assert res.exit_code == 2 and "month: '2025-9' is not a month" in res.output
 
 
 def test_run_demo_writes_missing_data(tmp_path):

@@ -285,8 +285,9 @@ def test_plan_checks_the_data_and_template(tmp_path, small_csv):
     with pytest.raises(PlanError, match=r"\['colour'\] are not parameters of"):
         reports.load_plan(path).check_template()
     plan = reports.load_plan(write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["product"]))
-    with pytest.raises(PlanError, match="no month given"):
-        reports.expand_plan(plan, plan.load())
+    jobs, notes = reports.expand_plan(plan, plan.load())  # no month: the latest event's month
+    latest = str(plan.load()["timestamp"].max().to_period("M"))
+    assert {j.parameters["month"] for j in jobs} == {latest} and latest in notes[0]
     with pytest.raises(PlanError, match="only: 'region' is not a split"):
         reports.expand_plan(plan, plan.load(), month="2025-09", only=["region=x"])
 

@@ -41,9 +41,12 @@ __all__ = [
 #: them back from the executed notebook for the index.
 HEADLINE_MIME = "application/vnd.funnelkit.headline+json"
 
-#: Kernel option that silences ipykernel's start-up warnings (e.g. "Kernel is
-#: running over TCP without encryption"); errors still show.
-_QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+#: Kernel option that silences ipykernel's own log lines on the terminal: the
+#: "Kernel is running over TCP without encryption" warning at start-up (the
+#: kernel listens on localhost only) and "KeyboardInterrupt caught in kernel",
+#: logged when jupyter_client interrupts the kernel before shutting it down.
+#: Errors of the notebook's code are unaffected: they are in the notebook.
+_QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 @dataclass

@@ -49,6 +49,7 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -393,6 +394,8 @@ def _file_columns(path: str) -> list[str] | None:
 
 
 def _month_text(month, where: str) -> str:
+    if isinstance(month, date):  # YAML reads 2017-06-01 as a date: take its month
+        return str(pd.Period(month, freq="M"))
     try:
         return str(parse_month(str(month)))
     except FunnelkitError:
@@ -514,14 +517,21 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
     Raises
     ------
     PlanError
-        Without a month, or when ``only`` names a split the plan lacks.
+        When ``only`` names a split the plan lacks, or no month is given and
+        the data has no event time (without a month, the month of the
+        latest event is reported, with a note).
     """
+    notes: list[str] = []
     month_text = _month_text(month, "--month") if month else plan.month
     if not month_text:
-        raise PlanError(f"{plan.source}: month: no month given; add 'month: YYYY-MM' to the plan or pass "
-                        "--month YYYY-MM.")
+        last = log["timestamp"].max() if len(log) else pd.NaT
+        if pd.isna(last):
+            raise PlanError(f"{plan.source}: month: no month given and the data has no event time; add "
+                            "'month: YYYY-MM' to the plan or pass --month YYYY-MM.")
+        month_text = str(last.to_period("M"))
+        notes.append(f"No month given: reporting {month_text}, the month of the latest event "
+                     "(pass --month YYYY-MM or set 'month' in the plan to choose).")
     selected = parse_only(only) if only is not None else plan.only
-    notes: list[str] = []
     pairs: list[tuple[str, str]] = []
     if plan.overall:
         pairs.append((ALL, ALL))
