@@ -45,7 +45,7 @@ def expected_numbers(log: pd.DataFrame, month: str, segment: tuple[str, str] | N
     known = log[log["timestamp"] <= end]
     first_time = known.groupby("lead_id")["timestamp"].min()
     cohort = first_time.index[(first_time >= start) & (first_time <= end)]
-    funnel = fk.funnel.conversion(known[known["lead_id"].isin(cohort)])
+    funnel = fk.funnel.conversion(known[known["lead_id"].isin(cohort)], as_of=end)
     prog = fk.funnel.lead_progress(known)
     closed = prog.loc[(prog["outcome"] != "open") & prog["closed_at"].between(start, end), "lead_id"]
     oc = fk.funnel.outcomes(known[known["lead_id"].isin(closed)]).iloc[0]

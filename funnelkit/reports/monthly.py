@@ -12,10 +12,12 @@ Definitions used by every monthly report
 * **Leads entered** in a month: leads whose first known event time falls in
   the month (the month's *cohort*).
 * **Step conversions** of the month: the funnel of that cohort, followed up
-  to the as-of date (:func:`funnelkit.funnel.conversion`).  A young cohort
-  has had little time to move, so late steps read low; the previous month is
-  therefore measured at the same age (its as-of date is the same distance
-  from its month), and the change compares like with like.
+  to the as-of date (:func:`funnelkit.funnel.conversion` with ``as_of``):
+  of the leads whose step is decided (converted or dropped), the share that
+  converted; leads still in flight are not counted as lost.  A young cohort
+  has few decided leads at late steps; the previous month is measured at the
+  same age (its as-of date is the same distance from its month), so the
+  change compares like with like.
 * **Won**, **lost**, **win rate** and **revenue**: leads whose outcome (their
   last won/lost event, :func:`funnelkit.funnel.outcomes`) happened in the
   month, whatever month they entered; revenue is the amount of the leads won.
@@ -340,7 +342,7 @@ _COLUMNS = ["metric", "label", "kind", "value", "previous", "change", "change_pc
 def _period_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) -> dict[str, dict]:
     known = as_of_log(log, stamp)
     cohort = entered_between(known, start, end)
-    funnel = conversion(cohort, stages=ss)
+    funnel = conversion(cohort, stages=ss, as_of=stamp)
     out: dict[str, dict] = {}
     out["leads_entered"] = {"label": "Leads entered", "kind": "count",
                             "value": float(funnel["entered"].iloc[0]) if len(funnel) else 0.0}
@@ -362,16 +364,17 @@ def _period_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) 
             out["target_attainment"] = {"label": "Revenue against target", "kind": "rate",
                                         "value": revenue / float(target) if has_amount else math.nan}
     steps = list(ss.steps)
+    decided = "matured" if "matured" in funnel.columns else "entered"
     for k in range(len(steps) - 1):
         row = funnel.iloc[k]
-        entered = float(row["entered"])
+        n = float(row[decided])
         out[f"step:{steps[k]}"] = {
             "label": f"{steps[k]} → {steps[k + 1]}",
             "kind": "rate",
-            "value": float(row["step_conversion"]) if entered else math.nan,
-            "n": entered,
-            "ci_low": float(row["step_ci_low"]) if entered else math.nan,
-            "ci_high": float(row["step_ci_high"]) if entered else math.nan,
+            "value": float(row["step_conversion"]) if n else math.nan,
+            "n": n,
+            "ci_low": float(row["step_ci_low"]) if n else math.nan,
+            "ci_high": float(row["step_ci_high"]) if n else math.nan,
         }
     return out
 
@@ -561,8 +564,8 @@ def headline_summary(h: pd.DataFrame) -> str:
         weakest = steps["value"].idxmin()
         parts.append(
             f"Among this month's new leads so far, the weakest step is {steps.loc[weakest, 'label']} "
-            f"at {_fmt('rate', steps.loc[weakest, 'value'])} of {_fmt('count', steps.loc[weakest, 'n'])} "
-            "leads; young leads are still moving, so compare it with the previous month at the same age."
+            f"at {_fmt('rate', steps.loc[weakest, 'value'])} of the {_fmt('count', steps.loc[weakest, 'n'])} "
+            "leads decided there (leads still in flight are not counted)."
         )
     return " ".join(parts)
 
@@ -711,8 +714,8 @@ class MonthlyReport:
 
     @cached_property
     def funnel(self) -> pd.DataFrame:
-        """:func:`funnelkit.funnel.conversion` of the month's cohort."""
-        return conversion(self.cohort, stages=self.stages)
+        """:func:`funnelkit.funnel.conversion` of the month's cohort, as of the report date."""
+        return conversion(self.cohort, stages=self.stages, as_of=self.as_of)
 
     @cached_property
     def headline(self) -> pd.DataFrame:

@@ -222,7 +222,8 @@ def headline(report: MonthlyReport) -> Section:
 
 
 _FUNNEL_COLUMNS = {
-    "step": "Step", "entered": "Leads", "converted": "To next step", "step_conversion": "Step conversion",
+    "step": "Step", "entered": "Leads", "converted": "To next step", "in_flight": "Still in flight",
+    "step_conversion": "Step conversion",
     "step_ci_low": "95% CI low", "step_ci_high": "95% CI high", "overall_conversion": "From top",
 }
 
@@ -236,9 +237,9 @@ def funnel(report: MonthlyReport) -> Section:
         return note(f"No lead entered the funnel in {report.month:%B %Y}, so there is no funnel to draw.")
     ax = funnel_chart(f, title=f"Funnel of leads entered in {report.month:%B %Y} (as of {report.as_of:%Y-%m-%d})")
     fig = figure(ax, caption=f"{report.heading}: leads reaching each step, step conversion and its 95% interval.")
-    shown = f[list(_FUNNEL_COLUMNS)].rename(columns=_FUNNEL_COLUMNS)
+    shown = f[[c for c in _FUNNEL_COLUMNS if c in f.columns]].rename(columns=_FUNNEL_COLUMNS)
     pct = {c: "{:.1%}" for c in ["Step conversion", "95% CI low", "95% CI high", "From top"]}
-    counts = {c: "{:,.0f}" for c in ["Leads", "To next step"]}
+    counts = {c: "{:,.0f}" for c in ["Leads", "To next step", "Still in flight"]}
     return fig + table(shown, precision={**pct, **counts})
 
 
