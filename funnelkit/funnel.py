@@ -1935,6 +1935,15 @@ class TimeToConvert:
         The two steps.
     unit : str
         Unit of every time (``"days"``, ``"hours"``, ``"weeks"``).
+    by : list of str
+        The segment columns.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> ttc = fk.funnel.time_to_convert(fk.datasets.load_demo(), start="meeting", end="proposal")
+    >>> ttc.unit, sorted(ttc.curves["outcome"].unique())
+    ('days', ['converted', 'lost'])
     """
 
     summary: pd.DataFrame

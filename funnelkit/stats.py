@@ -87,6 +87,16 @@ def diff_ci(x1, n1, x2, n2, *, level: float = 0.95) -> tuple[np.ndarray, np.ndar
 
     Built from the two Wilson intervals; it behaves well for small counts and
     rates near 0 or 1, where the Wald interval does not.
+
+    Returns
+    -------
+    low, high : ndarray of float
+
+    Examples
+    --------
+    >>> low, high = diff_ci(302, 30200, 150, 60200)
+    >>> bool(low > 0), round(float(high), 4)
+    (True, 0.0088)
     """
     x1, n1, x2, n2 = (np.asarray(a, dtype=float) for a in (x1, n1, x2, n2))
     l1, u1 = proportion_ci(x1, n1, level=level)
@@ -225,6 +235,12 @@ def km_quantile(km: pd.DataFrame, q: float) -> tuple[float, float, float]:
     Returns ``(estimate, ci_low, ci_high)``; ``nan`` where the curve never
     drops that far (too much censoring to tell).  The interval inverts the
     pointwise survival band (Brookmeyer-Crowley style).
+
+    Examples
+    --------
+    >>> km = kaplan_meier([2, 4, 6, 8, 10, 12], [1, 1, 1, 1, 1, 0])
+    >>> km_quantile(km, 0.5)[0]
+    6.0
     """
     target = 1.0 - q
     if km.empty:
