@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from . import pipeline
-from .data import AMOUNT, LEAD, STAGE, TIME
+from .data import AMOUNT, LEAD, STAGE, TIME, stage_order
 from .exceptions import FunnelkitError
 from .funnel import lead_progress, resolve_stages
 from .stages import StageSet
@@ -312,6 +312,10 @@ class Forecast:
         ``expected_wins``, ``wins_low``, ``wins_high``, ``expected_revenue``,
         ``revenue_low``, ``revenue_high`` and the same cumulative from
         ``as_of`` (``cum_*``).
+    segment_periods_ : DataFrame or None
+        With ``by``: one row per (segment, period): ``by`` columns,
+        ``period_start``, ``period_end``, ``expected_wins``, ``wins_low``,
+        ``wins_high``, ``expected_revenue``, ``revenue_low``, ``revenue_high``.
     draws_ : DataFrame
         The simulated distribution: ``draw``, ``by`` columns, ``period_end``,
         ``wins``, ``revenue`` (per period, not cumulative).
@@ -377,19 +381,20 @@ def _open_pipeline(log, ss, T, model, by, lead, stage, time, amount):
     return snap, s_idx, g_idx, d, amt
 
 
-def _simulate_wins(model, s_idx, g_idx, d, H, n_draws, rng, start_offset=None):
-    """won_at (n_draws, n) in days from now (NaN: no win within H)."""
+def _simulate_chunks(model, s_idx, g_idx, d, H, n_draws, rng, start_offset=None):
+    """Yield ``(first_draw, won_at)`` per chunk of draws; ``won_at`` is (draws, leads) in
+    days from now (NaN: no win within H).  Chunks bound the memory."""
     n = len(s_idx)
-    out = np.full((n_draws, n), np.nan)
     if n == 0:
-        return out
+        yield 0, np.full((n_draws, 0), np.nan)
+        return
     ns = model.n_samples
     per = max(1, _PARTICLES // max(n, 1))
     for a in range(0, n_draws, per):
         b = min(n_draws, a + per)
         k = b - a
         draw = np.repeat(np.arange(a, b), n)
-        out[a:b] = model.simulate(
+        yield a, model.simulate(
             stage_idx=np.tile(s_idx, k),
             days_in_stage=np.tile(d, k),
             group_idx=np.tile(g_idx, k),
@@ -398,7 +403,6 @@ def _simulate_wins(model, s_idx, g_idx, d, H, n_draws, rng, start_offset=None):
             rng=rng,
             start_offset=None if start_offset is None else np.tile(start_offset, k),
         ).reshape(k, n)
-    return out
 
 
 def forecast(
@@ -412,7 +416,7 @@ def forecast(
     model_by: str | Sequence[str] | None = None,
     amount_bands: int = 3,
     probabilities: Mapping[str, float] | None = None,
-    n_draws: int = 2000,
+    n_draws: int = 1000,
     level: float = 0.8,
     seed: int | None = 0,
     stages: StageSet | str | Sequence[str] | None = None,
@@ -463,7 +467,9 @@ def forecast(
         Stage probabilities of the weighted-pipeline baseline; default
         learned (see :func:`stage_probabilities`).
     n_draws : int
-        Monte Carlo draws.
+        Monte Carlo draws.  The cost grows with open leads x draws (about a
+        second per few million on one core); 1,000 draws place the 80% bounds to
+        within about 2% of the interval's width.
     level : float
         Level of the prediction intervals.
     seed : int or None
@@ -536,13 +542,9 @@ def forecast(
         )
     amt0 = np.nan_to_num(amt)
     rng = np.random.default_rng(seed)
-    won_at = _simulate_wins(model, s_idx, g_idx, d, H, n_draws, rng)
-
-    # aggregate by draw, segment, period
+    # aggregate by draw, segment, period, chunk by chunk
     edge_days = np.array([(e - T) / _DAY for e in edges])
     P = len(edges) - 1
-    won = ~np.isnan(won_at)
-    period = np.clip(np.searchsorted(edge_days[1:], np.nan_to_num(won_at), side="left"), 0, P - 1)
     if by:
         seg_codes = snap[by].astype(object).fillna("<missing>").groupby(by, sort=True).ngroup().to_numpy() \
             if n else np.zeros(0, dtype=np.int64)
@@ -552,10 +554,18 @@ def forecast(
         seg_codes = np.zeros(n, dtype=np.int64)
         seg_table = pd.DataFrame(index=[0])
     n_seg = max(len(seg_table), 1)
-    cell = (np.arange(n_draws)[:, None] * n_seg + seg_codes[None, :]) * P + period
     size = n_draws * n_seg * P
-    wins = np.bincount(cell[won], minlength=size).reshape(n_draws, n_seg, P).astype(float)
-    rev = np.bincount(cell[won], weights=np.broadcast_to(amt0, won.shape)[won], minlength=size)
+    wins = np.zeros(size)
+    rev = np.zeros(size)
+    lead_wins = np.zeros(n)
+    for a, won_at in _simulate_chunks(model, s_idx, g_idx, d, H, n_draws, rng):
+        dr, li = np.nonzero(~np.isnan(won_at))
+        lead_wins += np.bincount(li, minlength=n)
+        period = np.clip(np.searchsorted(edge_days[1:], won_at[dr, li], side="left"), 0, P - 1)
+        cell = ((dr + a) * n_seg + seg_codes[li]) * P + period
+        wins += np.bincount(cell, minlength=size)
+        rev += np.bincount(cell, weights=amt0[li], minlength=size)
+    wins = wins.reshape(n_draws, n_seg, P)
     rev = rev.reshape(n_draws, n_seg, P)
 
     # the CRM baseline: amount x stage probability, each lead independent
@@ -634,6 +644,18 @@ def forecast(
             arr.mean(0), lo, hi,
         )
 
+    segment_periods = None
+    if by:
+        parts = []
+        for j in range(n_seg):  # segments: few
+            part = pd.DataFrame({c: seg_table[c].iloc[j] for c in by}, index=range(P))
+            part["period_start"], part["period_end"] = edges[:-1], edges[1:]
+            for name, arr in [("wins", wins[:, j]), ("revenue", rev[:, j])]:
+                lo, hi = _interval(arr, level)
+                part[f"expected_{name}"], part[f"{name}_low"], part[f"{name}_high"] = arr.mean(0), lo, hi
+            parts.append(part)
+        segment_periods = pd.concat(parts, ignore_index=True)
+
     # draws, tidy
     di, si, pi = np.meshgrid(np.arange(n_draws), np.arange(n_seg), np.arange(P), indexing="ij")
     draws = pd.DataFrame({"draw": di.ravel()})
@@ -656,12 +678,13 @@ def forecast(
     )
     for c in by:
         leads[c] = snap[c].to_numpy()
-    leads["p_win"] = won.mean(axis=0) if n else np.zeros(0)
+    leads["p_win"] = lead_wins / n_draws
     leads["stage_probability"] = p_stage
     return Forecast(
         summary=summary,
         total=total,
         periods_=periods,
+        segment_periods_=segment_periods,
         draws_=draws,
         baseline_draws_=baseline_draws,
         leads_=leads,
@@ -808,9 +831,10 @@ def leads_needed(
                                               stage=stage, time=time)
     rng = np.random.default_rng(seed)
     snap, s_idx, g_idx, d, amt = _open_pipeline(hist, ss, T, model, [], lead, stage, time, amount)
-    won_at = _simulate_wins(model, s_idx, g_idx, d, H, n_draws, rng)
-    won = ~np.isnan(won_at)
-    x = (won * np.nan_to_num(amt)).sum(axis=1) if revenue else won.sum(axis=1).astype(float)
+    x = np.zeros(n_draws)
+    w_amt = np.nan_to_num(amt) if revenue else np.ones(len(amt))
+    for a, won_at in _simulate_chunks(model, s_idx, g_idx, d, H, n_draws, rng):
+        x[a : a + won_at.shape[0]] = (~np.isnan(won_at) * w_amt).sum(axis=1)
     open_amount = float(np.nansum(amt)) if revenue else float(len(snap))
 
     # new leads: P(win by the end | enter the first stage at a uniform time in the period)
@@ -1031,8 +1055,7 @@ def backtest(
         if not cuts:
             raise ForecastError("cutoffs is empty.")
     # the truth: each lead's first win, and its amount then
-    is_won = (log[stage].astype(object).map(lambda v: ss.canonical(v)) == ss.steps[-1]).to_numpy() \
-        if len(log) else np.zeros(0, dtype=bool)
+    is_won = stage_order(log, ss, stage=stage) == len(ss.steps) - 1  # the goal (won)
     wins = log.loc[is_won & log[time].notna().to_numpy(), [lead, time]].copy()
     wins["_amt"] = log.loc[wins.index, amount].to_numpy(dtype=float) if amount in log.columns else np.nan
     wins = wins.sort_values(time).drop_duplicates(lead, keep="first").set_index(lead)

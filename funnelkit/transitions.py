@@ -460,7 +460,8 @@ class TransitionModel:
             ).T.tocsr()
             ms = np.empty((D, n_groups + 1, n_tr, K, n_states), dtype=np.float32)
             sl = np.empty((D, n_groups + 1, n_tr), dtype=np.float64)
-            chunk = max(1, int(2_000_000 // max(n_cells, 1)))
+            # bound the memory of one chunk: samples x cells and samples x stays
+            chunk = max(1, min(int(2_000_000 // max(n_cells, 1)), int(4_000_000 // max(cell.size, 1))))
             # weights only for the leads seen at as_of, in lead-id order: the samples do not
             # depend on leads that appear later nor on the row order of the log
             used_ids = np.asarray(lead_ids, dtype=object)[lead_idx].astype(str)
@@ -488,6 +489,7 @@ class TransitionModel:
         self._n_tr = n_tr
         self._K = K
         self._n_gs = n_gs
+        self._cdf_cache: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         self._lead_group = pd.Series(lead_group[lead_idx], index=pd.Index(np.asarray(lead_ids)[lead_idx]))
         self._fitted = True
 
@@ -1030,8 +1032,11 @@ class TransitionModel:
         row = samp * Gp + np.asarray(group_idx, dtype=np.int64)
         won_at = np.full(n, np.nan)
         active = np.flatnonzero(elapsed <= horizon_days)
-        cdfs: dict[int, np.ndarray] = {}
-        KB = K * B
+        # two-level inverse-CDF sampling: the day from the per-row CDF over days, then the
+        # destination given the day (small arrays: cache-friendly)
+        key = "point" if sample_idx is None else "samples"
+        cdfs = self._cdf_cache.setdefault(key, {})  # per stage; reset by fit()
+        R = mass.shape[0] * Gp
         for _ in range(1000):
             if active.size == 0:
                 break
@@ -1042,21 +1047,22 @@ class TransitionModel:
                 if idx.size == 0:
                     continue
                 if s not in cdfs:
-                    c = np.cumsum(mass[:, :, s].reshape(-1, KB).astype(np.float64), axis=1)
-                    c += np.arange(c.shape[0])[:, None]
-                    cdfs[s] = c
-                C = cdfs[s]
+                    ms = mass[:, :, s].reshape(R, K, B)
+                    c = np.cumsum(ms.sum(axis=2, dtype=np.float64), axis=1)
+                    cdfs[s] = (c + np.arange(R)[:, None], ms)
+                C, ms = cdfs[s]
                 r = row[idx]
-                q = np.where(d[idx] > 0, np.floor(d[idx]), -1).astype(np.int64)
-                q = np.minimum(q, K - 1)
-                lower = np.where(q >= 0, C[r, np.maximum(q + 1, 1) * B - 1] - r, 0.0)
+                ds = d[idx]
+                q = np.minimum(np.where(ds > 0, np.floor(ds), -1).astype(np.int64), K - 1)
+                lower = np.where(q >= 0, C[r, np.maximum(q, 0)] - r, 0.0)
                 u = lower + rng.random(idx.size) * (1.0 - lower)
-                pos = np.searchsorted(C.ravel(), u + r, side="right")
-                local = pos - r * KB
-                stall = local >= KB
-                local = np.minimum(local, KB - 1)
-                k, b = local // B, local % B
-                t_ev = elapsed[idx] + (k - d[idx])
+                k = np.searchsorted(C.ravel(), u + r, side="right") - r * K
+                stall = k >= K
+                k = np.minimum(k, K - 1)
+                cum = np.cumsum(ms[r, k].astype(np.float64), axis=1)  # (n, B)
+                u2 = rng.random(idx.size) * cum[:, -1]
+                b = np.minimum((cum <= u2[:, None]).sum(axis=1), B - 1)
+                t_ev = elapsed[idx] + (k - ds)
                 go = ~stall & (t_ev <= horizon_days)
                 win = go & (b == S)
                 won_at[idx[win]] = t_ev[win]
