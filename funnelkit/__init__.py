@@ -29,6 +29,7 @@ from .exceptions import (
     ReportError,
     StageSetError,
 )
+from .funnel import FunnelSpecError
 from .stages import PRESETS, StageSet, get_stage_set
 from .tables import report_table
 
@@ -39,6 +40,7 @@ except PackageNotFoundError:  # running from a source tree without install
 
 __all__ = [
     "DataWarning",
+    "FunnelSpecError",
     "FunnelkitError",
     "InvalidEventLogError",
     "LoadReport",

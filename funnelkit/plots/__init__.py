@@ -6,10 +6,14 @@ Plots never call ``plt.show()``.
 """
 
 from ._style import percent_axis
-from .funnel import funnel_chart
+from .funnel import cohort_heatmap, compare_chart, funnel_chart, time_to_convert_chart, trend_chart
 from .pipeline import duration_chart, pipeline_board, rep_chart, swimlane, waterfall_chart
 
 __all__ = [
+    "cohort_heatmap",
+    "compare_chart",
+    "time_to_convert_chart",
+    "trend_chart",
     "duration_chart",
     "funnel_chart",
     "percent_axis",
