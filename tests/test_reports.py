@@ -212,6 +212,47 @@ def test_sections_say_why_when_input_is_missing():
     assert "No rows" in sections.table(pd.DataFrame()).html
 
 
+def test_pipeline_and_forecast_sections_show_the_package_numbers():
+    from funnelkit import forecast, pipeline
+
+    rep = reports.MonthlyReport.prepare("demo", segment_column="product", segment_value="Professional",
+                                        month="2025-09", revenue_target=300000)
+    snap = pipeline.snapshot(rep.log, as_of=rep.as_of)
+    assert f"{len(snap):,} leads were open" in sections.pipeline(rep).text
+    st = pipeline.stale(rep.log, as_of=rep.as_of)
+    assert sections.stale(rep).text.startswith(f"{len(st):,} open leads have sat")
+    b = pipeline.bottleneck(rep.log, as_of=rep.as_of)
+    stage = b.loc[b["bottleneck"], "stage"].iloc[0]
+    assert f"The bottleneck is {stage}" in sections.bottleneck(rep).text
+    horizon = pd.Timestamp("2025-10-31 23:59:59.999999999") - rep.as_of
+    total = forecast.forecast(rep.log, as_of=rep.as_of, horizon=horizon, seed=0).total.iloc[0]
+    text = sections.forecast(rep).text
+    assert f"about {total['expected_wins']:,.1f} wins" in text and "October 2025" in text
+    assert f"{total['expected_revenue']:,.0f} in revenue" in text and "target of 300,000" in text
+    plan = forecast.leads_needed(rep.log, target_revenue=900000, as_of=rep.as_of, period="90D", by=None,
+                                    seed=0).iloc[-1]
+    text = sections.leads_needed(rep).text
+    assert "adds up to 900,000" in text and f"about {plan['leads_needed']:,.0f} new leads" in text
+    lk = fk.funnel.leaks(rep.log, as_of=rep.as_of)
+    ranked = lk.loc[lk["rank"].notna()].sort_values("rank")
+    assert sections.leaks(rep).text.startswith(str(ranked["sentence"].iloc[0]))
+
+
+def test_pipeline_and_forecast_sections_say_why_when_input_is_missing():
+    rep = reports.MonthlyReport.prepare("demo", segment_column="product", segment_value="Starter",
+                                        month="2025-09")
+    assert "No revenue target was given" in sections.leads_needed(rep).text
+    marketing = reports.MonthlyReport.prepare(fk.datasets.load_marketing_demo(n_visitors=1500), stages="aida",
+                                              month="2025-03", revenue_target=1000)
+    assert "needs a won outcome" in sections.forecast(marketing).text
+    assert "needs a won outcome" in sections.leads_needed(marketing).text
+    no_amount = reports.MonthlyReport.prepare(fk.datasets.load_demo().drop(columns="amount"), stages="pipeline4",
+                                              month="2025-09", revenue_target=1000)
+    assert "has no amounts" in sections.leads_needed(no_amount).text
+    assert "in revenue" not in sections.forecast(no_amount).text
+    assert "Value" not in sections.pipeline(no_amount).html
+
+
 # ---------------------------------------------------------------------------
 # plans
 # ---------------------------------------------------------------------------

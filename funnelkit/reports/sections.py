@@ -25,18 +25,25 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from ..exceptions import FunnelkitError
 from ..tables import report_table
 from .monthly import MonthlyReport, data_fingerprint, headline_record, headline_summary
 from .notebook import HEADLINE_MIME
 
 __all__ = [
     "Section",
+    "bottleneck",
     "figure",
+    "forecast",
     "funnel",
     "headline",
+    "leads_needed",
+    "leaks",
     "note",
     "outcomes",
+    "pipeline",
     "provenance",
+    "stale",
     "table",
     "title",
 ]
@@ -301,3 +308,230 @@ def provenance(report: MonthlyReport) -> Section:
     body = (f'<footer style="font-size:85%;color:#555"><hr><p><strong>Provenance</strong></p>'
             f"<table>{rows}</table>{load_html}</footer>")
     return Section(body, "\n".join(f"{k}: {v}" for k, v in facts))
+
+
+# ---------------------------------------------------------------------------
+# sections over the pipeline, leak finder and forecast modules
+# ---------------------------------------------------------------------------
+def _module(name: str, attr: str):
+    """``funnelkit.<name>.<attr>``, or None when this funnelkit version lacks it."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(f"funnelkit.{name}"), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _unavailable(what: str, name: str, attr: str) -> Section:
+    return note(f"{what} is not available: this funnelkit version has no funnelkit.{name}.{attr}.")
+
+
+def _needs_outcomes(report: MonthlyReport, what: str) -> Section | None:
+    if report.stages.won is None:
+        return note(f"{what} needs a won outcome, and stage set {report.stages.name!r} has none.")
+    return None
+
+
+def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
+    """The leak finder: each step's recent conversion against its own history, in sentences.
+
+    Uses :func:`funnelkit.funnel.leaks` (benchmark: the segment's earlier
+    months) on the report's leads as of its date; the biggest losses come
+    first.
+    """
+    fn = _module("funnel", "leaks")
+    if fn is None:
+        return _unavailable("The leak finder", "funnel", "leaks")
+    try:
+        res = fn(report.log, stages=report.stages, as_of=report.as_of)
+    except FunnelkitError as exc:
+        return note(f"The leak finder could not judge this segment: {exc}")
+    if res.empty:
+        return note("The leak finder found no transition to judge (no mature month to compare).")
+    ranked = res.loc[res["rank"].notna()].sort_values("rank")
+    if ranked.empty:
+        body = note("No transition had enough leads to be judged (at least 30 matured leads are needed).")
+    else:
+        items = "".join(f"<li>{html.escape(str(t))}</li>" for t in ranked["sentence"].head(top))
+        body = Section(f"<ul>{items}</ul>", "\n".join(ranked["sentence"].head(top).astype(str)))
+    cols = {"transition": "Transition", "period": "Period judged", "leads": "Leads", "rate": "Conversion",
+            "benchmark_rate": "Benchmark", "benchmark": "Benchmark is", "lost_per_month": "Lost per month",
+            "p_adjusted": "Adjusted p", "significant": "Significant"}
+    shown = res[[c for c in cols if c in res.columns]].rename(columns=cols)
+    fmt = {"Conversion": "{:.1%}", "Benchmark": "{:.1%}", "Lost per month": "{:+,.1f}", "Adjusted p": "{:.3f}",
+           "Leads": "{:,.0f}"}
+    return body + table(shown, precision=fmt)
+
+
+def pipeline(report: MonthlyReport) -> Section:
+    """The pipeline at the as-of date: open leads per stage, their value and age."""
+    snapshot, summary = _module("pipeline", "snapshot"), _module("pipeline", "stage_summary")
+    if snapshot is None or summary is None:
+        return _unavailable("The pipeline snapshot", "pipeline", "snapshot")
+    try:
+        snap = snapshot(report.log, as_of=report.as_of, stages=report.stages)
+    except FunnelkitError as exc:
+        return note(f"The pipeline snapshot could not be taken: {exc}")
+    if snap.empty:
+        return note(f"No lead was open on {report.as_of:%Y-%m-%d}.")
+    res = summary(snap)
+    value = f", worth {res['value'].sum():,.0f}" if report.has_amount else ""
+    text = f"On {report.as_of:%Y-%m-%d}, {len(snap):,} leads were open{value}."
+    cols = {"stage": "Stage", "leads": "Open leads", "value": "Value", "share_leads": "Share of leads",
+            "share_value": "Share of value", "median_days_in_stage": "Median days in stage",
+            "median_age_days": "Median age (days)"}
+    if not report.has_amount:
+        cols = {k: v for k, v in cols.items() if k not in {"value", "share_value"}}
+    shown = res[[c for c in cols if c in res.columns]].rename(columns=cols)
+    fmt = {"Open leads": "{:,.0f}", "Value": "{:,.0f}", "Share of leads": "{:.1%}", "Share of value": "{:.1%}",
+           "Median days in stage": "{:,.1f}", "Median age (days)": "{:,.1f}"}
+    return Section(_p(text), text) + table(shown, precision=fmt)
+
+
+def stale(report: MonthlyReport, *, top: int = 20) -> Section:
+    """Forgotten follow-ups: open leads sitting in their stage longer than usual, most overdue first."""
+    fn = _module("pipeline", "stale")
+    if fn is None:
+        return _unavailable("The stale list", "pipeline", "stale")
+    owner = "owner" if "owner" in report.log.columns else None
+    try:
+        res = fn(report.log, as_of=report.as_of, stages=report.stages, owner=owner)
+    except FunnelkitError as exc:
+        return note(f"The stale list could not be made: {exc}")
+    if res.empty:
+        return note(f"No open lead had sat in its stage longer than its threshold on {report.as_of:%Y-%m-%d}.")
+    worst = res.sort_values("days_overdue", ascending=False).head(top)
+    text = (f"{len(res):,} open leads have sat in their stage longer than the threshold (how long 90% of "
+            f"leads take there, learned from the data); the {len(worst)} most overdue are listed.")
+    if owner:
+        per = res.groupby(owner, observed=True, dropna=False).size().sort_values(ascending=False)
+        text += " By owner: " + ", ".join(f"{k} {v:,}" for k, v in per.head(8).items()) + "."
+    cols = [c for c in ["owner", "lead_id", "stage", "days_in_stage", "threshold_days", "days_overdue", "amount"]
+            if c in worst.columns and (c != "amount" or report.has_amount)]
+    names = {"owner": "Owner", "lead_id": "Lead", "stage": "Stage", "days_in_stage": "Days in stage",
+             "threshold_days": "Threshold (days)", "days_overdue": "Days overdue", "amount": "Amount"}
+    shown = worst[cols].rename(columns=names)
+    fmt = {"Days in stage": "{:,.0f}", "Threshold (days)": "{:,.0f}", "Days overdue": "{:,.0f}", "Amount": "{:,.0f}"}
+    notes = "".join(_p(n, "funnelkit-note") for n in res.attrs.get("notes", []))
+    return Section(_p(text) + notes, text) + table(shown, precision=fmt)
+
+
+def bottleneck(report: MonthlyReport) -> Section:
+    """Time spent in each stage and the stage that makes the cycle long."""
+    fn = _module("pipeline", "bottleneck")
+    if fn is None:
+        return _unavailable("Stage durations", "pipeline", "bottleneck")
+    try:
+        res = fn(report.log, as_of=report.as_of, stages=report.stages)
+    except FunnelkitError as exc:
+        return note(f"Stage durations could not be measured: {exc}")
+    if res.empty:
+        return note("No lead has spent measurable time in a stage yet.")
+    flagged = res.loc[res["bottleneck"].fillna(False).astype(bool)]
+    if len(flagged):
+        b = flagged.iloc[0]
+        text = (f"The bottleneck is {b['stage']}: leads spend a median of {b['median_days']:,.1f} days there "
+                f"(95% CI {b['median_ci_low']:,.1f} to {b['median_ci_high']:,.1f}), the largest share of a won "
+                f"lead's cycle ({b['won_share']:.0%}).")
+    else:
+        text = "No stage stands out as the bottleneck."
+    cols = {"stage": "Stage", "median_days": "Median days", "median_ci_low": "95% CI low",
+            "median_ci_high": "95% CI high", "p90_days": "90th percentile (days)", "won_mean_days": "Won leads: mean days",
+            "won_share": "Share of a won cycle", "bottleneck": "Bottleneck"}
+    shown = res[[c for c in cols if c in res.columns]].rename(columns=cols)
+    fmt = {c: "{:,.1f}" for c in ["Median days", "95% CI low", "95% CI high", "90th percentile (days)",
+                                   "Won leads: mean days"]}
+    fmt["Share of a won cycle"] = "{:.0%}"
+    return Section(_p(text), text) + table(shown, precision=fmt)
+
+
+def forecast(report: MonthlyReport) -> Section:
+    """Wins and revenue expected next month from the open pipeline, with a range, against the target."""
+    fn = _module("forecast", "forecast")
+    if fn is None:
+        return _unavailable("The forecast", "forecast", "forecast")
+    missing = _needs_outcomes(report, "A forecast")
+    if missing is not None:
+        return missing
+    nxt = report.month + 1
+    horizon = (nxt + 1).start_time.as_unit("ns") - pd.Timedelta(1, "ns") - report.as_of
+    try:
+        fc = fn(report.log, as_of=report.as_of, horizon=horizon, stages=report.stages, seed=0)
+    except FunnelkitError as exc:
+        return note(f"The forecast could not be made: {exc}")
+    t = fc.total.iloc[0]
+    level = fc.total.attrs.get("level", 0.8)
+    lvl = f"{level:.0%}" if isinstance(level, float) else "80%"
+    text = (f"From the {t['open_leads']:,.0f} leads open on {report.as_of:%Y-%m-%d}, "
+            f"{nxt:%B %Y} should bring about {t['expected_wins']:,.1f} wins ({lvl} range "
+            f"{t['wins_low']:,.0f} to {t['wins_high']:,.0f})")
+    if report.has_amount:
+        text += (f" and {t['expected_revenue']:,.0f} in revenue (range {t['revenue_low']:,.0f} to "
+                 f"{t['revenue_high']:,.0f})")
+        if report.revenue_target:
+            target = report.revenue_target
+            where = ("above the range" if target > t["revenue_high"] else
+                     "below the range" if target < t["revenue_low"] else "inside the range")
+            text += (f". The target of {target:,.0f} is {where}: the forecast covers "
+                     f"{t['expected_revenue'] / target:.0%} of it")
+    text += ". New leads entering next month are not counted: they rarely close within a month."
+    cols = {"open_leads": "Open leads", "expected_wins": "Expected wins", "wins_low": "Wins low",
+            "wins_high": "Wins high", "expected_revenue": "Expected revenue", "revenue_low": "Revenue low",
+            "revenue_high": "Revenue high", "weighted_pipeline": "CRM weighted pipeline"}
+    if not report.has_amount:
+        cols = {k: v for k, v in cols.items() if "revenue" not in k and "weighted" not in k}
+    shown = fc.total[[c for c in cols if c in fc.total.columns]].rename(columns=cols)
+    fmt = {v: "{:,.0f}" for v in cols.values()}
+    fmt["Expected wins"] = "{:,.1f}"
+    return Section(_p(text), text) + table(shown, precision=fmt)
+
+
+def leads_needed(report: MonthlyReport) -> Section:
+    """How many new leads the revenue target needs over the stage set's horizon (90 days for sales).
+
+    The monthly target is multiplied by the months of the horizon; the
+    answer comes from :func:`funnelkit.forecast.leads_needed` (the open
+    pipeline's expected share first, then the new leads for the rest).
+    """
+    fn = _module("forecast", "leads_needed")
+    if fn is None:
+        return _unavailable("Lead planning", "forecast", "leads_needed")
+    missing = _needs_outcomes(report, "Lead planning")
+    if missing is not None:
+        return missing
+    if not report.revenue_target:
+        return note("No revenue target was given (parameter revenue_target), so there is nothing to plan for.")
+    if not report.has_amount:
+        return note("The data has no amounts, so a revenue target cannot be planned for.")
+    days = report.stages.horizon_days or 90
+    months = max(1, round(days / (365.25 / 12)))
+    target = report.revenue_target * months
+    try:
+        res = fn(report.log, target_revenue=target, as_of=report.as_of, period=f"{days}D", by=None,
+                 stages=report.stages, seed=0)
+    except FunnelkitError as exc:
+        return note(f"Lead planning could not be done: {exc}")
+    r = res.iloc[-1]
+    conf = r["confidence"]
+    head = (f"Over the next {months} month{'s' if months > 1 else ''} ({days} days, the stage set's horizon) "
+            f"the monthly target adds up to {target:,.0f}. The open pipeline is "
+            f"expected to bring {r['pipeline_expected']:,.0f} of it (probability it reaches the target alone: "
+            f"{r['pipeline_probability']:.0%}).")
+    if pd.isna(r["leads_needed"]):
+        tail = " The target cannot be reached with new leads in that time at the recent win rates."
+    elif r["leads_needed"] <= 0:
+        tail = " No new leads are needed."
+    else:
+        tail = (f" To reach it with {conf:.0%} confidence, about {r['leads_needed']:,.0f} new leads must enter "
+                f"the funnel in that time (each wins within the period with probability "
+                f"{r['win_probability']:.1%}, for {r['mean_won_amount']:,.0f} on average).")
+    text = head + tail
+    cols = {"win_probability": "P(new lead wins in period)", "mean_won_amount": "Mean won amount",
+            "target": "Target", "pipeline_expected": "From open pipeline", "leads_needed": "New leads needed",
+            "probability_reached": "P(target reached)", "pipeline_coverage": "Pipeline coverage"}
+    shown = res[[c for c in cols if c in res.columns]].rename(columns=cols)
+    fmt = {"P(new lead wins in period)": "{:.2%}", "Mean won amount": "{:,.0f}", "Target": "{:,.0f}",
+           "From open pipeline": "{:,.0f}", "New leads needed": "{:,.0f}", "P(target reached)": "{:.0%}",
+           "Pipeline coverage": "{:,.2f}x"}
+    return Section(_p(text), text) + table(shown, precision=fmt)
