@@ -119,7 +119,7 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
             f"<h2>{html.escape(name)}</h2><table><thead><tr>"
             f'<th class="text">{html.escape("All leads" if split == "all" else str(split))}</th>'
             '<th class="text">Status</th><th>Leads entered</th><th>Won</th><th>Revenue</th>'
-            '<th>Win rate</th><th>Revenue vs target</th><th class="text">Open</th></tr></thead>'
+            '<th>Win rate</th><th>Revenue vs target</th><th class="text">Report</th></tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>"
         )
     if not sections:

@@ -319,8 +319,15 @@ class Plan:
         try:
             log = load_data(self.data, columns=self.columns, stages=self.stages, read_options=self.read_options)
         except FunnelkitError as exc:
+            text = str(exc)
+            hint = ""
+            for opt in ("missing_time", "dayfirst", "tz="):
+                if opt in text:
+                    hint = ("\nIn a plan, options of read_events go under 'read_options', e.g. "
+                            "read_options: {missing_time: keep, dayfirst: true, tz: Europe/Paris}.")
+                    break
             raise PlanError(f"{self.source}: data: {self.data} cannot be read with this plan's 'columns' and "
-                            f"'stages':\n{exc}") from None
+                            f"'stages':\n{text}{hint}") from None
         cols = list(self.splits) + ([self.segment[0]] if self.segment else [])
         present = [str(c) for c in log.columns if c not in {"lead_id", "stage", "timestamp", "amount", "flag"}]
         for col in cols:

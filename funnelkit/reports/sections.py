@@ -351,7 +351,13 @@ def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
         return note("The leak finder found no transition to judge (no mature month to compare).")
     ranked = res.loc[res["rank"].notna()].sort_values("rank")
     if ranked.empty:
-        body = note("No transition had enough leads to be judged (at least 30 matured leads are needed).")
+        why = sorted(set(res["benchmark"].dropna().astype(str))) if "benchmark" in res.columns else []
+        reason = f" Benchmark: {'; '.join(why)}." if why else ""
+        body = note("No transition had enough leads to be judged (at least 30 matured leads, in the recent "
+                    f"month and in the months before, are needed).{reason}")
+        res = res.loc[res["leads"] > 0] if "leads" in res.columns else res
+        if res.empty:
+            return body
     else:
         items = "".join(f"<li>{html.escape(str(t))}</li>" for t in ranked["sentence"].head(top))
         body = Section(f"<ul>{items}</ul>", "\n".join(ranked["sentence"].head(top).astype(str)))
@@ -376,12 +382,21 @@ def pipeline(report: MonthlyReport) -> Section:
     if snap.empty:
         return note(f"No lead was open on {report.as_of:%Y-%m-%d}.")
     res = summary(snap)
-    value = f", worth {res['value'].sum():,.0f}" if report.has_amount else ""
+    unknown = int(res["value_unknown"].sum()) if "value_unknown" in res.columns else 0
+    known_values = report.has_amount and unknown < len(snap)
+    if known_values:
+        value = f", worth {res['value'].sum():,.0f}"
+        if unknown:
+            value += f" ({unknown:,} of them have no amount yet and are not in that value)"
+    elif report.has_amount:
+        value = "; none has an amount yet (the data gives amounts only to closed leads)"
+    else:
+        value = ""
     text = f"On {report.as_of:%Y-%m-%d}, {len(snap):,} leads were open{value}."
     cols = {"stage": "Stage", "leads": "Open leads", "value": "Value", "share_leads": "Share of leads",
             "share_value": "Share of value", "median_days_in_stage": "Median days in stage",
             "median_age_days": "Median age (days)"}
-    if not report.has_amount:
+    if not known_values:
         cols = {k: v for k, v in cols.items() if k not in {"value", "share_value"}}
     shown = res[[c for c in cols if c in res.columns]].rename(columns=cols)
     fmt = {"Open leads": "{:,.0f}", "Value": "{:,.0f}", "Share of leads": "{:.1%}", "Share of value": "{:.1%}",
@@ -466,9 +481,16 @@ def forecast(report: MonthlyReport) -> Section:
     text = (f"From the {t['open_leads']:,.0f} leads open on {report.as_of:%Y-%m-%d}, "
             f"{nxt:%B %Y} should bring about {t['expected_wins']:,.1f} wins ({lvl} range "
             f"{t['wins_low']:,.0f} to {t['wins_high']:,.0f})")
-    if report.has_amount:
+    unknown = int(t.get("amount_unknown", 0) or 0)
+    revenue_known = report.has_amount and unknown < t["open_leads"]
+    if report.has_amount and not revenue_known:
+        text += ("; revenue cannot be forecast, because none of the open leads has an amount yet (the data "
+                 "gives amounts only to closed leads)")
+    if revenue_known:
         text += (f" and {t['expected_revenue']:,.0f} in revenue (range {t['revenue_low']:,.0f} to "
                  f"{t['revenue_high']:,.0f})")
+        if unknown:
+            text += f"; {unknown:,} open leads without an amount count in the wins but not in the revenue"
         if report.revenue_target:
             target = report.revenue_target
             where = ("above the range" if target > t["revenue_high"] else
@@ -479,7 +501,7 @@ def forecast(report: MonthlyReport) -> Section:
     cols = {"open_leads": "Open leads", "expected_wins": "Expected wins", "wins_low": "Wins low",
             "wins_high": "Wins high", "expected_revenue": "Expected revenue", "revenue_low": "Revenue low",
             "revenue_high": "Revenue high", "weighted_pipeline": "CRM weighted pipeline"}
-    if not report.has_amount:
+    if not revenue_known:
         cols = {k: v for k, v in cols.items() if "revenue" not in k and "weighted" not in k}
     shown = fc.total[[c for c in cols if c in fc.total.columns]].rename(columns=cols)
     fmt = {v: "{:,.0f}" for v in cols.values()}
@@ -527,6 +549,8 @@ def leads_needed(report: MonthlyReport) -> Section:
                 f"the funnel in that time (each wins within the period with probability "
                 f"{r['win_probability']:.1%}, for {r['mean_won_amount']:,.0f} on average).")
     text = head + tail
+    if r.get("open_amount", 1) == 0 and r["pipeline_expected"] == 0:
+        text += " The open leads have no amounts yet, so the pipeline's share counts as zero."
     cols = {"win_probability": "P(new lead wins in period)", "mean_won_amount": "Mean won amount",
             "target": "Target", "pipeline_expected": "From open pipeline", "leads_needed": "New leads needed",
             "probability_reached": "P(target reached)", "pipeline_coverage": "Pipeline coverage"}
