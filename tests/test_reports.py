@@ -445,6 +445,12 @@ def test_rerun_skip_existing_is_idempotent(demo_run):
     cols = ["split", "value", "leads_entered", "won", "revenue", "win_rate", "target_attainment"]
     pd.testing.assert_frame_equal(again[cols], status[cols])
     assert again.attrs["seconds"] < 30
+    # a subset run keeps the rest of the plan in the index and summary
+    one = reports.run_plan(plan, progress=False, skip_existing=True, only=["product=Starter"])
+    assert one[["split", "value"]].values.tolist() == [["product", "Starter"]]
+    summary = pd.read_csv(Path(one.attrs["folder"]) / "summary.csv")
+    assert len(summary) == len(status) and (summary["status"] == "kept").sum() == len(status) - 1
+    assert summary["leads_entered"].tolist() == status["leads_entered"].tolist()
 
 
 def quick_template(folder: Path, seconds: float = 1.0) -> Path:

@@ -156,19 +156,23 @@ def run_plan(
     template : path, optional
         Overrides the plan's notebook template.
     echo : callable, optional
-        Receives one line per finished report and the notes (e.g. ``print``).
+        Receives the notes and, without a progress bar, one line per finished
+        report (e.g. ``print``); with the bar, those lines are printed above it.
 
     Returns
     -------
     DataFrame
         The status table, one row per report (columns :data:`STATUS_COLUMNS`):
-        ``split``, ``value``, ``status`` (``ok``, ``failed`` or ``skipped``),
+        ``split``, ``value``, ``status`` (``ok``, ``failed`` or ``skipped``)
+        of each report selected (all, or those of ``only``),
         the headline numbers read back from the executed notebook
         (``leads_entered``, ``won``, ``revenue``, ``win_rate`` and their
         ``*_change`` from the previous month, ``target_attainment``),
         ``seconds``, ``html``, ``notebook`` (paths) and ``error``.
         ``attrs`` holds ``index`` (path of index.html), ``folder``, ``month``,
-        ``notes``, ``jobs`` and ``seconds`` (wall time).
+        ``notes``, ``jobs`` and ``seconds`` (wall time).  The index and
+        ``summary.csv`` list the whole plan: reports not selected this time
+        appear with their earlier output (status ``kept``) if they have one.
 
     Raises
     ------
@@ -192,8 +196,11 @@ def run_plan(
     template = plan.check_template(template)
     log = plan.load()
     reports, notes = expand_plan(plan, log, month=month, only=only)
+    every, _ = expand_plan(plan, log, month=month, only=[])  # the whole plan, for the index
     del log
-    month_text = reports[0].parameters["month"] if reports else (month or plan.month or "")
+    if not every:
+        raise PlanError(f"{plan.source}: the plan has no reports: no split column has a value in the data.")
+    month_text = every[0].parameters["month"]
     out_root = Path(output).resolve() if output is not None else plan.output
     month_dir = out_root / month_text
     month_dir.mkdir(parents=True, exist_ok=True)
@@ -238,9 +245,10 @@ def run_plan(
                     bar.update(1)
                     line = (f"  ok      {res['html']}" if res["status"] == "ok"
                             else f"  FAILED  {res['split']}={res['value']}: {res['error']}")
-                    if progress:
+                    if progress:  # printed above the bar, not through it
                         bar.write(line, file=sys.stderr)
-                    say(line)
+                    else:
+                        say(line)
             pool.close()
         except BaseException:
             pool.terminate()
@@ -258,17 +266,40 @@ def run_plan(
         if row["status"] in {"ok", "skipped"}:
             row.update(_headline_fields(row["notebook"]))
         table.append(row)
-    status = pd.DataFrame(table).reindex(columns=STATUS_COLUMNS)
-    for c in STATUS_COLUMNS[3:13]:
-        status[c] = status[c].astype("float64")
+    status = _frame(table)
+    # the index shows the whole plan: reports not selected this time keep their earlier output
+    ran = {(r["split"], r["value"]) for r in table}
+    listed = []
+    for job in every:
+        if (job.split, job.value) in ran:
+            listed.append(next(r for r in table if (r["split"], r["value"]) == (job.split, job.value)))
+            continue
+        folder = month_dir / job.folder
+        nb, page = folder / f"{job.name}.ipynb", folder / f"{job.name}.html"
+        failed = folder / f"{job.name}.failed.ipynb"
+        if nb.is_file() and page.is_file():
+            listed.append({"split": job.split, "value": job.value, "status": "kept", "html": str(page),
+                           "notebook": str(nb), "error": "", **_headline_fields(str(nb))})
+        elif failed.is_file():
+            html_failed = folder / f"{job.name}.failed.html"
+            listed.append({"split": job.split, "value": job.value, "status": "failed", "notebook": str(failed),
+                           "html": str(html_failed) if html_failed.is_file() else None,
+                           "error": "failed in an earlier run (not rerun this time); see its notebook"})
+    overview = _frame(listed)
     index = month_dir / "index.html"
-    data_label = plan.data
-    write_index(status, index, title=plan.title, month=month_text, plan=plan.source, data=data_label,
+    write_index(overview, index, title=plan.title, month=month_text, plan=plan.source, data=plan.data,
                 notes=notes)
-    atomic_write(month_dir / "summary.csv", status.to_csv(index=False))
+    atomic_write(month_dir / "summary.csv", overview.to_csv(index=False))
     status.attrs.update({"index": str(index), "folder": str(month_dir), "month": month_text, "notes": notes,
                         "jobs": n_workers, "seconds": time.perf_counter() - wall})
     return status
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
+    for c in STATUS_COLUMNS[3:13]:
+        out[c] = out[c].astype("float64")
+    return out
 
 
 def _run_one(item: tuple[int, tuple]) -> tuple[int, dict]:

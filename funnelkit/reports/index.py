@@ -28,7 +28,7 @@ table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
 th:first-child, td:first-child, td.text, th.text { text-align: left; }
 thead th { background: #f3f5f7; }
-.ok { color: #1a7f37; } .failed { color: #b42318; font-weight: bold; } .skipped { color: #555; }
+.ok { color: #1a7f37; } .failed { color: #b42318; font-weight: bold; } .skipped, .kept { color: #555; }
 .up { color: #1a7f37; } .down { color: #b42318; } .err { color: #b42318; font-size: .85rem; white-space: pre-wrap; }
 .notes li { color: #555; }
 """
@@ -78,7 +78,7 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
     """
     base = Path(folder)
     n_failed = int((status["status"] == "failed").sum()) if len(status) else 0
-    n_ok = int(status["status"].isin(["ok", "skipped"]).sum()) if len(status) else 0
+    n_ok = int(status["status"].isin(["ok", "skipped", "kept"]).sum()) if len(status) else 0
     head = (
         f"<h1>{html.escape(title)} — {html.escape(month)}</h1>"
         f'<p class="meta">{n_ok} report(s) ready, {n_failed} failed. '
@@ -88,7 +88,7 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
         + ".</p>"
         '<p class="meta">Leads entered: new leads whose first event was in the month. Won, revenue and '
         "win rate: leads whose outcome came in the month. In brackets: the change from the previous "
-        "month.</p>"
+        "month. Status <em>skipped</em> or <em>kept</em>: the report was written by an earlier run.</p>"
     )
     if notes:
         head += '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
