@@ -429,8 +429,8 @@ def headline(
     --------
     >>> import funnelkit as fk
     >>> h = headline(fk.datasets.load_demo(), month="2025-09", segment=("product", "Enterprise"))
-    >>> h.set_index("metric").loc["leads_entered", "value"] > 0
-    True
+    >>> h.set_index("metric").loc[["leads_entered", "won"], ["value", "previous"]].values.tolist()
+    [[85.0, 81.0], [4.0, 2.0]]
     """
     ss = resolve_stages(log, stages)
     if segment is not None:
