@@ -27,6 +27,7 @@ arrive later are what :func:`leads_needed` plans for.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ from scipy import stats as _st
 
 from . import pipeline
 from .data import AMOUNT, LEAD, STAGE, TIME, stage_order
-from .exceptions import FunnelkitError
+from .exceptions import DataWarning, FunnelkitError
 from .funnel import lead_progress, resolve_stages
 from .stages import StageSet
 from .transitions import TransitionModel, parse_as_of
@@ -105,10 +106,22 @@ def _period_edges(T: pd.Timestamp, end: pd.Timestamp, freq) -> list[pd.Timestamp
     return [T, *inner, end]
 
 
-def _truncate(log: pd.DataFrame, T: pd.Timestamp, time: str) -> pd.DataFrame:
-    """Events at or before ``T`` (undated events kept: they precede a lead's dated ones)."""
+def _truncate(log: pd.DataFrame, T: pd.Timestamp, time: str, lead: str = LEAD) -> pd.DataFrame:
+    """The log as known at ``T``: dated events at or before it, and undated events of the
+    leads known then (the snapshot's rule: a lead whose events are all undated is only
+    known at or after the data's end)."""
     t = log[time]
-    out = log.loc[(t <= T) | t.isna()]
+    dated = t.notna().to_numpy()
+    le = dated & (t <= T).to_numpy()
+    codes, uniq = pd.factorize(log[lead])
+    n = len(uniq)
+    known = np.bincount(codes[le & (codes >= 0)], minlength=n) > 0
+    n_dated = np.bincount(codes[dated & (codes >= 0)], minlength=n)
+    end = t.max()
+    at_end = bool(pd.isna(end) or T >= end)
+    keep_lead = known | ((n_dated == 0) & at_end)
+    keep = le | (~dated & (codes >= 0) & keep_lead[np.maximum(codes, 0)])
+    out = log.loc[keep]
     out.attrs = dict(log.attrs)
     return out
 
@@ -179,7 +192,7 @@ def stage_probabilities(
     """
     ss = resolve_stages(log, stages)
     if as_of is not None:
-        log = _truncate(log, parse_as_of(as_of), time)
+        log = _truncate(log, parse_as_of(as_of), time, lead)
     prog = lead_progress(log, stages=ss, lead=lead, stage=stage, time=time, amount=None)
     won = (prog["outcome"] == "won").to_numpy()
     lost = (prog["outcome"] == "lost").to_numpy()
@@ -365,20 +378,24 @@ class Forecast:
         )
 
 
-def _open_pipeline(log, ss, T, model, by, lead, stage, time, amount):
-    """The snapshot at T and the simulation inputs for its leads."""
-    snap = pipeline.snapshot(log, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+def _snapshot(hist, ss, T, by, lead, stage, time, amount):
+    snap = pipeline.snapshot(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
     missing = [c for c in by if c not in snap.columns]
     if missing:
         raise ForecastError(
             f"by column(s) {missing} are not segments of the log (have: "
             f"{', '.join(c for c in snap.columns if c not in {lead, 'stage'})})."
         )
+    return snap
+
+
+def _lead_inputs(snap, model, lead):
+    """Simulation inputs for the snapshot's leads: stage, segment, days in stage, amount."""
     s_idx = model.stage_index(snap["stage"].astype(object).to_numpy())
     g_idx = model.group_index(snap, lead=lead)
     d = snap["days_in_stage"].to_numpy(dtype=float)
     amt = snap[AMOUNT].to_numpy(dtype=float) if AMOUNT in snap.columns else np.full(len(snap), np.nan)
-    return snap, s_idx, g_idx, d, amt
+    return s_idx, g_idx, d, amt
 
 
 def _simulate_chunks(model, s_idx, g_idx, d, H, n_draws, rng, start_offset=None):
@@ -517,10 +534,22 @@ def forecast(
     H = (end - T) / _DAY
     edges = _period_edges(T, end, freq)
     notes: list[str] = []
-    hist = _truncate(log, T, time)  # nothing after as_of goes any further
+    hist = _truncate(log, T, time, lead)  # nothing after as_of goes any further
+    snap = _snapshot(hist, ss, T, by, lead, stage, time, amount)
+    banded = False
     if model is None:
-        fit_log = _with_amount_bands(hist, amount_bands, lead=lead, time=time, amount=amount)
-        mby = _as_list(model_by) + ([_BAND] if _BAND in fit_log.columns else [])
+        if amount_bands >= 2 and amount in log.columns:
+            known = float(snap[AMOUNT].notna().mean()) if len(snap) else 0.0
+            if known >= 0.9:
+                banded = True
+            else:
+                notes.append(
+                    f"only {known:.0%} of the open leads have an amount, so the model is not split by "
+                    "deal size (amounts known only at closing would leak the outcome)."
+                )
+        fit_log = _with_amount_bands(hist, amount_bands if banded else 0, lead=lead, time=time, amount=amount)
+        banded = _BAND in fit_log.columns
+        mby = _as_list(model_by) + ([_BAND] if banded else [])
         model = TransitionModel(n_samples=min(200, n_draws)).fit(
             fit_log, stages=ss, by=mby or None, as_of=T, lead=lead, stage=stage, time=time
         )
@@ -532,7 +561,9 @@ def forecast(
                 f"the model was fitted as of {model.as_of_}, after as_of={T}: it has seen the future."
             )
     notes.extend(model.notes_)
-    snap, s_idx, g_idx, d, amt = _open_pipeline(hist, ss, T, model, by, lead, stage, time, amount)
+    s_idx, g_idx, d, amt = _lead_inputs(snap, model, lead)
+    if banded:  # open leads without an amount have no deal-size band: pooled rates
+        g_idx[np.isnan(amt)] = len(model.groups_)
     notes.extend(snap.attrs.get("notes", []))
     n = len(snap)
     if np.isnan(d).any():
@@ -630,6 +661,8 @@ def forecast(
     )
     if not by:
         summary = total.copy()
+    for frame in (summary, total):
+        frame.attrs.update({"level": level, "as_of": T, "horizon_end": end})
 
     # periods (overall)
     w_p, r_p = wins.sum(axis=1), rev.sum(axis=1)
@@ -825,12 +858,13 @@ def leads_needed(
     T = parse_as_of(as_of) if as_of is not None else pd.Timestamp(log[time].max())
     end = _horizon_end(T, period)
     H = int(np.floor((end - T) / _DAY))
-    hist = _truncate(log, T, time)
+    hist = _truncate(log, T, time, lead)
     ns = min(200, n_draws)
     model = TransitionModel(n_samples=ns).fit(hist, stages=ss, by=by or None, as_of=T, lead=lead,
                                               stage=stage, time=time)
     rng = np.random.default_rng(seed)
-    snap, s_idx, g_idx, d, amt = _open_pipeline(hist, ss, T, model, [], lead, stage, time, amount)
+    snap = _snapshot(hist, ss, T, [], lead, stage, time, amount)
+    s_idx, g_idx, d, amt = _lead_inputs(snap, model, lead)
     x = np.zeros(n_draws)
     w_amt = np.nan_to_num(amt) if revenue else np.ones(len(amt))
     for a, won_at in _simulate_chunks(model, s_idx, g_idx, d, H, n_draws, rng):
@@ -937,7 +971,9 @@ class Backtest:
     ----------
     table : DataFrame
         One row per cutoff: ``cutoff``, ``horizon_end``, ``open_leads``,
-        ``actual_wins``, ``actual_revenue``; ours: ``expected_wins``,
+        ``amount_unknown`` (open leads without an amount at the cutoff: in
+        the wins, not in the revenue, on both sides), ``actual_wins``,
+        ``actual_revenue`` (``NaN`` when no open lead had an amount); ours: ``expected_wins``,
         ``wins_low``, ``wins_high``, ``expected_revenue``, ``revenue_low``,
         ``revenue_high``; the baseline: ``weighted_wins``,
         ``weighted_wins_low``, ``weighted_wins_high``, ``weighted_pipeline``,
@@ -945,7 +981,7 @@ class Backtest:
     summary : DataFrame
         One row per (``method``, ``quantity``): ``method`` ("forecast" or
         "weighted pipeline"), ``quantity`` ("wins" or "revenue"),
-        ``cutoffs``, ``mae``, ``mape`` (over cutoffs with a non-zero actual),
+        ``cutoffs`` (scored), ``mae``, ``mape`` (over cutoffs with a non-zero actual),
         ``bias`` (mean forecast - actual), ``coverage`` (share of cutoffs whose
         actual fell inside the interval), ``mean_width`` (of the interval),
         ``level``.
@@ -1062,12 +1098,15 @@ def backtest(
 
     rows, lead_rows = [], []
     for c in cuts:
-        hist = _truncate(log, c, time)
-        f = forecast(
-            hist, as_of=c, horizon=horizon, level=level, model_by=model_by, amount_bands=amount_bands,
-            probabilities=probabilities,
-            n_draws=n_draws, seed=seed, stages=ss, lead=lead, stage=stage, time=time, amount=amount,
-        )
+        hist = _truncate(log, c, time, lead)
+        with warnings.catch_warnings():
+            # the cut log may end hours before the cutoff: not the user's as_of mistake
+            warnings.filterwarnings("ignore", message=".*after the data ends", category=DataWarning)
+            f = forecast(
+                hist, as_of=c, horizon=horizon, level=level, model_by=model_by, amount_bands=amount_bands,
+                probabilities=probabilities, n_draws=n_draws, seed=seed, stages=ss, lead=lead, stage=stage,
+                time=time, amount=amount,
+            )
         end = f.horizon_end_
         L = f.leads_
         wt = wins.reindex(L[lead].to_numpy())
@@ -1076,20 +1115,26 @@ def backtest(
         amt_won = np.where(np.isnan(wt["_amt"].to_numpy()), L["amount"].to_numpy(dtype=float),
                            wt["_amt"].to_numpy())
         t0 = f.total.iloc[0]
-        rows.append(
-            {
-                "cutoff": c,
-                "horizon_end": end,
-                "open_leads": int(t0["open_leads"]),
-                "actual_wins": int(hit.sum()),
-                "actual_revenue": float(np.nansum(np.where(hit, amt_won, 0.0))),
-                **{k: float(t0[k]) for k in [
-                    "expected_wins", "wins_low", "wins_high", "expected_revenue", "revenue_low",
-                    "revenue_high", "weighted_wins", "weighted_wins_low", "weighted_wins_high",
-                    "weighted_pipeline", "weighted_low", "weighted_high",
-                ]},
-            }
-        )
+        # revenue is scored over the leads whose amount was known at the cutoff, as forecast
+        known = ~np.isnan(L["amount"].to_numpy(dtype=float))
+        row = {
+            "cutoff": c,
+            "horizon_end": end,
+            "open_leads": int(t0["open_leads"]),
+            "amount_unknown": int((~known).sum()),
+            "actual_wins": int(hit.sum()),
+            "actual_revenue": float(np.nansum(np.where(hit & known, amt_won, 0.0))),
+            **{k: float(t0[k]) for k in [
+                "expected_wins", "wins_low", "wins_high", "expected_revenue", "revenue_low",
+                "revenue_high", "weighted_wins", "weighted_wins_low", "weighted_wins_high",
+                "weighted_pipeline", "weighted_low", "weighted_high",
+            ]},
+        }
+        if not known.any():  # no amounts at the cutoff: revenue was not forecast
+            for k in ["actual_revenue", "expected_revenue", "revenue_low", "revenue_high",
+                      "weighted_pipeline", "weighted_low", "weighted_high"]:
+                row[k] = np.nan
+        rows.append(row)
         lead_rows.append(
             pd.DataFrame(
                 {
@@ -1112,19 +1157,22 @@ def backtest(
         ("weighted pipeline", "revenue", "weighted_pipeline", "weighted_low", "weighted_high", "actual_revenue"),
     ]
     for method, qty, est, lo, hi, act in spec:
-        e, a = table[est].to_numpy(), table[act].to_numpy(dtype=float)
+        ok = (table[est].notna() & table[act].notna()).to_numpy()
+        e, a = table[est].to_numpy(dtype=float)[ok], table[act].to_numpy(dtype=float)[ok]
+        low, high = table[lo].to_numpy(dtype=float)[ok], table[hi].to_numpy(dtype=float)[ok]
         err = e - a
         nz = a != 0
+        any_ok = bool(ok.any())
         summ.append(
             {
                 "method": method,
                 "quantity": qty,
-                "cutoffs": len(table),
-                "mae": float(np.abs(err).mean()),
+                "cutoffs": int(ok.sum()),
+                "mae": float(np.abs(err).mean()) if any_ok else np.nan,
                 "mape": float(np.abs(err[nz] / a[nz]).mean()) if nz.any() else np.nan,
-                "bias": float(err.mean()),
-                "coverage": float(((table[lo] <= a) & (a <= table[hi])).mean()),
-                "mean_width": float((table[hi] - table[lo]).mean()),
+                "bias": float(err.mean()) if any_ok else np.nan,
+                "coverage": float(((low <= a) & (a <= high)).mean()) if any_ok else np.nan,
+                "mean_width": float((high - low).mean()) if any_ok else np.nan,
                 "level": level,
             }
         )
