@@ -12,7 +12,7 @@ Start with :func:`read_events` (or an adapter: :func:`from_wide`,
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, funnel, pipeline, plots, stats
+from . import datasets, forecast, funnel, pipeline, plots, stats, transitions
 from .data import (
     LoadReport,
     from_snapshot,
@@ -32,6 +32,7 @@ from .exceptions import (
 from .funnel import FunnelSpecError
 from .stages import PRESETS, StageSet, get_stage_set
 from .tables import report_table
+from .transitions import TransitionModel
 
 try:
     __version__ = version("funnelkit")
@@ -49,7 +50,9 @@ __all__ = [
     "ReportError",
     "StageSet",
     "StageSetError",
+    "TransitionModel",
     "datasets",
+    "forecast",
     "from_snapshot",
     "from_stage_tables",
     "from_wide",
@@ -60,6 +63,7 @@ __all__ = [
     "read_events",
     "report_table",
     "stats",
+    "transitions",
     "validate_events",
     "__version__",
 ]
