@@ -270,8 +270,8 @@ def test_demo_plan_expands_to_every_product_and_source(demo_log):
     assert got == want and notes == []
     assert {j.parameters["month"] for j in jobs} == {"2025-09"}
     ent = next(j for j in jobs if j.value == "Enterprise")
-    assert ent.parameters["revenue_target"] == 1_500_000 and ent.parameters["segment_column"] == "product"
-    assert next(j for j in jobs if j.value == "referral").parameters["revenue_target"] == 500_000
+    assert ent.parameters["revenue_target"] == 400_000 and ent.parameters["segment_column"] == "product"
+    assert next(j for j in jobs if j.value == "referral").parameters["revenue_target"] == 200_000
     only, _ = reports.expand_plan(plan, demo_log, month="2025-08", only=["product=Starter", "source"])
     assert [(j.split, j.value) for j in only] == [("product", "Starter")] + want[3:]
     assert only[0].parameters["month"] == "2025-08"
