@@ -231,7 +231,8 @@ def headline(report: MonthlyReport) -> Section:
 _FUNNEL_COLUMNS = {
     "step": "Step", "entered": "Leads", "converted": "To next step", "in_flight": "Still in flight",
     "step_conversion": "Step conversion",
-    "step_ci_low": "95% CI low", "step_ci_high": "95% CI high", "overall_conversion": "From top",
+    "step_ci_low": "95% CI low", "step_ci_high": "95% CI high",
+    "overall_conversion": "From top (in-flight leads excluded)",
 }
 
 
@@ -245,7 +246,8 @@ def funnel(report: MonthlyReport) -> Section:
     ax = funnel_chart(f, title=f"Funnel of leads entered in {report.month:%B %Y} (as of {report.as_of:%Y-%m-%d})")
     fig = figure(ax, caption=f"{report.heading}: leads reaching each step, step conversion and its 95% interval.")
     shown = f[[c for c in _FUNNEL_COLUMNS if c in f.columns]].rename(columns=_FUNNEL_COLUMNS)
-    pct = {c: "{:.1%}" for c in ["Step conversion", "95% CI low", "95% CI high", "From top"]}
+    pct = {c: "{:.1%}" for c in ["Step conversion", "95% CI low", "95% CI high",
+                                 "From top (in-flight leads excluded)"]}
     counts = {c: "{:,.0f}" for c in ["Leads", "To next step", "Still in flight"]}
     return fig + table(shown, precision={**pct, **counts})
 
