@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format benchmark clean install
+.PHONY: demo test lint format benchmark clean install reports
 
 install: $(STAMP)
 
@@ -30,8 +30,15 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format funnelkit tests benchmarks
 
+# make reports PLAN=params/my_plan.yaml MONTH=2025-09
+PLAN ?= params/demo_monthly.yaml
+reports: $(STAMP)
+	$(VENV)/bin/funnelkit report $(PLAN) $(if $(MONTH),--month $(MONTH))
+
 benchmark: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_funnel.py
+	$(PY) benchmarks/bench_backtest.py
+	$(PY) benchmarks/bench_reports.py
 
 clean:
 	rm -rf $(VENV) reports/*/ data/demo .pytest_cache

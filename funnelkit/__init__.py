@@ -12,7 +12,7 @@ Start with :func:`read_events` (or an adapter: :func:`from_wide`,
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, forecast, funnel, pipeline, plots, stats, transitions
+from . import datasets, forecast, funnel, pipeline, plots, reports, stats, transitions
 from .data import (
     LoadReport,
     from_snapshot,
@@ -61,6 +61,7 @@ __all__ = [
     "pipeline",
     "plots",
     "read_events",
+    "reports",
     "report_table",
     "stats",
     "transitions",

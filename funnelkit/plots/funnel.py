@@ -69,8 +69,9 @@ def funnel_chart(
 
     Each bar is labelled with its count, the step conversion from the step
     above (``converted / matured`` of the step above when the data has it,
-    so leads still in flight are not counted as lost) and the overall
-    conversion from the first step; with ``intervals=True`` the step
+    so leads still in flight are not counted as lost) and the share of the
+    first step's leads that reached it so far (``entered / entered at the
+    top``, what the bar's width shows); with ``intervals=True`` the step
     conversion's interval is printed beside it.  Leads in flight are noted
     under the bar they sit at.
 
@@ -114,18 +115,24 @@ def funnel_chart(
         text = f"{int(c):,}"
         if i > 0 and prev[i] > 0:
             rate = df["step_conversion"].iloc[i - 1] if has_rate else c / prev[i]
-            text += f"  ·  {_pct(rate)} of previous"
+            text += f"  ·  step {_pct(rate)}"
             if intervals and {"step_ci_low", "step_ci_high"} <= set(df.columns):
                 lo = df["step_ci_low"].iloc[i - 1]
                 hi = df["step_ci_high"].iloc[i - 1]
                 if pd.notna(lo):
                     text += f" [{_pct(lo)}–{_pct(hi)}]"
-            overall = df["overall_conversion"].iloc[i] if "overall_conversion" in df.columns else c / top
-            text += f"  ·  {_pct(overall)} of top"
+            # the share of the top that reached this step so far (what the bar shows)
+            text += f"  ·  {_pct(c / top)} of top"
         if "in_flight" in df.columns and pd.notna(df["in_flight"].iloc[i]) and df["in_flight"].iloc[i] > 0:
             text += f"\n{int(df['in_flight'].iloc[i]):,} still in flight"
         ax.text(top / 2, yy, text, ha="center", va="center", fontsize=9, color="black",
                 bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
+    if has_rate and "in_flight" in df.columns and df["in_flight"].fillna(0).sum() > 0:
+        ax.annotate(
+            "step % = converted / decided leads (leads still in flight are not counted as lost)",
+            xy=(0, 0), xycoords="axes fraction", xytext=(0, -12), textcoords="offset points",
+            fontsize=8, color="0.35", va="top",
+        )
     ax.set_yticks(y, labels)
     ax.set_xticks([])
     ax.set_xlim(0, top)
