@@ -50,7 +50,9 @@ _LEAKS_BUG = "'Pandas' object has no attribute"
 
 
 def _run(nb, cwd: Path):
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
     try:
         client.execute()
     except CellExecutionError as exc:
@@ -88,7 +90,9 @@ def test_first_code_cell_is_the_only_place_to_edit():
     for c in nb.cells:
         if c.cell_type == "code" and c is not first:
             for name in names:
-                assert not re.search(rf"^{name}\s*=", c.source, re.M), f"{name} is reassigned outside the first cell"
+                assert not re.search(rf"^{name}\s*=", c.source, re.M), (
+                    f"{name} is reassigned outside the first cell"
+                )
 
 
 @pytest.mark.slow
@@ -103,16 +107,29 @@ def test_runs_unchanged_on_the_demo(tmp_path):
 @pytest.mark.slow
 def test_runs_on_an_unseen_crm_export_after_editing_the_first_cell(tmp_path):
     raw = fk.datasets.load_demo(1500, seed=11, canonical=False)
-    raw = raw.rename(columns={"deal": "Deal ID", "deal_stage": "Deal Stage", "entered": "Entered On",
-                              "value": "Amount (USD)", "product": "Product", "source": "Lead Source",
-                              "owner": "Deal Owner"})
+    raw = raw.rename(
+        columns={
+            "deal": "Deal ID",
+            "deal_stage": "Deal Stage",
+            "entered": "Entered On",
+            "value": "Amount (USD)",
+            "product": "Product",
+            "source": "Lead Source",
+            "owner": "Deal Owner",
+        }
+    )
     raw["Entered On"] = raw["Entered On"].str.slice(0, 10).map(lambda d: f"{d[8:10]}/{d[5:7]}/{d[:4]}")
     path = tmp_path / "crm_export.csv"
     raw.to_csv(path, index=False)
     nb = _edit_first_cell(
         _read(),
         DATA=str(path),
-        COLUMNS={"Deal ID": "lead_id", "Deal Stage": "stage", "Entered On": "timestamp", "Amount (USD)": "amount"},
+        COLUMNS={
+            "Deal ID": "lead_id",
+            "Deal Stage": "stage",
+            "Entered On": "timestamp",
+            "Amount (USD)": "amount",
+        },
         DAYFIRST=True,
     )
     text = _run(nb, tmp_path)
@@ -130,8 +147,12 @@ def test_runs_on_a_marketing_funnel_without_outcomes(tmp_path):
     web.attrs = {}  # a plain table, as a user's file would be
     path = tmp_path / "web.parquet"
     web.to_parquet(path)
-    nb = _edit_first_cell(_read(), DATA=str(path), STAGES="aida",
-                          COLUMNS={"visitor": "lead_id", "step": "stage", "seen_at": "timestamp"})
+    nb = _edit_first_cell(
+        _read(),
+        DATA=str(path),
+        STAGES="aida",
+        COLUMNS={"visitor": "lead_id", "step": "stage", "seen_at": "timestamp"},
+    )
     text = _run(nb, tmp_path)
     assert "events for 4,000 leads" in text
     assert "step conversion by channel" in text

@@ -116,16 +116,29 @@ CONCEPTS = {
     "75% then 2% leak": (["75%", "2% from proposal"], "funnel.leaks(story_75"),
     "leads needed for a target": (["how many leads must enter the top"], "fk.forecast.leads_needed("),
     "pipeline metrics": (
-        ["qualified leads", "average sales cycle", "average deal size", "sales per account",
-         "customer lifetime value", "sales per rep"],
+        [
+            "qualified leads",
+            "average sales cycle",
+            "average deal size",
+            "sales per account",
+            "customer lifetime value",
+            "sales per rep",
+        ],
         "pipeline.metrics(",
     ),
     "monthly reports per product and source": (["month by month"], "funnel.trend("),
-    "marketing funnel models": (["aida", "five-stage marketing funnel", "tofu / mofu / bofu", "six-stage sales funnel"],
-                                "fk.PRESETS[m].steps"),
-    "marketing metrics": (["page view", "form submission", "click", "email subscription"], "load_marketing_demo("),
-    "sales metrics": (["demos scheduled", "proposals sent", "deals in progress", "contract value won"],
-                      "pipeline.movement("),
+    "marketing funnel models": (
+        ["aida", "five-stage marketing funnel", "tofu / mofu / bofu", "six-stage sales funnel"],
+        "fk.PRESETS[m].steps",
+    ),
+    "marketing metrics": (
+        ["page view", "form submission", "click", "email subscription"],
+        "load_marketing_demo(",
+    ),
+    "sales metrics": (
+        ["demos scheduled", "proposals sent", "deals in progress", "contract value won"],
+        "pipeline.movement(",
+    ),
     "horizon": (["6 to 12 months", "90 days or less"], "horizon_days"),
     "exercises": (["exercise 1", "exercise 4"], "# Solution 4"),
     "widgets": (["ipywidgets"], "widgets.interact("),
@@ -142,8 +155,9 @@ def test_every_domain_concept_is_taught_with_a_computation(concept, prose, sourc
 
 def test_worked_example_200_of_1000(output_text):
     assert "1,000 leads in proposal x 20% historical rate -> about 200 sales." in output_text
-    m = re.search(r"The transition model: (\d+) expected sales within 180 days, 90% range (\d+) to (\d+)\.",
-                  output_text)
+    m = re.search(
+        r"The transition model: (\d+) expected sales within 180 days, 90% range (\d+) to (\d+)\.", output_text
+    )
     assert m, "the model's forecast for the 1,000 leads is printed"
     expected, low, high = map(int, m.groups())
     assert abs(expected - 200) <= 10
@@ -161,8 +175,10 @@ def test_worked_example_75_then_2_percent(nb, output_text):
 def test_where_and_why_on_the_demo(output_text):
     assert "Enterprise: proposal -> close converts" in output_text  # the leak the demo was built with
     assert "Hana Sato: meeting -> proposal converts" in output_text  # the rep who differs
-    assert re.search(r"Hana Sato\s+\d+\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.e-]+\s+below peers",
-                     output_text)
+    assert re.search(
+        r"Hana Sato\s+\d+\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.e-]+\s+below peers",
+        output_text,
+    )
 
 
 def test_funnel_is_never_wider_below(output_text):
@@ -173,9 +189,18 @@ def test_funnel_is_never_wider_below(output_text):
 def test_lesson_reexecutes_and_matches_its_committed_outputs():
     """nbval: rerun the whole lesson; the tagged cells' text must match the committed outputs."""
     cmd = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-        "--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=120",
-        "--nbval-sanitize-with", str(SANITIZE), str(LESSON),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-cell-timeout=120",
+        "--nbval-sanitize-with",
+        str(SANITIZE),
+        str(LESSON),
     ]
     start = time.perf_counter()
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
