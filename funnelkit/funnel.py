@@ -83,6 +83,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -1572,8 +1573,10 @@ def leaks(
         seg = gvals.iloc[seg_of].reset_index(drop=True)
         res = pd.concat([seg, res], axis=1)
     res = res.loc[keep].reset_index(drop=True)
+    # rows as plain records: segment columns may have any name ("Lead Source")
     res["sentence"] = [
-        _leak_sentence(row, by, noun, kind) for row in res.itertuples(index=False)
+        _leak_sentence(SimpleNamespace(**rec), [segs[c] for c in by], noun, kind)
+        for rec, segs in zip(res.drop(columns=by).to_dict("records"), res[by].to_dict("records"))
     ]
     ranked = ~res["too_small"]
     order = np.lexsort((-np.nan_to_num(res["lost_per_month"].to_numpy(), nan=-np.inf), ~ranked.to_numpy()))
@@ -1658,8 +1661,8 @@ def _previous_periods(j: _Journeys, g: np.ndarray, G: int, *, freq: str, recent:
     return n, x, bn, bx, months, what, when
 
 
-def _leak_sentence(row, by: list[str], noun: str, kind: str) -> str:
-    seg = ", ".join(str(getattr(row, c)) for c in by) + ": " if by else ""
+def _leak_sentence(row, segment: list, noun: str, kind: str) -> str:
+    seg = ", ".join(str(v) for v in segment) + ": " if segment else ""
     head = f"{seg}{row.transition} converts {_pct(row.rate)}"
     if row.period:
         head += f" in {row.period}"

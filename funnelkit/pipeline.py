@@ -1980,7 +1980,7 @@ def metrics(
     won = oc == "won"
     amt = lt[AMOUNT].to_numpy(dtype=float) if AMOUNT in lt.columns else np.full(len(lt), np.nan)
     cyc = ((lt["closed_at"] - lt["first_seen_at"]) / pd.Timedelta(days=1)).to_numpy(dtype=float)
-    work = pd.DataFrame({b: lt[b] for b in by})
+    work = pd.DataFrame({b: lt[b] for b in by}, index=lt.index)
     keys = list(by)
     if period is not None:
         anchor = lt["first_seen_at"] if period_by == "created" else lt["closed_at"]
@@ -2111,7 +2111,7 @@ def velocity(
     won = closed & (oc == "won")
     amt = lt[AMOUNT].to_numpy(dtype=float) if AMOUNT in lt.columns else np.full(len(lt), np.nan)
     cyc = ((lt["closed_at"] - lt["first_seen_at"]) / pd.Timedelta(days=1)).to_numpy(dtype=float)
-    work = pd.DataFrame({b: lt[b] for b in by})
+    work = pd.DataFrame({b: lt[b] for b in by}, index=lt.index)
     work["opportunities"] = _member(lt[lead], in_pipe).astype(np.int64)
     work["closed"] = closed.astype(np.int64)
     work["won"] = won.astype(np.int64)

@@ -42,8 +42,15 @@ def test_demo_data_writes_the_csv(tmp_path):
     assert fk.read_events(out, stages="pipeline4")["lead_id"].nunique() == 50
 
 
-def test_dry_run_lists_the_reports():
-    res = run("report", str(REPO / "params" / "demo_monthly.yaml"), "--dry-run", "--month", "2025-08")
+def test_dry_run_lists_the_reports(tmp_path):
+    # the demo plan as a new user has it: its data file is written by `funnelkit demo-data`
+    (tmp_path / "params").mkdir()
+    plan = tmp_path / "params" / "demo_monthly.yaml"
+    plan.write_text((REPO / "params" / "demo_monthly.yaml").read_text())
+    missing = run("report", str(plan), "--dry-run", "--month", "2025-08")
+    assert missing.exit_code == 2 and "file not found" in missing.output
+    fk.datasets.write_demo(tmp_path / "data" / "demo" / "events.csv")
+    res = run("report", str(plan), "--dry-run", "--month", "2025-08")
     assert res.exit_code == 0, res.output
     assert "7 report(s)" in res.output
     assert re.search(r"2025-08[/\\]source[/\\]trade_show\.html", res.output)

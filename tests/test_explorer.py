@@ -14,7 +14,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 import funnelkit as fk
 
@@ -43,22 +42,11 @@ def _edit_first_cell(nb, **values):
     return nb
 
 
-# Known package bug (reported): funnel.leaks builds its sentences with itertuples/getattr, which fails for
-# segment columns whose names are not Python identifiers ("Lead Source").  Until it is fixed, the test that
-# meets it is an expected failure, and passes by itself once the bug is gone.
-_LEAKS_BUG = "'Pandas' object has no attribute"
-
-
 def _run(nb, cwd: Path):
     client = NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     )
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        if _LEAKS_BUG in str(exc) and "leaks(" in str(exc):
-            pytest.xfail("funnel.leaks fails on segment names with spaces (package bug, reported)")
-        raise
+    client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, f"{errors[0].ename}: {errors[0].evalue}"
     text = []

@@ -630,3 +630,10 @@ def test_plot_errors(demo_log):
         trend_chart(funnel.trend(demo_log), transitions=["a -> b"])
     with pytest.raises(TypeError):
         trend_chart([1, 2, 3])
+
+
+def test_leaks_with_segment_names_that_are_not_identifiers(demo_log):
+    log = demo_log.rename(columns={"source": "Lead Source"})
+    res = fk.funnel.leaks(log, by="Lead Source", noun="leads")
+    assert res["sentence"].str.contains("for the other Lead Sources").any()
+    assert res["Lead Source"].notna().all()

@@ -633,3 +633,10 @@ def test_row_order_of_the_log_does_not_matter(small_demo):
         lambda g: P.movement(g, start="2025-02-28", end="2025-03-31"),
     ):
         pd.testing.assert_frame_equal(f(small_demo), f(shuffled))
+
+
+def test_metrics_without_by_counts_every_lead(demo_log):
+    m = fk.pipeline.metrics(demo_log)
+    assert len(m) == 1
+    assert m.loc[0, "leads"] == demo_log["lead_id"].nunique()
+    assert m.loc[0, "leads"] == m.loc[0, ["won", "lost", "open"]].sum()
