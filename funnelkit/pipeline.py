@@ -66,6 +66,7 @@ __all__ = [
     "metrics",
     "velocity",
     "coverage",
+    "activity",
 ]
 
 _NAT = np.iinfo(np.int64).min
@@ -408,12 +409,16 @@ def snapshot(
         )
         notes.append(f"as_of is before the data starts ({_ts(rng[0])}).")
     elif rng is not None and _ts(T).normalize() > _ts(rng[1]).normalize():
-        warnings.warn(
-            f"as_of={_ts(T)} is after the data ends ({_ts(rng[1])}): the snapshot shows the state "
-            "at the data's end, with days in stage and ages counted to as_of.",
-            DataWarning,
-            stacklevel=2,
-        )
+        # a snapshot "today" of an export taken yesterday is normal; a gap of
+        # more than a week suggests a stale export, and deserves a warning
+        if T - rng[1] > 7 * _DAY_NS:
+            warnings.warn(
+                f"as_of={_ts(T)} is more than a week after the data ends ({_ts(rng[1])}): the "
+                "snapshot shows the state at the data's end, with days in stage and ages counted "
+                "to as_of. Is the export up to date?",
+                DataWarning,
+                stacklevel=2,
+            )
         notes.append(f"as_of is after the data ends ({_ts(rng[1])}).")
 
     dated = ev.dated
@@ -2210,3 +2215,105 @@ def coverage(
     res = res[cols]
     res.attrs = {"as_of": snap.attrs["as_of"], "notes": notes}
     return res
+
+
+def activity(
+    log: pd.DataFrame,
+    *,
+    freq: str = "MS",
+    start=None,
+    end=None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+) -> pd.DataFrame:
+    """What the team did each period: the sales activity metrics.
+
+    Counts *events in the period* (not cohorts): how many leads entered each
+    stage (meetings held, proposals sent, ...), how many were won and lost
+    and the value won, and the pipeline left open at the period's end.  A
+    lead entering the same stage twice in one period counts once.
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log.
+    freq : str
+        Period length, a pandas frequency that marks period starts
+        (``"MS"`` month, ``"QS"`` quarter, ``"W-MON"`` week).
+    start, end : date, optional
+        Limit the periods (default: the log's dated events).
+    stages, lead, stage, time, amount
+        As everywhere.
+
+    Returns
+    -------
+    DataFrame
+        One row per period: ``period`` (its first day), ``period_end``, one
+        count column per step of the stage set (leads that entered it in the
+        period; the ``won`` column counts deals won), ``lost`` (leads lost),
+        ``won_value`` (amount of the deals won in the period; the lead's
+        latest known amount), ``open_at_end`` and ``open_value_at_end`` (the
+        pipeline still open at the period's end, as :func:`snapshot` sees it).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> act = fk.pipeline.activity(fk.datasets.load_demo(), start="2025-07-01")
+    >>> act[["period", "proposal", "won", "open_at_end"]].shape
+    (3, 4)
+    """
+    ss = resolve_stages(log, stages)
+    _missing_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
+    t = log[time]
+    dated = t.notna().to_numpy()
+    if not dated.any():
+        raise PipelineError(f"no dated events in {time!r}: activity per period cannot be counted.")
+    lo = pd.Timestamp(start) if start is not None else t[dated].min()
+    hi = pd.Timestamp(end) if end is not None else t[dated].max()
+    try:
+        starts = pd.date_range(lo.normalize() - pd.tseries.frequencies.to_offset(freq), hi, freq=freq)
+    except ValueError as exc:
+        raise PipelineError(f"freq={freq!r} is not a pandas frequency ('MS', 'QS', 'W-MON'): {exc}") from exc
+    starts = starts[starts + pd.tseries.frequencies.to_offset(freq) > lo]
+    if len(starts) == 0:
+        raise PipelineError(f"no period of {freq!r} between {lo} and {hi}.")
+    edges = starts.append(pd.DatetimeIndex([starts[-1] + pd.tseries.frequencies.to_offset(freq)]))
+    order = stage_order(log, ss, stage=stage)
+    tv = t.to_numpy(dtype="datetime64[ns]")
+    period = np.searchsorted(edges.to_numpy(), tv, side="right") - 1
+    inside = dated & (period >= 0) & (period < len(starts))
+    lead_codes, lead_ids = pd.factorize(log[lead])
+    n_p = len(starts)
+    out = pd.DataFrame({"period": starts, "period_end": edges[1:] - pd.Timedelta(1, "ns")})
+    for k, step in enumerate(ss.steps):
+        sel = inside & (order == k)
+        pairs = np.unique(np.stack([period[sel], lead_codes[sel]]), axis=1)
+        out[step] = np.bincount(pairs[0], minlength=n_p) if pairs.size else 0
+    sel = inside & (order == LOST_ORDER)
+    pairs = np.unique(np.stack([period[sel], lead_codes[sel]]), axis=1)
+    out["lost"] = np.bincount(pairs[0], minlength=n_p) if pairs.size else 0
+    if ss.won is not None and amount and amount in log.columns:
+        amt = log[amount].to_numpy(dtype=float)
+        latest = np.full(len(lead_ids), np.nan)
+        has = ~np.isnan(amt)
+        t_ns = tv.view(np.int64)
+        idx = np.flatnonzero(has)[np.lexsort((t_ns[has], lead_codes[has]))]
+        latest[lead_codes[idx]] = amt[idx]  # the latest known amount wins
+        won_sel = inside & (order == len(ss.steps) - 1)
+        first_won = np.unique(np.stack([period[won_sel], lead_codes[won_sel]]), axis=1)
+        vals = latest[first_won[1]] if first_won.size else np.array([])
+        out["won_value"] = np.bincount(first_won[0], weights=np.nan_to_num(vals), minlength=n_p) \
+            if first_won.size else 0.0
+    open_n, open_v = [], []
+    for e in out["period_end"]:  # one snapshot per period (a handful), vectorised inside
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            snap = snapshot(log, as_of=e, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+        open_n.append(len(snap))
+        open_v.append(float(snap[AMOUNT].sum()) if AMOUNT in snap.columns else np.nan)
+    out["open_at_end"] = open_n
+    out["open_value_at_end"] = open_v
+    return out

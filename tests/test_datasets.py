@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 
 import funnelkit as fk
 from funnelkit.datasets import DEMO_END, load_demo, load_marketing_demo, make_events, write_demo
@@ -68,3 +69,16 @@ def test_marketing_demo():
     assert set(f["step"].astype(str)) == {"awareness", "interest", "desire", "action"}
     assert log.loc[log["stage"] == "action", "amount"].notna().all()
     assert log.loc[log["stage"] != "action", "amount"].isna().all()
+
+
+def test_make_story_gives_the_groups_asked_for():
+    from funnelkit.datasets import make_story
+
+    export = make_story([(100, "close", "won"), (400, "proposal", "lost"), (1000, "proposal", "open")],
+                        today="2025-09-30")
+    log = fk.from_wide(export, lead="deal", stage_columns=list(export.columns[1:]), stages="pipeline4")
+    out = fk.funnel.outcomes(log).iloc[0]
+    assert (out["won"], out["lost"], out["open"]) == (100, 400, 1000)
+    assert log["timestamp"].max() <= pd.Timestamp("2025-09-30")
+    snap = fk.pipeline.snapshot(log, as_of="2025-09-30")
+    assert len(snap) == 1000 and set(snap["stage"].astype(str)) == {"proposal"}

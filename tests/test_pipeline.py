@@ -164,6 +164,11 @@ def test_snapshot_as_of_outside_the_data_warns():
         late = P.snapshot(log, as_of="2024-03-01")
     assert late.loc[0, "stage"] == "meeting"
     assert late.loc[0, "days_in_stage"] == pytest.approx(58 + 1 - 1e-9 / 86400, abs=1e-6)
+    # a snapshot "today" of yesterday's export is normal: a note, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        today = P.snapshot(log, as_of="2024-01-05")
+    assert any("after the data ends" in n for n in today.attrs["notes"])
 
 
 def test_snapshot_bad_input():
@@ -640,3 +645,21 @@ def test_metrics_without_by_counts_every_lead(demo_log):
     assert len(m) == 1
     assert m.loc[0, "leads"] == demo_log["lead_id"].nunique()
     assert m.loc[0, "leads"] == m.loc[0, ["won", "lost", "open"]].sum()
+
+
+def test_activity_agrees_with_movement_and_a_hand_count(demo_log):
+    act = fk.pipeline.activity(demo_log, start="2025-06-01").set_index("period")
+    sep = act.loc[pd.Timestamp("2025-09-01")]
+    move = fk.pipeline.movement(demo_log, start="2025-08-31", end="2025-09-30").set_index("movement")
+    assert sep["won"] == move.loc["won", "leads"]
+    assert sep["won_value"] == pytest.approx(move.loc["won", "value"])
+    assert sep["open_at_end"] == move.loc["end", "leads"]
+    in_sep = demo_log["timestamp"].between("2025-09-01", "2025-09-30 23:59:59")
+    hand = demo_log.loc[in_sep & (demo_log["stage"] == "proposal"), "lead_id"].nunique()
+    assert sep["proposal"] == hand
+    assert list(act.index) == list(pd.date_range("2025-06-01", "2025-09-01", freq="MS"))
+
+
+def test_activity_bad_freq(demo_log):
+    with pytest.raises(FunnelkitError, match="not a pandas frequency"):
+        fk.pipeline.activity(demo_log, freq="fortnightly")

@@ -22,7 +22,7 @@ import pandas as pd
 from ..data import validate_events
 from ..stages import PRESETS
 
-__all__ = ["load_demo", "load_marketing_demo", "make_events", "write_demo", "DEMO_END", "DEMO_START"]
+__all__ = ["load_demo", "load_marketing_demo", "make_events", "make_story", "write_demo", "DEMO_END", "DEMO_START"]
 
 DEMO_START = pd.Timestamp("2024-07-01")
 #: The demo data ends here: leads still open then are the open pipeline.
@@ -318,3 +318,73 @@ def load_marketing_demo(n_visitors: int = 20_000, *, seed: int = 7) -> pd.DataFr
         }
     )
     return validate_events(raw, stages=PRESETS["aida"], source=f"funnelkit marketing demo (seed {seed})")
+
+
+def make_story(
+    groups: list[tuple[int, str, str]],
+    *,
+    stages: str = "pipeline4",
+    today: str | pd.Timestamp = "2025-09-30",
+    mean_wait_days: float = 10.0,
+    seed: int = 1,
+) -> pd.DataFrame:
+    """A small CRM export that tells a story: groups of deals with set outcomes.
+
+    For worked examples ("1,000 leads sit in proposal; historically 20% of
+    proposals were won"): each group is ``(number of deals, last stage
+    reached, outcome)`` with outcome ``"won"``, ``"lost"`` or ``"open"``.
+    Waits between stages are drawn from one even spread (mean
+    ``mean_wait_days``) shared by every group, so no outcome is tied to a
+    wait.  Closed deals ended within the past year; open deals reached their
+    last stage within the past two weeks.
+
+    Parameters
+    ----------
+    groups : list of (int, str, str)
+    stages : str
+        A preset name (the export uses its stage names as column names).
+    today : date
+        The export's date: the open deals are open then.
+    mean_wait_days : float
+    seed : int
+
+    Returns
+    -------
+    DataFrame
+        Wide, like a CRM export: ``deal`` then one date column per stage
+        reached (and the outcome), blank where not reached.  Load it with
+        :func:`funnelkit.from_wide`.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> export = make_story([(20, "close", "won"), (80, "proposal", "lost"), (100, "proposal", "open")])
+    >>> log = fk.from_wide(export, lead="deal", stage_columns=list(export.columns[1:]), stages="pipeline4")
+    >>> fk.funnel.outcomes(log)[["won", "lost", "open"]].values.tolist()
+    [[20, 80, 100]]
+    """
+    ss = PRESETS[stages]
+    names = list(ss.stages)
+    rng = np.random.default_rng(seed)
+    today = pd.Timestamp(today)
+    tables = []
+    for deals, last, outcome in groups:
+        if last not in names:
+            raise ValueError(f"last stage {last!r} is not a stage of {stages!r}: {', '.join(names)}.")
+        if outcome not in {"won", "lost", "open"}:
+            raise ValueError(f"outcome must be 'won', 'lost' or 'open', got {outcome!r}.")
+        n = int(deals)
+        k = names.index(last) + 1
+        spread = -mean_wait_days * np.log1p(-(np.arange(n) + 0.5) / max(n, 1))
+        days = np.column_stack([np.zeros(n)] + [rng.permutation(spread) for _ in range(k)]).cumsum(axis=1)
+        if outcome == "open":
+            back = days[:, k - 1] + rng.uniform(0, 14, n)
+        else:
+            back = days[:, k] + rng.uniform(1, 365, n)
+        begin = today - pd.to_timedelta(back, unit="D")
+        cols = names[:k] + ([] if outcome == "open" else [ss.won if outcome == "won" else ss.lost[0]])
+        tables.append(pd.DataFrame({c: (begin + pd.to_timedelta(days[:, j], unit="D")).floor("min")
+                                    for j, c in enumerate(cols)}))
+    export = pd.concat(tables, ignore_index=True)
+    export.insert(0, "deal", [f"D{i:04d}" for i in range(len(export))])
+    return export
