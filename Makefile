@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format benchmark clean install reports
+.PHONY: demo test lint format benchmark clean install reports lesson
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(PY) -m ruff format funnelkit tests benchmarks
+
+# re-run the lesson after the package's printed output changed (nbval compares it), then commit it
+lesson: $(STAMP)
+	cd notebooks && ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace pipeline_vs_funnel.ipynb
 
 # make reports PLAN=params/my_plan.yaml MONTH=2025-09
 PLAN ?= params/demo_monthly.yaml
