@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from . import pipeline
+from ._common import as_list
 from .data import AMOUNT, LEAD, STAGE, TIME, stage_order
 from .exceptions import DataWarning, FunnelkitError
 from .funnel import lead_progress, resolve_stages
@@ -58,14 +59,6 @@ _PARTICLES = 1_500_000  # simulated paths per chunk (memory bound)
 
 class ForecastError(FunnelkitError, ValueError):
     """A forecast, plan or backtest cannot be computed as asked."""
-
-
-def _as_list(by) -> list[str]:
-    if by is None:
-        return []
-    if isinstance(by, str):
-        return [by]
-    return list(by)
 
 
 def _horizon_end(T: pd.Timestamp, horizon) -> pd.Timestamp:
@@ -270,7 +263,7 @@ def weighted_pipeline(
     True
     """
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     T = parse_as_of(as_of) if as_of is not None else None
     snap = pipeline.snapshot(log, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
     T = snap.attrs["as_of"]
@@ -522,7 +515,7 @@ def forecast(
     if n_draws < 1:
         raise ForecastError(f"n_draws must be at least 1, got {n_draws}.")
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     if as_of is None:
         t = log[time]
         if t.notna().sum() == 0:
@@ -549,7 +542,7 @@ def forecast(
                 )
         fit_log = _with_amount_bands(hist, amount_bands if banded else 0, lead=lead, time=time, amount=amount)
         banded = _BAND in fit_log.columns
-        mby = _as_list(model_by) + ([_BAND] if banded else [])
+        mby = as_list(model_by) + ([_BAND] if banded else [])
         model = TransitionModel(n_samples=min(200, n_draws)).fit(
             fit_log, stages=ss, by=mby or None, as_of=T, lead=lead, stage=stage, time=time
         )
@@ -851,7 +844,7 @@ def leads_needed(
     if target <= 0:
         raise ForecastError(f"the target must be positive, got {target}.")
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     missing = [c for c in by if c not in log.columns]
     if missing:
         raise ForecastError(f"by column(s) {missing} are not in the log.")

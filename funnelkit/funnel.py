@@ -89,6 +89,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from ._common import as_list, require_columns
 from .data import AMOUNT, LEAD, STAGE, TIME, log_stage_set, stage_order
 from .exceptions import FunnelkitError, InvalidEventLogError, Problem
 from .stages import LOST_ORDER, StageSet, get_stage_set
@@ -150,14 +151,6 @@ def resolve_stages(log: pd.DataFrame, stages) -> StageSet:
     return found
 
 
-def _as_list(by) -> list[str]:
-    if by is None:
-        return []
-    if isinstance(by, str):
-        return [by]
-    return list(by)
-
-
 def _duration(w, what: str = "window") -> int | None:
     """A duration in nanoseconds; numbers are days."""
     if w is None:
@@ -181,19 +174,7 @@ def _duration(w, what: str = "window") -> int | None:
 
 
 def _missing(log: pd.DataFrame, cols: Sequence[str]) -> None:
-    missing = [c for c in cols if c not in log.columns]
-    if missing:
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "missing_column",
-                    c,
-                    f"column {c!r} is not in the log. Columns present: {', '.join(map(str, log.columns))}.",
-                    "pass the right name (lead=, stage=, time=, by=).",
-                )
-                for c in missing
-            ]
-        )
+    require_columns(log, cols, "pass the right name (lead=, stage=, time=, by=).")
 
 
 def _time_ns(log: pd.DataFrame, time: str) -> np.ndarray:
@@ -754,7 +735,7 @@ def lead_progress(
     [300, 173, 105]
     """
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     j = _journeys(
         log, ss, by=by, mode=mode, window=window, step_windows=step_windows, exclude=exclude,
         infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
@@ -1056,7 +1037,7 @@ def conversion(
     0.54
     """
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     j = _journeys(
         log, ss, by=by, mode=mode, window=window, step_windows=step_windows, exclude=exclude,
         infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
@@ -1098,7 +1079,7 @@ def outcomes(
     True
     """
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     j = _journeys(log, ss, by=by, as_of=None, lead=lead, stage=stage, time=time, amount=amount)
     g, gvals = _groups(j)
     n_groups = max(len(gvals), 1)
@@ -1188,7 +1169,7 @@ def _opts(**kw) -> dict:
 
 def _run(log, stages, by, opts) -> tuple[_Journeys, np.ndarray, pd.DataFrame, _Counts]:
     ss = resolve_stages(log, stages)
-    j = _journeys(log, ss, by=_as_list(by), **opts)
+    j = _journeys(log, ss, by=as_list(by), **opts)
     g, gvals = _groups(j)
     c = _counts(j, g, max(len(gvals), 1))
     return j, g, gvals, c
@@ -1296,7 +1277,7 @@ def compare(
     >>> row["transition"], bool(row["significant"]), bool(row["rate"] < row["ref_rate"])
     ('proposal -> close', True, True)
     """
-    by = _as_list(by)
+    by = as_list(by)
     if not by:
         raise FunnelSpecError("compare needs by= (the segment column or columns).")
     opts = _opts(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
@@ -1474,7 +1455,7 @@ def leaks(
     >>> print(lk["sentence"].iloc[0])  # doctest: +ELLIPSIS
     Enterprise: proposal -> close converts 23% against 61% for the other products: about 8 deals lost per month...
     """
-    by = _as_list(by)
+    by = as_list(by)
     if benchmark is None:
         benchmark = "segments" if by else "previous"
     opts = _opts(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
@@ -1762,7 +1743,7 @@ def cohorts(
                  infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
                  lead=lead, stage=stage, time=time, amount=amount)
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     j = _journeys(log, ss, by=by, **opts)
     per = _periods(np.where(j.included, j.time[0], _NAT), freq)
     key = _Key("cohort", per.codes, pd.Index(per.starts))
@@ -1846,7 +1827,7 @@ def trend(
                  infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
                  lead=lead, stage=stage, time=time, amount=amount)
     ss = resolve_stages(log, stages)
-    by = _as_list(by)
+    by = as_list(by)
     j = _journeys(log, ss, by=by, **opts)
     g0, gvals = _groups(j)
     G = max(len(gvals), 1)
@@ -2058,7 +2039,7 @@ def time_to_convert(
     a, b = idx
     if not a < b:
         raise FunnelSpecError(f"{start!r} must come before {end!r} in the funnel ({' > '.join(steps)}).")
-    by = _as_list(by)
+    by = as_list(by)
     j = _journeys(log, ss, by=by, mode=mode, infer_skipped=infer_skipped, as_of=as_of, stale_after=None,
                   lead=lead, stage=stage, time=time, amount=None)
     g, gvals = _groups(j)

@@ -30,8 +30,6 @@ Rules used throughout
 
 from __future__ import annotations
 
-import datetime as _dt
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ import pandas as pd
 import yaml
 
 from . import funnel, stats
+from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns
 from .data import AMOUNT, FLAG, LEAD, STAGE, TIME, stage_order
 from .exceptions import DataWarning, FunnelkitError, InvalidEventLogError, Problem
 from .funnel import resolve_stages
@@ -69,9 +68,6 @@ __all__ = [
     "activity",
 ]
 
-_NAT = np.iinfo(np.int64).min
-_DAY_NS = 86_400 * 10**9
-_DATE_ONLY = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$")
 SNAPSHOT_FLAGS = ("", "moved_back", "unknown_time", "after_close")
 
 
@@ -82,55 +78,9 @@ class PipelineError(FunnelkitError, ValueError):
 # ---------------------------------------------------------------------------
 # shared helpers
 # ---------------------------------------------------------------------------
-def _as_list(by) -> list[str]:
-    if by is None:
-        return []
-    if isinstance(by, str):
-        return [by]
-    return list(by)
-
-
-def _missing_columns(log: pd.DataFrame, cols: Sequence[str], hint: str) -> None:
-    missing = [c for c in cols if c not in log.columns]
-    if missing:
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "missing_column",
-                    c,
-                    f"column {c!r} is not in the data. Columns present: "
-                    f"{', '.join(map(str, log.columns))}.",
-                    hint,
-                )
-                for c in missing
-            ]
-        )
-
-
 def _to_time(value, *, name: str) -> np.int64:
     """A date or time as int64 ns; date-only input means the end of that day."""
-    if value is None:
-        raise PipelineError(f"{name} is required.")
-    end_of_day = False
-    if isinstance(value, str):
-        end_of_day = bool(_DATE_ONLY.match(value))
-    elif isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        end_of_day = True
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise PipelineError(f"{name}={value!r} is not a date: {exc}") from exc
-    if ts is pd.NaT or pd.isna(ts):
-        raise PipelineError(f"{name}={value!r} is not a date.")
-    if ts.tz is not None:
-        raise PipelineError(
-            f"{name}={value!r} has a timezone, but event logs are tz-naive (wall-clock time in "
-            "the log's timezone). Pass a naive time, e.g. pd.Timestamp(...).tz_convert(tz)"
-            ".tz_localize(None)."
-        )
-    if end_of_day:
-        ts = ts.normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
-    return np.int64(ts.as_unit("ns").value)
+    return np.int64(parse_as_of(value, name=name, error=PipelineError).value)
 
 
 def _member(values: pd.Series, pool: pd.Series) -> np.ndarray:
@@ -168,7 +118,7 @@ class _Events:
     idx: np.ndarray  # row positions of the log in sorted order
     lc: np.ndarray  # lead code per sorted row
     lead_ids: np.ndarray  # lead id per code
-    t: np.ndarray  # int64 ns, _NAT for unknown
+    t: np.ndarray  # int64 ns, NAT for unknown
     order: np.ndarray  # 0.. steps, -1 lost
     is_won: np.ndarray
     is_lost: np.ndarray
@@ -177,7 +127,7 @@ class _Events:
 
     @property
     def dated(self) -> np.ndarray:
-        return self.t != _NAT
+        return self.t != NAT
 
     def data_range(self) -> tuple[np.int64, np.int64] | None:
         d = self.t[self.dated]
@@ -189,7 +139,7 @@ class _Events:
 def _events(log: pd.DataFrame, stages, *, lead: str, stage: str, time: str) -> _Events:
     if not isinstance(log, pd.DataFrame):
         raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
-    _missing_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
+    require_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
     ss = resolve_stages(log, stages)
     order = stage_order(log, ss, stage=stage)
     if (order == -2).any():
@@ -277,8 +227,8 @@ def _segment_cols(log: pd.DataFrame, segments, *, exclude: Sequence[str]) -> lis
     if segments is None:
         core = set(exclude) | {FLAG}
         return [c for c in log.columns if c not in core]
-    segs = _as_list(segments)
-    _missing_columns(log, segs, "pass existing columns in segments=.")
+    segs = as_list(segments)
+    require_columns(log, segs, "pass existing columns in segments=.")
     return segs
 
 
@@ -411,7 +361,7 @@ def snapshot(
     elif rng is not None and _ts(T).normalize() > _ts(rng[1]).normalize():
         # a snapshot "today" of an export taken yesterday is normal; a gap of
         # more than a week suggests a stale export, and deserves a warning
-        if T - rng[1] > 7 * _DAY_NS:
+        if T - rng[1] > 7 * DAY_NS:
             warnings.warn(
                 f"as_of={_ts(T)} is more than a week after the data ends ({_ts(rng[1])}): the "
                 "snapshot shows the state at the data's end, with days in stage and ages counted "
@@ -474,17 +424,17 @@ def snapshot(
     cur_order = np.where(has_step, ev.order[np.maximum(ls, 0)], -1)
     stage_cat = pd.Categorical.from_codes(label_code, categories=list(ss.labels), ordered=True)
 
-    run_t = np.where(has_step, t[run_start[np.maximum(ls, 0)]], _NAT)
+    run_t = np.where(has_step, t[run_start[np.maximum(ls, 0)]], NAT)
     entered = np.where(is_closed, t[np.maximum(lo, 0)], run_t)
     fd = first_dated[leads]
-    first_seen = np.where(fd >= 0, t[np.maximum(fd, 0)], _NAT)
+    first_seen = np.where(fd >= 0, t[np.maximum(fd, 0)], NAT)
     ld = last_dated[leads]
-    last_act = np.where(ld >= 0, t[np.maximum(ld, 0)], _NAT)
+    last_act = np.where(ld >= 0, t[np.maximum(ld, 0)], NAT)
 
     def days(since: np.ndarray) -> np.ndarray:
         out = np.full(since.size, np.nan)
-        ok = since != _NAT
-        out[ok] = (T - since[ok]) / _DAY_NS
+        ok = since != NAT
+        out[ok] = (T - since[ok]) / DAY_NS
         return out
 
     flag = np.zeros(leads.size, dtype=np.int8)
@@ -515,7 +465,7 @@ def snapshot(
         oc = np.full(leads.size, "open", dtype=object)
         oc[is_closed] = np.where(ev.is_won[lo[is_closed]], "won", "lost")
         out["outcome"] = pd.Categorical(oc, categories=["open", "won", "lost"])
-        out["closed_at"] = np.where(is_closed, t[np.maximum(lo, 0)], _NAT).view("datetime64[ns]")
+        out["closed_at"] = np.where(is_closed, t[np.maximum(lo, 0)], NAT).view("datetime64[ns]")
     n_after = int(after.sum())
     if n_after:
         notes.append(
@@ -535,7 +485,7 @@ def snapshot(
 def _check_snapshot(snap: pd.DataFrame, cols: Sequence[str]) -> None:
     if not isinstance(snap, pd.DataFrame):
         raise TypeError(f"expected a snapshot DataFrame, got {type(snap).__name__}.")
-    _missing_columns(snap, cols, "pass the output of funnelkit.pipeline.snapshot().")
+    require_columns(snap, cols, "pass the output of funnelkit.pipeline.snapshot().")
 
 
 def stage_summary(
@@ -570,7 +520,7 @@ def stage_summary(
     >>> int(s["leads"].sum()) == len(snap)
     True
     """
-    by = _as_list(by)
+    by = as_list(by)
     _check_snapshot(snap, ["stage", "days_in_stage", "age_days", AMOUNT, *by])
     df = snap
     if "outcome" in df.columns:
@@ -730,11 +680,11 @@ def durations(
     open_ = ~same_lead_next[v]
     npos = np.where(open_, -1, kp[np.maximum(nxt[v], 0)])
     entered = ev.t[vpos]
-    left = np.where(open_, _NAT, ev.t[np.maximum(npos, 0)])
+    left = np.where(open_, NAT, ev.t[np.maximum(npos, 0)])
     end = np.where(open_, T, left)
-    unknown = (entered == _NAT) | (end == _NAT)
+    unknown = (entered == NAT) | (end == NAT)
     days = np.full(v.size, np.nan)
-    days[~unknown] = (end[~unknown] - entered[~unknown]) / _DAY_NS
+    days[~unknown] = (end[~unknown] - entered[~unknown]) / DAY_NS
     labels = list(ss.labels)
     # outcome per lead as of T (latest outcome event)
     _, last_oc = _first_last(ev.lc, keep & (ev.is_won | ev.is_lost), ev.n_leads)
@@ -806,7 +756,7 @@ def durations(
 
 def _duration_col(d: pd.DataFrame, duration: str | None) -> str:
     if duration is not None:
-        _missing_columns(d, [duration], "pass duration='days', 'latest_days' or 'cumulative_days'.")
+        require_columns(d, [duration], "pass duration='days', 'latest_days' or 'cumulative_days'.")
         return duration
     for c in ("days", "cumulative_days"):
         if c in d.columns:
@@ -891,9 +841,9 @@ def duration_summary(
     >>> list(s["stage"].astype(str))
     ['qualification', 'meeting', 'proposal', 'close']
     """
-    by = _as_list(by)
+    by = as_list(by)
     col = _duration_col(d, duration)
-    _missing_columns(d, ["stage", "censored", *by], "pass the output of durations().")
+    require_columns(d, ["stage", "censored", *by], "pass the output of durations().")
     rows = []
     days_all = d[col].to_numpy(dtype=float)
     cens_all = d["censored"].to_numpy(dtype=bool)
@@ -954,7 +904,7 @@ def bottleneck(
     >>> int(b["bottleneck"].sum())
     3
     """
-    by = _as_list(by)
+    by = as_list(by)
     d = durations(log, as_of=as_of, stages=stages, per="stage", segments=by or [],
                   lead=lead, stage=stage, time=time, amount=None)
     summ = duration_summary(d, by=by, duration="cumulative_days", level=level)
@@ -1062,9 +1012,9 @@ def lead_cycle(
     leads = np.flatnonzero((first_s >= 0) & (first_e >= 0))
     ts = ev.t[first_s[leads]]
     te = ev.t[first_e[leads]]
-    unknown = (ts == _NAT) | (te == _NAT)
+    unknown = (ts == NAT) | (te == NAT)
     days = np.full(leads.size, np.nan)
-    days[~unknown] = (te[~unknown] - ts[~unknown]) / _DAY_NS
+    days[~unknown] = (te[~unknown] - ts[~unknown]) / DAY_NS
     flag = np.where(unknown, "unknown_time", np.where(days < 0, "negative_duration", ""))
     out = pd.DataFrame(
         {
@@ -1116,7 +1066,7 @@ def cycle_time(
     >>> int(c.loc[0, "leads"]) > 0
     True
     """
-    by = _as_list(by)
+    by = as_list(by)
     lc = lead_cycle(log, start=start, end=end, stages=stages, segments=by,
                     lead=lead, stage=stage, time=time, amount=None)
     good = lc["flag"] == ""
@@ -1317,7 +1267,7 @@ def stale(
     """
     ss = resolve_stages(log, stages)
     if owner is not None:
-        _missing_columns(log, [owner], "pass owner='your rep column', or owner=None if there is none.")
+        require_columns(log, [owner], "pass owner='your rep column', or owner=None if there is none.")
     th = stale_thresholds(log, as_of=as_of, quantile=quantile, thresholds=thresholds, stages=ss,
                           lead=lead, stage=stage, time=time)
     snap = snapshot(log, as_of=as_of, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
@@ -1530,7 +1480,7 @@ def movement(
     >>> int(n["start"] + n["entered"] - n["won"] - n["lost"]) == int(n["end"])
     True
     """
-    by = _as_list(by)
+    by = as_list(by)
     mv = movement_leads(log, start=start, end=end, stages=stages, segments=by or [],
                         lead=lead, stage=stage, time=time, amount=amount)
     notes = list(mv.attrs["notes"])
@@ -1670,7 +1620,7 @@ def drilldown(
         raise PipelineError(f"step={step!r} is not a funnel step of {ss.name!r}: "
                             f"{', '.join(ss.steps)}.{hint}")
     where = dict(where or {})
-    _missing_columns(log, list(where), "filter on existing segment columns in where=.")
+    require_columns(log, list(where), "filter on existing segment columns in where=.")
     segs = [c for c in log.columns if c not in {lead, stage, time, amount, FLAG}]
     prog = funnel.lead_progress(log, stages=ss, by=segs, lead=lead, stage=stage, time=time,
                                 amount=amount, **funnel_options)
@@ -1740,7 +1690,7 @@ def _lead_table(
     for c in cols:
         extra[c] = _last_valid(log[c], ev, leads, every)
     fd, _ = _first_last(ev.lc, ev.dated, ev.n_leads)
-    extra["first_seen_at"] = np.where(fd >= 0, ev.t[np.maximum(fd, 0)], _NAT).view("datetime64[ns]")
+    extra["first_seen_at"] = np.where(fd >= 0, ev.t[np.maximum(fd, 0)], NAT).view("datetime64[ns]")
     prog = prog.drop(columns=[c for c in cols if c in prog.columns])
     return prog.merge(extra, on=lead, how="left", validate="one_to_one")
 
@@ -1807,7 +1757,7 @@ def rep_performance(
     """
     if basis not in {"closed", "all"}:
         raise PipelineError(f"basis must be 'closed' or 'all', got {basis!r}.")
-    _missing_columns(log, [owner], "pass the rep column with owner= (Maven: owner='sales_agent').")
+    require_columns(log, [owner], "pass the rep column with owner= (Maven: owner='sales_agent').")
     ss = resolve_stages(log, stages)
     lt = _lead_table(log, ss, cols=[owner], lead=lead, stage=stage, time=time, amount=amount)
     oc = lt["outcome"].astype(str)
@@ -1963,7 +1913,7 @@ def metrics(
         raise PipelineError(f"margin must be in (0, 1], got {margin!r}.")
     if lifetime_years <= 0:
         raise PipelineError(f"lifetime_years must be positive, got {lifetime_years!r}.")
-    by = _as_list(by)
+    by = as_list(by)
     ss = resolve_stages(log, stages)
     notes = []
     if account is None and "account" in log.columns:
@@ -1974,7 +1924,7 @@ def metrics(
         notes.append(f"No {owner!r} column: sales_per_rep is missing.")
         owner = None
     extra = list(dict.fromkeys([*by, *([account] if account else []), *([owner] if owner else [])]))
-    _missing_columns(log, extra, "pass existing columns in by=, account=, owner=.")
+    require_columns(log, extra, "pass existing columns in by=, account=, owner=.")
     q = ss.steps[1] if qualified is None and len(ss.steps) > 1 else (qualified or ss.steps[0])
     qname = ss.canonical(q)
     if qname is None or qname not in ss.steps:
@@ -2046,7 +1996,7 @@ def metrics(
 def _cut(log: pd.DataFrame, T: np.int64, time: str) -> pd.DataFrame:
     """Events up to T; undated events are kept (they precede the lead's dated ones)."""
     t = log[time].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    out = log.loc[(t == _NAT) | (t <= T)]
+    out = log.loc[(t == NAT) | (t <= T)]
     out.attrs = log.attrs
     return out
 
@@ -2091,7 +2041,7 @@ def velocity(
     >>> bool(v.loc[0, "velocity_per_day"] > 0)
     True
     """
-    by = _as_list(by)
+    by = as_list(by)
     ss = resolve_stages(log, stages)
     ev_rng = _events(log, ss, lead=lead, stage=stage, time=time).data_range()
     T = _to_time(as_of, name="as_of") if as_of is not None else (ev_rng[1] if ev_rng else np.int64(0))
@@ -2100,7 +2050,7 @@ def velocity(
     if qname is None or qname not in ss.steps:
         raise PipelineError(f"qualified={q!r} is not a step of {ss.name!r}: {', '.join(ss.steps)}.")
     past = _cut(log, T, time)
-    _missing_columns(log, by, "pass existing segment columns in by=.")
+    require_columns(log, by, "pass existing segment columns in by=.")
     lt = _lead_table(past, ss, cols=by, lead=lead, stage=stage, time=time, amount=amount)
     snap = snapshot(log, as_of=_ts(T), stages=ss, segments=[], lead=lead, stage=stage, time=time,
                     amount=None)
@@ -2266,7 +2216,7 @@ def activity(
     (3, 4)
     """
     ss = resolve_stages(log, stages)
-    _missing_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
+    require_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
     t = log[time]
     dated = t.notna().to_numpy()
     if not dated.any():

@@ -41,14 +41,14 @@ latest known value up to ``as_of``.
 
 from __future__ import annotations
 
-import datetime as _dt
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ._common import DAY_NS, NAT, as_list, require_columns
+from ._common import parse_as_of as _parse_as_of
 from .data import LEAD, STAGE, TIME
 from .exceptions import FunnelkitError, InvalidEventLogError, Problem
 from .funnel import resolve_stages
@@ -61,23 +61,12 @@ STALLED = "stalled"
 #: Destination of a stay still running at the fit date (censored).
 OPEN = "open"
 
-_NAT = np.iinfo(np.int64).min
-_DAY_NS = 86_400 * 10**9
-_DATE_ONLY = re.compile(r"^\s*\d{4}-\d{1,2}-\d{1,2}\s*$")
 #: Longest stay resolved on the day grid (3 years); longer stays count in the last day.
 MAX_DAYS = 1096
 
 
 class TransitionModelError(FunnelkitError, ValueError):
     """The transition model cannot be fitted or queried as asked."""
-
-
-def _as_list(by) -> list[str]:
-    if by is None:
-        return []
-    if isinstance(by, str):
-        return [by]
-    return list(by)
 
 
 def parse_as_of(value) -> pd.Timestamp:
@@ -88,24 +77,7 @@ def parse_as_of(value) -> pd.Timestamp:
     >>> parse_as_of("2025-06-30")
     Timestamp('2025-06-30 23:59:59.999999999')
     """
-    end_of_day = False
-    if isinstance(value, str):
-        end_of_day = bool(_DATE_ONLY.match(value))
-    elif isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
-        end_of_day = True
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise TransitionModelError(f"as_of={value!r} is not a date: {exc}") from exc
-    if pd.isna(ts):
-        raise TransitionModelError(f"as_of={value!r} is not a date.")
-    if ts.tz is not None:
-        raise TransitionModelError(
-            f"as_of={value!r} has a timezone, but event logs are tz-naive; pass a naive time."
-        )
-    if end_of_day:
-        ts = ts.normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
-    return ts.as_unit("ns")
+    return _parse_as_of(value, error=TransitionModelError)
 
 
 def _aalen_johansen(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -259,21 +231,8 @@ class TransitionModel:
         if not isinstance(log, pd.DataFrame):
             raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
         ss = resolve_stages(log, stages)
-        by = _as_list(by)
-        missing = [c for c in [lead, stage, time, *by] if c not in log.columns]
-        if missing:
-            raise InvalidEventLogError(
-                [
-                    Problem(
-                        "missing_column",
-                        c,
-                        f"column {c!r} is not in the log. Columns present: "
-                        f"{', '.join(map(str, log.columns))}.",
-                        "pass the right names with lead=, stage=, time=, by=.",
-                    )
-                    for c in missing
-                ]
-            )
+        by = as_list(by)
+        require_columns(log, [lead, stage, time, *by], "pass the right names with lead=, stage=, time=, by=.")
         if not pd.api.types.is_datetime64_any_dtype(log[time].dtype):
             raise InvalidEventLogError(
                 [
@@ -333,7 +292,7 @@ class TransitionModel:
         if getattr(tser.dt, "tz", None) is not None:
             tser = tser.dt.tz_localize(None)
         t = tser.to_numpy(dtype="datetime64[ns]").view(np.int64)
-        dated = t != _NAT
+        dated = t != NAT
         if not dated.any() and as_of is None:
             raise TransitionModelError("the log has no dated event; pass as_of= or add timestamps.")
         data_end = t[dated].max() if dated.any() else np.int64(0)
@@ -380,15 +339,15 @@ class TransitionModel:
         is_stay = st < n_tr
         has_next = np.r_[lc[1:] == lc[:-1], False]
         nxt_state = np.r_[st[1:], -1]
-        nxt_t = np.r_[tt[1:], _NAT]
+        nxt_t = np.r_[tt[1:], NAT]
         pos = np.flatnonzero(is_stay)
         s_lead, s_from, s_t = lc[pos], st[pos], tt[pos]
         completed = has_next[pos]
         s_to = np.where(completed, nxt_state[pos], -1)
         end_t = np.where(completed, nxt_t[pos], T)
-        known = (s_t != _NAT) & (end_t != _NAT)
+        known = (s_t != NAT) & (end_t != NAT)
         days = np.full(pos.size, np.nan)
-        days[known] = (end_t[known] - s_t[known]) / _DAY_NS
+        days[known] = (end_t[known] - s_t[known]) / DAY_NS
 
         # lead-level segments: latest known value up to as_of
         lead_used = np.zeros(n_leads, dtype=bool)
