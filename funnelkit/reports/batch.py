@@ -350,7 +350,7 @@ def run_demo(*, plan: str | Path | None = None, data: str | Path | None = None, 
         spec = yaml.safe_load(plan_path.read_text(encoding="utf-8")) or {}
         if not spec.get("data") or spec["data"] == "demo":
             return run_plan(plan_path, **kwargs)
-        data = plan_path.resolve().parent / str(spec["data"])
+        data = (plan_path.resolve().parent / str(spec["data"])).resolve()
     data = Path(data)
     if not data.is_file():
         write_demo(data)
