@@ -855,14 +855,13 @@ def leads_needed(
     ns = min(200, n_draws)
     model = TransitionModel(n_samples=ns).fit(hist, stages=ss, by=by or None, as_of=T, lead=lead,
                                               stage=stage, time=time)
-    rng = np.random.default_rng(seed)
-    snap = _snapshot(hist, ss, T, [], lead, stage, time, amount)
-    s_idx, g_idx, d, amt = _lead_inputs(snap, model, lead)
-    x = np.zeros(n_draws)
-    w_amt = np.nan_to_num(amt) if revenue else np.ones(len(amt))
-    for a, won_at in _simulate_chunks(model, s_idx, g_idx, d, H, n_draws, rng):
-        x[a : a + won_at.shape[0]] = (~np.isnan(won_at) * w_amt).sum(axis=1)
-    open_amount = float(np.nansum(amt)) if revenue else float(len(snap))
+    # the open pipeline: exactly what forecast() says for the same date and period,
+    # so a report's forecast and its plan quote the same expected value
+    fc = forecast(log, as_of=T, horizon=period, n_draws=n_draws, seed=seed, stages=ss,
+                  lead=lead, stage=stage, time=time, amount=amount)
+    x = fc.draws_.groupby("draw")["revenue" if revenue else "wins"].sum().to_numpy(dtype=float)
+    open_amount = float(fc.total["open_amount"].iloc[0] if revenue else fc.total["open_leads"].iloc[0])
+    rng = np.random.default_rng(None if seed is None else seed + 1)
 
     # new leads: P(win by the end | enter the first stage at a uniform time in the period)
     curves = model.won_within(ss.steps[0], H, samples=True)  # (ns, G+1, H+1)
