@@ -61,6 +61,7 @@ __all__ = [
     "stage_order",
     "log_stage_set",
     "segment_columns",
+    "known_at",
 ]
 
 LEAD, STAGE, TIME, AMOUNT, FLAG = "lead_id", "stage", "timestamp", "amount", "flag"
@@ -975,3 +976,49 @@ def from_snapshot(
         rows_read=len(data),
         missing_time="keep",
     )
+
+
+def known_at(log: pd.DataFrame, as_of, *, lead: str = LEAD, time: str = TIME) -> pd.DataFrame:
+    """The log as it was known at ``as_of``: what a view "as of" a date may use.
+
+    Keeps the dated events at or before ``as_of``, and the undated events
+    (``NaT``) of the leads known by then (those with a dated event at or
+    before it).  A lead whose events are *all* undated (e.g. a snapshot's
+    Prospecting-only deal) cannot be placed in time: it is known only at or
+    after the data's last timestamp.  Nothing from after ``as_of`` leaks in,
+    not even the existence of a lead.
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log.
+    as_of : Timestamp or str
+        The moment; a string is parsed by :class:`pandas.Timestamp` as given.
+    lead, time : str
+        Column names.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> log = pd.DataFrame({"lead_id": ["a", "a", "b", "b"],
+    ...                     "stage": ["prospecting", "engaging", "prospecting", "engaging"],
+    ...                     "timestamp": pd.to_datetime([None, "2017-01-05", None, "2017-03-01"])})
+    >>> known_at(log, pd.Timestamp("2017-02-01"))["lead_id"].tolist()
+    ['a', 'a']
+    """
+    T = pd.Timestamp(as_of)
+    t = log[time]
+    dated = t.notna().to_numpy()
+    upto = dated & (t <= T).fillna(False).to_numpy(dtype=bool)
+    codes, uniq = pd.factorize(log[lead])
+    n = len(uniq)
+    ok = codes >= 0
+    known = np.bincount(codes[upto & ok], minlength=n) > 0
+    n_dated = np.bincount(codes[dated & ok], minlength=n)
+    end = t.max()
+    at_end = bool(pd.isna(end) or T >= end)
+    keep_lead = known | ((n_dated == 0) & at_end)
+    keep = upto | (~dated & ok & keep_lead[np.maximum(codes, 0)])
+    out = log.loc[keep]
+    out.attrs = dict(log.attrs)
+    return out

@@ -36,7 +36,7 @@ from scipy import stats as _st
 
 from . import pipeline
 from ._common import as_list
-from .data import AMOUNT, LEAD, STAGE, TIME, stage_order
+from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, FunnelkitError
 from .funnel import lead_progress, resolve_stages
 from .stages import StageSet
@@ -100,23 +100,8 @@ def _period_edges(T: pd.Timestamp, end: pd.Timestamp, freq) -> list[pd.Timestamp
 
 
 def _truncate(log: pd.DataFrame, T: pd.Timestamp, time: str, lead: str = LEAD) -> pd.DataFrame:
-    """The log as known at ``T``: dated events at or before it, and undated events of the
-    leads known then (the snapshot's rule: a lead whose events are all undated is only
-    known at or after the data's end)."""
-    t = log[time]
-    dated = t.notna().to_numpy()
-    le = dated & (t <= T).to_numpy()
-    codes, uniq = pd.factorize(log[lead])
-    n = len(uniq)
-    known = np.bincount(codes[le & (codes >= 0)], minlength=n) > 0
-    n_dated = np.bincount(codes[dated & (codes >= 0)], minlength=n)
-    end = t.max()
-    at_end = bool(pd.isna(end) or T >= end)
-    keep_lead = known | ((n_dated == 0) & at_end)
-    keep = le | (~dated & (codes >= 0) & keep_lead[np.maximum(codes, 0)])
-    out = log.loc[keep]
-    out.attrs = dict(log.attrs)
-    return out
+    """The log as known at ``T`` (see :func:`funnelkit.data.known_at`)."""
+    return known_at(log, T, lead=lead, time=time)
 
 
 _BAND = "amount_band"

@@ -41,7 +41,7 @@ import yaml
 
 from . import funnel, stats
 from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns
-from .data import AMOUNT, FLAG, LEAD, STAGE, TIME, stage_order
+from .data import AMOUNT, FLAG, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, FunnelkitError, InvalidEventLogError, Problem
 from .funnel import resolve_stages
 from .stages import LOST_ORDER, StageSet
@@ -1993,12 +1993,9 @@ def metrics(
     return res
 
 
-def _cut(log: pd.DataFrame, T: np.int64, time: str) -> pd.DataFrame:
-    """Events up to T; undated events are kept (they precede the lead's dated ones)."""
-    t = log[time].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    out = log.loc[(t == NAT) | (t <= T)]
-    out.attrs = log.attrs
-    return out
+def _cut(log: pd.DataFrame, T: np.int64, time: str, lead: str = LEAD) -> pd.DataFrame:
+    """The log as known at T (see :func:`funnelkit.data.known_at`)."""
+    return known_at(log, _ts(T), lead=lead, time=time)
 
 
 def velocity(
@@ -2049,7 +2046,7 @@ def velocity(
     qname = ss.canonical(q)
     if qname is None or qname not in ss.steps:
         raise PipelineError(f"qualified={q!r} is not a step of {ss.name!r}: {', '.join(ss.steps)}.")
-    past = _cut(log, T, time)
+    past = _cut(log, T, time, lead)
     require_columns(log, by, "pass existing segment columns in by=.")
     lt = _lead_table(past, ss, cols=by, lead=lead, stage=stage, time=time, amount=amount)
     snap = snapshot(log, as_of=_ts(T), stages=ss, segments=[], lead=lead, stage=stage, time=time,

@@ -191,3 +191,26 @@ def test_without_stage_set_labels_stay():
     assert log["stage"].iloc[0] == "Signed up"
     with pytest.raises(InvalidEventLogError, match="no stage set"):
         fk.funnel.conversion(log)
+
+
+def test_known_at_admits_no_lead_from_the_future():
+    log = pd.DataFrame(
+        {
+            "lead_id": ["a", "a", "b", "b", "c"],
+            "stage": ["qualification", "meeting", "qualification", "meeting", "qualification"],
+            "timestamp": pd.to_datetime([None, "2024-01-05", None, "2024-03-01", None]),
+        }
+    )
+    log = fk.read_events(log, stages="pipeline4", missing_time="keep")
+    early = fk.data.known_at(log, pd.Timestamp("2024-02-01"))
+    assert sorted(early["lead_id"].unique()) == ["a"]  # b engaged later; c cannot be placed in time
+    late = fk.data.known_at(log, pd.Timestamp("2024-03-01"))
+    assert sorted(late["lead_id"].unique()) == ["a", "b", "c"]
+    assert late.attrs["funnelkit"] is log.attrs["funnelkit"]
+
+
+@pytest.mark.shared
+def test_maven_past_view_counts_only_deals_engaged_by_then(maven_log):
+    past = fk.data.known_at(maven_log, pd.Timestamp("2017-06-30 23:59:59"))
+    engaged = maven_log.loc[(maven_log["stage"] == "Engaging") & (maven_log["timestamp"] <= "2017-06-30 23:59:59")]
+    assert past["lead_id"].nunique() == engaged["lead_id"].nunique()

@@ -497,3 +497,38 @@ def test_killed_run_leaves_no_partial_files(tmp_path, small_csv, sig):
     assert len(status) == 4
     assert not (month_dir / ".partial").exists()
     assert_complete(month_dir)
+
+
+def test_load_data_reads_snapshots_and_wide_tables(tmp_path):
+    from funnelkit.reports import load_data
+
+    snap = tmp_path / "snap.csv"
+    snap.write_text("id,st,eng,closed,value,product\n"
+                    "a,Engaging,2017-01-02,,,X\n"
+                    "b,Won,2017-01-05,2017-02-01,900,Y\n"
+                    "c,Prospecting,,,,X\n")
+    (tmp_path / "crm.yaml").write_text("stages: [Prospecting, Engaging]\nwon: Won\nlost: [Lost]\n")
+    log = load_data(snap, columns={"id": "lead_id", "value": "amount"}, stages=str(tmp_path / "crm.yaml"),
+                    read_options={"snapshot": {"stage": "st",
+                                               "dates": {"Engaging": "eng", "Won": "closed", "Lost": "closed"}}})
+    assert fk.funnel.outcomes(log).loc[0, ["won", "lost", "open"]].tolist() == [1, 0, 2]
+    wide = tmp_path / "wide.csv"
+    wide.write_text("Record ID,Date entered Qualification,Date entered Meeting,origin\n"
+                    "1,2024-01-01,2024-01-03,web\n2,2024-01-02,,fair\n")
+    log = load_data(wide, columns={"Record ID": "lead_id"}, stages="pipeline4",
+                    read_options={"wide": {"prefix": "Date entered "}})
+    assert fk.funnel.conversion(log)["entered"].tolist()[:2] == [2, 1]
+    assert set(log["origin"].astype(str)) == {"web", "fair"}
+    with pytest.raises(fk.ReportError, match="lead_id"):
+        load_data(wide, stages="pipeline4", read_options={"wide": {"prefix": "Date entered "}})
+
+
+def test_only_accepts_file_names_and_rejects_typos():
+    from funnelkit.reports import expand_plan, load_plan
+
+    plan = load_plan(REPO / "params" / "demo_monthly.yaml")
+    log = fk.datasets.load_demo()
+    jobs, _ = expand_plan(plan, log, only=["source=trade_show"])
+    assert [(j.split, j.value) for j in jobs] == [("source", "trade show")]
+    with pytest.raises(fk.PlanError, match="Did you mean 'Enterprise'"):
+        expand_plan(plan, log, only=["product=Enterprize"])

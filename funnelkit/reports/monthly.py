@@ -36,7 +36,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import AMOUNT, LEAD, TIME, log_stage_set, read_events, validate_events
+from ..data import (
+    AMOUNT,
+    LEAD,
+    TIME,
+    from_snapshot,
+    known_at,
+    from_wide,
+    log_stage_set,
+    read_events,
+    validate_events,
+)
 from ..exceptions import ReportError
 from ..funnel import conversion, lead_progress, outcomes, resolve_stages
 from ..stages import StageSet, get_stage_set
@@ -64,7 +74,7 @@ DEMO_DATA = "demo"
 #: Fewest leads behind a step conversion for the summary to name it the weakest step.
 _MIN_LEADS = 10
 
-_READ_OPTIONS = {"tz", "dayfirst", "missing_time", "segments"}
+_READ_OPTIONS = {"tz", "dayfirst", "missing_time", "segments", "snapshot", "wide"}
 
 
 # ---------------------------------------------------------------------------
@@ -91,7 +101,16 @@ def load_data(
         The stage set the labels belong to.
     read_options : mapping, optional
         Further options of :func:`funnelkit.read_events`: ``tz``,
-        ``dayfirst``, ``missing_time``, ``segments``.
+        ``dayfirst``, ``missing_time``, ``segments``; and for data that is not
+        a long event log, its shape:
+
+        * ``snapshot: {stage: <current-stage column>, dates: {<stage>: <date
+          column>, ...}}`` - a CRM snapshot, read by
+          :func:`funnelkit.from_snapshot` (the lead and amount columns are the
+          ones ``columns`` maps to ``lead_id`` and ``amount``);
+        * ``wide: {prefix: "Date entered "}`` or ``wide: {stage_columns:
+          {<date column>: <stage>, ...}}`` - one date column per stage, read by
+          :func:`funnelkit.from_wide`.
 
     Returns
     -------
@@ -130,7 +149,29 @@ def load_data(
             f"data file not found: {str(data)!r} (looked in {Path.cwd()}). Give an absolute path, "
             f"a path relative to the notebook's folder, or {DEMO_DATA!r} for the bundled demo data."
         )
-    return read_events(path, columns=columns, stages=stages, **opts)
+    snap, wide = opts.pop("snapshot", None), opts.pop("wide", None)
+    if snap is None and wide is None:
+        return read_events(path, columns=columns, stages=stages, **opts)
+    # other shapes: the lead (and amount) columns are those `columns` maps to lead_id (amount)
+    inverse = {v: k for k, v in (columns or {}).items()}
+    lead = inverse.get(LEAD)
+    if lead is None or stages is None:
+        raise ReportError(
+            "a snapshot or wide table needs columns={<id column>: 'lead_id', ...} and a stage set."
+        )
+    if snap is not None:
+        if not isinstance(snap, Mapping) or set(snap) != {"stage", "dates"}:
+            raise ReportError("read_options snapshot: give {stage: <current-stage column>, dates: "
+                              "{<stage>: <date column>, ...}}.")
+        return from_snapshot(path, lead=lead, stage=snap["stage"], stages=stages, dates=dict(snap["dates"]),
+                             amount=inverse.get(AMOUNT), segments=opts.get("segments"),
+                             tz=opts.get("tz", "UTC"), dayfirst=opts.get("dayfirst", False))
+    if not isinstance(wide, Mapping) or not set(wide) <= {"prefix", "stage_columns"} or not wide:
+        raise ReportError("read_options wide: give {prefix: 'Date entered '} or {stage_columns: "
+                          "{<date column>: <stage>, ...}}.")
+    return from_wide(path, lead=lead, prefix=wide.get("prefix"), stage_columns=wide.get("stage_columns"),
+                     stages=stages, amount=inverse.get(AMOUNT), segments=opts.get("segments"),
+                     tz=opts.get("tz", "UTC"), dayfirst=opts.get("dayfirst", False))
 
 
 def data_fingerprint(data: str | Path | pd.DataFrame) -> dict[str, str]:
@@ -300,9 +341,8 @@ def select_segment(log: pd.DataFrame, column: str, value: object, *, lead: str =
 
 
 def as_of_log(log: pd.DataFrame, as_of: pd.Timestamp, *, time: str = TIME) -> pd.DataFrame:
-    """Events known at ``as_of``: times up to it, and events of unknown time."""
-    t = log[time]
-    return log.loc[(t <= as_of) | t.isna()]
+    """Events known at ``as_of`` (see :func:`funnelkit.data.known_at`): no lead from the future."""
+    return known_at(log, as_of, time=time)
 
 
 def entered_between(

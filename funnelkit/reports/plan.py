@@ -14,7 +14,8 @@ Keys
 ``columns``        the file's column names -> ``lead_id``, ``stage``,
                    ``timestamp``, ``amount``
 ``stages``         stage-set preset name or YAML file (required)
-``read_options``   ``tz``, ``dayfirst``, ``missing_time`` (see read_events)
+``read_options``   ``tz``, ``dayfirst``, ``missing_time`` (see read_events); ``snapshot`` or
+                   ``wide`` for a CRM snapshot or a wide table (see ``load_data``)
 ``splits``         segment columns: a list (one report per value found in
                    the data) or a mapping column -> list of values
 ``segment``        instead of ``splits``: one report, ``{column: value}``
@@ -58,7 +59,7 @@ import yaml
 from ..exceptions import FunnelkitError, PlanError
 from ..stages import PRESETS, get_stage_set
 from .monthly import DEMO_DATA, load_data, parse_month
-from .notebook import template_parameters, unique_names
+from .notebook import safe_name, template_parameters, unique_names
 
 __all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "expand_plan", "load_plan", "parse_only"]
 
@@ -69,7 +70,7 @@ _KEYS = {
     "data", "columns", "stages", "read_options", "splits", "segment", "overall", "month", "as_of",
     "target", "title", "only", "template", "output", "parameters", "timeout", "description",
 }
-_READ_KEYS = {"tz", "dayfirst", "missing_time"}
+_READ_KEYS = {"tz", "dayfirst", "missing_time", "snapshot", "wide"}
 _CANONICAL = {"lead_id", "stage", "timestamp", "amount"}
 #: Where the monthly report template lives in the source tree.
 TEMPLATE_PATH = Path("notebooks") / "monthly_report.ipynb"
@@ -558,10 +559,22 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
         if col not in known:
             raise PlanError(f"only: {col!r} is not a split of this plan; splits: {', '.join(sorted(known))}.")
     if selected:
-        pairs = [(s, v) for s, v in pairs if any(s == c and (w is None or w == v) for c, w in selected)]
+        resolved = []
         for col, val in selected:
-            if val is not None and (col, val) not in pairs:
-                notes.append(f"only: {col} = {val!r} is not among this plan's reports; nothing to run for it.")
+            values = [v for s, v in pairs if s == col]
+            if val is None or val in values:
+                resolved.append((col, val))
+                continue
+            # the report's file name (e.g. "GTX_Basic" for "GTX Basic") names it too
+            by_file = [v for v in values if safe_name(v) == val]
+            if len(by_file) == 1:
+                resolved.append((col, by_file[0]))
+                continue
+            close = difflib.get_close_matches(val, values, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            shown = ", ".join(map(repr, values[:12])) + (" ..." if len(values) > 12 else "")
+            raise PlanError(f"only: {col} = {val!r} is not among this plan's reports ({shown}).{hint}")
+        pairs = [(s, v) for s, v in pairs if any(s == c and (w is None or w == v) for c, w in resolved)]
     jobs: list[ReportJob] = []
     for split in dict.fromkeys(s for s, _ in pairs):
         values = [v for s, v in pairs if s == split]
