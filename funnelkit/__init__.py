@@ -23,13 +23,16 @@ from .data import (
 )
 from .exceptions import (
     DataWarning,
+    ForecastError,
     FunnelkitError,
+    FunnelSpecError,
     InvalidEventLogError,
+    PipelineError,
     PlanError,
     ReportError,
     StageSetError,
+    TransitionModelError,
 )
-from .funnel import FunnelSpecError
 from .stages import PRESETS, StageSet, get_stage_set
 from .tables import report_table
 from .transitions import TransitionModel
@@ -41,7 +44,10 @@ except PackageNotFoundError:  # running from a source tree without install
 
 __all__ = [
     "DataWarning",
+    "ForecastError",
     "FunnelSpecError",
+    "PipelineError",
+    "TransitionModelError",
     "FunnelkitError",
     "InvalidEventLogError",
     "LoadReport",

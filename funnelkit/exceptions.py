@@ -20,6 +20,10 @@ __all__ = [
     "DataWarning",
     "ReportError",
     "PlanError",
+    "FunnelSpecError",
+    "PipelineError",
+    "TransitionModelError",
+    "ForecastError",
 ]
 
 
@@ -37,6 +41,22 @@ class ReportError(FunnelkitError, RuntimeError):
 
 class PlanError(FunnelkitError, ValueError):
     """A report plan (YAML) is malformed: unknown keys, missing values."""
+
+
+class ForecastError(FunnelkitError, ValueError):
+    """A forecast, plan or backtest cannot be computed as asked."""
+
+
+class FunnelSpecError(FunnelkitError, ValueError):
+    """A funnel option is malformed: unknown mode, step or window, bad benchmark."""
+
+
+class PipelineError(FunnelkitError, ValueError):
+    """A pipeline question cannot be answered as asked (bad date, threshold, ...)."""
+
+
+class TransitionModelError(FunnelkitError, ValueError):
+    """The transition model cannot be fitted or queried as asked."""
 
 
 class DataWarning(UserWarning):

@@ -37,7 +37,7 @@ from scipy import stats as _st
 from . import pipeline
 from ._common import as_list
 from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
-from .exceptions import DataWarning, FunnelkitError
+from .exceptions import DataWarning, ForecastError
 from .funnel import lead_progress, resolve_stages
 from .stages import StageSet
 from .transitions import TransitionModel, parse_as_of
@@ -57,8 +57,6 @@ _DAY = pd.Timedelta(days=1)
 _PARTICLES = 1_500_000  # simulated paths per chunk (memory bound)
 
 
-class ForecastError(FunnelkitError, ValueError):
-    """A forecast, plan or backtest cannot be computed as asked."""
 
 
 def _horizon_end(T: pd.Timestamp, horizon) -> pd.Timestamp:

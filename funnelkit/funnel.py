@@ -91,7 +91,7 @@ import pandas as pd
 from . import stats
 from ._common import as_list, require_columns
 from .data import AMOUNT, LEAD, STAGE, TIME, log_stage_set, stage_order
-from .exceptions import FunnelkitError, InvalidEventLogError, Problem
+from .exceptions import FunnelSpecError, InvalidEventLogError, Problem
 from .stages import LOST_ORDER, StageSet, get_stage_set
 
 __all__ = [
@@ -117,8 +117,6 @@ _INF = np.iinfo(np.int64).max
 _DAY_NS = 86_400 * 10**9
 
 
-class FunnelSpecError(FunnelkitError, ValueError):
-    """A funnel option is malformed: unknown mode, step or window, bad benchmark."""
 
 
 Duration = float | int | str | timedelta | pd.Timedelta

@@ -42,7 +42,7 @@ import yaml
 from . import funnel, stats
 from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns
 from .data import AMOUNT, FLAG, LEAD, STAGE, TIME, known_at, stage_order
-from .exceptions import DataWarning, FunnelkitError, InvalidEventLogError, Problem
+from .exceptions import DataWarning, InvalidEventLogError, PipelineError, Problem
 from .funnel import resolve_stages
 from .stages import LOST_ORDER, StageSet
 
@@ -71,8 +71,6 @@ __all__ = [
 SNAPSHOT_FLAGS = ("", "moved_back", "unknown_time", "after_close")
 
 
-class PipelineError(FunnelkitError, ValueError):
-    """A pipeline question cannot be answered as asked (bad date, threshold, ...)."""
 
 
 # ---------------------------------------------------------------------------

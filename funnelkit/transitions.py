@@ -50,7 +50,7 @@ from scipy import sparse
 from ._common import DAY_NS, NAT, as_list, require_columns
 from ._common import parse_as_of as _parse_as_of
 from .data import LEAD, STAGE, TIME
-from .exceptions import FunnelkitError, InvalidEventLogError, Problem
+from .exceptions import InvalidEventLogError, Problem, TransitionModelError
 from .funnel import resolve_stages
 from .stages import StageSet
 
@@ -65,8 +65,6 @@ OPEN = "open"
 MAX_DAYS = 1096
 
 
-class TransitionModelError(FunnelkitError, ValueError):
-    """The transition model cannot be fitted or queried as asked."""
 
 
 def parse_as_of(value) -> pd.Timestamp:
