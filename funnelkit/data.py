@@ -62,6 +62,9 @@ __all__ = [
     "log_stage_set",
     "segment_columns",
     "known_at",
+    "checked_order",
+    "checked_leads",
+    "checked_times",
 ]
 
 LEAD, STAGE, TIME, AMOUNT, FLAG = "lead_id", "stage", "timestamp", "amount", "flag"
@@ -1022,3 +1025,80 @@ def known_at(log: pd.DataFrame, as_of, *, lead: str = LEAD, time: str = TIME) ->
     out = log.loc[keep]
     out.attrs = dict(log.attrs)
     return out
+
+
+# ---------------------------------------------------------------------------
+# checked accessors: what every view needs from a log, as numpy arrays
+# ---------------------------------------------------------------------------
+def checked_order(log: pd.DataFrame, stages: StageSet, *, stage: str = STAGE) -> np.ndarray:
+    """:func:`stage_order`, raising one clear error for labels not in the stage set."""
+    order = stage_order(log, stages, stage=stage)
+    bad_mask = order == -2
+    if bad_mask.any():
+        bad = pd.Series(log[stage].to_numpy()[bad_mask]).value_counts(dropna=False)
+        rows = np.flatnonzero(bad_mask)[:20] + 1
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "unknown_stage",
+                    stage,
+                    f"labels not in stage set {stages.name!r} ({', '.join(stages.labels)}): "
+                    + ", ".join(f"{k!r} x{v:,}" for k, v in bad.items())
+                    + f"; first at {_rows_text(rows)}.",
+                    "load the log with this stage set (read_events(..., stages=...)) or add aliases.",
+                    tuple(int(x) for x in rows),
+                )
+            ]
+        )
+    return order
+
+
+def checked_leads(log: pd.DataFrame, *, lead: str = LEAD) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per event and the lead ids (``pd.factorize``); blank ids are an error."""
+    codes, ids = pd.factorize(log[lead], sort=False)
+    if (codes < 0).any():
+        rows = np.flatnonzero(codes < 0)[:20] + 1
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "empty_lead_id",
+                    lead,
+                    f"{int((codes < 0).sum()):,} event(s) have no lead id: {_rows_text(rows)}.",
+                    "give every event the id of its lead, or load the log with read_events.",
+                    tuple(int(x) for x in rows),
+                )
+            ]
+        )
+    return codes, pd.Index(ids)
+
+
+def checked_times(log: pd.DataFrame, *, time: str = TIME) -> np.ndarray:
+    """Event times as int64 nanoseconds (``NaT`` is the minimum); non-datetimes and
+    timezone-aware columns are an error (the log's times are naive, see the timezone policy)."""
+    col = log[time]
+    if not pd.api.types.is_datetime64_any_dtype(col.dtype):
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "bad_timestamp",
+                    time,
+                    f"column {time!r} holds {col.dtype} values, not datetimes.",
+                    "load the data with fk.read_events(...) or fk.validate_events(...), which parse "
+                    "and check the timestamps.",
+                )
+            ]
+        )
+    if getattr(col.dt, "tz", None) is not None:
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "timezone_aware",
+                    time,
+                    f"column {time!r} is timezone-aware ({col.dt.tz}); funnelkit works on naive "
+                    "wall-clock times in the log's zone.",
+                    "load the data with fk.read_events(..., tz='Europe/Paris') or convert with "
+                    "log[col].dt.tz_convert(zone).dt.tz_localize(None).",
+                )
+            ]
+        )
+    return col.to_numpy(dtype="datetime64[ns]").view(np.int64)

@@ -90,7 +90,16 @@ import pandas as pd
 
 from . import stats
 from ._common import as_list, require_columns
-from .data import AMOUNT, LEAD, STAGE, TIME, log_stage_set, stage_order
+from .data import (
+    AMOUNT,
+    LEAD,
+    STAGE,
+    TIME,
+    checked_leads,
+    checked_order,
+    checked_times,
+    log_stage_set,
+)
 from .exceptions import FunnelSpecError, InvalidEventLogError, Problem
 from .stages import LOST_ORDER, StageSet, get_stage_set
 
@@ -173,36 +182,6 @@ def _duration(w, what: str = "window") -> int | None:
 
 def _missing(log: pd.DataFrame, cols: Sequence[str]) -> None:
     require_columns(log, cols, "pass the right name (lead=, stage=, time=, by=).")
-
-
-def _time_ns(log: pd.DataFrame, time: str) -> np.ndarray:
-    col = log[time]
-    if not pd.api.types.is_datetime64_any_dtype(col.dtype):
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "bad_timestamp",
-                    time,
-                    f"column {time!r} holds {col.dtype} values, not datetimes.",
-                    "load the data with fk.read_events(...) or fk.validate_events(...), which parse "
-                    "and check the timestamps.",
-                )
-            ]
-        )
-    if getattr(col.dt, "tz", None) is not None:
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "timezone_aware",
-                    time,
-                    f"column {time!r} is timezone-aware ({col.dt.tz}); funnelkit works on naive "
-                    "wall-clock times in the log's zone.",
-                    "load the data with fk.read_events(..., tz='Europe/Paris') or convert with "
-                    "log[col].dt.tz_convert(zone).dt.tz_localize(None).",
-                )
-            ]
-        )
-    return col.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _as_of_ns(as_of, t: np.ndarray) -> int | None:
@@ -415,40 +394,9 @@ def _journeys(
     else:
         stale = _duration(stale_after, "stale_after")
 
-    order = stage_order(log, ss, stage=stage)
-    if (order == -2).any():
-        bad_mask = order == -2
-        bad = pd.Series(log[stage].to_numpy()[bad_mask]).value_counts(dropna=False)
-        rows = np.flatnonzero(bad_mask)[:20] + 1
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "unknown_stage",
-                    stage,
-                    f"labels not in stage set {ss.name!r} ({', '.join(ss.labels)}): "
-                    + ", ".join(f"{k!r} x{v:,}" for k, v in bad.items())
-                    + f"; first at rows {', '.join(map(str, rows[:5]))}.",
-                    "load the log with this stage set (read_events(..., stages=...)) or add aliases.",
-                    tuple(int(x) for x in rows),
-                )
-            ]
-        )
-    t = _time_ns(log, time)
-    lead_codes, lead_ids = pd.factorize(log[lead], sort=False)
-    if (lead_codes < 0).any():
-        rows = np.flatnonzero(lead_codes < 0)[:20] + 1
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "empty_lead_id",
-                    lead,
-                    f"{int((lead_codes < 0).sum()):,} event(s) have no lead id: rows "
-                    f"{', '.join(map(str, rows[:5]))}.",
-                    "give every event the id of its lead, or remove those rows.",
-                    tuple(int(x) for x in rows),
-                )
-            ]
-        )
+    order = checked_order(log, ss, stage=stage)
+    t = checked_times(log, time=time)
+    lead_codes, lead_ids = checked_leads(log, lead=lead)
     lead_index = pd.Index(lead_ids)
     labels = _label_codes(log, ss, stage) if excl else None
     seg_raw = []

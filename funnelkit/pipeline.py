@@ -41,7 +41,18 @@ import yaml
 
 from . import funnel, stats
 from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns
-from .data import AMOUNT, FLAG, LEAD, STAGE, TIME, known_at, stage_order
+from .data import (
+    AMOUNT,
+    FLAG,
+    LEAD,
+    STAGE,
+    TIME,
+    checked_leads,
+    checked_order,
+    checked_times,
+    known_at,
+    stage_order,
+)
 from .exceptions import DataWarning, InvalidEventLogError, PipelineError, Problem
 from .funnel import resolve_stages
 from .stages import LOST_ORDER, StageSet
@@ -139,51 +150,9 @@ def _events(log: pd.DataFrame, stages, *, lead: str, stage: str, time: str) -> _
         raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
     require_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
     ss = resolve_stages(log, stages)
-    order = stage_order(log, ss, stage=stage)
-    if (order == -2).any():
-        bad = pd.Series(log[stage].to_numpy()[order == -2]).value_counts(dropna=False)
-        rows = np.flatnonzero(order == -2)[:5]
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "unknown_stage",
-                    stage,
-                    f"labels not in stage set {ss.name!r}: "
-                    + ", ".join(f"{k!r} x{v:,}" for k, v in bad.items())
-                    + f" (first at row positions {', '.join(map(str, rows))}).",
-                    "load the log with this stage set (read_events(..., stages=...)) or add aliases.",
-                )
-            ]
-        )
-    if not pd.api.types.is_datetime64_any_dtype(log[time].dtype):
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "bad_timestamp",
-                    time,
-                    f"column {time!r} holds {log[time].dtype}, not datetimes.",
-                    "load the log with funnelkit.read_events (it parses and checks times).",
-                )
-            ]
-        )
-    codes, lead_ids = pd.factorize(log[lead], sort=False)
-    if (codes < 0).any():
-        rows = np.flatnonzero(codes < 0)[:5]
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "empty_lead_id",
-                    lead,
-                    f"{int((codes < 0).sum()):,} event(s) have no lead id (row positions "
-                    f"{', '.join(map(str, rows))}).",
-                    "give every event its lead id, or load the log with read_events.",
-                )
-            ]
-        )
-    tser = log[time]
-    if getattr(tser.dt, "tz", None) is not None:
-        tser = tser.dt.tz_localize(None)
-    t = tser.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    order = checked_order(log, ss, stage=stage)
+    t = checked_times(log, time=time)
+    codes, lead_ids = checked_leads(log, lead=lead)
     sort_key = np.where(order == LOST_ORDER, np.iinfo(np.int32).max, order)
     # canonical logs are already sorted by lead, time, stage order: check in O(n), sort if not
     same_lead = codes[1:] == codes[:-1]

@@ -49,7 +49,7 @@ from scipy import sparse
 
 from ._common import DAY_NS, NAT, as_list, require_columns
 from ._common import parse_as_of as _parse_as_of
-from .data import LEAD, STAGE, TIME
+from .data import LEAD, STAGE, TIME, checked_leads, checked_times
 from .exceptions import InvalidEventLogError, Problem, TransitionModelError
 from .funnel import resolve_stages
 from .stages import StageSet
@@ -274,22 +274,8 @@ class TransitionModel:
                     )
                 ]
             )
-        lead_codes, lead_ids = pd.factorize(log[lead], sort=False)
-        if (lead_codes < 0).any():
-            raise InvalidEventLogError(
-                [
-                    Problem(
-                        "empty_lead_id",
-                        lead,
-                        f"{int((lead_codes < 0).sum()):,} event(s) have no lead id.",
-                        "give every event its lead id, or load the log with read_events.",
-                    )
-                ]
-            )
-        tser = log[time]
-        if getattr(tser.dt, "tz", None) is not None:
-            tser = tser.dt.tz_localize(None)
-        t = tser.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        lead_codes, lead_ids = checked_leads(log, lead=lead)
+        t = checked_times(log, time=time)
         dated = t != NAT
         if not dated.any() and as_of is None:
             raise TransitionModelError("the log has no dated event; pass as_of= or add timestamps.")
