@@ -25,6 +25,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from .. import forecast as _forecast
+from .. import funnel as _funnel
+from .. import pipeline as _pipeline
 from ..exceptions import FunnelkitError
 from ..tables import report_table
 from .monthly import MonthlyReport, data_fingerprint, headline_record, headline_summary
@@ -261,8 +264,6 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
     by : str, optional
         A segment column to break the outcomes down by.
     """
-    from ..funnel import outcomes as _outcomes
-
     ss = report.stages
     if ss.won is None and not ss.lost:
         return note(f"Stage set {ss.name!r} has no won or lost outcomes, so there are no outcomes to report.")
@@ -271,7 +272,7 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
         return note(f"No lead was won or lost in {report.month:%B %Y}.")
     if by is not None and by not in closed.columns:
         return note(f"There is no column {by!r} in the data to break the outcomes down by.")
-    res = _outcomes(closed, stages=ss, by=by).drop(columns=["open", "open_amount"], errors="ignore")
+    res = _funnel.outcomes(closed, stages=ss, by=by).drop(columns=["open", "open_amount"], errors="ignore")
     if not report.has_amount:
         res = res.drop(columns=["won_amount"], errors="ignore")
     names = {"leads": "Leads closed", "won": "Won", "lost": "Lost", "win_rate": "Win rate",
@@ -315,21 +316,7 @@ def provenance(report: MonthlyReport) -> Section:
 # ---------------------------------------------------------------------------
 # sections over the pipeline, leak finder and forecast modules
 # ---------------------------------------------------------------------------
-def _module(name: str, attr: str):
-    """``funnelkit.<name>.<attr>``, or None when this funnelkit version lacks it."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(f"funnelkit.{name}"), attr)
-    except (ImportError, AttributeError):
-        return None
-
-
-def _unavailable(what: str, name: str, attr: str) -> Section:
-    return note(f"{what} is not available: this funnelkit version has no funnelkit.{name}.{attr}.")
-
-
-def _needs_outcomes(report: MonthlyReport, what: str) -> Section | None:
+def _needs_funnel.outcomes(report: MonthlyReport, what: str) -> Section | None:
     if report.stages.won is None:
         return note(f"{what} needs a won outcome, and stage set {report.stages.name!r} has none.")
     return None
@@ -342,11 +329,8 @@ def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
     months) on the report's leads as of its date; the biggest losses come
     first.
     """
-    fn = _module("funnel", "leaks")
-    if fn is None:
-        return _unavailable("The leak finder", "funnel", "leaks")
     try:
-        res = fn(report.log, stages=report.stages, as_of=report.as_of)
+        res = _funnel.leaks(report.log, stages=report.stages, as_of=report.as_of)
     except FunnelkitError as exc:
         return note(f"The leak finder could not judge this segment: {exc}")
     if res.empty:
@@ -374,16 +358,13 @@ def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
 
 def pipeline(report: MonthlyReport) -> Section:
     """The pipeline at the as-of date: open leads per stage, their value and age."""
-    snapshot, summary = _module("pipeline", "snapshot"), _module("pipeline", "stage_summary")
-    if snapshot is None or summary is None:
-        return _unavailable("The pipeline snapshot", "pipeline", "snapshot")
     try:
-        snap = snapshot(report.log, as_of=report.as_of, stages=report.stages)
+        snap = _pipeline.snapshot(report.log, as_of=report.as_of, stages=report.stages)
     except FunnelkitError as exc:
         return note(f"The pipeline snapshot could not be taken: {exc}")
     if snap.empty:
         return note(f"No lead was open on {report.as_of:%Y-%m-%d}.")
-    res = summary(snap)
+    res = _pipeline.stage_summary(snap)
     unknown = int(res["value_unknown"].sum()) if "value_unknown" in res.columns else 0
     known_values = report.has_amount and unknown < len(snap)
     if known_values:
@@ -408,12 +389,9 @@ def pipeline(report: MonthlyReport) -> Section:
 
 def stale(report: MonthlyReport, *, top: int = 20) -> Section:
     """Forgotten follow-ups: open leads sitting in their stage longer than usual, most overdue first."""
-    fn = _module("pipeline", "stale")
-    if fn is None:
-        return _unavailable("The stale list", "pipeline", "stale")
     owner = "owner" if "owner" in report.log.columns else None
     try:
-        res = fn(report.log, as_of=report.as_of, stages=report.stages, owner=owner)
+        res = _pipeline.stale(report.log, as_of=report.as_of, stages=report.stages, owner=owner)
     except FunnelkitError as exc:
         return note(f"The stale list could not be made: {exc}")
     if res.empty:
@@ -436,11 +414,8 @@ def stale(report: MonthlyReport, *, top: int = 20) -> Section:
 
 def bottleneck(report: MonthlyReport) -> Section:
     """Time spent in each stage and the stage that makes the cycle long."""
-    fn = _module("pipeline", "bottleneck")
-    if fn is None:
-        return _unavailable("Stage durations", "pipeline", "bottleneck")
     try:
-        res = fn(report.log, as_of=report.as_of, stages=report.stages)
+        res = _pipeline.bottleneck(report.log, as_of=report.as_of, stages=report.stages)
     except FunnelkitError as exc:
         return note(f"Stage durations could not be measured: {exc}")
     if res.empty:
@@ -465,16 +440,13 @@ def bottleneck(report: MonthlyReport) -> Section:
 
 def forecast(report: MonthlyReport) -> Section:
     """Wins and revenue expected next month from the open pipeline, with a range, against the target."""
-    fn = _module("forecast", "forecast")
-    if fn is None:
-        return _unavailable("The forecast", "forecast", "forecast")
-    missing = _needs_outcomes(report, "A forecast")
+    missing = _needs_funnel.outcomes(report, "A forecast")
     if missing is not None:
         return missing
     nxt = report.month + 1
     horizon = (nxt + 1).start_time.as_unit("ns") - pd.Timedelta(1, "ns") - report.as_of
     try:
-        fc = fn(report.log, as_of=report.as_of, horizon=horizon, stages=report.stages, seed=0)
+        fc = _forecast.forecast(report.log, as_of=report.as_of, horizon=horizon, stages=report.stages, seed=0)
     except FunnelkitError as exc:
         return note(f"The forecast could not be made: {exc}")
     t = fc.total.iloc[0]
@@ -518,10 +490,7 @@ def leads_needed(report: MonthlyReport) -> Section:
     answer comes from :func:`funnelkit.forecast.leads_needed` (the open
     pipeline's expected share first, then the new leads for the rest).
     """
-    fn = _module("forecast", "leads_needed")
-    if fn is None:
-        return _unavailable("Lead planning", "forecast", "leads_needed")
-    missing = _needs_outcomes(report, "Lead planning")
+    missing = _needs_funnel.outcomes(report, "Lead planning")
     if missing is not None:
         return missing
     if not report.revenue_target:
@@ -532,7 +501,7 @@ def leads_needed(report: MonthlyReport) -> Section:
     months = max(1, round(days / (365.25 / 12)))
     target = report.revenue_target * months
     try:
-        res = fn(report.log, target_revenue=target, as_of=report.as_of, period=f"{days}D", by=None,
+        res = _forecast.leads_needed(report.log, target_revenue=target, as_of=report.as_of, period=f"{days}D", by=None,
                  stages=report.stages, seed=0)
     except FunnelkitError as exc:
         return note(f"Lead planning could not be done: {exc}")
