@@ -316,7 +316,7 @@ def provenance(report: MonthlyReport) -> Section:
 # ---------------------------------------------------------------------------
 # sections over the pipeline, leak finder and forecast modules
 # ---------------------------------------------------------------------------
-def _needs_funnel.outcomes(report: MonthlyReport, what: str) -> Section | None:
+def _needs_outcomes(report: MonthlyReport, what: str) -> Section | None:
     if report.stages.won is None:
         return note(f"{what} needs a won outcome, and stage set {report.stages.name!r} has none.")
     return None
@@ -440,7 +440,7 @@ def bottleneck(report: MonthlyReport) -> Section:
 
 def forecast(report: MonthlyReport) -> Section:
     """Wins and revenue expected next month from the open pipeline, with a range, against the target."""
-    missing = _needs_funnel.outcomes(report, "A forecast")
+    missing = _needs_outcomes(report, "A forecast")
     if missing is not None:
         return missing
     nxt = report.month + 1
@@ -490,7 +490,7 @@ def leads_needed(report: MonthlyReport) -> Section:
     answer comes from :func:`funnelkit.forecast.leads_needed` (the open
     pipeline's expected share first, then the new leads for the rest).
     """
-    missing = _needs_funnel.outcomes(report, "Lead planning")
+    missing = _needs_outcomes(report, "Lead planning")
     if missing is not None:
         return missing
     if not report.revenue_target:
