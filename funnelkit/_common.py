@@ -83,3 +83,34 @@ def parse_as_of(value, *, name: str = "as_of", error: type[FunnelkitError] = Fun
     if end_of_day:
         ts = ts.normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
     return ts.as_unit("ns")
+
+
+def known_mask(lead_codes: np.ndarray, t_ns: np.ndarray, as_of_ns: int) -> np.ndarray:
+    """Events known at ``as_of_ns``: the one as-of rule, over integer arrays.
+
+    Dated events at or before ``as_of_ns``; undated events (``NAT``) of the
+    leads that have a dated event at or before it; and, when ``as_of_ns`` is
+    at or after the last dated event, the undated events of leads with no
+    dated event at all (a snapshot's undated deals exist at its end).
+    :func:`funnelkit.data.known_at` applies the same rule to a DataFrame.
+
+    Examples
+    --------
+    >>> codes = np.array([0, 0, 1, 1, 2])
+    >>> t = np.array([NAT, 5, NAT, 9, NAT])
+    >>> known_mask(codes, t, 6).tolist()
+    [True, True, False, False, False]
+    >>> known_mask(codes, t, 9).tolist()
+    [True, True, True, True, True]
+    """
+    codes = np.asarray(lead_codes, dtype=np.int64)
+    t = np.asarray(t_ns, dtype=np.int64)
+    dated = t != NAT
+    upto = dated & (t <= as_of_ns)
+    ok = codes >= 0
+    n = int(codes.max()) + 1 if codes.size and ok.any() else 0
+    known = np.bincount(codes[upto & ok], minlength=n) > 0
+    n_dated = np.bincount(codes[dated & ok], minlength=n)
+    at_end = (not dated.any()) or as_of_ns >= int(t[dated].max())
+    keep_lead = known | ((n_dated == 0) & at_end)
+    return upto | (~dated & ok & keep_lead[np.maximum(codes, 0)])

@@ -80,6 +80,7 @@ Segments: a lead belongs to the segment value on its first event.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -89,7 +90,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from ._common import as_list, require_columns
+from ._common import as_list, known_mask, parse_as_of, require_columns
 from .data import (
     AMOUNT,
     LEAD,
@@ -100,7 +101,7 @@ from .data import (
     checked_times,
     log_stage_set,
 )
-from .exceptions import FunnelSpecError, InvalidEventLogError, Problem
+from .exceptions import DataWarning, FunnelSpecError, InvalidEventLogError, Problem
 from .stages import LOST_ORDER, StageSet, get_stage_set
 
 __all__ = [
@@ -185,18 +186,13 @@ def _missing(log: pd.DataFrame, cols: Sequence[str]) -> None:
 
 
 def _as_of_ns(as_of, t: np.ndarray) -> int | None:
+    """The as-of instant in ns: a date means the end of that day, a timestamp that instant."""
     if as_of is None:
         return None
     if isinstance(as_of, str) and as_of == "end":
         known = t[t != _NAT]
         return int(known.max()) if known.size else _INF
-    try:
-        ts = pd.Timestamp(as_of)
-    except (TypeError, ValueError) as exc:
-        raise FunnelSpecError(f"as_of must be None, 'end' or a date; got {as_of!r}.") from exc
-    if ts.tzinfo is not None:
-        raise FunnelSpecError(f"as_of must be a naive date (the log's wall-clock time); got {as_of!r}.")
-    return int(ts.as_unit("ns").value)
+    return int(parse_as_of(as_of, name="as_of", error=FunnelSpecError).value)
 
 
 def _first_per_lead(lc: np.ndarray, cand: np.ndarray, n_leads: int) -> np.ndarray:
@@ -252,6 +248,9 @@ class _Journeys:
     segments: list[_Segment] = field(default_factory=list)
     as_of: int | None = None
     settings: dict = field(default_factory=dict)
+    lost_kind: np.ndarray | None = None  # (n,) index into ss.lost of the last lost outcome, -1 else
+    matured: np.ndarray | None = None  # (m, n) bool: the lead's time to move on from step k has run out
+    horizon: np.ndarray | None = None  # (m,) ns per step, -1 where none applies
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -355,6 +354,63 @@ def _label_codes(log: pd.DataFrame, ss: StageSet, stage: str) -> np.ndarray:
     return lut[np.where(codes < 0, len(lut) - 1, codes)]
 
 
+#: Share of a step's eventual conversions the learned horizon covers.
+HORIZON_QUANTILE = 0.95
+#: Fewest conversions at a step to learn its own horizon (else the steps are pooled).
+_MIN_LEARN = 20
+
+
+def _learn_horizon(reached, rtime, outcome, closed_at, as_of_ns, ruled) -> tuple[np.ndarray, str]:
+    """Per step, the time within which ``HORIZON_QUANTILE`` of its conversions happen.
+
+    Estimated with censoring: for the leads that reached step k at a known
+    time, moving on to step k+1 is the event, reaching an outcome without it
+    competes, and open leads are censored at ``as_of``; the horizon is the
+    ``HORIZON_QUANTILE`` point of the Aalen-Johansen cumulative incidence,
+    relative to its plateau, rounded up to whole days.  Steps with fewer than
+    ``_MIN_LEARN`` conversions use the steps pooled; nothing to learn from
+    gives -1 everywhere (and a DataWarning from the caller).
+    """
+    m = reached.shape[0]
+    out = np.full(m, -1, dtype=np.int64)
+    per_step = []
+    for k in range(m - 1):
+        if ruled[k]:
+            per_step.append(None)
+            continue
+        tk = rtime[k]
+        at = reached[k] & (tk != _NAT)
+        conv = at & reached[k + 1] & (rtime[k + 1] != _NAT)
+        gone = at & ~reached[k + 1] & (outcome != 0) & (closed_at != _NAT)
+        end = np.where(conv, rtime[k + 1], np.where(gone, closed_at, as_of_ns))
+        d = np.maximum(end[at] - tk[at], 0) / _DAY_NS
+        e = np.where(conv, 1, np.where(gone, 2, 0))[at]
+        per_step.append((d, e))
+    pooled_d = [x[0] for x in per_step if x is not None]
+    pooled_e = [x[1] for x in per_step if x is not None]
+    pooled = np.nan
+    if pooled_d and sum(int((e == 1).sum()) for e in pooled_e) >= _MIN_LEARN:
+        pooled = stats.incidence_quantile(np.concatenate(pooled_d), np.concatenate(pooled_e), HORIZON_QUANTILE)
+    source = "learned"
+    for k, x in enumerate(per_step):
+        if x is None:
+            continue
+        d, e = x
+        q = stats.incidence_quantile(d, e, HORIZON_QUANTILE) if (e == 1).sum() >= _MIN_LEARN else pooled
+        if np.isfinite(q):
+            out[k] = int(np.ceil(max(q, 1.0))) * _DAY_NS
+    if (out[:-1][~ruled[:-1]] < 0).all():
+        source = "none"
+    return out, source
+
+
+def _horizon_attr(horizon: np.ndarray, steps) -> dict | None:
+    """The horizon per step in days, for ``attrs``."""
+    if horizon is None or (horizon < 0).all():
+        return None
+    return {s: (float(h) / _DAY_NS if h >= 0 else None) for s, h in zip(steps[:-1], horizon[:-1])}
+
+
 def _journeys(
     log: pd.DataFrame,
     ss: StageSet,
@@ -367,6 +423,7 @@ def _journeys(
     infer_skipped: bool | None = None,
     as_of="end",
     stale_after="horizon",
+    value: str | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
     time: str = TIME,
@@ -377,7 +434,7 @@ def _journeys(
     if mode not in MODES:
         raise FunnelSpecError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}.")
     if infer_skipped is None:
-        infer_skipped = mode != "strict"
+        infer_skipped = mode != "strict" and ss.infers_skipped
     if mode == "strict" and infer_skipped:
         raise FunnelSpecError(
             "mode='strict' allows no other stage between two steps, so skipped stages cannot be "
@@ -389,10 +446,20 @@ def _journeys(
     w = _duration(window, "window")
     sw = _parse_step_windows(step_windows, steps, ss)
     excl = _parse_exclude(exclude, ss)
-    if isinstance(stale_after, str) and stale_after == "horizon":
-        stale = None if ss.horizon_days is None else int(ss.horizon_days) * _DAY_NS
+    learn = False
+    stale_from_set = False
+    if isinstance(stale_after, str) and stale_after in ("horizon", "learn"):
+        if stale_after == "horizon" and ss.horizon_days is not None:
+            stale = int(round(float(ss.horizon_days) * _DAY_NS))
+            stale_from_set = True
+        else:
+            stale, learn = None, True
     else:
         stale = _duration(stale_after, "stale_after")
+    if value is None:
+        value = ss.value
+    if value not in ("last", "sum"):
+        raise FunnelSpecError(f"value must be 'last' (deal value) or 'sum' (over events); got {value!r}.")
 
     order = checked_order(log, ss, stage=stage)
     t = checked_times(log, time=time)
@@ -413,10 +480,12 @@ def _journeys(
 
     as_of_ns = _as_of_ns(as_of, t)
     keep = None
-    if as_of_ns is not None and as_of != "end":
-        after = (t != _NAT) & (t > as_of_ns)
-        if after.any():
-            keep = ~after
+    if as_of_ns is not None and not (isinstance(as_of, str) and as_of == "end"):
+        # the one as-of rule (data.known_at): nothing from after as_of, not even
+        # the existence of a lead whose only events then are undated
+        known = known_mask(lead_codes, t, as_of_ns)
+        if not known.all():
+            keep = known
     sort_key = np.where(order == LOST_ORDER, np.iinfo(np.int32).max, order)
 
     lc, tt, oo, sk = lead_codes.astype(np.int64), t, order, sort_key
@@ -553,6 +622,12 @@ def _journeys(
     outcome = np.zeros(n, dtype=np.int8)
     outcome[has_oc] = np.where(is_won[last_oc[has_oc]], 1, 2)
     closed_at = np.where(has_oc, tt[np.maximum(last_oc, 0)] if n_ev else _NAT, _NAT)
+    lost_kind = np.full(n, -1, dtype=np.int64)
+    if len(ss.lost) > 1 and has_oc.any():
+        lab = take(_label_codes(log, ss, stage))
+        lost_kind[has_oc] = np.where(outcome[has_oc] == 2, lab[last_oc[has_oc]] - len(ss.steps), -1)
+    elif len(ss.lost) == 1:
+        lost_kind[outcome == 2] = 0
     last_event = tt[last_pos] if n else np.zeros(0, dtype=np.int64)
 
     # exclusion: an excluded label strictly between two reached steps
@@ -569,31 +644,54 @@ def _journeys(
             hit[both] = between > 0
             excluded |= hit
 
-    # in flight at the last reached step
+    # maturity: per lead and step k, the deadline to move on to step k+1
+    # (window from the anchor, step window, else the horizon); a lead is
+    # *matured* at k once its deadline has passed (or, deadline unknown, once
+    # it is decided there), and only matured leads enter step k's rate
+    matured = reached.copy()
     in_flight = np.zeros(n, dtype=bool)
+    horizon = np.full(m, -1, dtype=np.int64)
+    horizon_source = "none"
     if as_of_ns is not None and n:
-        has_outcomes = ss.won is not None or bool(ss.lost)
-        cand = (r >= 1) & (r < m) & (outcome == 0)
-        k_last = np.clip(r - 1, 0, m - 1)
-        t_last = rtime[k_last, np.arange(n)]
-        nxt = np.clip(r, 0, m - 1)
-        deadline = np.full(n, _INF, dtype=np.int64)
-        ruled = np.zeros(n, dtype=bool)
+        ruled = np.zeros(m, dtype=bool)
         if w is not None:
-            known = anchor != _NAT
-            deadline = np.where(known, np.minimum(deadline, anchor + w), deadline)
-            ruled |= True
-        sw_next = sw[nxt]
-        has_sw = sw_next >= 0
-        if has_sw.any():
-            known = has_sw & (t_last != _NAT)
-            deadline = np.where(known, np.minimum(deadline, t_last + sw_next), deadline)
-            ruled |= has_sw
-        if stale is not None and has_outcomes:
-            use = ~ruled & (t_last != _NAT)
-            deadline = np.where(use, np.minimum(deadline, t_last + stale), deadline)
-        unknown_deadline = deadline == _INF
-        in_flight = cand & np.where(unknown_deadline, has_outcomes, as_of_ns < deadline)
+            ruled[:] = True
+        ruled[:-1] |= sw[1:] >= 0
+        if stale is not None:
+            horizon[:] = stale
+            horizon_source = "given" if not stale_from_set else "stage set"
+        elif learn and not ruled[:-1].all():
+            horizon[:], horizon_source = _learn_horizon(
+                reached, rtime, outcome, closed_at, as_of_ns, ruled
+            )
+            if horizon_source == "none" and bool(((r >= 1) & (r < m) & (outcome == 0)).any()):
+                warnings.warn(
+                    "no step has conversions to learn a horizon from, so open leads stay in flight "
+                    "and each rate is over decided leads only (censored-only); pass stale_after= "
+                    "(days) or set horizon_days on the stage set.",
+                    DataWarning,
+                    stacklevel=3,
+                )
+        horizon[ruled] = -1
+        horizon[-1] = -1
+        deadline = np.full((m, n), _INF, dtype=np.int64)
+        if w is not None:
+            deadline = np.where(anchor != _NAT, np.minimum(deadline, anchor + w), deadline)
+        for k in range(m - 1):
+            tk = rtime[k]
+            if sw[k + 1] >= 0:
+                deadline[k] = np.where(tk != _NAT, np.minimum(deadline[k], tk + sw[k + 1]), deadline[k])
+            elif horizon[k] >= 0:
+                deadline[k] = np.where(tk != _NAT, np.minimum(deadline[k], tk + horizon[k]), deadline[k])
+        deadline[-1] = _INF
+        converted_next = np.zeros((m, n), dtype=bool)
+        converted_next[:-1] = reached[1:]
+        decided = converted_next | (outcome != 0)[None, :]
+        matured = reached & np.where(deadline == _INF, decided, deadline <= as_of_ns)
+        matured[-1] = reached[-1]
+        ar = np.arange(n)
+        k_last = np.clip(r - 1, 0, m - 1)
+        in_flight = (r >= 1) & (r < m) & (outcome == 0) & ~matured[k_last, ar]
 
     segments = []
     for col, codes, cats, is_cat in seg_raw:
@@ -602,8 +700,14 @@ def _journeys(
     amount_lead = None
     if amt is not None:
         a = take(amt)
-        lp = _last_per_lead(lc, np.flatnonzero(~np.isnan(a)), n)
-        amount_lead = np.where(lp >= 0, a[np.maximum(lp, 0)] if n_ev else np.nan, np.nan)
+        has = ~np.isnan(a)
+        if value == "sum":
+            tot = np.bincount(lc[has], weights=a[has], minlength=n)
+            cnt = np.bincount(lc[has], minlength=n)
+            amount_lead = np.where(cnt > 0, tot, np.nan)
+        else:
+            lp = _last_per_lead(lc, np.flatnonzero(has), n)
+            amount_lead = np.where(lp >= 0, a[np.maximum(lp, 0)] if n_ev else np.nan, np.nan)
 
     return _Journeys(
         ss=ss,
@@ -622,6 +726,9 @@ def _journeys(
         amount=amount_lead,
         segments=segments,
         as_of=as_of_ns,
+        lost_kind=lost_kind,
+        matured=matured,
+        horizon=horizon,
         settings={
             "mode": mode,
             "window": window,
@@ -630,6 +737,9 @@ def _journeys(
             "infer_skipped": infer_skipped,
             "as_of": None if as_of_ns is None or as_of_ns == _INF else pd.Timestamp(as_of_ns),
             "stale_after": None if stale is None else pd.Timedelta(stale),
+            "horizon": _horizon_attr(horizon, steps),
+            "horizon_source": horizon_source,
+            "value": value,
         },
     )
 
@@ -781,14 +891,12 @@ class _Counts:
     inferred: np.ndarray
     amount_entered: np.ndarray
     excluded: np.ndarray  # (G,)
+    matured: np.ndarray  # leads whose time to move on has run out
+    matured_converted: np.ndarray  # of those, the ones that moved on
 
     @property
     def dropped(self) -> np.ndarray:
         return self.entered - self.converted - self.in_flight
-
-    @property
-    def matured(self) -> np.ndarray:
-        return self.entered - self.in_flight
 
 
 def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
@@ -808,6 +916,14 @@ def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
     inferred = np.vstack(
         [np.bincount(gi, weights=j.inferred[k][inc], minlength=n_groups) for k in range(m)]
     ).T
+    mat = j.matured if j.matured is not None else j.reached
+    matured = np.zeros((n_groups, m), dtype=np.int64)
+    matured_converted = np.zeros((n_groups, m), dtype=np.int64)
+    for k in range(m):
+        mk = mat[k] & inc
+        matured[:, k] = np.bincount(g[mk], minlength=n_groups)
+        if k < m - 1:
+            matured_converted[:, k] = np.bincount(g[mk & j.reached[k + 1]], minlength=n_groups)
     if j.amount is not None:
         a = np.nan_to_num(j.amount[inc], nan=0.0)
         ah = np.bincount(key, weights=a, minlength=size).reshape(n_groups, m + 1)
@@ -823,6 +939,8 @@ def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
         inferred=np.rint(inferred).astype(np.int64),
         amount_entered=amount_entered,
         excluded=excluded.astype(np.int64),
+        matured=matured,
+        matured_converted=matured_converted,
     )
 
 
@@ -834,18 +952,18 @@ def _funnel_table(
     n_groups = c.entered.shape[0]
     last = np.zeros((n_groups, m), dtype=bool)
     last[:, -1] = True
-    matured = c.matured
+    matured, mconv = c.matured, c.matured_converted
     with np.errstate(invalid="ignore", divide="ignore"):
-        step_rate = np.where(last | (matured == 0), np.nan, c.converted / np.where(matured > 0, matured, 1))
-    lo, hi = stats.proportion_ci(np.where(last, 0, c.converted), np.where(last, 0, matured), level=level, method=method)
+        step_rate = np.where(last | (matured == 0), np.nan, mconv / np.where(matured > 0, matured, 1))
+    lo, hi = stats.proportion_ci(np.where(last, 0, mconv), np.where(last, 0, matured), level=level, method=method)
     top = c.entered[:, :1]
     with np.errstate(invalid="ignore", divide="ignore"):
         overall = np.where(top > 0, c.entered / np.where(top > 0, top, 1), np.nan)
     olo, ohi = stats.proportion_ci(c.entered, np.broadcast_to(top, c.entered.shape), level=level, method=method)
-    any_flight = c.in_flight.sum(axis=1) > 0
-    for gi in np.flatnonzero(any_flight):
-        # life table: product of the step conversions over matured leads
-        est, l2, h2 = stats.chained_proportion_ci(c.converted[gi, :-1], matured[gi, :-1], level=level)
+    young = (matured[:, :-1] < c.entered[:, :-1]).any(axis=1)
+    for gi in np.flatnonzero(young):
+        # life table: the product of the step conversions over matured leads
+        est, l2, h2 = stats.chained_proportion_ci(mconv[gi, :-1], matured[gi, :-1], level=level)
         overall[gi, 1:], olo[gi, 1:], ohi[gi, 1:] = est, l2, h2
         olo[gi, 0], ohi[gi, 0] = stats.proportion_ci(top[gi, 0], top[gi, 0], level=level, method=method)
     amount_converted = np.full((n_groups, m), np.nan)
@@ -866,6 +984,7 @@ def _funnel_table(
             "dropped": masked_int(c.dropped),
             "in_flight": masked_int(c.in_flight),
             "matured": masked_int(matured),
+            "matured_converted": masked_int(mconv),
             "step_conversion": flat(step_rate),
             "step_ci_low": np.where(np.isnan(flat(step_rate)), np.nan, flat(lo)),
             "step_ci_high": np.where(np.isnan(flat(step_rate)), np.nan, flat(hi)),
@@ -884,6 +1003,7 @@ def _funnel_table(
         res = pd.concat([seg, res], axis=1)
     res.attrs["level"] = level
     res.attrs["funnel"] = dict(j.settings, stages=j.ss.name, method=method)
+    res.attrs["horizon"] = j.settings.get("horizon")
     return res
 
 
@@ -999,54 +1119,105 @@ def outcomes(
     *,
     stages: StageSet | str | Sequence[str] | None = None,
     by: str | Sequence[str] | None = None,
+    as_of: str | pd.Timestamp | None = "end",
+    stale_after: Duration | str | None = "horizon",
+    value: str | None = None,
     level: float = 0.95,
     lead: str = LEAD,
     stage: str = STAGE,
     time: str = TIME,
     amount: str | None = AMOUNT,
 ) -> pd.DataFrame:
-    """Won, lost and open leads and the win rate, per segment.
+    """Won, lost, stalled and open leads and the win rate, per segment.
 
-    The win rate is ``won / (won + lost)``: over *closed* leads only, since an
-    open lead has not failed yet.  Its interval is Wilson's.
+    Every lead known at ``as_of`` is counted once, by its last outcome:
+    *won*, *lost* (each ``lost`` outcome of the stage set also gets its own
+    column when there are several), *stalled* (no outcome, and it has not
+    moved on within the horizon of the step it sits at: the same rule that
+    makes a lead *dropped* in :func:`conversion`) or *open* (no outcome yet,
+    still within its time: the funnel's *in flight*).  So a stage set with
+    no lost outcome does not make every unconverted lead a future win.
+
+    ``win_rate`` is the funnel's estimate of a lead's chance to be won: the
+    product of the step conversions over matured leads (exactly
+    :func:`conversion`'s ``overall_conversion`` at the won step, with its
+    interval), so young leads neither inflate nor deflate it.
+    ``decided_win_rate`` is the plain ``won / (won + lost + stalled)`` over
+    decided leads of every age, for reference (a CRM's "closed win rate" is
+    ``won / (won + lost)``).
+
+    Parameters
+    ----------
+    as_of, stale_after, value
+        As in :func:`conversion`; ``as_of=None`` never calls a lead stalled.
 
     Returns
     -------
     DataFrame
-        The ``by`` columns, ``leads``, ``won``, ``lost``, ``open``,
-        ``win_rate``, ``ci_low``, ``ci_high``, ``won_amount``,
-        ``open_amount``.
+        The ``by`` columns, ``leads``, ``won``, ``lost``, ``lost_<outcome>``
+        (with several lost outcomes), ``stalled``, ``open``, ``win_rate``,
+        ``ci_low``, ``ci_high``, ``decided_win_rate``, ``won_amount``,
+        ``open_amount``, ``stalled_amount``.
+        ``attrs["horizon"]``: days per step.
 
     Examples
     --------
     >>> import funnelkit as fk
     >>> o = fk.funnel.outcomes(fk.datasets.load_demo())
-    >>> int(o.loc[0, "won"] + o.loc[0, "lost"] + o.loc[0, "open"]) == int(o.loc[0, "leads"])
+    >>> int(o.loc[0, ["won", "lost", "stalled", "open"]].sum()) == int(o.loc[0, "leads"])
     True
     """
     ss = resolve_stages(log, stages)
     by = as_list(by)
-    j = _journeys(log, ss, by=by, as_of=None, lead=lead, stage=stage, time=time, amount=amount)
+    j = _journeys(log, ss, by=by, as_of=as_of, stale_after=stale_after, value=value,
+                  lead=lead, stage=stage, time=time, amount=amount)
     g, gvals = _groups(j)
     n_groups = max(len(gvals), 1)
-    counts = {
-        name: np.bincount(g, weights=(j.outcome == code), minlength=n_groups).astype(np.int64)
-        for code, name in enumerate(["open", "won", "lost"])
-    }
+    known = j.r >= 1
+    is_open = (j.outcome == 0) & known
+    stalled = is_open & ~j.in_flight & (j.r < j.m) if j.as_of is not None else np.zeros(j.n, dtype=bool)
+    flying = is_open & ~stalled
+
+    def count(mask):
+        return np.bincount(g[mask], minlength=n_groups).astype(np.int64)
+
     agg = gvals.copy() if len(gvals.columns) else pd.DataFrame(index=pd.RangeIndex(1))
-    agg["won"], agg["lost"], agg["open"] = counts["won"], counts["lost"], counts["open"]
-    agg["leads"] = agg["won"] + agg["lost"] + agg["open"]
-    closed = agg["won"] + agg["lost"]
+    agg["won"], agg["lost"] = count(j.outcome == 1), count(j.outcome == 2)
+    lost_cols = []
+    if len(ss.lost) > 1:
+        for i, name in enumerate(ss.lost):
+            col = f"lost_{name}"
+            agg[col] = count((j.outcome == 2) & (j.lost_kind == i))
+            lost_cols.append(col)
+    agg["stalled"], agg["open"] = count(stalled), count(flying)
+    agg["leads"] = agg["won"] + agg["lost"] + agg["stalled"] + agg["open"]
+    decided = agg["won"] + agg["lost"] + agg["stalled"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        agg["win_rate"] = agg["won"] / closed
-    agg["ci_low"], agg["ci_high"] = stats.proportion_ci(agg["won"], closed, level=level)
-    cols = [*by, "leads", "won", "lost", "open", "win_rate", "ci_low", "ci_high"]
+        agg["decided_win_rate"] = agg["won"] / decided.where(decided > 0)
+    if ss.won is None:
+        agg["win_rate"] = agg["ci_low"] = agg["ci_high"] = np.nan
+    else:
+        # the funnel's own estimate: the product of the step conversions over
+        # matured leads (conversion()'s overall_conversion at the won step)
+        c = _counts(j, g, n_groups)
+        rate, lo, hi = (np.full(n_groups, np.nan) for _ in range(3))
+        for gi in range(n_groups):
+            est, l2, h2 = stats.chained_proportion_ci(
+                c.matured_converted[gi, :-1], c.matured[gi, :-1], level=level)
+            if est.size:
+                rate[gi], lo[gi], hi[gi] = est[-1], l2[-1], h2[-1]
+        agg["win_rate"], agg["ci_low"], agg["ci_high"] = rate, lo, hi
+    cols = [*by, "leads", "won", "lost", *lost_cols, "stalled", "open", "win_rate", "ci_low", "ci_high",
+            "decided_win_rate"]
     if j.amount is not None:
         a = np.nan_to_num(j.amount, nan=0.0)
-        agg["won_amount"] = np.bincount(g, weights=np.where(j.outcome == 1, a, 0.0), minlength=n_groups)
-        agg["open_amount"] = np.bincount(g, weights=np.where(j.outcome == 0, a, 0.0), minlength=n_groups)
-        cols += ["won_amount", "open_amount"]
-    return agg[cols].reset_index(drop=True)
+        for col, mask in (("won_amount", j.outcome == 1), ("open_amount", flying), ("stalled_amount", stalled)):
+            agg[col] = np.bincount(g, weights=np.where(mask, a, 0.0), minlength=n_groups)
+            cols.append(col)
+    out = agg[cols].reset_index(drop=True)
+    out.attrs["horizon"] = j.settings.get("horizon")
+    out.attrs["funnel"] = dict(j.settings, stages=ss.name)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -1130,6 +1301,12 @@ def _months_spanned(j: _Journeys) -> float:
     return max((a.max() - a.min()) / _DAY_NS / _MONTH_DAYS, 1.0)
 
 
+def _matured_won(j: _Journeys, g: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group: leads matured at the first step that reached the last step."""
+    sel = j.included & j.matured[0] & j.reached[-1]
+    return np.bincount(g[sel], minlength=n_groups).astype(float)
+
+
 def _lookup_segment(gvals: pd.DataFrame, value, by: list[str]) -> int:
     want = value if isinstance(value, tuple) else (value,)
     if len(want) != len(by):
@@ -1170,15 +1347,23 @@ def compare(
 ) -> pd.DataFrame:
     """Compare segments at every step: rates, difference with interval, test.
 
-    Each transition (step k -> k+1, over matured leads, see
-    :func:`conversion`) and, with ``overall=True``, the whole funnel (first
-    step -> last step, over leads not in flight anywhere) is compared either
-    for each segment against all the other leads (``against="rest"``) or for
-    two named segments (``against=(a, b)``).
+    Each transition (step k -> k+1, over the leads *matured* at step k: those
+    whose time to move on has run out, see :func:`conversion`) and, with
+    ``overall=True``, the whole funnel (first step -> last step) is compared
+    either for each segment against all the other leads (``against="rest"``)
+    or for two named segments (``against=(a, b)``).  Only matured leads are
+    compared, so a young segment (most of its leads entered recently) is
+    judged on the same footing as an old one, neither by its quick wins nor
+    by its quick losses.
 
-    The test is Pearson's chi-square on the 2x2 table, or Fisher's exact test
-    when an expected count is below 5; p-values are adjusted for the number
-    of comparisons made (Benjamini-Hochberg false discovery rate).  Rows
+    A step's test is Pearson's chi-square on the 2x2 table of matured leads,
+    or Fisher's exact test when an expected count is below 5.  The overall
+    rate is the life-table product of the step rates (``conversion()``'s
+    ``overall_conversion``) and its test the delta-method z-test of the
+    difference of two products (``test == "life-table z"``); its ``leads``
+    are the leads matured at the first step and ``converted`` those of them
+    that were won.  p-values are adjusted for the number of comparisons made
+    (Benjamini-Hochberg false discovery rate).  Rows
     where either side has fewer than ``min_leads`` matured leads are shown
     but not tested (``too_small``), so tiny segments do not make noise.
 
@@ -1212,8 +1397,9 @@ def compare(
         ``rate_ci_high``, ``reference`` (``"rest"`` or the other segment),
         ``ref_leads``, ``ref_converted``, ``ref_rate``, ``difference``
         (``rate - ref_rate``), ``diff_ci_low``, ``diff_ci_high``, ``ratio``
-        (``rate / ref_rate``), ``test`` (``"chi2"``/``"fisher"``),
-        ``p_value``, ``p_adjusted``, ``significant``, ``too_small``.
+        (``rate / ref_rate``), ``test`` (``"chi2"``, ``"fisher"`` or
+        ``"life-table z"``), ``p_value``, ``p_adjusted``, ``significant``,
+        ``too_small``.
 
     Examples
     --------
@@ -1233,19 +1419,10 @@ def compare(
     steps = list(j.steps)
     m = len(steps)
     mat = c.matured[:, :-1].astype(float)
-    conv = c.converted[:, :-1].astype(float)
+    conv = c.matured_converted[:, :-1].astype(float)
     trans = [f"{steps[k]} -> {steps[k + 1]}" for k in range(m - 1)]
     names, nxt, kinds, idx = list(steps[:-1]), list(steps[1:]), ["step"] * (m - 1), list(range(m - 1))
-    if overall and m > 1:
-        n_all = c.entered[:, 0] - c.in_flight.sum(axis=1)
-        mat = np.column_stack([mat, n_all])
-        conv = np.column_stack([conv, c.entered[:, -1]])
-        trans.append(f"{steps[0]} -> {steps[-1]} (overall)")
-        names.append(steps[0])
-        nxt.append(steps[-1])
-        kinds.append("overall")
-        idx.append(0)
-    T = len(trans)
+    K = m - 1
     if isinstance(against, str):
         if against != "rest":
             raise FunnelSpecError(f"against must be 'rest' or a pair of segments (a, b); got {against!r}.")
@@ -1263,16 +1440,61 @@ def compare(
         x2, n2 = conv[[b]], mat[[b]]
         ref_label = np.array([_label(gvals, b)], dtype=object)
     G = len(rows)
-    x1, n1, x2, n2 = (np.asarray(v, dtype=float).reshape(-1) for v in (x1, n1, x2, n2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        r1 = np.where(n1 > 0, x1 / n1, np.nan)
-        r2 = np.where(n2 > 0, x2 / n2, np.nan)
-    lo1, hi1 = stats.proportion_ci(x1, n1, level=level, method=method)
-    dlo, dhi = stats.diff_ci(x1, n1, x2, n2, level=level)
+        r1 = np.where(n1 > 0, x1 / np.where(n1 > 0, n1, 1), np.nan)
+        r2 = np.where(n2 > 0, x2 / np.where(n2 > 0, n2, 1), np.nan)
+    fl = [np.asarray(v, dtype=float).reshape(-1) for v in (x1, n1, x2, n2)]
+    lo1, hi1 = (v.reshape(G, K) for v in stats.proportion_ci(fl[0], fl[1], level=level, method=method))
+    dlo, dhi = (v.reshape(G, K) for v in stats.diff_ci(*fl, level=level))
     small = (n1 < min_leads) | (n2 < min_leads)
-    p, test = stats.compare_proportions(np.where(small, 0, x1), np.where(small, 0, n1), x2, n2)
-    p = np.where(small, np.nan, p)
-    test = np.where(small, "", test)
+    sf = small.reshape(-1)
+    p, test = stats.compare_proportions(np.where(sf, 0, fl[0]), np.where(sf, 0, fl[1]), fl[2], fl[3])
+    p = np.where(sf, np.nan, p).reshape(G, K)
+    test = np.where(sf, "", test).reshape(G, K).astype(object)
+    lead_n1, lead_x1 = n1.copy(), x1.copy()
+    lead_n2, lead_x2 = n2.copy(), x2.copy()
+    if overall and m > 1:
+        # end to end: the life-table product of the step rates on each side,
+        # the same estimate as conversion()'s overall_conversion, with a
+        # delta-method z-test (unbiased when a segment is young)
+        P1, P2, dd, ddlo, ddhi, pp = stats.chained_difference(x1, n1, x2, n2, level=level)
+        olo1, ohi1 = np.full(G, np.nan), np.full(G, np.nan)
+        for i in range(G):
+            est, l_, h_ = stats.chained_proportion_ci(x1[i], n1[i], level=level)
+            olo1[i], ohi1[i] = l_[-1], h_[-1]
+        osmall = (n1[:, 0] < min_leads) | (n2[:, 0] < min_leads) | np.isnan(dd)
+        r1 = np.column_stack([r1, P1])
+        r2 = np.column_stack([r2, P2])
+        lo1 = np.column_stack([lo1, olo1])
+        hi1 = np.column_stack([hi1, ohi1])
+        dlo = np.column_stack([dlo, ddlo])
+        dhi = np.column_stack([dhi, ddhi])
+        small = np.column_stack([small, osmall])
+        p = np.column_stack([p, np.where(osmall, np.nan, pp)])
+        test = np.column_stack([test, np.where(osmall, "", "life-table z")])
+        # leads and conversions shown for the overall row: those matured at the
+        # first step, and how many of them were won
+        lead_n1 = np.column_stack([n1, n1[:, 0]])
+        lead_n2 = np.column_stack([n2, n2[:, 0]])
+        top_won1 = _matured_won(j, g, len(gvals))
+        if isinstance(against, str):
+            top_won2 = top_won1.sum() - top_won1
+            top_won1 = top_won1[rows]
+        else:
+            top_won2 = top_won1[[b]]
+            top_won1 = top_won1[rows]
+        lead_x1 = np.column_stack([x1, top_won1])
+        lead_x2 = np.column_stack([x2, top_won2])
+        trans.append(f"{steps[0]} -> {steps[-1]} (overall)")
+        names.append(steps[0])
+        nxt.append(steps[-1])
+        kinds.append("overall")
+        idx.append(0)
+    T = len(trans)
+    r1, r2, lo1, hi1, dlo, dhi, small, p, test = (
+        np.asarray(v).reshape(-1) for v in (r1, r2, lo1, hi1, dlo, dhi, small, p, test)
+    )
+    p = p.astype(float)
     padj = stats.bh_adjust(p)
     res = pd.DataFrame(
         {
@@ -1281,14 +1503,14 @@ def compare(
             "next_step": pd.Categorical(np.tile(nxt, G), categories=steps, ordered=True),
             "step_index": np.tile(idx, G),
             "kind": np.tile(kinds, G),
-            "leads": n1.astype(np.int64),
-            "converted": x1.astype(np.int64),
+            "leads": np.asarray(lead_n1).reshape(-1).astype(np.int64),
+            "converted": np.asarray(lead_x1).reshape(-1).astype(np.int64),
             "rate": r1,
             "rate_ci_low": lo1,
             "rate_ci_high": hi1,
             "reference": np.repeat(ref_label, T),
-            "ref_leads": n2.astype(np.int64),
-            "ref_converted": x2.astype(np.int64),
+            "ref_leads": np.asarray(lead_n2).reshape(-1).astype(np.int64),
+            "ref_converted": np.asarray(lead_x2).reshape(-1).astype(np.int64),
             "ref_rate": r2,
             "difference": r1 - r2,
             "diff_ci_low": dlo,
@@ -1339,9 +1561,11 @@ def leaks(
     """Find the leaks: transitions ranked by the conversions they lose.
 
     Every transition (step k -> k+1; per segment with ``by=``) is set
-    against a benchmark rate, and the conversions lost are
-    ``leads x (benchmark rate - rate)`` over its matured leads, expressed
-    per month.  The biggest loss comes first, with a sentence saying it in
+    against a benchmark rate.  Rates are over matured leads (those whose
+    time to move on has run out, see :func:`conversion`), so young segments
+    and recent periods are judged fairly; the conversions lost are
+    ``entered x (benchmark rate - rate)`` over every lead that entered the
+    step, expressed per month.  The biggest loss comes first, with a sentence saying it in
     plain words.
 
     Benchmarks
@@ -1399,7 +1623,7 @@ def leaks(
     >>> import funnelkit as fk
     >>> lk = fk.funnel.leaks(fk.datasets.load_demo(), by="product", noun="deals")
     >>> print(lk["sentence"].iloc[0])  # doctest: +ELLIPSIS
-    Enterprise: proposal -> close converts 23% against 61% for the other products: about 8 deals lost per month...
+    Enterprise: proposal -> close converts 20% against 60% for the other products: about 7 deals lost per month...
     """
     by = as_list(by)
     if benchmark is None:
@@ -1424,9 +1648,10 @@ def leaks(
                 "benchmark='previous' or a mapping of target rates."
             )
         n = c.matured[:, :K].astype(float)
-        x = c.converted[:, :K].astype(float)
+        x = c.matured_converted[:, :K].astype(float)
         bn, bx = n.sum(axis=0) - n, x.sum(axis=0) - x
         n, x, bn, bx = (v.reshape(-1) for v in (n, x, bn, bx))
+        volume = c.entered[:, :K].astype(float).reshape(-1)
         months = np.full(n.size, _months_spanned(j))
         what = np.full(n.size, f"for the other {_plural(by[0] if len(by) == 1 else 'segment')}", dtype=object)
         keep = np.ones(n.size, dtype=bool)
@@ -1435,6 +1660,7 @@ def leaks(
         n, x, bn, bx, months, what, when = _previous_periods(
             j, g, G, freq=freq, recent=recent, lookback=lookback
         )
+        volume = n
         keep = np.ones(n.size, dtype=bool)
         kind = "counts"
     elif isinstance(benchmark, Mapping):
@@ -1445,9 +1671,10 @@ def leaks(
                 raise FunnelSpecError(f"target rate for {key!r} must be between 0 and 1, got {rate!r}.")
             targets[k] = float(rate)
         n = c.matured[:, :K].astype(float).reshape(-1)
-        x = c.converted[:, :K].astype(float).reshape(-1)
+        x = c.matured_converted[:, :K].astype(float).reshape(-1)
         bx = np.tile(targets, G)
         bn = np.full(n.size, np.nan)
+        volume = c.entered[:, :K].astype(float).reshape(-1)
         months = np.full(n.size, _months_spanned(j))
         what = np.full(n.size, "a target of", dtype=object)
         keep = ~np.isnan(bx)
@@ -1462,7 +1689,9 @@ def leaks(
             brate = bx
         else:
             brate = np.where(bn > 0, bx / bn, np.nan)
-    lost = n * (brate - rate)
+    # the rate is judged on matured leads; the loss applies to every lead
+    # that entered the step (the volume), young ones included
+    lost = volume * (brate - rate)
     per_month = lost / months
     small = (n < min_leads) | ((bn < min_leads) if kind == "counts" else np.zeros(n.size, dtype=bool))
     small |= np.isnan(brate) | np.isnan(rate)
@@ -1537,9 +1766,10 @@ def _previous_periods(j: _Journeys, g: np.ndarray, G: int, *, freq: str, recent:
     """Counts per (segment, transition) in the recent mature periods and the ones before.
 
     A period is *immature* for a transition when more than 5% of the leads
-    that entered the step in it are still in flight; immature periods are
-    left out of both sides (their matured leads are mostly the quick
-    decisions, which would bias the comparison).
+    that entered the step in it have not matured (their time to move on has
+    not run out); immature periods are left out of both sides (their decided
+    leads are mostly the quick decisions, which would bias the comparison),
+    and within mature periods only matured leads count.
     """
     if recent < 1:
         raise FunnelSpecError(f"recent must be at least 1 period, got {recent!r}.")
@@ -1561,10 +1791,10 @@ def _previous_periods(j: _Journeys, g: np.ndarray, G: int, *, freq: str, recent:
         at_k = inc & j.reached[k]
         per = _periods(np.where(at_k, j.time[k], _NAT), freq)
         P = len(per.starts)
-        flying = at_k & j.in_flight & (j.r == k + 1)
+        young = at_k & ~j.matured[k]
         known = per.codes >= 0
         ent_p = np.bincount(per.codes[known], minlength=P)
-        fly_p = np.bincount(per.codes[known & flying], minlength=P)
+        fly_p = np.bincount(per.codes[known & young], minlength=P)
         mature = np.flatnonzero(fly_p <= 0.05 * ent_p)
         if mature.size <= recent:
             what[rows] = "in earlier periods (too few mature periods in the data)"
@@ -1575,7 +1805,7 @@ def _previous_periods(j: _Journeys, g: np.ndarray, G: int, *, freq: str, recent:
         cur = np.isin(per.codes, cur_p)
         base = np.isin(per.codes, base_p)
         conv_k = j.reached[k + 1] & at_k
-        matured_k = at_k & ~flying
+        matured_k = at_k & ~young
         for sel, tot, cv in ((cur, n, x), (base, bn, bx)):
             s_ = sel & matured_k
             tot[rows] = np.bincount(g[s_], minlength=G)
@@ -1617,20 +1847,6 @@ def _leak_sentence(row, segment: list, noun: str, kind: str) -> str:
 # ---------------------------------------------------------------------------
 # cohorts and trends
 # ---------------------------------------------------------------------------
-def _maturity_ns(j: _Journeys, k_next: int) -> int | None:
-    """How long after entering a step a lead may still convert (None: unknown)."""
-    st = j.settings
-    w = _duration(st.get("window"), "window")
-    if w is not None:
-        return w
-    sw = _parse_step_windows(st.get("step_windows"), j.steps, j.ss)
-    if 0 < k_next < j.m and sw[k_next] >= 0:
-        return int(sw[k_next])
-    if st.get("stale_after") is not None and (j.ss.won is not None or j.ss.lost):
-        return int(pd.Timedelta(st["stale_after"]).value)
-    return None
-
-
 def cohorts(
     log: pd.DataFrame,
     *,
@@ -1697,15 +1913,13 @@ def cohorts(
     c = _counts(j, g, max(len(gvals), 1))
     table = _funnel_table(j, gvals, c, level=level, method=method, exclude_col=exclude is not None)
     m = j.m
-    flying = np.cumsum(c.in_flight, axis=1) > 0
-    immature = flying.copy()
-    w = _duration(window, "window")
-    if j.as_of is not None and w is not None and len(per.starts):
-        ends = pd.DatetimeIndex(per.ends).asi8
-        cohort_code = np.asarray(gvals["cohort"].map(
-            dict(zip(per.starts, range(len(per.starts))))).fillna(-1), dtype=np.int64)
-        open_window = np.where(cohort_code >= 0, ends[np.maximum(cohort_code, 0)] + w > j.as_of, False)
-        immature |= open_window[:, None] & (np.arange(m)[None, :] > 0)
+    # a (cohort, step) row is immature while some of its leads have not
+    # matured at that step or an earlier one: its rate is over fewer leads
+    young = np.zeros_like(c.entered, dtype=bool)
+    young[:, :-1] = c.matured[:, :-1] < c.entered[:, :-1]
+    immature = np.cumsum(young, axis=1) > 0
+    if m > 1:
+        immature[:, -1] = immature[:, -2]
     if j.as_of is None:
         immature[:] = False
     table["immature"] = immature.reshape(-1)
@@ -1790,20 +2004,18 @@ def trend(
         ent = np.bincount(key[at_k], minlength=size)
         conv = np.bincount(key[at_k & j.reached[k + 1]], minlength=size)
         fly = np.bincount(key[at_k & j.in_flight & (j.r == k + 1)], minlength=size)
+        mat_k = at_k & j.matured[k]
+        mat = np.bincount(key[mat_k], minlength=size)
+        mconv = np.bincount(key[mat_k & j.reached[k + 1]], minlength=size)
         keep = ent > 0
         idx = np.flatnonzero(keep)
         gi, pi = idx // (P + 1), idx % (P + 1)
-        matured = ent[idx] - fly[idx]
+        matured, mc = mat[idx], mconv[idx]
         with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(matured > 0, conv[idx] / np.maximum(matured, 1), np.nan)
-        lo, hi = stats.proportion_ci(conv[idx], matured, level=level, method=method)
+            rate = np.where(matured > 0, mc / np.maximum(matured, 1), np.nan)
+        lo, hi = stats.proportion_ci(mc, matured, level=level, method=method)
         starts = np.r_[per.starts.asi8, _NAT] if P else np.array([_NAT])
-        ends = np.r_[per.ends.asi8, _NAT] if P else np.array([_NAT])
-        immature = fly[idx] > 0
-        mat_ns = _maturity_ns(j, k + 1)
-        if j.as_of is not None and mat_ns is not None:
-            e = ends[pi]
-            immature |= (e != _NAT) & (e + mat_ns > j.as_of)
+        immature = matured < ent[idx]
         if j.as_of is None:
             immature[:] = False
         f = pd.DataFrame(
@@ -1816,9 +2028,10 @@ def trend(
                 "step_index": k,
                 "entered": ent[idx],
                 "converted": conv[idx],
-                "dropped": matured - conv[idx],
+                "dropped": ent[idx] - conv[idx] - fly[idx],
                 "in_flight": fly[idx],
                 "matured": matured,
+                "matured_converted": mc,
                 "rate": rate,
                 "ci_low": lo,
                 "ci_high": hi,
@@ -1853,7 +2066,8 @@ class TimeToConvert:
     Attributes
     ----------
     summary : DataFrame
-        One row per segment (see :func:`time_to_convert`).
+        One row per segment (see :func:`time_to_convert`), with a
+        ``sentence`` saying the headline figures in words.
     curves : DataFrame
         The curves behind it, long format: the ``by`` columns, ``time``,
         ``outcome`` (``"converted"`` or ``"lost"``), ``estimator``
@@ -1883,12 +2097,55 @@ class TimeToConvert:
     unit: str
     by: list[str] = field(default_factory=list)
 
+    @property
+    def sentences(self) -> list[str]:
+        """The headline of each row in words (never 'nan')."""
+        return list(self.summary["sentence"])
+
     def __repr__(self) -> str:
         return f"<TimeToConvert {self.start} -> {self.end} ({self.unit})>\n{self.summary.to_string()}"
 
     def _repr_html_(self) -> str:
-        head = f"<p><b>Time to convert</b>: {self.start} &rarr; {self.end}, in {self.unit}</p>"
-        return head + self.summary.to_html()
+        import html
+
+        head = (f"<p><b>Time to convert</b>: {html.escape(self.start)} &rarr; {html.escape(self.end)}, "
+                f"in {self.unit}</p>")
+        items = "".join(f"<li>{html.escape(t)}</li>" for t in self.sentences)
+        return head + f"<ul>{items}</ul>" + self.summary.drop(columns="sentence").to_html(escape=True)
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:,.1f}" if abs(x) < 100 else f"{x:,.0f}"
+
+
+def _ttc_sentence(row: dict, seg: str, start: str, end: str, uname: str, at: Sequence[float],
+                  level: float) -> str:
+    head = f"{seg}{start} -> {end}: "
+    if row["leads"] == 0:
+        return head + "no lead reached " + f"{start} at a known time, so nothing can be estimated."
+    parts = []
+    for t in at:
+        tag = f"p_convert_{_tag(t)}"
+        v = row.get(tag, np.nan)
+        if np.isfinite(v):
+            lo, hi = row[f"{tag}_ci_low"], row[f"{tag}_ci_high"]
+            parts.append(f"{_pct(v)} within {t:g} days ({level:.0%} CI {_pct(lo)}-{_pct(hi)})")
+        else:
+            parts.append(f"within {t:g} days: not yet known (the data follows leads for only "
+                         f"{_fmt_num(row['followup'])} {uname})")
+    text = head + "; ".join(parts) + "."
+    if row["converted"] > 0:
+        med, lo, hi = row["median_converted"], row["median_converted_ci_low"], row["median_converted_ci_high"]
+        ci = (f" ({level:.0%} CI {_fmt_num(lo)}-{_fmt_num(hi)})" if np.isfinite(lo) and np.isfinite(hi)
+              else " (too few to give an interval)")
+        text += (f" The {row['converted']:,} that converted took a median of {_fmt_num(med)} {uname}{ci}.")
+    else:
+        text += " None has converted yet, so there is no median time to convert."
+    return text
+
+
+def _tag(t: float) -> str:
+    return f"{t:g}".replace(".", "_") + "d"
 
 
 def time_to_convert(
@@ -1898,7 +2155,8 @@ def time_to_convert(
     end: str,
     by: str | Sequence[str] | None = None,
     stages: StageSet | str | Sequence[str] | None = None,
-    quantiles: Sequence[float] = (0.25, 0.5, 0.75),
+    at: Sequence[float] = (30, 60, 90),
+    km_quantiles: Sequence[float] | None = None,
     unit: str = "D",
     level: float = 0.95,
     mode: str = "ordered",
@@ -1908,7 +2166,7 @@ def time_to_convert(
     stage: str = STAGE,
     time: str = TIME,
 ) -> TimeToConvert:
-    """How long leads take from one step to any later step, with censoring.
+    """How long leads take from one step to a later one, and how many get there.
 
     Every lead that reached ``start`` (at a known time) is followed until
     it reaches ``end`` (*converted*), is lost before that (*lost*: the
@@ -1916,21 +2174,23 @@ def time_to_convert(
     time to convert is only known to be longer).  Leads whose time at
     either step is unknown are counted in ``unknown_time`` and left out.
 
-    Two estimates answer two questions:
+    The headline figures:
 
-    * **How fast?** Quantiles of the time to convert from the Kaplan-Meier
-      estimate in which open leads *and lost leads* are censored (at
-      ``as_of`` and at their loss): the time by which a share ``q`` of the
-      leads still in play would convert.  Intervals invert the pointwise
-      Greenwood band.  ``median_converted`` is the plain median over the
-      leads that did convert, for reference.
-    * **How likely?** ``p_convert`` and ``p_lost`` are the Aalen-Johansen
-      cumulative incidences (won and lost compete) at the longest observed
-      time: the chance to have converted, or been lost, within the follow-up
-      the data allows; ``p_open`` is the chance to be still undecided then
-      (the three add up to 1).  ``p_convert_km`` is 1 - Kaplan-Meier with
-      lost leads censored: it pretends lost leads could still convert and
-      overstates the chance whenever leads are lost.
+    * **How likely, by when?** ``p_convert_<t>d`` is the chance to have
+      converted within ``t`` days (for each ``t`` in ``at``): the Aalen-Johansen
+      cumulative incidence, in which lost leads cannot convert any more and
+      open leads are censored.  It is missing when the data follows no lead
+      that long (``followup`` is the longest time observed).
+    * **How fast, for those who convert?** ``median_converted`` is the
+      median time among the leads that did convert, with a distribution-free
+      (order-statistic) interval.  It is what a hand computation over the
+      converted leads gives.
+
+    ``p_convert``, ``p_lost`` and ``p_open`` are the cumulative incidences
+    at the end of the follow-up (they add up to 1).  The Kaplan-Meier
+    quantiles with lost leads censored (``km_quantiles=``) answer a
+    different, hypothetical question - how fast leads would convert if
+    nobody were ever lost - and are only given when asked, labelled ``km_``.
 
     Parameters
     ----------
@@ -1939,8 +2199,11 @@ def time_to_convert(
         Steps of the stage set, ``start`` before ``end`` (not necessarily
         adjacent).
     by : str or list of str, optional
-    quantiles : sequence of float
-        Shares of conversions, e.g. ``(0.25, 0.5, 0.75)``.
+    at : sequence of float
+        Days at which to give the chance to have converted (whatever ``unit``).
+    km_quantiles : sequence of float, optional
+        E.g. ``(0.5,)``: also give the Kaplan-Meier quantiles of the time to
+        convert with lost leads censored (columns ``km_q50`` ...).
     unit : {"D", "h", "W"}
         Days, hours or weeks.
     level : float
@@ -1952,28 +2215,33 @@ def time_to_convert(
     -------
     TimeToConvert
         ``.summary``: the ``by`` columns, ``leads``, ``converted``, ``lost``,
-        ``censored``, ``unknown_time``, for each quantile ``q`` (as a
-        percentage, e.g. 50) the columns ``q50``, ``q50_ci_low``,
-        ``q50_ci_high`` (``NaN`` when too few leads converted to tell), then
-        ``median_converted``, ``p_convert``, ``p_convert_ci_low``,
-        ``p_convert_ci_high``, ``p_lost``, ``p_open``, ``p_convert_km``.  ``.curves``: see
-        :class:`TimeToConvert`.
+        ``censored``, ``unknown_time``, ``followup`` (in ``unit``), for each
+        ``t`` in ``at`` ``p_convert_<t>d`` with ``_ci_low`` / ``_ci_high``, then
+        ``median_converted`` with ``median_converted_ci_low`` /
+        ``median_converted_ci_high``, ``p_convert``, ``p_convert_ci_low``,
+        ``p_convert_ci_high``, ``p_lost``, ``p_open``, the ``km_`` columns
+        when asked, and ``sentence``.  ``.curves``: see :class:`TimeToConvert`.
 
     Examples
     --------
     >>> import funnelkit as fk
     >>> ttc = fk.funnel.time_to_convert(fk.datasets.load_demo(), start="proposal", end="won")
     >>> s = ttc.summary.iloc[0]
-    >>> bool(s["p_convert"] < s["p_convert_km"]), bool(10 < s["q50"] < 60)
+    >>> bool(s["p_convert_30d"] < s["p_convert_90d"] <= s["p_convert"]), bool(10 < s["median_converted"] < 60)
     (True, True)
+    >>> print(ttc.sentences[0])  # doctest: +ELLIPSIS
+    proposal -> won: 22% within 30 days (95% CI 21%-24%); ... The 591 that converted took a median of 22.7 days (95% CI ...).
     """
     if as_of is None:
         raise FunnelSpecError("time_to_convert needs as_of ('end' or a date) to censor open leads.")
     if unit not in _UNITS:
         raise FunnelSpecError(f"unit must be one of {', '.join(_UNITS)}; got {unit!r}.")
-    qs = [float(q) for q in quantiles]
+    qs = [float(q) for q in (km_quantiles or ())]
     if any(not 0 < q < 1 for q in qs):
-        raise FunnelSpecError(f"quantiles must lie strictly between 0 and 1; got {list(quantiles)}.")
+        raise FunnelSpecError(f"km_quantiles must lie strictly between 0 and 1; got {list(km_quantiles or ())}.")
+    at = [float(t) for t in at]
+    if any(not t > 0 for t in at):
+        raise FunnelSpecError(f"at must hold positive times; got {at}.")
     ss = resolve_stages(log, stages)
     steps = list(ss.steps)
     idx = []
@@ -2012,17 +2280,27 @@ def time_to_convert(
             "lost": int((s_known & lost).sum()),
             "censored": int((s_known & cens).sum()),
             "unknown_time": int((sel & at_a & ~known).sum()),
+            "followup": float(d.max()) if d.size else np.nan,
         }
-        km = stats.kaplan_meier(d, e == 1, level=level)
-        for q in qs:
-            # the lower survival band reaches the target first: it gives the lower
-            # time bound; NaN where a band never gets there (unbounded)
-            est, lo, hi = stats.km_quantile(km, q)
-            tag = f"q{round(q * 100):d}"
-            row[tag], row[f"{tag}_ci_low"], row[f"{tag}_ci_high"] = est, lo, hi
-        row["median_converted"] = float(np.median(d[e == 1])) if (e == 1).any() else np.nan
         aj = stats.aalen_johansen(d, e, level=level)
         won_aj = aj[aj["event"] == 1]
+        for t_days in at:
+            tag = f"p_convert_{_tag(t_days)}"
+            t = t_days * _DAY_NS / uns
+            if not d.size or t > row["followup"]:
+                est = lo = hi = np.nan
+            elif won_aj.empty:
+                est, lo, hi = 0.0, np.nan, np.nan
+            else:
+                upto = won_aj[won_aj["time"] <= t]
+                if upto.empty:
+                    est, lo, hi = 0.0, np.nan, np.nan
+                else:
+                    last_ = upto.iloc[-1]
+                    est, lo, hi = float(last_["incidence"]), float(last_["ci_low"]), float(last_["ci_high"])
+            row[tag], row[f"{tag}_ci_low"], row[f"{tag}_ci_high"] = est, lo, hi
+        med, mlo, mhi = stats.median_ci(d[e == 1], level=level)
+        row["median_converted"], row["median_converted_ci_low"], row["median_converted_ci_high"] = med, mlo, mhi
         if len(won_aj):
             last = won_aj.iloc[-1]
             row["p_convert"], row["p_convert_ci_low"], row["p_convert_ci_high"] = (
@@ -2033,7 +2311,15 @@ def time_to_convert(
         lost_aj = aj[aj["event"] == 2]
         row["p_lost"] = float(lost_aj["incidence"].iloc[-1]) if len(lost_aj) else (0.0 if len(d) else np.nan)
         row["p_open"] = float(aj["survival"].iloc[-1]) if len(aj) else (1.0 if len(d) else np.nan)
-        row["p_convert_km"] = float(1 - km["survival"].iloc[-1]) if len(km) else (0.0 if len(d) else np.nan)
+        km = stats.kaplan_meier(d, e == 1, level=level)
+        for q in qs:
+            est, lo, hi = stats.km_quantile(km, q)
+            tag = f"km_q{round(q * 100):d}"
+            row[tag], row[f"{tag}_ci_low"], row[f"{tag}_ci_high"] = est, lo, hi
+        if qs:
+            row["km_p_convert"] = float(1 - km["survival"].iloc[-1]) if len(km) else np.nan
+        seg = (", ".join(str(gvals.iloc[gi][c]) for c in by) + ": ") if by else ""
+        row["sentence"] = _ttc_sentence(row, seg, steps[a], steps[b], uname, at, level)
         rows.append(row)
         for code, name in ((1, "converted"), (2, "lost")):
             part = aj[aj["event"] == code]

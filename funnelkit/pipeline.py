@@ -1677,8 +1677,10 @@ def rep_performance(
 ) -> pd.DataFrame:
     """Each rep's win rate against their peers, with intervals and a test.
 
-    For every rep: wins per 100 leads (``basis="closed"``: per 100 *closed*
-    leads, the win rate, since an open lead has not failed yet; ``"all"``:
+    For every rep: wins per 100 leads (``basis="closed"``: per 100 *decided*
+    leads - won, lost, or stalled: open past the horizon of its step, as in
+    :func:`funnelkit.funnel.outcomes` - the win rate, since an open lead
+    within its time has not failed yet; ``"all"``:
     per 100 leads owned), with a Wilson interval; the same rate for all
     *other* reps pooled (the peers); the difference with Newcombe's interval;
     a two-sided test of equal rates (chi-square, or Fisher's exact test for
@@ -1707,7 +1709,7 @@ def rep_performance(
     -------
     DataFrame
         One row per rep, best rate first: ``owner`` (the column's name),
-        ``leads``, ``won``, ``lost``, ``open``, ``trials`` (the denominator),
+        ``leads``, ``won``, ``lost``, ``stalled``, ``open``, ``trials`` (the denominator),
         ``rate``, ``per_100``, ``ci_low``, ``ci_high``, ``peer_rate``,
         ``diff`` (rate - peer rate), ``diff_ci_low``, ``diff_ci_high``,
         ``p_value``, ``test`` (``chi2`` or ``fisher``), ``p_adjusted``,
@@ -1728,6 +1730,10 @@ def rep_performance(
     ss = resolve_stages(log, stages)
     lt = _lead_table(log, ss, cols=[owner], lead=lead, stage=stage, time=time, amount=amount)
     oc = lt["outcome"].astype(str)
+    # an open lead past its step's horizon has stalled: it counts against the
+    # rep like a loss (the funnel's rule), so a stage set without a lost
+    # outcome does not give every rep 100%
+    stalled = (oc == "open") & ~lt["in_flight"].astype(bool) & (lt["steps_reached"] < len(ss.steps))
     won_amt = lt[AMOUNT].where(oc == "won") if AMOUNT in lt.columns else pd.Series(np.nan, index=lt.index)
     work = pd.DataFrame(
         {
@@ -1735,16 +1741,17 @@ def rep_performance(
             "leads": 1,
             "won": (oc == "won").astype(np.int64),
             "lost": (oc == "lost").astype(np.int64),
-            "open": (oc == "open").astype(np.int64),
+            "stalled": stalled.astype(np.int64),
+            "open": ((oc == "open") & ~stalled).astype(np.int64),
             "won_amount": won_amt,
         }
     )
     g = work.groupby(owner, observed=True, dropna=False, sort=True)
     res = g.agg(
-        leads=("leads", "sum"), won=("won", "sum"), lost=("lost", "sum"), open=("open", "sum"),
-        revenue=("won_amount", "sum"), avg_deal_size=("won_amount", "mean"),
+        leads=("leads", "sum"), won=("won", "sum"), lost=("lost", "sum"), stalled=("stalled", "sum"),
+        open=("open", "sum"), revenue=("won_amount", "sum"), avg_deal_size=("won_amount", "mean"),
     ).reset_index()
-    res["trials"] = res["won"] + res["lost"] if basis == "closed" else res["leads"]
+    res["trials"] = res["won"] + res["lost"] + res["stalled"] if basis == "closed" else res["leads"]
     with np.errstate(invalid="ignore", divide="ignore"):
         res["rate"] = res["won"] / res["trials"]
     res["per_100"] = res["rate"] * 100
@@ -1785,7 +1792,7 @@ def rep_performance(
                      "a missing owner, left out of the peer comparisons.")
     res = res.sort_values(["rate", owner], ascending=[False, True], na_position="last",
                           kind="stable").reset_index(drop=True)
-    cols = [owner, "leads", "won", "lost", "open", "trials", "rate", "per_100", "ci_low", "ci_high",
+    cols = [owner, "leads", "won", "lost", "stalled", "open", "trials", "rate", "per_100", "ci_low", "ci_high",
             "peer_rate", "diff", "diff_ci_low", "diff_ci_high", "p_value", "test", "p_adjusted",
             "differs", "verdict", "revenue", "avg_deal_size"]
     res = res[cols]

@@ -77,8 +77,20 @@ class StageSet:
     description : str
         One line saying what the set models.
     horizon_days : int, optional
-        Typical time from entry to outcome (sales funnels: 90 days or less;
-        marketing funnels: 6-12 months); used as a default window.
+        How long a lead may take to move on from a stage: a lead that has
+        not moved on (nor reached an outcome) within it counts as dropped,
+        and only leads that entered a stage at least this long ago are used
+        for its conversion rate.  ``None``: learned from the log (see
+        :mod:`funnelkit.funnel`).
+    infer_skipped : bool, optional
+        Whether a lead seen at a later stage passed the stages it skipped
+        (sales pipelines: stages are skipped in data entry) or not (web and
+        marketing funnels: a purchase without a cart is not a cart).
+        ``None``: inferred when the set has a ``lost`` outcome (a sales
+        pipeline), not otherwise.
+    value : {"last", "sum"}
+        A lead's value: the last known amount (a deal's size, updated as it
+        moves) or the sum over its events (purchases in a clickstream).
 
     Examples
     --------
@@ -96,6 +108,8 @@ class StageSet:
     aliases: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     horizon_days: int | None = None
+    infer_skipped: bool | None = None
+    value: str = "last"
 
     def __init__(
         self,
@@ -107,6 +121,8 @@ class StageSet:
         aliases: Mapping[str, str] | None = None,
         description: str = "",
         horizon_days: int | None = None,
+        infer_skipped: bool | None = None,
+        value: str = "last",
     ):
         if isinstance(lost, str):
             lost = (lost,)
@@ -117,11 +133,25 @@ class StageSet:
         object.__setattr__(self, "aliases", dict(aliases or {}))
         object.__setattr__(self, "description", description)
         object.__setattr__(self, "horizon_days", horizon_days)
+        object.__setattr__(self, "infer_skipped", infer_skipped)
+        object.__setattr__(self, "value", value)
         self._validate()
 
     # -- construction -----------------------------------------------------
     def _validate(self) -> None:
         where = f"stage set {self.name!r}"
+        if self.horizon_days is not None and (
+            isinstance(self.horizon_days, bool)
+            or not isinstance(self.horizon_days, (int, float))
+            or not self.horizon_days > 0
+        ):
+            raise StageSetError(
+                f"{where}: horizon_days must be a positive number of days, got {self.horizon_days!r}."
+            )
+        if self.infer_skipped is not None and not isinstance(self.infer_skipped, bool):
+            raise StageSetError(f"{where}: infer_skipped must be true or false, got {self.infer_skipped!r}.")
+        if self.value not in ("last", "sum"):
+            raise StageSetError(f"{where}: value must be 'last' or 'sum', got {self.value!r}.")
         if not self.stages:
             raise StageSetError(f"{where}: 'stages' is empty; list at least one stage.")
         labels = list(self.stages) + ([self.won] if self.won else []) + list(self.lost)
@@ -148,7 +178,8 @@ class StageSet:
         """Build a stage set from a mapping (as read from YAML)."""
         if not isinstance(spec, Mapping):
             raise StageSetError(f"{source}: a stage set must be a mapping, got {type(spec).__name__}.")
-        allowed = {"name", "stages", "won", "lost", "aliases", "description", "horizon_days"}
+        allowed = {"name", "stages", "won", "lost", "aliases", "description", "horizon_days",
+                   "infer_skipped", "value"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise StageSetError(
@@ -168,6 +199,8 @@ class StageSet:
             aliases=spec.get("aliases") or {},  # type: ignore[arg-type]
             description=str(spec.get("description", "")),
             horizon_days=spec.get("horizon_days"),  # type: ignore[arg-type]
+            infer_skipped=spec.get("infer_skipped"),  # type: ignore[arg-type]
+            value=str(spec.get("value", "last")),
         )
 
     @classmethod
@@ -201,6 +234,10 @@ class StageSet:
             out["description"] = self.description
         if self.horizon_days is not None:
             out["horizon_days"] = self.horizon_days
+        if self.infer_skipped is not None:
+            out["infer_skipped"] = self.infer_skipped
+        if self.value != "last":
+            out["value"] = self.value
         return out
 
     def to_yaml(self, path: str | Path | None = None) -> str:
@@ -215,6 +252,11 @@ class StageSet:
     def steps(self) -> tuple[str, ...]:
         """The funnel's steps: the stages, then the ``won`` outcome if any."""
         return self.stages + ((self.won,) if self.won else ())
+
+    @property
+    def infers_skipped(self) -> bool:
+        """Whether skipped stages are inferred by default (see ``infer_skipped``)."""
+        return bool(self.lost) if self.infer_skipped is None else self.infer_skipped
 
     @property
     def outcomes(self) -> tuple[str, ...]:
@@ -276,6 +318,8 @@ class StageSet:
             aliases=merged,
             description=self.description,
             horizon_days=self.horizon_days,
+            infer_skipped=self.infer_skipped,
+            value=self.value,
         )
 
     def __repr__(self) -> str:
@@ -303,6 +347,7 @@ PRESETS: dict[str, StageSet] = {
             aliases=_CRM_OUTCOMES,
             description="Classic four-stage sales pipeline.",
             horizon_days=90,
+            infer_skipped=True,
         ),
         StageSet(
             "pipeline6",
@@ -313,32 +358,33 @@ PRESETS: dict[str, StageSet] = {
             description="Six-stage sales pipeline: prospecting first, relationship building "
             "between meeting and proposal.",
             horizon_days=90,
+            infer_skipped=True,
         ),
         StageSet(
             "aida",
             ["awareness", "interest", "desire", "action"],
             description="AIDA marketing funnel.",
-            horizon_days=365,
+            infer_skipped=False,
         ),
         StageSet(
             "marketing5",
             ["awareness", "consideration", "conversion", "loyalty", "advocacy"],
             description="Five-stage marketing funnel.",
-            horizon_days=365,
+            infer_skipped=False,
         ),
         StageSet(
             "tofu_mofu_bofu",
             ["top", "middle", "bottom"],
             aliases={"tofu": "top", "mofu": "middle", "bofu": "bottom"},
             description="Top, middle and bottom of the marketing funnel.",
-            horizon_days=365,
+            infer_skipped=False,
         ),
         StageSet(
             "sales_funnel6",
             ["awareness", "interest", "desire", "evaluation", "sale", "retention"],
             aliases={"purchase": "sale"},
             description="Six-stage sales funnel (awareness to retention).",
-            horizon_days=90,
+            infer_skipped=False,
         ),
     ]
 }

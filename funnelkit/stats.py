@@ -435,3 +435,106 @@ def rate_vs_target(successes, trials, target) -> np.ndarray:
         if n[i] > 0 and np.isfinite(p0[i]) and 0 <= p0[i] <= 1:
             out[i] = _st.binomtest(int(x[i]), int(n[i]), float(p0[i])).pvalue
     return out
+
+
+def chained_difference(x1, n1, x2, n2, *, level: float = 0.95):
+    """Difference of two life-table products of step proportions, with a test.
+
+    Each side's chance of getting through every step is the product of its
+    step proportions ``P = prod(x_k / n_k)`` (see
+    :func:`chained_proportion_ci`).  The variance of each product is the
+    delta-method ``Var P = sum_k (prod_{j != k} p_j)^2 p_k (1 - p_k) / n_k``
+    (finite when a step has no successes), the difference ``P1 - P2`` gets a
+    Wald interval and a two-sided z-test.  With every lead matured the
+    product is the plain end-to-end proportion, so the test compares the
+    same quantity the funnel table shows.
+
+    Parameters
+    ----------
+    x1, n1, x2, n2 : array-like, shape (rows, steps)
+        Successes and trials per step of the two sides.
+    level : float
+
+    Returns
+    -------
+    p1, p2, difference, low, high, pvalue : ndarray of shape (rows,)
+        ``nan`` where a side has a step without trials.
+
+    Examples
+    --------
+    >>> p1, p2, d, lo, hi, p = chained_difference([[50, 20]], [[100, 40]], [[50, 30]], [[100, 40]])
+    >>> p1.round(3).tolist(), p2.round(3).tolist(), bool(p[0] < 0.05)
+    ([0.25], [0.375], False)
+    """
+    def prod_var(x, n):
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        n = np.atleast_2d(np.asarray(n, dtype=float))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.where(n > 0, x / n, np.nan)
+        est = np.prod(p, axis=1)
+        var = np.zeros(p.shape[0])
+        for k in range(p.shape[1]):
+            others = np.prod(np.delete(p, k, axis=1), axis=1) if p.shape[1] > 1 else np.ones(p.shape[0])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                var += others**2 * p[:, k] * (1 - p[:, k]) / n[:, k]
+        return est, var
+
+    p1, v1 = prod_var(x1, n1)
+    p2, v2 = prod_var(x2, n2)
+    d = p1 - p2
+    se = np.sqrt(v1 + v2)
+    z = _st.norm.ppf(0.5 + level / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = np.where(se > 0, d / np.where(se > 0, se, 1.0), np.where(d == 0, 0.0, np.inf))
+    pvalue = 2 * _st.norm.sf(np.abs(stat))
+    bad = np.isnan(d)
+    pvalue = np.where(bad, np.nan, pvalue)
+    return p1, p2, d, d - z * se, d + z * se, pvalue
+
+
+def median_ci(values, *, level: float = 0.95) -> tuple[float, float, float]:
+    """The sample median with a distribution-free (order-statistic) interval.
+
+    The interval is ``[x_(j), x_(k)]`` with ``j`` and ``k`` the binomial
+    ``(n, 1/2)`` quantiles at ``(1 - level) / 2`` on each side, so it holds at
+    least ``level`` whatever the distribution.
+
+    Examples
+    --------
+    >>> est, lo, hi = median_ci(np.arange(1, 101))
+    >>> est, lo, hi
+    (50.5, 40.0, 61.0)
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    x = x[~np.isnan(x)]
+    n = x.size
+    if n == 0:
+        return np.nan, np.nan, np.nan
+    est = float(np.median(x))
+    alpha = 1 - level
+    j = int(_st.binom.ppf(alpha / 2, n, 0.5))  # 1-based order statistic below
+    k = n - j + 1
+    if j < 1:
+        return est, np.nan, np.nan
+    return est, float(x[j - 1]), float(x[min(k, n) - 1])
+
+
+def incidence_quantile(durations, events, q: float) -> float:
+    """Time by which a share ``q`` of the eventual outcomes of kind 1 happened.
+
+    From the Aalen-Johansen cumulative incidence ``F_1`` (kind 2 competes,
+    0 is censored): the first time ``t`` with ``F_1(t) >= q * F_1(max)``.
+    ``nan`` when no outcome of kind 1 occurs.
+
+    Examples
+    --------
+    >>> incidence_quantile([1, 2, 3, 10, 5], [1, 1, 1, 1, 0], 0.5)
+    3.0
+    """
+    aj = aalen_johansen(durations, events)
+    one = aj[aj["event"] == 1]
+    if one.empty:
+        return np.nan
+    inc = one["incidence"].to_numpy()
+    hit = np.flatnonzero(inc >= q * inc[-1] - 1e-12)
+    return float(one["time"].to_numpy()[hit[0]])

@@ -54,8 +54,19 @@ def test_demo_funnel_columns_and_identities(demo_log):
     assert f["entered"].iloc[0] == 6000
     body = f.iloc[:-1]
     assert (body["converted"].to_numpy() == f["entered"].iloc[1:].to_numpy()).all()
-    assert (body["matured"] == body["converted"] + body["dropped"]).all()
-    np.testing.assert_allclose(body["step_conversion"], body["converted"] / body["matured"])
+    assert (body["converted"] + body["dropped"] + body["in_flight"] == body["entered"]).all()
+    assert (body["matured"] <= body["converted"] + body["dropped"]).all()
+    np.testing.assert_allclose(body["step_conversion"], body["matured_converted"] / body["matured"])
+    # by hand: a lead is matured at a step once the stage set's 90-day horizon
+    # since it entered that step has passed (the demo's times are all known)
+    prog = lead_progress(demo_log)
+    as_of = demo_log["timestamp"].max()
+    steps = list(f["step"].astype(str))
+    for k, s_ in enumerate(steps[:-1]):
+        mat = prog[f"reached_{s_}"] & (prog[f"time_{s_}"] + pd.Timedelta(days=90) <= as_of)
+        assert body["matured"].iloc[k] == mat.sum()
+        assert body["matured_converted"].iloc[k] == (mat & prog[f"reached_{steps[k + 1]}"]).sum()
+    assert f.attrs["horizon"] == {s_: 90.0 for s_ in steps[:-1]}
     assert f["amount_converted"].iloc[0] == f["amount_entered"].iloc[1]
     assert f["inferred"].iloc[1] == 31  # the demo's leads that skip the meeting
     assert f.attrs["level"] == 0.95
@@ -190,11 +201,16 @@ def test_stale_open_leads_drop_after_the_horizon():
     assert h.iloc[0]["in_flight"] == 3 and np.isnan(h.iloc[0]["step_conversion"])
 
 
-def test_marketing_funnel_without_outcomes_needs_a_window_for_in_flight():
+def test_marketing_funnel_without_outcomes_uses_a_horizon():
     ss = fk.StageSet("web", ["visit", "signup", "buy"])
     log = make_log([("A", "visit", 0), ("A", "signup", 1), ("B", "visit", 0), ("C", "visit", 29)])
-    f = conversion(log, stages=ss)
-    assert f.iloc[0]["in_flight"] == 0 and f.iloc[0]["dropped"] == 2
+    # one conversion is too few to learn a horizon: said, and rates are over decided leads
+    with pytest.warns(fk.DataWarning, match="censored-only"):
+        f = conversion(log, stages=ss)
+    assert f.iloc[0]["in_flight"] == 2 and f.iloc[0]["step_conversion"] == 1.0
+    h = conversion(log, stages=ss, stale_after=10)  # B sat 29 days: dropped; C entered today
+    assert (h.iloc[0]["in_flight"], h.iloc[0]["dropped"], h.iloc[0]["matured"]) == (1, 1, 2)
+    assert h.iloc[0]["step_conversion"] == 0.5
     g = conversion(log, stages=ss, window=7)
     assert g.iloc[0]["in_flight"] == 1 and g.iloc[0]["dropped"] == 1  # C entered a day ago
     assert g.iloc[1]["in_flight"] == 0  # A's window closed
@@ -266,7 +282,14 @@ def test_unsorted_input_gives_the_same_funnel(demo_log):
 def test_outcomes_unchanged(demo_log):
     o = funnel.outcomes(demo_log, by="product")
     assert o["leads"].sum() == 6000
-    assert (o["won"] + o["lost"] + o["open"] == o["leads"]).all()
+    assert (o["won"] + o["lost"] + o["stalled"] + o["open"] == o["leads"]).all()
+    f0 = conversion(demo_log, by="product")
+    won_rate = f0[f0["step"] == "won"].set_index("product")["overall_conversion"]
+    np.testing.assert_allclose(o.set_index("product")["win_rate"], won_rate)
+    # open = the funnel's in flight; stalled = open leads past the horizon
+    flying = f0.groupby("product", observed=True)["in_flight"].sum()
+    assert (o.set_index("product")["open"] == flying).all()
+    np.testing.assert_allclose(o["decided_win_rate"], o["won"] / (o["won"] + o["lost"] + o["stalled"]))
     f = conversion(demo_log, as_of=None, by="product")
     won = f[f["step"] == "won"].set_index("product")["entered"]
     assert (o.set_index("product")["won"] == won).all()
@@ -357,12 +380,16 @@ def test_domain_example_single_funnel_against_targets_and_history(domain):
     hist = domain_log(close_rate=lambda p, mth: 0.02 if mth == 11 else 0.20)
     hist = hist[hist["product"] == "B"]
     # December's last proposals are made in early January: judge the last two periods
-    lk2 = leaks_(hist, benchmark="previous", recent=2, min_leads=10)
+    # every lead here is decided within 11 days of its proposal: with a 12-day
+    # horizon December has matured by the data's end, January has not
+    lk2 = leaks_(hist, benchmark="previous", recent=1, min_leads=10, stale_after=12)
     top = lk2.iloc[0]
     assert top["transition"] == "proposal -> close"
-    assert top["period"] == "2024-12 to 2025-01"
-    assert "converts 2% in 2024-12 to 2025-01 against 20% in the previous 11 months" in top["sentence"]
+    assert top["period"] == "2024-12"
+    assert "converts 2% in 2024-12 against 20% in the previous 11 months" in top["sentence"]
     assert top["significant"]
+    # with the pipeline's 90-day horizon the last months are not judged yet
+    assert leaks_(hist, benchmark="previous", recent=1, min_leads=10).iloc[0]["period"] < "2024-12"
 
 
 def leaks_(log, **kw):
@@ -404,7 +431,7 @@ def test_compare_against_rest(demo_log):
     np.testing.assert_allclose(c.loc[tested, "p_adjusted"], fk.stats.bh_adjust(c.loc[tested, "p_value"]))
     f = conversion(demo_log, by="product")
     e = f[(f["product"] == "Enterprise") & (f["step"] == "proposal")].iloc[0]
-    assert (row["leads"], row["converted"]) == (e["matured"], e["converted"])
+    assert (row["leads"], row["converted"]) == (e["matured"], e["matured_converted"])
     assert row["rate_ci_low"] == pytest.approx(e["step_ci_low"])
 
 
@@ -431,7 +458,7 @@ def test_compare_uses_fisher_for_small_counts():
             rows += [(f"L{i}", "meeting", 1, seg)]
         else:
             rows += [(f"L{i}", "lost", 1, seg)]
-    c = funnel.compare(make_log(rows), stages=P4, by="segment", min_leads=1, overall=False)
+    c = funnel.compare(make_log(rows), stages=P4, by="segment", min_leads=1, overall=False, stale_after=1)
     first = c[c["step"] == "qualification"]
     assert (first["test"] == "fisher").all()
 
@@ -470,8 +497,12 @@ def test_trend_counts_and_immaturity(demo_log):
     per = tr.groupby("step", observed=True)[["entered", "converted", "in_flight"]].sum()
     assert per["entered"].tolist() == total["entered"].tolist()[:-1]
     assert per["converted"].tolist() == total["converted"].tolist()[:-1]
-    assert (tr["matured"] == tr["converted"] + tr["dropped"]).all()
+    assert (tr["matured"] <= tr["converted"] + tr["dropped"]).all()
+    assert (tr["converted"] + tr["dropped"] + tr["in_flight"] == tr["entered"]).all()
+    ok_ = tr["matured"] > 0
+    np.testing.assert_allclose(tr.loc[ok_, "rate"], tr.loc[ok_, "matured_converted"] / tr.loc[ok_, "matured"])
     assert tr.loc[tr["in_flight"] > 0, "immature"].all()
+    assert (tr["immature"] == (tr["matured"] < tr["entered"])).all()
     early = tr[tr["period"] < "2025-06-01"]
     assert not early["immature"].any()
     assert tr[tr["period"] == tr["period"].max()]["immature"].all()
@@ -509,12 +540,22 @@ def test_time_to_convert_hand_worked():
     # t=6 at risk 3: F_won 3/7, S 2/7.  Naive KM: 1 - 6/7 * 4/5 * 2/3 = 19/35
     assert s["p_convert"] == pytest.approx(3 / 7)
     assert s["p_lost"] == pytest.approx(2 / 7) and s["p_open"] == pytest.approx(2 / 7)
-    assert s["p_convert_km"] == pytest.approx(19 / 35)
+    assert "km_p_convert" not in res.summary  # the naive KM only when asked
     aj = fk.stats.aalen_johansen([1, 2, 6, 3, 4, 6, 6], [1, 2, 0, 1, 2, 0, 1])
     assert s["p_convert_ci_low"] == pytest.approx(aj[aj["event"] == 1]["ci_low"].iloc[-1])
-    # the KM quantile: 1 - KM reaches 25% at day 3 (1 - 24/35 = 0.31)
-    assert s["q25"] == 3.0
+    # the median among converted leads (days 1, 3, 6), as a hand computation gives
     assert s["median_converted"] == 3.0
+    assert s["followup"] == 6.0
+    # 30/60/90 days are beyond the 6 days of follow-up: not estimable, and said so
+    assert np.isnan(s["p_convert_30d"])
+    assert "not yet known" in s["sentence"] and "nan" not in s["sentence"]
+    short = funnel.time_to_convert(log, stages=P4, start="proposal", end="won", as_of=T0 + pd.Timedelta(days=6),
+                                   at=(2, 5), km_quantiles=(0.25,)).summary.iloc[0]
+    assert short["p_convert_2d"] == pytest.approx(1 / 7) and short["p_convert_5d"] == pytest.approx(2 / 7)
+    assert short["km_p_convert"] == pytest.approx(19 / 35)
+    # the KM quantile: 1 - KM reaches 25% at day 3 (1 - 24/35 = 0.31)
+    assert short["km_q25"] == 3.0
+    assert "3 that converted took a median of 3.0 days" in short["sentence"]
     cur = res.curves
     assert set(cur["estimator"]) == {"aalen_johansen", "kaplan_meier"}
     assert "proposal -> won" in repr(res) and "<b>Time to convert</b>" in res._repr_html_()
@@ -525,9 +566,16 @@ def test_time_to_convert_demo_by_segment(demo_log):
     s = res.summary.set_index("product")
     assert res.unit == "weeks"
     assert (s["converted"] + s["lost"] + s["censored"] + s["unknown_time"] == s["leads"]).all()
-    assert (s["q25"] <= s["q50"]).all()
-    assert ((s["q50_ci_low"] <= s["q50"]) & (s["q50"] <= s["q50_ci_high"])).all()
-    assert (s["p_convert"] < s["p_convert_km"]).all()
+    assert (s["p_convert_30d"] <= s["p_convert_60d"]).all() and (s["p_convert_60d"] <= s["p_convert"]).all()
+    med = s[["median_converted_ci_low", "median_converted", "median_converted_ci_high"]].to_numpy()
+    assert (med[:, 0] <= med[:, 1]).all() and (med[:, 1] <= med[:, 2]).all()
+    # by hand: the median over the leads that reached proposal, in weeks
+    prog = lead_progress(demo_log, by="product")
+    both = prog[prog["reached_qualification"] & prog["reached_proposal"]]
+    hand = ((both["time_proposal"] - both["time_qualification"]).dt.total_seconds() / 86400 / 7).groupby(
+        both["product"], observed=True).median()
+    np.testing.assert_allclose(s["median_converted"], hand.loc[s.index], atol=0.1 / 7)
+    assert not s["sentence"].str.contains("nan").any()
     days = funnel.time_to_convert(demo_log, start="qualification", end="proposal", by="product")
     np.testing.assert_allclose(days.summary["median_converted"], s["median_converted"].to_numpy() * 7)
     with pytest.raises(FunnelSpecError, match="must come before"):
@@ -537,20 +585,42 @@ def test_time_to_convert_demo_by_segment(demo_log):
     with pytest.raises(FunnelSpecError, match="as_of"):
         funnel.time_to_convert(demo_log, start="meeting", end="won", as_of=None)
     with pytest.raises(FunnelSpecError, match="quantiles"):
-        funnel.time_to_convert(demo_log, start="meeting", end="won", quantiles=(0.5, 1.5))
+        funnel.time_to_convert(demo_log, start="meeting", end="won", km_quantiles=(0.5, 1.5))
 
 
 # ---------------------------------------------------------------------------
 # the shared third-party data
 # ---------------------------------------------------------------------------
 @pytest.mark.shared
-def test_maven_funnel_by_product_and_agent(maven_log):
+def test_maven_funnel_by_product_and_agent(maven_log, shared_data):
     f = conversion(maven_log)
     eng = f.set_index("step").loc["Engaging"]
-    # 4,238 won, 2,473 lost, 1,589 still engaging: the win rate over closed deals
-    assert (eng["converted"], eng["dropped"], eng["in_flight"]) == (4238, 2473, 1589)
-    assert eng["step_conversion"] == pytest.approx(0.6315, abs=5e-4)
-    assert f.set_index("step").loc["Prospecting", "in_flight"] == 500
+    # the published facts: 4,238 won, 2,473 lost, 1,589 still engaging, 500 prospecting
+    raw = pd.read_csv(shared_data / "maven_crm" / "sales_pipeline.csv", parse_dates=["engage_date", "close_date"])
+    end = raw["close_date"].max()
+    assert eng["converted"] == 4238 and eng["converted"] + eng["dropped"] + eng["in_flight"] == 4238 + 2473 + 1589
+    # the horizon: 95% of the eventual wins happen within it (Aalen-Johansen, by hand
+    # from the CSV: lost deals compete, open ones are censored at the data's end)
+    h = f.attrs["horizon"]["Engaging"]
+    dur = (raw["close_date"].fillna(end) - raw["engage_date"]).dt.days.to_numpy(dtype=float)
+    kind = raw["deal_stage"].map({"Won": 1, "Lost": 2, "Engaging": 0}).to_numpy()
+    eng_rows = raw["engage_date"].notna().to_numpy()
+    aj = fk.stats.aalen_johansen(dur[eng_rows], kind[eng_rows])
+    won = aj[aj["event"] == 1]
+    assert h == np.ceil(won.loc[won["incidence"] >= 0.95 * won["incidence"].iloc[-1] - 1e-12, "time"].iloc[0])
+    assert 110 <= h <= 125  # the plain 95th percentile of won deals' engage -> close days is 116
+    # open deals that engaged longer ago than the horizon are dropped (stalled), the rest in flight
+    open_eng = raw[raw["deal_stage"] == "Engaging"]
+    young = (open_eng["engage_date"] + pd.Timedelta(days=h) > end).sum()
+    assert (eng["dropped"], eng["in_flight"]) == (2473 + len(open_eng) - young, young)
+    # the rate is over deals engaged at least h days before the end
+    old = raw[raw["engage_date"].notna() & (raw["engage_date"] + pd.Timedelta(days=h) <= end)]
+    assert (eng["matured"], eng["matured_converted"]) == (len(old), (old["deal_stage"] == "Won").sum())
+    # the published closed-deal win rate is won / (won + lost)
+    o = funnel.outcomes(maven_log).iloc[0]
+    assert o["won"] / (o["won"] + o["lost"]) == pytest.approx(0.6315, abs=5e-4)
+    assert (o["won"], o["lost"], o["stalled"] + o["open"]) == (4238, 2473, 1589 + 500)
+    assert f.set_index("step").loc["Prospecting", "in_flight"] == 500  # undated: cannot be judged
     by_product = conversion(maven_log, by="product")
     assert by_product["product"].nunique() == 7
     assert (by_product["step_ci_low"].dropna() <= by_product["step_conversion"].dropna()).all()
@@ -560,13 +630,15 @@ def test_maven_funnel_by_product_and_agent(maven_log):
     for c in (cp, ca):
         assert c["p_value"].notna().any() and c["p_adjusted"].notna().any()
         assert ((c["diff_ci_low"] <= c["difference"]) & (c["difference"] <= c["diff_ci_high"])).all()
-    ttc = funnel.time_to_convert(maven_log, start="Engaging", end="Won")
+    ttc = funnel.time_to_convert(maven_log, start="Engaging", end="Won", km_quantiles=(0.5,))
     assert ttc.summary["median_converted"].iloc[0] == 57.0  # days, as SOURCES.md states
-    assert ttc.summary["p_convert"].iloc[0] < ttc.summary["p_convert_km"].iloc[0]
+    # the naive KM (lost deals censored as if they could still win) overstates the chance
+    assert ttc.summary["p_convert"].iloc[0] < ttc.summary["km_p_convert"].iloc[0]
+    assert ttc.summary["km_q50"].iloc[0] > 57.0
 
 
 @pytest.mark.shared
-def test_ecommerce_mobile_beats_desktop(ecommerce_log):
+def test_ecommerce_mobile_beats_desktop(ecommerce_log, shared_data):
     f = conversion(ecommerce_log, by="device")
     last = f[f["step"] == "confirmation"].set_index("device")
     assert last.loc["Mobile", "overall_conversion"] == pytest.approx(0.0100, abs=1e-4)
@@ -574,7 +646,15 @@ def test_ecommerce_mobile_beats_desktop(ecommerce_log):
     assert f.groupby("step", observed=True)["entered"].sum().tolist() == [90400, 45200, 6030, 452]
     c = funnel.compare(ecommerce_log, by="device", against=("Mobile", "Desktop"))
     end = c[c["kind"] == "overall"].iloc[0]
-    assert (end["converted"], end["leads"], end["ref_converted"], end["ref_leads"]) == (302, 30200, 150, 60200)
+    # every page of a visit has the visit's date, so the learned horizon is one day:
+    # the visitors of the last day (2015-04-30) have not matured yet
+    assert f.attrs["horizon"]["home"] == 1.0
+    users = pd.read_csv(shared_data / "ecommerce_funnel" / "user_table.csv", parse_dates=["date"])
+    paid = set(pd.read_csv(shared_data / "ecommerce_funnel" / "payment_confirmation_table.csv")["user_id"])
+    old = users[users["date"] < users["date"].max()]
+    mob, desk = old[old["device"] == "Mobile"], old[old["device"] == "Desktop"]
+    assert (end["leads"], end["ref_leads"]) == (len(mob), len(desk))
+    assert (end["converted"], end["ref_converted"]) == (mob["user_id"].isin(paid).sum(), desk["user_id"].isin(paid).sum())
     assert end["significant"] and end["p_adjusted"] < 1e-20 and end["diff_ci_low"] > 0
     lk = funnel.leaks(ecommerce_log, by="device")
     assert lk.iloc[0]["device"] == "Desktop" and lk.iloc[0]["transition"] == "search -> payment"

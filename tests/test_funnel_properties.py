@@ -136,7 +136,15 @@ def _check_invariants(f, by=None):
         assert (conv[:-1] == ent[1:]).all()
         body = g.iloc[:-1]
         assert (body["converted"] + body["dropped"] + body["in_flight"] == body["entered"]).all()
-        assert (body["matured"] == body["converted"] + body["dropped"]).all()
+        # matured leads (whose time to move on has run out) are decided ones
+        assert (body["matured"] <= body["converted"] + body["dropped"]).all()
+        assert (body["matured_converted"] <= body["converted"]).all()
+        assert (body["matured_converted"] <= body["matured"]).all()
+        ok = body["matured"] > 0
+        np.testing.assert_allclose(
+            body.loc[ok, "step_conversion"].astype(float),
+            (body.loc[ok, "matured_converted"] / body.loc[ok, "matured"]).astype(float),
+        )
         assert (body[["converted", "dropped", "in_flight"]].to_numpy(dtype=float) >= 0).all()
     for col in ["step_conversion", "overall_conversion"]:
         v = f[col].dropna()
