@@ -24,15 +24,33 @@ converted to ``tz`` and the zone dropped; naive input is taken to be in
 ``tz`` already.  A column that mixes naive and aware values is an error
 (there is no safe guess), listing rows of each kind.
 
+**Dates are read one way.**  Numeric day/month dates (``01/02/2024``) are
+read under one convention for the whole column: day first with
+``dayfirst=True``, month first with ``dayfirst=False``; left unset, a column
+with day-first dates (``31/01/2024``) or whose dates read both ways is an
+error asking for it.  ISO dates are never read day first.  Numbers in the
+time column are Unix epoch times (``time_unit=``, inferred from their size
+when only one unit gives dates in 1971-2099).  Times before 1900 or from
+2100 on are an error (typos, placeholders such as 9999-12-31).
+
 **Nothing is dropped silently.**  Bad input raises one
 :class:`~funnelkit.exceptions.InvalidEventLogError` listing every problem;
-exact duplicate events are dropped with a :class:`DataWarning` saying how
-many; business anomalies are kept and flagged.  What happened during the
-load is in ``log.attrs["funnelkit"]`` (a :class:`LoadReport`).
+exact duplicate events (identical as read) are dropped with a
+:class:`DataWarning` saying how many; events of two labels mapped onto one
+stage at the same time are merged, and events of labels in ``ignore=`` are
+left out, each with a count in the load report; business anomalies are kept
+and flagged.  What happened during the load is in ``log.attrs["funnelkit"]``
+(a :class:`LoadReport`).
+
+**Real process logs.**  XES files (``.xes``, ``.xes.gz``) are read by
+:func:`funnelkit.xes.read_xes`; tables with the process-mining column names
+``case:concept:name``, ``concept:name`` and ``time:timestamp`` (pm4py) are
+recognised without a mapping.
 """
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 import warnings
@@ -88,7 +106,12 @@ class LoadReport:
         Rows in the event log returned.
     leads : int
     duplicates_dropped : int
-        Exact duplicate events removed (the only rows ever removed).
+        Exact duplicate events removed (identical as read).
+    merged : int
+        Events merged into another because their labels map onto the same
+        stage at the same time for the same lead.
+    ignored : dict
+        Events left out per label named in ``ignore=``.
     flags : dict
         Count of events per anomaly flag (kept in the log).
     notes : list of str
@@ -101,6 +124,8 @@ class LoadReport:
     events: int = 0
     leads: int = 0
     duplicates_dropped: int = 0
+    merged: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     stage_set: StageSet | None = None
@@ -169,90 +194,533 @@ def segment_columns(log: pd.DataFrame) -> list[str]:
     return [c for c in log.columns if c not in core]
 
 
-def _parse_times(raw: pd.Series, *, tz: str, dayfirst: bool, column: str):
-    """Parse a column of timestamps under the timezone policy.
+#: Event times outside this range are an error: typos such as 2999, placeholders
+#: such as 9999-12-31 are not events of a funnel.
+PLAUSIBLE_TIMES = (pd.Timestamp("1900-01-01"), pd.Timestamp("2100-01-01"))
+TIME_UNITS = ("s", "ms", "us", "ns")
+#: A day/month/year date written with numbers only: 31/01/2024, 1.2.24, 01-02-2024 10:00.
+_DMY = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?!\d)")
+_EPOCH_TEXT = re.compile(r"^\s*-?\d{9,}(?:\.\d+)?\s*$")
+_UNIT_WORD = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
-    Returns the parsed naive series and a list of problems.
+
+def _check_tz(tz: object) -> None:
+    """A misspelt zone is one clear error with a did-you-mean (zoneinfo names)."""
+    if not isinstance(tz, str):
+        return  # a tzinfo object: pandas will use it as given
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(tz)
+        return
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        pass
+    names = sorted(zoneinfo.available_timezones())
+    close = difflib.get_close_matches(tz, names, n=3, cutoff=0.8)
+    if not close:  # "paris" -> "Europe/Paris": compare the part after the slash
+        by_city = {n.rsplit("/", 1)[-1].lower(): n for n in names}
+        close = [by_city[c] for c in difflib.get_close_matches(tz.lower(), list(by_city), n=3, cutoff=0.7)]
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    raise InvalidEventLogError(
+        [
+            Problem(
+                "bad_timezone",
+                None,
+                f"tz={tz!r} is not a time zone known to this computer (IANA names such as "
+                "'Europe/Paris', 'America/New_York' or 'UTC').",
+                f"{hint}pass a name from zoneinfo.available_timezones().",
+            )
+        ]
+    )
+
+
+def _blank_mask(s: pd.Series) -> np.ndarray:
+    """True where a cell is missing or only spaces (a fresh, writable array)."""
+    blank = s.isna().to_numpy(dtype=bool).copy()
+    if pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype):
+        text = s.astype("string").str.strip() == ""
+        blank |= text.fillna(False).to_numpy(dtype=bool)
+    return blank
+
+
+def _unit_by_magnitude(values: np.ndarray) -> str | None:
+    """The epoch unit under which every value is a date in 1971-2099, if exactly one."""
+    a = np.abs(values)
+    lo, hi = 31_536_000.0, 4_102_444_800.0  # 1971-01-01 and 2100-01-01 in seconds
+    for k, unit in enumerate(TIME_UNITS):
+        f = 1000.0**k
+        if ((a >= lo * f) & (a < hi * f)).all():
+            return unit
+    return None
+
+
+def _epoch_times(vals: pd.Series, raw: pd.Series, *, tz, time_unit, column, pos, blank):
+    """Numbers as Unix epoch times (UTC instants), converted to the log's zone."""
+    problems: list[Problem] = []
+    notes: list[str] = []
+    nonnull = vals.notna().to_numpy()
+    x = vals.to_numpy(dtype="float64", na_value=np.nan)
+    unit = time_unit
+    if unit is None:
+        unit = _unit_by_magnitude(x[nonnull]) if nonnull.any() else "s"
+        if unit is None:
+            looks_excel = bool(((x[nonnull] > 10_000) & (x[nonnull] < 80_000)).mean() > 0.5)
+            excel = (
+                " Excel serial day numbers (e.g. 45000 for 2023-03-15): convert them first with "
+                "pd.to_datetime(col, unit='D', origin='1899-12-30')."
+                if looks_excel
+                else ""
+            )
+            problems.append(
+                Problem(
+                    "numeric_timestamp",
+                    column,
+                    f"holds numbers, not dates (e.g. {_values_text(raw[nonnull].head(3))}), and their "
+                    "size does not say which unit they count since 1970-01-01 (not all of them are "
+                    "dates in 1971-2099 under any one unit).",
+                    "pass time_unit='s' (Unix seconds), 'ms', 'us' or 'ns'." + excel,
+                    tuple(int(p) for p in pos[nonnull][:20]),
+                )
+            )
+            return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"), problems, notes
+        lo = np.nanmin(x) if nonnull.any() else np.nan
+        hi = np.nanmax(x) if nonnull.any() else np.nan
+        notes.append(
+            f"Column {column!r} holds numbers: read as Unix epoch {_UNIT_WORD[unit]} (UTC) because "
+            f"every value ({lo:,.0f} .. {hi:,.0f}) is then a date in 1971-2099; pass time_unit= "
+            "if that is wrong."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(vals, unit=unit, errors="coerce")
+    if str(tz) != "UTC":
+        parsed = parsed.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+    return parsed, problems, notes
+
+
+def _resolve_dayfirst(text: pd.Series, ok: np.ndarray, dayfirst, column: str, pos: np.ndarray):
+    """Decide how the numeric day/month dates of a column are read, never two ways.
+
+    Returns ``(is_dmy mask, dayfirst to use, problems, notes)``.
     """
     problems: list[Problem] = []
-    pos = np.arange(1, len(raw) + 1)
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        s = raw
-        if getattr(s.dt, "tz", None) is not None:
-            s = s.dt.tz_convert(tz).dt.tz_localize(None)
-        return s.astype("datetime64[ns]"), problems
+    notes: list[str] = []
+    n = len(text)
+    is_dmy = np.zeros(n, dtype=bool)
+    if not ok.any():
+        return is_dmy, bool(dayfirst), problems, notes
+    parts = text.str.extract(_DMY)
+    matched = parts[0].notna().to_numpy(dtype=bool) & ok
+    if not matched.any():
+        return is_dmy, bool(dayfirst), problems, notes
+    is_dmy = matched
+    a = pd.to_numeric(parts[0], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    b = pd.to_numeric(parts[1], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    day_only = matched & (a > 12) & (b <= 12)  # 31/01/2024: day first
+    month_only = matched & (b > 12) & (a <= 12)  # 01/31/2024: month first
+    either = matched & (a <= 12) & (b <= 12) & (a != b)  # 01/02/2024: both readings are dates
 
-    blank = raw.isna() | (raw.astype("string").str.strip() == "")
-    blank = blank.fillna(True).to_numpy(dtype=bool)
-    values = raw.where(~blank)
+    def ex(mask: np.ndarray) -> str:
+        return f"{_rows_text(pos[mask], 3)} ({_values_text(text[mask].head(2))})"
 
-    # detect awareness per value: strings by suffix, objects by tzinfo
-    def aware_of(v: object) -> bool:
-        if isinstance(v, str):
-            return bool(_TZ_SUFFIX.search(v.strip()))
-        return getattr(v, "tzinfo", None) is not None
-
-    text = values.astype("string")
-    is_str = values.map(lambda v: isinstance(v, str)) if values.dtype == object else None
-    if is_str is None or bool(is_str[~blank].all()):
-        aware = text.str.strip().str.contains(_TZ_SUFFIX, na=False).to_numpy(dtype=bool)
-    else:
-        aware = values.map(aware_of).to_numpy(dtype=bool)
-    aware &= ~blank
-    naive = ~blank & ~aware
-    if aware.any() and naive.any():
+    rows = tuple(int(p) for p in pos[day_only | month_only | either][:20])
+    if day_only.any() and month_only.any():
         problems.append(
             Problem(
-                "mixed_timezones",
+                "ambiguous_dates",
                 column,
-                f"mixes timezone-aware values ({_rows_text(pos[aware])}, e.g. "
-                f"{_values_text(raw[aware].head(2))}) with naive ones ({_rows_text(pos[naive])}, "
-                f"e.g. {_values_text(raw[naive].head(2))}); funnelkit will not guess which "
-                "zone the naive ones are in.",
-                "write every timestamp with an offset (e.g. '2024-03-01T09:00:00+01:00'), "
-                "or none of them and pass tz= for the zone they are in.",
-                tuple(int(p) for p in pos[naive][:20]),
+                f"mixes day-first dates ({ex(day_only)}) with month-first dates ({ex(month_only)}); "
+                "no single reading fits the column.",
+                "write the dates in one convention, preferably ISO 8601 ('2024-01-31').",
+                rows,
             )
         )
-        return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"), problems
+        return is_dmy, False, problems, notes
+    if dayfirst is None:
+        if day_only.any():
+            others = (
+                f"; funnelkit will not guess how to read the others, e.g. {ex(either)} could be "
+                "either day or month first"
+                if either.any()
+                else ""
+            )
+            problems.append(
+                Problem(
+                    "ambiguous_dates",
+                    column,
+                    f"has day-first dates ({ex(day_only)}){others}.",
+                    "pass dayfirst=True to read every date in the column day first (31/01/2024 is "
+                    "31 January), or write ISO 8601 dates ('2024-01-31').",
+                    rows,
+                )
+            )
+        elif month_only.any():
+            notes.append(
+                f"Column {column!r}: numeric dates read month first (e.g. {_values_text(text[month_only].head(1))} "
+                "can only be read that way)."
+            )
+        elif either.any():
+            problems.append(
+                Problem(
+                    "ambiguous_dates",
+                    column,
+                    f"every numeric date can be read day first or month first ({ex(either)}: "
+                    "1 February or 2 January?).",
+                    "pass dayfirst=True (31/01/2024 style) or dayfirst=False (01/31/2024 style), or "
+                    "write ISO 8601 dates ('2024-01-31').",
+                    rows,
+                )
+            )
+        return is_dmy, False, problems, notes
+    if dayfirst and month_only.any():
+        problems.append(
+            Problem(
+                "ambiguous_dates",
+                column,
+                f"dayfirst=True, but {ex(month_only)} can only be month first.",
+                "correct those dates, or pass dayfirst=False if the column is month first.",
+                tuple(int(p) for p in pos[month_only][:20]),
+            )
+        )
+    if not dayfirst and day_only.any():
+        problems.append(
+            Problem(
+                "ambiguous_dates",
+                column,
+                f"dayfirst=False, but {ex(day_only)} can only be day first.",
+                "pass dayfirst=True if the column is day first, or correct those dates.",
+                tuple(int(p) for p in pos[day_only][:20]),
+            )
+        )
+    return is_dmy, bool(dayfirst), problems, notes
 
-    kwargs = {"errors": "coerce", "dayfirst": dayfirst}
-    if aware.any():
-        parsed = pd.to_datetime(text, utc=True, format="ISO8601", **kwargs)
-        bad = parsed.isna().to_numpy() & ~blank
-        if bad.any():
-            parsed = parsed.where(~bad, pd.to_datetime(text.where(bad), utc=True, format="mixed", **kwargs))
-        parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+
+def _to_datetime(values: pd.Series, *, dayfirst: bool, utc: bool) -> pd.Series:
+    """Vectorised parse with one format guess, then element-wise for the failures."""
+    kwargs = {"errors": "coerce", "dayfirst": dayfirst, "utc": utc}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if utc:
+            parsed = pd.to_datetime(values, format="ISO8601", **kwargs)
+        else:
             parsed = pd.to_datetime(values, **kwargs)
-        if getattr(parsed.dt, "tz", None) is not None:  # objects with tzinfo
-            parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
-        bad = parsed.isna().to_numpy() & ~blank
+        bad = parsed.isna().to_numpy() & values.notna().to_numpy()
         if bad.any():  # inconsistent formats: retry the failures one by one
-            retry = pd.to_datetime(values.where(bad), format="mixed", **kwargs)
-            parsed = parsed.where(~bad, retry)
-    parsed = parsed.astype("datetime64[ns]")
+            parsed = parsed.where(~bad, pd.to_datetime(values.where(bad), format="mixed", **kwargs))
+    return parsed
+
+
+def _parse_times(
+    raw: pd.Series,
+    *,
+    tz: str,
+    dayfirst: bool | None,
+    column: str,
+    pos: np.ndarray | None = None,
+    time_unit: str | None = None,
+):
+    """Parse a column of timestamps under the timezone policy.
+
+    Returns the parsed naive ``datetime64[ns]`` series, a list of problems and
+    a list of notes.  ``pos`` are the 1-based row numbers used in messages.
+    """
+    problems: list[Problem] = []
+    notes: list[str] = []
+    pos = np.arange(1, len(raw) + 1) if pos is None else np.asarray(pos)
+    raw = raw.reset_index(drop=True)
+    blank = _blank_mask(raw)
+    nat = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    dtype = raw.dtype
+
+    def numbers_in_text() -> bool:
+        if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)) or blank.all():
+            return False
+        kinds = pd.api.types.infer_dtype(raw[~blank], skipna=True)
+        if kinds in {"integer", "floating", "mixed-integer-float"}:
+            return True
+        if kinds != "string":
+            return False
+        return bool(raw[~blank].astype("string").str.match(_EPOCH_TEXT).all())
+
+    if time_unit is not None and not (
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    ) and not numbers_in_text():
+        problems.append(
+            Problem(
+                "bad_option",
+                column,
+                f"time_unit={time_unit!r} is for epoch numbers, but the column holds {dtype} values "
+                f"such as {_values_text(raw[~blank].head(2))}.",
+                "leave time_unit= unset for date strings and datetimes.",
+            )
+        )
+        return nat, problems, notes
+
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        parsed = raw
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
+    elif pd.api.types.is_bool_dtype(dtype):
+        problems.append(
+            Problem("bad_timestamp", column, "holds true/false values, not dates.",
+                    "map the column that holds the event times to 'timestamp'.")
+        )
+        return nat, problems, notes
+    elif pd.api.types.is_numeric_dtype(dtype) or numbers_in_text():
+        vals = pd.to_numeric(raw.where(~blank), errors="coerce")
+        parsed, p, nt = _epoch_times(vals, raw, tz=tz, time_unit=time_unit, column=column, pos=pos, blank=blank)
+        problems += p
+        notes += nt
+        if p:
+            return nat, problems, notes
+    else:
+        values = raw.where(~blank)
+        all_text = not pd.api.types.is_object_dtype(dtype) or bool(
+            values[~blank].map(lambda v: isinstance(v, str)).all()
+        )
+        if all_text:
+            text = values.astype("string").str.strip()
+            aware = text.str.contains(_TZ_SUFFIX, na=False).to_numpy(dtype=bool).copy()
+        else:
+            text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+            aware = values.map(
+                lambda v: bool(_TZ_SUFFIX.search(v.strip()))
+                if isinstance(v, str)
+                else getattr(v, "tzinfo", None) is not None
+            ).to_numpy(dtype=bool).copy()
+        aware &= ~blank
+        naive = ~blank & ~aware
+        if aware.any() and naive.any():
+            problems.append(
+                Problem(
+                    "mixed_timezones",
+                    column,
+                    f"mixes timezone-aware values ({_rows_text(pos[aware])}, e.g. "
+                    f"{_values_text(raw[aware].head(2))}) with naive ones ({_rows_text(pos[naive])}, "
+                    f"e.g. {_values_text(raw[naive].head(2))}); funnelkit will not guess which "
+                    "zone the naive ones are in.",
+                    "write every timestamp with an offset (e.g. '2024-03-01T09:00:00+01:00'), "
+                    "or none of them and pass tz= for the zone they are in.",
+                    tuple(int(p) for p in pos[naive][:20]),
+                )
+            )
+            return nat, problems, notes
+        str_mask = ~blank
+        if not all_text:
+            str_mask &= values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        is_dmy, first, p, nt = _resolve_dayfirst(
+            text.astype("string") if all_text else text.where(str_mask).astype("string"),
+            str_mask,
+            dayfirst,
+            column,
+            pos,
+        )
+        problems += p
+        notes += nt
+        if p:
+            return nat, problems, notes
+        utc = bool(aware.any())
+        if is_dmy.any():
+            # day/month dates under the one resolved convention; everything else
+            # (ISO and other spelled-out formats) never day first: '2024-01-02' is 2 January
+            rest = _to_datetime(text.where(~is_dmy), dayfirst=False, utc=utc)
+            dmy = _to_datetime(text.where(is_dmy), dayfirst=first, utc=utc)
+            parsed = rest.where(~is_dmy, dmy)
+        else:
+            parsed = _to_datetime(text if all_text else values, dayfirst=False, utc=utc)
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
+
     bad = parsed.isna().to_numpy() & ~blank
     if bad.any():
+        dmy_like = raw[bad].astype("string").str.match(_DMY).fillna(False).any()
         problems.append(
             Problem(
                 "bad_timestamp",
                 column,
                 f"{int(bad.sum()):,} value(s) are not dates: {_rows_text(pos[bad])} "
                 f"({_values_text(raw[bad].head(5))}).",
-                "correct those cells (ISO 8601 such as '2024-03-01 09:30' is safest); pass "
-                "dayfirst=True for day-first dates like '31/01/2024'.",
+                "correct those cells (ISO 8601 such as '2024-03-01 09:30' is safest)"
+                + ("; for numeric dates say which comes first with dayfirst=True or False." if dmy_like else "."),
                 tuple(int(p) for p in pos[bad][:20]),
             )
         )
-    return parsed, problems
+    lo, hi = PLAUSIBLE_TIMES
+    outside = (parsed.notna() & ((parsed < lo) | (parsed >= hi))).to_numpy(dtype=bool)
+    if outside.any():
+        problems.append(
+            Problem(
+                "implausible_timestamp",
+                column,
+                f"{int(outside.sum()):,} time(s) lie outside {lo:%Y-%m-%d} .. {hi - pd.Timedelta(days=1):%Y-%m-%d}, "
+                f"the range of plausible event times: {_rows_text(pos[outside])} "
+                f"({_values_text(raw[outside].head(5))}).",
+                "correct the typos; a placeholder such as 9999-12-31 means 'no date': "
+                "blank those cells and pass missing_time='keep'.",
+                tuple(int(p) for p in pos[outside][:20]),
+            )
+        )
+        parsed = parsed.where(~outside)
+    return parsed.astype("datetime64[ns]"), problems, notes
 
 
 # ---------------------------------------------------------------------------
 # validation: the single gate every loader goes through
 # ---------------------------------------------------------------------------
+#: Column names that process-mining tools (XES, pm4py) use for the three
+#: required columns; recognised when the canonical names are absent.
+PM4PY_COLUMNS = {"case:concept:name": LEAD, "concept:name": STAGE, "time:timestamp": TIME}
+
+
+def _n(k: int, word: str) -> str:
+    """'1 event', '2 events', '1,234 events'."""
+    return f"{k:,} {word}{'' if k == 1 else 's'}"
+
+
+def _free_name(base: str, taken) -> str:
+    name, k = f"{base}_user", 2
+    while name in taken:
+        name, k = f"{base}_user{k}", k + 1
+    return name
+
+
+def _column_problems(data: pd.DataFrame, columns: Mapping[str, str]) -> list[Problem]:
+    """Duplicate column names, and mappings that would make two columns one."""
+    problems: list[Problem] = []
+    names = pd.Index(data.columns)
+    for c in names[names.duplicated()].unique():
+        where = [i + 1 for i, x in enumerate(names) if x == c]
+        problems.append(
+            Problem(
+                "duplicate_column",
+                str(c),
+                f"the data has {len(where)} columns named {c!r} (columns "
+                f"{', '.join(map(str, where))}); funnelkit cannot tell which one is meant.",
+                "rename or drop the extra ones before loading, e.g. "
+                "df = df.loc[:, ~df.columns.duplicated()].",
+            )
+        )
+    targets: dict[str, list[str]] = {}
+    for src, dst in columns.items():
+        if src in names:
+            targets.setdefault(dst, []).append(src)
+    for dst, srcs in targets.items():
+        if len(srcs) > 1:
+            problems.append(
+                Problem(
+                    "duplicate_mapping",
+                    dst,
+                    f"columns= maps {' and '.join(map(repr, srcs))} "
+                    f"{'both' if len(srcs) == 2 else 'all'} to {dst!r}; an event log "
+                    f"has one {dst!r} column.",
+                    f"map only one of them to {dst!r}; leave the others out of columns= (they "
+                    "stay segments under their own names).",
+                )
+            )
+        elif dst in names and dst not in columns and srcs[0] != dst:
+            problems.append(
+                Problem(
+                    "mapping_clash",
+                    dst,
+                    f"columns= maps {srcs[0]!r} to {dst!r}, but the data already has a column "
+                    f"{dst!r}; the two would clash.",
+                    f"drop the one you do not want first (data.drop(columns={dst!r})), or rename "
+                    f"the existing one too: columns={{{srcs[0]!r}: {dst!r}, {dst!r}: "
+                    f"{dst + '_original'!r}}}.",
+                )
+            )
+    return problems
+
+
+def _lead_ids(raw: pd.Series, pos: np.ndarray) -> tuple[pd.Series, list[Problem], list[str]]:
+    """Lead ids as stripped text; whole-number floats (123.0) become '123'."""
+    problems: list[Problem] = []
+    notes: list[str] = []
+    is_float_col = pd.api.types.is_float_dtype(raw.dtype)
+    float_cells = None
+    if not is_float_col and pd.api.types.is_object_dtype(raw.dtype):
+        float_cells = raw.map(lambda v: isinstance(v, (float, np.floating))).to_numpy(dtype=bool)
+        if not float_cells.any():
+            float_cells = None
+    if not is_float_col and float_cells is None:
+        return raw.astype("string").str.strip(), problems, notes
+    mask = np.ones(len(raw), dtype=bool) if is_float_col else float_cells
+    x = pd.to_numeric(raw.where(mask), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    finite = np.isfinite(x)
+    bad = mask & ((finite & (x != np.round(x))) | np.isinf(x))
+    big = mask & finite & (np.abs(x) > 2**53)
+    if bad.any():
+        problems.append(
+            Problem(
+                "bad_lead_id",
+                LEAD,
+                f"{int(bad.sum()):,} lead id(s) are numbers with a fraction: {_rows_text(pos[bad])} "
+                f"({_values_text(raw[bad].head(5))}); a lead id is a label, and funnelkit will "
+                "not round it into another lead's.",
+                "read the id column as text (e.g. pd.read_csv(..., dtype={'id': str})) or correct "
+                "those ids.",
+                tuple(int(p) for p in pos[bad][:20]),
+            )
+        )
+    if big.any():
+        problems.append(
+            Problem(
+                "bad_lead_id",
+                LEAD,
+                f"{int(big.sum()):,} lead id(s) are floats above 2**53 ({_rows_text(pos[big])}): "
+                "digits were lost when they became floats, so different leads may share an id.",
+                "read the id column as text (e.g. pd.read_csv(..., dtype={'id': str})).",
+                tuple(int(p) for p in pos[big][:20]),
+            )
+        )
+    whole = mask & finite & ~bad & ~big
+    text = raw.astype("string").str.strip()
+    if whole.any():
+        as_int = pd.Series(x[whole].astype(np.int64), dtype="int64").astype("string").to_numpy()
+        text = text.copy()
+        text[whole] = as_int
+        notes.append(
+            f"Lead ids stored as decimal numbers (e.g. {_values_text(raw[whole].head(1))}) were read "
+            f"as whole numbers ({as_int[0]!r}) on {int(whole.sum()):,} events."
+        )
+    return text, problems, notes
+
+
+def _ignore_rows(labels: pd.Series, ignore: Sequence[str], pos: np.ndarray):
+    """Rows whose stage label is in ``ignore`` (after label normalisation)."""
+    from .stages import normalize_label
+
+    problems: list[Problem] = []
+    cat = pd.Categorical(labels.astype("string").str.strip())
+    norm = {c: normalize_label(c) for c in cat.categories}
+    wanted = {normalize_label(x): x for x in ignore}
+    present = set(norm.values())
+    for key, lab in wanted.items():
+        if key not in present:
+            by_norm = {v: k for k, v in norm.items()}
+            close = [by_norm[m] for m in difflib.get_close_matches(key, list(by_norm), n=3, cutoff=0.6)]
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            shown = ", ".join(map(repr, list(cat.categories)[:12]))
+            more = f" and {len(cat.categories) - 12} more" if len(cat.categories) > 12 else ""
+            problems.append(
+                Problem(
+                    "unknown_label",
+                    STAGE,
+                    f"ignore= names {lab!r}, which no event has (labels in the data: {shown}{more}).",
+                    f"{hint}correct or remove it in ignore= (labels match after normalising case, "
+                    "spaces, '-' and '_').",
+                )
+            )
+    drop_codes = [i for i, c in enumerate(cat.categories) if norm[c] in wanted]
+    codes = np.asarray(cat.codes)
+    drop = np.isin(codes, drop_codes) if drop_codes else np.zeros(len(codes), dtype=bool)
+    counts = {}
+    if drop.any():
+        n_per = np.bincount(codes[drop], minlength=len(cat.categories))
+        counts = {str(cat.categories[i]): int(n_per[i]) for i in drop_codes if n_per[i]}
+    return drop, counts, problems
+
+
 def validate_events(
     data: pd.DataFrame,
     *,
@@ -260,8 +728,10 @@ def validate_events(
     stages: StageSet | str | Sequence[str] | None = None,
     segments: Sequence[str] | None = None,
     tz: str = "UTC",
-    dayfirst: bool = False,
+    dayfirst: bool | None = None,
     missing_time: str = "error",
+    ignore: Sequence[str] | None = None,
+    time_unit: str | None = None,
     source: str = "DataFrame",
     notes: Sequence[str] = (),
     rows_read: int | None = None,
@@ -275,19 +745,36 @@ def validate_events(
     columns : mapping, optional
         The user's column names mapped to funnelkit's: e.g.
         ``{"Deal ID": "lead_id", "Deal Stage": "stage", "Entered": "timestamp",
-        "Value": "amount"}``.  Unmapped columns keep their names.
+        "Value": "amount"}``.  Unmapped columns keep their names.  Without a
+        mapping for them, the process-mining names ``case:concept:name``,
+        ``concept:name`` and ``time:timestamp`` (XES, pm4py) are recognised as
+        ``lead_id``, ``stage`` and ``timestamp`` (the load report says so).
     stages : StageSet, preset name, YAML path or list, optional
         The stage set; when given, labels are mapped onto it and unknown labels
         are an error.  Without it stages stay as they are in the data.
     segments : list of str, optional
         Segment columns to keep (after renaming).  Default: every other column.
+        Text columns become categoricals; numbers and datetimes keep their type.
     tz : str
-        The log's timezone (see the timezone policy above).
-    dayfirst : bool
-        Parse ambiguous dates day first.
+        The log's timezone (see the timezone policy above); an IANA name.
+    dayfirst : bool, optional
+        How numeric dates such as ``01/02/2024`` are read: ``True`` day first,
+        ``False`` month first.  Left unset, a column that contains day-first
+        dates (``31/01/2024``), or whose dates read both ways, is an error
+        asking for it; a column whose dates can only be month first is read
+        month first (with a note).  ISO dates (``2024-01-02``) are never read
+        day first.
     missing_time : {"error", "keep"}
         What a blank timestamp is: an error, or an event whose time is unknown
         (kept with ``NaT`` and flagged ``unknown_time``).
+    ignore : list of str, optional
+        Stage labels (as in the data) whose events are left out, e.g.
+        automated steps that are not stages; they are counted in the load
+        report.  A label no event has is an error.
+    time_unit : {"s", "ms", "us", "ns"}, optional
+        For a time column of numbers: the Unix epoch unit they count (UTC).
+        Left unset, the unit is inferred when only one gives dates in
+        1971-2099 (with a note), else it is an error asking for it.
     source : str
         Name used in messages.
 
@@ -300,17 +787,93 @@ def validate_events(
     Raises
     ------
     InvalidEventLogError
-        Listing every problem found: missing columns, bad or blank timestamps,
-        mixed timezones, empty lead ids, unknown stages, non-numeric or
-        negative amounts.
+        Listing every problem found: missing or duplicate columns, bad, blank,
+        ambiguous or implausible timestamps, mixed timezones, empty or
+        fractional lead ids, unknown stages, non-numeric, infinite or negative
+        amounts, unknown labels in ``ignore``, a misspelt ``tz``.
+
+    Notes
+    -----
+    Rows identical to an earlier one as read (same lead, stage *label*, time,
+    amount and segments) are dropped with a :class:`DataWarning`.  Rows that
+    only collide once labels are mapped onto the stage set (two labels that
+    are aliases of one stage, same lead and time) are merged into one event,
+    and the load report says how many and which labels.  A column of the
+    input named ``flag`` is kept as ``flag_user`` (funnelkit's ``flag`` holds
+    the anomaly flags), unless it holds funnelkit's own flags, which are
+    recomputed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> raw = pd.DataFrame({"deal": ["a", "a", "b"], "step": ["meeting", "won", "meeting"],
+    ...                     "at": ["2024-01-02", "2024-01-09", "2024-01-03"]})
+    >>> log = validate_events(raw, columns={"deal": "lead_id", "step": "stage", "at": "timestamp"},
+    ...                       stages="pipeline4")
+    >>> log[["lead_id", "stage", "flag"]].astype(str).values.tolist()
+    [['a', 'meeting', 'skipped_stage'], ['a', 'won', 'skipped_stage'], ['b', 'meeting', 'skipped_stage']]
     """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(data).__name__}.")
     if missing_time not in {"error", "keep"}:
         raise ValueError("missing_time must be 'error' or 'keep'.")
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise InvalidEventLogError(
+            [Problem("bad_option", None, f"time_unit={time_unit!r} is not a unit.",
+                     f"use one of {', '.join(map(repr, TIME_UNITS))}.")],
+            source=source,
+        )
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    _check_tz(tz)
     columns = dict(columns or {})
+    notes = list(notes)
+    early = _column_problems(data, columns)
+    if early:
+        raise InvalidEventLogError(early, source=source)
+    if len(data) == 0:
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "no_events",
+                    None,
+                    f"the data has no rows (columns: {', '.join(map(str, data.columns)) or 'none'}).",
+                    "check that the right file or sheet was exported, with its rows.",
+                )
+            ],
+            source=source,
+        )
     absent_src = [src for src in columns if src not in data.columns]
     df = data.rename(columns=columns)
+    recognised = {
+        src: dst
+        for src, dst in PM4PY_COLUMNS.items()
+        if dst not in df.columns and dst not in columns.values() and src in df.columns and src not in columns
+    }
+    if recognised:
+        df = df.rename(columns=recognised)
+        notes.append(
+            "Process-mining column names recognised: "
+            + ", ".join(f"{s!r} -> {d!r}" for s, d in recognised.items())
+            + "."
+        )
+    segments = None if segments is None else list(segments)
+    if FLAG in df.columns:
+        user_flag = df[FLAG]
+        filled = user_flag[~_blank_mask(user_flag)]
+        if filled.astype(str).isin(FLAGS).all():
+            df = df.drop(columns=FLAG)
+            if len(filled):
+                notes.append("The input's 'flag' column holds funnelkit's anomaly flags: recomputed.")
+        else:
+            new = _free_name(FLAG, set(map(str, df.columns)))
+            df = df.rename(columns={FLAG: new})
+            if segments is not None:
+                segments = [new if s == FLAG else s for s in segments]
+            notes.append(
+                f"The input's own column 'flag' is kept as {new!r}: funnelkit's 'flag' column "
+                "holds the anomaly flags (skipped_stage, moved_back, ...)."
+            )
     stage_set = None if stages is None else get_stage_set(stages)
     problems: list[Problem] = []
     n = len(df)
@@ -345,11 +908,27 @@ def validate_events(
                 )
             )
 
+    ignored: dict[str, int] = {}
+    if ignore and STAGE in df.columns:
+        drop, ignored, iprobs = _ignore_rows(df[STAGE], ignore, pos)
+        problems.extend(iprobs)
+        if drop.any():
+            df = df.loc[~drop].reset_index(drop=True)
+            pos = pos[~drop]
+            n = len(df)
+            notes.append(
+                f"Left out {_n(int(drop.sum()), 'event')} with labels named in ignore=: "
+                + ", ".join(f"{k!r} x{v:,}" for k, v in ignored.items())
+                + "."
+            )
+
     # lead ids
+    lead_text = None
     if LEAD in df.columns:
-        lead_raw = df[LEAD]
-        empty = (lead_raw.isna() | (lead_raw.astype("string").str.strip() == "")).fillna(True)
-        empty = empty.to_numpy(dtype=bool)
+        lead_text, lprobs, lnotes = _lead_ids(df[LEAD], pos)
+        problems.extend(lprobs)
+        notes.extend(lnotes)
+        empty = (lead_text.isna() | (lead_text == "")).fillna(True).to_numpy(dtype=bool)
         if empty.any():
             problems.append(
                 Problem(
@@ -365,10 +944,12 @@ def validate_events(
     times = None
     unknown_time = np.zeros(n, dtype=bool)
     if TIME in df.columns:
-        times, tprobs = _parse_times(df[TIME], tz=tz, dayfirst=dayfirst, column=TIME)
+        times, tprobs, tnotes = _parse_times(
+            df[TIME], tz=tz, dayfirst=dayfirst, column=TIME, pos=pos, time_unit=time_unit
+        )
         problems.extend(tprobs)
-        blank = (df[TIME].isna() | (df[TIME].astype("string").str.strip() == "")).fillna(True)
-        blank = blank.to_numpy(dtype=bool)
+        notes.extend(tnotes)
+        blank = _blank_mask(df[TIME])
         if blank.any():
             if missing_time == "error":
                 problems.append(
@@ -385,10 +966,10 @@ def validate_events(
 
     # stages
     stage_values = None
+    raw_cat = None
     if STAGE in df.columns:
         raw_stage = df[STAGE]
-        nostage = (raw_stage.isna() | (raw_stage.astype("string").str.strip() == "")).fillna(True)
-        nostage = nostage.to_numpy(dtype=bool)
+        nostage = _blank_mask(raw_stage)
         if nostage.any():
             problems.append(
                 Problem(
@@ -399,7 +980,8 @@ def validate_events(
                     tuple(int(p) for p in pos[nostage][:20]),
                 )
             )
-        cat = pd.Categorical(raw_stage.astype("string").str.strip())
+        raw_cat = pd.Categorical(raw_stage.astype("string").str.strip())
+        cat = raw_cat
         if stage_set is not None:
             mapped = {c: stage_set.canonical(c) for c in cat.categories}
             unknown = [c for c, m in mapped.items() if m is None]
@@ -410,7 +992,7 @@ def validate_events(
                     sug = stage_set.suggest(lab)
                     hint = f" (did you mean {' or '.join(map(repr, sug))}?)" if sug else ""
                     parts.append(f"{lab!r} x{int(counts.get(lab, 0)):,}{hint}")
-                bad = np.isin(np.asarray(cat.astype(object)), unknown)
+                bad = np.isin(np.asarray(cat.codes), [cat.categories.get_loc(c) for c in unknown])
                 problems.append(
                     Problem(
                         "unknown_stage",
@@ -419,7 +1001,8 @@ def validate_events(
                         f"({', '.join(stage_set.labels)}): {'; '.join(parts)}; first at "
                         f"{_rows_text(pos[bad])}.",
                         "map them to stages with aliases in the stage set (YAML 'aliases:' or "
-                        "StageSet.with_aliases({'label': 'stage'})), or correct the data.",
+                        "StageSet.with_aliases({'label': 'stage'})), leave them out with "
+                        "ignore=[...], or correct the data.",
                         tuple(int(p) for p in pos[bad][:20]),
                     )
                 )
@@ -435,9 +1018,13 @@ def validate_events(
     amount = None
     if AMOUNT in df.columns:
         raw_amt = df[AMOUNT]
-        amount = pd.to_numeric(raw_amt, errors="coerce").astype("float64")
-        blank_amt = (raw_amt.isna() | (raw_amt.astype("string").str.strip() == "")).fillna(True)
-        nonnum = amount.isna().to_numpy() & ~blank_amt.to_numpy(dtype=bool)
+        if pd.api.types.is_float_dtype(raw_amt.dtype):
+            amount = raw_amt.astype("float64")
+        else:
+            amount = pd.to_numeric(raw_amt, errors="coerce").astype("float64")
+        blank_amt = _blank_mask(raw_amt)
+        x = amount.to_numpy(dtype="float64", na_value=np.nan)
+        nonnum = np.isnan(x) & ~blank_amt
         if nonnum.any():
             problems.append(
                 Problem(
@@ -450,7 +1037,19 @@ def validate_events(
                     tuple(int(p) for p in pos[nonnum][:20]),
                 )
             )
-        neg = (amount < 0).to_numpy()
+        inf = np.isinf(x)
+        if inf.any():
+            problems.append(
+                Problem(
+                    "bad_amount",
+                    AMOUNT,
+                    f"{int(inf.sum()):,} amount(s) are infinite: {_rows_text(pos[inf])} "
+                    f"({_values_text(raw_amt[inf].head(5))}); totals and averages would be infinite too.",
+                    "write the real amount, or leave the cell blank when it is unknown.",
+                    tuple(int(p) for p in pos[inf][:20]),
+                )
+            )
+        neg = x < 0
         if neg.any():
             problems.append(
                 Problem(
@@ -484,7 +1083,7 @@ def validate_events(
 
     out = pd.DataFrame(
         {
-            LEAD: df[LEAD].astype("string").str.strip().to_numpy(dtype=object),
+            LEAD: lead_text.to_numpy(dtype=object),
             STAGE: stage_values,
             TIME: times.to_numpy(),
         }
@@ -492,44 +1091,118 @@ def validate_events(
     if amount is not None:
         out[AMOUNT] = amount.to_numpy()
     for s in seg_cols:
-        out[s] = pd.Categorical(df[s].to_numpy(dtype=object))
+        out[s] = _segment(df[s], tz)
     out.index = pd.RangeIndex(len(out))
 
     report = LoadReport(source=source, rows_read=n if rows_read is None else rows_read, stage_set=stage_set)
+    report.ignored = ignored
     report.notes.extend(notes)
 
-    dup = out.duplicated(keep="first").to_numpy()
-    if dup.any():
-        report.duplicates_dropped = int(dup.sum())
-        warnings.warn(
-            f"{source}: dropped {int(dup.sum()):,} exact duplicate event(s) "
-            f"({_rows_text(pos[dup])}); each was identical in every column to an earlier row.",
-            DataWarning,
-            stacklevel=2,
-        )
-        out = out.loc[~dup]
-        unknown_time = unknown_time[~dup]
+    lead_codes, lead_ids = pd.factorize(out[LEAD], sort=True)
+    t64 = out[TIME].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    raw_codes = np.asarray(raw_cat.codes, dtype=np.int64)
+    keep = _drop_duplicates(out, lead_codes, raw_codes, t64, seg_cols, pos, source, report)
+    if keep is not None:
+        out, unknown_time = out.loc[keep].reset_index(drop=True), unknown_time[keep]
+        lead_codes, t64, raw_codes = lead_codes[keep], t64[keep], raw_codes[keep]
+    if stage_set is not None:
+        keep = _merge_aliases(out, lead_codes, raw_codes, t64, raw_cat.categories, report)
+        if keep is not None:
+            out, unknown_time = out.loc[keep].reset_index(drop=True), unknown_time[keep]
+            lead_codes = lead_codes[keep]
 
     for s in seg_cols:
         blank_seg = out[s].isna().to_numpy()
         if blank_seg.any():
-            n_leads_blank = out.loc[blank_seg, LEAD].nunique()
+            n_leads_blank = int(np.count_nonzero(np.bincount(lead_codes[blank_seg], minlength=len(lead_ids))))
             report.notes.append(
                 f"Segment {s!r} is blank on {int(blank_seg.sum()):,} events ({n_leads_blank:,} "
                 "leads); kept, shown as missing in breakdowns."
             )
 
-    out = _sort_and_flag(out, stage_set, unknown_time)
+    out = _sort_and_flag(out, stage_set, unknown_time, lead_codes)
     report.events = len(out)
-    report.leads = int(out[LEAD].nunique())
+    report.leads = int(np.count_nonzero(np.bincount(lead_codes, minlength=len(lead_ids))))
     report.flags = {k: int(v) for k, v in out[FLAG].value_counts().items() if k and v}
     out.attrs[_ATTR] = report
     return out
 
 
-def _sort_and_flag(out: pd.DataFrame, stage_set: StageSet | None, unknown_time: np.ndarray) -> pd.DataFrame:
+def _segment(col: pd.Series, tz) -> object:
+    """A segment column: numbers and datetimes keep their type, the rest is categorical."""
+    dtype = col.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return col.astype("category").array
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        if getattr(getattr(col, "dt", None), "tz", None) is not None:
+            col = col.dt.tz_convert(tz).dt.tz_localize(None)
+        return col.array if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) else col.to_numpy()
+    return col.astype("category").array
+
+
+def _drop_duplicates(out, lead_codes, raw_codes, t64, seg_cols, pos, source, report):
+    """Exact duplicates judged on the rows as read (the stage *label*, not the stage).
+
+    Returns the mask of rows to keep, or None when there is nothing to drop.
+    """
+    key = pd.DataFrame({"l": lead_codes, "r": raw_codes, "t": t64})
+    cand = key.duplicated(keep=False).to_numpy()
+    if not cand.any():
+        return None
+    sub = key.loc[cand]
+    for c in [AMOUNT, *seg_cols]:
+        if c in out.columns:
+            sub[c] = out[c].to_numpy()[cand]
+    dup_sub = sub.duplicated(keep="first").to_numpy()
+    if not dup_sub.any():
+        return None
+    dup = np.zeros(len(out), dtype=bool)
+    dup[np.flatnonzero(cand)[dup_sub]] = True
+    report.duplicates_dropped = int(dup.sum())
+    warnings.warn(
+        f"{source}: dropped {int(dup.sum()):,} exact duplicate event(s) "
+        f"({_rows_text(pos[dup])}); each was identical in every column to an earlier row.",
+        DataWarning,
+        stacklevel=3,
+    )
+    return ~dup
+
+
+def _merge_aliases(out, lead_codes, raw_codes, t64, raw_labels, report):
+    """Merge events that only collide once labels are mapped onto stages."""
+    stage_codes = np.asarray(out[STAGE].cat.codes, dtype=np.int64)
+    key = pd.DataFrame({"l": lead_codes, "s": stage_codes, "t": t64, "r": raw_codes})
+    cand = key[["l", "s", "t"]].duplicated(keep=False).to_numpy()
+    if not cand.any():
+        return None
+    sub = key.loc[cand]
+    first = sub.groupby(["l", "s", "t"], sort=False)["r"].transform("first").to_numpy()
+    other = sub["r"].to_numpy() != first
+    if not other.any():
+        return None
+    drop = np.zeros(len(out), dtype=bool)
+    drop[np.flatnonzero(cand)[other]] = True
+    # which labels were involved, per stage: those of groups that had more than one label
+    mixed = sub.groupby(["l", "s", "t"], sort=False)["r"].transform("nunique").to_numpy() > 1
+    stages_cat = out[STAGE].cat.categories
+    s_codes = sub["s"].to_numpy()
+    for s_code in pd.unique(s_codes[other]):
+        here = mixed & (s_codes == s_code)
+        labs = [str(raw_labels[r]) for r in sorted(set(sub["r"].to_numpy()[here]))]
+        n_in, n_drop = int(here.sum()), int((other & (s_codes == s_code)).sum())
+        report.notes.append(
+            f"{_n(n_in, 'event')} of labels {' and '.join(map(repr, labs))} mapped to stage "
+            f"{stages_cat[s_code]!r} at the same time (same lead) were merged into {n_in - n_drop:,}; "
+            "the first row's values kept."
+        )
+    report.merged = int(drop.sum())
+    return ~drop
+
+
+def _sort_and_flag(
+    out: pd.DataFrame, stage_set: StageSet | None, unknown_time: np.ndarray, lead_codes: np.ndarray
+) -> pd.DataFrame:
     """Sort by lead, time (unknown first), stage order; flag anomalies."""
-    lead_codes, _ = pd.factorize(out[LEAD], sort=True)
     t = out[TIME].to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is the minimum
     if stage_set is not None:
         order = stage_order(out, stage_set)
@@ -571,27 +1244,283 @@ def _sort_and_flag(out: pd.DataFrame, stage_set: StageSet | None, unknown_time: 
 # ---------------------------------------------------------------------------
 # readers and adapters
 # ---------------------------------------------------------------------------
-def _read_table(source: str | Path) -> pd.DataFrame:
+_SEPARATORS = (",", ";", "\t", "|")
+_SEP_NAME = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_CHUNK = 1 << 20
+
+
+def _is_xes(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(".xes") or name.endswith(".xes.gz")
+
+
+def _open_bytes(path: Path):
+    import gzip
+
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _file_problem(kind: str, message: str, fix: str, path: Path) -> InvalidEventLogError:
+    return InvalidEventLogError([Problem(kind, None, message, fix)], source=str(path))
+
+
+def _check_decodes(path: Path, encoding: str) -> tuple[int, int, int] | None:
+    """Stream the file through a decoder: None, or (byte offset, byte, line) of the first failure."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = lines = 0
+    with _open_bytes(path) as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                # exc.object is what the decoder held over from the last chunk, then this one
+                carried = len(exc.object) - len(chunk)
+                line = lines + exc.object[: exc.start].count(b"\n") + 1
+                return offset - carried + exc.start, exc.object[exc.start], line
+            if not chunk:
+                return None
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+
+
+def _detect_encoding(path: Path, encoding: str | None, notes: list[str]) -> str:
+    """The file's text encoding: the one given (checked), or detected.
+
+    Detection: a byte-order mark says UTF-8 or UTF-16; otherwise UTF-8 if the
+    whole file decodes, else Windows-1252, else Latin-1 (with a note).
+    """
+    with _open_bytes(path) as f:
+        head = f.read(4096)
+    if head.startswith(b"PK\x03\x04"):
+        raise _file_problem(
+            "unsupported_file",
+            f"{path.name!r} is a zip archive (an Excel .xlsx workbook?), not a text table.",
+            "save the sheet as CSV, or read it with pandas.read_excel and pass the DataFrame.",
+            path,
+        )
+    if encoding is None:
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            notes.append("Text encoding: UTF-16 (byte-order mark).")
+            return "utf-16"
+        if b"\x00" in head:
+            at = head.index(b"\x00")
+            raise _file_problem(
+                "unsupported_file",
+                f"{path.name!r} contains NUL bytes (the first at byte offset {at:,}): it is not a "
+                "text table.",
+                "export the data as CSV or Parquet.",
+                path,
+            )
+        bad = _check_decodes(path, "utf-8")
+        if bad is None:
+            return "utf-8"
+        at, byte, line = bad
+        enc = "cp1252" if _check_decodes(path, "cp1252") is None else "latin-1"
+        notes.append(
+            f"Text encoding: not UTF-8 (byte 0x{byte:02x} at offset {at:,}, line {line:,}); read as "
+            f"{'Windows-1252' if enc == 'cp1252' else 'Latin-1'}. Pass encoding= if accented "
+            "letters look wrong."
+        )
+        return enc
+    bad = _check_decodes(path, encoding)
+    if bad is not None:
+        at, byte, line = bad
+        other = "utf-8" if encoding.lower().replace("-", "").replace("_", "") not in {"utf8", "utf8sig"} \
+            else "cp1252"
+        raise _file_problem(
+            "bad_encoding",
+            f"cannot read {path.name!r} as {encoding!r}: byte 0x{byte:02x} at byte offset {at:,} "
+            f"(line {line:,}) is not valid in that encoding.",
+            f"pass the file's real encoding, e.g. encoding={other!r} (Excel on Windows writes "
+            "'cp1252'), or leave encoding= unset to detect it.",
+            path,
+        )
+    return encoding
+
+
+def _sample_lines(path: Path, encoding: str, n: int = 30) -> list[str]:
+    import io
+
+    with _open_bytes(path) as f:
+        raw = f.read(1 << 16)
+    text = raw.decode(encoding, errors="replace") if encoding != "utf-16" else raw.decode("utf-16", "replace")
+    lines = io.StringIO(text.lstrip("\ufeff")).read().splitlines()
+    if len(raw) == 1 << 16 and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut
+    return [ln for ln in lines if ln.strip()][:n]
+
+
+def _detect_sep(lines: list[str]) -> str:
+    """The separator that splits every sampled line into the same number (>1) of fields."""
+    import csv
+
+    best, best_fields, fallback, fallback_fields = ",", 1, ",", 1
+    for sep in _SEPARATORS:
+        counts = [len(r) for r in csv.reader(lines, delimiter=sep)]
+        if not counts:
+            continue
+        if counts[0] > 1 and len(set(counts)) == 1 and counts[0] > best_fields:
+            best, best_fields = sep, counts[0]
+        if counts[0] > fallback_fields:
+            fallback, fallback_fields = sep, counts[0]
+    return best if best_fields > 1 else fallback
+
+
+def _header(lines: list[str], sep: str) -> list[str]:
+    import csv
+
+    return next(csv.reader(lines[:1], delimiter=sep), []) if lines else []
+
+
+def _wanted_columns(header: Sequence[str], columns, segments) -> list[str] | None:
+    """The columns to read when ``segments=`` says which to keep; None means all.
+
+    All columns are read when one the log needs is absent, so that the error
+    lists every column present.
+    """
+    if segments is None:
+        return None
+    columns = dict(columns or {})
+    present = set(header)
+    if any(src not in present for src in columns):
+        return None
+    targets = {LEAD, STAGE, TIME, AMOUNT, *segments}
+    wanted = {src for src, dst in columns.items() if dst in targets}
+    wanted |= {c for c in targets | set(PM4PY_COLUMNS) if c not in columns}
+    available = present | set(columns.values())
+    for c in [*REQUIRED, *segments]:
+        pm = [k for k, v in PM4PY_COLUMNS.items() if v == c]
+        if c not in available and not (pm and pm[0] in present):
+            return None
+    return [c for c in header if c in wanted]
+
+
+def _read_table(
+    source: str | Path,
+    *,
+    sep: str | None = None,
+    encoding: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    segments: Sequence[str] | None = None,
+    notes: list[str] | None = None,
+) -> pd.DataFrame:
+    """Read a CSV/TSV (plain or .gz) or Parquet file as raw text columns.
+
+    CSV: the encoding and the separator are detected unless given (the load
+    report says what was detected); every cell is read as text.  With
+    ``segments=`` only the columns the log needs are read.
+    """
+    notes = [] if notes is None else notes
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     suffix = path.suffix.lower()
+    if _is_xes(path):
+        raise _file_problem(
+            "unsupported_file",
+            f"{path.name!r} is an XES event log, which this adapter does not take.",
+            "read it with funnelkit.read_xes (or read_events), then pass the log on.",
+            path,
+        )
     if suffix in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    if suffix in {".csv", ".txt", ".tsv"} or suffix == ".gz":
-        sep = "\t" if ".tsv" in path.name.lower() else ","
-        return pd.read_csv(path, dtype=str, sep=sep, keep_default_na=False, na_values=[""])
-    raise InvalidEventLogError(
-        [
-            Problem(
-                "unsupported_file",
-                None,
-                f"cannot read {path.name!r}: funnelkit reads .csv, .tsv and .parquet files.",
-                "export the data as CSV or Parquet, or load it into a DataFrame first.",
+        import pyarrow.parquet as pq
+
+        header = pq.read_schema(path).names
+        used = _wanted_columns(header, columns, segments)
+        return pd.read_parquet(path, columns=used)
+    if suffix not in {".csv", ".txt", ".tsv", ".tab", ".gz"}:
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "unsupported_file",
+                    None,
+                    f"cannot read {path.name!r}: funnelkit reads .csv, .tsv, .parquet and .xes "
+                    "(or .xes.gz) files.",
+                    "export the data as CSV or Parquet, or load it into a DataFrame first.",
+                )
+            ],
+            source=str(path),
+        )
+    if path.stat().st_size == 0:
+        raise _file_problem(
+            "empty_file", f"{path.name!r} is empty (0 bytes).",
+            "export the data again; the file has neither a header nor rows.", path,
+        )
+    enc = _detect_encoding(path, encoding, notes)
+    lines = _sample_lines(path, enc)
+    if not lines:
+        raise _file_problem(
+            "empty_file", f"{path.name!r} holds only blank lines.",
+            "export the data again, with its header and rows.", path,
+        )
+    if sep is None:
+        sep = _detect_sep(lines)
+        if sep != ",":
+            notes.append(f"Columns separated by {_SEP_NAME.get(sep, repr(sep))}s (detected).")
+    header = _header(lines, sep)
+    if len(header) == 1:
+        better = _detect_sep(lines)
+        if better != sep and len(_header(lines, better)) > 1:
+            raise _file_problem(
+                "wrong_separator",
+                f"with sep={sep!r} the header of {path.name!r} is one column, {header[0]!r}; "
+                f"its columns are separated by {_SEP_NAME.get(better, repr(better))}s.",
+                f"pass sep={better!r}, or leave sep= unset to detect it.",
+                path,
             )
-        ],
-        source=str(path),
-    )
+    seen: dict[str, list[int]] = {}
+    for i, h in enumerate(header, 1):
+        seen.setdefault(h.strip(), []).append(i)
+    dups = {h: where for h, where in seen.items() if len(where) > 1}
+    if dups:
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "duplicate_column",
+                    h,
+                    f"the header names {h!r} {len(where)} times (columns {', '.join(map(str, where))}); "
+                    "funnelkit cannot tell which one is meant.",
+                    "rename or delete the extra columns in the file.",
+                )
+                for h, where in dups.items()
+            ],
+            source=str(path),
+        )
+    used = _wanted_columns(header, columns, segments)
+    try:
+        df = pd.read_csv(
+            path,
+            dtype=str,
+            sep=sep,
+            encoding=enc,
+            keep_default_na=False,
+            na_values=[""],
+            usecols=used,
+        )
+    except pd.errors.ParserError as exc:
+        raise _file_problem(
+            "bad_csv",
+            f"{path.name!r} is not a consistent table: {exc}",
+            "check the line named above (an unquoted separator inside a cell, or a cut-off "
+            "line); quote cells that contain the separator.",
+            path,
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise _file_problem("empty_file", f"{path.name!r} has no header and no rows.",
+                            "export the data again, with its header and rows.", path) from exc
+    if len(df) == 0:
+        raise _file_problem(
+            "empty_file",
+            f"{path.name!r} has a header ({', '.join(map(str, df.columns))}) but no rows.",
+            "export the data again with its rows (a filter may have excluded them all).",
+            path,
+        )
+    return df
 
 
 def read_events(
@@ -601,12 +1530,27 @@ def read_events(
     stages: StageSet | str | Sequence[str] | None = None,
     segments: Sequence[str] | None = None,
     tz: str = "UTC",
-    dayfirst: bool = False,
+    dayfirst: bool | None = None,
     missing_time: str = "error",
+    ignore: Sequence[str] | None = None,
+    time_unit: str | None = None,
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> pd.DataFrame:
-    """Load a long event log from a CSV or Parquet file or a DataFrame.
+    """Load a long event log from a CSV, Parquet or XES file or a DataFrame.
 
-    Parameters are those of :func:`validate_events`.
+    ``.xes`` and ``.xes.gz`` files are read by :func:`funnelkit.xes.read_xes`
+    (trace attributes become segments; complete events only).  Other
+    parameters are those of :func:`validate_events`, plus:
+
+    Parameters
+    ----------
+    sep : str, optional
+        CSV separator; detected when not given (``,``, ``;``, tab or ``|``).
+    encoding : str, optional
+        CSV text encoding; detected when not given (UTF-8, UTF-8 with BOM,
+        UTF-16, else Windows-1252 / Latin-1 with a note).  A given encoding
+        that fails is an error naming the byte offset.
 
     Examples
     --------
@@ -619,9 +1563,18 @@ def read_events(
     ['lead_id', 'stage', 'timestamp', 'amount', 'product']
     """
     if isinstance(source, pd.DataFrame):
-        data, name = source, "DataFrame"
+        data, name, notes = source, "DataFrame", []
+    elif _is_xes(Path(source)):
+        from .xes import read_xes
+
+        return read_xes(
+            source, columns=columns, stages=stages, segments=segments, tz=tz,
+            missing_time=missing_time, ignore=ignore,
+        )
     else:
-        data, name = _read_table(source), str(source)
+        notes: list[str] = []
+        data = _read_table(source, sep=sep, encoding=encoding, columns=columns, segments=segments, notes=notes)
+        name = str(source)
     return validate_events(
         data,
         columns=columns,
@@ -630,7 +1583,10 @@ def read_events(
         tz=tz,
         dayfirst=dayfirst,
         missing_time=missing_time,
+        ignore=ignore,
+        time_unit=time_unit,
         source=name,
+        notes=notes,
     )
 
 
@@ -650,7 +1606,7 @@ def from_wide(
     amount: str | None = None,
     segments: Sequence[str] | None = None,
     tz: str = "UTC",
-    dayfirst: bool = False,
+    dayfirst: bool | None = None,
 ) -> pd.DataFrame:
     """Turn a wide table (one date column per stage) into an event log.
 
@@ -839,7 +1795,7 @@ def from_snapshot(
     amount: str | None = None,
     segments: Sequence[str] | None = None,
     tz: str = "UTC",
-    dayfirst: bool = False,
+    dayfirst: bool | None = None,
 ) -> pd.DataFrame:
     """Turn a CRM snapshot (one row per opportunity, its current stage) into events.
 
