@@ -177,11 +177,7 @@ def stage_order(log: pd.DataFrame, stages: StageSet, *, stage: str = STAGE) -> n
     """
     cat = pd.Categorical(log[stage])
     lookup = np.array(
-        [
-            stages.order(c) if stages.canonical(c) is not None else -2
-            for c in cat.categories
-        ]
-        + [-2],
+        [stages.order(c) if stages.canonical(c) is not None else -2 for c in cat.categories] + [-2],
         dtype=np.int64,
     )
     codes = cat.codes.astype(np.int64)
@@ -199,7 +195,8 @@ def segment_columns(log: pd.DataFrame) -> list[str]:
 PLAUSIBLE_TIMES = (pd.Timestamp("1900-01-01"), pd.Timestamp("2100-01-01"))
 TIME_UNITS = ("s", "ms", "us", "ns")
 #: A day/month/year date written with numbers only: 31/01/2024, 1.2.24, 01-02-2024 10:00.
-_DMY = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?!\d)")
+_DMY = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\D|$)")
+_DECIMAL_COMMA = r"^\s*-?(?:\d{1,3}(?:[.\s]\d{3})+|\d+),\d+\s*$"
 _EPOCH_TEXT = re.compile(r"^\s*-?\d{9,}(?:\.\d+)?\s*$")
 _UNIT_WORD = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
@@ -232,6 +229,19 @@ def _check_tz(tz: object) -> None:
             )
         ]
     )
+
+
+def _regex_mask(s: pd.Series, pattern: str) -> np.ndarray:
+    """Where text matches ``pattern`` (RE2 syntax, vectorised in pyarrow); missing is False."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(s.astype("string"), from_pandas=True)
+        hit = pc.fill_null(pc.match_substring_regex(arr, pattern), False)
+        return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool).copy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return s.astype("string").str.contains(pattern, na=False).to_numpy(dtype=bool).copy()
 
 
 def _blank_mask(s: pd.Series) -> np.ndarray:
@@ -309,13 +319,18 @@ def _resolve_dayfirst(text: pd.Series, ok: np.ndarray, dayfirst, column: str, po
     is_dmy = np.zeros(n, dtype=bool)
     if not ok.any():
         return is_dmy, bool(dayfirst), problems, notes
-    parts = text.str.extract(_DMY)
-    matched = parts[0].notna().to_numpy(dtype=bool) & ok
-    if not matched.any():
+    hit = _regex_mask(text, _DMY.pattern) & ok
+    if not hit.any():
         return is_dmy, bool(dayfirst), problems, notes
+    # split the day/month/year fields of the distinct matching values only
+    codes, uniq = pd.factorize(text.where(hit))
+    parts = pd.Series(uniq, dtype="string").str.extract(_DMY)
+    ua = pd.to_numeric(parts[0], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    ub = pd.to_numeric(parts[1], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    a = np.r_[ua, np.nan][codes]
+    b = np.r_[ub, np.nan][codes]
+    matched = ~np.isnan(a) & ok
     is_dmy = matched
-    a = pd.to_numeric(parts[0], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    b = pd.to_numeric(parts[1], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     day_only = matched & (a > 12) & (b <= 12)  # 31/01/2024: day first
     month_only = matched & (b > 12) & (a <= 12)  # 01/31/2024: month first
     either = matched & (a <= 12) & (b <= 12) & (a != b)  # 01/02/2024: both readings are dates
@@ -435,16 +450,22 @@ def _parse_times(
     def numbers_in_text() -> bool:
         if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)) or blank.all():
             return False
-        kinds = pd.api.types.infer_dtype(raw[~blank], skipna=True)
-        if kinds in {"integer", "floating", "mixed-integer-float"}:
-            return True
+        numeric = {"integer", "floating", "mixed-integer-float"}
+        kinds = pd.api.types.infer_dtype(raw[~blank].head(1000), skipna=True)
+        if kinds in numeric:
+            return pd.api.types.infer_dtype(raw[~blank], skipna=True) in numeric
         if kinds != "string":
             return False
-        return bool(raw[~blank].astype("string").str.match(_EPOCH_TEXT).all())
+        filled = raw[~blank]
+        if not _regex_mask(filled.head(50), _EPOCH_TEXT.pattern).all():
+            return False
+        return bool(_regex_mask(filled, _EPOCH_TEXT.pattern).all())
 
-    if time_unit is not None and not (
-        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-    ) and not numbers_in_text():
+    if (
+        time_unit is not None
+        and not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
+        and not numbers_in_text()
+    ):
         problems.append(
             Problem(
                 "bad_option",
@@ -462,13 +483,19 @@ def _parse_times(
             parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
     elif pd.api.types.is_bool_dtype(dtype):
         problems.append(
-            Problem("bad_timestamp", column, "holds true/false values, not dates.",
-                    "map the column that holds the event times to 'timestamp'.")
+            Problem(
+                "bad_timestamp",
+                column,
+                "holds true/false values, not dates.",
+                "map the column that holds the event times to 'timestamp'.",
+            )
         )
         return nat, problems, notes
     elif pd.api.types.is_numeric_dtype(dtype) or numbers_in_text():
         vals = pd.to_numeric(raw.where(~blank), errors="coerce")
-        parsed, p, nt = _epoch_times(vals, raw, tz=tz, time_unit=time_unit, column=column, pos=pos, blank=blank)
+        parsed, p, nt = _epoch_times(
+            vals, raw, tz=tz, time_unit=time_unit, column=column, pos=pos, blank=blank
+        )
         problems += p
         notes += nt
         if p:
@@ -480,14 +507,20 @@ def _parse_times(
         )
         if all_text:
             text = values.astype("string").str.strip()
-            aware = text.str.contains(_TZ_SUFFIX, na=False).to_numpy(dtype=bool).copy()
+            aware = _regex_mask(text, _TZ_SUFFIX.pattern)
         else:
             text = values.map(lambda v: v.strip() if isinstance(v, str) else v)
-            aware = values.map(
-                lambda v: bool(_TZ_SUFFIX.search(v.strip()))
-                if isinstance(v, str)
-                else getattr(v, "tzinfo", None) is not None
-            ).to_numpy(dtype=bool).copy()
+            aware = (
+                values.map(
+                    lambda v: (
+                        bool(_TZ_SUFFIX.search(v.strip()))
+                        if isinstance(v, str)
+                        else getattr(v, "tzinfo", None) is not None
+                    )
+                )
+                .to_numpy(dtype=bool)
+                .copy()
+            )
         aware &= ~blank
         naive = ~blank & ~aware
         if aware.any() and naive.any():
@@ -541,7 +574,11 @@ def _parse_times(
                 f"{int(bad.sum()):,} value(s) are not dates: {_rows_text(pos[bad])} "
                 f"({_values_text(raw[bad].head(5))}).",
                 "correct those cells (ISO 8601 such as '2024-03-01 09:30' is safest)"
-                + ("; for numeric dates say which comes first with dayfirst=True or False." if dmy_like else "."),
+                + (
+                    "; for numeric dates say which comes first with dayfirst=True or False."
+                    if dmy_like
+                    else "."
+                ),
                 tuple(int(p) for p in pos[bad][:20]),
             )
         )
@@ -657,8 +694,7 @@ def _lead_ids(raw: pd.Series, pos: np.ndarray) -> tuple[pd.Series, list[Problem]
                 f"{int(bad.sum()):,} lead id(s) are numbers with a fraction: {_rows_text(pos[bad])} "
                 f"({_values_text(raw[bad].head(5))}); a lead id is a label, and funnelkit will "
                 "not round it into another lead's.",
-                "read the id column as text (e.g. pd.read_csv(..., dtype={'id': str})) or correct "
-                "those ids.",
+                "read the id column as text (e.g. pd.read_csv(..., dtype={'id': str})) or correct those ids.",
                 tuple(int(p) for p in pos[bad][:20]),
             )
         )
@@ -732,6 +768,7 @@ def validate_events(
     missing_time: str = "error",
     ignore: Sequence[str] | None = None,
     time_unit: str | None = None,
+    decimal: str = ".",
     source: str = "DataFrame",
     notes: Sequence[str] = (),
     rows_read: int | None = None,
@@ -775,6 +812,9 @@ def validate_events(
         For a time column of numbers: the Unix epoch unit they count (UTC).
         Left unset, the unit is inferred when only one gives dates in
         1971-2099 (with a note), else it is an error asking for it.
+    decimal : {".", ","}
+        The decimal mark of amounts written as text; with ``","``, ``1.234,5``
+        is 1234.5 (European exports, often semicolon-separated).
     source : str
         Name used in messages.
 
@@ -819,8 +859,19 @@ def validate_events(
         raise ValueError("missing_time must be 'error' or 'keep'.")
     if time_unit is not None and time_unit not in TIME_UNITS:
         raise InvalidEventLogError(
-            [Problem("bad_option", None, f"time_unit={time_unit!r} is not a unit.",
-                     f"use one of {', '.join(map(repr, TIME_UNITS))}.")],
+            [
+                Problem(
+                    "bad_option",
+                    None,
+                    f"time_unit={time_unit!r} is not a unit.",
+                    f"use one of {', '.join(map(repr, TIME_UNITS))}.",
+                )
+            ],
+            source=source,
+        )
+    if decimal not in {".", ","}:
+        raise InvalidEventLogError(
+            [Problem("bad_option", None, f"decimal={decimal!r} is not a decimal mark.", "use '.' or ','.")],
             source=source,
         )
     if isinstance(ignore, str):
@@ -889,12 +940,13 @@ def validate_events(
                 )
             else:
                 msg = (
-                    f"required column {c!r} is missing. Columns present: "
-                    f"{', '.join(map(str, data.columns))}."
+                    f"required column {c!r} is missing. Columns present: {', '.join(map(str, data.columns))}."
                 )
             close = difflib.get_close_matches(c, [str(x) for x in data.columns], n=2, cutoff=0.4)
-            fix = f"map your column to it, e.g. columns={{{close[0]!r}: {c!r}}}" if close else (
-                f"add the column or map yours to it with columns={{'your name': {c!r}}}"
+            fix = (
+                f"map your column to it, e.g. columns={{{close[0]!r}: {c!r}}}"
+                if close
+                else (f"add the column or map yours to it with columns={{'your name': {c!r}}}")
             )
             problems.append(Problem("missing_column", c, msg, fix))
     for src in absent_src:
@@ -1020,20 +1072,32 @@ def validate_events(
         raw_amt = df[AMOUNT]
         if pd.api.types.is_float_dtype(raw_amt.dtype):
             amount = raw_amt.astype("float64")
+        elif decimal == "," and not pd.api.types.is_numeric_dtype(raw_amt.dtype):
+            # 1.234,5 -> 1234.5: drop the thousands marks, then the comma is the point
+            txt = raw_amt.astype("string").str.strip().str.replace(r"[.\s'\u00a0\u202f]", "", regex=True)
+            amount = pd.to_numeric(txt.str.replace(",", ".", regex=False), errors="coerce").astype("float64")
         else:
             amount = pd.to_numeric(raw_amt, errors="coerce").astype("float64")
         blank_amt = _blank_mask(raw_amt)
         x = amount.to_numpy(dtype="float64", na_value=np.nan)
         nonnum = np.isnan(x) & ~blank_amt
         if nonnum.any():
+            fix = (
+                "write plain numbers (no currency symbols or thousands separators); "
+                "leave the cell blank when the amount is unknown."
+            )
+            if decimal == "." and _regex_mask(raw_amt[nonnum], _DECIMAL_COMMA).all():
+                fix = (
+                    "these are written with a decimal comma: pass decimal=',' (then '1.234,5' is "
+                    "1234.5); if the comma separates thousands instead, remove it from the cells."
+                )
             problems.append(
                 Problem(
                     "bad_amount",
                     AMOUNT,
                     f"{int(nonnum.sum()):,} amount(s) are not numbers: {_rows_text(pos[nonnum])} "
                     f"({_values_text(raw_amt[nonnum].head(5))}).",
-                    "write plain numbers (no currency symbols or thousands separators); "
-                    "leave the cell blank when the amount is unknown.",
+                    fix,
                     tuple(int(p) for p in pos[nonnum][:20]),
                 )
             )
@@ -1094,14 +1158,16 @@ def validate_events(
         out[s] = _segment(df[s], tz)
     out.index = pd.RangeIndex(len(out))
 
-    report = LoadReport(source=source, rows_read=n if rows_read is None else rows_read, stage_set=stage_set)
+    report = LoadReport(
+        source=source, rows_read=len(data) if rows_read is None else rows_read, stage_set=stage_set
+    )
     report.ignored = ignored
     report.notes.extend(notes)
 
     lead_codes, lead_ids = pd.factorize(out[LEAD], sort=True)
     t64 = out[TIME].to_numpy(dtype="datetime64[ns]").view(np.int64)
     raw_codes = np.asarray(raw_cat.codes, dtype=np.int64)
-    keep = _drop_duplicates(out, lead_codes, raw_codes, t64, seg_cols, pos, source, report)
+    keep = _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report)
     if keep is not None:
         out, unknown_time = out.loc[keep].reset_index(drop=True), unknown_time[keep]
         lead_codes, t64, raw_codes = lead_codes[keep], t64[keep], raw_codes[keep]
@@ -1140,8 +1206,11 @@ def _segment(col: pd.Series, tz) -> object:
     return col.astype("category").array
 
 
-def _drop_duplicates(out, lead_codes, raw_codes, t64, seg_cols, pos, source, report):
-    """Exact duplicates judged on the rows as read (the stage *label*, not the stage).
+def _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report):
+    """Exact duplicates judged on the rows as read: every input column, and the
+    stage *label* (not the stage it maps to).  Columns left out by ``segments=``
+    still count: two payments on one day that differ only in a column not kept
+    are two events.
 
     Returns the mask of rows to keep, or None when there is nothing to drop.
     """
@@ -1150,13 +1219,17 @@ def _drop_duplicates(out, lead_codes, raw_codes, t64, seg_cols, pos, source, rep
     if not cand.any():
         return None
     sub = key.loc[cand]
-    for c in [AMOUNT, *seg_cols]:
-        if c in out.columns:
-            sub[c] = out[c].to_numpy()[cand]
-    dup_sub = sub.duplicated(keep="first").to_numpy()
+    for i, c in enumerate(df.columns):
+        if c not in {LEAD, STAGE, TIME}:
+            sub[f"c{i}"] = df[c].to_numpy()[cand]
+    try:
+        dup_sub = sub.duplicated(keep="first").to_numpy()
+    except TypeError:  # unhashable cells (lists, dicts): compare their text
+        sub = sub.apply(lambda col: col.map(repr) if pd.api.types.is_object_dtype(col.dtype) else col)
+        dup_sub = sub.duplicated(keep="first").to_numpy()
     if not dup_sub.any():
         return None
-    dup = np.zeros(len(out), dtype=bool)
+    dup = np.zeros(len(df), dtype=bool)
     dup[np.flatnonzero(cand)[dup_sub]] = True
     report.duplicates_dropped = int(dup.sum())
     warnings.warn(
@@ -1330,8 +1403,11 @@ def _detect_encoding(path: Path, encoding: str | None, notes: list[str]) -> str:
     bad = _check_decodes(path, encoding)
     if bad is not None:
         at, byte, line = bad
-        other = "utf-8" if encoding.lower().replace("-", "").replace("_", "") not in {"utf8", "utf8sig"} \
+        other = (
+            "utf-8"
+            if encoding.lower().replace("-", "").replace("_", "") not in {"utf8", "utf8sig"}
             else "cp1252"
+        )
         raise _file_problem(
             "bad_encoding",
             f"cannot read {path.name!r} as {encoding!r}: byte 0x{byte:02x} at byte offset {at:,} "
@@ -1413,7 +1489,9 @@ def _read_table(
 
     CSV: the encoding and the separator are detected unless given (the load
     report says what was detected); every cell is read as text.  With
-    ``segments=`` only the columns the log needs are read.
+    ``segments=`` only the columns the log needs are read, unless some rows
+    are then identical: exact duplicates are judged on whole rows, so the
+    file is read again in full.
     """
     notes = [] if notes is None else notes
     path = Path(source)
@@ -1432,7 +1510,10 @@ def _read_table(
 
         header = pq.read_schema(path).names
         used = _wanted_columns(header, columns, segments)
-        return pd.read_parquet(path, columns=used)
+        df = pd.read_parquet(path, columns=used)
+        if used is not None and len(used) < len(header) and df.duplicated().any():
+            df = pd.read_parquet(path)
+        return df
     if suffix not in {".csv", ".txt", ".tsv", ".tab", ".gz"}:
         raise InvalidEventLogError(
             [
@@ -1448,15 +1529,19 @@ def _read_table(
         )
     if path.stat().st_size == 0:
         raise _file_problem(
-            "empty_file", f"{path.name!r} is empty (0 bytes).",
-            "export the data again; the file has neither a header nor rows.", path,
+            "empty_file",
+            f"{path.name!r} is empty (0 bytes).",
+            "export the data again; the file has neither a header nor rows.",
+            path,
         )
     enc = _detect_encoding(path, encoding, notes)
     lines = _sample_lines(path, enc)
     if not lines:
         raise _file_problem(
-            "empty_file", f"{path.name!r} holds only blank lines.",
-            "export the data again, with its header and rows.", path,
+            "empty_file",
+            f"{path.name!r} holds only blank lines.",
+            "export the data again, with its header and rows.",
+            path,
         )
     if sep is None:
         sep = _detect_sep(lines)
@@ -1502,6 +1587,8 @@ def _read_table(
             na_values=[""],
             usecols=used,
         )
+        if used is not None and len(used) < len(header) and df.duplicated().any():
+            df = pd.read_csv(path, dtype=str, sep=sep, encoding=enc, keep_default_na=False, na_values=[""])
     except pd.errors.ParserError as exc:
         raise _file_problem(
             "bad_csv",
@@ -1511,8 +1598,12 @@ def _read_table(
             path,
         ) from exc
     except pd.errors.EmptyDataError as exc:
-        raise _file_problem("empty_file", f"{path.name!r} has no header and no rows.",
-                            "export the data again, with its header and rows.", path) from exc
+        raise _file_problem(
+            "empty_file",
+            f"{path.name!r} has no header and no rows.",
+            "export the data again, with its header and rows.",
+            path,
+        ) from exc
     if len(df) == 0:
         raise _file_problem(
             "empty_file",
@@ -1534,6 +1625,7 @@ def read_events(
     missing_time: str = "error",
     ignore: Sequence[str] | None = None,
     time_unit: str | None = None,
+    decimal: str = ".",
     sep: str | None = None,
     encoding: str | None = None,
 ) -> pd.DataFrame:
@@ -1568,12 +1660,19 @@ def read_events(
         from .xes import read_xes
 
         return read_xes(
-            source, columns=columns, stages=stages, segments=segments, tz=tz,
-            missing_time=missing_time, ignore=ignore,
+            source,
+            columns=columns,
+            stages=stages,
+            segments=segments,
+            tz=tz,
+            missing_time=missing_time,
+            ignore=ignore,
         )
     else:
         notes: list[str] = []
-        data = _read_table(source, sep=sep, encoding=encoding, columns=columns, segments=segments, notes=notes)
+        data = _read_table(
+            source, sep=sep, encoding=encoding, columns=columns, segments=segments, notes=notes
+        )
         name = str(source)
     return validate_events(
         data,
@@ -1585,6 +1684,7 @@ def read_events(
         missing_time=missing_time,
         ignore=ignore,
         time_unit=time_unit,
+        decimal=decimal,
         source=name,
         notes=notes,
     )
@@ -1646,11 +1746,18 @@ def from_wide(
     if stage_columns is None:
         if prefix is None:
             raise ValueError("give stage_columns= (date columns per stage) or prefix=.")
-        stage_columns = {c: c[len(prefix):].strip() for c in data.columns if str(c).startswith(prefix)}
+        stage_columns = {c: c[len(prefix) :].strip() for c in data.columns if str(c).startswith(prefix)}
         if not stage_columns:
             raise InvalidEventLogError(
-                [Problem("missing_column", None, f"no column starts with {prefix!r}. Columns present: "
-                         f"{', '.join(map(str, data.columns))}.", "check prefix=.")],
+                [
+                    Problem(
+                        "missing_column",
+                        None,
+                        f"no column starts with {prefix!r}. Columns present: "
+                        f"{', '.join(map(str, data.columns))}.",
+                        "check prefix=.",
+                    )
+                ],
                 source=name,
             )
     elif not isinstance(stage_columns, Mapping):
@@ -1659,8 +1766,12 @@ def from_wide(
     if missing:
         raise InvalidEventLogError(
             [
-                Problem("missing_column", c, f"column {c!r} is not in the data. Columns present: "
-                        f"{', '.join(map(str, data.columns))}.", "correct the column name.")
+                Problem(
+                    "missing_column",
+                    c,
+                    f"column {c!r} is not in the data. Columns present: {', '.join(map(str, data.columns))}.",
+                    "correct the column name.",
+                )
                 for c in missing
             ],
             source=name,
@@ -1735,9 +1846,15 @@ def from_stage_tables(
         rows_read += len(df)
         if lead not in df.columns:
             raise InvalidEventLogError(
-                [Problem("missing_column", lead, f"table for stage {stage_label!r} ({name}) has no "
-                         f"column {lead!r}. Columns present: {', '.join(map(str, df.columns))}.",
-                         "pass lead= with the id column these tables share.")],
+                [
+                    Problem(
+                        "missing_column",
+                        lead,
+                        f"table for stage {stage_label!r} ({name}) has no "
+                        f"column {lead!r}. Columns present: {', '.join(map(str, df.columns))}.",
+                        "pass lead= with the id column these tables share.",
+                    )
+                ],
                 source=name,
             )
         part = pd.DataFrame({LEAD: df[lead].astype("string"), STAGE: stage_label})
@@ -1751,8 +1868,14 @@ def from_stage_tables(
         attrs_df, aname = _load(attributes)
         if lead not in attrs_df.columns:
             raise InvalidEventLogError(
-                [Problem("missing_column", lead, f"attributes table ({aname}) has no column {lead!r}.",
-                         "pass lead= with the id column the tables share.")],
+                [
+                    Problem(
+                        "missing_column",
+                        lead,
+                        f"attributes table ({aname}) has no column {lead!r}.",
+                        "pass lead= with the id column the tables share.",
+                    )
+                ],
                 source=aname,
             )
         attrs_df = attrs_df.copy()
@@ -1770,8 +1893,10 @@ def from_stage_tables(
         long[TIME] = pd.NaT
         missing_time = "keep"
         notes.append("No time column: event times are unknown (NaT); order follows the stage order.")
-    elif time and attributes is not None and not any(
-        time in _load(t)[0].columns for t in list(tables.values())[:1]
+    elif (
+        time
+        and attributes is not None
+        and not any(time in _load(t)[0].columns for t in list(tables.values())[:1])
     ):
         notes.append(
             f"Event times are the lead's {time!r} from the attributes table, the same for every "
@@ -1780,8 +1905,13 @@ def from_stage_tables(
     if stages is None:
         stages = list(tables)
     return validate_events(
-        long, stages=stages, tz=tz, source="stage tables", notes=notes,
-        rows_read=rows_read, missing_time=missing_time,
+        long,
+        stages=stages,
+        tz=tz,
+        source="stage tables",
+        notes=notes,
+        rows_read=rows_read,
+        missing_time=missing_time,
     )
 
 
@@ -1848,15 +1978,26 @@ def from_snapshot(
     data, name = _load(source)
     stage_set = get_stage_set(stages)
     problems = [
-        Problem("missing_column", c, f"column {c!r} is not in the snapshot. Columns present: "
-                f"{', '.join(map(str, data.columns))}.", "correct the column name.")
+        Problem(
+            "missing_column",
+            c,
+            f"column {c!r} is not in the snapshot. Columns present: {', '.join(map(str, data.columns))}.",
+            "correct the column name.",
+        )
         for c in [lead, stage, *dates.values(), *([amount] if amount else [])]
         if c not in data.columns
     ]
     bad_keys = [k for k in dates if stage_set.canonical(k) is None]
     for k in bad_keys:
-        problems.append(Problem("unknown_stage", None, f"dates= names {k!r}, which is not in stage set "
-                                f"{stage_set.name!r} ({', '.join(stage_set.labels)}).", "correct the key."))
+        problems.append(
+            Problem(
+                "unknown_stage",
+                None,
+                f"dates= names {k!r}, which is not in stage set "
+                f"{stage_set.name!r} ({', '.join(stage_set.labels)}).",
+                "correct the key.",
+            )
+        )
     if problems:
         raise InvalidEventLogError(list(dict.fromkeys(problems)), source=name)
 
@@ -1865,8 +2006,12 @@ def from_snapshot(
     unknown = canon.isna() & cur.notna()
     if unknown.any() or cur.isna().any():
         # let validate_events produce the standard message for unknown/blank stages
-        return validate_events(data.rename(columns={lead: LEAD, stage: STAGE}).assign(timestamp=pd.NaT),
-                               stages=stage_set, source=name, missing_time="keep")
+        return validate_events(
+            data.rename(columns={lead: LEAD, stage: STAGE}).assign(timestamp=pd.NaT),
+            stages=stage_set,
+            source=name,
+            missing_time="keep",
+        )
     order_of = {lab: stage_set.order(lab) for lab in stage_set.labels}
     cur_order = canon.map(order_of).to_numpy()
     date_of = {stage_set.canonical(k): v for k, v in dates.items()}

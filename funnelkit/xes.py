@@ -98,9 +98,10 @@ class _Reader:
 
     def start(self, name: str, attrs: dict) -> None:
         if self.skip:
-            self.skip += 1
-            if self.skip_attr and (name in _ATTRS or name in _NESTED):
+            # meta-attributes: the direct children of an attribute that was read
+            if self.skip == 1 and self.skip_attr and (name in _ATTRS or name in _NESTED):
                 self.nested += 1
+            self.skip += 1
             return
         if name in _ATTRS:
             where = self.where
@@ -113,7 +114,7 @@ class _Reader:
             else:
                 if where == _LOG and "key" in attrs:
                     self.log_attrs.setdefault(attrs["key"], str(attrs.get("value")))
-                self.skip, self.skip_attr = 1, where == _LOG
+                self.skip, self.skip_attr = 1, False
                 return
             types.append(name)
             key = attrs.get("key")
@@ -134,10 +135,10 @@ class _Reader:
             self.root_seen, self.where = True, _LOG
         else:
             if name in _NESTED and self.where in (_TRACE, _EVENT):
-                self.nested += 1
+                self.nested += 1  # a list or container, counted once with its contents
             if name == "event":
                 self.stray_events += 1
-            self.skip, self.skip_attr = 1, name in _NESTED
+            self.skip, self.skip_attr = 1, False
 
     def end(self, name: str) -> None:
         if self.skip:
@@ -173,10 +174,13 @@ def _columns(parts, n: int, lines: np.ndarray, what: str) -> tuple[dict, dict, l
     if nokey.any():
         at = lines[raw.loc[nokey, "row"].to_numpy()[:5]]
         problems.append(
-            Problem("malformed_xes", None,
-                    f"{_n(int(nokey.sum()), what + ' attribute')} have no key (in the {what}s at "
-                    f"line {', '.join(f'{x:,}' for x in at)}).",
-                    "give every attribute a key=\"...\", or export the log again.")
+            Problem(
+                "malformed_xes",
+                None,
+                f"{_n(int(nokey.sum()), what + ' attribute')} have no key (in the {what}s at "
+                f"line {', '.join(f'{x:,}' for x in at)}).",
+                'give every attribute a key="...", or export the log again.',
+            )
         )
         raw = raw.loc[~nokey]
     # a key repeated within one trace or event: the first value stands
@@ -228,7 +232,11 @@ def _columns(parts, n: int, lines: np.ndarray, what: str) -> tuple[dict, dict, l
                 col[r] = x
         else:
             col = np.full(n, None, dtype=object)
-            col[r] = v.to_numpy(dtype=object) if kind <= {"string", "id", "date"} else v.astype(str).to_numpy(dtype=object)
+            col[r] = (
+                v.to_numpy(dtype=object)
+                if kind <= {"string", "id", "date"}
+                else v.astype(str).to_numpy(dtype=object)
+            )
         out[key] = col
     return out, kinds, problems
 
@@ -255,7 +263,10 @@ def _parse(path: Path) -> _Reader:
     except expat.ExpatError as exc:
         msg = expat.errors.messages.get(exc.code, str(exc))
         codes = expat.errors.codes
-        cut = exc.code in {codes[expat.errors.XML_ERROR_NO_ELEMENTS], codes[expat.errors.XML_ERROR_UNCLOSED_TOKEN]}
+        cut = exc.code in {
+            codes[expat.errors.XML_ERROR_NO_ELEMENTS],
+            codes[expat.errors.XML_ERROR_UNCLOSED_TOKEN],
+        }
         raise _error(
             path,
             "malformed_xes",
@@ -276,8 +287,7 @@ def _parse(path: Path) -> _Reader:
         raise _error(
             path,
             "malformed_xes",
-            f"the root element (line {exc.line}) is <{exc.tag}>, not <log>: this is not an XES "
-            "event log.",
+            f"the root element (line {exc.line}) is <{exc.tag}>, not <log>: this is not an XES event log.",
             "export the log as XES from the process-mining tool, or read a CSV/Parquet export "
             "with read_events.",
         ) from exc
@@ -290,8 +300,9 @@ def _with_lines(err: InvalidEventLogError, lines: np.ndarray, path: Path) -> Inv
     for p in err.problems:
         if p.rows:
             where = ", ".join(f"{r} at line {int(lines[r - 1]):,}" for r in p.rows[:5] if 0 < r <= len(lines))
-            p = Problem(p.kind, p.column, f"{p.message} (events counted in file order: {where})",
-                        p.fix, p.rows)
+            p = Problem(
+                p.kind, p.column, f"{p.message} (events counted in file order: {where})", p.fix, p.rows
+            )
         problems.append(p)
     return InvalidEventLogError(problems, source=str(path))
 
@@ -415,7 +426,9 @@ def read_xes(
     trace_of_event = np.asarray(reader.event_trace, dtype=np.int64)
     data: dict[str, object] = {}
     for k, col in tr_cols.items():
-        data[trace_names[k]] = col[trace_of_event] if isinstance(col, np.ndarray) else col.take(trace_of_event)
+        data[trace_names[k]] = (
+            col[trace_of_event] if isinstance(col, np.ndarray) else col.take(trace_of_event)
+        )
     for k, col in ev_cols.items():
         data[event_names[k]] = col
     front = [_TRACE_NAME, _EVENT_NAME, _EVENT_TIME]
@@ -450,7 +463,8 @@ def read_xes(
         shared = sum(1 for k, v in Counter(names).items() if v > 1 and k is not None)
         if shared:
             notes.append(
-                f"{_n(shared, 'trace name')} occur in more than one trace: the events of those "
+                f"{_n(shared, 'trace name')} {'occurs' if shared == 1 else 'occur'} in more than one "
+                "trace: the events of those "
                 "traces belong to one lead each."
             )
     if empty_traces:

@@ -214,3 +214,69 @@ def test_maven_past_view_counts_only_deals_engaged_by_then(maven_log):
     past = fk.data.known_at(maven_log, pd.Timestamp("2017-06-30 23:59:59"))
     engaged = maven_log.loc[(maven_log["stage"] == "Engaging") & (maven_log["timestamp"] <= "2017-06-30 23:59:59")]
     assert past["lead_id"].nunique() == engaged["lead_id"].nunique()
+
+
+# -- process-mining names, ignore=, aliases and duplicates (issue #10 item 9) -------
+def test_pm4py_column_names_are_recognised_and_said_so():
+    df = pd.DataFrame({"case:concept:name": ["a", "a"], "concept:name": ["qualification", "won"],
+                       "time:timestamp": pd.to_datetime(["2024-01-01", "2024-01-05"]),
+                       "org:resource": ["ann", "bo"]})
+    log = fk.read_events(df, stages="pipeline4")
+    assert list(log.columns) == ["lead_id", "stage", "timestamp", "org:resource", "flag"]
+    assert "'concept:name' -> 'stage'" in str(log.attrs["funnelkit"])
+    # a mapping that names the stage column wins; concept:name then stays a segment
+    other = fk.read_events(df, columns={"org:resource": "stage"})
+    assert other["stage"].astype(str).tolist() == ["ann", "bo"] and "concept:name" in other.columns
+
+
+def test_ignore_leaves_out_and_counts_labels():
+    df = pd.DataFrame({"lead_id": ["a", "a", "a", "b"],
+                       "stage": ["qualification", "Auto-reminder sent", "meeting", "auto reminder sent"],
+                       "timestamp": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]})
+    log = fk.read_events(df, stages="pipeline4", ignore=["auto_reminder sent"])
+    assert log["stage"].astype(str).tolist() == ["qualification", "meeting"]
+    rep = log.attrs["funnelkit"]
+    assert rep.ignored == {"Auto-reminder sent": 1, "auto reminder sent": 1} and rep.rows_read == 4
+    assert "Left out 2 events" in str(rep)
+    with pytest.raises(InvalidEventLogError, match="did you mean 'meeting'") as err:
+        fk.read_events(df, ignore=["meting"])
+    assert err.value.kinds == ["unknown_label"]
+    # row numbers in errors stay those of the input, not of what is left after ignore=
+    bad = df.assign(timestamp=["2024-01-01", "x", "later", "2024-01-04"])
+    with pytest.raises(InvalidEventLogError, match="row 3 \\('later'\\)") as err:
+        fk.read_events(bad, ignore=["Auto-reminder sent"])
+    assert err.value.kinds == ["bad_timestamp"] and err.value.problems[0].rows == (3,)
+
+
+def test_two_labels_of_one_stage_at_the_same_time_are_merged_not_duplicates():
+    ss = fk.get_stage_set("pipeline4").with_aliases({"Demo scheduled": "meeting"})
+    df = pd.DataFrame({"lead_id": ["a", "a", "a", "b", "b"],
+                       "stage": ["qualification", "meeting", "Demo scheduled", "meeting", "Demo scheduled"],
+                       "timestamp": ["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-03", "2024-01-04"],
+                       "amount": [10, 10, 12, 5, 5]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        log = fk.read_events(df, stages=ss)
+    assert len(log) == 4  # a's two meeting events became one; b's are at different times
+    assert log.loc[log["lead_id"] == "a", "amount"].tolist() == [10, 10]  # the first row kept
+    rep = log.attrs["funnelkit"]
+    assert rep.merged == 1 and rep.duplicates_dropped == 0
+    assert ("2 events of labels 'Demo scheduled' and 'meeting' mapped to stage 'meeting' at the same "
+            "time (same lead) were merged into 1") in str(rep)
+    # the same rows twice as read are still exact duplicates, with the warning
+    with pytest.warns(DataWarning, match="dropped 1 exact duplicate"):
+        twice = fk.read_events(pd.concat([df, df.iloc[[2]]]), stages=ss)
+    assert len(twice) == 4 and twice.attrs["funnelkit"].merged == 1
+
+
+def test_duplicates_are_judged_on_whole_rows_even_with_segments(tmp_path):
+    # two payments on one day that differ only in a column not kept are two events
+    text = ("lead_id,stage,timestamp,paid,channel\n"
+            "a,pay,2024-01-01,10,web\na,pay,2024-01-01,20,web\nb,pay,2024-01-02,5,web\nb,pay,2024-01-02,5,web\n")
+    p = write(tmp_path, text)
+    with pytest.warns(DataWarning, match="dropped 1 exact duplicate event\\(s\\) \\(row 4\\)"):
+        log = fk.read_events(p, segments=["channel"])
+    assert log["lead_id"].tolist() == ["a", "a", "b"] and list(log.columns)[3] == "channel"
+    df = pd.read_csv(p)
+    with pytest.warns(DataWarning, match="dropped 1 exact"):
+        assert len(fk.read_events(df, segments=[])) == 3
