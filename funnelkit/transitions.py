@@ -41,11 +41,11 @@ latest known value up to ``as_of``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from ._common import DAY_NS, NAT, as_list, require_columns
 from ._common import parse_as_of as _parse_as_of
@@ -54,7 +54,7 @@ from .exceptions import InvalidEventLogError, Problem, TransitionModelError
 from .funnel import resolve_stages
 from .stages import StageSet
 
-__all__ = ["TransitionModel", "TransitionModelError", "STALLED", "OPEN"]
+__all__ = ["TransitionModel", "TransitionModelError", "Calendar", "STALLED", "OPEN"]
 
 #: Name of the absorbing outcome "never moves again" (estimated from censoring).
 STALLED = "stalled"
@@ -87,13 +87,261 @@ def _aalen_johansen(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     exits = c.sum(axis=-1)
     at_risk = np.flip(np.cumsum(np.flip(exits, axis=-1), axis=-1), axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        haz = np.where(at_risk[..., None] > 0, c[..., :-1] / at_risk[..., None], 0.0)
-    total = np.clip(haz.sum(axis=-1), 0.0, 1.0)
+    inv = np.zeros_like(at_risk)
+    np.divide(1.0, at_risk, out=inv, where=at_risk > 0)
+    total = np.clip((exits - c[..., -1]) * inv, 0.0, 1.0)  # hazard of leaving on day k
     surv = np.cumprod(1.0 - total, axis=-1)
     prev = np.concatenate([np.ones_like(surv[..., :1]), surv[..., :-1]], axis=-1)
-    mass = prev[..., None] * haz
+    mass = c[..., :-1] * (prev * inv)[..., None]
     return mass, surv[..., -1]
+
+
+def _check_half_life(half_life) -> float | None:
+    if half_life is None:
+        return None
+    if isinstance(half_life, bool) or not isinstance(half_life, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(half_life) or half_life <= 0:
+        raise TransitionModelError(f"half_life must be a positive number of days or None, got {half_life!r}.")
+    return float(half_life)
+
+
+def _as_ns(values) -> np.ndarray:
+    """int64 nanoseconds of datetimes (any unit) or of integers taken as nanoseconds."""
+    a = np.asarray(values)
+    if a.dtype.kind == "M":
+        return a.astype("datetime64[ns]").astype(np.int64)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    return pd.to_datetime(pd.Series(a)).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def _is_year_end(month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Dec 24 - Jan 6: the weeks between Christmas Eve and Epiphany."""
+    return ((month == 12) & (day >= 24)) | ((month == 1) & (day <= 6))
+
+
+class Calendar:
+    """How much activity each calendar day has: weekday and holiday effects on when moves happen.
+
+    A calendar turns calendar time into *activity time*: each day counts
+    for its activity factor (an ordinary week is 7 activity days; a Sunday on
+    which little moves may count 0.1, Christmas Day 0.05).  A
+    :class:`TransitionModel` fitted with a calendar measures durations in
+    activity days, so its rates are per working day and a forecast over a
+    holiday week expects fewer moves than over an ordinary one.
+
+    The factors are learned from the log's moves (every event that is not a
+    lead's first): each day's count over the average of the 29 days around
+    it, pooled by weekday (ordinary days), over public holidays (relative to
+    their weekday) and over the other days from Dec 24 to Jan 6.  Factors are
+    kept between ``min_factor`` and 5.
+
+    Parameters
+    ----------
+    country : str, optional
+        Country code of the public holidays (``holidays`` library), e.g.
+        ``"IT"``, ``"US"``, ``"DE"``.  ``None``: no public holidays.
+    subdiv : str, optional
+        Region of the country (e.g. ``"CA"``, ``"BY"``).
+    weekdays : bool
+        Learn weekday effects (else every weekday counts 1).
+    year_end : bool, optional
+        Learn a factor for the days from Dec 24 to Jan 6 that are not public
+        holidays.  Default: with ``country``.
+    min_factor : float
+        Lowest activity of a day (keeps activity time strictly increasing).
+
+    Attributes
+    ----------
+    factors_ : DataFrame
+        After :meth:`fit`: ``day_type`` (``"Monday"`` .. ``"Sunday"``,
+        ``"public holiday"``, ``"year-end"``), ``factor``, ``days`` and
+        ``events`` (moves on such days in the fitted window).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> days = pd.date_range("2024-01-01", "2024-12-31", freq="D")
+    >>> moves = days[days.day_of_week < 5].repeat(10)        # nothing moves at weekends
+    >>> cal = Calendar().fit(moves, end=days[-1])
+    >>> cal.factors_.set_index("day_type").loc[["Monday", "Sunday"], "factor"].round(2).tolist()
+    [1.39, 0.02]
+    >>> round(cal.activity_days("2024-06-03", "2024-06-10"), 2)   # one week
+    7.0
+    """
+
+    def __init__(self, country: str | None = None, *, subdiv: str | None = None, weekdays: bool = True,
+                 year_end: bool | None = None, min_factor: float = 0.02):
+        self.country = country
+        self.subdiv = subdiv
+        self.weekdays = bool(weekdays)
+        self.year_end = (country is not None) if year_end is None else bool(year_end)
+        if not 0 < min_factor <= 1:
+            raise TransitionModelError(f"min_factor must be in (0, 1], got {min_factor}.")
+        self.min_factor = float(min_factor)
+        self._fitted = False
+
+    @classmethod
+    def resolve(cls, value) -> Calendar:
+        """A fresh (unfitted) calendar from ``"weekdays"``, a country code or a Calendar."""
+        if isinstance(value, Calendar):
+            return cls(value.country, subdiv=value.subdiv, weekdays=value.weekdays, year_end=value.year_end,
+                       min_factor=value.min_factor)
+        if isinstance(value, str):
+            if value.strip().lower() in {"weekdays", "weekday"}:
+                return cls()
+            return cls(value.strip())
+        raise TransitionModelError(
+            f"calendar must be 'weekdays', a country code such as 'IT' or a Calendar, got {value!r}."
+        )
+
+    def _holidays(self, years) -> set:
+        if self.country is None:
+            return set()
+        try:
+            import holidays as _hol
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise TransitionModelError("a holiday calendar needs the 'holidays' package.") from exc
+        try:
+            h = _hol.country_holidays(self.country, subdiv=self.subdiv, years=list(years))
+        except NotImplementedError as exc:
+            raise TransitionModelError(
+                f"calendar: unknown country {self.country!r} (use an ISO code such as 'IT', 'US', 'DE')."
+            ) from exc
+        return {pd.Timestamp(d).value // DAY_NS for d in h}
+
+    def _day_types(self, day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weekday (0 = Monday), public-holiday flag and year-end flag of days since the epoch."""
+        dt = day.astype("datetime64[D]")
+        wd = (day + 3) % 7  # 1970-01-01 was a Thursday
+        years = np.unique(dt.astype("datetime64[Y]").astype(int) + 1970) if day.size else []
+        hol = np.isin(day, np.fromiter(self._holidays(years), dtype=np.int64)) if self.country else \
+            np.zeros(day.size, dtype=bool)
+        if self.year_end:
+            m = dt.astype("datetime64[M]").astype(int) % 12 + 1
+            dd = (dt - dt.astype("datetime64[M]")).astype(int) + 1
+            ye = _is_year_end(m, dd) & ~hol
+        else:
+            ye = np.zeros(day.size, dtype=bool)
+        return wd, hol, ye
+
+    def fit(self, times_ns, *, end=None) -> Calendar:
+        """Learn the factors from the times of moves (datetimes, or int64 nanoseconds).
+
+        Uses at most the four years before ``end`` (default: the last time).
+
+        Returns
+        -------
+        Calendar
+            ``self``, fitted.
+        """
+        t = _as_ns(times_ns)
+        t = t[t != NAT]
+        if end is None:
+            end_ns = int(t.max()) if t.size else 0
+        else:
+            end_ns = int(end) if isinstance(end, (int, np.integer)) else int(_as_ns([end])[0])
+        t = t[(t <= end_ns) & (t > end_ns - 4 * 365 * DAY_NS)]
+        wd_f = np.ones(7)
+        hol_f = ye_f = 1.0
+        rows = []
+        if t.size:
+            day = t // DAY_NS
+            d0, d1 = int(day.min()), int(end_ns // DAY_NS)
+            days = np.arange(d0, d1 + 1)
+            y = np.bincount(day - d0, minlength=days.size).astype(float)
+            win = 29
+            kern = np.ones(win)
+            level = np.convolve(y, kern, mode="same") / np.convolve(np.ones_like(y), kern, mode="same")
+            wd, hol, ye = self._day_types(days)
+            ordinary = ~hol & ~ye
+            if self.weekdays and days.size >= 56:
+                num = np.bincount(wd[ordinary], weights=y[ordinary], minlength=7)
+                den = np.bincount(wd[ordinary], weights=level[ordinary], minlength=7)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    f = np.where(den > 0, num / den, 1.0)
+                wd_f = f / f.mean() if f.mean() > 0 else np.ones(7)
+            wd_f = np.clip(wd_f, self.min_factor, 5.0)
+            wd_f = wd_f / wd_f.mean()  # an ordinary week is 7 activity days
+            expect = level * wd_f[wd]
+
+            def ratio(mask):
+                if mask.sum() < 3 or expect[mask].sum() <= 0:
+                    return 1.0
+                return float(np.clip(y[mask].sum() / expect[mask].sum(), self.min_factor, 5.0))
+
+            hol_f = ratio(hol) if self.country else 1.0
+            ye_f = ratio(ye) if self.year_end else 1.0
+            names = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+            for i, nm in enumerate(names):
+                m = ordinary & (wd == i)
+                rows.append((nm, float(wd_f[i]), int(m.sum()), int(y[m].sum())))
+            if self.country:
+                rows.append(("public holiday", hol_f, int(hol.sum()), int(y[hol].sum())))
+            if self.year_end:
+                rows.append(("year-end", ye_f, int(ye.sum()), int(y[ye].sum())))
+        self._wd_f, self._hol_f, self._ye_f = wd_f, hol_f, ye_f
+        self.factors_ = pd.DataFrame(rows, columns=["day_type", "factor", "days", "events"])
+        # the activity grid: from well before the data to well after (forecast horizons)
+        first = int(t.min() // DAY_NS) if t.size else int(end_ns // DAY_NS)
+        self._d0 = first - 3 * 366
+        n = int(end_ns // DAY_NS) + 6 * 366 - self._d0
+        grid = np.arange(self._d0, self._d0 + n)
+        self._f = self.factor_of_days(grid)
+        self._cum = np.r_[0.0, np.cumsum(self._f)]
+        self._fitted = True
+        return self
+
+    def factor_of_days(self, day: np.ndarray) -> np.ndarray:
+        """Activity factor of each day (days since 1970-01-01)."""
+        day = np.asarray(day, dtype=np.int64)
+        wd, hol, ye = self._day_types(day)
+        f = self._wd_f[wd].copy()
+        f = np.where(hol, f * self._hol_f, f)
+        f = np.where(ye, f * self._ye_f, f)
+        return np.clip(f, self.min_factor, 5.0)
+
+    def _check(self) -> None:
+        if not self._fitted:
+            raise TransitionModelError("the calendar is not fitted; call .fit(times) first.")
+
+    def to_activity_ns(self, t_ns: np.ndarray) -> np.ndarray:
+        """Activity time (int64 ns on the same epoch) of times given in int64 ns."""
+        self._check()
+        t = np.asarray(t_ns, dtype=np.int64)
+        rel = t - self._d0 * DAY_NS
+        day = np.floor_divide(rel, DAY_NS)
+        frac = (rel - day * DAY_NS) / DAY_NS
+        n = self._f.size
+        inside = (day >= 0) & (day < n)
+        di = np.clip(day, 0, n - 1)
+        a = np.where(inside, self._cum[di] + self._f[di] * frac,
+                     np.where(day < 0, rel / DAY_NS, self._cum[-1] + (rel / DAY_NS - n)))
+        return (np.round(a * DAY_NS) + self._d0 * DAY_NS).astype(np.int64)
+
+    def from_activity_ns(self, a_ns: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_activity_ns`."""
+        self._check()
+        a = (np.asarray(a_ns, dtype=np.int64) - self._d0 * DAY_NS) / DAY_NS
+        n = self._f.size
+        day = np.clip(np.searchsorted(self._cum, a, side="right") - 1, 0, n - 1)
+        frac = np.clip((a - self._cum[day]) / self._f[day], 0.0, 1.0)
+        rel = np.where(a < 0, a, np.where(a > self._cum[-1], n + a - self._cum[-1], day + frac))
+        return (np.round(rel * DAY_NS) + self._d0 * DAY_NS).astype(np.int64)
+
+    def activity_days(self, start, end) -> float:
+        """Activity days between two times (an ordinary week: 7)."""
+        s, e = (np.int64(pd.Timestamp(x).value) for x in (start, end))
+        a = self.to_activity_ns(np.array([s, e]))
+        return float((a[1] - a[0]) / DAY_NS)
+
+    def __repr__(self) -> str:
+        what = "weekdays" + (f" + {self.country} holidays" if self.country else "")
+        if not self._fitted:
+            return f"<Calendar {what} (not fitted)>"
+        return f"<Calendar {what}: " + ", ".join(
+            f"{r.day_type[:3] if r.day_type[0].isupper() else r.day_type} {r.factor:.2f}"
+            for r in self.factors_.itertuples()) + ">"
 
 
 class TransitionModel:
@@ -117,6 +365,21 @@ class TransitionModel:
         Level of the intervals in the tables.
     seed : int or None
         Seed of the posterior samples.
+    half_life : float, optional
+        Recency weighting, in days: a stay that started ``half_life`` days
+        before ``as_of`` counts half as much as one starting now (exponential
+        decay), so rates and durations follow a business that changes.
+        Weighting stays by their entry time is the same as weighting each day
+        at risk by its date (the factor cancels in every hazard).  ``None``
+        (default): all history counts the same.
+    calendar : Calendar, str or None
+        When moves happen: ``"weekdays"`` (weekday effects learned from the
+        log), a country code such as ``"IT"`` or ``"US"`` (weekdays plus that
+        country's public holidays, from the ``holidays`` library, and the
+        year-end weeks), or a :class:`Calendar`.  Durations are then measured
+        in *activity days* (a quiet Sunday or Christmas Day counts for less
+        than a full day), so a week over Christmas is forecast with fewer
+        moves than an ordinary week.  ``None``: calendar days.
 
     Attributes
     ----------
@@ -146,6 +409,8 @@ class TransitionModel:
         The segments: ``by`` columns and ``leads``.
     notes_ : list of str
         What was left out or assumed while fitting.
+    calendar_ : Calendar or None
+        The fitted calendar (activity per day), when ``calendar`` is given.
 
     Examples
     --------
@@ -168,6 +433,8 @@ class TransitionModel:
         n_samples: int = 200,
         level: float = 0.95,
         seed: int | None = 0,
+        half_life: float | None = None,
+        calendar: Calendar | str | None = None,
     ):
         if min_count < 0:
             raise TransitionModelError(f"min_count must be >= 0, got {min_count}.")
@@ -182,6 +449,8 @@ class TransitionModel:
         self.n_samples = int(n_samples)
         self.level = float(level)
         self.seed = seed
+        self.half_life = _check_half_life(half_life)
+        self.calendar = calendar
         self._fitted = False
 
     # ------------------------------------------------------------------
@@ -297,8 +566,12 @@ class TransitionModel:
         rows = np.flatnonzero(keep)
         lc, tt, st = lead_codes[rows], t[rows], state[rows]
         sort_key = np.where(st > n_tr, np.iinfo(np.int32).max, st)  # lost last at ties
-        o = np.lexsort((sort_key, tt, lc))
-        rows, lc, tt, st = rows[o], lc[o], tt[o], st[o]
+        in_order = (lc[1:] > lc[:-1]) | (
+            (lc[1:] == lc[:-1]) & ((tt[1:] > tt[:-1]) | ((tt[1:] == tt[:-1]) & (sort_key[1:] >= sort_key[:-1])))
+        )
+        if not in_order.all():  # a loaded log is usually sorted already: skip the costly sort
+            o = np.lexsort((sort_key, tt, lc))
+            lc, tt, st = lc[o], tt[o], st[o]
 
         # truncate each path at its first outcome
         absorbing = st >= n_tr
@@ -306,18 +579,29 @@ class TransitionModel:
         cs = np.cumsum(absorbing) - absorbing
         base = np.maximum.accumulate(np.where(lead_start, cs, 0))
         after = (cs - base) > 0
-        n_after = int(after.sum())
+        n_after = int(np.count_nonzero(after))
         if n_after:
-            n_after_leads = len(np.unique(lc[after]))
+            la = lc[after]  # sorted by lead
+            n_after_leads = int(np.count_nonzero(la[1:] != la[:-1])) + 1
             notes.append(
                 f"{n_after:,} event(s) of {n_after_leads:,} lead(s) come after the lead's first "
                 "outcome; the path is taken to end at that outcome and they are not used."
             )
-        rows, lc, tt, st = rows[~after], lc[~after], tt[~after], st[~after]
-        # consecutive events of the same stage are one stay
-        lead_start = np.r_[True, lc[1:] != lc[:-1]]
+        # consecutive events of the same stage are one stay (the events after an outcome end
+        # each lead's sequence, so dropping them does not change which events are adjacent)
         new_run = lead_start | np.r_[True, st[1:] != st[:-1]]
-        rows, lc, tt, st = rows[new_run], lc[new_run], tt[new_run], st[new_run]
+        sel = np.flatnonzero(new_run & ~after)
+        lc, tt, st = lc[sel], tt[sel], st[sel]
+
+        # calendar: durations in activity days (weekdays, holidays) instead of calendar days
+        T_raw = T
+        cal = None
+        if self.calendar is not None:
+            cal = Calendar.resolve(self.calendar)
+            moves = ~np.r_[True, lc[1:] != lc[:-1]] & (tt != NAT)
+            cal = cal.fit(tt[moves], end=T)
+            tt = np.where(tt != NAT, cal.to_activity_ns(tt), NAT)
+            T = np.int64(cal.to_activity_ns(np.array([T]))[0])
 
         # stays
         is_stay = st < n_tr
@@ -387,66 +671,49 @@ class TransitionModel:
         ev_bin = np.minimum(ev_bin, K - 1)
         col = np.where(completed, s_to, n_states)
         cell = ((s_group * n_tr + s_from) * K + ev_bin) * (n_states + 1) + col
-        cell, s_lead_used = cell[use], s_lead[use]
-        n_cells = n_groups * n_tr * K * (n_states + 1)
-        shape = (n_groups, n_tr, K, n_states + 1)
+        # the time a stay's weight is judged by (recency weighting): its entry, else its end
+        w_t = np.where(s_t != NAT, s_t, np.where(end_t != NAT, end_t, T))
 
-        counts = np.bincount(cell, minlength=n_cells).reshape(shape).astype(float)
-        n_gs = counts.sum(axis=(2, 3))  # stays per group and stage
-        mass, stalled = self._mass_from_counts(counts[None], n_gs)
-        self._mass, self._stalled = mass[0], stalled[0]
-
-        # posterior samples: Bayesian bootstrap over leads
-        D = self.n_samples
-        if D:
-            rng = np.random.default_rng(self.seed)
-            onehot = sparse.csr_matrix(
-                (np.ones(cell.size), (np.arange(cell.size), cell)), shape=(cell.size, n_cells)
-            ).T.tocsr()
-            ms = np.empty((D, n_groups + 1, n_tr, K, n_states), dtype=np.float32)
-            sl = np.empty((D, n_groups + 1, n_tr), dtype=np.float64)
-            # bound the memory of one chunk: samples x cells and samples x stays
-            chunk = max(1, min(int(2_000_000 // max(n_cells, 1)), int(4_000_000 // max(cell.size, 1))))
-            # weights only for the leads seen at as_of, in lead-id order: the samples do not
-            # depend on leads that appear later nor on the row order of the log
-            used_ids = np.asarray(lead_ids, dtype=object)[lead_idx].astype(str)
-            rank = np.empty(n_leads, dtype=np.int64)
-            rank[lead_idx[np.argsort(used_ids, kind="stable")]] = np.arange(lead_idx.size)
-            col_of_stay = rank[s_lead_used]
-            for a in range(0, D, chunk):
-                b = min(D, a + chunk)
-                w = rng.standard_exponential((b - a, lead_idx.size))
-                w /= w.mean(axis=1, keepdims=True)
-                wc = np.asarray(onehot @ w[:, col_of_stay].T).T.reshape((b - a, *shape))
-                m_, s_ = self._mass_from_counts(wc, n_gs)
-                ms[a:b], sl[a:b] = m_, s_
-            self._mass_samples, self._stalled_samples = ms, sl
-        else:
-            self._mass_samples = self._stalled_samples = None
+        # stage sets without a lost outcome: a lead that has not moved on within the stage
+        # set's horizon is dropped - the model's "stalled" - even if a few moved on later
+        stall_after = None
+        hz = getattr(ss, "horizon_days", None)
+        if not ss.lost and hz is not None and hz + 1 < K:
+            stall_after = int(np.ceil(float(hz)))
+            notes.append(
+                f"the stage set has no lost outcome: a lead that has not moved on within "
+                f"{stall_after} days (horizon_days) counts as stalled, i.e. lost."
+            )
 
         # bookkeeping
         self.stage_set_ = ss
         self.states_ = states
         self.by_ = by
-        self.as_of_ = pd.Timestamp(T)
+        self.as_of_ = pd.Timestamp(T_raw)
+        self.calendar_ = cal
         self.groups_ = groups
         self.notes_ = notes
         self._n_tr = n_tr
         self._K = K
-        self._n_gs = n_gs
-        self._cdf_cache: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-        self._lead_group = pd.Series(lead_group[lead_idx], index=pd.Index(np.asarray(lead_ids)[lead_idx]))
+        self._stall_after = stall_after
+        self._T_model = np.int64(T)
+        self._n_gs = np.bincount(s_group[use] * n_tr + s_from[use],
+                                 minlength=n_groups * n_tr).reshape(n_groups, n_tr).astype(float)
+        self._cells = (cell[use], w_t[use], (n_groups, n_tr, K, n_states + 1))
+        self._lead_group = pd.Series(lead_group[lead_idx], index=lead_ids.take(lead_idx))
+        self._estimate()
         self._fitted = True
 
-        to_names = np.array([*states, OPEN], dtype=object)
-        stays = pd.DataFrame({lead: np.asarray(lead_ids, dtype=object)[s_lead]})
+        to_names = [*states, OPEN]
+        stays = pd.DataFrame({lead: lead_ids.take(s_lead)})
         for c in by:
             vals = seg_frame[c].to_numpy()[s_lead]
             stays[c] = pd.Categorical(vals, categories=seg_frame[c].cat.categories) \
                 if isinstance(seg_frame[c].dtype, pd.CategoricalDtype) else vals
-        stays["stage"] = pd.Categorical(np.array(steps, dtype=object)[s_from], categories=steps[:-1])
-        stays["entered_at"] = s_t.view("datetime64[ns]")
-        stays["to_stage"] = pd.Categorical(to_names[s_to], categories=list(to_names))
+        stays["stage"] = pd.Categorical.from_codes(s_from, categories=steps[:-1])
+        s_t_raw = np.where(s_t != NAT, cal.from_activity_ns(s_t), NAT) if cal is not None else s_t
+        stays["entered_at"] = np.asarray(s_t_raw, dtype=np.int64).view("datetime64[ns]")
+        stays["to_stage"] = pd.Categorical.from_codes(np.where(s_to >= 0, s_to, n_states), categories=to_names)
         stays["days"] = days
         self.stays_ = stays
         self.counts_ = self._counts_table(s_group, s_from, s_to)
@@ -454,13 +721,92 @@ class TransitionModel:
         self.pooled_probabilities_ = self._prob_table(pooled=True) if by else self.probabilities_
         return self
 
+    def _estimate(self) -> None:
+        """Point estimate and posterior samples from the stays' cells (``self._cells``).
+
+        Each stay counts with its recency weight ``0.5 ** (age / half_life)``
+        (age: days from its entry to ``as_of``).  Posterior: the likelihood of
+        a semi-Markov model factorises into one multinomial per (segment,
+        stage, day in stage), so each cell's weighted count gets an
+        independent Gamma draw (a Dirichlet posterior per row; a Bayesian
+        bootstrap over stays), with the shape of its effective sample size
+        when the weights differ.
+        """
+        cell, w_t, shape = self._cells
+        n_cells = int(np.prod(shape))
+        if self.half_life is None:
+            w = np.ones(cell.size)
+        else:
+            age = (self._T_model - w_t) / DAY_NS
+            w = np.exp2(-np.maximum(age, 0.0) / float(self.half_life))
+        counts = np.bincount(cell, weights=w, minlength=n_cells)
+        mass, stalled = self._mass_from_counts(counts.reshape(shape)[None], self._n_gs)
+        self._mass, self._stalled = mass[0], stalled[0]
+        self._cdf_cache: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        self._ww_cache: dict = {}
+        D = self.n_samples
+        if not D:
+            self._mass_samples = self._stalled_samples = None
+            return
+        sq = np.bincount(cell, weights=w * w, minlength=n_cells)
+        nz = np.flatnonzero(counts > 0)
+        g_shape = counts[nz] ** 2 / sq[nz]
+        g_scale = sq[nz] / counts[nz]
+        rng = np.random.default_rng(self.seed)
+        G, S, K, B1 = shape
+        ms = np.empty((D, G + 1, S, K, B1 - 1), dtype=np.float32)
+        sl = np.empty((D, G + 1, S), dtype=np.float64)
+        chunk = max(1, min(D, int(4_000_000 // max(n_cells, 1))))
+        for a in range(0, D, chunk):
+            b = min(D, a + chunk)
+            wc = np.zeros((b - a, n_cells), dtype=np.float32)
+            wc[:, nz] = rng.standard_gamma(g_shape.astype(np.float32), size=(b - a, nz.size),
+                                           dtype=np.float32) * g_scale.astype(np.float32)
+            m_, s_ = self._mass_from_counts(wc.reshape((b - a, *shape)), self._n_gs)
+            ms[a:b], sl[a:b] = m_, s_
+        self._mass_samples, self._stalled_samples = ms, sl
+
+    def with_half_life(self, half_life: float | None) -> TransitionModel:
+        """The same fit with another recency weighting (cheap: the stays are reused).
+
+        Parameters
+        ----------
+        half_life : float or None
+            Days; ``None``: every stay counts the same.
+
+        Returns
+        -------
+        TransitionModel
+            A new fitted model; ``self`` is unchanged.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> import funnelkit.transitions
+        >>> tm = fk.transitions.TransitionModel(n_samples=0).fit(fk.datasets.load_demo(), as_of="2025-06-30")
+        >>> tm.with_half_life(90).half_life
+        90.0
+        """
+        self._check()
+        new = copy.copy(self)
+        new.half_life = _check_half_life(half_life)
+        new._estimate()
+        new.probabilities_ = new._prob_table(pooled=not new.by_)
+        new.pooled_probabilities_ = new._prob_table(pooled=True) if new.by_ else new.probabilities_
+        return new
+
     def _mass_from_counts(self, counts: np.ndarray, n_gs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mass per (sample, group + pooled, stage, day, destination) from counts."""
+        if self._stall_after is not None:  # moves after the horizon: still sitting there then
+            k0 = self._stall_after + 1
+            counts = counts.copy()
+            counts[..., k0:, -1] += counts[..., k0:, :-1].sum(axis=-1)
+            counts[..., k0:, :-1] = 0.0
         pooled = counts.sum(axis=1, keepdims=True)
         tot = pooled.sum(axis=(3, 4), keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             scale = np.where(tot > 0, self.shrinkage / tot, 0.0)
-        shrunk = counts + scale * pooled
+        shrunk = counts + (scale * pooled).astype(counts.dtype, copy=False)
         allc = np.concatenate([shrunk, pooled], axis=1)
         mass, stalled = _aalen_johansen(allc)
         G = counts.shape[1]
@@ -716,30 +1062,66 @@ class TransitionModel:
                 break
         return W
 
-    def _close_prob(self, mass, stalled, W, g, s, q, h) -> np.ndarray:
-        """P(goal within h days) for leads at stage s with q whole days spent (-1: fresh)."""
+    def _win_by(self, g, s, q, hs, *, samples: bool, chunk: int = 25) -> np.ndarray:
+        """P(goal within h days) per cell (segment g, stage s, q whole days spent; -1: just
+        entered), for each horizon in ``hs``: shape ``(n_samples or 1, n_cells, len(hs))``.
+
+        Exact on the day grid: the stay ends on day k > q (k >= 0 for a fresh lead) towards b;
+        from b the lead wins within the days left with probability ``W[b, left]``
+        (:meth:`_won_within`).  The sum over k is a cross-correlation of the stage's
+        day-by-destination mass with the reversed win curves, done by FFT for all q at once.
+        """
+        g, s, q = (np.asarray(x, dtype=np.int64) for x in (g, s, q))
+        hs = np.asarray(hs, dtype=np.int64)
+        if samples:
+            if self._mass_samples is None:
+                raise TransitionModelError("the model has no posterior samples (n_samples=0).")
+            mass_all = self._mass_samples
+        else:
+            mass_all = self._mass[None]
+        D, G1, S_, K, B = mass_all.shape
         S = self._n_tr
-        K = mass.shape[-2]
-        # the stay ends on day k > q; time left after that is h - (k - origin), where the
-        # origin is q (days already spent, whole) or 0 for a lead that just entered
-        origin = np.maximum(q, 0)
-        n_k = origin + h - q  # days k = q+1 .. origin+h
-        off = np.arange(max(int(n_k.max()) if n_k.size else 0, 1))
-        k = q[:, None] + 1 + off[None, :]
-        ok = (off[None, :] < n_k[:, None]) & (k < K)
-        kk = np.where(ok, k, 0)
-        widx = np.clip(h[:, None] - (k - origin[:, None]), 0, W.shape[-1] - 1)
-        m = mass[..., g[:, None], s[:, None], kk, :]  # (..., n, hmax, B)
-        Wt = np.swapaxes(W, -1, -2)  # (..., G, H+1, S)
-        Wb = Wt[..., g[:, None], widx, :]  # (..., n, hmax, S)
-        contrib = m[..., S] + (m[..., :S] * Wb).sum(axis=-1)
-        num = (contrib * ok).sum(axis=-1)
-        cum = np.cumsum(mass.sum(axis=-1), axis=-1)  # (..., G, S, K)
-        before = np.where(q >= 0, cum[..., g, s, np.clip(q, 0, K - 1)], 0.0)
-        surv = 1.0 - before
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = np.where(surv > 1e-12, num / surv, 0.0)
-        return np.clip(p, 0.0, 1.0)
+        n, P = g.size, hs.size
+        out = np.zeros((D, n, P))
+        if n == 0 or P == 0:
+            return out
+        Hm = int(hs.max()) + 1
+        fresh = q < 0
+        # distinct window lengths: h (+1 for leads that just entered: day 0 counts too)
+        lens = np.unique(np.r_[hs, hs[:0] if not fresh.any() else hs + 1])
+        L = 1 << int(np.ceil(np.log2(K + Hm + 2)))
+        qq = np.minimum(q, K)  # q >= K: nothing left to happen
+        gather_q = np.where(fresh, L - 1, np.minimum(qq, L - 1))
+        for a in range(0, D, chunk):
+            b = min(D, a + chunk)
+            m = mass_all[a:b].astype(np.float64)  # (d, G1, S, K, B)
+            W = self._won_within(m, Hm)  # (d, G1, S, Hm+1)
+            cw = np.concatenate([np.zeros((*m.shape[:3], 1)), np.cumsum(m[..., S], axis=-1)], axis=-1)
+            cum_all = np.cumsum(m.sum(axis=-1), axis=-1)  # (d, G1, S, K)
+            X = np.fft.rfft(m[..., :S], n=L, axis=-2)  # (d, G1, S, Lf, S_b)
+            for ln in lens:
+                # y_b[i] = W[b, ln - i] for i = 1..ln
+                y = np.zeros((b - a, G1, S, L))
+                i = np.arange(1, ln + 1)
+                y[..., i] = W[..., ln - i]
+                Y = np.fft.rfft(y, axis=-1)  # (d, G1, S_b, Lf)
+                Z = np.fft.irfft(np.einsum("dgsfb,dgbf->dgsf", X, np.conj(Y)), n=L, axis=-1)
+                for p in range(P):
+                    h = int(hs[p])
+                    sel = np.flatnonzero((fresh & (h + 1 == ln)) | (~fresh & (h == ln)))
+                    if sel.size == 0:
+                        continue
+                    gs, ss, qs, gq = g[sel], s[sel], qq[sel], gather_q[sel]
+                    lo = np.where(fresh[sel], 0, np.minimum(qs + 1, K))
+                    hi = np.where(fresh[sel], np.minimum(h + 1, K), np.minimum(qs + h + 1, K))
+                    direct = cw[:, gs, ss, hi] - cw[:, gs, ss, lo]
+                    num = direct + np.where(qs < K, Z[:, gs, ss, gq], 0.0)
+                    before = np.where(fresh[sel], 0.0, cum_all[:, gs, ss, np.clip(qs, 0, K - 1)])
+                    surv = 1.0 - before
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        pr = np.where((surv > 1e-12) & (qs < K), num / surv, 0.0)
+                    out[a:b, sel, p] = np.clip(pr, 0.0, 1.0)
+        return out
 
     def close_probability(
         self,
@@ -803,19 +1185,15 @@ class TransitionModel:
         q = np.where(d_arr > 0, np.floor(d_arr), -1).astype(np.int64)
         h = np.floor(h_arr).astype(np.int64)
         g = np.full(s.size, self._segment_index(segment), dtype=np.int64)
-        H = int(h.max()) if h.size else 0
-        W = self._won_within(self._mass, H)
-        p = self._close_prob(self._mass, self._stalled, W, g, s, q, h)
+        cells, c_of = np.unique(np.c_[g, s, q], axis=0, return_inverse=True)
+        hs, h_of = np.unique(h, return_inverse=True)
+        c_of, h_of = c_of.ravel(), h_of.ravel()
+        p = self._win_by(cells[:, 0], cells[:, 1], cells[:, 2], hs, samples=False)[0][c_of, h_of]
         lo = np.full(s.size, np.nan)
         hi = np.full(s.size, np.nan)
         if self._mass_samples is not None:
-            draws = []
-            step = 20
-            for a in range(0, self._mass_samples.shape[0], step):
-                ms = self._mass_samples[a : a + step].astype(np.float64)
-                Ws = self._won_within(ms, H)
-                draws.append(self._close_prob(ms, None, Ws, g, s, q, h))
-            lo, hi = self._quantiles(np.concatenate(draws, axis=0), level)
+            draws = self._win_by(cells[:, 0], cells[:, 1], cells[:, 2], hs, samples=True)[:, c_of, h_of]
+            lo, hi = self._quantiles(draws, level)
         return pd.DataFrame(
             {
                 "stage": st_arr.astype(object),
