@@ -12,8 +12,10 @@ The canonical input of funnelkit is an **event log**: one row per event,
 ``amount``     float, optional; the lead's value (deal size) at that event
 ``flag``       categorical; ``""`` or an anomaly that is kept, not dropped:
                ``skipped_stage``, ``moved_back``, ``after_outcome``,
-               ``unknown_time``
-...            any segment columns (product, source, owner, ...), categorical
+               ``unknown_time``.  An input column named ``flag`` is kept
+               as ``flag_user`` (the load report says so)
+...            any segment columns (product, source, owner, ...):
+               categorical, or numeric / datetime when the input is
 =============  ==============================================================
 
 Rows are sorted by lead, time and stage order.
@@ -203,8 +205,8 @@ _UNIT_WORD = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": 
 
 def _check_tz(tz: object) -> None:
     """A misspelt zone is one clear error with a did-you-mean (zoneinfo names)."""
-    if not isinstance(tz, str):
-        return  # a tzinfo object: pandas will use it as given
+    if not isinstance(tz, str) or tz.upper() == "UTC":
+        return  # a tzinfo object (pandas uses it as given), or UTC however spelt
     import zoneinfo
 
     try:
@@ -247,7 +249,11 @@ def _regex_mask(s: pd.Series, pattern: str) -> np.ndarray:
 def _blank_mask(s: pd.Series) -> np.ndarray:
     """True where a cell is missing or only spaces (a fresh, writable array)."""
     blank = s.isna().to_numpy(dtype=bool).copy()
-    if pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype):
+    if (
+        pd.api.types.is_object_dtype(s.dtype)
+        or pd.api.types.is_string_dtype(s.dtype)
+        or isinstance(s.dtype, pd.CategoricalDtype)
+    ):
         text = s.astype("string").str.strip() == ""
         blank |= text.fillna(False).to_numpy(dtype=bool)
     return blank
@@ -264,7 +270,7 @@ def _unit_by_magnitude(values: np.ndarray) -> str | None:
     return None
 
 
-def _epoch_times(vals: pd.Series, raw: pd.Series, *, tz, time_unit, column, pos, blank):
+def _epoch_times(vals: pd.Series, raw: pd.Series, *, tz, time_unit, column, pos):
     """Numbers as Unix epoch times (UTC instants), converted to the log's zone."""
     problems: list[Problem] = []
     notes: list[str] = []
@@ -493,9 +499,7 @@ def _parse_times(
         return nat, problems, notes
     elif pd.api.types.is_numeric_dtype(dtype) or numbers_in_text():
         vals = pd.to_numeric(raw.where(~blank), errors="coerce")
-        parsed, p, nt = _epoch_times(
-            vals, raw, tz=tz, time_unit=time_unit, column=column, pos=pos, blank=blank
-        )
+        parsed, p, nt = _epoch_times(vals, raw, tz=tz, time_unit=time_unit, column=column, pos=pos)
         problems += p
         notes += nt
         if p:
@@ -1420,12 +1424,10 @@ def _detect_encoding(path: Path, encoding: str | None, notes: list[str]) -> str:
 
 
 def _sample_lines(path: Path, encoding: str, n: int = 30) -> list[str]:
-    import io
-
+    """The first non-blank lines of a text file (from its first 64 KiB)."""
     with _open_bytes(path) as f:
         raw = f.read(1 << 16)
-    text = raw.decode(encoding, errors="replace") if encoding != "utf-16" else raw.decode("utf-16", "replace")
-    lines = io.StringIO(text.lstrip("\ufeff")).read().splitlines()
+    lines = raw.decode(encoding, errors="replace").lstrip("\ufeff").splitlines()
     if len(raw) == 1 << 16 and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut
     return [ln for ln in lines if ln.strip()][:n]
@@ -1659,6 +1661,21 @@ def read_events(
     elif _is_xes(Path(source)):
         from .xes import read_xes
 
+        text_only = {"sep": sep, "encoding": encoding, "time_unit": time_unit, "dayfirst": dayfirst}
+        given = [k for k, v in text_only.items() if v is not None] + (["decimal"] if decimal != "." else [])
+        if given:
+            raise InvalidEventLogError(
+                [
+                    Problem(
+                        "bad_option",
+                        None,
+                        f"{', '.join(g + '=' for g in given)} apply to tables, not to XES logs (which "
+                        "declare their encoding and store typed ISO times and numbers).",
+                        f"leave {', '.join(g + '=' for g in given)} out for this file.",
+                    )
+                ],
+                source=str(source),
+            )
         return read_xes(
             source,
             columns=columns,
@@ -1690,10 +1707,11 @@ def read_events(
     )
 
 
-def _load(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def _load(source: str | Path | pd.DataFrame, notes: list[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """A DataFrame as given, or a file read by :func:`_read_table` (its notes appended to ``notes``)."""
     if isinstance(source, pd.DataFrame):
         return source, "DataFrame"
-    return _read_table(source), str(source)
+    return _read_table(source, notes=notes), str(source)
 
 
 def from_wide(
@@ -1742,7 +1760,8 @@ def from_wide(
     >>> len(log)
     3
     """
-    data, name = _load(source)
+    read_notes: list[str] = []
+    data, name = _load(source, read_notes)
     if stage_columns is None:
         if prefix is None:
             raise ValueError("give stage_columns= (date columns per stage) or prefix=.")
@@ -1798,7 +1817,7 @@ def from_wide(
         tz=tz,
         dayfirst=dayfirst,
         source=name,
-        notes=[note],
+        notes=[*read_notes, note],
         rows_read=len(data),
     )
 
@@ -1841,8 +1860,9 @@ def from_stage_tables(
     """
     frames = []
     rows_read = 0
+    read_notes: list[str] = []
     for stage_label, tab in tables.items():
-        df, name = _load(tab)
+        df, name = _load(tab, read_notes)
         rows_read += len(df)
         if lead not in df.columns:
             raise InvalidEventLogError(
@@ -1865,7 +1885,7 @@ def from_stage_tables(
     notes = [f"{len(tables)} stage tables with {rows_read:,} rows in all."]
     missing_time = "error"
     if attributes is not None:
-        attrs_df, aname = _load(attributes)
+        attrs_df, aname = _load(attributes, read_notes)
         if lead not in attrs_df.columns:
             raise InvalidEventLogError(
                 [
@@ -1904,6 +1924,7 @@ def from_stage_tables(
         )
     if stages is None:
         stages = list(tables)
+    notes = list(dict.fromkeys(read_notes)) + notes
     return validate_events(
         long,
         stages=stages,
@@ -1975,7 +1996,8 @@ def from_snapshot(
     >>> log[["lead_id", "stage", "flag"]].astype(str).values.tolist()
     [['a', 'Prospecting', 'unknown_time'], ['a', 'Engaging', ''], ['b', 'Prospecting', 'unknown_time'], ['b', 'Engaging', ''], ['b', 'Won', '']]
     """
-    data, name = _load(source)
+    read_notes: list[str] = []
+    data, name = _load(source, read_notes)
     stage_set = get_stage_set(stages)
     problems = [
         Problem(
@@ -2061,7 +2083,7 @@ def from_snapshot(
         long = long.rename(columns={amount: AMOUNT})
     long = long.reset_index(drop=True)
     counts = canon.value_counts()
-    notes = [
+    notes = read_notes + [
         f"CRM snapshot: {len(data):,} opportunities "
         f"({', '.join(f'{k} {int(v):,}' for k, v in counts.items())}) -> {len(long):,} implied events.",
     ]

@@ -57,7 +57,7 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from .data import LEAD, REQUIRED, STAGE, TIME, _n, _parse_times, validate_events
+from .data import LEAD, REQUIRED, STAGE, TIME, _check_tz, _n, _parse_times, validate_events
 from .exceptions import InvalidEventLogError, Problem
 from .stages import StageSet
 
@@ -395,6 +395,7 @@ def read_xes(
         raise FileNotFoundError(f"no such file: {path}")
     if missing_time not in {"error", "keep"}:
         raise ValueError("missing_time must be 'error' or 'keep'.")
+    _check_tz(tz)  # before reading a large file
     reader = _parse(path)
     n, n_traces = reader.n_events, reader.n_traces
     log_name = reader.log_attrs.get("concept:name")

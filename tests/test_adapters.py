@@ -138,3 +138,13 @@ def test_maven_outcomes_by_product_add_up(maven_log):
     by = fk.funnel.outcomes(maven_log, by="product")
     assert by["won"].sum() == 4238 and by["leads"].sum() == 8800
     assert np.all((by["ci_low"] <= by["win_rate"]) & (by["win_rate"] <= by["ci_high"]))
+
+
+def test_adapters_read_files_like_read_events(tmp_path):
+    # a semicolon-separated Latin-1 wide export: detected, and said so in the load report
+    p = tmp_path / "wide.csv"
+    p.write_bytes("id;Owner;Date entered lead;Date entered demo\n1;Zoë;2024-01-02;2024-01-09\n".encode("latin-1"))
+    log = fk.from_wide(p, lead="id", prefix="Date entered ")
+    assert len(log) == 2 and log["Owner"].astype(str).iloc[0] == "Zoë"
+    text = str(log.attrs["funnelkit"])
+    assert "semicolons (detected)" in text and "Windows-1252" in text

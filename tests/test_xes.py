@@ -224,3 +224,12 @@ def test_attribute_columns_line_up_with_their_events(tmp_path):
     got = log["note"].astype(object).tolist()
     assert [g for g in got if isinstance(g, str)] == ["n3", "n6", "n9"]
     assert [i for i, g in enumerate(got) if isinstance(g, str)] == [2, 5, 8]
+
+
+def test_table_options_are_refused_for_xes(tmp_path):
+    path = write(tmp_path, TINY)
+    e = pytest.raises(InvalidEventLogError, fk.read_events, path, sep=";").value
+    assert e.kinds == ["bad_option"] and "sep=" in str(e)
+    e = pytest.raises(InvalidEventLogError, read_xes, path, tz="Europe/Pariss").value
+    assert e.kinds == ["bad_timezone"]
+    assert len(read_xes(path, tz="utc")) == 3
