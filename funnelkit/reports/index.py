@@ -2,7 +2,9 @@
 
 Every value shown comes from the status table (and so from the executed
 notebooks' headline numbers) and is HTML-escaped: a segment value such as
-``<script>`` is shown as text, never run.
+``<script>`` is shown as text, never run.  Like the reports, the page is one
+offline file with a Content-Security-Policy that allows no script
+(:mod:`funnelkit.reports.pages`).
 """
 
 from __future__ import annotations
@@ -16,21 +18,30 @@ from urllib.parse import quote
 import pandas as pd
 
 from .notebook import atomic_write
+from .pages import csp_meta, scrub_html
 
 __all__ = ["index_html", "write_index"]
 
 _STYLE = """
-body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #222; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-.meta { color: #555; font-size: .9rem; }
-table { border-collapse: collapse; width: 100%; font-size: .92rem; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0 auto;
+       max-width: 1200px; padding: 1.5rem 1rem 3rem; color: #1f2328; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin: .2rem 0; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+.meta { color: #57606a; font-size: .9rem; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: .92rem; font-variant-numeric: tabular-nums; }
 th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
 th:first-child, td:first-child, td.text, th.text { text-align: left; }
 thead th { background: #f3f5f7; }
 .ok { color: #1a7f37; } .failed { color: #b42318; font-weight: bold; } .skipped, .kept { color: #555; }
+.warning { color: #9a6700; font-weight: bold; }
 .up { color: #1a7f37; } .down { color: #b42318; } .err { color: #b42318; font-size: .85rem; white-space: pre-wrap; }
-.notes li { color: #555; }
+.warn { background: #fff8c5; border-left: 3px solid #bf8700; color: #3b2e00; font-size: .85rem; padding: .2rem .5rem;
+        text-align: left; white-space: pre-wrap; max-width: min(60rem, calc(100vw - 2rem)); position: sticky; left: 0; }
+tr.has-warning td { border-bottom: none; padding-bottom: .15rem; } tr.warn-row td { padding-top: 0; }
+.notes li { color: #57606a; }
+@media (max-width: 640px) { body { padding: 1rem .6rem 2rem; } h1 { font-size: 1.3rem; }
+  th, td { padding: .3rem .4rem; } table { font-size: .85rem; } }
 """
 
 
@@ -78,17 +89,21 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
     """
     base = Path(folder)
     n_failed = int((status["status"] == "failed").sum()) if len(status) else 0
-    n_ok = int(status["status"].isin(["ok", "skipped", "kept"]).sum()) if len(status) else 0
+    n_ok = int(status["status"].isin(["ok", "warning", "skipped", "kept"]).sum()) if len(status) else 0
+    n_warn = sum(isinstance(w, str) and bool(w) for w in status.get("warnings", []))
     head = (
         f"<h1>{html.escape(title)} — {html.escape(month)}</h1>"
-        f'<p class="meta">{n_ok} report(s) ready, {n_failed} failed. '
+        f'<p class="meta">{n_ok} report(s) ready'
+        + (f" ({n_warn} with a warning)" if n_warn else "")
+        + f", {n_failed} failed. "
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}"
         + (f" from plan <code>{html.escape(plan)}</code>" if plan else "")
         + (f", data <code>{html.escape(data)}</code>" if data else "")
         + ".</p>"
         '<p class="meta">Leads entered: new leads whose first event was in the month. Won, revenue and '
         "win rate: leads whose outcome came in the month. In brackets: the change from the previous "
-        "month. Status <em>skipped</em> or <em>kept</em>: the report was written by an earlier run.</p>"
+        "month. Status <em>warning</em>: read the report's warning before its numbers (e.g. the month is past "
+        "the data's end). Status <em>skipped</em> or <em>kept</em>: the report was written by an earlier run.</p>"
     )
     if notes:
         head += '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
@@ -113,25 +128,31 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
                     f"<td>{_num(r.win_rate, 'rate')}{_delta(r.win_rate_change, 'rate')}</td>"
                     f"<td>{_num(r.target_attainment, 'rate')}</td>"
                 )
-            body.append(f'<tr><td class="text">{html.escape(str(r.value))}</td>'
+            warn = getattr(r, "warnings", "")
+            cls = ' class="has-warning"' if isinstance(warn, str) and warn else ""
+            body.append(f'<tr{cls}><td class="text">{html.escape(str(r.value))}</td>'
                         f'<td class="text">{state}</td>{cells}<td class="text">{links}</td></tr>')
+            if cls:  # the report's warnings, on a row of their own under it
+                body.append(f'<tr class="warn-row"><td class="text" colspan="8"><div class="warn">'
+                            f"{html.escape(warn)}</div></td></tr>")
         sections.append(
-            f"<h2>{html.escape(name)}</h2><table><thead><tr>"
+            f'<h2>{html.escape(name)}</h2><div class="scroll"><table><thead><tr>'
             f'<th class="text">{html.escape("All leads" if split == "all" else str(split))}</th>'
             '<th class="text">Status</th><th>Leads entered</th><th>Won</th><th>Revenue</th>'
             '<th>Win rate</th><th>Revenue vs target</th><th class="text">Report</th></tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>"
+            f"<tbody>{''.join(body)}</tbody></table></div>"
         )
     if not sections:
         sections.append("<p>No reports in this batch.</p>")
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+    return scrub_html(
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{csp_meta()}'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} — {html.escape(month)}</title><style>{_STYLE}</style></head>"
         f"<body>{head}{''.join(sections)}</body></html>"
     )
 
 
-def write_index(status: pd.DataFrame, path: str | Path, **kwargs) -> Path:
-    """Write :func:`index_html` to ``path`` atomically; returns the path."""
+def write_index(status: pd.DataFrame, path: str | Path, *, tmp_dir: str | Path | None = None, **kwargs) -> Path:
+    """Write :func:`index_html` to ``path`` atomically (temporary file in ``tmp_dir``); returns the path."""
     path = Path(path)
-    return atomic_write(path, index_html(status, folder=path.parent, **kwargs))
+    return atomic_write(path, index_html(status, folder=path.parent, **kwargs), tmp_dir=tmp_dir)

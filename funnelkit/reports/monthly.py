@@ -13,21 +13,25 @@ Definitions used by every monthly report
   the month (the month's *cohort*).
 * **Step conversions** of the month: the funnel of that cohort, followed up
   to the as-of date (:func:`funnelkit.funnel.conversion` with ``as_of``):
-  of the leads whose step is decided (converted or dropped), the share that
-  converted; leads still in flight are not counted as lost.  A young cohort
-  has few decided leads at late steps; the previous month is measured at the
-  same age (its as-of date is the same distance from its month), so the
-  change compares like with like.
+  over the leads that have *matured* at a step (had the step's horizon to
+  move on, or were decided); leads still in flight are not counted as lost.
+  A young cohort often has no matured lead yet at some steps: those rates are
+  shown as not judged yet.  The previous month is measured at the same age
+  (its as-of date is the same distance from its month), so the change
+  compares like with like.
 * **Won**, **lost**, **win rate** and **revenue**: leads whose outcome (their
   last won/lost event, :func:`funnelkit.funnel.outcomes`) happened in the
-  month, whatever month they entered; revenue is the amount of the leads won.
+  month, whatever month they entered; the win rate is won / (won + lost) with
+  a Wilson interval; revenue is the amount of the leads won.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import inspect
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,8 +45,8 @@ from ..data import (
     LEAD,
     TIME,
     from_snapshot,
-    known_at,
     from_wide,
+    known_at,
     log_stage_set,
     read_events,
     validate_events,
@@ -50,9 +54,12 @@ from ..data import (
 from ..exceptions import ReportError
 from ..funnel import conversion, lead_progress, outcomes, resolve_stages
 from ..stages import StageSet, get_stage_set
+from ..stats import proportion_ci
 
 __all__ = [
     "DEMO_DATA",
+    "STALE_AFTER",
+    "coverage_warnings",
     "MonthlyReport",
     "as_of_log",
     "closed_between",
@@ -74,7 +81,11 @@ DEMO_DATA = "demo"
 #: Fewest leads behind a step conversion for the summary to name it the weakest step.
 _MIN_LEADS = 10
 
-_READ_OPTIONS = {"tz", "dayfirst", "missing_time", "segments", "snapshot", "wide"}
+#: Options of read_events a report passes on (whatever this version has), and the two other shapes.
+_READ_OPTIONS = {name for name, p in inspect.signature(read_events).parameters.items()
+                 if p.kind is p.KEYWORD_ONLY and name not in {"columns", "stages"}} | {"snapshot", "wide"}
+#: How long after the data's last event an as-of date may be before a report warns (as pipeline.snapshot).
+STALE_AFTER = pd.Timedelta(days=7)
 
 
 # ---------------------------------------------------------------------------
@@ -394,9 +405,13 @@ def _period_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) 
         revenue = float(oc["won_amount"]) if has_amount else math.nan
         out["won"] = {"label": "Won", "kind": "count", "value": won}
         out["lost"] = {"label": "Lost", "kind": "count", "value": lost}
+        # won / (won + lost) of the leads closed in the month, with its Wilson interval: every one of
+        # them is decided, so funnel.outcomes' win_rate (a chain over matured leads) is not this number
+        decided = won + lost
+        low, high = proportion_ci(won, decided)
         out["win_rate"] = {"label": "Win rate of leads closed", "kind": "rate",
-                           "value": float(oc["win_rate"]), "n": won + lost,
-                           "ci_low": float(oc["ci_low"]), "ci_high": float(oc["ci_high"])}
+                           "value": won / decided if decided else math.nan, "n": decided,
+                           "ci_low": float(low), "ci_high": float(high)}
         out["revenue"] = {"label": "Revenue won", "kind": "money", "value": revenue}
         out["average_deal"] = {"label": "Average deal won", "kind": "money",
                                "value": revenue / won if won and has_amount else math.nan}
@@ -613,6 +628,59 @@ def headline_summary(h: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------
 # the report context
 # ---------------------------------------------------------------------------
+def _read_cache(path):
+    from .cache import read_cache
+
+    return read_cache(path)
+
+
+def coverage_warnings(month: str | pd.Period, as_of: pd.Timestamp, data_start, data_end) -> list[str]:
+    """Sentences warning that the data does not cover the report's month.
+
+    A report for a month the data does not reach shows zeros that mean "no
+    data", not "no activity"; these sentences say so.  The data may end up
+    to :data:`STALE_AFTER` (a week) before the as-of date without a warning.
+
+    Parameters
+    ----------
+    month : "YYYY-MM" or Period
+    as_of : Timestamp
+        The report's as-of date.
+    data_start, data_end : Timestamp
+        First and last event time of the whole data (NaT if unknown).
+
+    Returns
+    -------
+    list of str
+        Empty when the data covers the month up to the as-of date.
+
+    Examples
+    --------
+    >>> end = pd.Timestamp("2025-09-30 18:00")
+    >>> coverage_warnings("2025-09", pd.Timestamp("2025-09-30 23:59"), pd.Timestamp("2024-07-01"), end)
+    []
+    >>> coverage_warnings("2025-11", pd.Timestamp("2025-11-30 23:59"), pd.Timestamp("2024-07-01"), end)[0][:60]
+    'The data ends on 2025-09-30, before November 2025 begins: th'
+    """
+    period = parse_month(month)
+    start, end = _bounds(period)
+    name = period.strftime("%B %Y")
+    out = []
+    if pd.notna(data_end) and as_of - data_end > STALE_AFTER:
+        if data_end < start:
+            out.append(f"The data ends on {data_end:%Y-%m-%d}, before {name} begins: this report has no data "
+                       "for the month, so its zeros mean 'no data', not 'no activity'. Is the export up to date?")
+        else:
+            days = (as_of - data_end).days
+            out.append(f"The data ends on {data_end:%Y-%m-%d}, {days} days before the as-of date "
+                       f"{as_of:%Y-%m-%d}: events after it are missing, so the numbers for {name} are incomplete "
+                       "and leads look open (or stale) that may have moved on. Is the export up to date?")
+    if pd.notna(data_start) and data_start > end:
+        out.append(f"The data starts on {data_start:%Y-%m-%d}, after {name} ends: there is nothing to report "
+                   "for this month.")
+    return out
+
+
 @dataclass
 class MonthlyReport:
     """Everything a monthly report needs, prepared once from its parameters.
@@ -637,6 +705,15 @@ class MonthlyReport:
         The report's parameters as given.
     notes : list of str
         What was noticed while loading (the load report).
+    warnings : list of str
+        What the reader must know to trust the numbers (e.g. the month is
+        past the data's end), shown as styled notes and listed in the index.
+    data_start, data_end : Timestamp
+        First and last event time of the whole data (all segments).
+    segment_start : Timestamp
+        First event time of the segment (NaT when unknown).
+    fingerprint : dict or None
+        ``source`` and ``sha256`` of the data when the runner computed them.
     """
 
     log: pd.DataFrame
@@ -651,6 +728,11 @@ class MonthlyReport:
     data: object = None
     parameters: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    data_start: pd.Timestamp = pd.NaT
+    data_end: pd.Timestamp = pd.NaT
+    segment_start: pd.Timestamp = pd.NaT
+    fingerprint: dict | None = None
 
     @classmethod
     def prepare(
@@ -666,6 +748,7 @@ class MonthlyReport:
         revenue_target: float | None = None,
         title: str = "Monthly funnel report",
         read_options: Mapping[str, object] | None = None,
+        cache: str | Path = "",
     ) -> MonthlyReport:
         """Load the data and resolve the parameters of one monthly report.
 
@@ -682,6 +765,10 @@ class MonthlyReport:
         revenue_target : float, optional
             Monthly revenue target; 0 or None for none.
         title : str
+        cache : path, optional
+            The validated event log of this report's leads, written once per
+            run by the batch runner (:func:`funnelkit.reports.cache.write_cache`);
+            read instead of ``data``, which then only names the source.
 
         Returns
         -------
@@ -691,7 +778,7 @@ class MonthlyReport:
         ------
         ReportError
             For a missing file, an unknown segment column or value, a bad
-            month or as-of date.
+            month or as-of date, or a cache of another segment.
 
         Examples
         --------
@@ -699,7 +786,22 @@ class MonthlyReport:
         >>> r.heading
         'Monthly funnel report: source referral, September 2025'
         """
-        full = load_data(data, columns=columns, stages=stages, read_options=read_options)
+        fingerprint = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if cache:
+                full, meta = _read_cache(cache)
+                want = (str(segment_column), str(segment_value)) if segment_column else None
+                if meta.get("segment") != want:
+                    raise ReportError(f"cache {cache} holds the leads of {meta.get('segment') or 'all leads'}, "
+                                      f"not of {want or 'all leads'}.")
+                data_start, data_end = meta["data_start"], meta["data_end"]
+                if meta.get("sha256"):
+                    fingerprint = {"source": meta["source"], "sha256": meta["sha256"]}
+            else:
+                full = load_data(data, columns=columns, stages=stages, read_options=read_options)
+                data_start, data_end = (full[TIME].min(), full[TIME].max()) if len(full) else (pd.NaT, pd.NaT)
+        load_warnings = list(dict.fromkeys(str(w.message) for w in caught))
         ss = resolve_stages(full, stages)
         notes = list(str(full.attrs.get("funnelkit", "")).splitlines())
         log = full
@@ -708,7 +810,7 @@ class MonthlyReport:
             log = select_segment(full, segment_column, segment_value)
             segment = (str(segment_column), str(segment_value))
         if not str(month).strip():
-            last = full[TIME].max()
+            last = data_end
             if pd.isna(last):
                 raise ReportError("the data has no event with a known time; give month='YYYY-MM'.")
             month = str(last.to_period("M"))
@@ -725,8 +827,12 @@ class MonthlyReport:
             "as_of": as_of, "revenue_target": revenue_target, "title": title,
             "read_options": dict(read_options or {}),
         }
-        return cls(as_of_log(log, stamp), ss, period, start, end, stamp, segment, title, target, data,
-                   params, notes)
+        segment_start = log[TIME].min() if len(log) else pd.NaT
+        report = cls(as_of_log(log, stamp), ss, period, start, end, stamp, segment, title, target, data,
+                     params, notes, [], data_start, data_end, segment_start, fingerprint)
+        report.warnings.extend(coverage_warnings(period, stamp, data_start, data_end))
+        report.warnings.extend(w for w in load_warnings if w not in report.warnings)
+        return report
 
     # -- derived -------------------------------------------------------------
     @property

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # nbformat, nbconvert and papermill load slowly: imported whe
 
 __all__ = [
     "HEADLINE_MIME",
+    "STATUS_MIME",
     "ReportResult",
     "atomic_write",
     "export_html",
@@ -40,6 +41,8 @@ __all__ = [
 #: Mime type of the headline numbers a report displays; the batch runner reads
 #: them back from the executed notebook for the index.
 HEADLINE_MIME = "application/vnd.funnelkit.headline+json"
+#: Mime type of a report's status (its warnings), shown last; the batch runner reads it back.
+STATUS_MIME = "application/vnd.funnelkit.status+json"
 
 #: Kernel option that silences ipykernel's own log lines on the terminal: the
 #: "Kernel is running over TCP without encryption" warning at start-up (the
@@ -113,11 +116,21 @@ def safe_name(value: object) -> str:
     return text[:120].strip("._-") or "blank"
 
 
-def unique_names(values: list[object]) -> dict[object, str]:
+def unique_names(values: list[object], *, reserved=(), reserved_suffixes=()) -> dict[object, str]:
     """Safe, distinct file names for a list of values.
 
-    Values whose :func:`safe_name` collide (``"GTX Pro"`` and ``"GTX/Pro"``)
-    get a short hash of the value appended, so no report overwrites another.
+    Values whose :func:`safe_name` collide, ignoring case (``"GTX Pro"`` and
+    ``"GTX/Pro"``), or whose name is reserved, get a short hash of the value
+    appended, so no report overwrites another (or a file of the batch).
+
+    Parameters
+    ----------
+    values : list
+    reserved : collection of str
+        Names that cannot be used as they are (compared ignoring case).
+    reserved_suffixes : tuple of str
+        Endings that cannot be used (e.g. ``".failed"``, which would collide
+        with another report's failed notebook).
 
     Examples
     --------
@@ -125,14 +138,19 @@ def unique_names(values: list[object]) -> dict[object, str]:
     'c'
     >>> len(set(unique_names(["a b", "a/b", "c"]).values()))
     3
+    >>> unique_names(["index.html"], reserved={"index.html"})["index.html"].startswith("index.html-")
+    True
     """
     base = {v: safe_name(v) for v in values}
     counts: dict[str, int] = {}
     for name in base.values():
         counts[name.lower()] = counts.get(name.lower(), 0) + 1
+    banned = {str(r).lower() for r in reserved}
+    suffixes = tuple(str(x).lower() for x in reserved_suffixes)
     out = {}
     for v, name in base.items():
-        if counts[name.lower()] > 1:
+        low = name.lower()
+        if counts[low] > 1 or low in banned or (suffixes and low.endswith(suffixes)):
             digest = hashlib.sha256(str(v).encode("utf-8")).hexdigest()[:8]
             name = f"{name[:110]}-{digest}"
         out[v] = name
@@ -184,7 +202,12 @@ def atomic_write(path: str | Path, text: str, *, tmp_dir: str | Path | None = No
 
 
 def export_html(notebook: nbformat.NotebookNode, *, title: str | None = None) -> str:
-    """HTML of an executed notebook, without code cells or prompts.
+    """HTML of an executed notebook, without code cells or prompts: one offline page.
+
+    Uses funnelkit's own template (:data:`funnelkit.reports.pages.TEMPLATE`):
+    no script or style sheet from a CDN, figures embedded, a
+    Content-Security-Policy that allows no script; the result then goes
+    through :func:`~funnelkit.reports.pages.scrub_html`.
 
     Parameters
     ----------
@@ -196,15 +219,23 @@ def export_html(notebook: nbformat.NotebookNode, *, title: str | None = None) ->
     Returns
     -------
     str
-        A complete, self-contained HTML page (figures embedded).
+        A complete, self-contained HTML page.
     """
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    from .pages import REPORT_CSS, TEMPLATE, csp_meta, scrub_html
+
+    exporter = HTMLExporter(
+        template_name="lab", template_file="funnelkit_report.html.j2",
+        extra_loaders=[DictLoader({"funnelkit_report.html.j2": TEMPLATE})],
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+    )
     if title:
         notebook.metadata["title"] = title
-    body, _ = exporter.from_notebook_node(notebook)
-    return body
+    body, _ = exporter.from_notebook_node(
+        notebook, resources={"funnelkit_css": REPORT_CSS, "funnelkit_csp_meta": csp_meta()})
+    return scrub_html(body)
 
 
 def template_parameters(template: str | Path) -> dict[str, dict]:
@@ -250,17 +281,30 @@ def read_headline(notebook: str | Path | nbformat.NotebookNode) -> dict | None:
         :func:`funnelkit.reports.headline_record`), or None if the notebook
         shows none.
     """
+    return read_records(notebook)[0]
+
+
+def read_records(notebook: str | Path | nbformat.NotebookNode) -> tuple[dict | None, dict | None]:
+    """The headline numbers and the status a report displayed (each None if absent).
+
+    Returns
+    -------
+    (headline, status)
+        The last outputs of mime types :data:`HEADLINE_MIME` and
+        :data:`STATUS_MIME` (``{"warnings": [...]}``).
+    """
     import nbformat
 
     nb = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.read(notebook, as_version=4)
-    found = None
+    found: dict[str, dict | None] = {HEADLINE_MIME: None, STATUS_MIME: None}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             data = out.get("data") or {}
-            if HEADLINE_MIME in data:
-                value = data[HEADLINE_MIME]
-                found = json.loads(value) if isinstance(value, str) else dict(value)
-    return found
+            for mime in found:
+                if mime in data:
+                    value = data[mime]
+                    found[mime] = json.loads(value) if isinstance(value, str) else dict(value)
+    return found[HEADLINE_MIME], found[STATUS_MIME]
 
 
 def _error_text(exc: BaseException) -> str:

@@ -23,19 +23,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from .. import forecast as _forecast
 from .. import funnel as _funnel
 from .. import pipeline as _pipeline
 from ..exceptions import FunnelkitError
+from ..stats import proportion_ci
 from ..tables import report_table
 from .monthly import MonthlyReport, data_fingerprint, headline_record, headline_summary
-from .notebook import HEADLINE_MIME
+from .notebook import HEADLINE_MIME, STATUS_MIME
 
 __all__ = [
     "Section",
     "bottleneck",
+    "capture_warnings",
     "figure",
     "forecast",
     "funnel",
@@ -49,6 +52,7 @@ __all__ = [
     "stale",
     "table",
     "title",
+    "warning",
 ]
 
 
@@ -105,6 +109,49 @@ def note(text: str) -> Section:
     return Section(f'<p class="funnelkit-note"><em>{html.escape(text)}</em></p>', text)
 
 
+def warning(text: str) -> Section:
+    """A styled warning: something the reader must know to trust the numbers.
+
+    Examples
+    --------
+    >>> warning("The data ends on 2025-09-30.").html.startswith('<div class="funnelkit-warning"')
+    True
+    """
+    return Section(f'<div class="funnelkit-warning" role="note"><strong>Warning:</strong> {html.escape(text)}</div>',
+                   f"Warning: {text}")
+
+
+#: Warnings the package raises that repeat one a report already shows (its data ends before the as-of date).
+_REPEATS = ("after the data ends",)
+
+
+def capture_warnings(report: MonthlyReport) -> None:
+    """Show Python warnings as styled notes in the report, and list them for the index.
+
+    Replaces :func:`warnings.showwarning` in the notebook's kernel: a warning
+    raised by a section (e.g. a :class:`~funnelkit.DataWarning`) is displayed
+    where it happens as :func:`warning`, without the file and line that
+    Python would print, and added to ``report.warnings`` (which
+    :func:`provenance` hands to the batch runner: the report's status in the
+    index is then *warning*).  Each message is shown once.
+    """
+    import warnings as _warnings
+
+    from IPython.display import display
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text in report.warnings:
+            return
+        if any(r in text for r in _REPEATS) and any("The data ends on" in w for w in report.warnings):
+            return  # the report already says so, at the top
+        report.warnings.append(text)
+        display(warning(text))
+
+    _warnings.showwarning = show
+    _warnings.simplefilter("default")
+
+
 def table(data: pd.DataFrame, *, caption: str = "", precision: Mapping[str, str] | None = None,
           empty: str = "No rows.") -> Section:
     """A result table, formatted for reading (see :func:`funnelkit.report_table`).
@@ -127,10 +174,27 @@ def table(data: pd.DataFrame, *, caption: str = "", precision: Mapping[str, str]
     """
     if data is None or data.empty:
         return note(empty)
-    styler = report_table(data, precision=dict(precision or {}))
+    return Section(_styled(report_table(data, precision=dict(precision or {})), data, caption),
+                   data.to_string(index=False), data)
+
+
+def _styled(styler, data: pd.DataFrame, caption: str = "") -> str:
+    """HTML of a Styler with every text cell, label and caption escaped; text columns left-aligned.
+
+    pandas' ``Styler.to_html()`` does not escape by default: a lead id or a
+    segment value such as ``<script>`` would be live markup in the page.
+    """
+    text_cols = [c for c in data.columns
+                 if not (pd.api.types.is_numeric_dtype(data[c].dtype) or pd.api.types.is_bool_dtype(data[c].dtype)
+                         or pd.api.types.is_datetime64_any_dtype(data[c].dtype))]
+    if text_cols:
+        styler = styler.format(subset=text_cols, escape="html", na_rep="–")
+        left = ", ".join(f"td.col{data.columns.get_loc(c)}, th.col{data.columns.get_loc(c)}" for c in text_cols)
+        styler = styler.set_table_styles([{"selector": left, "props": "text-align: left;"}], overwrite=False)
+    styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     if caption:
         styler = styler.set_caption(html.escape(caption))
-    return Section(styler.to_html(), data.to_string(index=False), data)
+    return styler.to_html()
 
 
 def figure(obj, *, caption: str = "", dpi: int = 110) -> Section:
@@ -174,10 +238,12 @@ def title(report: MonthlyReport) -> Section:
                    + (f" (lost: {', '.join(ss.lost)})" if ss.lost else "")),
         ("Leads known", f"{report.log['lead_id'].nunique():,} in this segment, all months"),
     ]
-    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                   for k, v in facts)
-    body = f"<h1>{html.escape(report.heading)}</h1><table>{rows}</table>"
-    return Section(body, report.heading + "\n" + "\n".join(f"{k}: {v}" for k, v in facts))
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
+    body = f'<h1>{html.escape(report.heading)}</h1><table class="funnelkit-facts">{rows}</table>'
+    out = Section(body, report.heading + "\n" + "\n".join(f"{k}: {v}" for k, v in facts))
+    for w in report.warnings:
+        out = out + warning(w)
+    return out
 
 
 def _change_text(kind: str, change: float, change_pct: float) -> str:
@@ -208,7 +274,9 @@ def headline(report: MonthlyReport) -> Section:
     rows = []
     for r in h.itertuples(index=False):
         value = _value_text(r.kind, r.value)
-        if r.kind == "rate" and not math.isnan(r.n):
+        if r.kind == "rate" and r.n == 0:
+            value = "not judged yet (no lead matured)" if r.metric.startswith("step:") else "– (none closed)"
+        elif r.kind == "rate" and not math.isnan(r.n):
             detail = f"of {r.n:,.0f}"
             if not math.isnan(r.ci_low):
                 detail += f"; 95% CI {r.ci_low:.0%}–{r.ci_high:.0%}"
@@ -224,8 +292,8 @@ def headline(report: MonthlyReport) -> Section:
     if "won" not in set(h["metric"]):
         notes.append(f"Stage set {report.stages.name!r} has no won outcome: wins and revenue are not "
                      "defined; the funnel's last stage is its goal.")
-    styler = shown.style.hide(axis="index")
-    body = _p(summary) + "".join(_p(n, "funnelkit-note") for n in notes) + styler.to_html()
+    body = (_p(summary) + "".join(_p(n, "funnelkit-note") for n in notes)
+            + _styled(shown.style.hide(axis="index"), shown))
     record = headline_record(h)
     return Section(body, summary + "\n" + shown.to_string(index=False), h,
                    {HEADLINE_MIME: json.loads(json.dumps(record))})
@@ -233,7 +301,7 @@ def headline(report: MonthlyReport) -> Section:
 
 _FUNNEL_COLUMNS = {
     "step": "Step", "entered": "Leads", "converted": "To next step", "in_flight": "Still in flight",
-    "step_conversion": "Step conversion",
+    "matured": "Matured (judged)", "step_conversion": "Step conversion",
     "step_ci_low": "95% CI low", "step_ci_high": "95% CI high",
     "overall_conversion": "From top (in-flight leads excluded)",
 }
@@ -251,7 +319,7 @@ def funnel(report: MonthlyReport) -> Section:
     shown = f[[c for c in _FUNNEL_COLUMNS if c in f.columns]].rename(columns=_FUNNEL_COLUMNS)
     pct = {c: "{:.1%}" for c in ["Step conversion", "95% CI low", "95% CI high",
                                  "From top (in-flight leads excluded)"]}
-    counts = {c: "{:,.0f}" for c in ["Leads", "To next step", "Still in flight"]}
+    counts = {c: "{:,.0f}" for c in ["Leads", "To next step", "Still in flight", "Matured (judged)"]}
     return fig + table(shown, precision={**pct, **counts})
 
 
@@ -272,12 +340,20 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
         return note(f"No lead was won or lost in {report.month:%B %Y}.")
     if by is not None and by not in closed.columns:
         return note(f"There is no column {by!r} in the data to break the outcomes down by.")
-    res = _funnel.outcomes(closed, stages=ss, by=by).drop(columns=["open", "open_amount"], errors="ignore")
-    if not report.has_amount:
-        res = res.drop(columns=["won_amount"], errors="ignore")
+    res = _funnel.outcomes(closed, stages=ss, by=by)
+    # every lead here is decided: the win rate is won / (won + lost), with its Wilson interval
+    # (funnel.outcomes' own win_rate is the funnel's chain over matured leads, another number)
+    decided = (res["won"] + res["lost"]).to_numpy(dtype=float)
+    low, high = proportion_ci(res["won"].to_numpy(dtype=float), decided)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res = res.assign(leads=decided, win_rate=res["won"].to_numpy(dtype=float) / decided, ci_low=low,
+                         ci_high=high)
+    keep = ([by] if by else []) + ["leads", "won", "lost", "win_rate", "ci_low", "ci_high"]
+    if report.has_amount:
+        keep.append("won_amount")
     names = {"leads": "Leads closed", "won": "Won", "lost": "Lost", "win_rate": "Win rate",
              "ci_low": "95% CI low", "ci_high": "95% CI high", "won_amount": "Revenue won"}
-    shown = res.rename(columns=names)
+    shown = res[keep].rename(columns=names)
     fmt = {"Win rate": "{:.1%}", "95% CI low": "{:.1%}", "95% CI high": "{:.1%}", "Revenue won": "{:,.0f}"}
     fmt.update({c: "{:,.0f}" for c in ["Leads closed", "Won", "Lost"]})
     return table(shown, precision=fmt, caption=f"Leads whose outcome came in {report.month:%B %Y}")
@@ -288,10 +364,12 @@ def provenance(report: MonthlyReport) -> Section:
     from .. import __version__
 
     data = report.data
-    try:
-        fp = data_fingerprint(data)
-    except OSError as exc:
-        fp = {"source": str(data), "sha256": f"unavailable ({exc})"}
+    fp = report.fingerprint
+    if fp is None:
+        try:
+            fp = data_fingerprint(data)
+        except OSError as exc:
+            fp = {"source": str(data), "sha256": f"unavailable ({exc})"}
     params = json.dumps(report.parameters, default=str, ensure_ascii=False, sort_keys=True)
     facts = [
         ("Data", fp["source"]),
@@ -301,21 +379,30 @@ def provenance(report: MonthlyReport) -> Section:
         ("Python / pandas", f"{platform.python_version()} / {pd.__version__}"),
         ("Run at", datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
     ]
-    rows = "".join(
-        f"<tr><th style='text-align:left;vertical-align:top'>{html.escape(k)}</th>"
-        f"<td><code style='word-break:break-all'>{html.escape(v)}</code></td></tr>"
-        for k, v in facts
-    )
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in facts)
     load = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes if n.strip())
     load_html = f"<p>When the data was loaded:</p><ul>{load}</ul>" if load else ""
-    body = (f'<footer style="font-size:85%;color:#555"><hr><p><strong>Provenance</strong></p>'
-            f"<table>{rows}</table>{load_html}</footer>")
-    return Section(body, "\n".join(f"{k}: {v}" for k, v in facts))
+    body = (f'<footer><hr><p><strong>Provenance</strong></p>'
+            f'<table class="funnelkit-facts">{rows}</table>{load_html}</footer>')
+    status = {"warnings": list(report.warnings)}
+    return Section(body, "\n".join(f"{k}: {v}" for k, v in facts), extra={STATUS_MIME: status})
 
 
 # ---------------------------------------------------------------------------
 # sections over the pipeline, leak finder and forecast modules
 # ---------------------------------------------------------------------------
+def _nothing_known(report: MonthlyReport, what: str) -> Section | None:
+    """A sentence when no lead of the report is known at its as-of date (e.g. a month before the first one)."""
+    if len(report.log):
+        return None
+    who = f"{report.segment[0]} = {report.segment[1]}" if report.segment else "the data"
+    first = report.segment_start
+    if pd.notna(first) and first > report.as_of:
+        return note(f"No lead of {who} was known on {report.as_of:%Y-%m-%d}: the first one came on "
+                    f"{first:%Y-%m-%d}, so there is no {what} yet.")
+    return note(f"No lead of {who} was known on {report.as_of:%Y-%m-%d}, so there is no {what}.")
+
+
 def _needs_outcomes(report: MonthlyReport, what: str) -> Section | None:
     if report.stages.won is None:
         return note(f"{what} needs a won outcome, and stage set {report.stages.name!r} has none.")
@@ -329,6 +416,9 @@ def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
     months) on the report's leads as of its date; the biggest losses come
     first.
     """
+    empty = _nothing_known(report, "leak to find")
+    if empty is not None:
+        return empty
     try:
         res = _funnel.leaks(report.log, stages=report.stages, as_of=report.as_of)
     except FunnelkitError as exc:
@@ -358,6 +448,9 @@ def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
 
 def pipeline(report: MonthlyReport) -> Section:
     """The pipeline at the as-of date: open leads per stage, their value and age."""
+    empty = _nothing_known(report, "pipeline")
+    if empty is not None:
+        return empty
     try:
         snap = _pipeline.snapshot(report.log, as_of=report.as_of, stages=report.stages)
     except FunnelkitError as exc:
@@ -389,6 +482,9 @@ def pipeline(report: MonthlyReport) -> Section:
 
 def stale(report: MonthlyReport, *, top: int = 20) -> Section:
     """Forgotten follow-ups: open leads sitting in their stage longer than usual, most overdue first."""
+    empty = _nothing_known(report, "open lead to follow up")
+    if empty is not None:
+        return empty
     owner = "owner" if "owner" in report.log.columns else None
     try:
         res = _pipeline.stale(report.log, as_of=report.as_of, stages=report.stages, owner=owner)
@@ -414,6 +510,9 @@ def stale(report: MonthlyReport, *, top: int = 20) -> Section:
 
 def bottleneck(report: MonthlyReport) -> Section:
     """Time spent in each stage and the stage that makes the cycle long."""
+    empty = _nothing_known(report, "time in stage to measure")
+    if empty is not None:
+        return empty
     try:
         res = _pipeline.bottleneck(report.log, as_of=report.as_of, stages=report.stages)
     except FunnelkitError as exc:
@@ -440,7 +539,7 @@ def bottleneck(report: MonthlyReport) -> Section:
 
 def forecast(report: MonthlyReport) -> Section:
     """Wins and revenue expected next month from the open pipeline, with a range, against the target."""
-    missing = _needs_outcomes(report, "A forecast")
+    missing = _needs_outcomes(report, "A forecast") or _nothing_known(report, "pipeline to forecast from")
     if missing is not None:
         return missing
     nxt = report.month + 1
@@ -490,7 +589,7 @@ def leads_needed(report: MonthlyReport) -> Section:
     answer comes from :func:`funnelkit.forecast.leads_needed` (the open
     pipeline's expected share first, then the new leads for the rest).
     """
-    missing = _needs_outcomes(report, "Lead planning")
+    missing = _needs_outcomes(report, "Lead planning") or _nothing_known(report, "history to plan from")
     if missing is not None:
         return missing
     if not report.revenue_target:
