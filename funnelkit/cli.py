@@ -6,13 +6,22 @@
 ``funnelkit demo-data``                       :func:`funnelkit.datasets.write_demo`
 ============================================  =====================================================
 
-Exit codes: 0 when every report was written, 1 when any report failed,
-2 when the plan is invalid (nothing was run), 130 when interrupted.
+Exit codes:
+
+* 0 - every report was written (some may carry a warning, e.g. the month is
+  past the data's end: listed as ``warning`` in the index and printed);
+* 1 - at least one report failed (the others were written);
+* 2 - nothing was run: the plan is invalid (an unknown key, a split value or
+  time zone that does not exist, an as-of date before the month, a reserved
+  split name...), the data cannot be read, or another run is writing the same
+  month folder (pass ``--wait`` to wait for it instead);
+* 130 - interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -63,6 +72,9 @@ def _batch_options(f):
                      help=f"Notebook template (overrides the plan's) [default: {DEFAULT_TEMPLATE}]."),
         click.option("--executor", type=click.Choice(["process", "thread"]), default="process", show_default=True,
                      help="Drive the notebook kernels from worker processes or threads."),
+        click.option("--wait", is_flag=True,
+                     help="If another run is writing the same month folder, wait for it to finish "
+                          "[default: stop at once with exit code 2]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -76,6 +88,9 @@ def _finish(status) -> None:
     summary = ", ".join(f"{int(n)} {s}" for s, n in counts.items())
     click.echo(f"\n{len(status)} report(s): {summary} in {status.attrs['seconds']:.1f} s "
                f"({status.attrs['jobs']} at a time).")
+    for r in status.itertuples(index=False):
+        if isinstance(r.warnings, str) and r.warnings:
+            click.echo(f"WARNING {r.split}={r.value}: {r.warnings}", err=True)
     for r in failed.itertuples(index=False):
         click.echo(f"FAILED  {r.split}={r.value}: {r.error}\n        kept: {r.notebook}", err=True)
     click.echo(f"Index: {status.attrs['index']}")
@@ -99,13 +114,14 @@ def _run(fn, **kwargs) -> None:
 @click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_batch_options
 @click.option("--dry-run", is_flag=True, help="Check the plan and list its reports without running them.")
-def report(plan: Path, month, jobs, only, skip_existing, output, progress, template, executor,
+def report(plan: Path, month, jobs, only, skip_existing, output, progress, template, executor, wait,
            dry_run) -> None:
     """Run every report of the plan PLAN (YAML), in parallel, and write an index.
 
     Writes <out>/<month>/<split>/<value>.html and .ipynb, and
     <out>/<month>/index.html.  A report that fails does not stop the others;
-    the exit code is 1 when any failed.
+    the exit code is 1 when any failed, 2 when the plan is invalid or another
+    run is writing the same month (see --wait).
 
     \b
     Example:
@@ -117,7 +133,7 @@ def report(plan: Path, month, jobs, only, skip_existing, output, progress, templ
     from .reports import run_plan
 
     _run(run_plan, plan=plan, month=month, jobs=jobs, only=list(only) or None, skip_existing=skip_existing,
-         output=output, progress=progress, template=template, executor=executor)
+         output=output, progress=progress, template=template, executor=executor, wait=wait)
 
 
 def _dry_run(plan_path: Path, *, month, only, output, template) -> None:
@@ -126,7 +142,11 @@ def _dry_run(plan_path: Path, *, month, only, output, template) -> None:
     try:
         plan = load_plan(plan_path)
         template = plan.check_template(template)
-        jobs, notes = expand_plan(plan, plan.load(), month=month, only=list(only) if only else None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            log = plan.load()
+        jobs, notes = expand_plan(plan, log, month=month, only=list(only) if only else None)
+        notes = list(dict.fromkeys(str(w.message) for w in caught)) + notes
     except FunnelkitError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_PLAN)
@@ -136,12 +156,13 @@ def _dry_run(plan_path: Path, *, month, only, output, template) -> None:
         click.echo(f"note: {n}")
     for job in jobs:
         month_text = job.parameters["month"]
-        click.echo(f"  {job.split}={job.value!r:30} -> {root / month_text / job.folder / job.name}.html")
+        label = "all leads" if job.overall else f"{job.split}={job.value!r}"
+        click.echo(f"  {label:30} -> {root / month_text / job.folder / job.name}.html")
 
 
 @main.command()
 @_batch_options
-def demo(month, jobs, only, skip_existing, output, progress, template, executor) -> None:
+def demo(month, jobs, only, skip_existing, output, progress, template, executor, wait) -> None:
     """Write the demo data if missing and run the demo plan (params/demo_monthly.yaml).
 
     One report per product and one per lead source of the demo data for
@@ -150,7 +171,7 @@ def demo(month, jobs, only, skip_existing, output, progress, template, executor)
     from .reports import run_demo
 
     _run(run_demo, month=month, jobs=jobs, only=list(only) or None, skip_existing=skip_existing,
-         output=output, progress=progress, template=template, executor=executor)
+         output=output, progress=progress, template=template, executor=executor, wait=wait)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,18 +8,25 @@
   call per cell.
 * :mod:`~funnelkit.reports.plan` - report plans in YAML (:func:`load_plan`).
 * :mod:`~funnelkit.reports.batch` - the parallel batch runner
-  (:func:`run_plan`) and :mod:`~funnelkit.reports.index`, its index page.
+  (:func:`run_plan`, one run per month folder at a time) and
+  :mod:`~funnelkit.reports.index`, its index page.
+* :mod:`~funnelkit.reports.cache` - the validated event log, read once per
+  run and shared by its reports as Parquet (:func:`write_cache`, :func:`read_cache`).
+* :mod:`~funnelkit.reports.pages` - offline HTML pages: the export template,
+  the Content-Security-Policy and :func:`scrub_html`.
 
 The command line mirrors this: ``funnelkit report PLAN --month YYYY-MM``.
 """
 
-from .batch import STATUS_COLUMNS, demo_plan, run_demo, run_plan
+from .batch import LOCK_NAME, STATUS_COLUMNS, RunLockedError, demo_plan, run_demo, run_plan
+from .cache import read_cache, write_cache
 from .index import index_html, write_index
 from .monthly import (
     DEMO_DATA,
     MonthlyReport,
     as_of_log,
     closed_between,
+    coverage_warnings,
     data_fingerprint,
     entered_between,
     headline,
@@ -33,29 +40,37 @@ from .monthly import (
 )
 from .notebook import (
     HEADLINE_MIME,
+    STATUS_MIME,
     ReportResult,
     atomic_write,
     export_html,
     read_headline,
+    read_records,
     run_notebook,
     safe_name,
     template_parameters,
     unique_names,
 )
+from .pages import CSP, scrub_html
 from .plan import ALL, Plan, ReportJob, default_template, expand_plan, load_plan, parse_only
 
 __all__ = [
     "ALL",
+    "CSP",
     "DEMO_DATA",
     "HEADLINE_MIME",
+    "LOCK_NAME",
     "STATUS_COLUMNS",
+    "STATUS_MIME",
     "MonthlyReport",
     "Plan",
     "ReportJob",
     "ReportResult",
+    "RunLockedError",
     "as_of_log",
     "atomic_write",
     "closed_between",
+    "coverage_warnings",
     "data_fingerprint",
     "default_template",
     "demo_plan",
@@ -72,13 +87,17 @@ __all__ = [
     "parse_month",
     "parse_only",
     "previous_window",
+    "read_cache",
     "read_headline",
+    "read_records",
     "run_demo",
     "run_notebook",
     "run_plan",
     "safe_name",
+    "scrub_html",
     "select_segment",
     "template_parameters",
     "unique_names",
+    "write_cache",
     "write_index",
 ]

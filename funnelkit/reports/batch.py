@@ -1,56 +1,79 @@
 """The batch runner: every report of a plan, in parallel, with an index.
 
-:func:`run_plan` checks the plan, expands it into reports, runs each report
-notebook through papermill in worker processes (one Jupyter kernel per
-report), and writes::
+:func:`run_plan` checks the plan, reads and validates its data once,
+expands it into reports, runs each report notebook through papermill in
+worker processes (one Jupyter kernel per report), and writes::
 
     <output>/<month>/<split>/<value>.ipynb    executed notebook
     <output>/<month>/<split>/<value>.html     the report, without code
     <output>/<month>/index.html               summary table linking to each
     <output>/<month>/summary.csv              the same, as data
 
+One run per month folder at a time: a run holds a lock on the month folder
+(``.funnelkit.lock``, a :mod:`filelock` lock the system releases if the run
+dies); a second run of the same month stops at once with
+:class:`RunLockedError`, or waits with ``wait=True``.  Each run works in its
+own private folder ``<month>/.partial-<pid>-<random>/``: temporary files,
+and the run's cache (the validated event log of each report's leads, in
+Parquet, which the kernels read instead of the raw data).  Only its owner
+removes it; a folder left by a run that was killed outright is removed by
+the next run of that month.
+
 Reliability: a report that fails does not stop the others; its notebook is
 kept as ``<value>.failed.ipynb`` (and ``.failed.html``) and the index shows
-the error.  Every file is written to a temporary name in
-``<output>/<month>/.partial/`` and renamed into place when complete, so a
-killed run leaves no half-written report; an interrupted run cleans up its
-temporary files, and the next run removes any left by a run that was killed
-outright.  A rerun rewrites the same files; ``skip_existing=True`` keeps
-reports already written and runs only the missing ones.
+the error.  Every file is written to a temporary name and renamed into place
+when complete, so a killed run leaves no half-written report.  The index is
+written from what is on disk when the run ends.  A rerun rewrites the same
+files; ``skip_existing=True`` keeps reports already written and runs only
+the missing ones.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..exceptions import PlanError
+from ..exceptions import PlanError, ReportError
 from .index import write_index
-from .notebook import atomic_write, read_headline, run_notebook
-from .plan import Plan, ReportJob, expand_plan, load_plan
+from .monthly import data_fingerprint
+from .notebook import atomic_write, read_records, run_notebook, template_parameters
+from .plan import OPTIONAL_PARAMETERS, Plan, ReportJob, expand_plan, load_plan
 
-__all__ = ["STATUS_COLUMNS", "demo_plan", "run_demo", "run_plan"]
+__all__ = ["LOCK_NAME", "STATUS_COLUMNS", "RunLockedError", "demo_plan", "run_demo", "run_plan"]
 
 #: Columns of the status table returned by :func:`run_plan`.
 STATUS_COLUMNS = [
     "split", "value", "status", "leads_entered", "leads_entered_change", "won", "won_change",
     "revenue", "revenue_change", "win_rate", "win_rate_change", "target_attainment",
-    "seconds", "html", "notebook", "error",
+    "seconds", "html", "notebook", "error", "warnings",
 ]
 _HEADLINE_FIELDS = ["leads_entered", "won", "revenue", "win_rate", "target_attainment"]
+#: The lock file of a month folder.
+LOCK_NAME = ".funnelkit.lock"
+#: Prefix of a run's private folder in the month folder: ``.partial-<pid>-<random>``.
 PARTIAL = ".partial"
+_PARTIAL_PID = re.compile(r"^\.partial-(\d+)-")
+
+
+class RunLockedError(ReportError):
+    """Another run is writing the same month folder (and ``wait`` was not asked for)."""
 
 
 def _worker_init() -> None:
@@ -74,14 +97,17 @@ def _run_job(task: tuple) -> dict:
             "notebook": str(res.notebook) if res.notebook else None, "error": res.error}
 
 
-def _headline_fields(notebook: str | None) -> dict:
-    out = {}
+def _records(notebook: str | None) -> dict:
+    """Headline fields and warnings read back from an executed notebook (empty if unreadable)."""
+    out: dict = {}
     if not notebook:
         return out
     try:
-        rec = read_headline(notebook)
+        rec, status = read_records(notebook)
     except Exception:  # an unreadable notebook just has no numbers in the index
         return out
+    if status and status.get("warnings"):
+        out["warnings"] = "\n".join(str(w) for w in status["warnings"])
     if not rec:
         return out
     metrics = {m["metric"]: m for m in rec.get("metrics", [])}
@@ -111,13 +137,115 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _clean_partial(month_dir: Path) -> None:
-    shutil.rmtree(month_dir / PARTIAL, ignore_errors=True)
-    if month_dir.is_dir():
-        for tmp in month_dir.rglob(".*.tmp"):
+# ---------------------------------------------------------------------------
+# the month folder: lock, private folders
+# ---------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holders(month_dir: Path) -> list[int]:
+    """Process ids of the runs whose private folders are in the month folder and still running."""
+    pids = []
+    for d in month_dir.glob(f"{PARTIAL}-*"):
+        m = _PARTIAL_PID.match(d.name)
+        if m and _alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
+            pids.append(int(m.group(1)))
+    return pids
+
+
+@contextmanager
+def _month_lock(month_dir: Path, *, wait: bool, say: Callable[[str], None]):
+    """Hold the month folder's lock: fail at once (RunLockedError) or wait for it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(month_dir / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        pids = _holders(month_dir)
+        who = f" (process {', '.join(map(str, pids))})" if pids else ""
+        if not wait:
+            raise RunLockedError(
+                f"another funnelkit run{who} is writing {month_dir} right now. Wait for it to finish, or "
+                "pass --wait to start as soon as it is done (wait=True in Python)."
+            ) from None
+        say(f"waiting: another funnelkit run{who} is writing {month_dir} ...")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _clean_stale(month_dir: Path, mine: Path) -> None:
+    """Remove what runs that were killed outright left (called with the month's lock held)."""
+    for d in month_dir.glob(f"{PARTIAL}*"):
+        if d == mine or not d.is_dir():
+            continue
+        m = _PARTIAL_PID.match(d.name)
+        if m is None or not _alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+    for tmp in month_dir.rglob(".*.tmp"):
+        if not any(part.startswith(PARTIAL) for part in tmp.relative_to(month_dir).parts):
             tmp.unlink(missing_ok=True)
 
 
+def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: Path) -> dict[str, str]:
+    """One Parquet cache per report (its leads' events, validated); returns job key -> path."""
+    from .cache import write_cache
+
+    fp = data_fingerprint(plan.data)
+    data_range = (log["timestamp"].min(), log["timestamp"].max()) if len(log) else (pd.NaT, pd.NaT)
+    paths: dict[str, str] = {}
+    lead_codes = None
+    by_split: dict[str, tuple[np.ndarray, pd.Index]] = {}
+    for job in jobs:
+        path = folder / "cache" / job.folder / f"{job.name}.parquet"
+        if job.overall:
+            sub, segment = log, None
+        else:
+            if job.split not in by_split:  # each lead's value on its first event, as select_segment
+                if lead_codes is None:
+                    lead_codes = pd.factorize(log["lead_id"])[0]
+                first = log.loc[~log["lead_id"].duplicated(), job.split].astype("string")
+                codes, uniques = pd.factorize(first)
+                by_split[job.split] = (codes[lead_codes], pd.Index(uniques))
+            event_codes, uniques = by_split[job.split]
+            k = uniques.get_loc(job.value)
+            sub, segment = log.loc[event_codes == k], (job.split, job.value)
+        write_cache(sub, path, source=fp["source"], sha256=fp["sha256"], segment=segment, data_range=data_range)
+        paths[_key(job)] = str(path)
+        del sub
+    return paths
+
+
+def _key(job: ReportJob) -> str:
+    return f"{job.folder}/{job.name}"
+
+
+def _on_disk(job: ReportJob, month_dir: Path) -> dict | None:
+    """The job's report as it is on disk: a finished one, a failed one, or None."""
+    folder = month_dir / job.folder
+    nb, page = folder / f"{job.name}.ipynb", folder / f"{job.name}.html"
+    failed, failed_html = folder / f"{job.name}.failed.ipynb", folder / f"{job.name}.failed.html"
+    if nb.is_file() and page.is_file():
+        return {"status": "kept", "html": str(page), "notebook": str(nb), "error": ""}
+    if failed.is_file():
+        return {"status": "failed", "notebook": str(failed),
+                "html": str(failed_html) if failed_html.is_file() else None}
+    return None
+
+
+# ---------------------------------------------------------------------------
+# the runner
+# ---------------------------------------------------------------------------
 def run_plan(
     plan: str | Path | Plan,
     *,
@@ -129,6 +257,7 @@ def run_plan(
     progress: bool | None = None,
     executor: str = "process",
     template: str | Path | None = None,
+    wait: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Run every report of a plan in parallel and write the index.
@@ -155,6 +284,9 @@ def run_plan(
         Drive the kernels from worker processes (default) or threads.
     template : path, optional
         Overrides the plan's notebook template.
+    wait : bool
+        When another run is writing the same month folder, wait for it to
+        finish (default: raise :class:`RunLockedError` at once).
     echo : callable, optional
         Receives the notes and, without a progress bar, one line per finished
         report (e.g. ``print``); with the bar, those lines are printed above it.
@@ -163,12 +295,15 @@ def run_plan(
     -------
     DataFrame
         The status table, one row per report (columns :data:`STATUS_COLUMNS`):
-        ``split``, ``value``, ``status`` (``ok``, ``failed`` or ``skipped``)
-        of each report selected (all, or those of ``only``),
-        the headline numbers read back from the executed notebook
-        (``leads_entered``, ``won``, ``revenue``, ``win_rate`` and their
-        ``*_change`` from the previous month, ``target_attainment``),
-        ``seconds``, ``html``, ``notebook`` (paths) and ``error``.
+        ``split``, ``value``, ``status`` of each report selected (all, or
+        those of ``only``): ``ok``, ``warning`` (written, but the report
+        warns, e.g. the month is past the data's end; the text is in
+        ``warnings``), ``failed`` or ``skipped``; the headline numbers read
+        back from the executed notebook (``leads_entered``, ``won``,
+        ``revenue``, ``win_rate`` and their ``*_change`` from the previous
+        month, ``target_attainment``), ``seconds``, ``html``, ``notebook``
+        (paths), ``error`` and ``warnings``.  Statuses are checked against
+        the disk at the end: a report that is not there is ``failed``.
         ``attrs`` holds ``index`` (path of index.html), ``folder``, ``month``,
         ``notes``, ``jobs`` and ``seconds`` (wall time).  The index and
         ``summary.csv`` list the whole plan: reports not selected this time
@@ -178,6 +313,8 @@ def run_plan(
     ------
     PlanError
         If the plan is invalid (before anything runs).
+    RunLockedError
+        If another run is writing the month folder and ``wait`` is False.
     KeyboardInterrupt
         When interrupted (Ctrl-C or SIGTERM); workers are stopped and
         temporary files removed first.
@@ -194,111 +331,150 @@ def run_plan(
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
     template = plan.check_template(template)
-    log = plan.load()
+    optional = [p for p in OPTIONAL_PARAMETERS if p in template_parameters(template)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = plan.load()
+    load_notes = list(dict.fromkeys(f"{w.message}" for w in caught))
     reports, notes = expand_plan(plan, log, month=month, only=only)
     every, _ = expand_plan(plan, log, month=month, only=[])  # the whole plan, for the index
-    del log
+    notes = load_notes + notes
     if not every:
         raise PlanError(f"{plan.source}: the plan has no reports: no split column has a value in the data.")
     month_text = every[0].parameters["month"]
     out_root = Path(output).resolve() if output is not None else plan.output
     month_dir = out_root / month_text
-    month_dir.mkdir(parents=True, exist_ok=True)
-    _clean_partial(month_dir)
-    tmp_dir = month_dir / PARTIAL
+    try:
+        month_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create the output folder {month_dir}: {exc}") from None
     say = echo or (lambda _line: None)
     for n in notes:
         say(f"note: {n}")
-
-    rows: dict[int, dict] = {}
-    todo: list[tuple[int, ReportJob]] = []
-    for i, job in enumerate(reports):
-        folder = month_dir / job.folder
-        nb, page = folder / f"{job.name}.ipynb", folder / f"{job.name}.html"
-        if skip_existing and nb.is_file() and page.is_file():
-            rows[i] = {"split": job.split, "value": job.value, "status": "skipped", "seconds": 0.0,
-                       "html": str(page), "notebook": str(nb), "error": ""}
-        else:
-            todo.append((i, job))
     if jobs is None:
         jobs = os.cpu_count() or 1
     if jobs < 1:
         raise PlanError(f"jobs must be at least 1, got {jobs}.")
-    n_workers = max(1, min(jobs, len(todo)))
-    tasks = [(str(template), str(month_dir / job.folder), str(tmp_dir), job, plan.timeout) for _, job in todo]
 
+    with _sigterm_as_interrupt(), _month_lock(month_dir, wait=wait, say=say):
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}-{os.getpid()}-", dir=month_dir))
+        try:
+            _clean_stale(month_dir, tmp_dir)
+            rows: dict[tuple[str, str], dict] = {}
+            todo: list[ReportJob] = []
+            for job in reports:
+                disk = _on_disk(job, month_dir)
+                if skip_existing and disk is not None and disk["status"] == "kept":
+                    rows[(job.split, job.value)] = {"split": job.split, "value": job.value, "status": "skipped",
+                                                    "seconds": 0.0, "html": disk["html"],
+                                                    "notebook": disk["notebook"], "error": ""}
+                else:
+                    todo.append(job)
+            caches = _write_caches(log, plan, todo, tmp_dir) if todo and "cache" in optional else {}
+            del log  # the kernels read their caches: the run does not hold the data meanwhile
+            gc.collect()
+            _release_arrow_memory()
+            n_workers = max(1, min(jobs, len(todo)))
+            tasks = []
+            for job in todo:
+                if _key(job) in caches:
+                    job = ReportJob(job.split, job.value, job.name, {**job.parameters, "cache": caches[_key(job)]},
+                                    job.title, folder=job.folder, overall=job.overall)
+                tasks.append((str(template), str(month_dir / job.folder), str(tmp_dir), job, plan.timeout))
+            _run_all(tasks, todo, rows, n_workers=n_workers, executor=executor, progress=progress,
+                     total=len(reports), month_text=month_text, say=say)
+            status, overview = _statuses(reports, every, rows, month_dir)
+            index = month_dir / "index.html"
+            try:
+                write_index(overview, index, title=plan.title, month=month_text, plan=plan.source,
+                            data=plan.data, notes=notes, tmp_dir=tmp_dir)
+                atomic_write(month_dir / "summary.csv", overview.to_csv(index=False), tmp_dir=tmp_dir)
+            except OSError as exc:
+                raise ReportError(f"the reports were written, but the index could not be: {exc}") from None
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    status.attrs.update({"index": str(index), "folder": str(month_dir), "month": month_text, "notes": notes,
+                        "jobs": n_workers, "seconds": time.perf_counter() - wall})
+    return status
+
+
+def _release_arrow_memory() -> None:
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # an optimisation only
+        pass
+
+
+def _run_all(tasks, todo, rows, *, n_workers, executor, progress, total, month_text, say) -> None:
+    """Run the report notebooks in a pool; fill ``rows`` as they finish."""
     if progress is None:
         progress = sys.stderr.isatty()
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(reports), initial=len(reports) - len(todo), desc=f"reports {month_text}",
+    bar = tqdm(total=total, initial=total - len(todo), desc=f"reports {month_text}",
                unit="report", disable=not progress, file=sys.stderr)
-    if todo:
-        pool = (multiprocessing.get_context().Pool(n_workers, initializer=_worker_init)
-                if executor == "process" else ThreadPool(n_workers))
-        try:
-            with _sigterm_as_interrupt():
-                results = pool.imap_unordered(_run_one, list(enumerate(tasks)))
-                for k, res in results:
-                    idx = todo[k][0]
-                    rows[idx] = res
-                    bar.update(1)
-                    line = (f"  ok      {res['html']}" if res["status"] == "ok"
-                            else f"  FAILED  {res['split']}={res['value']}: {res['error']}")
-                    if progress:  # printed above the bar, not through it
-                        bar.write(line, file=sys.stderr)
-                    else:
-                        say(line)
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            pool.join()
-            _clean_partial(month_dir)
-            bar.close()
-            raise
+    if not tasks:
+        bar.close()
+        return
+    pool = (multiprocessing.get_context().Pool(n_workers, initializer=_worker_init)
+            if executor == "process" else ThreadPool(n_workers))
+    try:
+        for k, res in pool.imap_unordered(_run_one, list(enumerate(tasks))):
+            job = todo[k]
+            rows[(job.split, job.value)] = res
+            bar.update(1)
+            line = (f"  ok      {res['html']}" if res["status"] == "ok"
+                    else f"  FAILED  {res['split']}={res['value']}: {res['error']}")
+            if progress:  # printed above the bar, not through it
+                bar.write(line, file=sys.stderr)
+            else:
+                say(line)
+        pool.close()
+    except BaseException:
+        pool.terminate()
         pool.join()
+        bar.close()
+        raise
+    pool.join()
     bar.close()
-    shutil.rmtree(tmp_dir, ignore_errors=True)
 
-    table = []
-    for i in range(len(reports)):
-        row = dict(rows[i])
-        if row["status"] in {"ok", "skipped"}:
-            row.update(_headline_fields(row["notebook"]))
-        table.append(row)
-    status = _frame(table)
-    # the index shows the whole plan: reports not selected this time keep their earlier output
-    ran = {(r["split"], r["value"]) for r in table}
-    listed = []
+
+def _statuses(reports: list[ReportJob], every: list[ReportJob], rows: dict, month_dir: Path):
+    """The status table of this run and the index's listing, both checked against the disk."""
+    table, listed = [], []
+    selected = {(j.split, j.value) for j in reports}
     for job in every:
-        if (job.split, job.value) in ran:
-            listed.append(next(r for r in table if (r["split"], r["value"]) == (job.split, job.value)))
-            continue
-        folder = month_dir / job.folder
-        nb, page = folder / f"{job.name}.ipynb", folder / f"{job.name}.html"
-        failed = folder / f"{job.name}.failed.ipynb"
-        if nb.is_file() and page.is_file():
-            listed.append({"split": job.split, "value": job.value, "status": "kept", "html": str(page),
-                           "notebook": str(nb), "error": "", **_headline_fields(str(nb))})
-        elif failed.is_file():
-            html_failed = folder / f"{job.name}.failed.html"
-            listed.append({"split": job.split, "value": job.value, "status": "failed", "notebook": str(failed),
-                           "html": str(html_failed) if html_failed.is_file() else None,
-                           "error": "failed in an earlier run (not rerun this time); see its notebook"})
-    overview = _frame(listed)
-    index = month_dir / "index.html"
-    write_index(overview, index, title=plan.title, month=month_text, plan=plan.source, data=plan.data,
-                notes=notes)
-    atomic_write(month_dir / "summary.csv", overview.to_csv(index=False))
-    status.attrs.update({"index": str(index), "folder": str(month_dir), "month": month_text, "notes": notes,
-                        "jobs": n_workers, "seconds": time.perf_counter() - wall})
-    return status
+        key = (job.split, job.value)
+        disk = _on_disk(job, month_dir)
+        if key in selected:
+            row = dict(rows[key])
+            if row["status"] in {"ok", "skipped"} and (disk is None or disk["status"] != "kept"):
+                row.update(status="failed", error="the report was written but is not on disk any more "
+                                                  "(removed while the run was finishing?); run it again")
+            if row["status"] in {"ok", "skipped"}:
+                row.update(_records(row["notebook"]))
+                if row["status"] == "ok" and row.get("warnings"):
+                    row["status"] = "warning"
+            table.append(row)
+            listed.append(row)
+        elif disk is not None:
+            row = {"split": job.split, "value": job.value, **disk}
+            if disk["status"] == "kept":
+                row.update(_records(disk["notebook"]))
+            else:
+                row["error"] = "failed in an earlier run (not rerun this time); see its notebook"
+            listed.append(row)
+    return _frame(table), _frame(listed)
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
     out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
     for c in STATUS_COLUMNS[3:13]:
         out[c] = out[c].astype("float64")
+    out["warnings"] = pd.Series([w if isinstance(w, str) else "" for w in out["warnings"]], index=out.index,
+                                dtype=object)
     return out
 
 

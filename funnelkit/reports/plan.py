@@ -14,14 +14,18 @@ Keys
 ``columns``        the file's column names -> ``lead_id``, ``stage``,
                    ``timestamp``, ``amount``
 ``stages``         stage-set preset name or YAML file (required)
-``read_options``   ``tz``, ``dayfirst``, ``missing_time`` (see read_events); ``snapshot`` or
-                   ``wide`` for a CRM snapshot or a wide table (see ``load_data``)
+``read_options``   options of ``read_events`` (``tz``, ``dayfirst``, ``missing_time``, ...;
+                   checked here: a known time zone, ``missing_time`` ``error`` or
+                   ``keep``); ``snapshot`` or ``wide`` for a CRM snapshot or a wide
+                   table (see ``load_data``)
 ``splits``         segment columns: a list (one report per value found in
-                   the data) or a mapping column -> list of values
+                   the data) or a mapping column -> list of values (each must
+                   be in the data); a column cannot be named ``all``
 ``segment``        instead of ``splits``: one report, ``{column: value}``
 ``overall``        true: also one report over all leads (``all/all``)
 ``month``          ``YYYY-MM``; the command line's ``--month`` overrides it
-``as_of``          as-of date ``YYYY-MM-DD`` (default: end of the month)
+``as_of``          as-of date ``YYYY-MM-DD`` (default: end of the month; not before
+                   the month starts)
 ``target``         monthly revenue target: a number, or per split
                    (``{product: {Starter: 100000}, source: 50000}``) with an
                    optional ``default``
@@ -35,6 +39,12 @@ Keys
 ``description``    free text
 =================  ==========================================================
 
+Reserved names: ``all`` is the overall report, so no split column may be
+called that; a split whose folder name would be ``index``, ``index.html`` or
+``summary.csv``, or would equal another split's folder, is written to a
+folder with a short hash appended (with a note); a value whose file name
+would collide with another's (or end in ``.failed``) gets one too.
+
 Example (``params/demo_monthly.yaml``)::
 
     data: ../data/demo/events.csv
@@ -47,6 +57,7 @@ Example (``params/demo_monthly.yaml``)::
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +67,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..data import read_events
 from ..exceptions import FunnelkitError, PlanError
 from ..stages import PRESETS, get_stage_set
 from .monthly import DEMO_DATA, load_data, parse_month
@@ -70,7 +82,12 @@ _KEYS = {
     "data", "columns", "stages", "read_options", "splits", "segment", "overall", "month", "as_of",
     "target", "title", "only", "template", "output", "parameters", "timeout", "description",
 }
-_READ_KEYS = {"tz", "dayfirst", "missing_time", "snapshot", "wide"}
+#: read_options: the keyword options of read_events (whatever this version has), plus the shapes.
+_READ_KEYS = {name for name, p in inspect.signature(read_events).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and name not in {"columns", "stages"}} | {"snapshot", "wide"}
+_MISSING_TIME = ("error", "keep")
+#: Names a split's folder cannot have in the month folder (compared case-insensitively).
+RESERVED_FOLDERS = frozenset({ALL, "index", "index.html", "summary.csv"})
 _CANONICAL = {"lead_id", "stage", "timestamp", "amount"}
 #: Where the monthly report template lives in the source tree.
 TEMPLATE_PATH = Path("notebooks") / "monthly_report.ipynb"
@@ -79,6 +96,9 @@ RUNNER_PARAMETERS = (
     "data", "columns", "stages", "read_options", "segment_column", "segment_value", "month", "as_of",
     "revenue_target", "title",
 )
+#: Parameters the runner passes only to a template that declares them: ``cache`` is the
+#: validated event log of the report's leads, written once per run (see ``reports.cache``).
+OPTIONAL_PARAMETERS = ("cache",)
 
 
 def default_template() -> Path:
@@ -110,13 +130,17 @@ class ReportJob:
     split : str
         The segment column (``"all"`` for the overall report).
     value : str
-        The segment value.
+        The segment value (``"all"`` for the overall report).
     name : str
-        Safe file name stem.
+        Safe file name stem, distinct within its folder.
     parameters : dict
         The template parameters.
     title : str
         HTML page title.
+    folder : str
+        Sub-folder of the month folder (default: the split column as a safe name).
+    overall : bool
+        True for the report over all leads.
     """
 
     split: str
@@ -124,13 +148,12 @@ class ReportJob:
     name: str
     parameters: dict
     title: str
+    folder: str = ""
+    overall: bool = False
 
-    @property
-    def folder(self) -> str:
-        """Sub-folder of the month folder: the split column as a safe name."""
-        from .notebook import safe_name
-
-        return safe_name(self.split)
+    def __post_init__(self) -> None:
+        if not self.folder:
+            self.folder = ALL if self.overall else safe_name(self.split)
 
 
 @dataclass
@@ -224,6 +247,7 @@ class Plan:
         if not isinstance(read_options, Mapping) or set(read_options) - _READ_KEYS:
             raise PlanError(f"{where}: read_options: allowed keys are {', '.join(sorted(_READ_KEYS))}; "
                             f"got {dict(read_options) if isinstance(read_options, Mapping) else read_options!r}.")
+        _check_read_options(read_options, where)
 
         splits_spec = spec.get("splits")
         segment_spec = spec.get("segment")
@@ -254,6 +278,12 @@ class Plan:
                 raise PlanError(f"{where}: segment: give one column and its value, e.g. {{product: GTX Pro}}.")
             (col, val), = segment_spec.items()
             segment = (str(col), str(val))
+        for col in [*splits, *([segment[0]] if segment else [])]:
+            if col.strip().lower() == ALL:
+                key = "splits" if col in splits else "segment"
+                raise PlanError(f"{where}: {key}: {col!r} is reserved for the report over all leads "
+                                "('overall: true'), so it cannot be a split column; rename that column in the "
+                                "data (e.g. to 'all_segments') and use the new name here.")
         if not splits and segment is None:
             overall = True
 
@@ -329,6 +359,10 @@ class Plan:
                     break
             raise PlanError(f"{self.source}: data: {self.data} cannot be read with this plan's 'columns' and "
                             f"'stages':\n{text}{hint}") from None
+        except (OSError, ValueError, TypeError, KeyError, UnicodeError) as exc:  # an untyped reader error
+            raise PlanError(f"{self.source}: data: {self.data} cannot be read ({type(exc).__name__}: {exc}). "
+                            "Check that it is a CSV or Parquet event log, and its 'read_options' "
+                            "(sep, encoding, dayfirst...).") from None
         cols = list(self.splits) + ([self.segment[0]] if self.segment else [])
         present = [str(c) for c in log.columns if c not in {"lead_id", "stage", "timestamp", "amount", "flag"}]
         for col in cols:
@@ -399,6 +433,48 @@ def _file_columns(path: str) -> list[str] | None:
         return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
     except Exception:  # unreadable here: read_events will report it properly
         return None
+
+
+def _check_read_options(options: Mapping, where: str) -> None:
+    """The values of read_options that can be checked without the data: time zone, missing_time, dayfirst."""
+    tz = options.get("tz")
+    if tz is not None:
+        _check_tz(tz, f"{where}: read_options: tz")
+    mt = options.get("missing_time")
+    if mt is not None and mt not in _MISSING_TIME:
+        raise PlanError(f"{where}: read_options: missing_time: {mt!r} is not allowed; write 'error' (a blank "
+                        "event time is an error, the default) or 'keep' (kept as an event of unknown time, "
+                        "flagged 'unknown_time').")
+    dayfirst = options.get("dayfirst")
+    if dayfirst is not None and not isinstance(dayfirst, bool):
+        raise PlanError(f"{where}: read_options: dayfirst: write true (31/01/2025) or false (01/31/2025), "
+                        f"got {dayfirst!r}.")
+    for key in ("snapshot", "wide"):
+        if key in options and not isinstance(options[key], Mapping):
+            raise PlanError(f"{where}: read_options: {key}: give a mapping (see the plan keys in "
+                            f"params/README.md), got {options[key]!r}.")
+
+
+def _check_tz(tz, where: str) -> None:
+    """A time zone name zoneinfo knows, or a PlanError with the closest names."""
+    import zoneinfo
+
+    if not isinstance(tz, str) or not tz.strip():
+        raise PlanError(f"{where}: give a time zone name such as 'UTC' or 'Europe/Paris', got {tz!r}.")
+    try:
+        zoneinfo.ZoneInfo(tz)
+        return
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        pass
+    names = sorted(zoneinfo.available_timezones())
+    by_lower = {n.lower(): n for n in names}
+    close = [by_lower[c] for c in difflib.get_close_matches(tz.lower().replace(" ", "_"), list(by_lower),
+                                                             n=3, cutoff=0.6)]
+    if not close:  # "Paris" -> "Europe/Paris"
+        close = [n for n in names if n.lower().rsplit("/", 1)[-1] == tz.lower().replace(" ", "_")][:3]
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise PlanError(f"{where}: {tz!r} is not a time zone.{hint} Use a name from the IANA time zone "
+                    "database (zoneinfo.available_timezones()), e.g. 'UTC', 'Europe/Paris', 'America/New_York'.")
 
 
 def _month_text(month, where: str) -> str:
@@ -520,14 +596,17 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
     (jobs, notes)
         The reports in order (overall, then each split's values sorted), and
         sentences about what the expansion noticed (e.g. leads with a blank
-        segment value, which are in no report of that split).
+        segment value, which are in no report of that split, or a split
+        written to a renamed folder).
 
     Raises
     ------
     PlanError
-        When ``only`` names a split the plan lacks, or no month is given and
-        the data has no event time (without a month, the month of the
-        latest event is reported, with a note).
+        When a split or segment value the plan names is not in the data (the
+        message lists the values there are), the as-of date is before the
+        month, ``only`` names a split or value the plan lacks, or no month is
+        given and the data has no event time (without a month, the month of
+        the latest event is reported, with a note).
     """
     notes: list[str] = []
     month_text = _month_text(month, "--month") if month else plan.month
@@ -539,27 +618,54 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
         month_text = str(last.to_period("M"))
         notes.append(f"No month given: reporting {month_text}, the month of the latest event "
                      "(pass --month YYYY-MM or set 'month' in the plan to choose).")
+    if plan.as_of:
+        start = parse_month(month_text).start_time
+        if pd.Timestamp(plan.as_of) < start:
+            raise PlanError(f"{plan.source}: as_of: {plan.as_of} is before the month {month_text} starts; give "
+                            f"a date on or after {start.date()} (or remove 'as_of' to report as of the end of "
+                            "the month).")
     selected = parse_only(only) if only is not None else plan.only
+    first = log.loc[~log["lead_id"].duplicated()]
+    present: dict[str, list[str]] = {}
+
+    def values_of(col: str) -> list[str]:
+        if col not in present:
+            present[col] = sorted(first[col].dropna().astype(str).unique().tolist())
+        return present[col]
+
+    def check_values(key: str, col: str, wanted: list[str]) -> None:
+        there = set(values_of(col))
+        absent = [v for v in wanted if v not in there]
+        if absent:
+            shown = values_of(col)
+            listing = ", ".join(map(repr, shown[:30])) + (f" ... ({len(shown)} in all)" if len(shown) > 30 else "")
+            close = sorted({c for v in absent for c in difflib.get_close_matches(v, shown, n=2, cutoff=0.6)})
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise PlanError(f"{plan.source}: {key}: no lead has {col} = {', '.join(map(repr, absent))} (as of its "
+                            f"first event).{hint} Values of {col!r} in the data: {listing or 'none'}.")
+
     pairs: list[tuple[str, str]] = []
     if plan.overall:
         pairs.append((ALL, ALL))
     if plan.segment is not None:
+        check_values("segment", plan.segment[0], [plan.segment[1]])
         pairs.append(plan.segment)
-    first = log.loc[~log["lead_id"].duplicated()]
     for col, values in plan.splits.items():
         if values is None:
-            seg = first[col]
-            blank = int(seg.isna().sum())
+            blank = int(first[col].isna().sum())
             if blank:
                 notes.append(f"{blank:,} leads have a blank {col!r}; they are in no {col} report.")
-            values = sorted(seg.dropna().astype(str).unique().tolist())
+            values = values_of(col)
+        else:
+            check_values(f"splits: {col}", col, values)
+            values = list(dict.fromkeys(values))
         pairs.extend((col, v) for v in values)
     known = {s for s, _ in pairs}
     for col, _ in selected:
         if col not in known:
             raise PlanError(f"only: {col!r} is not a split of this plan; splits: {', '.join(sorted(known))}.")
+    resolved: list[tuple[str, str | None]] = []
     if selected:
-        resolved = []
         for col, val in selected:
             values = [v for s, v in pairs if s == col]
             if val is None or val in values:
@@ -574,13 +680,23 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             shown = ", ".join(map(repr, values[:12])) + (" ..." if len(values) > 12 else "")
             raise PlanError(f"only: {col} = {val!r} is not among this plan's reports ({shown}).{hint}")
-        pairs = [(s, v) for s, v in pairs if any(s == c and (w is None or w == v) for c, w in resolved)]
+    # folders: one per split column, never a reserved name nor another split's folder
+    split_cols = [s for s in dict.fromkeys(s for s, _ in pairs) if s != ALL]  # no split is named "all"
+    folders = unique_names(split_cols, reserved=RESERVED_FOLDERS)
+    for col in split_cols:
+        plain = safe_name(col)
+        if folders[col] != plain:
+            why = (f"{plain!r} is reserved" if plain.lower() in RESERVED_FOLDERS
+                   else f"{plain!r} would be shared with another split")
+            notes.append(f"Split {col!r} is written to the folder {folders[col]!r} ({why}).")
     jobs: list[ReportJob] = []
     for split in dict.fromkeys(s for s, _ in pairs):
+        overall = split == ALL and plan.overall
         values = [v for s, v in pairs if s == split]
-        names = unique_names(values)
+        names = unique_names(values, reserved_suffixes=(".failed",))
         for v in values:
-            overall = split == ALL
+            if selected and not any(split == c and (w is None or w == v) for c, w in resolved):
+                continue
             params = {
                 "data": plan.data, "columns": plan.columns, "stages": plan.stages,
                 "read_options": plan.read_options, "segment_column": "" if overall else split,
@@ -589,5 +705,14 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
                 **plan.parameters,
             }
             label = "all leads" if overall else f"{split} {v}"
-            jobs.append(ReportJob(split, v, names[v], params, f"{plan.title}: {label}, {month_text}"))
+            jobs.append(ReportJob(split, v, names[v], params, f"{plan.title}: {label}, {month_text}",
+                                  folder=ALL if overall else folders[split], overall=overall))
+    seen: dict[tuple[str, str], ReportJob] = {}
+    for job in jobs:  # a last guard: two reports never share a file
+        key = (job.folder.lower(), job.name.lower())
+        if key in seen:
+            other = seen[key]
+            raise PlanError(f"{plan.source}: {other.split}={other.value!r} and {job.split}={job.value!r} would be "
+                            f"written to the same file {job.folder}/{job.name}.html; rename one of them in the data.")
+        seen[key] = job
     return jobs, notes
