@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format benchmark clean install reports lesson
+.PHONY: demo test lint format benchmark benchmark-memory clean install reports lesson
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/bench_funnel.py
 	$(PY) benchmarks/bench_backtest.py
 	$(PY) benchmarks/bench_reports.py
+
+# peak memory of the report runner on a 5M-event CSV (one report vs --jobs 2; several minutes)
+benchmark-memory: $(STAMP)
+	$(PY) benchmarks/bench_reports.py --memory
 
 clean:
 	rm -rf $(VENV) reports/*/ data/demo .pytest_cache

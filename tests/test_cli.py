@@ -79,42 +79,57 @@ def test_run_demo_writes_missing_data(tmp_path):
 
 @pytest.mark.slow
 def test_broken_and_hostile_reports(tmp_path):
-    """One unknown product fails alone; hostile names stay inside reports/ and are escaped."""
+    """A split value absent from the data stops the plan (exit 2); hostile names stay inside reports/, escaped."""
     raw = fk.datasets.load_demo(400, seed=11, canonical=False).rename(columns={"source": "origin"})
     raw["product"] = raw["product"].replace({"Starter": HOSTILE, "Enterprise": SCRIPT})
     raw.to_csv(tmp_path / "crm.csv", index=False)
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(yaml.safe_dump({
+    spec = {
         "data": "crm.csv",
         "columns": {"deal": "lead_id", "deal_stage": "stage", "entered": "timestamp", "value": "amount"},
         "stages": "pipeline4",
         "splits": {"product": [HOSTILE, SCRIPT, "No Such Product"]},
         "month": "2025-06",
         "output": "reports",
-    }))
+    }
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(spec))
     res = run("report", str(plan), "--jobs", "2", "--no-progress")
+    assert res.exit_code == 2, res.output
+    assert "no lead has product = 'No Such Product'" in res.output and "Values of 'product' in the data" in res.output
+    assert not (tmp_path / "reports").exists()  # nothing was run
+    # a report that fails (here: a template cell raising) fails alone, and is kept
+    spec["splits"] = {"product": [HOSTILE, SCRIPT]}
+    plan.write_text(yaml.safe_dump(spec))
+    broken = nbformat.read(REPO / DEFAULT_TEMPLATE, as_version=4)
+    broken.cells.append(nbformat.v4.new_code_cell(
+        "if segment_value.startswith('<'):\n    raise ValueError('broken on purpose')"))
+    nbformat.write(broken, tmp_path / "broken.ipynb")
+    res = run("report", str(plan), "--jobs", "2", "--no-progress", "--template", str(tmp_path / "broken.ipynb"))
     assert res.exit_code == 1, res.output
     month_dir = tmp_path / "reports" / "2025-06"
     status = pd.read_csv(month_dir / "summary.csv")
-    assert status.set_index("value")["status"].to_dict() == {HOSTILE: "ok", SCRIPT: "ok", "No Such Product": "failed"}
-    assert "No Such Product" in res.output and "FAILED" in res.output
+    assert status.set_index("value")["status"].to_dict() == {HOSTILE: "ok", SCRIPT: "failed"}
+    assert "broken on purpose" in res.output and "FAILED" in res.output
     # every file stays inside reports/<month>/product, under a safe name
     files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    outside = [f for f in files if f.parts[0] not in {"reports", "crm.csv", "plan.yaml"}]
+    outside = [f for f in files if f.parts[0] not in {"reports", "crm.csv", "plan.yaml", "broken.ipynb"}]
     assert outside == []
     names = {p.name for p in (month_dir / "product").iterdir()}
-    assert {"etc.html", "etc.ipynb", "No_Such_Product.failed.ipynb", "No_Such_Product.failed.html"} <= names
+    assert {"etc.html", "etc.ipynb"} <= names
+    failed_name = reports.safe_name(SCRIPT)
+    assert {f"{failed_name}.failed.ipynb", f"{failed_name}.failed.html"} <= names
     assert not (tmp_path.parent / "etc.html").exists()
     # the failed notebook is kept with papermill's error cell, and linked from the index
-    failed = nbformat.read(month_dir / "product" / "No_Such_Product.failed.ipynb", as_version=4)
+    failed = nbformat.read(month_dir / "product" / f"{failed_name}.failed.ipynb", as_version=4)
     assert any("An Exception was encountered" in "".join(c.source) for c in failed.cells)
     page = (month_dir / "index.html").read_text()
-    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;/Pro" in page
-    assert 'href="product/No_Such_Product.failed.ipynb"' in page
-    assert "no lead has product = &#x27;No Such Product&#x27;" in page
-    # the report of the hostile value shows it as text
-    script_html = next(p for p in (month_dir / "product").glob("script*.html"))
-    assert "<script>alert(" not in script_html.read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert('x')&lt;/script&gt;/Pro" in page
+    assert f'href="product/{failed_name}.failed.ipynb"' in page
+    assert "broken on purpose" in page
+    # the report of the hostile value shows it as text, and the failed page is as safe
+    for html_page in (month_dir / "product").glob("*.html"):
+        text = html_page.read_text()
+        assert "<script" not in text and "Content-Security-Policy" in text, html_page
 
 
 @pytest.mark.slow
