@@ -5,14 +5,14 @@ One event log (a lead entered a stage at a time) feeds two views:
 * the **pipeline** (:mod:`funnelkit.pipeline`): each lead as an individual;
 * the **funnel** (:mod:`funnelkit.funnel`): the aggregate flow.
 
-Start with :func:`read_events` (or an adapter: :func:`from_wide`,
+Start with :func:`read_events` (CSV, Parquet, XES; or an adapter: :func:`from_wide`,
 :func:`from_stage_tables`, :func:`from_snapshot`) and a stage set
 (:data:`PRESETS` or YAML).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, forecast, funnel, pipeline, plots, reports, stats, transitions
+from . import datasets, forecast, funnel, pipeline, plots, reports, stats, transitions, xes
 from .data import (
     LoadReport,
     from_snapshot,
@@ -36,6 +36,7 @@ from .exceptions import (
 from .stages import PRESETS, StageSet, get_stage_set
 from .tables import report_table
 from .transitions import TransitionModel
+from .xes import read_xes
 
 try:
     __version__ = version("funnelkit")
@@ -67,10 +68,12 @@ __all__ = [
     "pipeline",
     "plots",
     "read_events",
+    "read_xes",
     "reports",
     "report_table",
     "stats",
     "transitions",
     "validate_events",
+    "xes",
     "__version__",
 ]

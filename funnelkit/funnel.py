@@ -876,6 +876,9 @@ def _groups(j: _Journeys, extra: Sequence[_Key] = ()) -> tuple[np.ndarray, pd.Da
             vals[name] = _segment_values(spec, code)
         else:
             lab = spec.labels
+            if len(lab) == 0:  # every key missing (e.g. no cohort has a known time)
+                vals[name] = pd.Index([None] * len(code), dtype=lab.dtype)
+                continue
             v = lab.take(np.maximum(code, 0))
             vals[name] = v.where(code >= 0) if len(v) else v
     return g, pd.DataFrame(vals)
