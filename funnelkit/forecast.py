@@ -504,8 +504,12 @@ def forecast(
     n_draws: int = 1000,
     level: float = 0.8,
     seed: int | None = 0,
-    half_life: float | None = None,
+    half_life: float | str | None = None,
+    half_lives: Sequence | None = None,
     calendar=None,
+    calibrate: bool = False,
+    calibration_cutoffs: int = 12,
+    calibration_every="30D",
     stages: StageSet | str | Sequence[str] | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
@@ -558,13 +562,33 @@ def forecast(
     level : float
         Level of the prediction intervals.
     seed : int or None
-    half_life : float, optional
+    half_life : float, "auto" or None
         Recency weighting of the model fitted here, in days (see
-        :class:`~funnelkit.transitions.TransitionModel`).
+        :class:`~funnelkit.transitions.TransitionModel`).  ``"auto"``: the
+        candidate in ``half_lives`` (default :data:`HALF_LIVES`: none, 730,
+        365, 180 and 90 days) whose forecasts had the lowest wins MAE at the
+        log's own past cutoffs (the calibration cutoffs below); no decay
+        when there are fewer than 3 of them.
+    half_lives : sequence, optional
+        Candidates for ``half_life="auto"`` (``None`` = no decay).
     calendar : str or Calendar, optional
         Weekday and holiday effects on when moves happen: ``"weekdays"``
         or a country code such as ``"IT"`` (see
         :class:`~funnelkit.transitions.Calendar`).
+    calibrate : bool
+        Correct the range of the total by the log's own past forecast
+        errors: the same forecast is made at up to ``calibration_cutoffs``
+        past cutoffs, ``calibration_every`` apart, whose whole horizon is
+        observed by ``as_of``, and each side of the range is widened (or
+        narrowed) by the empirical quantile of the past misses measured in
+        half-ranges (split-conformal).  With fewer than 4 past cutoffs the
+        model's range is kept, and ``total["range"]`` says so.  Costs one
+        forecast per past cutoff.  Periods and segments keep the model's
+        range.
+    calibration_cutoffs : int
+        Past cutoffs to calibrate (and choose ``half_life="auto"``) on.
+    calibration_every : number of days or str
+        Their spacing.
     stages : StageSet, preset name, YAML path or list, optional
     lead, stage, time, amount : str
         Column names.
@@ -573,7 +597,8 @@ def forecast(
     -------
     Forecast
         See :class:`Forecast` (``summary``, ``total``, ``periods_``,
-        ``draws_``, ``leads_``).
+        ``draws_``, ``leads_``; with ``calibrate`` or ``half_life="auto"``
+        also ``calibration_``, the past cutoffs' forecasts and outcomes).
 
     Raises
     ------
@@ -611,10 +636,38 @@ def forecast(
     hist = _truncate(log, T, time, lead)  # nothing after as_of goes any further
     snap = _snapshot(hist, ss, T, by, lead, stage, time, amount)
     banded = False
+    cands = _candidates(half_life, half_lives)
+    chosen, past = cands[0], None
+    if calibrate or len(cands) > 1:
+        if model is not None:
+            raise ForecastError("calibrate=True and half_life='auto' refit the model at past cutoffs; "
+                                "do not pass model=.")
+        grid = _calibration_grid(hist, time, T, end - T, calibration_cutoffs, calibration_every, "180D")
+        outcomes = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount=amount)
+        rows = []
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*after the data ends", category=DataWarning)
+            for c in grid:
+                r, _ = _rows_for_cutoff(
+                    hist, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
+                    amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
+                    calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
+                )
+                rows.extend(r)
+        past = pd.DataFrame(rows)
+        chosen, _ = _choose_half_life(past, cands)
+        if len(past):
+            past = past[_same_half_life(past["half_life"], chosen)].reset_index(drop=True)
+        if len(cands) > 1:
+            notes.append(
+                f"half_life='auto': {'no decay' if chosen is None else f'{chosen:g} days'}, the lowest wins "
+                f"MAE at {past['cutoff'].nunique() if len(past) else 0} past cutoffs among "
+                f"{', '.join('none' if h is None else f'{h:g}' for h in cands)}."
+            )
     if model is None:
         model, banded = _fit_for_forecast(
             hist, snap, ss, T, model_by=model_by, amount_bands=amount_bands, n_samples=min(200, n_draws),
-            half_life=half_life, calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
+            half_life=chosen, calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
             notes=notes,
         )
     else:
@@ -624,6 +677,44 @@ def forecast(
             raise ForecastError(
                 f"the model was fitted as of {model.as_of_}, after as_of={T}: it has seen the future."
             )
+    f = _forecast_core(
+        hist, snap, ss, model, banded, T, end, edges, by=by, probabilities=probabilities, n_draws=n_draws,
+        level=level, seed=seed, lead=lead, stage=stage, time=time, amount=amount, notes=notes,
+    )
+    f.half_life_ = chosen
+    f.calibration_ = past
+    frames = [f.total] if by else [f.total, f.summary]
+    for fr in frames:
+        fr["range"] = "model"
+    if calibrate:
+        for q in ("wins", "revenue"):
+            r = f.total.iloc[0]
+            lo, hi, n_used, how = _calibrate_range(past, float(r[f"expected_{q}"]), float(r[f"{q}_low"]),
+                                                   float(r[f"{q}_high"]), level, quantity=q)
+            for fr in frames:
+                fr[f"model_{q}_low"], fr[f"model_{q}_high"] = fr[f"{q}_low"], fr[f"{q}_high"]
+                fr[f"{q}_low"], fr[f"{q}_high"] = lo, hi
+                fr["range" if q == "wins" else "revenue_range"] = _range_label(how, n_used)
+        if len(past):
+            inside = ((past["wins_low"] <= past["actual_wins"]) & (past["actual_wins"] <= past["wins_high"]))
+            f.notes_.append(
+                f"the model's {level:.0%} range held in {int(inside.sum())} of {len(past)} past cutoffs; "
+                f"the range shown is {f.total['range'].iloc[0]}."
+            )
+        else:
+            f.notes_.append("no past cutoff to calibrate on (history too short): the range is the model's.")
+    return f
+
+
+def _same_half_life(col: pd.Series, h) -> np.ndarray:
+    if h is None:
+        return col.isna().to_numpy()
+    return (col.astype(float) == float(h)).to_numpy()
+
+
+def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabilities, n_draws, level, seed,
+                   lead, stage, time, amount, notes) -> Forecast:
+    """The forecast from a fitted model and the open pipeline (see :func:`forecast`)."""
     notes.extend(model.notes_)
     s_idx, g_idx, d, amt = _lead_inputs(snap, model, lead, T)
     if banded:  # open leads without an amount have no deal-size band: pooled rates
@@ -1009,6 +1100,199 @@ def leads_needed(
 
 
 # ---------------------------------------------------------------------------
+# the log's own past: rolling forecasts, half-life choice, calibrated ranges
+# ---------------------------------------------------------------------------
+#: Half-lives (days) tried by ``half_life="auto"``; ``None`` is no decay.
+HALF_LIVES: tuple = (None, 730.0, 365.0, 180.0, 90.0)
+_MIN_SYMMETRIC = 4  # past cutoffs needed for a calibrated range (one score, both sides)
+_MIN_ASYMMETRIC = 9  # ... for separate lower and upper corrections at 80%
+_MIN_SELECT = 3  # past cutoffs needed to choose a half-life on them
+
+
+def _to_days(x) -> pd.Timedelta:
+    if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
+        return pd.Timedelta(days=float(x))
+    try:
+        return pd.Timedelta(x)
+    except (ValueError, TypeError) as exc:
+        raise ForecastError(f"{x!r} is not a length of time (use days, e.g. 30 or '30D').") from exc
+
+
+def _candidates(half_life, half_lives) -> list:
+    if isinstance(half_life, str):
+        if half_life != "auto":
+            raise ForecastError(f"half_life must be a number of days, None or 'auto', got {half_life!r}.")
+        cands = list(HALF_LIVES if half_lives is None else half_lives)
+        if not cands:
+            raise ForecastError("half_lives is empty.")
+        return [None if h is None else float(h) for h in cands]
+    return [None if half_life is None else float(half_life)]
+
+
+def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_by, amount_bands, probabilities,
+                     n_draws, seed, calendar, lead, stage, time, amount):
+    """Raw forecasts at one cutoff, one per candidate half-life, scored against what happened.
+
+    Returns ``(rows, leads)``: one dict per candidate and, per candidate, the open leads'
+    (id, stage, p_win, stage_probability, won, amount) frame.
+    """
+    hist = _truncate(log, c, time, lead)
+    end = _horizon_end(c, horizon)
+    snap = _snapshot(hist, ss, c, [], lead, stage, time, amount)
+    notes: list[str] = []
+    base, banded = _fit_for_forecast(
+        hist, snap, ss, c, model_by=model_by, amount_bands=amount_bands, n_samples=min(200, n_draws),
+        half_life=candidates[0], calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
+        notes=notes,
+    )
+    rr_w, rr_r = _run_rate(outcomes, c - (end - c), c, open_only=True)
+    a = (1 - level) / 2
+    rr_lo, rr_hi = (float(x) for x in _st.poisson.ppf([a, 1 - a], max(rr_w, 1e-9)))
+    rows, leads = [], []
+    for h in candidates:
+        model = base if h == candidates[0] else base.with_half_life(h)
+        f = _forecast_core(hist, snap, ss, model, banded, c, end, [c, end], by=[], probabilities=probabilities,
+                           n_draws=n_draws, level=level, seed=seed, lead=lead, stage=stage, time=time,
+                           amount=amount, notes=list(notes))
+        L = f.leads_
+        o = outcomes.reindex(L[lead].to_numpy())
+        won_t = o["outcome_at"].to_numpy()
+        hit = o["won"].to_numpy(dtype=bool) & (won_t > c.value) & (won_t <= end.value)
+        amt_won = np.where(np.isnan(o["amount"].to_numpy()), L["amount"].to_numpy(dtype=float),
+                           o["amount"].to_numpy())
+        t0 = f.total.iloc[0]
+        # revenue is scored over the leads whose amount was known at the cutoff, as forecast
+        known = ~np.isnan(L["amount"].to_numpy(dtype=float))
+        row = {
+            "cutoff": c,
+            "horizon_end": end,
+            "half_life": h,
+            "open_leads": int(t0["open_leads"]),
+            "amount_unknown": int((~known).sum()),
+            "actual_wins": int(hit.sum()),
+            "actual_revenue": float(np.nansum(np.where(hit & known, amt_won, 0.0))),
+            **{k: float(t0[k]) for k in [
+                "expected_wins", "wins_low", "wins_high", "expected_revenue", "revenue_low",
+                "revenue_high", "weighted_wins", "weighted_wins_low", "weighted_wins_high",
+                "weighted_pipeline", "weighted_low", "weighted_high",
+            ]},
+            "run_rate_wins": float(rr_w),
+            "run_rate_wins_low": rr_lo,
+            "run_rate_wins_high": rr_hi,
+            "run_rate_revenue": rr_r,
+            "run_rate_revenue_low": rr_r * rr_lo / rr_w if rr_w else 0.0,
+            "run_rate_revenue_high": rr_r * rr_hi / rr_w if rr_w else 0.0,
+        }
+        if not known.any():  # no amounts at the cutoff: revenue was not forecast
+            for k in row:
+                if "revenue" in k or k in {"weighted_pipeline", "weighted_low", "weighted_high"}:
+                    row[k] = np.nan
+        rows.append(row)
+        leads.append(pd.DataFrame({
+            "cutoff": c,
+            lead: L[lead].to_numpy(),
+            "stage": L["stage"].to_numpy(),
+            "p_win": L["p_win"].to_numpy(),
+            "stage_probability": L["stage_probability"].to_numpy(),
+            "won": hit,
+            "amount": L["amount"].to_numpy(),
+        }))
+    return rows, leads
+
+
+def _choose_half_life(past: pd.DataFrame, candidates: list):
+    """The candidate with the lowest wins MAE over the past cutoffs (ties: the first)."""
+    if len(candidates) == 1:
+        return candidates[0], np.nan
+    if past.empty or past["cutoff"].nunique() < _MIN_SELECT:
+        return candidates[0], np.nan
+    err = (past["expected_wins"] - past["actual_wins"]).abs()
+    key = past["half_life"].astype(object).where(past["half_life"].notna(), "none")
+    mae = err.groupby(key.to_numpy(), sort=False).mean()
+    best, best_mae = candidates[0], np.inf
+    for h in candidates:
+        k = "none" if h is None else h
+        if k in mae.index and mae[k] < best_mae - 1e-12:
+            best, best_mae = h, float(mae[k])
+    return best, best_mae
+
+
+def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level: float, *, quantity: str):
+    """The model's range corrected by the past cutoffs' errors (split-conformal).
+
+    Each past forecast's miss is measured in units of its own half-range below and above the
+    point forecast: ``(low - actual) / (expected - low)`` and ``(actual - high) / (high -
+    expected)``.  With ``n`` past cutoffs, the ``ceil((n + 1)(1 - a/2))``-th smallest of each
+    (``a = 1 - level``) widens (or, if the model was too cautious, narrows) that side of the
+    new range; with fewer than 9 but at least 4 past cutoffs one score ``max`` of both sides
+    at rank ``ceil((n + 1) level)`` corrects both.  Returns ``(low, high, n, how)``.
+    """
+    if past is None or len(past) == 0:
+        return lo, hi, 0, "model"
+    e = past[f"expected_{quantity}"].to_numpy(dtype=float)
+    plo = past[f"{quantity}_low"].to_numpy(dtype=float)
+    phi = past[f"{quantity}_high"].to_numpy(dtype=float)
+    act = past[f"actual_{quantity}"].to_numpy(dtype=float)
+    ok = np.isfinite(e) & np.isfinite(act) & np.isfinite(plo) & np.isfinite(phi)
+    e, plo, phi, act = e[ok], plo[ok], phi[ok], act[ok]
+    n = int(e.size)
+
+    def floor(x, ref):  # a half-range of at least one win, or of 1% of the forecast
+        if quantity == "wins":
+            return np.maximum(x, 1.0)
+        return np.maximum(x, np.maximum(0.01 * np.abs(ref), 1e-9))
+
+    s_lo = (plo - act) / floor(e - plo, e)
+    s_hi = (act - phi) / floor(phi - e, e)
+    w_lo = float(floor(est - lo, est))
+    w_hi = float(floor(hi - est, est))
+    alpha = 1 - level
+    if n >= _MIN_ASYMMETRIC:
+        k = int(np.ceil((n + 1) * (1 - alpha / 2)))
+        if k <= n:
+            q_lo, q_hi = np.sort(s_lo)[k - 1], np.sort(s_hi)[k - 1]
+            new_lo, new_hi = lo - q_lo * w_lo, hi + q_hi * w_hi
+            if new_lo > new_hi:  # never an empty range
+                new_lo = new_hi = (new_lo + new_hi) / 2
+            return max(new_lo, 0.0), max(new_hi, 0.0), n, "calibrated"
+    if n >= _MIN_SYMMETRIC:
+        k = int(np.ceil((n + 1) * level))
+        if k <= n:
+            q = np.sort(np.maximum(s_lo, s_hi))[k - 1]
+            new_lo, new_hi = lo - q * w_lo, hi + q * w_hi
+            if new_lo > new_hi:
+                new_lo = new_hi = (new_lo + new_hi) / 2
+            return max(new_lo, 0.0), max(new_hi, 0.0), n, "calibrated"
+    return lo, hi, n, "model"
+
+
+def _range_label(how: str, n: int) -> str:
+    if how == "calibrated":
+        return f"calibrated on {n} past cutoffs"
+    return f"model (only {n} past cutoffs to calibrate on)" if n else "model"
+
+
+def _calibration_grid(log, time, T, span: pd.Timedelta, n: int, every, min_history) -> list[pd.Timestamp]:
+    """Past cutoffs whose whole horizon is observed by ``T``, ``every`` apart, at most ``n``."""
+    t = log[time].dropna()
+    if t.empty or n < 1:
+        return []
+    first = t.min()
+    lo = _horizon_end(first, min_history)
+    step = _to_days(every)
+    if step < _DAY:
+        raise ForecastError(f"calibration_every={every!r} must be at least a day.")
+    last = (T - span).normalize() - _DAY  # whole days: the horizon ends by T
+    out = []
+    for k in range(int(n)):
+        c = last - k * step
+        if c < lo:
+            break
+        out.append(parse_as_of(c.date()))
+    return sorted(out)
+
+
+# ---------------------------------------------------------------------------
 # backtest
 # ---------------------------------------------------------------------------
 class Backtest:
@@ -1153,6 +1437,9 @@ def _score(table: pd.DataFrame, level: float) -> pd.DataFrame:
     spec = [
         ("forecast", "wins", "expected_wins", "wins_low", "wins_high", "actual_wins"),
         ("forecast", "revenue", "expected_revenue", "revenue_low", "revenue_high", "actual_revenue"),
+        ("forecast, model range", "wins", "expected_wins", "model_wins_low", "model_wins_high", "actual_wins"),
+        ("forecast, model range", "revenue", "expected_revenue", "model_revenue_low", "model_revenue_high",
+         "actual_revenue"),
         ("weighted pipeline", "wins", "weighted_wins", "weighted_wins_low", "weighted_wins_high", "actual_wins"),
         ("weighted pipeline", "revenue", "weighted_pipeline", "weighted_low", "weighted_high", "actual_revenue"),
         ("run-rate", "wins", "run_rate_wins", "run_rate_wins_low", "run_rate_wins_high", "actual_wins"),
@@ -1161,7 +1448,7 @@ def _score(table: pd.DataFrame, level: float) -> pd.DataFrame:
     ]
     rows = []
     for method, qty, est, lo, hi, act in spec:
-        if est not in table.columns:
+        if est not in table.columns or lo not in table.columns:
             continue
         ok = (table[est].notna() & table[act].notna()).to_numpy()
         e, a = table[est].to_numpy(dtype=float)[ok], table[act].to_numpy(dtype=float)[ok]
@@ -1212,13 +1499,16 @@ def backtest(
     every=None,
     horizon="90D",
     level: float = 0.8,
+    calibrate: bool = True,
+    calibration_cutoffs: int = 12,
+    half_life: float | str | None = None,
+    half_lives: Sequence | None = None,
     model_by: str | Sequence[str] | None = None,
     amount_bands: int = 3,
     probabilities: Mapping[str, float] | None = None,
     min_history="180D",
     n_draws: int = 1000,
     seed: int | None = 0,
-    half_life: float | None = None,
     calendar=None,
     stages: StageSet | str | Sequence[str] | None = None,
     lead: str = LEAD,
@@ -1238,12 +1528,19 @@ def backtest(
     cutoff]`` of the leads open at its start).  A lead's path ends at its
     first outcome, as in the model.
 
+    Each cutoff's forecast is what :func:`forecast` with ``calibrate`` and
+    ``half_life`` would have said then: its range is calibrated on, and its
+    half-life chosen on, the earlier cutoffs whose horizon had ended by then
+    (the most recent ``calibration_cutoffs`` of them).  For that, up to
+    ``calibration_cutoffs`` + horizon/spacing extra cutoffs are run before
+    the first scored one (same spacing; not scored).
+
     Parameters
     ----------
     log : DataFrame
         A canonical event log.
     cutoffs : list of dates, optional
-        The cutoffs.  Default: see ``n_cutoffs`` and ``every``.
+        The scored cutoffs.  Default: see ``n_cutoffs`` and ``every``.
     n_cutoffs : int or None
         Without ``every``: this many month ends spread between
         ``min_history`` after the data start and ``horizon`` before its end
@@ -1255,28 +1552,39 @@ def backtest(
     horizon : number of days, str or offset
     level : float
         Level of the prediction ranges whose coverage is scored.
-    model_by, amount_bands, probabilities, n_draws, seed, half_life, calendar, stages
-        Passed to :func:`forecast`.
+    calibrate : bool
+        Score the calibrated range (``forecast(..., calibrate=True)``); the
+        model's own range is scored beside it ("forecast, model range").
+    calibration_cutoffs : int
+        Earlier cutoffs each cutoff is calibrated (and its half-life chosen)
+        on.
+    half_life, half_lives, model_by, amount_bands, probabilities, n_draws, seed, calendar, stages
+        As in :func:`forecast`.
     min_history : str or number of days
-        History required before the first default cutoff.
+        History required before the first default cutoff (and any warm-up
+        cutoff).
 
     Returns
     -------
     Backtest
-        ``table`` (per cutoff), ``summary`` (MAE, MAPE, bias, coverage with its
-        standard error, per method and quantity), ``sentence``, ``leads_``
-        (per lead, for calibration charts).
+        ``table`` (per scored cutoff), ``summary`` (MAE, MAPE, bias,
+        coverage with its standard error, per method and quantity),
+        ``sentence``, ``leads_`` (per lead, for calibration charts) and
+        ``rolling_`` (every cutoff run, warm-up included, every candidate
+        half-life: the raw material of the calibration).
 
     Examples
     --------
     >>> import funnelkit as fk
     >>> import funnelkit.forecast, funnelkit.transitions
-    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=200)
+    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=200, calibrate=False)
     >>> bt.summary[["method", "quantity"]].values.tolist()[:2]
     [['forecast', 'wins'], ['forecast', 'revenue']]
     >>> bt.sentence.startswith("the 80% range held in")
     True
     """
+    if not 0 < level < 1:
+        raise ForecastError(f"level must be between 0 and 1, got {level}.")
     ss = resolve_stages(log, stages)
     if cutoffs is None:
         cuts = _default_cutoffs(log, time, horizon, n_cutoffs, every, min_history)
@@ -1284,76 +1592,74 @@ def backtest(
         cuts = sorted(parse_as_of(c) for c in cutoffs)
         if not cuts:
             raise ForecastError("cutoffs is empty.")
+    cands = _candidates(half_life, half_lives)
+    need_past = calibrate or len(cands) > 1
+    warm: list[pd.Timestamp] = []
+    if need_past and calibration_cutoffs > 0:
+        if every is not None:
+            step = _to_days(every)
+        elif len(cuts) > 1:
+            step = pd.Series(cuts).diff().dropna().median()
+        else:
+            step = pd.Timedelta(days=30)
+        step = max(step.round("D"), _DAY)
+        span = _horizon_end(cuts[0], horizon) - cuts[0]
+        n_warm = int(calibration_cutoffs) + int(np.ceil(span / step))
+        t = log[time].dropna()
+        lo = _horizon_end(t.min(), min_history) if len(t) else cuts[0]
+        first = cuts[0].normalize()
+        for k in range(1, n_warm + 1):
+            c = first - k * step
+            if c < lo:
+                break
+            warm.append(parse_as_of(c.date()))
+        warm = sorted(warm)
     outcomes = _lead_outcomes(log, ss, lead=lead, time=time, stage=stage, amount=amount)
+    scored = set(cuts)
 
-    rows, lead_rows = [], []
-    for c in cuts:
-        hist = _truncate(log, c, time, lead)
+    rolling: list[dict] = []
+    table_rows, lead_rows = [], []
+    for c in sorted(set(warm) | scored):
         with warnings.catch_warnings():
             # the cut log may end hours before the cutoff: not the user's as_of mistake
             warnings.filterwarnings("ignore", message=".*after the data ends", category=DataWarning)
-            f = forecast(
-                hist, as_of=c, horizon=horizon, level=level, model_by=model_by, amount_bands=amount_bands,
-                probabilities=probabilities, n_draws=n_draws, seed=seed, half_life=half_life,
-                calendar=calendar, stages=ss, lead=lead, stage=stage, time=time, amount=amount,
+            rows, leads = _rows_for_cutoff(
+                log, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
+                amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
+                calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
             )
-        end = f.horizon_end_
-        L = f.leads_
-        o = outcomes.reindex(L[lead].to_numpy())
-        won_t = o["outcome_at"].to_numpy()
-        hit = o["won"].to_numpy(dtype=bool) & (won_t > c.value) & (won_t <= end.value)
-        amt_won = np.where(np.isnan(o["amount"].to_numpy()), L["amount"].to_numpy(dtype=float),
-                           o["amount"].to_numpy())
-        t0 = f.total.iloc[0]
-        # revenue is scored over the leads whose amount was known at the cutoff, as forecast
-        known = ~np.isnan(L["amount"].to_numpy(dtype=float))
-        rr_w, rr_r = _run_rate(outcomes, c - (end - c), c, open_only=True)
-        a = (1 - level) / 2
-        rr_lo, rr_hi = (float(x) for x in _st.poisson.ppf([a, 1 - a], max(rr_w, 1e-9)))
-        row = {
-            "cutoff": c,
-            "horizon_end": end,
-            "open_leads": int(t0["open_leads"]),
-            "amount_unknown": int((~known).sum()),
-            "actual_wins": int(hit.sum()),
-            "actual_revenue": float(np.nansum(np.where(hit & known, amt_won, 0.0))),
-            **{k: float(t0[k]) for k in [
-                "expected_wins", "wins_low", "wins_high", "expected_revenue", "revenue_low",
-                "revenue_high", "weighted_wins", "weighted_wins_low", "weighted_wins_high",
-                "weighted_pipeline", "weighted_low", "weighted_high",
-            ]},
-            "run_rate_wins": float(rr_w),
-            "run_rate_wins_low": rr_lo,
-            "run_rate_wins_high": rr_hi,
-            "run_rate_revenue": rr_r,
-            "run_rate_revenue_low": rr_r * rr_lo / rr_w if rr_w else 0.0,
-            "run_rate_revenue_high": rr_r * rr_hi / rr_w if rr_w else 0.0,
-        }
-        if not known.any():  # no amounts at the cutoff: revenue was not forecast
-            for k in [k for k in row if "revenue" in k or k.startswith("weighted_") and "wins" not in k
-                      or k == "weighted_pipeline"]:
-                row[k] = np.nan
-        rows.append(row)
-        lead_rows.append(
-            pd.DataFrame(
-                {
-                    "cutoff": c,
-                    lead: L[lead].to_numpy(),
-                    "stage": L["stage"].to_numpy(),
-                    "p_win": L["p_win"].to_numpy(),
-                    "stage_probability": L["stage_probability"].to_numpy(),
-                    "won": hit,
-                    "amount": L["amount"].to_numpy(),
-                }
-            )
-        )
-    table = pd.DataFrame(rows)
+        if c in scored:
+            past = pd.DataFrame(rolling)
+            if len(past):
+                past = past[past["horizon_end"] <= c]
+                keep = sorted(past["cutoff"].unique())[-int(calibration_cutoffs):] if calibration_cutoffs else []
+                past = past[past["cutoff"].isin(keep)]
+            chosen, _ = _choose_half_life(past, cands)
+            i = next(j for j, r in enumerate(rows) if (r["half_life"] is None) == (chosen is None)
+                     and (chosen is None or r["half_life"] == chosen))
+            row = dict(rows[i])
+            mine = past[_same_half_life(past["half_life"], chosen)] if len(past) else past
+            for q in ("wins", "revenue"):
+                row[f"model_{q}_low"], row[f"model_{q}_high"] = row[f"{q}_low"], row[f"{q}_high"]
+                if calibrate and np.isfinite(row[f"expected_{q}"]):
+                    lo_, hi_, n_used, how = _calibrate_range(mine, row[f"expected_{q}"], row[f"{q}_low"],
+                                                             row[f"{q}_high"], level, quantity=q)
+                    row[f"{q}_low"], row[f"{q}_high"] = lo_, hi_
+                else:
+                    n_used, how = (len(mine), "model")
+                row["range" if q == "wins" else "revenue_range"] = _range_label(how, n_used)
+            row["calibration_cutoffs"] = int(len(mine))
+            table_rows.append(row)
+            lead_rows.append(leads[i])
+        rolling.extend(rows)
+    table = pd.DataFrame(table_rows)
     summary = _score(table, level)
     return Backtest(
         table=table,
         summary=summary,
         sentence=_verdict(summary, level),
         leads_=pd.concat(lead_rows, ignore_index=True),
+        rolling_=pd.DataFrame(rolling),
         level_=level,
         horizon_=horizon,
     )

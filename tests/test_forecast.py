@@ -354,7 +354,8 @@ def test_backtest_run_rate_and_coverage_by_hand(demo_log):
         lo, hi = st.poisson.ppf([0.1, 0.9], len(won))
         assert (row["run_rate_wins_low"], row["run_rate_wins_high"]) == (lo, hi)
     s = bt.summary.set_index(["method", "quantity"])
-    assert set(s.index.get_level_values("method")) == {"forecast", "weighted pipeline", "run-rate"}
+    assert set(s.index.get_level_values("method")) == {"forecast", "forecast, model range", "weighted pipeline",
+                                                       "run-rate"}
     for m in ["forecast", "weighted pipeline", "run-rate"]:
         r = s.loc[(m, "wins")]
         est = {"forecast": "expected_wins", "weighted pipeline": "weighted_wins", "run-rate": "run_rate_wins"}[m]

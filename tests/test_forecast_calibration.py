@@ -1,0 +1,95 @@
+"""Calibrated ranges: the model's range corrected by the log's own past forecast errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from funnelkit import forecast as F
+
+
+def past_rows(exp, lo, hi, act):
+    return pd.DataFrame({"expected_wins": exp, "wins_low": lo, "wins_high": hi, "actual_wins": act})
+
+
+def test_conformal_quantiles_by_hand():
+    """Twelve past cutoffs: the 80% range takes, on each side, the ceil(13 * 0.9) = 12th
+    smallest miss measured in the model's half-ranges."""
+    rng = np.random.default_rng(3)
+    exp = rng.uniform(80, 120, 12)
+    lo, hi = exp - 10, exp + 10
+    act = exp + rng.normal(0, 25, 12)  # the model's range is far too narrow
+    past = past_rows(exp, lo, hi, act)
+    s_lo = np.sort((lo - act) / 10)
+    s_hi = np.sort((act - hi) / 10)
+    new_lo, new_hi, n, how = F._calibrate_range(past, 100.0, 95.0, 110.0, 0.8, quantity="wins")
+    assert (n, how) == (12, "calibrated")
+    assert new_lo == pytest.approx(95.0 - s_lo[11] * 5.0)
+    assert new_hi == pytest.approx(110.0 + s_hi[11] * 10.0)
+    assert new_hi - new_lo > 15.0  # widened
+    # five past cutoffs: one score for both sides, the ceil(6 * 0.8) = 5th smallest
+    p5 = past.iloc[:5]
+    s = np.sort(np.maximum((p5["wins_low"] - p5["actual_wins"]) / 10, (p5["actual_wins"] - p5["wins_high"]) / 10))
+    new_lo, new_hi, n, how = F._calibrate_range(p5, 100.0, 90.0, 110.0, 0.8, quantity="wins")
+    assert (n, how) == (5, "calibrated")
+    assert (new_lo, new_hi) == (pytest.approx(max(90 - s[4] * 10, 0)), pytest.approx(110 + s[4] * 10))
+    # three: too few, the model's range, labelled
+    assert F._calibrate_range(past.iloc[:3], 100.0, 90.0, 110.0, 0.8, quantity="wins") == (90.0, 110.0, 3, "model")
+    assert F._range_label("model", 3) == "model (only 3 past cutoffs to calibrate on)"
+    assert F._range_label("calibrated", 12) == "calibrated on 12 past cutoffs"
+
+
+@pytest.mark.parametrize("bias, spread", [(0.0, 1.0), (30.0, 3.0)])
+def test_calibrated_ranges_hold_at_the_stated_level(bias, spread):
+    """Exchangeable past and future: whatever the model's error (biased, too narrow), the
+    calibrated 80% range covers 80% to 80% + 2/(n+1) of outcomes (split-conformal, per side)."""
+    rng = np.random.default_rng(0)
+    n, trials, held = 12, 4000, 0
+    for _ in range(trials):
+        exp = rng.uniform(50, 150, n + 1)
+        half = 1.2816 * np.sqrt(exp)  # the model's 80% range, from a Poisson model
+        act = exp - bias + rng.normal(0, spread * np.sqrt(exp))
+        past = past_rows(exp[:n], exp[:n] - half[:n], exp[:n] + half[:n], act[:n])
+        lo, hi, _, _ = F._calibrate_range(past, exp[n], exp[n] - half[n], exp[n] + half[n], 0.8,
+                                          quantity="wins")
+        held += lo <= act[n] <= hi
+    cover = held / trials
+    assert 0.78 <= cover <= 0.8 + 2 / (n + 1) + 0.02
+
+
+def test_forecast_calibrate_labels_and_falls_back(demo_log):
+    f = F.forecast(demo_log, as_of="2025-09-30", horizon="60D", n_draws=200, calibrate=True,
+                   calibration_cutoffs=6, calibration_every="30D")
+    t = f.total.iloc[0]
+    past = f.calibration_
+    assert past["cutoff"].nunique() == 6
+    assert (past["horizon_end"] <= pd.Timestamp("2025-09-30 23:59:59.999999999")).all()
+    assert t["range"] == "calibrated on 6 past cutoffs"
+    lo, hi, n, how = F._calibrate_range(past, t["expected_wins"], t["model_wins_low"], t["model_wins_high"],
+                                        0.8, quantity="wins")
+    assert (t["wins_low"], t["wins_high"]) == (lo, hi)
+    assert any("past cutoffs" in n for n in f.notes_)
+    # too little history: the model's range, labelled as such
+    short = F.forecast(demo_log, as_of="2025-02-28", horizon="60D", n_draws=100, calibrate=True)
+    r = short.total.iloc[0]
+    assert r["range"].startswith("model")
+    assert (r["wins_low"], r["wins_high"]) == (r["model_wins_low"], r["model_wins_high"])
+
+
+def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
+    bt = F.backtest(demo_log, every="14D", n_cutoffs=3, horizon="30D", n_draws=100, calibration_cutoffs=5)
+    t = bt.table
+    roll = bt.rolling_
+    assert roll["cutoff"].nunique() > len(t)  # warm-up cutoffs before the scored ones
+    for _, row in t.iterrows():
+        past = roll[(roll["horizon_end"] <= row["cutoff"])]
+        past = past[past["cutoff"].isin(sorted(past["cutoff"].unique())[-5:])]
+        assert row["calibration_cutoffs"] == len(past) == 5
+        lo, hi, n, how = F._calibrate_range(past, row["expected_wins"], row["model_wins_low"],
+                                            row["model_wins_high"], 0.8, quantity="wins")
+        assert (row["wins_low"], row["wins_high"]) == (lo, hi)
+    s = bt.summary.set_index(["method", "quantity"])
+    model = s.loc[("forecast, model range", "wins")]
+    inside = ((t["model_wins_low"] <= t["actual_wins"]) & (t["actual_wins"] <= t["model_wins_high"])).sum()
+    assert model["held"] == inside
