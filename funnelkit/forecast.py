@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from . import pipeline
+from . import pipeline, stats
 from ._common import DAY_NS, NAT, as_list
 from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, ForecastError
@@ -51,6 +51,8 @@ __all__ = [
     "stage_probabilities",
     "leads_needed",
     "backtest",
+    "win_rate_drift",
+    "HALF_LIVES",
 ]
 
 _DAY = pd.Timedelta(days=1)
@@ -292,7 +294,15 @@ class Forecast:
         win at all), then the CRM baseline beside: ``weighted_wins``,
         ``weighted_wins_low``, ``weighted_wins_high``, ``weighted_pipeline``
         (revenue), ``weighted_low``, ``weighted_high`` (the baseline's range
-        if every open lead won independently with its stage probability).
+        if every open lead won independently with its stage probability),
+        and ``range`` ("model", or "calibrated on N past cutoffs").  With
+        ``calibrate=True``: ``wins_low``/``wins_high`` and
+        ``revenue_low``/``revenue_high`` are the calibrated range (of the
+        total; by segment only without ``by``), the model's own is in
+        ``model_wins_low``, ``model_wins_high``, ``model_revenue_low``,
+        ``model_revenue_high``, and ``revenue_range`` labels the revenue's.
+        Expected values are exact (the sum of each open lead's
+        probability); the ranges come from the draws.
     total : DataFrame
         The same as one row over all open leads.
     periods_ : DataFrame
@@ -316,6 +326,15 @@ class Forecast:
     baseline_probabilities_ : Series
         Stage -> probability used by the baseline.
     model_ : TransitionModel
+    half_life_ : float or None
+        The recency weighting of the model fitted here (chosen when
+        ``half_life="auto"``).
+    calibration_ : DataFrame or None
+        With ``calibrate`` or ``half_life="auto"``: the past cutoffs'
+        forecasts (the chosen half-life) and what happened.
+    drift_ : DataFrame
+        :func:`win_rate_drift` as of ``as_of``; its sentence is in
+        ``notes_`` when recent conversion differs from the long-run rate.
     as_of_, horizon_end_ : Timestamp
     level_ : float
     notes_ : list of str
@@ -683,6 +702,9 @@ def forecast(
     )
     f.half_life_ = chosen
     f.calibration_ = past
+    f.drift_ = win_rate_drift(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time)
+    if f.drift_.attrs["differs"]:
+        f.notes_.append(f.drift_.attrs["sentence"])
     frames = [f.total] if by else [f.total, f.summary]
     for fr in frames:
         fr["range"] = "model"
@@ -1100,6 +1122,128 @@ def leads_needed(
 
 
 # ---------------------------------------------------------------------------
+# drift: is recent conversion different from the long-run rate?
+# ---------------------------------------------------------------------------
+def _window_name(span: pd.Timedelta) -> str:
+    days = span / _DAY
+    for d, name in [(365, "12-month"), (730, "24-month"), (182, "6-month"), (183, "6-month"), (91, "3-month")]:
+        if abs(days - d) < 1:
+            return name
+    return f"{days:g}-day"
+
+
+def win_rate_drift(
+    log: pd.DataFrame,
+    *,
+    as_of=None,
+    recent="90D",
+    long_run="365D",
+    alpha: float = 0.05,
+    min_change: float = 0.1,
+    level: float = 0.95,
+    stall_days: float | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+) -> pd.DataFrame:
+    """Win rate of the leads decided recently against the long-run rate, in a sentence.
+
+    A lead is *decided* at its first outcome (won or lost; its path ends
+    there).  For a stage set without a lost outcome a lead that has not
+    moved for ``stall_days`` is lost on that day (its last event plus
+    ``stall_days``; default the stage set's ``horizon_days``, else 90), so
+    open leads never count as wins.  The recent window is compared with the
+    rest of the long-run window (disjoint) by :func:`funnelkit.stats.compare_proportions`
+    (chi-square, or Fisher's exact test for small counts).
+
+    Parameters
+    ----------
+    log : DataFrame
+        A canonical event log; only events up to ``as_of`` are used.
+    as_of : date, optional
+        End of both windows (default: the log's last timestamp).
+    recent, long_run : str or number of days
+        The two windows, ending at ``as_of``.
+    alpha : float
+        A difference is reported when the test's p-value is below it ...
+    min_change : float
+        ... and the rates differ by at least this share of the long-run rate.
+    level : float
+        Level of the Wilson intervals of the rates.
+    stall_days : float, optional
+        See above.
+    stages : StageSet, preset name, YAML path or list, optional
+    lead, stage, time : str
+        Column names.
+
+    Returns
+    -------
+    DataFrame
+        Two rows (``window`` "recent" and "long run"): ``start``, ``end``,
+        ``decided``, ``won``, ``win_rate``, ``ci_low``, ``ci_high``.
+        ``attrs``: ``p_value``, ``test``, ``change`` (recent / long run - 1),
+        ``differs`` (bool) and ``sentence`` ("win rate in the last 90 days is
+        40% below the 12-month rate (...)").
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast
+    >>> d = fk.forecast.win_rate_drift(fk.datasets.load_demo(), as_of="2025-06-30")
+    >>> d["window"].tolist()
+    ['recent', 'long run']
+    >>> d.attrs["sentence"].startswith("win rate in the last 90 days")
+    True
+    """
+    ss = resolve_stages(log, stages)
+    T = parse_as_of(as_of) if as_of is not None else pd.Timestamp(log[time].max())
+    r0, l0 = T - (_horizon_end(T, recent) - T), T - (_horizon_end(T, long_run) - T)
+    if r0 < l0:
+        raise ForecastError(f"recent={recent!r} must be shorter than long_run={long_run!r}.")
+    hist = _truncate(log, T, time, lead)
+    o = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount="__none__")
+    at = o["outcome_at"].to_numpy()
+    won = o["won"].to_numpy()
+    if not ss.lost:
+        days = stall_days if stall_days is not None else (getattr(ss, "horizon_days", None) or 90)
+        stalled = (at == NAT) & (o["last_seen"].to_numpy() != NAT)
+        at = np.where(stalled, o["last_seen"].to_numpy() + np.int64(round(float(days) * DAY_NS)), at)
+        won = won & ~stalled
+    decided = (at != NAT) & (at <= T.value)
+    in_r = decided & (at > r0.value)
+    in_l = decided & (at > l0.value)
+    in_early = in_l & ~in_r
+    n = np.array([in_r.sum(), in_l.sum()])
+    k = np.array([(in_r & won).sum(), (in_l & won).sum()])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+    lo, hi = stats.proportion_ci(k, n, level=level)
+    out = pd.DataFrame({"window": ["recent", "long run"], "start": [r0, l0], "end": [T, T], "decided": n,
+                        "won": k, "win_rate": rate, "ci_low": lo, "ci_high": hi})
+    p, test = stats.compare_proportions([int((in_r & won).sum())], [int(in_r.sum())],
+                                        [int((in_early & won).sum())], [int(in_early.sum())])
+    pv = float(p[0]) if len(p) and np.isfinite(p[0]) else np.nan
+    change = rate[0] / rate[1] - 1 if n.all() and rate[1] > 0 else np.nan
+    differs = bool(np.isfinite(pv) and pv < alpha and np.isfinite(change) and abs(change) >= min_change)
+    rname = f"last {(T - r0) / _DAY:g} days"
+    lname = _window_name(T - l0)
+    if not n[0] or not n[1]:
+        sentence = f"win rate in the {rname}: no lead was decided in the window, nothing to compare."
+    elif differs:
+        ptxt = "p < 0.001" if pv < 0.001 else f"p = {pv:.3f}"
+        sentence = (f"win rate in the {rname} is {abs(change):.0%} {'below' if change < 0 else 'above'} the "
+                    f"{lname} rate ({rate[0]:.0%} of {n[0]:,} decided leads against {rate[1]:.0%} of "
+                    f"{n[1]:,}; {ptxt}).")
+    else:
+        sentence = (f"win rate in the {rname} ({rate[0]:.0%} of {n[0]:,} decided leads) is in line with the "
+                    f"{lname} rate ({rate[1]:.0%} of {n[1]:,}).")
+    out.attrs.update({"p_value": pv, "test": str(test[0]) if len(test) else "", "change": change,
+                      "differs": differs, "sentence": sentence})
+    return out
+
+
+# ---------------------------------------------------------------------------
 # the log's own past: rolling forecasts, half-life choice, calibrated ranges
 # ---------------------------------------------------------------------------
 #: Half-lives (days) tried by ``half_life="auto"``; ``None`` is no decay.
@@ -1313,10 +1457,16 @@ class Backtest:
         horizon-length period, carried forward; range: Poisson):
         ``run_rate_wins``, ``run_rate_wins_low``, ``run_rate_wins_high``,
         ``run_rate_revenue``, ``run_rate_revenue_low``,
-        ``run_rate_revenue_high``.
+        ``run_rate_revenue_high``; ``half_life`` (of the model used),
+        ``model_wins_low``, ``model_wins_high``, ``model_revenue_low``,
+        ``model_revenue_high`` (the model's own range; ``wins_low`` etc. are
+        the calibrated one with ``calibrate=True``), ``range`` and
+        ``revenue_range`` (how the range was made) and
+        ``calibration_cutoffs`` (earlier cutoffs it was calibrated on).
     summary : DataFrame
         One row per (``method``, ``quantity``): ``method`` ("forecast",
-        "weighted pipeline", "run-rate"), ``quantity`` ("wins" or
+        "forecast, model range" (the same forecast scored with the model's
+        own range), "weighted pipeline", "run-rate"), ``quantity`` ("wins" or
         "revenue"), ``cutoffs`` (scored), ``mae``, ``mape`` (over cutoffs
         with a non-zero actual), ``bias`` (mean forecast - actual),
         ``held`` (cutoffs whose actual fell inside the range),
@@ -1331,6 +1481,9 @@ class Backtest:
         One row per (cutoff, open lead): ``cutoff``, ``lead_id``, ``stage``,
         ``p_win`` (ours, within the horizon), ``stage_probability`` (the
         baseline's), ``won`` (it won within the horizon), ``amount``.
+    rolling_ : DataFrame
+        Every cutoff run (warm-up ones included) for every candidate
+        half-life, with the same columns as ``table`` before calibration.
     level_ : float
     horizon_ : object
     """
@@ -1404,10 +1557,15 @@ def _lead_outcomes(log, ss, *, lead, time, stage, amount) -> pd.DataFrame:
     first_seen = np.full(len(ids), np.iinfo(np.int64).max)
     np.minimum.at(first_seen, codes[dated], t[dated])
     amt = log[amount].to_numpy(dtype=float) if amount in log.columns else np.full(len(log), np.nan)
-    srt = np.lexsort((np.where(order == LOST_ORDER, 1, 0), t, codes))
+    lost_last = np.where(order == LOST_ORDER, 1, 0)
+    in_order = (codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (
+        (t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (lost_last[1:] >= lost_last[:-1]))))
+    srt = np.arange(len(codes)) if in_order.all() else np.lexsort((lost_last, t, codes))
     c_s, t_s, o_s, a_s = codes[srt], t[srt], order[srt], amt[srt]
+    last_seen = np.full(len(ids), NAT, dtype=np.int64)
+    np.maximum.at(last_seen, codes[dated], t[dated])
     # latest known amount up to each event, within the lead
-    a_ff = pd.Series(a_s).groupby(c_s).ffill().to_numpy()
+    a_ff = pd.Series(a_s).groupby(c_s).ffill().to_numpy() if amount in log.columns else a_s
     is_out = ((o_s == goal) | (o_s == LOST_ORDER)) & (t_s != NAT) & (c_s >= 0)
     pos = np.flatnonzero(is_out)
     first = pos[np.r_[True, c_s[pos][1:] != c_s[pos][:-1]]] if pos.size else pos
@@ -1417,8 +1575,8 @@ def _lead_outcomes(log, ss, *, lead, time, stage, amount) -> pd.DataFrame:
     out_t[c_s[first]] = t_s[first]
     out_won[c_s[first]] = o_s[first] == goal
     out_amt[c_s[first]] = a_ff[first]
-    return pd.DataFrame({"first_seen": first_seen, "outcome_at": out_t, "won": out_won, "amount": out_amt},
-                        index=pd.Index(ids, name=lead))
+    return pd.DataFrame({"first_seen": first_seen, "last_seen": last_seen, "outcome_at": out_t, "won": out_won,
+                         "amount": out_amt}, index=pd.Index(ids, name=lead))
 
 
 def _run_rate(outcomes: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *, open_only: bool):

@@ -312,3 +312,26 @@ def test_real_crm_snapshot_runs_unchanged(maven_log, maven_stages):
     wp = tm.win_probability().set_index("stage")["probability"]
     assert 0.5 < wp["Engaging"] < 0.75  # the data's win rate is 63%
     assert any("no stay in 'Prospecting' has a known duration" in n for n in tm.notes_)
+
+
+def test_without_a_lost_outcome_late_movers_count_as_stalled():
+    """A stage set without a lost outcome: a lead that has not moved on within horizon_days
+    is dropped (the model's "stalled"), even if it moves on much later."""
+    rows = []
+    base = pd.Timestamp("2024-01-01")
+    for i in range(400):
+        t = base + pd.Timedelta(hours=12 * i)
+        rows.append((f"V{i}", "clicked", t))
+        if i < 100:
+            rows.append((f"V{i}", "bought", t + pd.Timedelta(days=3)))
+        elif i < 150:
+            rows.append((f"V{i}", "bought", t + pd.Timedelta(days=60)))
+    raw = pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"])
+    as_of = "2025-06-30"
+    for hz, want in [(None, 150 / 400), (30, 100 / 400)]:
+        ss = fk.StageSet("ab", ["clicked", "bought"], horizon_days=hz)
+        log = fk.validate_events(raw, stages=ss)
+        tm = TransitionModel(n_samples=0).fit(log, as_of=as_of)
+        assert tm.win_probability()["probability"].iloc[0] == pytest.approx(want)
+        assert (tm.summary["stalled"].iloc[0] == pytest.approx(1 - want))
+        assert any("horizon_days" in n for n in tm.notes_) == (hz is not None)
