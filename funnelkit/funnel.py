@@ -25,11 +25,14 @@ first), then stage order, a ``lost`` outcome after steps at the same time.
     1..k in any order; the time it reaches step k is when the last of them
     happened.
 
-Skipped stages (``infer_skipped=True``, the default in the ordered and any
-modes): an event of a *later* step also counts as reaching step k - a lead
-that went from qualification straight to proposal passed the meeting.  Such
-leads are counted in the ``inferred`` column.  With ``infer_skipped=False``
-they stop at the step before the gap.
+Skipped stages (``infer_skipped=True``): an event of a *later* step also
+counts as reaching step k - a lead that went from qualification straight to
+proposal passed the meeting.  Such leads are counted in the ``inferred``
+column.  With ``infer_skipped=False`` they stop at the step before the gap.
+Inference is a property of the stage set (``StageSet.infer_skipped``): on
+for sales pipelines (stages get skipped in data entry), off for web and
+marketing funnels (a purchase without a cart is not a cart); a set that does
+not say infers when it has a ``lost`` outcome.  ``strict`` never infers.
 
 Re-entry (one rule for every mode): each lead counts at most once per step,
 at its *first* qualifying entry; later re-entries into a stage neither count
@@ -47,31 +50,43 @@ a later one (both reached): typically deals that were lost and reopened.
 Their number is reported in the ``excluded`` column; nothing disappears
 silently.
 
-Leads in flight (censoring)
----------------------------
-Funnel figures are computed *as of* a time, by default the log's last event
-(``as_of="end"``); events after ``as_of`` are ignored.  A lead that reached
-step k but not step k+1 by then is
+Leads in flight, matured leads and the horizon
+----------------------------------------------
+Funnel figures are computed *as of* a moment, by default the log's last
+event (``as_of="end"``).  A date means the end of that day, a timestamp
+that instant; events after it are ignored, and undated events count only for
+leads known by then (:func:`funnelkit.data.known_at`, the rule every view
+follows).
 
-* **dropped** when it is closed (it has a won or lost outcome), or its time
-  to reach step k+1 has run out: ``as_of`` is past its conversion window
-  (``window`` from its anchor), its step window, or - when neither applies
-  and the stage set has outcomes - past ``stale_after`` (default: the stage
-  set's ``horizon_days``, 90 for sales pipelines) since it entered step k;
-* **in flight** otherwise: still open and within its time.  A lead whose
-  deadline is unknown (no window and no horizon, or unknown times) is in
-  flight while open - but for stage sets without outcomes (marketing
-  funnels), which have no "open" state, a lead is only in flight within an
-  explicit window.
+Each step has a deadline to move on to the next: the conversion ``window``
+from the lead's first step, the step window, or else the *horizon*
+(``stale_after``): the stage set's ``horizon_days``, or - when the set has
+none - learned from the log: per step, the time within which 95% of the
+eventual conversions happen, from the Aalen-Johansen cumulative incidence
+(moving on is the event, an outcome without it competes, open leads are
+censored at ``as_of``), rounded up to whole days.  The horizon used is in
+``attrs["horizon"]`` (days per step) and ``attrs["funnel"]["horizon_source"]``.
 
-In-flight leads are censored: the step conversion is ``converted /
-matured`` with ``matured = converted + dropped``, so a lead entered
-yesterday is neither a conversion nor a drop-off.  When a segment has leads
-in flight, its conversion from the first step is the product of its step
-conversions (a life-table estimate with a Greenwood interval) instead of
-``entered / entered at the first step``.  Recent periods mix fast decisions
-with pending ones; :func:`cohorts` and :func:`trend` mark such *immature*
-periods and :func:`time_to_convert` gives the survival estimate.  Pass
+A lead that reached step k but not step k+1 by ``as_of`` is
+
+* **dropped** when it is closed (won or lost), or open past its deadline
+  (it has *stalled*: with no lost outcome in the stage set this is how a
+  lead fails at all, so such a funnel never reads 100%);
+* **in flight** when it is open and within its deadline.
+
+A lead is **matured** at step k once its deadline has passed (whatever
+became of it).  **Rates use matured leads only**: ``step_conversion =
+matured_converted / matured``.  Leads that entered recently are left out of
+the rate whether they converted, were lost or are still open, so the quick
+decisions of young leads do not bias it, and a young segment is judged on
+the same footing as an old one.  ``overall_conversion`` is the product of
+the step conversions (a life table, Greenwood interval); when every lead
+has matured it equals ``entered / entered at the first step``.  Where the
+deadline is unknown (unknown times, or nothing to learn a horizon from, in
+which case a :class:`~funnelkit.exceptions.DataWarning` says so) a lead
+matures once it is decided: those rates are censored-only.
+:func:`cohorts` and :func:`trend` mark *immature* rows (some leads not yet
+matured) and :func:`time_to_convert` gives the survival estimate.  Pass
 ``as_of=None`` for the classic funnel in which every lead that did not
 convert counts as dropped.
 
@@ -756,6 +771,7 @@ def lead_progress(
     infer_skipped: bool | None = None,
     as_of: str | pd.Timestamp | None = "end",
     stale_after: Duration | str | None = "horizon",
+    value: str | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
     time: str = TIME,
@@ -794,7 +810,7 @@ def lead_progress(
     by = as_list(by)
     j = _journeys(
         log, ss, by=by, mode=mode, window=window, step_windows=step_windows, exclude=exclude,
-        infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+        infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after, value=value,
         lead=lead, stage=stage, time=time, amount=amount,
     )
     return _progress_frame(j, lead)
@@ -1022,6 +1038,7 @@ def conversion(
     infer_skipped: bool | None = None,
     as_of: str | pd.Timestamp | None = "end",
     stale_after: Duration | str | None = "horizon",
+    value: str | None = None,
     level: float = 0.95,
     method: str = "wilson",
     lead: str = LEAD,
@@ -1061,10 +1078,19 @@ def conversion(
         The time the funnel is computed at (default: the log's last event).
         Later events are ignored, and leads still in flight at that time are
         censored.  ``None``: no censoring.
-    stale_after : "horizon", number of days, timedelta or None
-        Without a window, how long an open lead may sit at a step before it
-        counts as dropped; ``"horizon"`` uses the stage set's
-        ``horizon_days``.
+    stale_after : "horizon", "learn", number of days, timedelta or None
+        Without a window, the *horizon*: how long a lead may take to move on
+        from a step.  An open lead that has not moved on within it counts as
+        dropped, and only leads that entered a step at least that long ago
+        (*matured* leads) enter its rate.  ``"horizon"`` uses the stage
+        set's ``horizon_days``, or learns it from the log when the set has
+        none (``"learn"`` always learns): per step, the time within which
+        95% of the eventual conversions happen (Aalen-Johansen, censored).
+        The horizon used is in ``attrs["horizon"]`` (days per step).
+        ``None``: no horizon; open leads stay in flight.
+    value : {"last", "sum"}, optional
+        A lead's amount: the last known (deal value) or the sum over its
+        events (purchases).  Default: the stage set's ``value``.
     level : float
         Confidence level of the intervals.
     method : {"wilson", "jeffreys"}
@@ -1109,7 +1135,7 @@ def conversion(
     by = as_list(by)
     j = _journeys(
         log, ss, by=by, mode=mode, window=window, step_windows=step_windows, exclude=exclude,
-        infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+        infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after, value=value,
         lead=lead, stage=stage, time=time, amount=amount,
     )
     g, gvals = _groups(j)
@@ -1626,7 +1652,7 @@ def leaks(
     >>> import funnelkit as fk
     >>> lk = fk.funnel.leaks(fk.datasets.load_demo(), by="product", noun="deals")
     >>> print(lk["sentence"].iloc[0])  # doctest: +ELLIPSIS
-    Enterprise: proposal -> close converts 20% against 60% for the other products: about 7 deals lost per month...
+    Enterprise: proposal -> close converts 20% against 60% for the other products: about 10 deals lost per month...
     """
     by = as_list(by)
     if benchmark is None:
@@ -1865,6 +1891,7 @@ def cohorts(
     infer_skipped: bool | None = None,
     as_of: str | pd.Timestamp | None = "end",
     stale_after: Duration | str | None = "horizon",
+    value: str | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
     time: str = TIME,
@@ -1905,7 +1932,7 @@ def cohorts(
     (15, True)
     """
     opts = _opts(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
-                 infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after,
+                 infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after, value=value,
                  lead=lead, stage=stage, time=time, amount=amount)
     ss = resolve_stages(log, stages)
     by = as_list(by)
