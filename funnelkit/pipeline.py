@@ -632,11 +632,13 @@ def durations(
         )
     label_idx = _label_index(log[stage], ss)[ev.idx]
     kp = np.flatnonzero(keep)
+    if kp.size == 0:
+        notes.append(f"no lead is known at as_of={_ts(T)}: there are no stage visits to measure.")
     lc, lab = ev.lc[kp], label_idx[kp]
-    new_lead = np.r_[True, lc[1:] != lc[:-1]]
-    change = new_lead | np.r_[True, lab[1:] != lab[:-1]]
+    change = np.ones(kp.size, dtype=bool)  # empty when no lead is known at as_of
+    change[1:] = (lc[1:] != lc[:-1]) | (lab[1:] != lab[:-1])
     ch = np.flatnonzero(change)  # indices into kp where a run of one label starts
-    nxt = np.r_[ch[1:], -1]
+    nxt = np.r_[ch[1:], -1] if ch.size else ch
     same_lead_next = np.zeros(ch.size, dtype=bool)
     ok = nxt >= 0
     same_lead_next[ok] = lc[nxt[ok]] == lc[ch[ok]]
@@ -670,7 +672,7 @@ def durations(
         run_id = np.cumsum(np.r_[True, ks[1:] != ks[:-1]]) - 1
         visit_no[srt] = np.arange(ks.size) - g_start[run_id] + 1
     if per == "stage":
-        g_end = np.r_[g_start[1:], ks.size] - 1
+        g_end = np.r_[g_start[1:], ks.size] - 1 if ks.size else g_start
         first_i, last_i = srt[g_start], srt[g_end]
         n_vis = g_end - g_start + 1
         d_sorted = days[srt]
@@ -909,7 +911,7 @@ def bottleneck(
     cols = [*keys, "median_days", "median_ci_low", "median_ci_high", "p90_days",
             "won_leads", "won_mean_days", "won_share", "bottleneck"]
     out = out[cols]
-    out.attrs = {"as_of": d.attrs["as_of"], "stage_set": d.attrs["stage_set"]}
+    out.attrs = {"as_of": d.attrs["as_of"], "stage_set": d.attrs["stage_set"], "notes": list(d.attrs["notes"])}
     return out
 
 

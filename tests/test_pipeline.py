@@ -669,3 +669,18 @@ def test_activity_agrees_with_movement_and_a_hand_count(demo_log):
 def test_activity_bad_freq(demo_log):
     with pytest.raises(FunnelkitError, match="not a pandas frequency"):
         fk.pipeline.activity(demo_log, freq="fortnightly")
+
+
+def test_views_before_a_segment_has_leads_are_empty_and_say_why(demo_log):
+    """A month before a segment's first lead: empty tables and a note, never an IndexError."""
+    sub = demo_log[demo_log["product"] == "Enterprise"]
+    as_of = "2024-06-01"  # the demo starts on 2024-07-01
+    assert P.snapshot(sub, as_of=as_of).empty
+    st = P.stale(sub, as_of=as_of)
+    assert st.empty and list(st.columns)[:3] == ["owner", "lead_id", "stage"]
+    d = P.durations(sub, as_of=as_of)
+    assert d.empty and "no lead is known" in d.attrs["notes"][0]
+    assert P.durations(sub, as_of=as_of, per="visit").empty
+    b = P.bottleneck(sub, as_of=as_of)
+    assert b.empty and "no lead is known" in b.attrs["notes"][0]
+    assert P.duration_summary(d).empty
