@@ -463,7 +463,21 @@ def _journeys(
     excl = _parse_exclude(exclude, ss)
     learn = False
     stale_from_set = False
-    if isinstance(stale_after, str) and stale_after in ("horizon", "learn"):
+    per_step = None
+    if isinstance(stale_after, Mapping):
+        # a horizon per step, keyed by the step a lead moves on from; the rest learned
+        per_step = np.full(m, -1, dtype=np.int64)
+        for key, val in stale_after.items():
+            name = ss.canonical(key)
+            if name is None or name not in steps[:-1]:
+                raise FunnelSpecError(
+                    f"stale_after: {key!r} is not a step a lead moves on from; keys are "
+                    f"{', '.join(steps[:-1])}."
+                )
+            ns = _duration(val, f"stale_after[{key!r}]")
+            per_step[steps.index(name)] = -1 if ns is None else ns
+        stale, learn = None, bool((per_step[:-1] < 0).any())
+    elif isinstance(stale_after, str) and stale_after in ("horizon", "learn"):
         if stale_after == "horizon" and ss.horizon_days is not None:
             stale = int(round(float(ss.horizon_days) * _DAY_NS))
             stale_from_set = True
@@ -687,6 +701,9 @@ def _journeys(
                     DataWarning,
                     stacklevel=3,
                 )
+        if per_step is not None:
+            horizon = np.where(per_step >= 0, per_step, horizon)
+            horizon_source = "given" if horizon_source == "none" else "given and learned"
         horizon[ruled] = -1
         horizon[-1] = -1
         deadline = np.full((m, n), _INF, dtype=np.int64)
@@ -1087,7 +1104,9 @@ def conversion(
         none (``"learn"`` always learns): per step, the time within which
         95% of the eventual conversions happen (Aalen-Johansen, censored).
         The horizon used is in ``attrs["horizon"]`` (days per step).
-        ``None``: no horizon; open leads stay in flight.
+        ``None``: no horizon; open leads stay in flight.  A mapping
+        ``{step: days}`` gives a horizon per step (the step a lead moves on
+        from); steps it leaves out are learned.
     value : {"last", "sum"}, optional
         A lead's amount: the last known (deal value) or the sum over its
         events (purchases).  Default: the stage set's ``value``.

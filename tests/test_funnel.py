@@ -718,3 +718,17 @@ def test_leaks_with_segment_names_that_are_not_identifiers(demo_log):
     res = fk.funnel.leaks(log, by="Lead Source", noun="leads")
     assert res["sentence"].str.contains("for the other Lead Sources").any()
     assert res["Lead Source"].notna().all()
+
+
+def test_horizon_per_step_mapping(demo_log):
+    f = conversion(demo_log, stale_after={"proposal": 30, "qualification": "10D"})
+    h = f.attrs["horizon"]
+    assert h["proposal"] == 30.0 and h["qualification"] == 10.0
+    assert h["meeting"] is not None and h["close"] is not None  # learned
+    assert f.attrs["funnel"]["horizon_source"] == "given and learned"
+    prog = lead_progress(demo_log)
+    as_of = demo_log["timestamp"].max()
+    mat = prog["reached_proposal"] & (prog["time_proposal"] + pd.Timedelta(days=30) <= as_of)
+    assert f.set_index("step").loc["proposal", "matured"] == mat.sum()
+    with pytest.raises(FunnelSpecError, match="moves on from"):
+        conversion(demo_log, stale_after={"won": 3})
