@@ -40,7 +40,7 @@ from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, ForecastError
 from .funnel import lead_progress, resolve_stages
 from .stages import LOST_ORDER, StageSet
-from .transitions import TransitionModel, parse_as_of
+from .transitions import Calendar, TransitionModel, parse_as_of
 
 __all__ = [
     "ForecastError",
@@ -52,6 +52,7 @@ __all__ = [
     "leads_needed",
     "backtest",
     "win_rate_drift",
+    "ArrivalModel",
     "HALF_LIVES",
 ]
 
@@ -529,13 +530,15 @@ def forecast(
     calibrate: bool = False,
     calibration_cutoffs: int = 12,
     calibration_every="30D",
+    new_leads: bool = False,
+    arrivals_lookback="730D",
     stages: StageSet | str | Sequence[str] | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
     time: str = TIME,
     amount: str = AMOUNT,
 ) -> Forecast:
-    """Forecast wins and revenue from the leads open at a date.
+    """Forecast wins and revenue from the leads open at a date (and, optionally, new ones).
 
     Each open lead's chance of winning by each period end comes from a
     :class:`~funnelkit.transitions.TransitionModel` fitted on the history up
@@ -608,6 +611,17 @@ def forecast(
         Past cutoffs to calibrate (and choose ``half_life="auto"``) on.
     calibration_every : number of days or str
         Their spacing.
+    new_leads : bool
+        Also count the leads that will arrive after ``as_of``: their number
+        per day from an :class:`ArrivalModel` (trend, weekday, season,
+        holidays with a country ``calendar``), each entering the stage mix
+        of recent leads and winning within the horizon with the transition
+        model's probability for the time it has left; won amounts drawn
+        from recent wins.  With ``by`` they form a segment of their own,
+        ``"(new leads)"``.  Default: the open pipeline only (``total["basis"]``
+        says which).
+    arrivals_lookback : str or number of days
+        History of the arrival model.
     stages : StageSet, preset name, YAML path or list, optional
     lead, stage, time, amount : str
         Column names.
@@ -670,7 +684,8 @@ def forecast(
                 r, _ = _rows_for_cutoff(
                     hist, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
                     amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
-                    calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
+                    calendar=calendar, new_leads=new_leads, arrivals_lookback=arrivals_lookback, lead=lead,
+                    stage=stage, time=time, amount=amount,
                 )
                 rows.extend(r)
         past = pd.DataFrame(rows)
@@ -696,10 +711,17 @@ def forecast(
             raise ForecastError(
                 f"the model was fitted as of {model.as_of_}, after as_of={T}: it has seen the future."
             )
+    new, arrivals = None, None
+    if new_leads:
+        outcomes_T = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount=amount)
+        new, arrivals = _new_leads_part(hist, ss, model, T, edges, n_draws=n_draws, seed=seed, calendar=calendar,
+                                        lookback=arrivals_lookback, outcomes=outcomes_T, lead=lead, stage=stage,
+                                        time=time)
     f = _forecast_core(
         hist, snap, ss, model, banded, T, end, edges, by=by, probabilities=probabilities, n_draws=n_draws,
-        level=level, seed=seed, lead=lead, stage=stage, time=time, amount=amount, notes=notes,
+        level=level, seed=seed, lead=lead, stage=stage, time=time, amount=amount, notes=notes, new=new,
     )
+    f.arrivals_ = arrivals
     f.half_life_ = chosen
     f.calibration_ = past
     f.drift_ = win_rate_drift(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time)
@@ -735,7 +757,7 @@ def _same_half_life(col: pd.Series, h) -> np.ndarray:
 
 
 def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabilities, n_draws, level, seed,
-                   lead, stage, time, amount, notes) -> Forecast:
+                   lead, stage, time, amount, notes, new=None) -> Forecast:
     """The forecast from a fitted model and the open pipeline (see :func:`forecast`)."""
     notes.extend(model.notes_)
     s_idx, g_idx, d, amt = _lead_inputs(snap, model, lead, T)
@@ -774,6 +796,23 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         if n else np.zeros((n_seg, P))
     er = np.stack([np.bincount(seg_codes, weights=lead_p[:, p] * amt0, minlength=n_seg) for p in range(P)], 1) \
         if n else np.zeros((n_seg, P))
+    open_w, open_r = float(ew.sum()), float(er.sum())
+    if new is not None:  # leads arriving after as_of: a segment of their own with by=
+        nw, nr, enw, enr, n_exp = new
+        if by:
+            seg_table = pd.concat([seg_table.astype(object), pd.DataFrame([{c: "(new leads)" for c in by}])],
+                                  ignore_index=True)
+            wins = np.concatenate([wins, nw[:, None, :]], axis=1)
+            rev = np.concatenate([rev, nr[:, None, :]], axis=1)
+            ew, er = np.vstack([ew, enw[None]]), np.vstack([er, enr[None]])
+            b_w = np.concatenate([b_w, np.zeros((n_draws, 1))], axis=1)
+            b_r = np.concatenate([b_r, np.zeros((n_draws, 1))], axis=1)
+            n_seg += 1
+        else:
+            wins[:, 0, :] += nw
+            rev[:, 0, :] += nr
+            ew[0] += enw
+            er[0] += enr
 
     def block(w, r, bw, br, rows, ppw, ppr, extra, mw, mr):
         wl, wh = _interval(w, level)
@@ -820,6 +859,12 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         {"open_leads": [n], "open_amount": [amt0.sum()], "amount_unknown": [int(np.isnan(amt).sum())]},
         [p_stage.sum()], [(p_stage * amt0).sum()], {}, [ew.sum()], [er.sum()],
     )
+    total["basis"] = "open pipeline" if new is None else "open pipeline + new leads"
+    total["open_pipeline_wins"] = open_w
+    total["open_pipeline_revenue"] = open_r
+    total["new_leads"] = 0.0 if new is None else new[4]
+    total["new_lead_wins"] = 0.0 if new is None else float(new[2].sum())
+    total["new_lead_revenue"] = 0.0 if new is None else float(new[3].sum())
     if not by:
         summary = total.copy()
     for frame in (summary, total):
@@ -944,10 +989,11 @@ def leads_needed(
 
     The reverse funnel.  The period runs from ``as_of`` for ``period``.  The
     open pipeline contributes what :func:`forecast` says it will (as a
-    distribution); new leads enter the first stage evenly over the period and
-    win within it with the probability the transition model gives for the
-    time they have left (so leads entering late mostly close after the
-    period).  Won amounts are drawn around the historical mean and spread of
+    distribution); new leads enter the first stage over the period with the
+    daily profile of the :class:`ArrivalModel` (weekday, trend, season; the
+    same model as ``forecast(..., new_leads=True)``) and win within it with
+    the probability the transition model gives for the time they have left
+    (so leads entering late mostly close after the period).  Won amounts are drawn around the historical mean and spread of
     won deals (normal approximation for a sum of wins).  Rate uncertainty is
     carried through the posterior samples.
 
@@ -1031,9 +1077,17 @@ def leads_needed(
     open_amount = float(fc.total["open_amount"].iloc[0] if revenue else fc.total["open_leads"].iloc[0])
     rng = np.random.default_rng(None if seed is None else seed + 1)
 
-    # new leads: P(win by the end | enter the first stage at a uniform time in the period)
-    curves = model.won_within(ss.steps[0], H, samples=True)  # (ns, G+1, H+1)
-    p_new = curves.mean(axis=-1)  # average over the entry day
+    # new leads: P(win by the end | enter the first stage during the period), the entry day
+    # weighted by the arrival model's daily profile (weekday, trend, season)
+    curves = model.won_within(ss.steps[0], H, samples=True)  # (ns, G+1, H+1), by days left
+    try:
+        arrivals = ArrivalModel(calendar=None).fit(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time)
+        prof = arrivals.predict(T + _DAY, T + H * _DAY)["expected"].to_numpy() if H >= 1 else np.ones(1)
+    except (ForecastError, np.linalg.LinAlgError):
+        arrivals, prof = None, np.ones(max(H, 1))
+    left = np.clip(H - 1 - np.arange(prof.size), 0, H)  # entering during day t: H - t - 1 whole days left
+    w_day = prof / prof.sum() if prof.sum() > 0 else np.full(prof.size, 1 / prof.size)
+    p_new = (curves[..., left] * w_day).sum(axis=-1)
     draw_sample = np.arange(n_draws) % ns
 
     # history for amounts and the mix
@@ -1117,8 +1171,294 @@ def leads_needed(
     out["leads_needed"] = out["leads_needed"].astype("float64")
     for c in by:
         out[c] = out[c].astype(object)
-    out.attrs.update({"as_of": T, "period_end": end, "model": model})
+    out.attrs.update({"as_of": T, "period_end": end, "model": model, "arrivals": arrivals})
     return out
+
+
+# ---------------------------------------------------------------------------
+# new leads: arrivals
+# ---------------------------------------------------------------------------
+def _days_of(t_ns: np.ndarray) -> np.ndarray:
+    return np.floor_divide(np.asarray(t_ns, dtype=np.int64), DAY_NS)
+
+
+class ArrivalModel:
+    """How many new leads arrive per day: trend, weekday, season and holidays.
+
+    A Poisson regression (log link, fitted by iteratively reweighted least
+    squares) of the number of leads first seen on each day of the
+    ``lookback`` window before ``as_of``, on an intercept, a linear trend
+    (per year), the weekday, the time of year (two yearly harmonics, with
+    at least 540 days of history) and, with a ``calendar`` country, public
+    holidays and the Dec 24 - Jan 6 weeks.  Extra-Poisson variation is
+    measured on the residuals: the parameters' covariance is scaled by the
+    Pearson dispersion, and daily counts are drawn from a negative binomial
+    with the moment-estimated ``alpha`` (variance ``mu + alpha mu^2``).
+
+    The first stage each new lead entered is kept as a mix (the share of
+    recent leads by entry stage).
+
+    Parameters
+    ----------
+    lookback : str or number of days
+        History used (default two years).
+    half_life : float, optional
+        Recency weighting of the days, in days.
+    calendar : str or Calendar, optional
+        A country code (or a :class:`~funnelkit.transitions.Calendar` with
+        one) adds holiday and year-end effects.
+
+    Attributes
+    ----------
+    coef_ : Series
+        The fitted coefficients (log scale).
+    dispersion_, alpha_ : float
+    history_ : DataFrame
+        ``date``, ``arrivals`` and the fitted ``expected`` per day.
+    mix_ : Series
+        Share of new leads by entry stage (index: stage, or the goal for leads
+        whose first event is a win).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast
+    >>> am = fk.forecast.ArrivalModel().fit(fk.datasets.load_demo(), as_of="2025-06-30")
+    >>> daily = am.predict("2025-07-01", "2025-07-31")
+    >>> len(daily), bool((daily["expected"] > 0).all())
+    (31, True)
+    """
+
+    def __init__(self, *, lookback="730D", half_life: float | None = None, calendar=None):
+        self.lookback = lookback
+        self.half_life = half_life
+        self.calendar = calendar
+        self._fitted = False
+
+    def _design(self, day: np.ndarray) -> np.ndarray:
+        cols = [np.ones(day.size), (day - self._day0) / 365.25]
+        wd = (day + 3) % 7
+        for k in range(1, 7):
+            cols.append((wd == k).astype(float))
+        if self._season:
+            ang = 2 * np.pi * ((day - self._day0) / 365.25)
+            for h in (1, 2):
+                cols += [np.sin(h * ang), np.cos(h * ang)]
+        if self._cal is not None:
+            _, hol, ye = self._cal._day_types(day)
+            cols += [hol.astype(float), ye.astype(float)]
+        return np.column_stack(cols)
+
+    def _names(self) -> list[str]:
+        names = ["intercept", "trend per year", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+                 "Sunday"]
+        if self._season:
+            names += ["season sin 1", "season cos 1", "season sin 2", "season cos 2"]
+        if self._cal is not None:
+            names += ["public holiday", "year-end"]
+        return names
+
+    def fit(self, log: pd.DataFrame, *, as_of=None, stages=None, lead: str = LEAD, stage: str = STAGE,
+            time: str = TIME) -> ArrivalModel:
+        """Fit on the leads first seen in the ``lookback`` window before ``as_of``.
+
+        Returns
+        -------
+        ArrivalModel
+            ``self``, fitted.
+        """
+        ss = resolve_stages(log, stages)
+        T = parse_as_of(as_of) if as_of is not None else pd.Timestamp(log[time].max())
+        t = log[time].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        codes, ids = pd.factorize(log[lead])
+        ok = (t != NAT) & (codes >= 0) & (t <= T.value)
+        first = np.full(len(ids), np.iinfo(np.int64).max)
+        np.minimum.at(first, codes[ok], t[ok])
+        seen = first < np.iinfo(np.int64).max
+        # the stage of each lead's first dated event (its entry)
+        order = stage_order(log, ss, stage=stage)
+        is_first = ok & (t == first[np.maximum(codes, 0)])
+        entry = np.full(len(ids), -3)
+        np.maximum.at(entry, codes[is_first], order[is_first])
+        start = _horizon_end(T, self.lookback)
+        span = start - T
+        d_T = int((T.value + 1) // DAY_NS) - 1  # the last whole day up to as_of
+        d_first = int(first[seen].min() // DAY_NS) if seen.any() else d_T
+        d0 = max(d_T - int(span / _DAY) + 1, d_first)
+        days = np.arange(d0, d_T + 1)
+        fd = _days_of(first[seen])
+        in_win = (fd >= d0) & (fd <= d_T)
+        y = np.bincount(fd[in_win] - d0, minlength=days.size).astype(float)
+        self._day0 = d_T
+        self._season = days.size >= 540
+        self._cal = None
+        if self.calendar is not None:
+            cal = Calendar.resolve(self.calendar)
+            if cal.country is not None:
+                self._cal = cal.fit(np.array([T.value]), end=T.value)
+        X = self._design(days)
+        w = np.ones(days.size) if self.half_life is None else np.exp2(-(d_T - days) / float(self.half_life))
+        beta = np.zeros(X.shape[1])
+        beta[0] = np.log(max(y.mean(), 1e-3))
+        ridge = 1e-6 * np.eye(X.shape[1])
+        for _ in range(100):
+            mu = np.exp(np.clip(X @ beta, -30, 30))
+            z = X @ beta + (y - mu) / mu
+            A = X.T @ (X * (w * mu)[:, None]) + ridge
+            new = np.linalg.solve(A, X.T @ (w * mu * z))
+            done = np.max(np.abs(new - beta)) < 1e-9
+            beta = new
+            if done:
+                break
+        mu = np.exp(np.clip(X @ beta, -30, 30))
+        dof = max(days.size - X.shape[1], 1)
+        self.dispersion_ = float(max(np.sum(w * (y - mu) ** 2 / mu) / (w.sum() * dof / days.size), 1.0))
+        self.alpha_ = float(max(np.sum(w * ((y - mu) ** 2 - mu)) / max(np.sum(w * mu**2), 1e-12), 0.0))
+        A = X.T @ (X * (w * mu)[:, None]) + ridge
+        self._cov = self.dispersion_ * np.linalg.inv(A)
+        self._beta = beta
+        self.coef_ = pd.Series(beta, index=self._names())
+        self.history_ = pd.DataFrame({"date": pd.to_datetime(days * DAY_NS), "arrivals": y, "expected": mu})
+        recent = seen & (first > T.value - 365 * DAY_NS)
+        if not recent.any():
+            recent = seen
+        ent = entry[recent]
+        steps = list(ss.steps)
+        goal = len(steps) - 1
+        keep = (ent >= 0) & (ent <= goal)
+        mix = np.bincount(ent[keep], minlength=goal + 1).astype(float)
+        self.mix_ = pd.Series(mix / mix.sum() if mix.sum() else mix, index=steps)
+        self.as_of_ = T
+        self.stage_set_ = ss
+        self._fitted = True
+        return self
+
+    def predict(self, start, end) -> pd.DataFrame:
+        """Expected arrivals per day from ``start`` to ``end`` (dates, both included).
+
+        Returns
+        -------
+        DataFrame
+            ``date``, ``expected`` (the point estimate), ``low``, ``high``
+            (90% range of the day's expected count from the parameters'
+            uncertainty).
+        """
+        if not self._fitted:
+            raise ForecastError("the arrival model is not fitted; call .fit(log) first.")
+        d0 = pd.Timestamp(start).value // DAY_NS
+        d1 = pd.Timestamp(end).value // DAY_NS
+        day = np.arange(d0, d1 + 1)
+        X = self._design(day)
+        eta = X @ self._beta
+        se = np.sqrt(np.einsum("ij,jk,ik->i", X, self._cov, X))
+        return pd.DataFrame({"date": pd.to_datetime(day * DAY_NS), "expected": np.exp(eta),
+                             "low": np.exp(eta - 1.645 * se), "high": np.exp(eta + 1.645 * se)})
+
+    def rates(self, day: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+        """Expected arrivals per (draw, day) with the parameters drawn from their posterior."""
+        X = self._design(np.asarray(day, dtype=np.int64))
+        L = np.linalg.cholesky(self._cov + 1e-12 * np.eye(self._cov.shape[0]))
+        beta = self._beta + rng.standard_normal((n_draws, self._beta.size)) @ L.T
+        return np.exp(np.clip(beta @ X.T, -30, 30))
+
+    def draw_counts(self, lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Daily counts around the expected ``lam`` (negative binomial, ``alpha_``)."""
+        if self.alpha_ > 1e-9:
+            lam = lam * rng.gamma(1.0 / self.alpha_, self.alpha_, size=lam.shape)
+        return rng.poisson(lam)
+
+    def __repr__(self) -> str:
+        if not self._fitted:
+            return "<ArrivalModel (not fitted)>"
+        h = self.history_
+        return (f"<ArrivalModel as of {self.as_of_:%Y-%m-%d}: {h['arrivals'].sum():,.0f} leads in "
+                f"{len(h):,} days, trend {np.expm1(self.coef_.iloc[1]):+.0%} per year, dispersion "
+                f"{self.dispersion_:.2f}>")
+
+
+def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timestamp, edges, n_draws: int,
+                    rng: np.random.Generator, amounts: np.ndarray):
+    """Wins (and revenue) per (draw, period) from leads that arrive after ``T``.
+
+    Leads arrive on each day of the horizon (negative binomial around the arrival model's
+    rate, its parameters drawn per draw), enter the stage mix of recent leads at midday,
+    and win by each period end with the transition model's probability for the time they
+    have left (one posterior sample per draw).  Each new win is worth an amount drawn from
+    recent won amounts.  Returns ``wins, revenue`` (n_draws, P), the expected wins and
+    revenue per period, and the expected number of new leads.
+    """
+    P = len(edges) - 1
+    end = edges[-1]
+    d0 = int(T.value // DAY_NS) + 1 if (T + pd.Timedelta(1, "ns")).normalize() > T else int(T.value // DAY_NS)
+    d1 = int((end.value - 1) // DAY_NS)
+    days = np.arange(d0, d1 + 1)
+    wins = np.zeros((n_draws, P))
+    rev = np.zeros((n_draws, P))
+    if days.size == 0:
+        return wins, rev, np.zeros(P), np.zeros(P), 0.0
+    mid = np.maximum(days * DAY_NS + DAY_NS // 2, T.value + 1)
+    # whole model days left from arrival to each period end
+    t_edges = np.array([e.value for e in edges[1:]], dtype=np.int64)
+    if model.calendar_ is not None:
+        a_mid = model.calendar_.to_activity_ns(mid)
+        a_edges = model.calendar_.to_activity_ns(t_edges)
+    else:
+        a_mid, a_edges = mid, t_edges
+    left = np.floor((a_edges[None, :] - a_mid[:, None]) / DAY_NS + 1e-6)  # (days, P)
+    Hm = int(max(left.max(), 0))
+    S = model._n_tr
+    mix = arrivals.mix_.reindex(list(model.stage_set_.steps)).fillna(0.0).to_numpy()
+    G = len(model.groups_)
+    samples = model._mass_samples is not None
+    mass = model._mass_samples if samples else model._mass[None]
+    D = mass.shape[0]
+    Wc = np.empty((D, S, Hm + 1))
+    for a in range(0, D, 25):
+        Wc[a:a + 25] = model._won_within(mass[a:a + 25, G].astype(np.float64), Hm)
+    li = np.clip(left, 0, Hm).astype(np.int64)
+    # P(win by each edge | arrive on the day): entry-stage mix; instant wins at the goal
+    q_cum = np.einsum("s,dsjp->djp", mix[:S], Wc[:, :, li]) + mix[S] * (left >= 0)[None]
+    q_cum = np.where(left[None] >= 0, q_cum, 0.0)  # (D, days, P)
+    q = np.diff(q_cum, axis=2, prepend=0.0).clip(0.0, 1.0)
+    lam = arrivals.rates(days, n_draws, rng)  # (n_draws, days)
+    samp = np.arange(n_draws) % D
+    exp_w = (lam[:, :, None] * q[samp]).sum(axis=1).mean(axis=0)  # (P,)
+    n_new = arrivals.draw_counts(lam, rng)  # (n_draws, days)
+    remaining = n_new.copy()
+    q_left = np.ones((n_draws, days.size))
+    for p in range(P):
+        qp = q[samp, :, p]
+        prob = np.where(q_left > 1e-12, np.clip(qp / np.maximum(q_left, 1e-12), 0, 1), 0.0)
+        k = rng.binomial(remaining, prob)
+        wins[:, p] = k.sum(axis=1)
+        remaining -= k
+        q_left = q_left - qp
+    amounts = amounts[np.isfinite(amounts)]
+    mean_amt = float(amounts.mean()) if amounts.size else 0.0
+    if amounts.size:
+        k_flat = wins.astype(np.int64).ravel()
+        tot = int(k_flat.sum())
+        if tot:
+            vals = rng.choice(amounts, size=tot)
+            idx = np.repeat(np.arange(k_flat.size), k_flat)
+            rev = np.bincount(idx, weights=vals, minlength=k_flat.size).reshape(n_draws, P)
+    return wins, rev, exp_w, exp_w * mean_amt, float(lam.mean(axis=0).sum())
+
+
+def _new_leads_part(hist, ss, model, T, edges, *, n_draws, seed, calendar, lookback, outcomes, lead, stage,
+                    time, arrivals=None):
+    """``(new, arrivals)``: the new leads' draws for :func:`_forecast_core` and the arrival model."""
+    if arrivals is None:
+        arrivals = ArrivalModel(lookback=lookback, calendar=calendar).fit(hist, as_of=T, stages=ss, lead=lead,
+                                                                          stage=stage, time=time)
+    at = outcomes["outcome_at"].to_numpy()
+    won = outcomes["won"].to_numpy()
+    amounts = outcomes["amount"].to_numpy()
+    recent = won & (at > T.value - 365 * DAY_NS) & (at <= T.value)
+    amounts = amounts[recent] if np.isfinite(amounts[recent]).any() else amounts[won & (at <= T.value)]
+    rng = np.random.default_rng(None if seed is None else seed + 2)
+    nw, nr, enw, enr, n_exp = _new_lead_draws(model, arrivals, T, edges, n_draws, rng, amounts)
+    return (nw, nr, enw, enr, n_exp), arrivals
 
 
 # ---------------------------------------------------------------------------
@@ -1274,7 +1614,7 @@ def _candidates(half_life, half_lives) -> list:
 
 
 def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_by, amount_bands, probabilities,
-                     n_draws, seed, calendar, lead, stage, time, amount):
+                     n_draws, seed, calendar, lead, stage, time, amount, new_leads=False, arrivals_lookback="730D"):
     """Raw forecasts at one cutoff, one per candidate half-life, scored against what happened.
 
     Returns ``(rows, leads)``: one dict per candidate and, per candidate, the open leads'
@@ -1289,15 +1629,26 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
         half_life=candidates[0], calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
         notes=notes,
     )
-    rr_w, rr_r = _run_rate(outcomes, c - (end - c), c, open_only=True)
+    rr_w, rr_r = _run_rate(outcomes, c - (end - c), c, open_only=not new_leads)
     a = (1 - level) / 2
     rr_lo, rr_hi = (float(x) for x in _st.poisson.ppf([a, 1 - a], max(rr_w, 1e-9)))
+    if new_leads:  # every win in the horizon, whoever made it
+        o_all = outcomes
+        at_all = o_all["outcome_at"].to_numpy()
+        all_hit = o_all["won"].to_numpy() & (at_all > c.value) & (at_all <= end.value)
+        outcomes_c = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount=amount)
     rows, leads = [], []
+    arrivals = None
     for h in candidates:
         model = base if h == candidates[0] else base.with_half_life(h)
+        new = None
+        if new_leads:
+            new, arrivals = _new_leads_part(hist, ss, model, c, [c, end], n_draws=n_draws, seed=seed,
+                                            calendar=calendar, lookback=arrivals_lookback, outcomes=outcomes_c,
+                                            lead=lead, stage=stage, time=time, arrivals=arrivals)
         f = _forecast_core(hist, snap, ss, model, banded, c, end, [c, end], by=[], probabilities=probabilities,
                            n_draws=n_draws, level=level, seed=seed, lead=lead, stage=stage, time=time,
-                           amount=amount, notes=list(notes))
+                           amount=amount, notes=list(notes), new=new)
         L = f.leads_
         o = outcomes.reindex(L[lead].to_numpy())
         won_t = o["outcome_at"].to_numpy()
@@ -1307,14 +1658,21 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
         t0 = f.total.iloc[0]
         # revenue is scored over the leads whose amount was known at the cutoff, as forecast
         known = ~np.isnan(L["amount"].to_numpy(dtype=float))
+        if new_leads:
+            act_w = int(all_hit.sum())
+            act_r = float(np.nansum(o_all["amount"].to_numpy()[all_hit]))
+        else:
+            act_w = int(hit.sum())
+            act_r = float(np.nansum(np.where(hit & known, amt_won, 0.0)))
         row = {
             "cutoff": c,
             "horizon_end": end,
             "half_life": h,
+            "basis": t0["basis"],
             "open_leads": int(t0["open_leads"]),
             "amount_unknown": int((~known).sum()),
-            "actual_wins": int(hit.sum()),
-            "actual_revenue": float(np.nansum(np.where(hit & known, amt_won, 0.0))),
+            "actual_wins": act_w,
+            "actual_revenue": act_r,
             **{k: float(t0[k]) for k in [
                 "expected_wins", "wins_low", "wins_high", "expected_revenue", "revenue_low",
                 "revenue_high", "weighted_wins", "weighted_wins_low", "weighted_wins_high",
@@ -1327,6 +1685,8 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
             "run_rate_revenue_low": rr_r * rr_lo / rr_w if rr_w else 0.0,
             "run_rate_revenue_high": rr_r * rr_hi / rr_w if rr_w else 0.0,
         }
+        if new_leads:
+            row.update({k: float(t0[k]) for k in ["open_pipeline_wins", "new_leads", "new_lead_wins"]})
         if not known.any():  # no amounts at the cutoff: revenue was not forecast
             for k in row:
                 if "revenue" in k or k in {"weighted_pipeline", "weighted_low", "weighted_high"}:
@@ -1668,6 +2028,8 @@ def backtest(
     n_draws: int = 1000,
     seed: int | None = 0,
     calendar=None,
+    new_leads: bool = False,
+    arrivals_lookback="730D",
     stages: StageSet | str | Sequence[str] | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
@@ -1717,6 +2079,13 @@ def backtest(
         Earlier cutoffs each cutoff is calibrated (and its half-life chosen)
         on.
     half_life, half_lives, model_by, amount_bands, probabilities, n_draws, seed, calendar, stages
+        As in :func:`forecast`.
+    new_leads : bool
+        Forecast with the leads that arrive after each cutoff
+        (``forecast(..., new_leads=True)``) and score it against every win
+        in the horizon; the run-rate is then every win of the previous
+        horizon-length period.  Default: the open pipeline and its wins.
+    arrivals_lookback : str or number of days
         As in :func:`forecast`.
     min_history : str or number of days
         History required before the first default cutoff (and any warm-up
@@ -1784,7 +2153,8 @@ def backtest(
             rows, leads = _rows_for_cutoff(
                 log, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
                 amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
-                calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
+                calendar=calendar, new_leads=new_leads, arrivals_lookback=arrivals_lookback, lead=lead,
+                stage=stage, time=time, amount=amount,
             )
         if c in scored:
             past = pd.DataFrame(rolling)

@@ -1,0 +1,76 @@
+"""New leads: the arrival model, wins from leads not yet created, and their backtest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import funnelkit as fk
+from funnelkit import forecast as F
+
+PROP = fk.StageSet("prop", ["proposal"], won="won", lost=["lost"])
+
+
+def regular_log(days=400, weekday=10, weekend=2, resolve_days=5, start="2024-01-01"):
+    """Every weekday `weekday` proposals arrive at 09:00 (`weekend` on Saturdays and Sundays);
+    every other one is won, the rest lost, exactly `resolve_days` later."""
+    rows = []
+    i = 0
+    for d in pd.date_range(start, periods=days, freq="D"):
+        for _ in range(weekday if d.day_of_week < 5 else weekend):
+            t = d + pd.Timedelta(hours=9)
+            rows.append((f"L{i:06d}", "proposal", t))
+            rows.append((f"L{i:06d}", "won" if i % 2 == 0 else "lost", t + pd.Timedelta(days=resolve_days)))
+            i += 1
+    return fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"]), stages=PROP)
+
+
+def test_arrival_model_recovers_an_exact_weekly_pattern():
+    log = regular_log(days=364)  # 52 whole weeks: the weekday model fits the counts exactly
+    am = F.ArrivalModel(lookback="364D").fit(log, as_of="2024-12-29")
+    assert am.coef_["trend per year"] == pytest.approx(0.0, abs=1e-6)
+    daily = am.predict("2025-01-06", "2025-01-12")  # Monday to Sunday
+    assert daily["expected"].tolist() == pytest.approx([10] * 5 + [2] * 2, rel=1e-6)
+    assert am.dispersion_ == pytest.approx(1.0)
+    assert am.mix_["proposal"] == 1.0
+    assert am.history_["arrivals"].sum() == 52 * 54
+
+
+def test_new_lead_wins_by_hand():
+    """Ten leads a day, half won exactly five days after arriving: of the arrivals in the next
+    30 days, those of the first 25 days win within the horizon."""
+    log = regular_log(days=200, weekday=10, weekend=10)
+    as_of = pd.Timestamp("2024-07-01")
+    f = F.forecast(log, as_of=as_of, horizon="30D", n_draws=400, new_leads=True, seed=2)
+    t = f.total.iloc[0]
+    assert t["basis"] == "open pipeline + new leads"
+    assert t["new_leads"] == pytest.approx(300, rel=0.02)
+    assert t["new_lead_wins"] == pytest.approx(25 * 10 * 0.5, rel=0.03)
+    # the open pipeline: the last five days' 50 leads, half of them won
+    assert t["open_pipeline_wins"] == pytest.approx(25, abs=0.5)
+    assert t["expected_wins"] == pytest.approx(t["open_pipeline_wins"] + t["new_lead_wins"])
+    draws = f.draws_.groupby("draw")["wins"].sum()
+    assert abs(draws.mean() - t["expected_wins"]) < 4 * draws.std() / np.sqrt(400)
+    plain = F.forecast(log, as_of=as_of, horizon="30D", n_draws=100).total.iloc[0]
+    assert plain["basis"] == "open pipeline" and plain["new_lead_wins"] == 0
+    with_by = F.forecast(log, as_of=as_of, horizon="30D", n_draws=100, new_leads=True, by="flag")
+    assert with_by.summary["flag"].iloc[-1] == "(new leads)"
+
+
+def test_backtest_with_new_leads_counts_every_win():
+    log = regular_log(days=300, weekday=6, weekend=1, resolve_days=12)
+    cuts = ["2024-06-30", "2024-08-15"]
+    bt = F.backtest(log, cutoffs=cuts, horizon="30D", n_draws=200, new_leads=True, calibrate=False)
+    won = log[log["stage"] == "won"]
+    for _, row in bt.table.iterrows():
+        c = row["cutoff"]
+        end = c + pd.Timedelta(days=30)
+        assert row["actual_wins"] == ((won["timestamp"] > c) & (won["timestamp"] <= end)).sum()
+        prev = c - pd.Timedelta(days=30)
+        assert row["run_rate_wins"] == ((won["timestamp"] > prev) & (won["timestamp"] <= c)).sum()
+        assert row["basis"] == "open pipeline + new leads"
+        # a steady process: the forecast of all wins is close
+        assert row["expected_wins"] == pytest.approx(row["actual_wins"], rel=0.15)
+    open_only = F.backtest(log, cutoffs=cuts, horizon="30D", n_draws=100, calibrate=False)
+    assert (open_only.table["actual_wins"] < bt.table["actual_wins"]).all()
