@@ -732,3 +732,24 @@ def test_horizon_per_step_mapping(demo_log):
     assert f.set_index("step").loc["proposal", "matured"] == mat.sum()
     with pytest.raises(FunnelSpecError, match="moves on from"):
         conversion(demo_log, stale_after={"won": 3})
+
+
+def test_funnel_chart_percentages_are_the_tables(demo_log):
+    """Every percentage on the chart is the table's (issue: chart 5.9% vs table 66%)."""
+    import matplotlib.pyplot as plt
+
+    from funnelkit.plots.funnel import _pct, funnel_chart
+
+    f = conversion(demo_log, by="product")
+    ent = f[f["product"] == "Enterprise"].reset_index(drop=True)
+    ax = funnel_chart(f, segment=("product", "Enterprise"))
+    texts = [t.get_text() for t in ax.texts]
+    for i in range(1, len(ent)):
+        label = next(t for t in texts if t.startswith(f"{int(ent['entered'].iloc[i]):,}  ·"))
+        assert f"step {_pct(ent['step_conversion'].iloc[i - 1])}" in label
+        assert f"{_pct(ent['overall_conversion'].iloc[i])} of top" in label
+    # labels sit beside the bars, not on them; the in-flight band has a legend
+    top = ent["entered"].iloc[0]
+    assert all(t.get_position()[0] > top for t in ax.texts)
+    assert any("in flight" in t.get_text() for t in ax.get_legend().get_texts())
+    plt.close("all")

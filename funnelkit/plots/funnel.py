@@ -67,13 +67,14 @@ def funnel_chart(
 ) -> Axes:
     """Draw a funnel: one centred bar per step, widest at the top.
 
-    Each bar is labelled with its count, the step conversion from the step
-    above (``converted / matured`` of the step above when the data has it,
-    so leads still in flight are not counted as lost) and the share of the
-    first step's leads that reached it so far (``entered / entered at the
-    top``, what the bar's width shows); with ``intervals=True`` the step
-    conversion's interval is printed beside it.  Leads in flight are noted
-    under the bar they sit at.
+    The bar's width is the number of leads that reached the step.  Beside
+    each bar (never on it) are the count, the table's step conversion from
+    the step above (``step_conversion``: over matured leads, so leads still
+    in flight are not counted as lost) with its interval, and the table's
+    ``overall_conversion`` ("of top": the life-table share of the first
+    step's leads that get this far), so every percentage on the chart is the
+    one in :func:`funnelkit.funnel.conversion`'s table.  Leads still in flight
+    at a step are drawn as a lighter band at the end of its bar, with a legend.
 
     Parameters
     ----------
@@ -96,9 +97,12 @@ def funnel_chart(
     Examples
     --------
     >>> import funnelkit as fk
-    >>> ax = fk.plots.funnel_chart(fk.funnel.conversion(fk.datasets.load_demo()))
-    >>> len(ax.patches)
-    5
+    >>> f = fk.funnel.conversion(fk.datasets.load_demo())
+    >>> ax = fk.plots.funnel_chart(f)
+    >>> len(ax.patches) >= 5
+    True
+    >>> any(f"{f['overall_conversion'].iloc[2]:.0%} of top" in t.get_text() for t in ax.texts)
+    True
     """
     _need(data, [step, count], "funnelkit.funnel.conversion")
     df = _pick_segment(data, segment, [step], "funnel")
@@ -108,8 +112,16 @@ def funnel_chart(
     labels = [str(s) for s in df[step]]
     top = counts[0] if len(counts) and counts[0] > 0 else 1.0
     y = np.arange(len(counts))[::-1]
-    ax.barh(y, counts, left=(top - counts) / 2, color=color, alpha=0.85, height=0.7)
+    left = (top - counts) / 2
+    flying = (df["in_flight"].fillna(0).to_numpy(dtype=float) if "in_flight" in df.columns
+              else np.zeros(len(counts)))
+    settled = counts - flying
+    ax.barh(y, settled, left=left, color=color, alpha=0.9, height=0.7, label="leads that reached the step")
+    if flying.sum() > 0:
+        ax.barh(y, flying, left=left + settled, color=color, alpha=0.35, height=0.7, hatch="//",
+                edgecolor="white", linewidth=0, label="of them still in flight (not decided yet)")
     has_rate = "step_conversion" in df.columns
+    has_overall = "overall_conversion" in df.columns
     prev = np.r_[np.nan, counts[:-1]]
     for i, (yy, c) in enumerate(zip(y, counts)):
         text = f"{int(c):,}"
@@ -121,23 +133,25 @@ def funnel_chart(
                 hi = df["step_ci_high"].iloc[i - 1]
                 if pd.notna(lo):
                     text += f" [{_pct(lo)}–{_pct(hi)}]"
-            # the share of the top that reached this step so far (what the bar shows)
-            text += f"  ·  {_pct(c / top)} of top"
-        if "in_flight" in df.columns and pd.notna(df["in_flight"].iloc[i]) and df["in_flight"].iloc[i] > 0:
-            text += f"\n{int(df['in_flight'].iloc[i]):,} still in flight"
-        ax.text(top / 2, yy, text, ha="center", va="center", fontsize=9, color="black",
-                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
-    if has_rate and "in_flight" in df.columns and df["in_flight"].fillna(0).sum() > 0:
-        ax.annotate(
-            "step % = converted / decided leads (leads still in flight are not counted as lost)",
-            xy=(0, 0), xycoords="axes fraction", xytext=(0, -12), textcoords="offset points",
-            fontsize=8, color="0.35", va="top",
-        )
+            share = df["overall_conversion"].iloc[i] if has_overall else c / top
+            text += f"  ·  {_pct(share)} of top"
+        if flying[i] > 0:
+            text += f"  ·  {int(flying[i]):,} in flight"
+        ax.text(top * 1.03, yy, text, ha="left", va="center", fontsize=9, color="0.15")
     ax.set_yticks(y, labels)
     ax.set_xticks([])
-    ax.set_xlim(0, top)
+    ax.set_xlim(0, top * 2.1)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
+    if flying.sum() > 0:
+        ax.legend(loc="upper left", bbox_to_anchor=(0, 0), ncol=2, fontsize=8, frameon=False)
+    if has_rate:
+        ax.annotate(
+            "step % = of the leads whose time to move on has run out, the share that did; "
+            "of top = the table's overall conversion",
+            xy=(0, 0), xycoords="axes fraction", xytext=(0, -24), textcoords="offset points",
+            fontsize=8, color="0.35", va="top",
+        )
     ax.set_title(title or "Funnel: leads reaching each step")
     return tidy(ax)
 
