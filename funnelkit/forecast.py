@@ -40,7 +40,7 @@ from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, ForecastError
 from .funnel import lead_progress, resolve_stages
 from .stages import LOST_ORDER, StageSet
-from .transitions import Calendar, TransitionModel, parse_as_of
+from .transitions import Calendar, TransitionModel, _windows, parse_as_of
 
 __all__ = [
     "ForecastError",
@@ -384,36 +384,41 @@ def _snapshot(hist, ss, T, by, lead, stage, time, amount):
     return snap
 
 
-def _model_days(model: TransitionModel, T: pd.Timestamp, times) -> np.ndarray:
-    """Days from ``T`` to each time on the model's clock (activity days with a calendar)."""
+def _model_ns(model: TransitionModel, T: pd.Timestamp, times) -> np.ndarray:
+    """Nanoseconds from ``T`` to each time on the model's clock (activity time with a
+    calendar); unknown times give ``NAT``."""
     t = np.asarray(pd.to_datetime(pd.Series(times)).to_numpy(dtype="datetime64[ns]").astype(np.int64))
     ok = t != NAT
-    out = np.full(t.size, np.nan)
+    out = np.full(t.size, NAT, dtype=np.int64)
     if model.calendar_ is None:
-        out[ok] = (t[ok] - T.value) / DAY_NS
+        out[ok] = t[ok] - T.value
     else:
         a = model.calendar_.to_activity_ns(np.r_[np.int64(T.value), t[ok]])
-        out[ok] = (a[1:] - a[0]) / DAY_NS
+        out[ok] = a[1:] - a[0]
     return out
 
 
 def _lead_inputs(snap, model, lead, T):
-    """Model inputs for the snapshot's leads: stage, segment, days in stage (model clock), amount."""
+    """Model inputs for the snapshot's leads: stage, segment, time in stage (ns on the model's
+    clock; -1 when unknown), days in stage (calendar days, for the tables), amount."""
     s_idx = model.stage_index(snap["stage"].astype(object).to_numpy())
     g_idx = model.group_index(snap, lead=lead)
     d = snap["days_in_stage"].to_numpy(dtype=float)
-    if model.calendar_ is not None and "entered_stage_at" in snap.columns:
-        d = -_model_days(model, T, snap["entered_stage_at"])
+    if "entered_stage_at" in snap.columns:
+        m = _model_ns(model, T, snap["entered_stage_at"])
+        d_ns = np.where((m == NAT) | np.isnan(d), -1, -np.where(m == NAT, 0, m))
+    else:
+        d_ns = np.where(np.isnan(d), -1, np.round(np.nan_to_num(d) * DAY_NS)).astype(np.int64)
     amt = snap[AMOUNT].to_numpy(dtype=float) if AMOUNT in snap.columns else np.full(len(snap), np.nan)
-    return s_idx, g_idx, d, amt
+    return s_idx, g_idx, d, d_ns.astype(np.int64), amt
 
 
-def _edge_days(model: TransitionModel, T: pd.Timestamp, edges) -> np.ndarray:
-    """Whole days (model clock) from ``T`` to each period edge: wins up to day h count."""
-    return np.floor(_model_days(model, T, edges[1:]) + 1e-6).astype(np.int64)
+def _edge_ns(model: TransitionModel, T: pd.Timestamp, edges) -> np.ndarray:
+    """Nanoseconds (model clock) from ``T`` to each period end."""
+    return _model_ns(model, T, edges[1:])
 
 
-def _pipeline_draws(model, s_idx, g_idx, d, hs, n_draws, rng, amt0, seg_codes, n_seg):
+def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_codes, n_seg):
     """Wins and revenue per (draw, segment, period) from the open leads, and each lead's P(win).
 
     Each lead's probability of winning by each period edge is exact on the model's day
@@ -422,17 +427,16 @@ def _pipeline_draws(model, s_idx, g_idx, d, hs, n_draws, rng, amt0, seg_codes, n
     the horizon and in which period).  Draw ``k`` uses posterior sample ``k % n_samples``,
     so the spread carries the uncertainty of the rates as well as the luck of the outcomes.
     """
-    n, P = len(s_idx), len(hs)
+    n, P = len(s_idx), len(edge_ns)
     size = n_draws * n_seg * P
     wins = np.zeros(size)
     rev = np.zeros(size)
     if n == 0:
         return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), np.zeros((0, P))
-    dd = np.nan_to_num(np.asarray(d, dtype=float), nan=0.0)
-    q = np.where(dd > 0, np.floor(dd), -1).astype(np.int64)
-    cells, cell_of = np.unique(np.c_[g_idx, s_idx, q], axis=0, return_inverse=True)
+    q, h = _windows(d_ns, edge_ns)
+    cells, cell_of = np.unique(np.c_[g_idx, s_idx, q, h], axis=0, return_inverse=True)
     cell_of = cell_of.ravel()
-    pc = model._win_by(cells[:, 0], cells[:, 1], cells[:, 2], hs, samples=model.n_samples > 0)
+    pc = model._win_by(cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3:], samples=model.n_samples > 0)
     D = pc.shape[0]
     draw_sample = np.arange(n_draws) % D
     per_sample = np.bincount(draw_sample, minlength=D)
@@ -760,7 +764,7 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
                    lead, stage, time, amount, notes, new=None) -> Forecast:
     """The forecast from a fitted model and the open pipeline (see :func:`forecast`)."""
     notes.extend(model.notes_)
-    s_idx, g_idx, d, amt = _lead_inputs(snap, model, lead, T)
+    s_idx, g_idx, d, d_ns, amt = _lead_inputs(snap, model, lead, T)
     if banded:  # open leads without an amount have no deal-size band: pooled rates
         g_idx[np.isnan(amt)] = len(model.groups_)
     notes.extend(snap.attrs.get("notes", []))
@@ -782,8 +786,8 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         seg_codes = np.zeros(n, dtype=np.int64)
         seg_table = pd.DataFrame(index=[0])
     n_seg = max(len(seg_table), 1)
-    hs = _edge_days(model, T, edges)
-    wins, rev, lead_p = _pipeline_draws(model, s_idx, g_idx, d, hs, n_draws, rng, amt0, seg_codes, n_seg)
+    wins, rev, lead_p = _pipeline_draws(model, s_idx, g_idx, d_ns, _edge_ns(model, T, edges), n_draws, rng,
+                                        amt0, seg_codes, n_seg)
 
     # the CRM baseline: amount x stage probability, each lead independent
     bp = _baseline_probs(hist, ss, T, probabilities, lead, stage, time)

@@ -297,9 +297,8 @@ class Calendar:
         day = np.asarray(day, dtype=np.int64)
         wd, hol, ye = self._day_types(day)
         f = self._wd_f[wd].copy()
-        f = np.where(hol, f * self._hol_f, f)
-        f = np.where(ye, f * self._ye_f, f)
-        return np.clip(f, self.min_factor, 5.0)
+        f = np.where(hol, np.clip(f * self._hol_f, self.min_factor, 5.0), f)
+        return np.where(ye, np.clip(f * self._ye_f, self.min_factor, 5.0), f)
 
     def _check(self) -> None:
         if not self._fitted:
@@ -1064,12 +1063,14 @@ class TransitionModel:
 
     def _win_by(self, g, s, q, hs, *, samples: bool, chunk: int = 25) -> np.ndarray:
         """P(goal within h days) per cell (segment g, stage s, q whole days spent; -1: just
-        entered), for each horizon in ``hs``: shape ``(n_samples or 1, n_cells, len(hs))``.
+        entered), for each horizon in ``hs`` (shape ``(P,)``, or ``(n_cells, P)`` per cell):
+        shape ``(n_samples or 1, n_cells, P)``.
 
-        Exact on the day grid: the stay ends on day k > q (k >= 0 for a fresh lead) towards b;
-        from b the lead wins within the days left with probability ``W[b, left]``
-        (:meth:`_won_within`).  The sum over k is a cross-correlation of the stage's
-        day-by-destination mass with the reversed win curves, done by FFT for all q at once.
+        Exact on the day grid: the stay ends on day k in ``q+1 .. q+h`` (``0 .. h`` for a fresh
+        lead) towards b; from b the lead wins within the days left with probability
+        ``W[b, left]`` (:meth:`_won_within`).  The sum over k is a cross-correlation of the
+        stage's day-by-destination mass with the reversed win curves, done by FFT for all q at
+        once.  :func:`_windows` turns fractional days and horizons into ``(q, h)``.
         """
         g, s, q = (np.asarray(x, dtype=np.int64) for x in (g, s, q))
         hs = np.asarray(hs, dtype=np.int64)
@@ -1081,14 +1082,18 @@ class TransitionModel:
             mass_all = self._mass[None]
         D, G1, S_, K, B = mass_all.shape
         S = self._n_tr
-        n, P = g.size, hs.size
+        n = g.size
+        H2 = np.broadcast_to(hs if hs.ndim == 2 else hs[None, :], (n, hs.shape[-1] if hs.size else 0))
+        P = H2.shape[1]
         out = np.zeros((D, n, P))
         if n == 0 or P == 0:
             return out
-        Hm = int(hs.max()) + 1
+        H2 = np.maximum(H2, 0)
         fresh = q < 0
         # distinct window lengths: h (+1 for leads that just entered: day 0 counts too)
-        lens = np.unique(np.r_[hs, hs[:0] if not fresh.any() else hs + 1])
+        span = H2 + fresh[:, None]
+        lens = np.unique(span)
+        Hm = int(span.max())
         L = 1 << int(np.ceil(np.log2(K + Hm + 2)))
         qq = np.minimum(q, K)  # q >= K: nothing left to happen
         gather_q = np.where(fresh, L - 1, np.minimum(qq, L - 1))
@@ -1100,6 +1105,8 @@ class TransitionModel:
             cum_all = np.cumsum(m.sum(axis=-1), axis=-1)  # (d, G1, S, K)
             X = np.fft.rfft(m[..., :S], n=L, axis=-2)  # (d, G1, S, Lf, S_b)
             for ln in lens:
+                if ln == 0:
+                    continue  # no day in the window
                 # y_b[i] = W[b, ln - i] for i = 1..ln
                 y = np.zeros((b - a, G1, S, L))
                 i = np.arange(1, ln + 1)
@@ -1107,10 +1114,10 @@ class TransitionModel:
                 Y = np.fft.rfft(y, axis=-1)  # (d, G1, S_b, Lf)
                 Z = np.fft.irfft(np.einsum("dgsfb,dgbf->dgsf", X, np.conj(Y)), n=L, axis=-1)
                 for p in range(P):
-                    h = int(hs[p])
-                    sel = np.flatnonzero((fresh & (h + 1 == ln)) | (~fresh & (h == ln)))
+                    sel = np.flatnonzero(span[:, p] == ln)
                     if sel.size == 0:
                         continue
+                    h = H2[sel, p]
                     gs, ss, qs, gq = g[sel], s[sel], qq[sel], gather_q[sel]
                     lo = np.where(fresh[sel], 0, np.minimum(qs + 1, K))
                     hi = np.where(fresh[sel], np.minimum(h + 1, K), np.minimum(qs + h + 1, K))
@@ -1182,8 +1189,9 @@ class TransitionModel:
             raise TransitionModelError("days_in_stage must be >= 0 (no missing values).")
         if (h_arr < 0).any() or np.isnan(h_arr).any():
             raise TransitionModelError("horizon_days must be >= 0 (no missing values).")
-        q = np.where(d_arr > 0, np.floor(d_arr), -1).astype(np.int64)
-        h = np.floor(h_arr).astype(np.int64)
+        q, h = _windows(np.round(d_arr * DAY_NS).astype(np.int64),
+                        np.round(h_arr * DAY_NS).astype(np.int64)[:, None])
+        h = h[:, 0]
         g = np.full(s.size, self._segment_index(segment), dtype=np.int64)
         cells, c_of = np.unique(np.c_[g, s, q], axis=0, return_inverse=True)
         hs, h_of = np.unique(h, return_inverse=True)
@@ -1458,6 +1466,37 @@ class TransitionModel:
             f"{n_stays:,} stays ({n_open:,} open), {self.n_samples} posterior samples; "
             f"P(win) from {parts}>"
         )
+
+
+def _windows(in_stage_ns, horizons_ns) -> tuple[np.ndarray, np.ndarray]:
+    """Whole days spent ``q`` (-1: just entered) and the number of stay-days ``h`` after
+    them that still fall within each horizon.
+
+    A move on day k of the stay (a stay that ended after ``k - 1`` and up to ``k`` days)
+    comes ``k - d`` days from now, so it falls within a horizon of ``x`` days when
+    ``k <= d + x``: ``q = floor(d)`` and ``h = floor(d + x) - q``.  A lead that just entered
+    (``d = 0``, or unknown: negative) can also move on day 0: ``h = floor(x)``, days
+    ``0 .. h``.  Computed in integer nanoseconds, so that an as-of at the end of a day and
+    moves dated at midnight fall exactly where they should.
+
+    Parameters
+    ----------
+    in_stage_ns : int64 array (n,)
+        Time already spent in the stage (negative: unknown, taken as just entered).
+    horizons_ns : int64 array (n, P) or (P,)
+
+    Returns
+    -------
+    q : ndarray (n,) of int
+    h : ndarray (n, P) of int
+    """
+    d = np.asarray(in_stage_ns, dtype=np.int64)
+    x = np.asarray(horizons_ns, dtype=np.int64)
+    x = np.broadcast_to(x if x.ndim == 2 else x[None, :], (d.size, x.shape[-1]))
+    fresh = d <= 0
+    q = np.where(fresh, -1, d // DAY_NS)
+    h = np.where(fresh[:, None], x // DAY_NS, (np.maximum(d, 0)[:, None] + x) // DAY_NS - q[:, None])
+    return q.astype(np.int64), np.maximum(h, 0).astype(np.int64)
 
 
 def _latest(values: pd.Series, *, rows_all: np.ndarray, lead_codes, t, n_leads) -> pd.Series:
