@@ -138,10 +138,50 @@ def _interval(x: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, n
 # ---------------------------------------------------------------------------
 # the CRM baseline
 # ---------------------------------------------------------------------------
+def _stall_days(ss: StageSet, stall_days) -> float:
+    if stall_days is not None:
+        return float(stall_days)
+    return float(getattr(ss, "horizon_days", None) or 90)
+
+
+def _stage_table(prog: pd.DataFrame, ss: StageSet, T, *, horizon_days, stall_days) -> pd.DataFrame:
+    """:func:`stage_probabilities` from a :func:`~funnelkit.funnel.lead_progress` table."""
+    outcome = prog["outcome"].astype(object).to_numpy()
+    goal = list(ss.steps)[-1]
+    if ss.won is None:  # no won outcome: the last stage is the goal
+        won = prog[f"reached_{goal}"].to_numpy(dtype=bool)
+        closed_at = pd.to_datetime(prog[f"time_{goal}"]).to_numpy(dtype="datetime64[ns]")
+    else:
+        won = outcome == "won"
+        closed_at = pd.to_datetime(prog["closed_at"]).to_numpy(dtype="datetime64[ns]")
+    lost = ~won & (outcome != "open")
+    if not ss.lost and T is not None:  # no lost outcome: idle leads are dropped, never future wins
+        last = pd.to_datetime(prog["last_event_at"]).to_numpy(dtype="datetime64[ns]")
+        idle = ~won & ~lost & (last < np.datetime64(T - pd.Timedelta(days=stall_days)))
+        lost = lost | idle
+    rows = []
+    for s in list(ss.steps)[:-1]:
+        r = prog[f"reached_{s}"].to_numpy(dtype=bool)
+        if horizon_days is None:
+            w, lo = int((r & won).sum()), int((r & lost).sum())
+            rows.append((s, int(r.sum()), w, lo, w / (w + lo) if w + lo else np.nan))
+            continue
+        # matured: reached the stage at least a horizon before as_of; won within it after that
+        t_s = pd.to_datetime(prog[f"time_{s}"]).to_numpy(dtype="datetime64[ns]")
+        H = np.timedelta64(int(round(horizon_days * DAY_NS)), "ns")
+        ok = r & ~np.isnat(t_s) & (t_s <= np.datetime64(T) - H)
+        w = int((ok & won & (closed_at <= t_s + H)).sum())
+        n = int(ok.sum())
+        rows.append((s, n, w, n - w, w / n if n else np.nan))
+    return pd.DataFrame(rows, columns=["stage", "reached", "won", "lost", "probability"])
+
+
 def stage_probabilities(
     log: pd.DataFrame,
     *,
     as_of=None,
+    horizon=None,
+    stall_days: float | None = None,
     stages: StageSet | str | Sequence[str] | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
@@ -149,16 +189,24 @@ def stage_probabilities(
 ) -> pd.DataFrame:
     """Historical win probability per stage, as a CRM would set it.
 
-    Of the leads that reached a stage and were closed (won or lost) by
-    ``as_of``, the share that won.  Open leads are left out - which is what
-    CRMs do, and why this number is optimistic when lost deals are not
-    always marked lost.
+    Without ``horizon`` (the CRM's number, *eventual* wins): of the leads
+    that reached a stage and were closed (won or lost) by ``as_of``, the
+    share that won.  Open leads are left out - which is what CRMs do, and
+    why this number is optimistic when lost deals are not always marked
+    lost.  For a stage set without a lost outcome, a lead idle for
+    ``stall_days`` (default the stage set's ``horizon_days``, else 90)
+    counts as lost, so open leads are never counted as wins.
+
+    With ``horizon`` (wins *within the horizon*): of the leads that reached
+    the stage at least ``horizon`` before ``as_of``, the share that won
+    within ``horizon`` of reaching it.
 
     Returns
     -------
     DataFrame
-        ``stage``, ``reached`` (leads that reached it), ``won``, ``lost``,
-        ``probability`` (won / (won + lost)).
+        ``stage``, ``reached`` (leads that reached it; with ``horizon``: at
+        least that long ago), ``won``, ``lost`` (with ``horizon``: did not
+        win within it), ``probability`` (won / (won + lost)).
 
     Examples
     --------
@@ -167,25 +215,24 @@ def stage_probabilities(
     >>> sp = fk.forecast.stage_probabilities(fk.datasets.load_demo(), as_of="2025-06-30")
     >>> sp["stage"].tolist()
     ['qualification', 'meeting', 'proposal', 'close']
+    >>> h90 = fk.forecast.stage_probabilities(fk.datasets.load_demo(), as_of="2025-06-30", horizon="90D")
+    >>> bool((h90["probability"] <= sp["probability"]).all())
+    True
     """
     ss = resolve_stages(log, stages)
+    T = parse_as_of(as_of) if as_of is not None else (pd.Timestamp(log[time].max()) if len(log) else None)
     if as_of is not None:
-        log = _truncate(log, parse_as_of(as_of), time, lead)
+        log = _truncate(log, T, time, lead)
+    hd = None if horizon is None else (_horizon_end(T, horizon) - T) / _DAY
     prog = lead_progress(log, stages=ss, lead=lead, stage=stage, time=time, amount=None)
-    won = (prog["outcome"] == "won").to_numpy()
-    lost = (prog["outcome"] == "lost").to_numpy()
-    rows = []
-    for s in list(ss.steps)[:-1]:
-        r = prog[f"reached_{s}"].to_numpy(dtype=bool)
-        w, lo = int((r & won).sum()), int((r & lost).sum())
-        rows.append((s, int(r.sum()), w, lo, w / (w + lo) if w + lo else np.nan))
-    return pd.DataFrame(rows, columns=["stage", "reached", "won", "lost", "probability"])
+    return _stage_table(prog, ss, T, horizon_days=hd, stall_days=_stall_days(ss, stall_days))
 
 
-def _baseline_probs(log, ss, T, probabilities, lead, stage, time) -> pd.Series:
+def _baseline_probs(log, ss, T, probabilities, lead, stage, time, horizon_days=None) -> pd.Series:
     opens = list(ss.steps)[:-1]
     if probabilities is None:
-        sp = stage_probabilities(log, as_of=T, stages=ss, lead=lead, stage=stage, time=time)
+        prog = lead_progress(log, stages=ss, lead=lead, stage=stage, time=time, amount=None)
+        sp = _stage_table(prog, ss, T, horizon_days=horizon_days, stall_days=_stall_days(ss, None))
         p = pd.Series(sp["probability"].to_numpy(), index=opens).fillna(0.0)
     else:
         if not isinstance(probabilities, Mapping):
@@ -208,6 +255,7 @@ def weighted_pipeline(
     log: pd.DataFrame,
     *,
     as_of=None,
+    horizon=None,
     probabilities: Mapping[str, float] | None = None,
     by: str | Sequence[str] | None = None,
     stages: StageSet | str | Sequence[str] | None = None,
@@ -217,6 +265,15 @@ def weighted_pipeline(
     amount: str = AMOUNT,
 ) -> pd.DataFrame:
     """The CRM forecast: each open lead's amount times its stage's probability.
+
+    Without ``horizon`` this is what a CRM shows: it estimates **eventual**
+    wins, with no time limit (``basis`` says so), not the wins of the next
+    quarter.  With ``horizon`` each stage's probability is the share of
+    leads that won within that long of reaching the stage (see
+    :func:`stage_probabilities`): a forecast for the horizon, although it
+    still ignores how long each lead has already sat in its stage.  For a
+    stage set without a lost outcome, idle leads count as lost, so open
+    leads are never counted as wins.
 
     Parameters
     ----------
@@ -228,6 +285,8 @@ def weighted_pipeline(
     probabilities : mapping, optional
         Stage -> probability, as typed into a CRM.  Default: learned with
         :func:`stage_probabilities`.
+    horizon : number of days, str or offset, optional
+        Probabilities of winning within this long (default: eventual).
     by : str or list of str, optional
         Segment column(s) of the snapshot to break the table down by.
 
@@ -236,7 +295,9 @@ def weighted_pipeline(
     DataFrame
         One row per (segment, open stage): ``by`` columns, ``stage``,
         ``open_leads``, ``open_amount`` (known amounts), ``probability``,
-        ``weighted_wins`` (leads x probability), ``weighted_amount``.
+        ``weighted_wins`` (leads x probability), ``weighted_amount``,
+        ``basis`` ("eventual wins (no time limit)" or "wins within 90
+        days").
 
     Examples
     --------
@@ -252,14 +313,17 @@ def weighted_pipeline(
     T = parse_as_of(as_of) if as_of is not None else None
     snap = pipeline.snapshot(log, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
     T = snap.attrs["as_of"]
-    p = _baseline_probs(log, ss, T, probabilities, lead, stage, time)
+    snap = _open_stages(snap, ss)
+    hd = None if horizon is None else (_horizon_end(T, horizon) - T) / _DAY
+    p = _baseline_probs(_truncate(log, T, time, lead), ss, T, probabilities, lead, stage, time, horizon_days=hd)
     missing = [c for c in by if c not in snap.columns]
     if missing:
         raise ForecastError(f"by column(s) {missing} are not in the log's segments.")
     opens = list(ss.steps)[:-1]
     st = pd.Categorical(snap["stage"].astype(object), categories=opens)
     amt = snap[AMOUNT].to_numpy(dtype=float) if AMOUNT in snap.columns else np.full(len(snap), np.nan)
-    prob = p.reindex(st.astype(object)).to_numpy(dtype=float)
+    prob = p.reindex(st.astype(object)).to_numpy(dtype=float, copy=True)
+    prob[_idle(snap, ss, T)] = 0.0  # no lost outcome: idle leads are dropped, not future wins
     work = pd.DataFrame(
         {
             **{b: snap[b].to_numpy() for b in by},
@@ -274,8 +338,14 @@ def weighted_pipeline(
     out = g[["open_leads", "open_amount", "weighted_wins", "weighted_amount"]].sum().reset_index()
     out.insert(len(by) + 3, "probability", p.reindex(out["stage"].astype(object)).to_numpy())
     out["open_leads"] = out["open_leads"].astype("int64")
+    out["basis"] = _basis(hd) if probabilities is None else "as given"
     out.attrs["as_of"] = T
+    out.attrs["basis"] = out["basis"].iloc[0] if len(out) else _basis(hd)
     return out
+
+
+def _basis(horizon_days) -> str:
+    return "eventual wins (no time limit)" if horizon_days is None else f"wins within {horizon_days:g} days"
 
 
 # ---------------------------------------------------------------------------
@@ -296,7 +366,17 @@ class Forecast:
         ``weighted_wins_low``, ``weighted_wins_high``, ``weighted_pipeline``
         (revenue), ``weighted_low``, ``weighted_high`` (the baseline's range
         if every open lead won independently with its stage probability),
-        and ``range`` ("model", or "calibrated on N past cutoffs").  With
+        ``weighted_basis`` (these estimate *eventual* wins, with no time
+        limit, as a CRM does), the same within the horizon (stage
+        probabilities of winning within it, see :func:`stage_probabilities`):
+        ``horizon_weighted_wins``, ``horizon_weighted_wins_low``,
+        ``horizon_weighted_wins_high``, ``horizon_weighted_pipeline``,
+        ``horizon_weighted_low``, ``horizon_weighted_high``; ``basis``
+        ("open pipeline" or "open pipeline + new leads"), the expected wins
+        and revenue from each (``open_pipeline_wins``,
+        ``open_pipeline_revenue``, ``new_lead_wins``, ``new_lead_revenue``)
+        and the expected number of ``new_leads`` (total only), and ``range``
+        ("model", or "calibrated on N past cutoffs").  With
         ``calibrate=True``: ``wins_low``/``wins_high`` and
         ``revenue_low``/``revenue_high`` are the calibrated range (of the
         total; by segment only without ``by``), the model's own is in
@@ -323,9 +403,11 @@ class Forecast:
     leads_ : DataFrame
         One row per open lead: ``lead_id``, ``stage``, ``days_in_stage``,
         ``amount``, ``by`` columns, ``p_win`` (probability of winning within
-        the horizon, ours), ``stage_probability`` (the baseline's).
-    baseline_probabilities_ : Series
-        Stage -> probability used by the baseline.
+        the horizon, ours), ``stage_probability`` (the baseline's, eventual),
+        ``horizon_stage_probability`` (the baseline's, within the horizon).
+    baseline_probabilities_, horizon_baseline_probabilities_ : Series
+        Stage -> probability used by the baseline (eventual; within the
+        horizon).
     model_ : TransitionModel
     half_life_ : float or None
         The recency weighting of the model fitted here (chosen when
@@ -369,12 +451,35 @@ class Forecast:
             f"{int(r['open_leads']):,} open leads; wins {r['expected_wins']:.1f} "
             f"({pct} {r['wins_low']:.0f}-{r['wins_high']:.0f}), revenue {r['expected_revenue']:,.0f} "
             f"({pct} {r['revenue_low']:,.0f}-{r['revenue_high']:,.0f}); weighted pipeline "
-            f"{r['weighted_pipeline']:,.0f}>"
+            f"{r['horizon_weighted_pipeline']:,.0f} within the horizon, {r['weighted_pipeline']:,.0f} "
+            "eventually>"
         )
 
 
+def _open_stages(snap: pd.DataFrame, ss: StageSet) -> pd.DataFrame:
+    """The leads of a snapshot that are in an open stage (not at the goal of a set without
+    a won outcome, where reaching the last stage is the win)."""
+    opens = set(list(ss.steps)[:-1])
+    keep = snap["stage"].astype(object).isin(opens).to_numpy()
+    if keep.all():
+        return snap
+    out = snap.loc[keep].reset_index(drop=True)
+    out.attrs = dict(snap.attrs)
+    return out
+
+
+def _idle(snap: pd.DataFrame, ss: StageSet, T) -> np.ndarray:
+    """Leads dropped by the no-lost-outcome rule: idle for longer than the stall days."""
+    if ss.lost or "last_activity_at" not in snap.columns or not len(snap):
+        return np.zeros(len(snap), dtype=bool)
+    last = pd.to_datetime(snap["last_activity_at"]).to_numpy(dtype="datetime64[ns]")
+    return ~np.isnat(last) & (last < np.datetime64(T - pd.Timedelta(days=_stall_days(ss, None))))
+
+
 def _snapshot(hist, ss, T, by, lead, stage, time, amount):
-    snap = pipeline.snapshot(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+    snap = _open_stages(
+        pipeline.snapshot(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time, amount=amount), ss
+    )
     missing = [c for c in by if c not in snap.columns]
     if missing:
         raise ForecastError(
@@ -789,11 +894,25 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
     wins, rev, lead_p = _pipeline_draws(model, s_idx, g_idx, d_ns, _edge_ns(model, T, edges), n_draws, rng,
                                         amt0, seg_codes, n_seg)
 
-    # the CRM baseline: amount x stage probability, each lead independent
-    bp = _baseline_probs(hist, ss, T, probabilities, lead, stage, time)
-    p_stage = bp.to_numpy()[s_idx] if n else np.zeros(0)
+    # the CRM baseline: amount x stage probability, each lead independent; as a CRM has it
+    # (eventual wins) and within the horizon (the share of leads that won that soon)
     u = np.random.default_rng(None if seed is None else seed + 1)
+    hd = (end - T) / _DAY
+    if probabilities is None:
+        prog = lead_progress(hist, stages=ss, lead=lead, stage=stage, time=time, amount=None)
+        opens = list(ss.steps)[:-1]
+        bp, bph = (
+            pd.Series(_stage_table(prog, ss, T, horizon_days=h, stall_days=_stall_days(ss, None))["probability"]
+                      .to_numpy(), index=opens).fillna(0.0)
+            for h in (None, hd)
+        )
+    else:
+        bp = bph = _baseline_probs(hist, ss, T, probabilities, lead, stage, time)
+    idle = _idle(snap, ss, T)  # no lost outcome: idle leads are dropped, not future wins
+    p_stage = np.where(idle, 0.0, bp.to_numpy()[s_idx]) if n else np.zeros(0)
+    p_stage_h = np.where(idle, 0.0, bph.to_numpy()[s_idx]) if n else np.zeros(0)
     b_w, b_r = _baseline_draws(p_stage, amt0, seg_codes, n_seg, n_draws, u)
+    bh_w, bh_r = _baseline_draws(p_stage_h, amt0, seg_codes, n_seg, n_draws, u)
 
     # exact expectations (the draws give the ranges)
     ew = np.stack([np.bincount(seg_codes, weights=lead_p[:, p], minlength=n_seg) for p in range(P)], 1) \
@@ -809,8 +928,8 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
             wins = np.concatenate([wins, nw[:, None, :]], axis=1)
             rev = np.concatenate([rev, nr[:, None, :]], axis=1)
             ew, er = np.vstack([ew, enw[None]]), np.vstack([er, enr[None]])
-            b_w = np.concatenate([b_w, np.zeros((n_draws, 1))], axis=1)
-            b_r = np.concatenate([b_r, np.zeros((n_draws, 1))], axis=1)
+            b_w, b_r, bh_w, bh_r = (np.concatenate([x, np.zeros((n_draws, 1))], axis=1)
+                                    for x in (b_w, b_r, bh_w, bh_r))
             n_seg += 1
         else:
             wins[:, 0, :] += nw
@@ -818,11 +937,13 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
             ew[0] += enw
             er[0] += enr
 
-    def block(w, r, bw, br, rows, ppw, ppr, extra, mw, mr):
+    def block(w, r, bw, br, rows, ppw, ppr, extra, mw, mr, hw, hr, phw, phr):
         wl, wh = _interval(w, level)
         rl, rh = _interval(r, level)
         bwl, bwh = _interval(bw, level)
         brl, brh = _interval(br, level)
+        hwl, hwh = _interval(hw, level)
+        hrl, hrh = _interval(hr, level)
         out = pd.DataFrame(
             {
                 **extra,
@@ -842,6 +963,13 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
                 "weighted_pipeline": ppr,
                 "weighted_low": brl,
                 "weighted_high": brh,
+                "weighted_basis": _basis(None) if probabilities is None else "as given",
+                "horizon_weighted_wins": phw,
+                "horizon_weighted_wins_low": hwl,
+                "horizon_weighted_wins_high": hwh,
+                "horizon_weighted_pipeline": phr,
+                "horizon_weighted_low": hrl,
+                "horizon_weighted_high": hrh,
             }
         )
         return out
@@ -851,17 +979,20 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
     seg_unknown = np.bincount(seg_codes, weights=np.isnan(amt), minlength=n_seg).astype(np.int64)
     seg_pw = np.bincount(seg_codes, weights=p_stage, minlength=n_seg)
     seg_pr = np.bincount(seg_codes, weights=p_stage * amt0, minlength=n_seg)
+    seg_phw = np.bincount(seg_codes, weights=p_stage_h, minlength=n_seg)
+    seg_phr = np.bincount(seg_codes, weights=p_stage_h * amt0, minlength=n_seg)
     extra = {c: seg_table[c].to_numpy() for c in by}
     summary = block(
         wins.sum(axis=2), rev.sum(axis=2), b_w, b_r,
         {"open_leads": seg_leads, "open_amount": seg_amount, "amount_unknown": seg_unknown},
-        seg_pw, seg_pr, extra, ew.sum(axis=1), er.sum(axis=1),
+        seg_pw, seg_pr, extra, ew.sum(axis=1), er.sum(axis=1), bh_w, bh_r, seg_phw, seg_phr,
     )
     total = block(
         wins.sum(axis=(1, 2))[:, None], rev.sum(axis=(1, 2))[:, None],
         b_w.sum(axis=1)[:, None], b_r.sum(axis=1)[:, None],
         {"open_leads": [n], "open_amount": [amt0.sum()], "amount_unknown": [int(np.isnan(amt).sum())]},
         [p_stage.sum()], [(p_stage * amt0).sum()], {}, [ew.sum()], [er.sum()],
+        bh_w.sum(axis=1)[:, None], bh_r.sum(axis=1)[:, None], [p_stage_h.sum()], [(p_stage_h * amt0).sum()],
     )
     total["basis"] = "open pipeline" if new is None else "open pipeline + new leads"
     total["open_pipeline_wins"] = open_w
@@ -923,6 +1054,7 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         leads[c] = snap[c].to_numpy()
     leads["p_win"] = lead_p.sum(axis=1) if n else np.zeros(0)
     leads["stage_probability"] = p_stage
+    leads["horizon_stage_probability"] = p_stage_h
     return Forecast(
         summary=summary,
         total=total,
@@ -932,6 +1064,7 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         baseline_draws_=baseline_draws,
         leads_=leads,
         baseline_probabilities_=bp,
+        horizon_baseline_probabilities_=bph,
         model_=model,
         as_of_=T,
         horizon_end_=end,
@@ -1680,7 +1813,9 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
             **{k: float(t0[k]) for k in [
                 "expected_wins", "wins_low", "wins_high", "expected_revenue", "revenue_low",
                 "revenue_high", "weighted_wins", "weighted_wins_low", "weighted_wins_high",
-                "weighted_pipeline", "weighted_low", "weighted_high",
+                "weighted_pipeline", "weighted_low", "weighted_high", "horizon_weighted_wins",
+                "horizon_weighted_wins_low", "horizon_weighted_wins_high", "horizon_weighted_pipeline",
+                "horizon_weighted_low", "horizon_weighted_high",
             ]},
             "run_rate_wins": float(rr_w),
             "run_rate_wins_low": rr_lo,
@@ -1693,7 +1828,9 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
             row.update({k: float(t0[k]) for k in ["open_pipeline_wins", "new_leads", "new_lead_wins"]})
         if not known.any():  # no amounts at the cutoff: revenue was not forecast
             for k in row:
-                if "revenue" in k or k in {"weighted_pipeline", "weighted_low", "weighted_high"}:
+                if "revenue" in k or k in {"weighted_pipeline", "weighted_low", "weighted_high",
+                                           "horizon_weighted_pipeline", "horizon_weighted_low",
+                                           "horizon_weighted_high"}:
                     row[k] = np.nan
         rows.append(row)
         leads.append(pd.DataFrame({
@@ -1816,8 +1953,9 @@ class Backtest:
         ``expected_wins``, ``wins_low``, ``wins_high``, ``expected_revenue``,
         ``revenue_low``, ``revenue_high``; the CRM weighted pipeline:
         ``weighted_wins``, ``weighted_wins_low``, ``weighted_wins_high``,
-        ``weighted_pipeline``, ``weighted_low``, ``weighted_high``; the
-        run-rate (what the same quantity was over the previous
+        ``weighted_pipeline``, ``weighted_low``, ``weighted_high`` (eventual
+        wins, as a CRM shows) and the same within the horizon
+        (``horizon_weighted_*``); the run-rate (what the same quantity was over the previous
         horizon-length period, carried forward; range: Poisson):
         ``run_rate_wins``, ``run_rate_wins_low``, ``run_rate_wins_high``,
         ``run_rate_revenue``, ``run_rate_revenue_low``,
@@ -1830,7 +1968,8 @@ class Backtest:
     summary : DataFrame
         One row per (``method``, ``quantity``): ``method`` ("forecast",
         "forecast, model range" (the same forecast scored with the model's
-        own range), "weighted pipeline", "run-rate"), ``quantity`` ("wins" or
+        own range), "weighted pipeline" (eventual, as a CRM shows it),
+        "weighted pipeline, within horizon", "run-rate"), ``quantity`` ("wins" or
         "revenue"), ``cutoffs`` (scored), ``mae``, ``mape`` (over cutoffs
         with a non-zero actual), ``bias`` (mean forecast - actual),
         ``held`` (cutoffs whose actual fell inside the range),
@@ -1964,6 +2103,10 @@ def _score(table: pd.DataFrame, level: float) -> pd.DataFrame:
          "actual_revenue"),
         ("weighted pipeline", "wins", "weighted_wins", "weighted_wins_low", "weighted_wins_high", "actual_wins"),
         ("weighted pipeline", "revenue", "weighted_pipeline", "weighted_low", "weighted_high", "actual_revenue"),
+        ("weighted pipeline, within horizon", "wins", "horizon_weighted_wins", "horizon_weighted_wins_low",
+         "horizon_weighted_wins_high", "actual_wins"),
+        ("weighted pipeline, within horizon", "revenue", "horizon_weighted_pipeline", "horizon_weighted_low",
+         "horizon_weighted_high", "actual_revenue"),
         ("run-rate", "wins", "run_rate_wins", "run_rate_wins_low", "run_rate_wins_high", "actual_wins"),
         ("run-rate", "revenue", "run_rate_revenue", "run_rate_revenue_low", "run_rate_revenue_high",
          "actual_revenue"),
@@ -2006,10 +2149,11 @@ def _verdict(summary: pd.DataFrame, level: float) -> str:
     n, held = int(r["cutoffs"]), int(r["held"])
     out = (f"the {level:.0%} range held in {held} of {n} past cutoffs (coverage {r['coverage']:.0%} "
            f"± {r['coverage_se']:.0%}); wins MAE {r['mae']:,.1f}")
-    others = [f"{s.loc[(m, 'wins'), 'mae']:,.1f} for the {m}" for m in ("run-rate", "weighted pipeline")
+    others = [f"{s.loc[(m, 'wins'), 'mae']:,.1f} for the {m}"
+              for m in ("run-rate", "weighted pipeline, within horizon", "weighted pipeline")
               if (m, "wins") in s.index and np.isfinite(s.loc[(m, "wins"), "mae"])]
     if others:
-        out += " against " + " and ".join(others)
+        out += " against " + ", ".join(others[:-1]) + (" and " if len(others) > 1 else "") + others[-1]
     return out + "."
 
 

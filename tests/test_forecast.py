@@ -355,10 +355,11 @@ def test_backtest_run_rate_and_coverage_by_hand(demo_log):
         assert (row["run_rate_wins_low"], row["run_rate_wins_high"]) == (lo, hi)
     s = bt.summary.set_index(["method", "quantity"])
     assert set(s.index.get_level_values("method")) == {"forecast", "forecast, model range", "weighted pipeline",
-                                                       "run-rate"}
-    for m in ["forecast", "weighted pipeline", "run-rate"]:
+                                                       "weighted pipeline, within horizon", "run-rate"}
+    ests = {"forecast": "expected_wins", "weighted pipeline": "weighted_wins",
+            "weighted pipeline, within horizon": "horizon_weighted_wins", "run-rate": "run_rate_wins"}
+    for m, est in ests.items():
         r = s.loc[(m, "wins")]
-        est = {"forecast": "expected_wins", "weighted pipeline": "weighted_wins", "run-rate": "run_rate_wins"}[m]
         assert r["mae"] == pytest.approx((t[est] - t["actual_wins"]).abs().mean())
         assert r["bias"] == pytest.approx((t[est] - t["actual_wins"]).mean())
         c = r["held"] / r["cutoffs"]

@@ -32,6 +32,14 @@ def _money(ax: Axes, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(fmt))
 
 
+def _crm_key(total: pd.DataFrame, quantity: str) -> tuple[str, str]:
+    """The CRM weighted pipeline to draw: within the horizon when the forecast has it."""
+    if f"horizon_weighted_{'pipeline' if quantity == 'revenue' else 'wins'}" in total.columns:
+        return (f"horizon_weighted_{'pipeline' if quantity == 'revenue' else 'wins'}",
+                "weighted pipeline, within the horizon (CRM)")
+    return ("weighted_pipeline" if quantity == "revenue" else "weighted_wins"), "weighted pipeline (CRM)"
+
+
 def _totals(fc, quantity: str) -> np.ndarray:
     """Cumulative totals per draw and period: shape (n_draws, n_periods)."""
     d = fc.draws_.groupby(["draw", "period_end"], sort=True)[quantity].sum().unstack("period_end")
@@ -93,9 +101,9 @@ def fan_chart(
         ax.fill_between(x, lo, hi, color=color, alpha=0.15 + 0.15 * i, lw=0, label=f"{lev:.0%} interval")
     ax.plot(x, cum.mean(axis=0), color=color, lw=2, marker="o", ms=4, label="expected")
     if baseline:
-        key = "weighted_pipeline" if quantity == "revenue" else "weighted_wins"
+        key, label = _crm_key(fc.total, quantity)
         val = float(fc.total[key].iloc[0])
-        ax.scatter([x[-1]], [val], marker="D", color=LOST, zorder=5, label="weighted pipeline (CRM)")
+        ax.scatter([x[-1]], [val], marker="D", color=LOST, zorder=5, label=label)
     if target is not None:
         ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:,.0f}")
     ax.set_ylabel(f"cumulative {quantity}")
@@ -160,8 +168,8 @@ def target_chart(
     exp_key = f"expected_{quantity}"
     ax.axvspan(r[lo_key], r[hi_key], color=color, alpha=0.12, label=f"{fc.level_:.0%} interval")
     ax.axvline(r[exp_key], color=color, lw=2, label=f"expected {r[exp_key]:,.0f}")
-    key = "weighted_pipeline" if quantity == "revenue" else "weighted_wins"
-    ax.axvline(r[key], color=LOST, lw=1.5, ls=":", label=f"weighted pipeline {r[key]:,.0f}")
+    key, label = _crm_key(fc.total, quantity)
+    ax.axvline(r[key], color=LOST, lw=1.5, ls=":", label=f"{label} {r[key]:,.0f}")
     ax.axvline(target, color="black", lw=1.5, ls="--", label=f"target {target:,.0f}")
     ax.set_xlabel(f"{quantity} by {fc.horizon_end_:%Y-%m-%d}")
     ax.set_ylabel("draws")
@@ -188,7 +196,9 @@ def backtest_chart(
         Output of :func:`funnelkit.forecast.backtest`.
     quantity : {"wins", "revenue"}
     baseline : bool
-        Also draw the weighted pipeline and its range.
+        Also draw the baselines: the weighted pipeline within the horizon
+        (or the CRM's eventual one for older backtests) and the run-rate,
+        each with its range.
     title : str, optional
     ax : Axes, optional
 
@@ -200,7 +210,7 @@ def backtest_chart(
     --------
     >>> import funnelkit as fk
     >>> import funnelkit.forecast, funnelkit.transitions
-    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100)
+    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100, calibrate=False)
     >>> from funnelkit.plots.forecast import backtest_chart
     >>> ax = backtest_chart(bt)
     >>> ax.get_ylabel()
@@ -217,15 +227,25 @@ def backtest_chart(
                     "weighted_low", "weighted_high", "actual_revenue"),
     }[quantity]
     est, lo, hi, best, blo, bhi, act = names
+    crm = "weighted pipeline (CRM, eventual wins)"
+    if f"horizon_{best}" in t.columns:
+        best, blo, bhi = (f"horizon_{c}" for c in (best, blo, bhi))
+        crm = "weighted pipeline, within horizon (CRM)"
     ax.errorbar(
-        x - 0.12, t[est], yerr=[t[est] - t[lo], t[hi] - t[est]], fmt="o", color=PALETTE[0],
+        x - 0.16, t[est], yerr=[t[est] - t[lo], t[hi] - t[est]], fmt="o", color=PALETTE[0],
         capsize=3, label=f"forecast ({bt.level_:.0%} interval)",
     )
     if baseline:
         ax.errorbar(
-            x + 0.12, t[best], yerr=[t[best] - t[blo], t[bhi] - t[best]], fmt="D", color=LOST,
-            alpha=0.8, capsize=3, label="weighted pipeline (CRM)",
+            x + 0.16, t[best], yerr=[t[best] - t[blo], t[bhi] - t[best]], fmt="D", color=LOST,
+            alpha=0.8, capsize=3, label=crm,
         )
+        rr = f"run_rate_{quantity}"
+        if rr in t.columns:
+            ax.errorbar(
+                x + 0.32, t[rr], yerr=[t[rr] - t[f"{rr}_low"], t[f"{rr}_high"] - t[rr]], fmt="^",
+                color=PALETTE[3], alpha=0.8, capsize=3, label="run-rate (last period)",
+            )
     ax.scatter(x, t[act], marker="X", s=70, color="black", zorder=5, label="actual")
     ax.set_xticks(x, [f"{c:%Y-%m-%d}" for c in pd.to_datetime(t["cutoff"])], rotation=30, ha="right")
     ax.set_xlabel("cutoff")
@@ -234,11 +254,13 @@ def backtest_chart(
         _money(ax)
     s = bt.summary.set_index(["method", "quantity"])
     ours = s.loc[("forecast", quantity)]
-    crm = s.loc[("weighted pipeline", quantity)]
+    others = [(m, short) for m, short in [("run-rate", "run-rate"), ("weighted pipeline, within horizon", "CRM"),
+                                          ("weighted pipeline", "CRM")] if (m, quantity) in s.index]
+    vs = "; ".join(f"{s.loc[(m, quantity), 'mae']:,.0f} ({short})" for m, short in others[:2])
     ax.set_title(
         title
-        or f"Backtest, {quantity}: MAE {ours['mae']:,.0f} vs {crm['mae']:,.0f} (CRM); "
-        f"coverage {ours['coverage']:.0%} vs {crm['coverage']:.0%}"
+        or f"Backtest, {quantity}: MAE {ours['mae']:,.0f} vs {vs}; "
+        f"range held {int(ours.get('held', round(ours['coverage'] * ours['cutoffs'])))} of {int(ours['cutoffs'])}"
     )
     ax.legend(frameon=False, fontsize="small")
     return tidy(ax)
@@ -282,7 +304,7 @@ def calibration_chart(
     --------
     >>> import funnelkit as fk
     >>> import funnelkit.forecast, funnelkit.transitions
-    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100)
+    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100, calibrate=False)
     >>> from funnelkit.plots.forecast import calibration_chart
     >>> ax = calibration_chart(bt)
     >>> ax.get_xlabel()
