@@ -1,0 +1,956 @@
+"""Every core of one machine, and a Dask cluster beyond it: the same answers.
+
+The funnel and pipeline reductions of :mod:`funnelkit.funnel` and
+:mod:`funnelkit.pipeline` are computed from *lead-partitioned chunks*: the
+log is split so that every lead has all its events in one chunk, each chunk
+is reduced on its own (on another core, or on a Dask worker), and the
+partial results are added up.  The results are those of the one-core
+functions, cell for cell:
+
+* funnel counts per (segment, step) are sums over leads, so they add up
+  exactly; rates and intervals are recomputed from the summed counts with the
+  same code (``funnel._funnel_table``, :mod:`funnelkit.stats`);
+* the as-of moment (the log's last event by default) and the *learned
+  horizon* are global: a first pass collects from each chunk the exact
+  histogram of each step's time to move on (distinct durations, counts by
+  kind), the Aalen-Johansen quantile is computed once for the whole log, and
+  the second pass runs the chunks with that horizon fixed;
+* per-lead tables (:func:`snapshot`, :func:`durations`) are the rows of each
+  chunk put back in the one-core order.
+
+Amounts are summed in floating point: exactly the one-core sums for whole
+amounts (deal values in currency units), possibly different in the last bit
+for fractional amounts (the order of additions differs).
+
+Engines
+-------
+``engine="auto"`` (default) runs a Dask DataFrame on Dask (the current
+``dask.distributed`` client if there is one), and an in-memory log on
+``n_jobs`` worker processes (forked, so the log is shared, not copied; only
+the small partial results travel back) when it is large enough to gain,
+else in this process.  ``"processes"``, ``"threads"`` (numpy releases the
+GIL for most of the work, pandas' string hashing does not), ``"serial"``
+(chunk by chunk in this process: the lowest peak memory) and ``"dask"`` can
+be asked for.
+
+Splitting an in-memory log: a log sorted by lead id (canonical logs of
+generated or exported data usually are; checked in O(n) with Arrow) is cut
+into contiguous ranges at lead boundaries, which copies nothing; any other
+log is split by a hash of the lead id (:func:`lead_partition`).
+
+A Dask DataFrame must be *lead-partitioned*: every lead in one partition.
+:func:`write_partitioned` writes a log that way (one Parquet file per hash
+bucket), so ``dd.read_parquet(path)`` needs no shuffle.  Other frames are
+checked (each partition's leads must fall in one hash bucket, a different
+one per partition) and shuffled by lead when the check fails, with a
+:class:`~funnelkit.exceptions.DataWarning`.
+
+Examples
+--------
+>>> import funnelkit as fk
+>>> from funnelkit import parallel
+>>> log = fk.datasets.load_demo()
+>>> a = parallel.conversion(log, by="product", window=30, n_chunks=4, engine="serial")
+>>> a.equals(fk.funnel.conversion(log, by="product", window=30))
+True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import _kernels as K
+from . import funnel, pipeline
+from ._common import DAY_NS, as_list, parse_as_of, require_columns
+from .data import AMOUNT, LEAD, STAGE, TIME
+from .exceptions import DataWarning, FunnelkitError, FunnelSpecError, PipelineError
+from .stages import StageSet
+
+__all__ = [
+    "ENGINES",
+    "conversion",
+    "cohorts",
+    "outcomes",
+    "snapshot",
+    "durations",
+    "write_partitioned",
+    "lead_partition",
+    "lead_hash",
+]
+
+#: The engines understood by ``engine=``.
+ENGINES = ("auto", "serial", "threads", "processes", "dask")
+#: Below this many events the one-core function is called directly (auto engine).
+MIN_PARALLEL_ROWS = 200_000
+#: Events per chunk of an in-memory log (at least one chunk per worker).
+CHUNK_ROWS = 1_000_000
+
+lead_hash = K.lead_hash
+
+
+def lead_partition(values, n_partitions: int) -> np.ndarray:
+    """The partition (0 .. n_partitions-1) of each lead id: a stable hash modulo n.
+
+    The hash depends on the id only (its UTF-8 bytes for text, its value for
+    integers), never on the process or the container, so the same lead goes
+    to the same partition in pandas, Arrow and Dask.
+
+    Examples
+    --------
+    >>> p = lead_partition(["L1", "L2", "L1"], 4)
+    >>> bool(p[0] == p[2] == lead_partition(["L1"], 4)[0]), bool(((p >= 0) & (p < 4)).all())
+    (True, True)
+    """
+    return K.lead_bucket(values, n_partitions)
+
+
+# ---------------------------------------------------------------------------
+# chunk sources and engines
+# ---------------------------------------------------------------------------
+def _is_dask(obj) -> bool:
+    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(obj, "to_delayed")
+
+
+def _n_jobs(n_jobs: int | None) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    if n_jobs < 0:
+        return max(cpus + 1 + n_jobs, 1)
+    return int(n_jobs)
+
+
+def _sorted_by_lead(col: pd.Series) -> bool:
+    """Is the lead column non-decreasing (so its leads are contiguous)?  O(n), in Arrow."""
+    arr = col.array
+    if hasattr(arr, "_pa_array"):
+        import pyarrow.compute as pc
+
+        a = arr._pa_array
+        if len(a) < 2:
+            return True
+        if a.null_count:
+            return False
+        try:
+            return bool(pc.all(pc.less_equal(a[:-1], a[1:])).as_py())
+        except Exception:
+            return False
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return False
+    values = col.to_numpy()
+    if values.dtype.kind in "iuf":
+        return bool(values.size < 2 or (values[1:] >= values[:-1]).all())
+    try:
+        return bool(col.is_monotonic_increasing)
+    except TypeError:
+        return False
+
+
+class _FrameChunks:
+    """An in-memory log split into lead-partitioned chunks."""
+
+    def __init__(self, log: pd.DataFrame, lead: str, n_chunks: int):
+        self.log = log
+        n = len(log)
+        n_chunks = max(min(int(n_chunks), max(n, 1)), 1)
+        self.rows: list[np.ndarray] | None = None
+        col = log[lead]
+        if _sorted_by_lead(col):
+            self.kind = "contiguous"
+            values = col.array
+            cuts = [0]
+            for i in range(1, n_chunks):
+                p = max(i * n // n_chunks, cuts[-1] + 1)
+                while 0 < p < n and values[p] == values[p - 1]:
+                    p += 1
+                if p < n:
+                    cuts.append(p)
+            cuts.append(n)
+            self.bounds = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        else:
+            self.kind = "hashed"
+            bucket = K.lead_bucket(col, n_chunks)
+            order = np.argsort(bucket, kind="stable")
+            counts = np.bincount(bucket, minlength=n_chunks)
+            edges = np.r_[0, np.cumsum(counts)]
+            self.rows = [order[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+            self.bounds = [(0, 0)] * len(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    def chunk(self, i: int, cols: list[str]) -> pd.DataFrame:
+        if self.rows is None:
+            a, b = self.bounds[i]
+            out = self.log.iloc[a:b][cols]
+        else:
+            out = self.log[cols].take(self.rows[i])
+        out.attrs = dict(self.log.attrs)
+        return out
+
+    def info(self, i: int) -> dict:
+        return {"index": i, "rows": None if self.rows is None else self.rows[i], "offset": self.bounds[i][0]}
+
+
+def _call(kernel, chunk, spec, info):
+    return K._quiet(kernel, chunk, spec, info)
+
+
+_FORK: dict = {}
+#: How the last call ran: "direct" (one-core function), "chunks" or "fallback"
+#: (a chunk raised a funnelkit error; the one-core function raised it instead).
+#: For tests and benchmarks.
+last_run: dict = {}
+
+
+def _fork_task(i: int):
+    src, kernel, spec, cols = _FORK["job"]
+    try:
+        return ("ok", _call(kernel, src.chunk(i, cols), spec, src.info(i)))
+    except FunnelkitError as exc:
+        return ("error", f"{type(exc).__name__}: {exc}")
+
+
+class _ChunkError(Exception):
+    """A chunk raised a funnelkit error (the one-core function says it best)."""
+
+
+def _map_frame(src: _FrameChunks, kernel, spec: dict, cols: list[str], engine: str, n_jobs: int) -> list:
+    n = len(src)
+    if engine == "serial" or n_jobs <= 1 or n <= 1:
+        return [_call(kernel, src.chunk(i, cols), spec, src.info(i)) for i in range(n)]
+    if engine == "threads":
+        from concurrent.futures import ThreadPoolExecutor
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            with ThreadPoolExecutor(min(n_jobs, n)) as ex:
+                return list(ex.map(lambda i: kernel(src.chunk(i, cols), spec, src.info(i)), range(n)))
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    _FORK["job"] = (src, kernel, spec, cols)
+    try:
+        with ctx.Pool(min(n_jobs, n)) as pool:
+            res = pool.map(_fork_task, range(n), chunksize=1)
+    finally:
+        _FORK.pop("job", None)
+    out = []
+    for status, value in res:
+        if status != "ok":
+            raise _ChunkError(value)
+        out.append(value)
+    return out
+
+
+def _dask_task(part, kernel, spec, info):
+    return K._quiet(kernel, part, spec, info)
+
+
+class _DaskChunks:
+    """A Dask DataFrame whose partitions are lead-partitioned chunks."""
+
+    def __init__(self, ddf, lead: str):
+        self.ddf = ddf
+        self.lead = lead
+        self.offsets = None  # first row of each partition, once scanned
+
+    def __len__(self) -> int:
+        return self.ddf.npartitions
+
+    def map(self, kernel, spec: dict, cols: list[str]) -> list:
+        import dask
+
+        parts = self.ddf[cols].to_delayed(optimize_graph=True)
+        offsets = self.offsets if self.offsets is not None else [0] * len(parts)
+        tasks = [
+            dask.delayed(_dask_task)(p, kernel, spec, {"index": i, "rows": None, "offset": offsets[i]})
+            for i, p in enumerate(parts)
+        ]
+        return list(dask.compute(*tasks))
+
+
+class _Run:
+    """Where and how the chunks of one call run."""
+
+    def __init__(
+        self,
+        log,
+        *,
+        lead: str,
+        time: str,
+        amount: str | None,
+        n_jobs,
+        engine: str,
+        n_chunks,
+        verify: bool = True,
+    ):
+        if engine not in ENGINES:
+            raise FunnelSpecError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}.")
+        self.dask = _is_dask(log)
+        self.n_jobs = _n_jobs(n_jobs)
+        self.lead, self.time, self.amount = lead, time, amount
+        self._exact = None
+        if self.dask:
+            if engine not in ("auto", "dask"):
+                raise FunnelSpecError(f"a Dask DataFrame runs on engine='dask', not {engine!r}.")
+            self.engine = "dask"
+            require_columns(log._meta, [lead, time], "pass the right name (lead=, time=).")
+            self.meta = log._meta
+            self.src = _DaskChunks(log, lead)
+            self._scan(verify)
+            return
+        if not isinstance(log, pd.DataFrame):
+            raise TypeError(f"expected an event log DataFrame or a Dask DataFrame, got {type(log).__name__}.")
+        self.meta = log
+        if engine == "auto":
+            fork = "fork" in __import__("multiprocessing").get_all_start_methods()
+            engine = "processes" if fork else "threads"
+            if self.n_jobs <= 1 and n_chunks is None:
+                engine = "direct"
+            elif len(log) < MIN_PARALLEL_ROWS and n_chunks is None:
+                engine = "direct"
+        if engine == "dask":
+            raise FunnelSpecError(
+                "engine='dask' needs a Dask DataFrame: write the log with "
+                "funnelkit.parallel.write_partitioned(log, path, n) and pass dd.read_parquet(path)."
+            )
+        self.engine = engine
+        if engine == "direct":
+            return
+        if n_chunks is None:
+            per = max(math.ceil(len(log) / CHUNK_ROWS), 1)
+            n_chunks = max(self.n_jobs, math.ceil(per / self.n_jobs) * self.n_jobs)
+        require_columns(log, [lead, time], "pass the right name (lead=, time=).")
+        self.src = _FrameChunks(log, lead, n_chunks)
+        col = log[time]
+        if not pd.api.types.is_datetime64_any_dtype(col.dtype) or getattr(col.dt, "tz", None) is not None:
+            self.engine = "direct"  # the one-core function raises the right error
+            return
+        lo, hi = col.min(), col.max()
+        self.lo = None if pd.isna(lo) else int(pd.Timestamp(lo).value)
+        self.hi = None if pd.isna(hi) else int(pd.Timestamp(hi).value)
+
+    def _scan(self, verify: bool) -> None:
+        n = self.src.ddf.npartitions
+        spec = {
+            "time": self.time,
+            "lead": self.lead,
+            "n_buckets": n if verify else None,
+            "amount": self.amount,
+        }
+        res = self.src.map(K.scan, spec, [self.lead, self.time, self.amount])
+        self._exact = K.exact_sums(res)
+        self.src.offsets = list(np.r_[0, np.cumsum([r["rows"] for r in res])[:-1]].astype(int))
+        los = [r["min"] for r in res if r["min"] is not None]
+        his = [r["max"] for r in res if r["max"] is not None]
+        self.lo = min(los) if los else None
+        self.hi = max(his) if his else None
+        if not verify:
+            return
+        buckets = [r["bucket"] for r in res if r["rows"]]
+        if all(b is not None and b >= 0 for b in buckets) and len(set(buckets)) == len(buckets):
+            return
+        warnings.warn(
+            "the Dask DataFrame is not lead-partitioned (some lead may have events in two "
+            "partitions), so it is shuffled by lead first; write it with "
+            "funnelkit.parallel.write_partitioned() to skip the shuffle.",
+            DataWarning,
+            stacklevel=4,
+        )
+        self.src = _DaskChunks(self.src.ddf.shuffle(on=self.lead), self.lead)
+        self.src.offsets = None
+
+    def exact_sums(self) -> bool:
+        """Are amount sums independent of the order of addition (whole amounts)?"""
+        if self._exact is None:
+            if self.amount and self.amount in self.meta.columns:
+                self._exact = K.exact_sums(
+                    [
+                        K.scan(
+                            self.meta[[self.amount, self.time, self.lead]],
+                            {"time": self.time, "lead": self.lead, "amount": self.amount},
+                        )
+                    ]
+                )
+            else:
+                self._exact = True
+        return self._exact
+
+    @property
+    def direct(self) -> bool:
+        return self.engine == "direct"
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.meta.columns)
+
+    def map(self, kernel, spec: dict, cols: list[str]) -> list:
+        cols = [c for c in self.columns if c in set(cols)]
+        if self.dask:
+            return self.src.map(kernel, spec, cols)
+        return _map_frame(self.src, kernel, spec, cols, self.engine, self.n_jobs)
+
+
+def _columns(run: _Run, *names) -> list[str]:
+    out = []
+    for n in names:
+        for c in as_list(n):
+            if c and c in run.columns and c not in out:
+                out.append(c)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# funnel reductions
+# ---------------------------------------------------------------------------
+def _as_of_ns(as_of, run: _Run) -> int | None:
+    if as_of is None:
+        return None
+    if isinstance(as_of, str) and as_of == "end":
+        return K.INF if run.hi is None else run.hi
+    return int(parse_as_of(as_of, name="as_of", error=FunnelSpecError).value)
+
+
+def _funnel(what: str, log, kw: dict, *, n_jobs, engine, n_chunks, one_core):
+    run = _Run(
+        log,
+        lead=kw["lead"],
+        time=kw["time"],
+        amount=kw.get("amount"),
+        n_jobs=n_jobs,
+        engine=engine,
+        n_chunks=n_chunks,
+    )
+    last_run.clear()
+    last_run.update(
+        path="direct" if run.direct else "chunks",
+        engine=run.engine,
+        n_chunks=0 if run.direct else len(run.src) if not run.dask else run.src.ddf.npartitions,
+    )
+    if run.direct:
+        return one_core(log, **kw)
+    try:
+        return _funnel_run(what, run, kw)
+    except (_ChunkError, FunnelkitError):
+        last_run["path"] = "fallback"
+        # the one-core function raises the same error naming the log's own rows
+        if run.dask:
+            raise
+        return one_core(log, **kw)
+
+
+def _funnel_run(what: str, run: _Run, kw: dict):
+    ss: StageSet = funnel.resolve_stages(run.meta, kw.get("stages"))
+    by = as_list(kw.get("by"))
+    require_columns(
+        run.meta,
+        [kw["lead"], kw["stage"], kw["time"], *by],
+        "pass the right name (lead=, stage=, time=, by=).",
+    )
+    steps = ss.steps
+    m = len(steps)
+    window = kw.get("window")
+    step_windows = kw.get("step_windows")
+    stale_after = kw.get("stale_after", "horizon")
+    w = funnel._duration(window, "window")
+    sw = funnel._parse_step_windows(step_windows, steps, ss)
+    ruled = np.zeros(m, dtype=bool)
+    if w is not None:
+        ruled[:] = True
+    ruled[:-1] |= sw[1:] >= 0
+    per_step = None
+    learn = False
+    if isinstance(stale_after, Mapping):
+        per_step = np.full(m, -1, dtype=np.int64)
+        for key, val in stale_after.items():
+            name = ss.canonical(key)
+            if name is None or name not in steps[:-1]:
+                raise FunnelSpecError(
+                    f"stale_after: {key!r} is not a step a lead moves on from; keys are {', '.join(steps[:-1])}."
+                )
+            ns = funnel._duration(val, f"stale_after[{key!r}]")
+            per_step[steps.index(name)] = -1 if ns is None else ns
+        learn = bool((per_step[:-1] < 0).any())
+    elif isinstance(stale_after, str) and stale_after in ("horizon", "learn"):
+        learn = not (stale_after == "horizon" and ss.horizon_days is not None)
+    as_of_ns = _as_of_ns(kw.get("as_of", "end"), run)
+    amount = kw.get("amount")
+    cols = _columns(run, kw["lead"], kw["stage"], kw["time"], by, amount)
+    spec = {
+        "what": what,
+        "ss": ss,
+        "by": by,
+        "mode": kw.get("mode", "ordered"),
+        "window": window,
+        "step_windows": step_windows,
+        "exclude": kw.get("exclude"),
+        "infer_skipped": kw.get("infer_skipped"),
+        "value": kw.get("value"),
+        "lead": kw["lead"],
+        "stage": kw["stage"],
+        "time": kw["time"],
+        "amount": amount,
+        "as_of_ns": as_of_ns,
+        "log_max": run.hi,
+        "ruled": ruled,
+        "stale_chunk": stale_after,
+        "settings": {},
+        "freq": kw.get("freq"),
+        "level": kw.get("level", 0.95),
+        "method": kw.get("method", "wilson"),
+        "exact_sums": run.exact_sums() if amount else True,
+    }
+    if as_of_ns is not None and learn and not ruled[:-1].all():
+        parts1 = run.map(K.learn, spec, _columns(run, kw["lead"], kw["stage"], kw["time"]))
+        if sum(p["n"] for p in parts1):
+            horizon, source = K.learned_horizon(parts1, m, ruled)
+            if source == "none" and any(p["open"] for p in parts1):
+                warnings.warn(
+                    "no step has conversions to learn a horizon from, so open leads stay in flight "
+                    "and each rate is over decided leads only (censored-only); pass stale_after= "
+                    "(days) or set horizon_days on the stage set.",
+                    DataWarning,
+                    stacklevel=4,
+                )
+            if per_step is not None:
+                horizon = np.where(per_step >= 0, per_step, horizon)
+                source = "given" if source == "none" else "given and learned"
+            horizon[ruled] = -1
+            horizon[-1] = -1
+            spec["stale_chunk"] = {
+                steps[k]: (pd.Timedelta(int(horizon[k]), unit="ns") if horizon[k] >= 0 else 0)
+                for k in range(m - 1)
+                if horizon[k] >= 0 or ruled[k]
+            }
+            spec["settings"] = {"horizon_source": source}
+    parts = [p for p in run.map(K.counts, spec, cols) if p is not None]
+    if not parts:
+        return None
+    if what == "outcomes":
+        return K.outcomes_table(parts, spec)
+    return K.funnel_table(parts, spec)
+
+
+def _empty_fallback(result, one_core, log, kw, run=None):
+    if result is not None:
+        return result
+    last_run["path"] = "empty"
+    base = log._meta if _is_dask(log) else log
+    return one_core(base, **kw)
+
+
+def conversion(
+    log,
+    *,
+    stages: StageSet | str | Sequence[str] | None = None,
+    by: str | Sequence[str] | None = None,
+    mode: str = "ordered",
+    window=None,
+    step_windows=None,
+    exclude=None,
+    infer_skipped: bool | None = None,
+    as_of="end",
+    stale_after="horizon",
+    value: str | None = None,
+    level: float = 0.95,
+    method: str = "wilson",
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.funnel.conversion` on every core, or on a Dask cluster.
+
+    Same parameters and the same result, cell for cell, plus:
+
+    Parameters
+    ----------
+    log : DataFrame or dask.dataframe.DataFrame
+        An event log in memory, or a lead-partitioned Dask DataFrame (see
+        :func:`write_partitioned`).
+    n_jobs : int
+        Worker processes or threads (``-1``: every core).
+    engine : {"auto", "processes", "threads", "serial", "dask"}
+        See the module docstring.
+    n_chunks : int, optional
+        Chunks of an in-memory log (default: one per million events, at
+        least one per worker).  Giving it always splits the log.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.datasets.load_demo()
+    >>> from funnelkit import parallel
+    >>> parallel.conversion(log, n_chunks=3, engine="serial").equals(fk.funnel.conversion(log))
+    True
+    """
+    kw = dict(
+        stages=stages,
+        by=by,
+        mode=mode,
+        window=window,
+        step_windows=step_windows,
+        exclude=exclude,
+        infer_skipped=infer_skipped,
+        as_of=as_of,
+        stale_after=stale_after,
+        value=value,
+        level=level,
+        method=method,
+        lead=lead,
+        stage=stage,
+        time=time,
+        amount=amount,
+    )
+    res = _funnel(
+        "conversion", log, kw, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, one_core=funnel.conversion
+    )
+    return _empty_fallback(res, funnel.conversion, log, kw)
+
+
+def cohorts(
+    log,
+    *,
+    freq: str = "MS",
+    by: str | Sequence[str] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    level: float = 0.95,
+    method: str = "wilson",
+    mode: str = "ordered",
+    window=None,
+    step_windows=None,
+    exclude=None,
+    infer_skipped: bool | None = None,
+    as_of="end",
+    stale_after="horizon",
+    value: str | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.funnel.cohorts` on every core, or on a Dask cluster.
+
+    ``n_jobs``, ``engine`` and ``n_chunks`` as in :func:`conversion`.
+    """
+    kw = dict(
+        freq=freq,
+        by=by,
+        stages=stages,
+        level=level,
+        method=method,
+        mode=mode,
+        window=window,
+        step_windows=step_windows,
+        exclude=exclude,
+        infer_skipped=infer_skipped,
+        as_of=as_of,
+        stale_after=stale_after,
+        value=value,
+        lead=lead,
+        stage=stage,
+        time=time,
+        amount=amount,
+    )
+    res = _funnel(
+        "cohorts", log, kw, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, one_core=funnel.cohorts
+    )
+    return _empty_fallback(res, funnel.cohorts, log, kw)
+
+
+def outcomes(
+    log,
+    *,
+    stages: StageSet | str | Sequence[str] | None = None,
+    by: str | Sequence[str] | None = None,
+    as_of="end",
+    stale_after="horizon",
+    value: str | None = None,
+    level: float = 0.95,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.funnel.outcomes` on every core, or on a Dask cluster.
+
+    ``n_jobs``, ``engine`` and ``n_chunks`` as in :func:`conversion`.
+    """
+    kw = dict(
+        stages=stages,
+        by=by,
+        as_of=as_of,
+        stale_after=stale_after,
+        value=value,
+        level=level,
+        lead=lead,
+        stage=stage,
+        time=time,
+        amount=amount,
+    )
+    res = _funnel(
+        "outcomes", log, kw, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, one_core=funnel.outcomes
+    )
+    return _empty_fallback(res, funnel.outcomes, log, kw)
+
+
+# ---------------------------------------------------------------------------
+# pipeline reductions (per-lead rows)
+# ---------------------------------------------------------------------------
+def _pipeline(what: str, log, kw: dict, *, n_jobs, engine, n_chunks, one_core):
+    run = _Run(
+        log,
+        lead=kw["lead"],
+        time=kw["time"],
+        amount=kw.get("amount"),
+        n_jobs=n_jobs,
+        engine=engine,
+        n_chunks=n_chunks,
+    )
+    last_run.clear()
+    last_run.update(
+        path="direct" if run.direct else "chunks",
+        engine=run.engine,
+        n_chunks=0 if run.direct else len(run.src) if not run.dask else run.src.ddf.npartitions,
+    )
+    if run.direct:
+        return one_core(log, **kw)
+    try:
+        return _pipeline_run(what, run, kw)
+    except (_ChunkError, FunnelkitError):
+        last_run["path"] = "fallback"
+        # the one-core function raises the same error naming the log's own rows
+        if run.dask:
+            raise
+        return one_core(log, **kw)
+
+
+def _pipeline_run(what: str, run: _Run, kw: dict) -> pd.DataFrame:
+    lead, stage, time, amount = kw["lead"], kw["stage"], kw["time"], kw.get("amount")
+    require_columns(run.meta, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
+    if what == "durations" and kw.get("per", "stage") not in {"stage", "visit"}:
+        raise PipelineError(f"per must be 'stage' or 'visit', got {kw.get('per')!r}.")
+    ss = funnel.resolve_stages(run.meta, kw.get("stages"))
+    segs = pipeline._segment_cols(run.meta, kw.get("segments"), exclude=[lead, stage, time, amount or ""])
+    as_of = kw.get("as_of")
+    lo, hi = run.lo, run.hi
+    T = pipeline._to_time(as_of, name="as_of") if as_of is not None else (hi if hi is not None else 0)
+    T = int(T)
+    notes: list[str] = []
+    if what == "snapshot" and lo is not None:
+        if T < lo:
+            warnings.warn(
+                f"as_of={pipeline._ts(T)} is before the data starts ({pipeline._ts(lo)}): no lead existed yet, "
+                "the snapshot is empty.",
+                DataWarning,
+                stacklevel=4,
+            )
+            notes.append(f"as_of is before the data starts ({pipeline._ts(lo)}).")
+        elif pipeline._ts(T).normalize() > pipeline._ts(hi).normalize():
+            if T - hi > 7 * DAY_NS:
+                warnings.warn(
+                    f"as_of={pipeline._ts(T)} is more than a week after the data ends ({pipeline._ts(hi)}): the "
+                    "snapshot shows the state at the data's end, with days in stage and ages counted "
+                    "to as_of. Is the export up to date?",
+                    DataWarning,
+                    stacklevel=4,
+                )
+            notes.append(f"as_of is after the data ends ({pipeline._ts(hi)}).")
+    has_amount = bool(amount) and amount in run.columns
+    spec = {
+        "ss": ss,
+        "lead": lead,
+        "stage": stage,
+        "time": time,
+        "amount": amount,
+        "segments": segs,
+        "T": T,
+        "log_max": hi,
+        "notes": notes,
+        "include_closed": kw.get("include_closed", False),
+        "per": kw.get("per", "stage"),
+    }
+    cols = _columns(run, lead, stage, time, amount if has_amount else None, segs)
+    if what == "snapshot":
+        parts = run.map(K.snapshot, spec, cols)
+        return K.snapshot_table(parts, spec)
+    parts = run.map(K.durations, spec, cols)
+    return K.durations_table(parts, spec)
+
+
+def snapshot(
+    log,
+    *,
+    as_of=None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    include_closed: bool = False,
+    segments: str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.pipeline.snapshot` on every core, or on a Dask cluster.
+
+    Same rows, columns, order and ``attrs``.  ``n_jobs``, ``engine`` and
+    ``n_chunks`` as in :func:`conversion`.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> log = fk.datasets.load_demo()
+    >>> from funnelkit import parallel
+    >>> a = parallel.snapshot(log, as_of="2025-06-30", n_chunks=3, engine="serial")
+    >>> a.equals(fk.pipeline.snapshot(log, as_of="2025-06-30"))
+    True
+    """
+    kw = dict(
+        as_of=as_of,
+        stages=stages,
+        include_closed=include_closed,
+        segments=segments,
+        lead=lead,
+        stage=stage,
+        time=time,
+        amount=amount,
+    )
+    return _pipeline(
+        "snapshot", log, kw, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, one_core=pipeline.snapshot
+    )
+
+
+def durations(
+    log,
+    *,
+    as_of=None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    per: str = "stage",
+    segments: str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.pipeline.durations` on every core, or on a Dask cluster.
+
+    Same rows in the same order (leads in the order of their first event in
+    the log; for a Dask DataFrame, partition by partition).  ``n_jobs``,
+    ``engine`` and ``n_chunks`` as in :func:`conversion`.
+    """
+    kw = dict(
+        as_of=as_of,
+        stages=stages,
+        per=per,
+        segments=segments,
+        lead=lead,
+        stage=stage,
+        time=time,
+        amount=amount,
+    )
+    return _pipeline(
+        "durations", log, kw, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, one_core=pipeline.durations
+    )
+
+
+# ---------------------------------------------------------------------------
+# lead-partitioned Parquet
+# ---------------------------------------------------------------------------
+def write_partitioned(
+    log: pd.DataFrame,
+    path: str | Path,
+    n_partitions: int,
+    *,
+    lead: str = LEAD,
+    compression: str = "zstd",
+) -> Path:
+    """Write a log as lead-partitioned Parquet: one file per hash bucket of the lead id.
+
+    File ``part-00007.parquet`` holds every event of the leads whose
+    :func:`lead_partition` is 7, in the log's order, as one row group, so
+    ``dask.dataframe.read_parquet(path)`` gives one partition per file and
+    the functions of this module run on it without a shuffle.  Categorical
+    columns keep all their categories in every file.  The directory is
+    created; existing ``part-*.parquet`` files in it are replaced.
+
+    Parameters
+    ----------
+    log : DataFrame
+        An event log (canonical columns, or any with a ``lead`` column).
+    path : str or Path
+        Directory to write.
+    n_partitions : int
+        Number of files (partitions).  Aim for 1-4 million events each.
+    lead : str
+        The lead id column.
+    compression : str
+        Parquet compression codec.
+
+    Returns
+    -------
+    Path
+        The directory.
+
+    Examples
+    --------
+    >>> import tempfile, funnelkit as fk
+    >>> from funnelkit import parallel
+    >>> d = parallel.write_partitioned(fk.datasets.load_demo(n_leads=100), tempfile.mkdtemp(), 3)
+    >>> sorted(p.name for p in d.glob("*.parquet"))
+    ['part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet']
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not isinstance(log, pd.DataFrame):
+        raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
+    require_columns(log, [lead], "pass the lead id column with lead=.")
+    n = int(n_partitions)
+    if n < 1:
+        raise FunnelSpecError(f"n_partitions must be at least 1, got {n_partitions!r}.")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("part-*.parquet"):
+        old.unlink()
+    bucket = K.lead_bucket(log[lead], n)
+    order = np.argsort(bucket, kind="stable")
+    edges = np.r_[0, np.cumsum(np.bincount(bucket, minlength=n))]
+    frame = log.copy(deep=False)
+    frame.attrs = {}
+    schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
+    for i in range(n):
+        rows = order[edges[i] : edges[i + 1]]
+        part = frame.take(rows)
+        table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+        meta = dict(table.schema.metadata or {})
+        meta[b"funnelkit"] = f'{{"lead_partitioned": "{lead}", "bucket": {i}, "n_partitions": {n}}}'.encode()
+        table = table.replace_schema_metadata(meta)
+        tmp = path / f".part-{i:05d}.parquet.tmp"
+        pq.write_table(table, tmp, compression=compression, row_group_size=max(len(table), 1))
+        os.replace(tmp, path / f"part-{i:05d}.parquet")
+    return path
