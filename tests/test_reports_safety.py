@@ -183,6 +183,15 @@ def test_tables_escape_every_text_cell_and_label():
     assert "&lt;svg onload=alert(1)&gt;" in page
 
 
+def test_a_label_matplotlib_cannot_draw_is_a_note_not_a_failed_report():
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    ax.set_title(r"stage $\foo{$ from the data")
+    out = sections.figure(ax, caption="c")
+    assert out.text.startswith("The chart could not be drawn (ValueError") and "<img" not in out.html
+
+
 def test_scrubber_removes_what_a_browser_would_run():
     nasty = ('<p onclick="x()">a</p><script>alert(1)</script><iframe src="https://e.x"></iframe>'
              '<a href=" JaVa\tscript:alert(1)">j</a><a href="//evil.example/x">e</a><a href="#top">t</a>'

@@ -214,8 +214,13 @@ def figure(obj, *, caption: str = "", dpi: int = 110) -> Section:
 
     fig = obj.figure if hasattr(obj, "figure") and not hasattr(obj, "savefig") else obj
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    except (ValueError, RuntimeError) as exc:  # e.g. a label from the data that mathtext cannot parse
+        why = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:200]
+        return note(f"The chart could not be drawn ({type(exc).__name__}: {why}); the table has its numbers.")
+    finally:
+        plt.close(fig)
     png = base64.b64encode(buf.getvalue()).decode("ascii")
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
     alt = html.escape(caption or "figure", quote=True)
