@@ -45,6 +45,17 @@ checked (each partition's leads must fall in one hash bucket, a different
 one per partition) and shuffled by lead when the check fails, with a
 :class:`~funnelkit.exceptions.DataWarning`.
 
+On a cluster (``pip install "funnelkit[dask]"``)::
+
+    from distributed import Client
+    import dask.dataframe as dd
+    from funnelkit import parallel
+
+    parallel.write_partitioned(log, "s3://lake/events/", 64)  # once: lead-partitioned Parquet
+    client = Client("tcp://scheduler:8786")                     # or LocalCluster() on one machine
+    events = dd.read_parquet("s3://lake/events/")               # one partition per file
+    parallel.conversion(events, stages="pipeline4", by="product", window=30)  # a pandas DataFrame
+
 Examples
 --------
 >>> import funnelkit as fk
@@ -888,7 +899,7 @@ def write_partitioned(
     *,
     lead: str = LEAD,
     compression: str = "zstd",
-) -> Path:
+) -> Path | str:
     """Write a log as lead-partitioned Parquet: one file per hash bucket of the lead id.
 
     File ``part-00007.parquet`` holds every event of the leads whose
@@ -903,7 +914,8 @@ def write_partitioned(
     log : DataFrame
         An event log (canonical columns, or any with a ``lead`` column).
     path : str or Path
-        Directory to write.
+        Directory to write: a local path or a URI Arrow understands
+        (``s3://bucket/events``, ``gs://...``, ``hdfs://...``).
     n_partitions : int
         Number of files (partitions).  Aim for 1-4 million events each.
     lead : str
@@ -913,8 +925,8 @@ def write_partitioned(
 
     Returns
     -------
-    Path
-        The directory.
+    Path or str
+        The directory (a Path for a local directory, else the URI).
 
     Examples
     --------
@@ -933,10 +945,20 @@ def write_partitioned(
     n = int(n_partitions)
     if n < 1:
         raise FunnelSpecError(f"n_partitions must be at least 1, got {n_partitions!r}.")
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    for old in path.glob("part-*.parquet"):
-        old.unlink()
+    import pyarrow.fs as pafs
+
+    local = "://" not in str(path)
+    if local:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        fs, root = pafs.LocalFileSystem(), str(path.resolve())
+    else:
+        fs, root = pafs.FileSystem.from_uri(str(path))
+        fs.create_dir(root, recursive=True)
+    for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+        name = info.path.rsplit("/", 1)[-1]
+        if name.startswith("part-") and name.endswith(".parquet"):
+            fs.delete_file(info.path)
     bucket = K.lead_bucket(log[lead], n)
     order = np.argsort(bucket, kind="stable")
     edges = np.r_[0, np.cumsum(np.bincount(bucket, minlength=n))]
@@ -944,13 +966,12 @@ def write_partitioned(
     frame.attrs = {}
     schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
     for i in range(n):
-        rows = order[edges[i] : edges[i + 1]]
-        part = frame.take(rows)
+        part = frame.take(order[edges[i] : edges[i + 1]])
         table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta[b"funnelkit"] = f'{{"lead_partitioned": "{lead}", "bucket": {i}, "n_partitions": {n}}}'.encode()
         table = table.replace_schema_metadata(meta)
-        tmp = path / f".part-{i:05d}.parquet.tmp"
-        pq.write_table(table, tmp, compression=compression, row_group_size=max(len(table), 1))
-        os.replace(tmp, path / f"part-{i:05d}.parquet")
+        tmp, final = f"{root}/.part-{i:05d}.parquet.tmp", f"{root}/part-{i:05d}.parquet"
+        pq.write_table(table, tmp, filesystem=fs, compression=compression, row_group_size=max(len(table), 1))
+        fs.move(tmp, final)
     return path

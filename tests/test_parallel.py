@@ -239,6 +239,8 @@ def test_write_partitioned_puts_each_lead_in_one_file(tmp_path, demo):
         assert (P.lead_partition(p["lead_id"], 4) == i).all()
         assert isinstance(p["product"].dtype, pd.CategoricalDtype)
         assert list(p["product"].cat.categories) == list(demo["product"].cat.categories)
-    # rewriting replaces the files
+    # rewriting replaces the files; URIs go through Arrow's file systems
     P.write_partitioned(demo, path, 2)
     assert len(list(path.glob("part-*.parquet"))) == 2
+    uri = P.write_partitioned(demo, f"file://{tmp_path / 'uri'}", 2)
+    assert uri.startswith("file://") and len(list((tmp_path / "uri").glob("part-*.parquet"))) == 2

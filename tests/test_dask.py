@@ -1,0 +1,92 @@
+"""funnelkit.parallel on a Dask cluster: the same tidy pandas results, cell for cell.
+
+Runs on a ``LocalCluster`` with two worker processes; skipped when Dask is not
+installed (``pip install "funnelkit[dask]"``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from pandas.testing import assert_frame_equal
+
+import funnelkit as fk
+from funnelkit import parallel as P
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
+        )
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return fk.datasets.load_demo()
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, demo):
+    return P.write_partitioned(demo, tmp_path_factory.mktemp("lake") / "events", 4)
+
+
+def _same(a, b):
+    assert_frame_equal(a, b, check_exact=True)
+    assert list(a.attrs) == list(b.attrs)
+    for key in a.attrs:
+        assert str(a.attrs[key]) == str(b.attrs[key]), key
+
+
+CASES = [
+    ("conversion", {"by": "product", "window": 30}),
+    ("conversion", {"by": ["source", "owner"], "stale_after": "learn", "as_of": "2025-06-30"}),
+    ("conversion", {"mode": "strict", "exclude": "lost"}),
+    ("outcomes", {"by": "product"}),
+    ("cohorts", {"by": "source"}),
+    ("snapshot", {"as_of": "2025-03-31", "include_closed": True}),
+    ("snapshot", {}),
+    ("durations", {}),
+    ("durations", {"per": "visit", "as_of": "2025-05-31"}),
+]
+
+
+@pytest.mark.parametrize(("name", "kw"), CASES)
+def test_lead_partitioned_parquet_on_a_local_cluster(client, lake, demo, name, kw):
+    ddf = dd.read_parquet(lake)
+    assert ddf.npartitions == 4
+    ref = ddf.compute()  # the same data in pandas, partition by partition
+    one_core = getattr(fk.funnel, name, None) or getattr(fk.pipeline, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no shuffle warning: the lake is lead-partitioned
+        got = getattr(P, name)(ddf, stages="pipeline4", **kw)
+    assert P.last_run == {"path": "chunks", "engine": "dask", "n_chunks": 4}
+    _same(got, one_core(ref, stages="pipeline4", **kw))
+    if name in ("conversion", "outcomes", "cohorts"):
+        # and the counts are those of the original in-memory log
+        _same(got, one_core(demo, stages="pipeline4", **kw))
+
+
+def test_a_frame_not_partitioned_by_lead_is_shuffled(client, demo):
+    ddf = dd.from_pandas(demo.drop(columns="flag"), npartitions=3, sort=False)
+    with pytest.warns(fk.DataWarning, match="not lead-partitioned"):
+        got = P.conversion(ddf, stages="pipeline4", by="product", window=30)
+    _same(got, fk.funnel.conversion(demo, stages="pipeline4", by="product", window=30))
+
+
+def test_dask_errors(client, lake):
+    ddf = dd.read_parquet(lake)
+    with pytest.raises(fk.InvalidEventLogError, match="no stage set"):
+        P.conversion(ddf)
+    with pytest.raises(fk.InvalidEventLogError, match="nope"):
+        P.conversion(ddf, stages="pipeline4", by="nope")
+    with pytest.raises(fk.FunnelSpecError, match="engine='dask'"):
+        P.conversion(ddf, stages="pipeline4", engine="threads")
