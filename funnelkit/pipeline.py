@@ -1881,7 +1881,7 @@ def metrics(
     >>> import funnelkit as fk
     >>> m = fk.pipeline.metrics(fk.datasets.load_demo(), by="product")
     >>> m[["product", "won"]].values.tolist()
-    [['Enterprise', 42], ['Professional', 217], ['Starter', 332]]
+    [['Starter', 332], ['Professional', 217], ['Enterprise', 42]]
     """
     if period_by not in {"created", "closed"}:
         raise PipelineError(f"period_by must be 'created' or 'closed', got {period_by!r}.")
