@@ -39,6 +39,12 @@ PLAN ?= params/demo_monthly.yaml
 reports: $(STAMP)
 	$(VENV)/bin/funnelkit report $(PLAN) $(if $(MONTH),--month $(MONTH))
 
+# the documentation site, as tests/test_docs.py checks it (warnings are errors): docs/_build/html/index.html
+.PHONY: docs
+docs: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m sphinx -b html -W --keep-going -n docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 benchmark: $(STAMP)
 	$(PY) benchmarks/bench_funnel.py
 	$(PY) benchmarks/bench_backtest.py
