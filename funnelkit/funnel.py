@@ -2171,7 +2171,11 @@ def _ttc_sentence(row: dict, seg: str, start: str, end: str, uname: str, at: Seq
                   level: float) -> str:
     head = f"{seg}{start} -> {end}: "
     if row["leads"] == 0:
-        return head + "no lead reached " + f"{start} at a known time, so nothing can be estimated."
+        return head + f"no lead reached {start}, so nothing can be estimated."
+    if row["leads"] == row["unknown_time"]:
+        return head + (f"the time each of the {row['leads']:,} leads reached {start} (or {end}) is unknown "
+                       f"(e.g. a CRM snapshot's undated stage), so no time to convert can be estimated; "
+                       f"start the clock at a step with dates.")
     parts = []
     for t in at:
         tag = f"p_convert_{_tag(t)}"
@@ -2229,7 +2233,8 @@ def time_to_convert(
       converted within ``t`` days (for each ``t`` in ``at``): the Aalen-Johansen
       cumulative incidence, in which lost leads cannot convert any more and
       open leads are censored.  It is missing when the data follows no lead
-      that long (``followup`` is the longest time observed).
+      that long (``followup`` is the longest time observed) while some are
+      still undecided; once every lead is decided it is settled.
     * **How fast, for those who convert?** ``median_converted`` is the
       median time among the leads that did convert, with a distribution-free
       (order-statistic) interval.  It is what a hand computation over the
@@ -2336,7 +2341,8 @@ def time_to_convert(
         for t_days in at:
             tag = f"p_convert_{_tag(t_days)}"
             t = t_days * _DAY_NS / uns
-            if not d.size or t > row["followup"]:
+            settled = len(aj) > 0 and float(aj["survival"].iloc[-1]) <= 0  # nobody left undecided
+            if not d.size or (t > row["followup"] and not settled):
                 est = lo = hi = np.nan
             elif won_aj.empty:
                 est, lo, hi = 0.0, np.nan, np.nan

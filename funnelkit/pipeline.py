@@ -1565,7 +1565,8 @@ def drilldown(
         ``status``, ``reached_at`` (time it reached ``step``),
         ``next_at`` (reached the next step; ``NaT`` if not), ``days_to_next``,
         ``outcome``, ``closed_at``, ``current_stage`` and ``days_in_stage``
-        (from the snapshot at the log's end; for closed leads the outcome),
+        (from the snapshot at ``as_of``, the log's end by default; for closed
+        leads the outcome),
         ``last_event_at``.
 
     Examples
@@ -1611,8 +1612,10 @@ def drilldown(
     else:
         flying = (p["outcome"] == "open").to_numpy()
     st = np.where(conv, "converted", np.where(flying, "in_flight", "dropped"))
+    snap_as_of = funnel_options.get("as_of", "end")
+    snap_as_of = None if snap_as_of is None or (isinstance(snap_as_of, str) and snap_as_of == "end") else snap_as_of
     snap = snapshot(log, stages=ss, include_closed=True, segments=[], lead=lead, stage=stage,
-                    time=time, amount=None)
+                    time=time, amount=None, as_of=snap_as_of)
     cur = snap.set_index(lead)[["stage", "days_in_stage"]]
     reached_at = p[f"time_{name}"]
     out = pd.DataFrame({lead: p[lead].to_numpy()})

@@ -378,7 +378,7 @@ def aalen_johansen(durations, events, *, level: float = 0.95) -> pd.DataFrame:
     s_prev = np.r_[1.0, surv[:-1]]
     z = _st.norm.ppf(0.5 + level / 2)
     frames = []
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         a = np.where(n > d, d / (n * (n - d)), 0.0)
         for i, k in enumerate(kinds):
             dk = d_k[i]

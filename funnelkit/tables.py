@@ -34,6 +34,10 @@ def column_format(name: str, dtype) -> str | None:
     return "{:,.3g}"
 
 
+def _date(v) -> str:
+    return "–" if pd.isna(v) else v.strftime("%Y-%m-%d")
+
+
 def report_table(data: pd.DataFrame, *, hide_index: bool = True, precision: dict | None = None):
     """Format a result table for reading (returns a ``Styler``).
 
@@ -51,14 +55,17 @@ def report_table(data: pd.DataFrame, *, hide_index: bool = True, precision: dict
     >>> s = report_table(pd.DataFrame({"entered": [1200], "step_conversion": [0.25]}))
     >>> "25.0%" in s.to_html()
     True
+    >>> t = report_table(pd.DataFrame({"n": [46], "when": pd.to_datetime(["2025-01-02"])})).to_html()
+    >>> "2025-01-02" in t and ">46<" in t
+    True
     """
     fmt = {c: column_format(c, data[c].dtype) for c in data.columns}
     fmt = {c: f for c, f in fmt.items() if f}
+    for c in data.columns:  # dates in the same call: a second format() resets the others
+        if pd.api.types.is_datetime64_any_dtype(data[c].dtype) and c not in fmt:
+            fmt[c] = _date
     fmt.update(precision or {})
     styler = data.style.format(fmt, na_rep="–")
-    for c in data.columns:
-        if pd.api.types.is_datetime64_any_dtype(data[c].dtype):
-            styler = styler.format({c: lambda v: "–" if pd.isna(v) else v.strftime("%Y-%m-%d")})
     if hide_index:
         styler = styler.hide(axis="index")
     return styler

@@ -754,3 +754,17 @@ def test_funnel_chart_percentages_are_the_tables(demo_log):
     assert len(bar_labels) == len(ent) and all(t.get_position()[0] > top for t in bar_labels)
     assert any("in flight" in t.get_text() for t in ax.get_legend().get_texts())
     plt.close("all")
+
+
+def test_time_to_convert_settled_and_unknown_cases():
+    # every lead decided within 5 days: the chance within 30 days is settled, not "not yet known"
+    rows = []
+    for i in range(40):
+        rows += [(f"L{i}", "proposal", 0), (f"L{i}", "won" if i % 4 == 0 else "lost", 1 + i % 5)]
+    s = funnel.time_to_convert(make_log(rows), stages=P4, start="proposal", end="won").summary.iloc[0]
+    assert s["p_convert_30d"] == pytest.approx(0.25) and s["p_convert"] == pytest.approx(0.25)
+    assert "not yet known" not in s["sentence"]
+    # every start time unknown (a snapshot's undated stage): said plainly, never 'nan'
+    unk = make_log([("A", "qualification", None), ("A", "won", 3), ("B", "qualification", None)])
+    t = funnel.time_to_convert(unk, stages=P4, start="qualification", end="won").summary.iloc[0]
+    assert "is unknown" in t["sentence"] and "nan" not in t["sentence"]

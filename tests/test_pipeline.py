@@ -684,3 +684,12 @@ def test_views_before_a_segment_has_leads_are_empty_and_say_why(demo_log):
     b = P.bottleneck(sub, as_of=as_of)
     assert b.empty and "no lead is known" in b.attrs["notes"][0]
     assert P.duration_summary(d).empty
+
+
+def test_drilldown_as_of_is_the_snapshot_moment(demo_log):
+    dd = P.drilldown(demo_log, step="proposal", as_of="2025-06-30")
+    assert dd.attrs["as_of"] == pd.Timestamp("2025-06-30 23:59:59.999999999")
+    snap = P.snapshot(demo_log, as_of="2025-06-30", include_closed=True).set_index("lead_id")
+    cur = snap.loc[dd["lead_id"], "stage"].astype(str).to_numpy()
+    assert (dd["current_stage"].astype(str).to_numpy() == cur).all()
+    assert (dd["reached_at"] <= pd.Timestamp("2025-06-30 23:59:59.999999999")).all()
