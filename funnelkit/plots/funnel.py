@@ -7,6 +7,7 @@ calls ``plt.show()``.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -138,7 +139,9 @@ def funnel_chart(
         if flying[i] > 0:
             text += f"  ·  {int(flying[i]):,} in flight"
         ax.text(top * 1.03, yy, text, ha="left", va="center", fontsize=9, color="0.15")
-    ax.set_yticks(y, labels)
+    # long step names (process logs: "Declaration FINAL_APPROVED by SUPERVISOR") wrap
+    # instead of squeezing the bars
+    ax.set_yticks(y, [textwrap.fill(lab, 22) for lab in labels])
     ax.set_xticks([])
     ax.set_xlim(0, top * 2.1)
     for side in ("top", "right", "bottom"):
