@@ -37,7 +37,7 @@ from scipy import stats as _st
 from . import pipeline, stats
 from ._common import DAY_NS, NAT, as_list
 from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
-from .exceptions import DataWarning, ForecastError
+from .exceptions import DataWarning, ForecastError, TransitionModelError
 from .funnel import lead_progress, resolve_stages
 from .stages import LOST_ORDER, StageSet
 from .transitions import Calendar, TransitionModel, _windows, parse_as_of
@@ -111,8 +111,7 @@ def _with_amount_bands(hist: pd.DataFrame, bands: int, *, lead: str, time: str, 
     """Add each lead's deal-size band (by its latest amount) as a segment column."""
     if amount not in hist.columns or bands < 2:
         return hist
-    last = hist[[lead, time, amount]].dropna(subset=[amount]).sort_values(time, kind="stable")
-    last = last.drop_duplicates(lead, keep="last").set_index(lead)[amount]
+    last = _latest_amounts(hist, lead=lead, time=time, amount=amount)
     if last.nunique() < bands:
         return hist
     # equal-value bands: each holds about the same share of the total amount, so the top
@@ -523,7 +522,7 @@ def _edge_ns(model: TransitionModel, T: pd.Timestamp, edges) -> np.ndarray:
     return _model_ns(model, T, edges[1:])
 
 
-def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_codes, n_seg):
+def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_codes, n_seg, value_model=None):
     """Wins and revenue per (draw, segment, period) from the open leads, and each lead's P(win).
 
     Each lead's probability of winning by each period edge is exact on the model's day
@@ -531,30 +530,44 @@ def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_
     decide each lead independently (one uniform per lead and draw: whether it wins within
     the horizon and in which period).  Draw ``k`` uses posterior sample ``k % n_samples``,
     so the spread carries the uncertainty of the rates as well as the luck of the outcomes.
+    With a ``value_model`` (the same model weighted by deal size), revenue uses its
+    probabilities, decided by the same uniforms.
+
+    Returns ``wins, revenue`` (n_draws, n_seg, P) and the per-lead probabilities of
+    winning in each period, by count and by value (n_leads, P).
     """
     n, P = len(s_idx), len(edge_ns)
     size = n_draws * n_seg * P
     wins = np.zeros(size)
     rev = np.zeros(size)
     if n == 0:
-        return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), np.zeros((0, P))
+        z = np.zeros((0, P))
+        return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), z, z
     q, h = _windows(d_ns, edge_ns)
     cells, cell_of = np.unique(np.c_[g_idx, s_idx, q, h], axis=0, return_inverse=True)
     cell_of = cell_of.ravel()
-    pc = model._win_by(cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3:], samples=model.n_samples > 0)
+    args = (cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3:])
+    pc = model._win_by(*args, samples=model.n_samples > 0)
+    pv = value_model._win_by(*args, samples=model.n_samples > 0) if value_model is not None else pc
     D = pc.shape[0]
     draw_sample = np.arange(n_draws) % D
     per_sample = np.bincount(draw_sample, minlength=D)
-    p_cum = (per_sample @ pc.reshape(D, -1)).reshape(pc.shape[1:])[cell_of] / n_draws  # (n, P)
-    p_lead = np.diff(p_cum, axis=1, prepend=0.0)  # exact P(win in period p), averaged over draws
-    live = np.flatnonzero(pc[:, :, -1].max(axis=0)[cell_of] > 0)
+
+    def mean_inc(x):  # exact P(win in period p), averaged over the draws' samples
+        cum = (per_sample @ x.reshape(D, -1)).reshape(x.shape[1:])[cell_of] / n_draws
+        return np.diff(cum, axis=1, prepend=0.0)
+
+    p_lead = mean_inc(pc)
+    p_value = mean_inc(pv) if value_model is not None else p_lead
+    live = np.flatnonzero(np.maximum(pc[:, :, -1], pv[:, :, -1]).max(axis=0)[cell_of] > 0)
     if live.size == 0:
-        return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), p_lead
+        return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), p_lead, p_value
     c_live, seg_live, amt_live = cell_of[live], seg_codes[live], amt0[live]
     rows_per = max(1, 4_000_000 // live.size)
     for j in range(D):
         draws_j = np.flatnonzero(draw_sample == j)
         pl = pc[j][c_live].astype(np.float32)  # (n_live, P) cumulative
+        vl = pv[j][c_live].astype(np.float32) if value_model is not None else pl
         for a in range(0, draws_j.size, rows_per):
             dj = draws_j[a : a + rows_per]
             u = rng.random((dj.size, live.size), dtype=np.float32)
@@ -562,8 +575,31 @@ def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_
             per = (u[r, c][:, None] >= pl[c, :-1]).sum(axis=1) if P > 1 else 0
             cell = (dj[r] * n_seg + seg_live[c]) * P + per
             wins += np.bincount(cell, minlength=size)
+            if value_model is not None:
+                r, c = np.nonzero(u < vl[:, -1])
+                per = (u[r, c][:, None] >= vl[c, :-1]).sum(axis=1) if P > 1 else 0
+                cell = (dj[r] * n_seg + seg_live[c]) * P + per
             rev += np.bincount(cell, weights=amt_live[c], minlength=size)
-    return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), p_lead
+    return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), p_lead, p_value
+
+
+def _latest_amounts(hist: pd.DataFrame, *, lead: str, time: str, amount: str) -> pd.Series:
+    """Each lead's latest known amount (up to the log's end)."""
+    if amount not in hist.columns:
+        return pd.Series(dtype=float)
+    last = hist[[lead, time, amount]].dropna(subset=[amount]).sort_values(time, kind="stable")
+    return last.drop_duplicates(lead, keep="last").set_index(lead)[amount].astype(float)
+
+
+def _value_model(model, hist, amt, *, lead, time, amount, notes):
+    """The model weighted by deal size, for revenue (``None`` without amounts)."""
+    if not np.isfinite(amt).any() or amount not in hist.columns:
+        return None
+    try:
+        return model.with_lead_weights(_latest_amounts(hist, lead=lead, time=time, amount=amount), name=amount)
+    except TransitionModelError:
+        notes.append("no closed lead has an amount: revenue uses the deal-count rates.")
+        return None
 
 
 def _baseline_draws(p_stage, amt0, seg_codes, n_seg, n_draws, rng):
@@ -641,6 +677,7 @@ def forecast(
     calibration_every="30D",
     new_leads: bool = False,
     arrivals_lookback="730D",
+    value_rates: bool = True,
     stages: StageSet | str | Sequence[str] | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
@@ -731,6 +768,13 @@ def forecast(
         says which).
     arrivals_lookback : str or number of days
         History of the arrival model.
+    value_rates : bool
+        Revenue from *value* rates: the model refitted with each stay
+        weighted by its lead's amount (:meth:`TransitionModel.with_lead_weights`),
+        so the money in a stage converts at the rate money converted, not
+        deals (large deals often convert less; deal rates then overstate
+        revenue), with a posterior as wide as a few large deals make it.
+        Wins always use deal rates.  ``False``: revenue from deal rates.
     stages : StageSet, preset name, YAML path or list, optional
     lead, stage, time, amount : str
         Column names.
@@ -794,7 +838,7 @@ def forecast(
                     hist, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
                     amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
                     calendar=calendar, new_leads=new_leads, arrivals_lookback=arrivals_lookback, lead=lead,
-                    stage=stage, time=time, amount=amount,
+                    stage=stage, time=time, amount=amount, value_rates=value_rates,
                 )
                 rows.extend(r)
         past = pd.DataFrame(rows)
@@ -829,6 +873,7 @@ def forecast(
     f = _forecast_core(
         hist, snap, ss, model, banded, T, end, edges, by=by, probabilities=probabilities, n_draws=n_draws,
         level=level, seed=seed, lead=lead, stage=stage, time=time, amount=amount, notes=notes, new=new,
+        value_rates=value_rates,
     )
     f.arrivals_ = arrivals
     f.half_life_ = chosen
@@ -866,7 +911,7 @@ def _same_half_life(col: pd.Series, h) -> np.ndarray:
 
 
 def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabilities, n_draws, level, seed,
-                   lead, stage, time, amount, notes, new=None) -> Forecast:
+                   lead, stage, time, amount, notes, new=None, value_rates=True) -> Forecast:
     """The forecast from a fitted model and the open pipeline (see :func:`forecast`)."""
     notes.extend(model.notes_)
     s_idx, g_idx, d, d_ns, amt = _lead_inputs(snap, model, lead, T)
@@ -891,8 +936,9 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         seg_codes = np.zeros(n, dtype=np.int64)
         seg_table = pd.DataFrame(index=[0])
     n_seg = max(len(seg_table), 1)
-    wins, rev, lead_p = _pipeline_draws(model, s_idx, g_idx, d_ns, _edge_ns(model, T, edges), n_draws, rng,
-                                        amt0, seg_codes, n_seg)
+    vm = _value_model(model, hist, amt, lead=lead, time=time, amount=amount, notes=notes) if value_rates else None
+    wins, rev, lead_p, lead_v = _pipeline_draws(model, s_idx, g_idx, d_ns, _edge_ns(model, T, edges), n_draws,
+                                                rng, amt0, seg_codes, n_seg, value_model=vm)
 
     # the CRM baseline: amount x stage probability, each lead independent; as a CRM has it
     # (eventual wins) and within the horizon (the share of leads that won that soon)
@@ -917,7 +963,7 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
     # exact expectations (the draws give the ranges)
     ew = np.stack([np.bincount(seg_codes, weights=lead_p[:, p], minlength=n_seg) for p in range(P)], 1) \
         if n else np.zeros((n_seg, P))
-    er = np.stack([np.bincount(seg_codes, weights=lead_p[:, p] * amt0, minlength=n_seg) for p in range(P)], 1) \
+    er = np.stack([np.bincount(seg_codes, weights=lead_v[:, p] * amt0, minlength=n_seg) for p in range(P)], 1) \
         if n else np.zeros((n_seg, P))
     open_w, open_r = float(ew.sum()), float(er.sum())
     if new is not None:  # leads arriving after as_of: a segment of their own with by=
@@ -1053,6 +1099,7 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
     for c in by:
         leads[c] = snap[c].to_numpy()
     leads["p_win"] = lead_p.sum(axis=1) if n else np.zeros(0)
+    leads["p_win_value"] = lead_v.sum(axis=1) if n else np.zeros(0)
     leads["stage_probability"] = p_stage
     leads["horizon_stage_probability"] = p_stage_h
     return Forecast(
@@ -1751,7 +1798,8 @@ def _candidates(half_life, half_lives) -> list:
 
 
 def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_by, amount_bands, probabilities,
-                     n_draws, seed, calendar, lead, stage, time, amount, new_leads=False, arrivals_lookback="730D"):
+                     n_draws, seed, calendar, lead, stage, time, amount, new_leads=False, arrivals_lookback="730D",
+                     value_rates=True):
     """Raw forecasts at one cutoff, one per candidate half-life, scored against what happened.
 
     Returns ``(rows, leads)``: one dict per candidate and, per candidate, the open leads'
@@ -1785,7 +1833,7 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
                                             lead=lead, stage=stage, time=time, arrivals=arrivals)
         f = _forecast_core(hist, snap, ss, model, banded, c, end, [c, end], by=[], probabilities=probabilities,
                            n_draws=n_draws, level=level, seed=seed, lead=lead, stage=stage, time=time,
-                           amount=amount, notes=list(notes), new=new)
+                           amount=amount, notes=list(notes), new=new, value_rates=value_rates)
         L = f.leads_
         o = outcomes.reindex(L[lead].to_numpy())
         won_t = o["outcome_at"].to_numpy()
@@ -2178,6 +2226,7 @@ def backtest(
     calendar=None,
     new_leads: bool = False,
     arrivals_lookback="730D",
+    value_rates: bool = True,
     stages: StageSet | str | Sequence[str] | None = None,
     lead: str = LEAD,
     stage: str = STAGE,
@@ -2233,7 +2282,7 @@ def backtest(
         (``forecast(..., new_leads=True)``) and score it against every win
         in the horizon; the run-rate is then every win of the previous
         horizon-length period.  Default: the open pipeline and its wins.
-    arrivals_lookback : str or number of days
+    arrivals_lookback, value_rates
         As in :func:`forecast`.
     min_history : str or number of days
         History required before the first default cutoff (and any warm-up
@@ -2302,7 +2351,7 @@ def backtest(
                 log, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
                 amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
                 calendar=calendar, new_leads=new_leads, arrivals_lookback=arrivals_lookback, lead=lead,
-                stage=stage, time=time, amount=amount,
+                stage=stage, time=time, amount=amount, value_rates=value_rates,
             )
         if c in scored:
             past = pd.DataFrame(rolling)

@@ -410,6 +410,8 @@ class TransitionModel:
         What was left out or assumed while fitting.
     calendar_ : Calendar or None
         The fitted calendar (activity per day), when ``calendar`` is given.
+    weighted_by_ : str or None
+        What the stays are weighted by (:meth:`with_lead_weights`), if anything.
 
     Examples
     --------
@@ -699,6 +701,10 @@ class TransitionModel:
         self._n_gs = np.bincount(s_group[use] * n_tr + s_from[use],
                                  minlength=n_groups * n_tr).reshape(n_groups, n_tr).astype(float)
         self._cells = (cell[use], w_t[use], (n_groups, n_tr, K, n_states + 1))
+        self._stay_leads = s_lead[use]
+        self._lead_ids = lead_ids
+        self._w_mult = None
+        self.weighted_by_ = None
         self._lead_group = pd.Series(lead_group[lead_idx], index=lead_ids.take(lead_idx))
         self._estimate()
         self._fitted = True
@@ -738,6 +744,8 @@ class TransitionModel:
         else:
             age = (self._T_model - w_t) / DAY_NS
             w = np.exp2(-np.maximum(age, 0.0) / float(self.half_life))
+        if self._w_mult is not None:
+            w = w * self._w_mult
         counts = np.bincount(cell, weights=w, minlength=n_cells)
         mass, stalled = self._mass_from_counts(counts.reshape(shape)[None], self._n_gs)
         self._mass, self._stalled = mass[0], stalled[0]
@@ -789,6 +797,57 @@ class TransitionModel:
         self._check()
         new = copy.copy(self)
         new.half_life = _check_half_life(half_life)
+        new._estimate()
+        new.probabilities_ = new._prob_table(pooled=not new.by_)
+        new.pooled_probabilities_ = new._prob_table(pooled=True) if new.by_ else new.probabilities_
+        return new
+
+    def with_lead_weights(self, weights, *, name: str = "weight") -> TransitionModel:
+        """The same fit with each stay weighted by a value of its lead (e.g. its amount).
+
+        Weighting by deal size gives *value* rates: the share of the money in
+        proposal that is won, rather than the share of deals.  When large
+        deals convert less than small ones, ``amount x value rate`` summed over
+        open leads estimates revenue without the upward bias of ``amount x
+        deal rate``.  Recency weights (``half_life``) still apply; the
+        posterior follows the effective sample size, so a revenue range
+        driven by a few large deals is as wide as it should be.
+
+        Parameters
+        ----------
+        weights : Series or mapping
+            Non-negative value per lead id; leads not in it (or missing) weigh 0.
+        name : str
+            What the weights are (kept in ``weighted_by_``).
+
+        Returns
+        -------
+        TransitionModel
+            A new fitted model; ``self`` is unchanged.
+
+        Examples
+        --------
+        >>> import funnelkit as fk
+        >>> import funnelkit.transitions
+        >>> log = fk.datasets.load_demo()
+        >>> tm = fk.transitions.TransitionModel(n_samples=0).fit(log, as_of="2025-06-30")
+        >>> amount = log.groupby("lead_id")["amount"].last()
+        >>> by_value = tm.with_lead_weights(amount, name="amount")
+        >>> by_value.weighted_by_
+        'amount'
+        """
+        self._check()
+        w = pd.Series(weights, dtype=float) if not isinstance(weights, pd.Series) else weights.astype(float)
+        if w.index.has_duplicates:
+            w = w.groupby(level=0).last()
+        ids = self._lead_ids.take(self._stay_leads)
+        mult = w.reindex(ids).to_numpy(dtype=float)
+        mult = np.where(np.isfinite(mult) & (mult > 0), mult, 0.0)
+        if not mult.any():
+            raise TransitionModelError(f"no stay has a positive {name}: cannot weight the model by it.")
+        new = copy.copy(self)
+        new._w_mult = mult / mult.mean()
+        new.weighted_by_ = name
         new._estimate()
         new.probabilities_ = new._prob_table(pooled=not new.by_)
         new.pooled_probabilities_ = new._prob_table(pooled=True) if new.by_ else new.probabilities_
