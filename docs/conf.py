@@ -402,11 +402,20 @@ def _resolve_alias(app, env, node, contnode):
     if node["refdoc"].startswith("api/generated/funnelkit."):
         page_object = _lookup(None, node["refdoc"].rpartition("/")[2])
         bases.append(getattr(page_object, "__module__", None))
-    for base, path in [(b, target) for b in dict.fromkeys(bases) if b] + [(None, target)]:
-        canonical = FK_NAMES.get(f"{base}.{path}" if base else path)
-        if canonical is None:  # a name the module imports without listing it in __all__
-            obj = _lookup(base, path)
-            canonical = FK_HOME.get(id(obj)) if obj is not None else None
+    parts = target.split(".")
+    for base in [*dict.fromkeys(b for b in bases if b), None]:
+        # the longest leading part that names a documented object, then the rest
+        # (TransitionModel.with_lead_weights: the class's page, then its method)
+        canonical = None
+        for i in range(len(parts), 0, -1):
+            path, rest = ".".join(parts[:i]), parts[i:]
+            found = FK_NAMES.get(f"{base}.{path}" if base else path)
+            if found is None:  # a name the module imports without listing it in __all__
+                obj = _lookup(base, path)
+                found = FK_HOME.get(id(obj)) if obj is not None else None
+            if found:
+                canonical = ".".join([found, *rest])
+                break
         if canonical and canonical != target:
             domain = env.get_domain("py")
             return domain.resolve_xref(
