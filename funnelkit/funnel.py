@@ -1616,8 +1616,8 @@ def leaks(
     step, expressed per month.  The biggest loss comes first, with a sentence saying it in
     plain words.
 
-    Benchmarks
-    ----------
+    The benchmarks (``benchmark=``):
+
     ``"segments"`` (default with ``by=``)
         The same transition in all the other segments pooled.  Losses per
         month divide by the months the funnel's leads entered over.
@@ -1626,7 +1626,7 @@ def leaks(
         last ``recent`` mature periods of ``freq`` (by the time leads entered
         the step) against the ``lookback`` mature periods before them
         (default: all).  A period is immature, and skipped, while more than
-        5% of the leads that entered the step in it are still in flight.
+        5% of the leads that entered the step in it have not matured.
         Losses per month are over the recent periods.
     ``{step: rate}``
         Target rates, keyed by the step a transition starts from (or by
