@@ -272,7 +272,6 @@ DOCSTRING_REPAIRS = {
     "funnelkit.transitions.TransitionModel.close_probability": "doctest-indent",
     "funnelkit.transitions.TransitionModel.won_within": "doctest-indent",
     "funnelkit.forecast.Forecast.probability_of": "doctest-indent",
-    "funnelkit.funnel.leaks": "section:Benchmarks",
 }
 
 # -- notebooks (the gallery) -------------------------------------------------
