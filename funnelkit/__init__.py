@@ -33,7 +33,7 @@ from .exceptions import (
     StageSetError,
     TransitionModelError,
 )
-from .stages import PRESETS, StageSet, get_stage_set
+from .stages import PRESETS, SegmentStageSets, StageSet, get_stage_set
 from .tables import report_table
 from .transitions import TransitionModel
 from .xes import read_xes
@@ -55,6 +55,7 @@ __all__ = [
     "PRESETS",
     "PlanError",
     "ReportError",
+    "SegmentStageSets",
     "StageSet",
     "StageSetError",
     "TransitionModel",

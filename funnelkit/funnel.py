@@ -117,7 +117,7 @@ from .data import (
     log_stage_set,
 )
 from .exceptions import DataWarning, FunnelSpecError, InvalidEventLogError, Problem
-from .stages import LOST_ORDER, StageSet, get_stage_set
+from .stages import LOST_ORDER, SegmentStageSets, StageSet, get_stage_set, is_segment_spec
 
 __all__ = [
     "MODES",
@@ -145,6 +145,77 @@ _DAY_NS = 86_400 * 10**9
 
 
 Duration = float | int | str | timedelta | pd.Timedelta
+
+
+def _segment_sets(stages) -> SegmentStageSets | None:
+    """The stage set per segment that ``stages=`` names, if it names one."""
+    if isinstance(stages, SegmentStageSets):
+        return stages
+    if is_segment_spec(stages):
+        return SegmentStageSets.from_spec(stages)
+    return None
+
+
+def _set_groups(log: pd.DataFrame, sss: SegmentStageSets, lead: str, time: str):
+    """Per stage set: the mask of events whose lead follows it (by its first event's segment value)."""
+    require_columns(log, [sss.column], f"the stage sets are per {sss.column!r}: that column must be in the log.")
+    order = log.sort_values([lead, time], kind="stable", na_position="first")
+    first = order.drop_duplicates(lead).set_index(lead)[sss.column]
+    value = log[lead].map(first)
+    groups: dict[int, tuple[StageSet, np.ndarray]] = {}
+    for v in pd.unique(value.dropna()):
+        ss = sss.for_value(v)
+        mask = (value == v).to_numpy(dtype=bool)
+        if id(ss) in groups:
+            groups[id(ss)] = (ss, groups[id(ss)][1] | mask)
+        else:
+            groups[id(ss)] = (ss, mask)
+    if value.isna().any():
+        if sss.default is None:
+            raise FunnelSpecError(
+                f"{int(value.isna().sum()):,} events belong to leads with no {sss.column!r} and there is no "
+                "default stage set for them; give SegmentStageSets a default."
+            )
+        ss = sss.default
+        mask = value.isna().to_numpy(dtype=bool)
+        groups[id(ss)] = (ss, groups[id(ss)][1] | mask) if id(ss) in groups else (ss, mask)
+    return list(groups.values())
+
+
+def _milestone_log(log: pd.DataFrame, sss: SegmentStageSets, lead: str, stage: str, time: str) -> pd.DataFrame:
+    """The log with every stage relabelled as the milestone it is in its lead's own set."""
+    out = np.empty(len(log), dtype=object)
+    bad = []
+    labels = log[stage].astype(str).to_numpy()
+    for ss, mask in _set_groups(log, sss, lead, time):
+        uniq = pd.unique(labels[mask])
+        lut = {lab: sss.milestone(ss, lab) for lab in uniq}
+        bad += [(lab, ss.name) for lab, m in lut.items() if m is None]
+        out[mask] = pd.Series(labels[mask]).map(lut).to_numpy(dtype=object)
+    if bad:
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "unknown_stage",
+                    stage,
+                    "labels not in their segment's stage set: "
+                    + "; ".join(f"{lab!r} (set {name!r})" for lab, name in bad[:10]) + ".",
+                    f"add them to the stage set of that {sss.column} (or aliases), or leave them out with "
+                    "read_events(..., ignore=[...]).",
+                )
+            ]
+        )
+    mlog = log.copy()
+    ms = sss.milestones()
+    mlog[stage] = pd.Categorical(out, categories=list(ms.labels))
+    mlog.attrs = {}
+    return mlog
+
+
+def _milestone_note(sss: SegmentStageSets) -> str:
+    return (f"segments of {sss.column!r} follow different stage sets "
+            f"({', '.join(sorted({s.name for s in sss.all_sets}))}): compared on the milestones they "
+            "share (entered -> won, lost).")
 
 
 def resolve_stages(log: pd.DataFrame, stages) -> StageSet:
@@ -1150,8 +1221,26 @@ def conversion(
     >>> round(float(classic.loc[0, "step_conversion"]), 3)
     0.54
     """
-    ss = resolve_stages(log, stages)
     by = as_list(by)
+    opts = dict(mode=mode, window=window, step_windows=step_windows, exclude=exclude,
+                infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after, level=level,
+                method=method, value=value, lead=lead, stage=stage, time=time, amount=amount)
+    sss = _segment_sets(stages)
+    if sss is not None:
+        if sss.column not in by:  # across segments with different sets: the shared milestones
+            res = conversion(_milestone_log(log, sss, lead, stage, time), stages=sss.milestones(), by=by, **opts)
+            res.attrs["note"] = _milestone_note(sss)
+            return res
+        parts = []
+        for ss, mask in _set_groups(log, sss, lead, time):
+            part = conversion(log.loc[mask], stages=ss, by=by, **opts)
+            part.insert(len(by), "stage_set", ss.name)
+            part["step"] = part["step"].astype(str)
+            parts.append(part)
+        res = pd.concat(parts, ignore_index=True)
+        res.attrs = dict(parts[0].attrs, stage_sets=sss)
+        return res
+    ss = resolve_stages(log, stages)
     j = _journeys(
         log, ss, by=by, mode=mode, window=window, step_windows=step_windows, exclude=exclude,
         infer_skipped=infer_skipped, as_of=as_of, stale_after=stale_after, value=value,
@@ -1215,6 +1304,9 @@ def outcomes(
     >>> int(o.loc[0, ["won", "lost", "stalled", "open"]].sum()) == int(o.loc[0, "leads"])
     True
     """
+    sss = _segment_sets(stages)
+    if sss is not None:  # each lead's own set decides won and lost
+        log, stages = _milestone_log(log, sss, lead, stage, time), sss.milestones()
     ss = resolve_stages(log, stages)
     by = as_list(by)
     j = _journeys(log, ss, by=by, as_of=as_of, stale_after=stale_after, value=value,
@@ -1333,8 +1425,14 @@ def _opts(**kw) -> dict:
 
 
 def _run(log, stages, by, opts) -> tuple[_Journeys, np.ndarray, pd.DataFrame, _Counts]:
+    sss = _segment_sets(stages)
+    if sss is not None:  # segments with different stage sets: their shared milestones
+        log = _milestone_log(log, sss, opts.get("lead", LEAD), opts.get("stage", STAGE), opts.get("time", TIME))
+        stages = sss.milestones()
     ss = resolve_stages(log, stages)
     j = _journeys(log, ss, by=as_list(by), **opts)
+    if sss is not None:
+        j.settings["note"] = _milestone_note(sss)
     g, gvals = _groups(j)
     c = _counts(j, g, max(len(gvals), 1))
     return j, g, gvals, c

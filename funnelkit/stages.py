@@ -35,6 +35,8 @@ from .exceptions import StageSetError
 
 __all__ = [
     "StageSet",
+    "SegmentStageSets",
+    "is_segment_spec",
     "PRESETS",
     "get_stage_set",
     "normalize_label",
@@ -403,6 +405,12 @@ def get_stage_set(spec: StageSet | str | Path | Mapping[str, object] | Sequence[
     if isinstance(spec, StageSet):
         return spec
     if isinstance(spec, Mapping):
+        if is_segment_spec(spec):
+            raise StageSetError(
+                "this names a stage set per segment ({default: ..., column: {value: set}}): pass it "
+                "as stages= to funnel.conversion, compare, leaks or outcomes, or build it with "
+                "SegmentStageSets.from_spec(...)."
+            )
         return StageSet.from_dict(spec)
     if isinstance(spec, (str, Path)):
         text = str(spec)
@@ -420,3 +428,106 @@ def get_stage_set(spec: StageSet | str | Path | Mapping[str, object] | Sequence[
     if isinstance(spec, Sequence):
         return StageSet("custom", list(spec))
     raise StageSetError(f"cannot make a stage set from {type(spec).__name__}.")
+
+
+@dataclass(frozen=True)
+class SegmentStageSets:
+    """A stage set per segment value: different pipelines for different products or sources.
+
+    Teams run different pipelines for different products or lead sources (a
+    trade-show lead and a web-form lead do not pass the same stages).  Each
+    lead follows the set of its segment value (its value on its first
+    event); values without a set of their own follow ``default``.  Segments
+    with different sets are compared on the *milestones* every set shares:
+    ``entered`` (any stage of its set), ``won`` and ``lost``
+    (:meth:`milestones`).
+
+    Parameters
+    ----------
+    column : str
+        The segment column that decides the set (e.g. ``"product"``).
+    sets : mapping
+        Segment value -> stage set (a :class:`StageSet`, preset name, YAML
+        path, mapping or list).
+    default : stage set, optional
+        The set of every other value.
+
+    Examples
+    --------
+    >>> s = SegmentStageSets.from_spec({"default": "pipeline4",
+    ...                                  "product": {"Enterprise": "pipeline6"}})
+    >>> s.column, s.for_value("Enterprise").name, s.for_value("Starter").name
+    ('product', 'pipeline6', 'pipeline4')
+    >>> s.milestones().steps
+    ('entered', 'won')
+    """
+
+    column: str
+    sets: Mapping[object, StageSet]
+    default: StageSet | None = None
+
+    def __init__(self, column: str, sets: Mapping[object, object], default: object | None = None):
+        if not sets and default is None:
+            raise StageSetError("a stage set per segment needs at least one set (sets= or default=).")
+        object.__setattr__(self, "column", str(column))
+        object.__setattr__(self, "sets", {k: get_stage_set(v) for k, v in dict(sets).items()})
+        object.__setattr__(self, "default", None if default is None else get_stage_set(default))
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, object]) -> SegmentStageSets:
+        """From a plan's ``stages:`` mapping: ``{default: pipeline4, product: {Enterprise: x.yaml}}``."""
+        if not isinstance(spec, Mapping):
+            raise StageSetError(f"a stage set per segment must be a mapping, got {type(spec).__name__}.")
+        columns = [k for k in spec if k != "default"]
+        if len(columns) != 1 or not isinstance(spec[columns[0]], Mapping):
+            raise StageSetError(
+                "a stage set per segment is {default: <set>, <segment column>: {<value>: <set>, ...}} "
+                f"with exactly one segment column; got keys {sorted(map(str, spec))}."
+            )
+        return cls(columns[0], spec[columns[0]], spec.get("default"))  # type: ignore[arg-type]
+
+    def for_value(self, value: object) -> StageSet:
+        """The stage set of a segment value."""
+        if value in self.sets:
+            return self.sets[value]
+        if self.default is None:
+            raise StageSetError(
+                f"no stage set for {self.column}={value!r} and no default; sets exist for "
+                f"{', '.join(map(repr, self.sets))}."
+            )
+        return self.default
+
+    @property
+    def all_sets(self) -> list[StageSet]:
+        return list(self.sets.values()) + ([self.default] if self.default is not None else [])
+
+    def milestones(self) -> StageSet:
+        """The stage set of the milestones every set shares: entered > won, lost."""
+        won = "won" if all(s.won is not None for s in self.all_sets) else None
+        lost = ["lost"] if any(s.lost for s in self.all_sets) else []
+        return StageSet("milestones", ["entered"], won=won, lost=lost, infer_skipped=True,
+                        description="Milestones shared by the segments' stage sets.")
+
+    def milestone(self, ss: StageSet, label: object) -> str | None:
+        """A label of ``ss`` as a milestone: ``"entered"``, ``"won"``, ``"lost"`` or None."""
+        name = ss.canonical(label)
+        if name is None:
+            return None
+        if name == ss.won:
+            return "won" if self.milestones().won else "entered"
+        if name in ss.lost:
+            return "lost"
+        return "entered"
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k!r}: {v.name}" for k, v in self.sets.items())
+        dflt = f", default {self.default.name}" if self.default is not None else ""
+        return f"<SegmentStageSets by {self.column}: {parts}{dflt}>"
+
+
+def is_segment_spec(spec: object) -> bool:
+    """Whether a ``stages=`` value names a stage set per segment."""
+    return isinstance(spec, SegmentStageSets) or (
+        isinstance(spec, Mapping) and "stages" not in spec
+        and any(isinstance(v, Mapping) for k, v in spec.items() if k != "default")
+    )
