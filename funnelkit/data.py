@@ -1478,6 +1478,189 @@ def _wanted_columns(header: Sequence[str], columns, segments) -> list[str] | Non
     return [c for c in header if c in wanted]
 
 
+#: CSV files at least this large are read with pyarrow's multi-threaded parser
+#: (smaller ones with pandas: the same table, and no thread pool to start).
+ARROW_MIN_BYTES = 8 << 20
+#: Files at least this large show a progress bar while they are read (``progress=None``).
+PROGRESS_MIN_BYTES = 64 << 20
+_ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?$"
+_INT_TEXT = r"^(?:0|[1-9]\d{0,14})$"
+_DEC_TEXT = r"^(?:0|[1-9]\d*)\.(?:0|\d*[1-9])$"
+
+
+class _CountingFile:
+    """A binary file that reports the bytes read to a progress bar."""
+
+    def __init__(self, f, bar):
+        self._f, self._bar = f, bar
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._bar.update(len(data))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._f.close()
+
+
+def _roles(header: Sequence[str], columns: Mapping[str, str] | None) -> dict[str, str]:
+    """The canonical name each file column will have (the renames of validate_events)."""
+    columns = dict(columns or {})
+    named = {columns.get(h, h) for h in header}
+    out = {}
+    for h in header:
+        dst = columns.get(h, h)
+        if h not in columns and h in PM4PY_COLUMNS and PM4PY_COLUMNS[h] not in named:
+            dst = PM4PY_COLUMNS[h]
+        out[h] = dst
+    return out
+
+
+def _lean_columns(table, roles: Mapping[str, str], *, decimal: str, time_unit: str | None) -> pd.DataFrame:
+    """An Arrow table of text columns as the DataFrame validate_events needs, leaner.
+
+    Stage and segment columns, parsed into dictionaries, become categoricals
+    (categories sorted, as ``astype("category")`` makes them); the time column becomes datetimes
+    when every value is a plain ISO date or time without a zone, inside the
+    plausible range (so parsing it as text could neither fail nor differ);
+    the amount column becomes floats when every value is a whole number, or
+    every value a decimal without trailing zeros, of at most 15 digits (so
+    no two texts give the same number).  Any other column stays text, as
+    ``pd.read_csv(dtype=str)`` reads it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lo, hi = PLAUSIBLE_TIMES
+    cols = {}
+    for name in list(table.column_names):
+        arr = table.column(name)
+        table = table.drop_columns([name])  # each text column is freed once converted
+        role = roles.get(name, name)
+        text = pd.Series(arr.to_pandas(), name=name) if role in (LEAD, FLAG) else None
+        if role == TIME and time_unit is None and arr.null_count < len(arr):
+            filled = arr.drop_null()
+            if pc.all(pc.match_substring_regex(filled, _ISO_NAIVE)).as_py():
+                try:
+                    ts = pc.cast(arr, pa.timestamp("ns"))
+                    mm = pc.min_max(pc.cast(ts, pa.int64()))
+                    if mm["min"].as_py() >= lo.value and mm["max"].as_py() < hi.value:
+                        text = pd.Series(ts.to_pandas(), name=name)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError, ValueError):
+                    pass
+        elif role == AMOUNT and decimal == "." and arr.null_count < len(arr):
+            filled = arr.drop_null()
+            digits = pc.max(pc.utf8_length(pc.replace_substring(filled, ".", ""))).as_py()
+            if digits <= 15 and (
+                pc.all(pc.match_substring_regex(filled, _INT_TEXT)).as_py()
+                or pc.all(pc.match_substring_regex(filled, _DEC_TEXT)).as_py()
+            ):
+                text = pd.Series(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), name=name)
+        elif pa.types.is_dictionary(arr.type):
+            # parsed straight into a dictionary: categories sorted as astype("category") sorts them
+            arr = arr.unify_dictionaries()
+            chunks = arr.chunks
+            dictionary = chunks[0].dictionary if chunks else pa.array([], type=pa.string())
+            cats = pd.Index(dictionary.to_pandas(), dtype="str")
+            order = (
+                np.argsort(np.asarray(cats, dtype=object), kind="stable") if len(cats) else np.zeros(0, int)
+            )
+            rank = np.empty(len(cats) + 1, dtype=np.int64)
+            rank[order] = np.arange(len(cats))
+            rank[-1] = -1
+            codes = np.concatenate(
+                [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in chunks]
+                or [np.zeros(0, dtype=np.int64)]
+            ).astype(np.int64)
+            codes = rank[codes]  # -1 (missing) picks rank[-1] = -1
+            text = pd.Series(pd.Categorical.from_codes(codes, categories=cats[order]), name=name)
+        if text is None:
+            text = pd.Series(arr.to_pandas(), name=name)
+        cols[name] = text
+    return pd.DataFrame(cols)
+
+
+def _read_csv_arrow(
+    path: Path,
+    *,
+    sep: str,
+    encoding: str,
+    usecols: Sequence[str] | None,
+    header: Sequence[str],
+    roles: Mapping[str, str],
+    decimal: str,
+    time_unit: str | None,
+    progress: bool | None,
+) -> pd.DataFrame | None:
+    """Read a CSV with pyarrow (every cell as text, as pandas would), or None.
+
+    None means "let pandas read it": an encoding other than UTF-8, an empty
+    header name, or a file Arrow's parser refuses (ragged rows, a quoted
+    line break across blocks ...), whose error pandas words best.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        return None
+    if encoding.lower().replace("-", "").replace("_", "") not in {"utf8", "utf8sig"} or any(
+        not str(h).strip() for h in header
+    ):
+        return None
+    size = path.stat().st_size
+    show = size >= PROGRESS_MIN_BYTES if progress is None else bool(progress)
+    names = list(usecols) if usecols is not None else list(header)
+    read_opts = pcsv.ReadOptions(block_size=4 << 20)
+    parse_opts = pcsv.ParseOptions(delimiter=sep)
+    as_dict = pa.dictionary(pa.int32(), pa.string())
+    conv_opts = pcsv.ConvertOptions(
+        column_types={
+            c: as_dict if roles.get(c, c) not in (LEAD, TIME, AMOUNT, FLAG) else pa.string() for c in header
+        },
+        include_columns=names,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    bar = None
+    raw = open(path, "rb")
+    try:
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", leave=False)
+            stream = pa.PythonFile(_CountingFile(raw, bar), mode="r")
+        else:
+            stream = pa.input_stream(path, compression=None)
+        if gz:
+            stream = pa.CompressedInputStream(stream, "gzip")
+        table = pcsv.read_csv(
+            stream, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    finally:
+        raw.close()
+        if bar is not None:
+            bar.close()
+    if table.column_names != names:
+        return None
+    out = _lean_columns(table, roles, decimal=decimal, time_unit=time_unit)
+    del table
+    pa.default_memory_pool().release_unused()  # give the text buffers back to the system
+    return out
+
+
 def _read_table(
     source: str | Path,
     *,
@@ -1486,6 +1669,9 @@ def _read_table(
     columns: Mapping[str, str] | None = None,
     segments: Sequence[str] | None = None,
     notes: list[str] | None = None,
+    decimal: str = ".",
+    time_unit: str | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Read a CSV/TSV (plain or .gz) or Parquet file as raw text columns.
 
@@ -1493,7 +1679,12 @@ def _read_table(
     report says what was detected); every cell is read as text.  With
     ``segments=`` only the columns the log needs are read, unless some rows
     are then identical: exact duplicates are judged on whole rows, so the
-    file is read again in full.
+    file is read again in full.  Files of ``ARROW_MIN_BYTES`` and more are
+    parsed by pyarrow on every core, with a progress bar from
+    ``PROGRESS_MIN_BYTES`` (or as ``progress=`` says), and come out leaner:
+    stage and segment columns as categoricals, plain ISO times as datetimes
+    and plain amounts as floats (see :func:`_lean_columns`; the log
+    validate_events makes of them is the same).
     """
     notes = [] if notes is None else notes
     path = Path(source)
@@ -1579,6 +1770,23 @@ def _read_table(
             source=str(path),
         )
     used = _wanted_columns(header, columns, segments)
+    if path.stat().st_size >= ARROW_MIN_BYTES:
+        roles = _roles(header, columns)
+        kw = dict(
+            sep=sep,
+            encoding=enc,
+            header=header,
+            roles=roles,
+            decimal=decimal,
+            time_unit=time_unit,
+            progress=progress,
+        )
+        df = _read_csv_arrow(path, usecols=used, **kw)
+        if df is not None:
+            if used is not None and len(used) < len(header) and df.duplicated().any():
+                df = _read_csv_arrow(path, usecols=None, **kw)
+            if df is not None and len(df):
+                return df
     try:
         df = pd.read_csv(
             path,
@@ -1630,6 +1838,7 @@ def read_events(
     decimal: str = ".",
     sep: str | None = None,
     encoding: str | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Load a long event log from a CSV, Parquet or XES file or a DataFrame.
 
@@ -1645,6 +1854,9 @@ def read_events(
         CSV text encoding; detected when not given (UTF-8, UTF-8 with BOM,
         UTF-16, else Windows-1252 / Latin-1 with a note).  A given encoding
         that fails is an error naming the byte offset.
+    progress : bool, optional
+        Show a progress bar while a CSV file is read (default: for files of
+        64 MB and more).  Large CSV files are parsed by pyarrow on every core.
 
     Examples
     --------
@@ -1688,7 +1900,15 @@ def read_events(
     else:
         notes: list[str] = []
         data = _read_table(
-            source, sep=sep, encoding=encoding, columns=columns, segments=segments, notes=notes
+            source,
+            sep=sep,
+            encoding=encoding,
+            columns=columns,
+            segments=segments,
+            notes=notes,
+            decimal=decimal,
+            time_unit=time_unit,
+            progress=progress,
         )
         name = str(source)
     return validate_events(
