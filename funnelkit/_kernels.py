@@ -30,6 +30,7 @@ dicts so that they pickle cheaply to worker processes and Dask workers.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import fields
 from types import SimpleNamespace
@@ -355,9 +356,16 @@ def first_positions(chunk: pd.DataFrame, lead: str, pos: np.ndarray) -> tuple[np
     return pos[first], pd.Index(uniq)
 
 
+#: Set in threads of a thread pool whose caller silences warnings for them all:
+#: ``warnings.catch_warnings`` changes process-wide state and is not thread-safe.
+THREAD = threading.local()
+
+
 def _quiet(fn, *args, **kwargs):
     """Run ``fn`` with funnelkit's data warnings silenced (they are re-issued once
     for the whole log by the combine step)."""
+    if getattr(THREAD, "silenced", False):
+        return fn(*args, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         return fn(*args, **kwargs)
@@ -733,6 +741,19 @@ def outcomes_table(parts: list[dict], spec: dict) -> pd.DataFrame:
 # ---------------------------------------------------------------------------
 # pipeline kernels: per-lead rows, concatenated
 # ---------------------------------------------------------------------------
+def _real_ids(out: pd.DataFrame, lead: str, info: dict | None) -> pd.DataFrame:
+    """Put the lead ids back into a per-lead table whose chunk had them numbered."""
+    ids = (info or {}).get("lead_ids")
+    if ids is None:
+        return out
+    obj = np.asarray(ids, dtype=object)
+    codes = out[lead].to_numpy().astype(np.int64)
+    out = out.copy(deep=False)
+    # built as the one-core function builds the column (an object array of ids)
+    out[lead] = pd.DataFrame({lead: obj[codes]}, index=out.index)[lead]
+    return out
+
+
 def snapshot(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict:
     """Snapshot rows of a chunk, and the counts behind the snapshot's notes."""
     chunk, gone, later, _ = drop_unplaceable(
@@ -755,7 +776,7 @@ def snapshot(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict:
         time=spec["time"],
         amount=spec["amount"],
     )
-    return {"frame": out, "excluded": gone, "later": later}
+    return {"frame": _real_ids(out, spec["lead"], info), "excluded": gone, "later": later}
 
 
 def snapshot_table(parts: list[dict], spec: dict) -> pd.DataFrame:
@@ -819,6 +840,7 @@ def durations(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict
         fp, uniq = first_positions(chunk, spec["lead"], positions(info, rows, kept))
         first = fp[uniq.get_indexer(out[spec["lead"]])]
     nothing = any(note.startswith("no lead is known at as_of") for note in out.attrs.get("notes", []))
+    out = _real_ids(out, spec["lead"], info)
     return {"frame": out, "excluded": excluded, "first": first, "nothing": nothing}
 
 

@@ -172,6 +172,7 @@ class _FrameChunks:
 
     def __init__(self, log: pd.DataFrame, lead: str, n_chunks: int):
         self.log = log
+        self.lead = lead
         n = len(log)
         n_chunks = max(min(int(n_chunks), max(n, 1)), 1)
         self.rows: list[np.ndarray] | None = None
@@ -200,21 +201,48 @@ class _FrameChunks:
     def __len__(self) -> int:
         return len(self.bounds)
 
-    def chunk(self, i: int, cols: list[str]) -> pd.DataFrame:
+    def get(self, i: int, cols: list[str]) -> tuple[pd.DataFrame, dict]:
+        """Chunk ``i`` (the columns ``cols``) and what its kernel needs to know about it."""
+        info = {"index": i, "rows": None if self.rows is None else self.rows[i], "offset": self.bounds[i][0]}
         if self.rows is None:
             a, b = self.bounds[i]
             out = self.log.iloc[a:b][cols]
+            arr = out[self.lead].array
+            if hasattr(arr, "_pa_array") and len(out):
+                # a lead-sorted chunk: its leads are runs, so number them instead of
+                # hashing their text again (the kernels see integer ids; the per-lead
+                # tables get the real ids back from info["lead_ids"])
+                import pyarrow.compute as pc
+
+                pa_arr = arr._pa_array
+                start = np.empty(len(out), dtype=bool)
+                start[0] = True
+                if len(out) > 1:
+                    start[1:] = pc.not_equal(pa_arr[1:], pa_arr[:-1]).to_numpy(zero_copy_only=False)
+                out = out.copy(deep=False)
+                out[self.lead] = np.cumsum(start) - 1
+                info["lead_ids"] = arr.take(np.flatnonzero(start))
         else:
             out = self.log[cols].take(self.rows[i])
         out.attrs = dict(self.log.attrs)
-        return out
-
-    def info(self, i: int) -> dict:
-        return {"index": i, "rows": None if self.rows is None else self.rows[i], "offset": self.bounds[i][0]}
+        return out, info
 
 
-def _call(kernel, chunk, spec, info):
+def _call(kernel, chunk, info, spec):
     return K._quiet(kernel, chunk, spec, info)
+
+
+def _thread_call(kernel, src, i, cols, spec):
+    K.THREAD.silenced = True  # the calling thread silences warnings for the pool
+    try:
+        return _run_get(kernel, src, i, cols, spec)
+    finally:
+        K.THREAD.silenced = False
+
+
+def _run_get(kernel, src, i, cols, spec):
+    chunk, info = src.get(i, cols)
+    return kernel(chunk, spec, info)
 
 
 _FORK: dict = {}
@@ -227,7 +255,7 @@ last_run: dict = {}
 def _fork_task(i: int):
     src, kernel, spec, cols = _FORK["job"]
     try:
-        return ("ok", _call(kernel, src.chunk(i, cols), spec, src.info(i)))
+        return ("ok", _call(kernel, *src.get(i, cols), spec))
     except FunnelkitError as exc:
         return ("error", f"{type(exc).__name__}: {exc}")
 
@@ -239,14 +267,14 @@ class _ChunkError(Exception):
 def _map_frame(src: _FrameChunks, kernel, spec: dict, cols: list[str], engine: str, n_jobs: int) -> list:
     n = len(src)
     if engine == "serial" or n_jobs <= 1 or n <= 1:
-        return [_call(kernel, src.chunk(i, cols), spec, src.info(i)) for i in range(n)]
+        return [_call(kernel, *src.get(i, cols), spec) for i in range(n)]
     if engine == "threads":
         from concurrent.futures import ThreadPoolExecutor
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
             with ThreadPoolExecutor(min(n_jobs, n)) as ex:
-                return list(ex.map(lambda i: kernel(src.chunk(i, cols), spec, src.info(i)), range(n)))
+                return list(ex.map(lambda i: _thread_call(kernel, src, i, cols, spec), range(n)))
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
@@ -893,7 +921,7 @@ def durations(
 # lead-partitioned Parquet
 # ---------------------------------------------------------------------------
 def write_partitioned(
-    log: pd.DataFrame,
+    log,
     path: str | Path,
     n_partitions: int,
     *,
@@ -903,16 +931,23 @@ def write_partitioned(
     """Write a log as lead-partitioned Parquet: one file per hash bucket of the lead id.
 
     File ``part-00007.parquet`` holds every event of the leads whose
-    :func:`lead_partition` is 7, in the log's order, as one row group, so
+    :func:`lead_partition` is 7, in the log's order, so
     ``dask.dataframe.read_parquet(path)`` gives one partition per file and
     the functions of this module run on it without a shuffle.  Categorical
     columns keep all their categories in every file.  The directory is
     created; existing ``part-*.parquet`` files in it are replaced.
 
+    A log larger than memory can be written piece by piece: pass an iterable
+    of DataFrames (e.g. ``pd.read_csv(..., chunksize=...)`` or one export per
+    month).  A lead may have events in several pieces; each piece adds one
+    row group to each file, so read such a data set with
+    ``dd.read_parquet(path, split_row_groups=False)`` (one partition per file).
+
     Parameters
     ----------
-    log : DataFrame
-        An event log (canonical columns, or any with a ``lead`` column).
+    log : DataFrame or iterable of DataFrames
+        An event log (canonical columns, or any with a ``lead`` column); the
+        pieces of an iterable must have the same columns and dtypes.
     path : str or Path
         Directory to write: a local path or a URI Arrow understands
         (``s3://bucket/events``, ``gs://...``, ``hdfs://...``).
@@ -937,18 +972,14 @@ def write_partitioned(
     ['part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet']
     """
     import pyarrow as pa
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    if not isinstance(log, pd.DataFrame):
-        raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
-    require_columns(log, [lead], "pass the lead id column with lead=.")
+    pieces = iter([log]) if isinstance(log, pd.DataFrame) else iter(log)
     n = int(n_partitions)
     if n < 1:
         raise FunnelSpecError(f"n_partitions must be at least 1, got {n_partitions!r}.")
-    import pyarrow.fs as pafs
-
-    local = "://" not in str(path)
-    if local:
+    if "://" not in str(path):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         fs, root = pafs.LocalFileSystem(), str(path.resolve())
@@ -959,19 +990,43 @@ def write_partitioned(
         name = info.path.rsplit("/", 1)[-1]
         if name.startswith("part-") and name.endswith(".parquet"):
             fs.delete_file(info.path)
-    bucket = K.lead_bucket(log[lead], n)
-    order = np.argsort(bucket, kind="stable")
-    edges = np.r_[0, np.cumsum(np.bincount(bucket, minlength=n))]
-    frame = log.copy(deep=False)
-    frame.attrs = {}
-    schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
-    for i in range(n):
-        part = frame.take(order[edges[i] : edges[i + 1]])
-        table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
-        meta = dict(table.schema.metadata or {})
-        meta[b"funnelkit"] = f'{{"lead_partitioned": "{lead}", "bucket": {i}, "n_partitions": {n}}}'.encode()
-        table = table.replace_schema_metadata(meta)
-        tmp, final = f"{root}/.part-{i:05d}.parquet.tmp", f"{root}/part-{i:05d}.parquet"
-        pq.write_table(table, tmp, filesystem=fs, compression=compression, row_group_size=max(len(table), 1))
-        fs.move(tmp, final)
+    writers: list = [None] * n
+    schema = None
+    try:
+        for piece in pieces:
+            if not isinstance(piece, pd.DataFrame):
+                raise TypeError(f"expected an event log DataFrame, got {type(piece).__name__}.")
+            require_columns(piece, [lead], "pass the lead id column with lead=.")
+            frame = piece.copy(deep=False)
+            frame.attrs = {}
+            if schema is None:
+                schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
+                meta = dict(schema.metadata or {})
+                meta[b"funnelkit"] = f'{{"lead_partitioned": "{lead}", "n_partitions": {n}}}'.encode()
+                schema = schema.with_metadata(meta)
+            bucket = K.lead_bucket(frame[lead], n)
+            order = np.argsort(bucket, kind="stable")
+            edges = np.r_[0, np.cumsum(np.bincount(bucket, minlength=n))]
+            for i in range(n):
+                if writers[i] is None:
+                    writers[i] = pq.ParquetWriter(
+                        f"{root}/.part-{i:05d}.parquet.tmp", schema, filesystem=fs, compression=compression
+                    )
+                if edges[i + 1] > edges[i]:
+                    part = frame.take(order[edges[i] : edges[i + 1]])
+                    table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+                    writers[i].write_table(table, row_group_size=max(len(table), 1))
+        if schema is None:
+            raise FunnelSpecError("write_partitioned got no DataFrame to write.")
+    except BaseException:
+        for w in writers:
+            if w is not None:
+                w.close()
+        for i, w in enumerate(writers):
+            if w is not None:
+                fs.delete_file(f"{root}/.part-{i:05d}.parquet.tmp")
+        raise
+    for i, w in enumerate(writers):
+        w.close()
+        fs.move(f"{root}/.part-{i:05d}.parquet.tmp", f"{root}/part-{i:05d}.parquet")
     return path

@@ -90,3 +90,19 @@ def test_dask_errors(client, lake):
         P.conversion(ddf, stages="pipeline4", by="nope")
     with pytest.raises(fk.FunnelSpecError, match="engine='dask'"):
         P.conversion(ddf, stages="pipeline4", engine="threads")
+
+
+def test_a_log_written_in_pieces(client, tmp_path, demo):
+    """A log larger than memory is written piece by piece; a lead may span pieces."""
+    pieces = [demo.iloc[i : i + 6000] for i in range(0, len(demo), 6000)]
+    path = P.write_partitioned(iter(pieces), tmp_path / "pieces", 3)
+    ddf = dd.read_parquet(path, split_row_groups=False)
+    assert ddf.npartitions == 3
+    ref = ddf.compute()
+    for name, kw in (("conversion", {"by": "product", "window": 30}), ("durations", {})):
+        one_core = getattr(fk.funnel, name, None) or getattr(fk.pipeline, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = getattr(P, name)(ddf, stages="pipeline4", **kw)
+        _same(got, one_core(ref, stages="pipeline4", **kw))
+    _same(P.conversion(ddf, stages="pipeline4"), fk.funnel.conversion(demo, stages="pipeline4"))

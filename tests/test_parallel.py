@@ -144,7 +144,9 @@ def big():
 @pytest.mark.parametrize("engine", ["processes", "threads"])
 def test_200k_leads_all_engines(big, engine):
     kw = {"stages": "pipeline4", "engine": engine, "n_jobs": 2}
+    filters = list(warnings.filters)
     _check(P.conversion, fk.funnel.conversion, big, by="product", window="30D", **kw)
+    assert warnings.filters == filters  # the pool left the warning filters as they were
     assert P.last_run["engine"] == engine
     _check(
         P.conversion,
