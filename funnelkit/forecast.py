@@ -100,32 +100,66 @@ def _period_edges(T: pd.Timestamp, end: pd.Timestamp, freq) -> list[pd.Timestamp
 
 
 def _truncate(log: pd.DataFrame, T: pd.Timestamp, time: str, lead: str = LEAD) -> pd.DataFrame:
-    """The log as known at ``T`` (see :func:`funnelkit.data.known_at`)."""
+    """The log as known at ``T`` (see :func:`funnelkit.data.known_at`): the log itself when
+    ``T`` is at or after its last event (then nothing is left out)."""
+    t_max = log[time].max() if len(log) else pd.NaT
+    if pd.notna(t_max) and T >= t_max:
+        return log
     return known_at(log, T, lead=lead, time=time)
 
 
 _BAND = "amount_band"
 
 
-def _with_amount_bands(hist: pd.DataFrame, bands: int, *, lead: str, time: str, amount: str) -> pd.DataFrame:
-    """Add each lead's deal-size band (by its latest amount) as a segment column."""
-    if amount not in hist.columns or bands < 2:
-        return hist
-    last = _latest_amounts(hist, lead=lead, time=time, amount=amount)
-    if last.nunique() < bands:
-        return hist
-    # equal-value bands: each holds about the same share of the total amount, so the top
-    # band isolates the few large deals that dominate revenue
-    a = np.sort(last.to_numpy())
+def _lead_amounts(hist: pd.DataFrame, *, lead: str, time: str, amount: str):
+    """``(codes, last)``: each row's lead code and each lead's latest known amount (NaN if
+    none), with numpy over the factorised lead ids (no string lookups)."""
+    codes, ids = pd.factorize(hist[lead])
+    a = hist[amount].to_numpy(dtype=float)
+    t = hist[time].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ok = np.flatnonzero(~np.isnan(a) & (codes >= 0))
+    c, tt = codes[ok], t[ok]
+    if not ((c[1:] > c[:-1]) | ((c[1:] == c[:-1]) & (tt[1:] >= tt[:-1]))).all():
+        # latest in time within a lead (stable for ties)
+        ok = ok[np.lexsort((tt, c))]
+    last = np.full(len(ids), np.nan)
+    last[codes[ok]] = a[ok]  # later rows overwrite: latest
+    return codes, last
+
+
+def _band_edges(last: np.ndarray, bands: int):
+    """Equal-value bands: each holds about the same share of the total amount, so the top
+    band isolates the few large deals that dominate revenue.  ``None`` when too few values."""
+    a = np.sort(last[np.isfinite(last)])
+    if bands < 2 or np.unique(a).size < bands:
+        return None
     share = np.cumsum(a) / a.sum() if a.sum() > 0 else np.linspace(0, 1, a.size)
     cuts = a[np.searchsorted(share, np.arange(1, bands) / bands)]
     edges = np.unique(np.r_[a[0], cuts, a[-1]])
     edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
+def _band_of(amounts: np.ndarray, edges: np.ndarray) -> pd.Categorical:
     names = [f"band {i + 1} of {len(edges) - 1}" for i in range(len(edges) - 1)]
-    band = pd.cut(last, edges, labels=names)
-    out = hist.copy()
-    out[_BAND] = pd.Categorical(band.reindex(out[lead].to_numpy()).to_numpy(), categories=names)
-    out.attrs = dict(hist.attrs)
+    code = np.where(np.isfinite(amounts), np.searchsorted(edges, amounts, side="left") - 1, -1)
+    code = np.where(np.isfinite(amounts), np.clip(code, 0, len(names) - 1), -1)
+    return pd.Categorical.from_codes(code, categories=names)
+
+
+def _with_amount_bands(hist: pd.DataFrame, bands: int, *, lead: str, time: str, amount: str) -> pd.DataFrame:
+    """Add each lead's deal-size band (by its latest amount) as a segment column; the band
+    edges are in ``attrs["amount_band_edges"]``."""
+    if amount not in hist.columns or bands < 2:
+        return hist
+    codes, last = _lead_amounts(hist, lead=lead, time=time, amount=amount)
+    edges = _band_edges(last, bands)
+    if edges is None:
+        return hist
+    per_lead = _band_of(last, edges)
+    out = hist.assign(**{_BAND: pd.Categorical.from_codes(
+        np.where(codes >= 0, per_lead.codes[np.maximum(codes, 0)], -1), dtype=per_lead.dtype)})
+    out.attrs = {**hist.attrs, "amount_band_edges": edges}
     return out
 
 
@@ -506,7 +540,16 @@ def _lead_inputs(snap, model, lead, T):
     """Model inputs for the snapshot's leads: stage, segment, time in stage (ns on the model's
     clock; -1 when unknown), days in stage (calendar days, for the tables), amount."""
     s_idx = model.stage_index(snap["stage"].astype(object).to_numpy())
-    g_idx = model.group_index(snap, lead=lead)
+    edges = getattr(model, "_band_edges", None)
+    frame = snap
+    if edges is not None and AMOUNT in snap.columns:
+        frame = snap.assign(**{_BAND: _band_of(snap[AMOUNT].to_numpy(dtype=float), edges)})
+    if model.as_of_ == T and all(c in frame.columns for c in model.by_):
+        # fitted at this as_of: a lead's segment is its latest value, as in the snapshot, so the
+        # (small) table of segments suffices; no lookup of every lead id
+        g_idx = model.group_index(frame, lead="\x00no lead column")
+    else:
+        g_idx = model.group_index(frame, lead=lead)
     d = snap["days_in_stage"].to_numpy(dtype=float)
     if "entered_stage_at" in snap.columns:
         m = _model_ns(model, T, snap["entered_stage_at"])
@@ -544,9 +587,16 @@ def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_
         z = np.zeros((0, P))
         return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), z, z
     q, h = _windows(d_ns, edge_ns)
-    cells, cell_of = np.unique(np.c_[g_idx, s_idx, q, h], axis=0, return_inverse=True)
+    cols = np.c_[g_idx, s_idx, q + 1, h]
+    span = cols.max(axis=0).astype(float) + 1
+    if np.prod(span) < 2.0**62:  # one integer key per cell: a 1-d unique (fast)
+        mult = np.cumprod(np.r_[1, span[::-1][:-1]])[::-1].astype(np.int64)
+        _, first, cell_of = np.unique(cols @ mult, return_index=True, return_inverse=True)
+        cells = cols[first]
+    else:
+        cells, cell_of = np.unique(cols, axis=0, return_inverse=True)
     cell_of = cell_of.ravel()
-    args = (cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3:])
+    args = (cells[:, 0], cells[:, 1], cells[:, 2] - 1, cells[:, 3:])
     pc = model._win_by(*args, samples=model.n_samples > 0)
     pv = value_model._win_by(*args, samples=model.n_samples > 0) if value_model is not None else pc
     D = pc.shape[0]
@@ -560,9 +610,19 @@ def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_
     p_lead = mean_inc(pc)
     p_value = mean_inc(pv) if value_model is not None else p_lead
     live = np.flatnonzero(np.maximum(pc[:, :, -1], pv[:, :, -1]).max(axis=0)[cell_of] > 0)
+    wins = wins.reshape(n_draws, n_seg, P)
+    rev = rev.reshape(n_draws, n_seg, P)
     if live.size == 0:
-        return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), p_lead, p_value
-    c_live, seg_live, amt_live = cell_of[live], seg_codes[live], amt0[live]
+        return wins, rev, p_lead, p_value
+    live = live[np.argsort(seg_codes[live], kind="stable")]  # segments contiguous
+    c_live, amt_live = cell_of[live], amt0[live].astype(np.float32)
+    seg_live = seg_codes[live]
+    starts = np.flatnonzero(np.r_[True, seg_live[1:] != seg_live[:-1]])
+    segs = seg_live[starts]
+
+    def per_segment(x):  # (r, n_live) -> (r, segments present)
+        return x.sum(axis=1, keepdims=True) if starts.size == 1 else np.add.reduceat(x, starts, axis=1)
+
     rows_per = max(1, 4_000_000 // live.size)
     for j in range(D):
         draws_j = np.flatnonzero(draw_sample == j)
@@ -571,24 +631,16 @@ def _pipeline_draws(model, s_idx, g_idx, d_ns, edge_ns, n_draws, rng, amt0, seg_
         for a in range(0, draws_j.size, rows_per):
             dj = draws_j[a : a + rows_per]
             u = rng.random((dj.size, live.size), dtype=np.float32)
-            r, c = np.nonzero(u < pl[:, -1])
-            per = (u[r, c][:, None] >= pl[c, :-1]).sum(axis=1) if P > 1 else 0
-            cell = (dj[r] * n_seg + seg_live[c]) * P + per
-            wins += np.bincount(cell, minlength=size)
-            if value_model is not None:
-                r, c = np.nonzero(u < vl[:, -1])
-                per = (u[r, c][:, None] >= vl[c, :-1]).sum(axis=1) if P > 1 else 0
-                cell = (dj[r] * n_seg + seg_live[c]) * P + per
-            rev += np.bincount(cell, weights=amt_live[c], minlength=size)
+            prev_w = prev_r = 0.0
+            for p in range(P):  # one uniform per lead and draw: won by each period end or not
+                hit = u < pl[:, p]
+                cum_w = per_segment(hit)
+                vhit = (u < vl[:, p]) if value_model is not None else hit
+                cum_r = per_segment(vhit * amt_live) if starts.size > 1 else (vhit.astype(np.float32) @ amt_live)[:, None]
+                wins[dj[:, None], segs[None, :], p] += cum_w - prev_w
+                rev[dj[:, None], segs[None, :], p] += cum_r - prev_r
+                prev_w, prev_r = cum_w, cum_r
     return wins.reshape(n_draws, n_seg, P), rev.reshape(n_draws, n_seg, P), p_lead, p_value
-
-
-def _latest_amounts(hist: pd.DataFrame, *, lead: str, time: str, amount: str) -> pd.Series:
-    """Each lead's latest known amount (up to the log's end)."""
-    if amount not in hist.columns:
-        return pd.Series(dtype=float)
-    last = hist[[lead, time, amount]].dropna(subset=[amount]).sort_values(time, kind="stable")
-    return last.drop_duplicates(lead, keep="last").set_index(lead)[amount].astype(float)
 
 
 def _value_model(model, hist, amt, *, lead, time, amount, notes):
@@ -596,9 +648,15 @@ def _value_model(model, hist, amt, *, lead, time, amount, notes):
     if not np.isfinite(amt).any() or amount not in hist.columns:
         return None
     try:
-        return model.with_lead_weights(_latest_amounts(hist, lead=lead, time=time, amount=amount), name=amount)
+        if getattr(model, "value_", None) == amount:
+            return model.with_lead_weights(None, name=amount)
+        codes, last = _lead_amounts(hist, lead=lead, time=time, amount=amount)
+        ids = pd.Index(pd.unique(hist[lead]))
+        if len(ids) == len(model._lead_ids) and ids.equals(model._lead_ids):  # fitted on this log
+            return model.with_lead_weights(last, name=amount)
+        return model.with_lead_weights(pd.Series(last, index=ids), name=amount)
     except TransitionModelError:
-        notes.append("no closed lead has an amount: revenue uses the deal-count rates.")
+        notes.append("no lead in the history has an amount: revenue uses the deal-count rates.")
         return None
 
 
@@ -650,8 +708,10 @@ def _fit_for_forecast(hist, snap, ss, T, *, model_by, amount_bands, n_samples, h
     banded = _BAND in fit_log.columns
     mby = as_list(model_by) + ([_BAND] if banded else [])
     model = TransitionModel(n_samples=n_samples, half_life=half_life, calendar=calendar).fit(
-        fit_log, stages=ss, by=mby or None, as_of=T, lead=lead, stage=stage, time=time
+        fit_log, stages=ss, by=mby or None, as_of=T, lead=lead, stage=stage, time=time,
+        value=amount if amount in fit_log.columns else None,
     )
+    model._band_edges = fit_log.attrs.get("amount_band_edges") if banded else None
     return model, banded
 
 
@@ -910,8 +970,22 @@ def _same_half_life(col: pd.Series, h) -> np.ndarray:
     return (col.astype(float) == float(h)).to_numpy()
 
 
+def _crm_probabilities(hist, ss, T, horizon_days, probabilities, lead, stage, time):
+    """The CRM baseline's stage probabilities: eventual and within the horizon."""
+    if probabilities is not None:
+        bp = _baseline_probs(hist, ss, T, probabilities, lead, stage, time)
+        return bp, bp
+    prog = lead_progress(hist, stages=ss, lead=lead, stage=stage, time=time, amount=None)
+    opens = list(ss.steps)[:-1]
+    return tuple(
+        pd.Series(_stage_table(prog, ss, T, horizon_days=h, stall_days=_stall_days(ss, None))["probability"]
+                  .to_numpy(), index=opens).fillna(0.0)
+        for h in (None, horizon_days)
+    )
+
+
 def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabilities, n_draws, level, seed,
-                   lead, stage, time, amount, notes, new=None, value_rates=True) -> Forecast:
+                   lead, stage, time, amount, notes, new=None, value_rates=True, baseline=None) -> Forecast:
     """The forecast from a fitted model and the open pipeline (see :func:`forecast`)."""
     notes.extend(model.notes_)
     s_idx, g_idx, d, d_ns, amt = _lead_inputs(snap, model, lead, T)
@@ -944,16 +1018,8 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
     # (eventual wins) and within the horizon (the share of leads that won that soon)
     u = np.random.default_rng(None if seed is None else seed + 1)
     hd = (end - T) / _DAY
-    if probabilities is None:
-        prog = lead_progress(hist, stages=ss, lead=lead, stage=stage, time=time, amount=None)
-        opens = list(ss.steps)[:-1]
-        bp, bph = (
-            pd.Series(_stage_table(prog, ss, T, horizon_days=h, stall_days=_stall_days(ss, None))["probability"]
-                      .to_numpy(), index=opens).fillna(0.0)
-            for h in (None, hd)
-        )
-    else:
-        bp = bph = _baseline_probs(hist, ss, T, probabilities, lead, stage, time)
+    bp, bph = baseline if baseline is not None else _crm_probabilities(hist, ss, T, hd, probabilities, lead,
+                                                                           stage, time)
     idle = _idle(snap, ss, T)  # no lost outcome: idle leads are dropped, not future wins
     p_stage = np.where(idle, 0.0, bp.to_numpy()[s_idx]) if n else np.zeros(0)
     p_stage_h = np.where(idle, 0.0, bph.to_numpy()[s_idx]) if n else np.zeros(0)
@@ -1824,6 +1890,7 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
         outcomes_c = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount=amount)
     rows, leads = [], []
     arrivals = None
+    crm = _crm_probabilities(hist, ss, c, (end - c) / _DAY, probabilities, lead, stage, time)
     for h in candidates:
         model = base if h == candidates[0] else base.with_half_life(h)
         new = None
@@ -1833,7 +1900,7 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
                                             lead=lead, stage=stage, time=time, arrivals=arrivals)
         f = _forecast_core(hist, snap, ss, model, banded, c, end, [c, end], by=[], probabilities=probabilities,
                            n_draws=n_draws, level=level, seed=seed, lead=lead, stage=stage, time=time,
-                           amount=amount, notes=list(notes), new=new, value_rates=value_rates)
+                           amount=amount, notes=list(notes), new=new, value_rates=value_rates, baseline=crm)
         L = f.leads_
         o = outcomes.reindex(L[lead].to_numpy())
         won_t = o["outcome_at"].to_numpy()

@@ -96,6 +96,15 @@ def _aalen_johansen(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mass, surv[..., -1]
 
 
+def _starts(x: np.ndarray) -> np.ndarray:
+    """True where a value differs from the one before (and at the start)."""
+    out = np.empty(x.size, dtype=bool)
+    if x.size:
+        out[0] = True
+        np.not_equal(x[1:], x[:-1], out=out[1:])
+    return out
+
+
 def _check_half_life(half_life) -> float | None:
     if half_life is None:
         return None
@@ -464,6 +473,7 @@ class TransitionModel:
         stages: StageSet | str | Sequence[str] | None = None,
         by: str | Sequence[str] | None = None,
         as_of=None,
+        value: str | None = None,
         lead: str = LEAD,
         stage: str = STAGE,
         time: str = TIME,
@@ -481,6 +491,9 @@ class TransitionModel:
         as_of : date, str or Timestamp, optional
             Use only events at or before this moment; stays running then are
             censored.  Default: the log's last timestamp.
+        value : str, optional
+            A numeric column (e.g. ``"amount"``) whose latest value per lead
+            is kept, for :meth:`with_lead_weights` (value rates).
         lead, stage, time : str
             Column names.
 
@@ -500,7 +513,8 @@ class TransitionModel:
             raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
         ss = resolve_stages(log, stages)
         by = as_list(by)
-        require_columns(log, [lead, stage, time, *by], "pass the right names with lead=, stage=, time=, by=.")
+        require_columns(log, [lead, stage, time, *by, *([value] if value else [])],
+                        "pass the right names with lead=, stage=, time=, by=, value=.")
         if not pd.api.types.is_datetime64_any_dtype(log[time].dtype):
             raise InvalidEventLogError(
                 [
@@ -554,18 +568,22 @@ class TransitionModel:
         n_leads = len(lead_ids)
 
         # events kept at as_of (the snapshot's rule for undated events)
-        le = dated & (t <= T)
-        n_le = np.bincount(lead_codes[le], minlength=n_leads)
-        n_dated = np.bincount(lead_codes[dated], minlength=n_leads)
-        present = (n_le > 0) | ((n_dated == 0) & (T >= data_end))
-        keep = le | (~dated & present[lead_codes])
-        if not keep.any():
-            raise TransitionModelError(
-                f"no event at or before as_of={pd.Timestamp(T)}: nothing to fit "
-                f"(the data start {pd.Timestamp(t[dated].min()) if dated.any() else 'unknown'})."
-            )
-        rows = np.flatnonzero(keep)
-        lc, tt, st = lead_codes[rows], t[rows], state[rows]
+        if T >= data_end and dated.all():  # everything is known at as_of: no copies
+            keep = np.ones(t.size, dtype=bool)
+            lc, tt, st = lead_codes, t, state
+        else:
+            le = dated & (t <= T)
+            n_le = np.bincount(lead_codes[le], minlength=n_leads)
+            n_dated = np.bincount(lead_codes[dated], minlength=n_leads)
+            present = (n_le > 0) | ((n_dated == 0) & (T >= data_end))
+            keep = le | (~dated & present[lead_codes])
+            if not keep.any():
+                raise TransitionModelError(
+                    f"no event at or before as_of={pd.Timestamp(T)}: nothing to fit "
+                    f"(the data start {pd.Timestamp(t[dated].min()) if dated.any() else 'unknown'})."
+                )
+            rows = np.flatnonzero(keep)
+            lc, tt, st = lead_codes[rows], t[rows], state[rows]
         sort_key = np.where(st > n_tr, np.iinfo(np.int32).max, st)  # lost last at ties
         in_order = (lc[1:] > lc[:-1]) | (
             (lc[1:] == lc[:-1]) & ((tt[1:] > tt[:-1]) | ((tt[1:] == tt[:-1]) & (sort_key[1:] >= sort_key[:-1])))
@@ -576,7 +594,7 @@ class TransitionModel:
 
         # truncate each path at its first outcome
         absorbing = st >= n_tr
-        lead_start = np.r_[True, lc[1:] != lc[:-1]]
+        lead_start = _starts(lc)
         cs = np.cumsum(absorbing) - absorbing
         base = np.maximum.accumulate(np.where(lead_start, cs, 0))
         after = (cs - base) > 0
@@ -590,7 +608,7 @@ class TransitionModel:
             )
         # consecutive events of the same stage are one stay (the events after an outcome end
         # each lead's sequence, so dropping them does not change which events are adjacent)
-        new_run = lead_start | np.r_[True, st[1:] != st[:-1]]
+        new_run = lead_start | _starts(st)
         sel = np.flatnonzero(new_run & ~after)
         lc, tt, st = lc[sel], tt[sel], st[sel]
 
@@ -599,21 +617,19 @@ class TransitionModel:
         cal = None
         if self.calendar is not None:
             cal = Calendar.resolve(self.calendar)
-            moves = ~np.r_[True, lc[1:] != lc[:-1]] & (tt != NAT)
+            moves = ~_starts(lc) & (tt != NAT)
             cal = cal.fit(tt[moves], end=T)
             tt = np.where(tt != NAT, cal.to_activity_ns(tt), NAT)
             T = np.int64(cal.to_activity_ns(np.array([T]))[0])
 
         # stays
         is_stay = st < n_tr
-        has_next = np.r_[lc[1:] == lc[:-1], False]
-        nxt_state = np.r_[st[1:], -1]
-        nxt_t = np.r_[tt[1:], NAT]
         pos = np.flatnonzero(is_stay)
         s_lead, s_from, s_t = lc[pos], st[pos], tt[pos]
-        completed = has_next[pos]
-        s_to = np.where(completed, nxt_state[pos], -1)
-        end_t = np.where(completed, nxt_t[pos], T)
+        nxt = np.minimum(pos + 1, lc.size - 1)
+        completed = (pos + 1 < lc.size) & (lc[nxt] == s_lead)
+        s_to = np.where(completed, st[nxt], -1)
+        end_t = np.where(completed, tt[nxt], T)
         known = (s_t != NAT) & (end_t != NAT)
         days = np.full(pos.size, np.nan)
         days[known] = (end_t[known] - s_t[known]) / DAY_NS
@@ -623,9 +639,18 @@ class TransitionModel:
         lead_used[lc] = True
         lead_idx = np.flatnonzero(lead_used)
         seg_frame = pd.DataFrame(index=np.arange(n_leads))
+        if by or value is not None:
+            rows_all = np.flatnonzero(keep)
+            rc, rt = lead_codes[rows_all], t[rows_all]
+            if not ((rc[1:] > rc[:-1]) | ((rc[1:] == rc[:-1]) & (rt[1:] >= rt[:-1]))).all():
+                rows_all = rows_all[np.lexsort((rt, rc))]
         for col in by:
-            seg_frame[col] = _latest(log[col], rows_all=np.flatnonzero(keep), lead_codes=lead_codes,
-                                     t=t, n_leads=n_leads)
+            seg_frame[col] = _latest(log[col], rows_sorted=rows_all, lead_codes=lead_codes, n_leads=n_leads)
+        lead_value = None
+        if value is not None:
+            lead_value = pd.to_numeric(
+                _latest(log[value], rows_sorted=rows_all, lead_codes=lead_codes, n_leads=n_leads), errors="coerce"
+            ).to_numpy(dtype=float)
         if by:
             sub = seg_frame.iloc[lead_idx]
             gcode = sub.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
@@ -703,6 +728,8 @@ class TransitionModel:
         self._cells = (cell[use], w_t[use], (n_groups, n_tr, K, n_states + 1))
         self._stay_leads = s_lead[use]
         self._lead_ids = lead_ids
+        self._lead_value = lead_value
+        self.value_ = value
         self._w_mult = None
         self.weighted_by_ = None
         self._lead_group = pd.Series(lead_group[lead_idx], index=lead_ids.take(lead_idx))
@@ -722,8 +749,7 @@ class TransitionModel:
         stays["days"] = days
         self.stays_ = stays
         self.counts_ = self._counts_table(s_group, s_from, s_to)
-        self.probabilities_ = self._prob_table(pooled=not by)
-        self.pooled_probabilities_ = self._prob_table(pooled=True) if by else self.probabilities_
+        self._tables = {}  # probabilities_, pooled_probabilities_: built when first read
         return self
 
     def _estimate(self) -> None:
@@ -798,8 +824,7 @@ class TransitionModel:
         new = copy.copy(self)
         new.half_life = _check_half_life(half_life)
         new._estimate()
-        new.probabilities_ = new._prob_table(pooled=not new.by_)
-        new.pooled_probabilities_ = new._prob_table(pooled=True) if new.by_ else new.probabilities_
+        new._tables = {}
         return new
 
     def with_lead_weights(self, weights, *, name: str = "weight") -> TransitionModel:
@@ -815,8 +840,10 @@ class TransitionModel:
 
         Parameters
         ----------
-        weights : Series or mapping
-            Non-negative value per lead id; leads not in it (or missing) weigh 0.
+        weights : Series, mapping, or None
+            Non-negative value per lead id; leads not in it (or missing) weigh
+            0.  ``None`` (or the name given to ``fit(value=...)``): the latest
+            value of that column per lead, kept by :meth:`fit` (fast).
         name : str
             What the weights are (kept in ``weighted_by_``).
 
@@ -837,11 +864,18 @@ class TransitionModel:
         'amount'
         """
         self._check()
-        w = pd.Series(weights, dtype=float) if not isinstance(weights, pd.Series) else weights.astype(float)
-        if w.index.has_duplicates:
-            w = w.groupby(level=0).last()
-        ids = self._lead_ids.take(self._stay_leads)
-        mult = w.reindex(ids).to_numpy(dtype=float)
+        if weights is None or (isinstance(weights, str) and weights == self.value_):
+            if self._lead_value is None:
+                raise TransitionModelError("the model was fitted without value=; pass weights per lead id.")
+            mult = self._lead_value[self._stay_leads]
+            name = self.value_ if name == "weight" else name
+        elif isinstance(weights, np.ndarray) and weights.shape == (len(self._lead_ids),):
+            mult = weights.astype(float)[self._stay_leads]  # one value per lead, in lead_ids order
+        else:
+            w = pd.Series(weights, dtype=float) if not isinstance(weights, pd.Series) else weights.astype(float)
+            if w.index.has_duplicates:
+                w = w.groupby(level=0).last()
+            mult = w.reindex(self._lead_ids.take(self._stay_leads)).to_numpy(dtype=float)
         mult = np.where(np.isfinite(mult) & (mult > 0), mult, 0.0)
         if not mult.any():
             raise TransitionModelError(f"no stay has a positive {name}: cannot weight the model by it.")
@@ -849,8 +883,7 @@ class TransitionModel:
         new._w_mult = mult / mult.mean()
         new.weighted_by_ = name
         new._estimate()
-        new.probabilities_ = new._prob_table(pooled=not new.by_)
-        new.pooled_probabilities_ = new._prob_table(pooled=True) if new.by_ else new.probabilities_
+        new._tables = {}
         return new
 
     def _mass_from_counts(self, counts: np.ndarray, n_gs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -878,6 +911,25 @@ class TransitionModel:
     # ------------------------------------------------------------------
     # tables
     # ------------------------------------------------------------------
+    @property
+    def probabilities_(self) -> pd.DataFrame:
+        """Per segment (pooled without ``by``): eventual destination probabilities (see the
+        class docstring)."""
+        self._check()
+        if "own" not in self._tables:
+            self._tables["own"] = self._prob_table(pooled=not self.by_)
+        return self._tables["own"]
+
+    @property
+    def pooled_probabilities_(self) -> pd.DataFrame:
+        """The same for all leads together."""
+        self._check()
+        if not self.by_:
+            return self.probabilities_
+        if "pooled" not in self._tables:
+            self._tables["pooled"] = self._prob_table(pooled=True)
+        return self._tables["pooled"]
+
     def _check(self) -> None:
         if not self._fitted:
             raise TransitionModelError("the model is not fitted yet; call .fit(log) first.")
@@ -1558,19 +1610,19 @@ def _windows(in_stage_ns, horizons_ns) -> tuple[np.ndarray, np.ndarray]:
     return q.astype(np.int64), np.maximum(h, 0).astype(np.int64)
 
 
-def _latest(values: pd.Series, *, rows_all: np.ndarray, lead_codes, t, n_leads) -> pd.Series:
-    """Per lead: its latest non-missing value among the given rows (time order)."""
-    sub_t = t[rows_all]
-    o = np.lexsort((sub_t, lead_codes[rows_all]))
-    r = rows_all[o]
-    vals = values.iloc[r]
-    ok = vals.notna().to_numpy()
-    r_ok = r[ok]
+def _latest(values: pd.Series, *, rows_sorted: np.ndarray, lead_codes, n_leads) -> pd.Series:
+    """Per lead: its latest non-missing value among the given rows (in lead, time order)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        vc = values.cat.codes.to_numpy()
+        ok = vc[rows_sorted] >= 0
+    else:
+        ok = values.notna().to_numpy()[rows_sorted]
+    r_ok = rows_sorted[ok]
     last = np.full(n_leads, -1, dtype=np.int64)
     last[lead_codes[r_ok]] = r_ok  # later positions overwrite: latest
     has = last >= 0
     if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = np.where(has, values.cat.codes.to_numpy()[np.maximum(last, 0)], -1)
+        codes = np.where(has, vc[np.maximum(last, 0)], -1)
         return pd.Series(pd.Categorical.from_codes(codes, dtype=values.dtype))
     arr = values.to_numpy()[np.maximum(last, 0)] if len(values) else np.array([])
     return pd.Series(arr).where(has)
