@@ -30,9 +30,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format funnelkit tests benchmarks
 
-# re-run the lesson after the package's printed output changed (nbval compares it), then commit it
+# re-run the teaching notebooks after the package's output changed (nbval compares it), then commit them
+LESSONS := pipeline_vs_funnel.ipynb planning_and_forecasting.ipynb
 lesson: $(STAMP)
-	cd notebooks && ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace pipeline_vs_funnel.ipynb
+	$(PY) tests/test_lesson.py $(addprefix notebooks/,$(LESSONS))
 
 # make reports PLAN=params/my_plan.yaml MONTH=2025-09
 PLAN ?= params/demo_monthly.yaml
