@@ -2,7 +2,8 @@
 
 ============================================  =====================================================
 ``funnelkit report PLAN [--month YYYY-MM]``   :func:`funnelkit.reports.run_plan`
-``funnelkit demo``                            :func:`funnelkit.reports.run_demo`
+``funnelkit demo [--out DIR]``                :func:`funnelkit.reports.run_demo`: the demo data and
+                                              reports under DIR (default: the current folder)
 ``funnelkit demo-data``                       :func:`funnelkit.datasets.write_demo`
 ============================================  =====================================================
 
@@ -29,10 +30,9 @@ import click
 from . import __version__
 from .datasets import write_demo
 from .exceptions import FunnelkitError
-from .reports.plan import TEMPLATE_PATH
 
 #: The report template a plan runs unless it (or --template) names another.
-DEFAULT_TEMPLATE = TEMPLATE_PATH
+DEFAULT_TEMPLATE = "the monthly report shipped with funnelkit"
 
 EXIT_FAILED, EXIT_PLAN, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -54,7 +54,7 @@ def demo_data(out: Path, leads: int, seed: int) -> None:
     click.echo(f"demo event log: {path}")
 
 
-def _batch_options(f):
+def _batch_options(f, *, out_help: str = "Output folder (overrides the plan's 'output')."):
     options = [
         click.option("--month", metavar="YYYY-MM", default=None,
                      help="Month to report (overrides the plan's 'month')."),
@@ -65,7 +65,7 @@ def _batch_options(f):
         click.option("--skip-existing", is_flag=True,
                      help="Keep reports already written for the month; run only the missing ones."),
         click.option("--out", "output", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Output folder (overrides the plan's 'output')."),
+                     help=out_help),
         click.option("--progress/--no-progress", default=None,
                      help="Show a progress bar [default: when the terminal is interactive]."),
         click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -160,18 +160,25 @@ def _dry_run(plan_path: Path, *, month, only, output, template) -> None:
         click.echo(f"  {label:30} -> {root / month_text / job.folder / job.name}.html")
 
 
+def _demo_options(f):
+    return _batch_options(f, out_help="Folder for the demo data (DIR/data/demo/events.csv) and reports "
+                                      "(DIR/reports/<month>/) [default: the current folder].")
+
+
 @main.command()
-@_batch_options
+@_demo_options
 def demo(month, jobs, only, skip_existing, output, progress, template, executor, wait) -> None:
-    """Write the demo data if missing and run the demo plan (params/demo_monthly.yaml).
+    """Write the demo data if missing and run the demo plan, in the current folder (or --out DIR).
 
     One report per product and one per lead source of the demo data for
-    September 2025; prints where the index is; exit code 1 if any failed.
+    September 2025, written to ./reports/2025-09/ (the data to
+    ./data/demo/events.csv); prints where the index is; exit code 1 if any
+    failed.  Nothing is written into funnelkit's own installation.
     """
     from .reports import run_demo
 
-    _run(run_demo, month=month, jobs=jobs, only=list(only) or None, skip_existing=skip_existing,
-         output=output, progress=progress, template=template, executor=executor, wait=wait)
+    _run(run_demo, out=output, month=month, jobs=jobs, only=list(only) or None, skip_existing=skip_existing,
+         progress=progress, template=template, executor=executor, wait=wait)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import funnelkit as fk
 from funnelkit import reports
-from funnelkit.cli import DEFAULT_TEMPLATE, main
+from funnelkit.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = "../../etc"
@@ -32,7 +32,8 @@ def test_help_lists_the_commands():
     res = run("report", "--help")
     assert "--month" in res.output and "--jobs" in res.output and "--only" in res.output
     assert "--skip-existing" in res.output
-    assert (REPO / DEFAULT_TEMPLATE).is_file()
+    assert reports.default_template().is_file()
+    assert "current folder" in run("demo", "--help").output
 
 
 def test_demo_data_writes_the_csv(tmp_path):
@@ -100,7 +101,7 @@ def test_broken_and_hostile_reports(tmp_path):
     # a report that fails (here: a template cell raising) fails alone, and is kept
     spec["splits"] = {"product": [HOSTILE, SCRIPT]}
     plan.write_text(yaml.safe_dump(spec))
-    broken = nbformat.read(REPO / DEFAULT_TEMPLATE, as_version=4)
+    broken = nbformat.read(reports.default_template(), as_version=4)
     broken.cells.append(nbformat.v4.new_code_cell(
         "if segment_value.startswith('<'):\n    raise ValueError('broken on purpose')"))
     nbformat.write(broken, tmp_path / "broken.ipynb")
@@ -133,10 +134,23 @@ def test_broken_and_hostile_reports(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_command_runs_the_demo_plan(tmp_path):
-    res = run("demo", "--only", "product=Starter", "--out", str(tmp_path), "--jobs", "1", "--no-progress")
+def test_demo_command_writes_under_the_current_folder_or_out(tmp_path, monkeypatch):
+    """`funnelkit demo` makes its data and reports where it is run (or under --out), never in the package."""
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    res = run("demo", "--only", "product=Starter", "--jobs", "1", "--no-progress")
     assert res.exit_code == 0, res.output
-    index = tmp_path / "2025-09" / "index.html"
+    index = here / "reports" / "2025-09" / "index.html"
     assert f"Index: {index}" in res.output
-    assert (tmp_path / "2025-09" / "product" / "Starter.html").is_file()
-    assert "Starter" in index.read_text()
+    assert (here / "data" / "demo" / "events.csv").is_file()
+    assert (here / "reports" / "2025-09" / "product" / "Starter.html").is_file()
+    assert "Starter" in index.read_text() and "€" in index.read_text()
+    package = Path(fk.__file__).parent
+    assert not list(package.rglob("events.csv")) and not list(package.rglob("2025-09"))
+    other = tmp_path / "elsewhere"
+    res = run("demo", "--only", "source=referral", "--out", str(other), "--jobs", "1", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert (other / "data" / "demo" / "events.csv").is_file()
+    assert (other / "reports" / "2025-09" / "source" / "referral.html").is_file()
+    assert sorted(p.name for p in here.iterdir()) == ["data", "reports"]

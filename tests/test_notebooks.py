@@ -19,6 +19,11 @@ TEMPLATE = REPO / "notebooks" / "monthly_report.ipynb"
 pytestmark = pytest.mark.slow
 
 
+def test_the_template_ships_in_the_package_and_the_repo_path_is_it():
+    assert TEMPLATE.resolve() == reports.default_template().resolve()
+    assert reports.default_template().parent.name == "templates"
+
+
 def test_template_parameters_are_literals_with_comments():
     params = reports.template_parameters(TEMPLATE)
     assert set(reports.plan.RUNNER_PARAMETERS) <= set(params)
@@ -47,8 +52,11 @@ def test_template_on_demo_data_shows_the_package_numbers(tmp_path):
                                      pd.Timestamp("2025-08-01"), pd.Timestamp("2025-08-31 23:59:59.999999999"))
     direct = fk.funnel.conversion(cohort, as_of=pd.Timestamp("2025-08-31 23:59:59.999999999"))
     assert got["leads_entered"] == direct["entered"].iloc[0] > 0
-    rate = direct["step_conversion"].iloc[0]
-    assert (got["step:qualification"] is None and np.isnan(rate)) or got["step:qualification"] == pytest.approx(rate)
+    # a step rate is the latest judged month's (the month's own leads are not judged yet)
+    steps = reports.step_rates(sub, month="2025-08")
+    assert got["step:qualification"] == pytest.approx(steps["rate"].iloc[0])
+    assert next(m for m in shown["metrics"] if m["metric"] == "step:qualification")["period"] == \
+        str(steps["judged_month"].iloc[0])
     page = res.html.read_text()
     assert f"{got['leads_entered']:,.0f}" in page and f"{got['revenue']:,.0f}" in page
     assert f"{got['win_rate']:.1%}" in page
@@ -59,7 +67,8 @@ def test_template_on_demo_data_shows_the_package_numbers(tmp_path):
 
 def test_nbval_runs_the_template_with_its_defaults():
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", str(TEMPLATE)],
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q", "-p", "no:cacheprovider",
+         str(TEMPLATE)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import nbformat
 import numpy as np
@@ -54,7 +55,6 @@ def expected_numbers(log: pd.DataFrame, month: str, segment: tuple[str, str] | N
         "won": float(oc["won"]),
         "revenue": float(oc["won_amount"]),
         "win_rate": float(oc["won"] / (oc["won"] + oc["lost"])),  # every lead closed in the month is decided
-        "step:qualification": float(funnel["step_conversion"].iloc[0]),
     }
 
 
@@ -129,7 +129,8 @@ def test_headline_matches_funnel_functions(demo_log, segment, month):
     assert h.loc["won", "change"] == exp["won"] - prev["won"]
     assert h.loc["revenue", "change_pct"] == pytest.approx((exp["revenue"] - prev["revenue"]) / prev["revenue"])
     assert h.loc["revenue", "value"] > 0 and h.loc["leads_entered", "value"] > 0
-    assert list(h.columns) == ["label", "kind", "value", "previous", "change", "change_pct", "n", "ci_low", "ci_high"]
+    assert list(h.columns) == ["label", "kind", "value", "previous", "change", "change_pct", "n", "ci_low", "ci_high",
+                               "period", "previous_period"]
     rate = h.loc["win_rate"]
     assert rate["ci_low"] <= rate["value"] <= rate["ci_high"]
     assert h.attrs["previous_month"] == prev_month
@@ -220,7 +221,15 @@ def test_pipeline_and_forecast_sections_show_the_package_numbers():
     snap = pipeline.snapshot(rep.log, as_of=rep.as_of)
     assert f"{len(snap):,} leads were open" in sections.pipeline(rep).text
     st = pipeline.stale(rep.log, as_of=rep.as_of)
-    assert sections.stale(rep).text.startswith(f"{len(st):,} open leads have sat")
+    hz = fk.funnel.conversion(rep.log, as_of=rep.as_of).attrs["horizon"]
+    dead = st["days_in_stage"] > st["stage"].astype(str).map(hz)
+    new = ~dead & (st["entered_stage_at"] + pd.to_timedelta(st["threshold_days"], unit="D") >= rep.start)
+    text = sections.followups(rep).text
+    assert f"{new.sum():,} open leads went stale in September 2025" in text
+    assert f"{(~new & ~dead).sum():,} more went stale before the month" in text
+    # long-dead leads are exactly the funnel's stalled ones
+    stalled = fk.funnel.outcomes(rep.log, as_of=rep.as_of)["stalled"].iloc[0]
+    assert dead.sum() <= stalled and f"{stalled:,} open leads" in text
     b = pipeline.bottleneck(rep.log, as_of=rep.as_of)
     stage = b.loc[b["bottleneck"], "stage"].iloc[0]
     assert f"The bottleneck is {stage}" in sections.bottleneck(rep).text
@@ -234,8 +243,9 @@ def test_pipeline_and_forecast_sections_show_the_package_numbers():
     text = sections.leads_needed(rep).text
     assert "adds up to 900,000" in text and f"about {plan['leads_needed']:,.0f} new leads" in text
     lk = fk.funnel.leaks(rep.log, as_of=rep.as_of)
-    ranked = lk.loc[lk["rank"].notna()].sort_values("rank")
-    assert sections.leaks(rep).text.startswith(str(ranked["sentence"].iloc[0]))
+    ranked = lk.loc[lk["rank"].notna() & (lk["lost_per_month"] > 0)].sort_values("rank")
+    text = sections.leaks(rep).text
+    assert "Against its own past" in text and str(ranked["sentence"].iloc[0]) in text
 
 
 def test_pipeline_and_forecast_sections_say_why_when_input_is_missing():
@@ -537,3 +547,210 @@ def test_only_accepts_file_names_and_rejects_typos():
     assert [(j.split, j.value) for j in jobs] == [("source", "trade show")]
     with pytest.raises(fk.PlanError, match="Did you mean 'Enterprise'"):
         expand_plan(plan, log, only=["product=Enterprize"])
+
+
+# ---------------------------------------------------------------------------
+# issue 13: what an analyst reads - leaks, step rates, cards, charts, formats
+# ---------------------------------------------------------------------------
+END_SEPT = pd.Timestamp("2025-09-30 23:59:59.999999999")
+
+
+@pytest.fixture(scope="module")
+def enterprise():
+    return reports.MonthlyReport.prepare("demo", segment_column="product", segment_value="Enterprise",
+                                         month="2025-09", revenue_target=400000, noun="deals", currency="€")
+
+
+def test_first_screen_names_the_leak_funnel_leaks_finds(enterprise):
+    """The report's first lines say what funnel.leaks (the lesson's and the explorer's estimator) says."""
+    lk = fk.funnel.leaks(fk.datasets.load_demo(), by="product", noun="deals")
+    sentence = lk.loc[lk["product"] == "Enterprise", "sentence"].iloc[0]
+    assert sentence.startswith("Enterprise: proposal -> close converts 20% against 60% for the other products")
+    head = sections.title(enterprise)
+    assert sentence in head.text and "Biggest leak" in head.html
+    assert head.html.index(html_escape(sentence)) < len(head.html)  # in the title block, before any section
+    # the section: both benchmarks, the segment's rows of each, sentences first then a table
+    text = sections.leaks(enterprise).text
+    assert text.index("Against the other products") < text.index(sentence) < text.index("Against its own past")
+    own = fk.funnel.leaks(enterprise.log, benchmark="previous", as_of=END_SEPT, noun="deals")
+    losing = own.loc[own["rank"].notna() & (own["lost_per_month"] > 0)]
+    assert all(s in text for s in losing["sentence"].head(3))
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def test_peer_leaks_from_the_run_cache_equal_those_from_the_data(tmp_path, enterprise):
+    log = fk.datasets.load_demo()
+    direct = enterprise.peer_leaks
+    rows = reports.monthly.segment_leaks(log, "product", "Enterprise", as_of=END_SEPT, noun="deals")
+    seg = reports.select_segment(log, "product", "Enterprise")
+    path = reports.write_cache(seg, tmp_path / "c.parquet", segment=("product", "Enterprise"), peers=rows)
+    cached = reports.MonthlyReport.prepare("demo", cache=str(path), segment_column="product",
+                                           segment_value="Enterprise", month="2025-09", noun="deals").peer_leaks
+    cols = ["transition", "leads", "converted", "rate", "benchmark_rate", "lost_per_month", "significant",
+            "sentence"]
+    pd.testing.assert_frame_equal(cached[cols].reset_index(drop=True), direct[cols].reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_step_rates_are_judged_on_matured_months(enterprise):
+    s = enterprise.steps.set_index("transition")
+    # the latest judged month and its rate are funnel.leaks(benchmark="previous")'s (same rule, same leads)
+    own = fk.funnel.leaks(enterprise.log, benchmark="previous", as_of=END_SEPT).set_index("transition")
+    for name, r in s.iterrows():
+        assert str(r["judged_month"]) == own.loc[name, "period"]
+        assert r["rate"] == pytest.approx(own.loc[name, "rate"])
+        assert r["judged_leads"] == own.loc[name, "leads"]
+    # independently: conversion() of the leads that reached qualification in June 2025
+    prog = fk.funnel.lead_progress(enterprise.log, as_of=END_SEPT)
+    june = prog.loc[prog["time_qualification"].between("2025-06-01", "2025-06-30 23:59:59"), "lead_id"]
+    sub = fk.funnel.conversion(enterprise.log[enterprise.log["lead_id"].isin(june)], as_of=END_SEPT)
+    assert sub["matured"].iloc[0] == len(june) == s.loc["qualification -> meeting", "judged_leads"]
+    assert s.loc["qualification -> meeting", "rate"] == pytest.approx(sub["step_conversion"].iloc[0])
+    # the month's volumes: leads that reached each step in September
+    for step in ("qualification", "meeting", "proposal", "close"):
+        n = prog[f"time_{step}"].between("2025-09-01", END_SEPT).sum()
+        assert s.loc[s["step"] == step, "entered"].iloc[0] == n, step
+    # and every matured lead: the funnel chart's table
+    allf = fk.funnel.conversion(enterprise.log, as_of=END_SEPT)
+    assert s["all_rate"].tolist() == pytest.approx(allf["step_conversion"].iloc[:-1].tolist())
+    # the headline's step rows are the latest judged month (no longer empty) and say which month
+    h = enterprise.headline.set_index("metric")
+    assert h.loc["step:proposal", "value"] == pytest.approx(s.loc["proposal -> close", "rate"])
+    assert h.loc["step:proposal", "period"] == "2025-06" and h.loc["step:proposal", "previous_period"] == "2025-05"
+
+
+def test_headline_cards_have_sparklines_changes_and_small_sample_flags(enterprise):
+    sec = sections.headline(enterprise)
+    cards = re.findall(r'<div class="fk-card[^"]*">.*?</svg></div>', sec.html)
+    assert len(cards) == 5
+    labels = [re.search(r'fk-card-label">([^<]*)<', c).group(1) for c in cards]
+    assert labels == ["New deals", "Won", "Revenue won", "Win rate (closed this month)", "Forecast, October 2025"]
+    # the sparkline's points are the same numbers as the card, month by month
+    series = enterprise.series
+    h = enterprise.headline.set_index("metric")
+    assert series["leads_entered"].iloc[-1] == h.loc["leads_entered", "value"] == 85
+    assert series["leads_entered"].iloc[-2] == h.loc["leads_entered", "previous"]
+    assert series["won"].iloc[-1] == h.loc["won", "value"] and series["revenue"].iloc[-1] == h.loc["revenue", "value"]
+    for month, value in zip(series["month"].iloc[:-1], series["leads_entered"].iloc[:-1]):  # each as of its month end
+        p = pd.Period(month, "M")
+        assert value == reports.headline(enterprise.log, month=p).set_index("metric").loc["leads_entered", "value"]
+        break
+    assert "Sep 2025: 85" in cards[0] and "+4 (+5%) vs Aug" in cards[0]
+    # 4 wins against 2: too few to read a change, and said so
+    assert "fk-small" in cards[1] and "too few to read a change" in cards[1]
+    assert "of 73 closed" in cards[3] and "€290,920" in cards[2] and "73% of the €400k target" in cards[2]
+    fc = enterprise.next_month.total.iloc[0]
+    assert f"€{fc['expected_revenue']:,.0f}" in cards[4]
+
+
+def test_every_percentage_of_the_funnel_chart_is_the_tables(enterprise):
+    import matplotlib.pyplot as plt
+
+    sec = sections.funnel(enterprise)
+    cells = set(re.findall(r"<td[^>]*>([^<]*)</td>", sec.html))
+    for draw in (lambda: fk.plots.funnel_chart(enterprise.funnel_all),
+                 lambda: sections._phone_funnel(enterprise.funnel_all, "t")):
+        ax = draw()
+        texts = [t.get_text() for t in ax.texts]
+        plt.close(ax.figure)
+        shown = [p for t in texts for p in re.findall(r"\d+(?:\.\d+)?%", t)]
+        assert len(shown) >= 10
+        intervals = re.findall(r"\[([^\]]+)\]", " ".join(texts))
+        assert intervals and all(i in cells for i in intervals), (intervals, cells)
+        for pct in shown:
+            assert any(pct == c or c.startswith(pct + "–") or c.endswith("–" + pct) for c in cells), pct
+    # the forecast chart's probability is the table's
+    fsec = sections.forecast(enterprise)
+    p = enterprise.next_month.probability_of(target_revenue=400000)
+    assert f"P(reach target) = {p:.0%}" in fsec.html or f"P(reach target)</td><td class=\"num\">{p:.0%}" in fsec.html
+    assert f"P(reach target)</td><td class=\"num\">{p:.0%}</td>" in fsec.html
+
+
+def test_pipeline_value_with_and_without_long_dead_leads(enterprise):
+    out = fk.funnel.outcomes(enterprise.log, as_of=END_SEPT).iloc[0]
+    out = {k: (int(v) if k in {"open", "stalled"} else v) for k, v in out.items()}
+    text = sections.pipeline(enterprise).text
+    total = out["open_amount"] + out["stalled_amount"]
+    assert f"{out['open'] + out['stalled']:,} deals were open, worth €{total:,.0f}" in text
+    assert f"{out['stalled']:,} of them" in text and f"worth €{out['stalled_amount']:,.0f}" in text
+    assert f"live pipeline is {out['open']:,} deals worth €{out['open_amount']:,.0f}" in text
+
+
+def test_number_format_and_no_raw_values_on_the_page():
+    rep = reports.MonthlyReport.prepare("demo", segment_column="source", segment_value="referral", month="2025-09",
+                                        revenue_target=200000, currency="EUR", thousands=".", noun="deals")
+    page = "".join(getattr(sections, name)(rep).html for name in (
+        "title", "headline", "leaks", "flow", "funnel", "outcomes", "pipeline", "followups", "bottleneck",
+        "forecast", "leads_needed", "provenance"))
+    revenue = rep.headline.set_index("metric").loc["revenue", "value"]
+    assert f"{revenue:,.0f}".replace(",", ".") + " EUR" in page
+    assert f"{revenue:,.0f} " not in page
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(svg|style)\b.*?</\1>", " ", page, flags=re.S))
+    for raw in ("True", "False", "nan", "NaN", "None", "StageSet", "Timestamp"):
+        assert not re.search(rf"\b{raw}\b", text), raw
+    assert "<StageSet" not in page and '{"' not in text
+    assert "<dl" in page and "Parameters" not in page  # the parameters as a short list, not a JSON dump
+    with pytest.raises(ReportError, match="number format"):
+        reports.MonthlyReport.prepare("demo", month="2025-09", thousands=".", decimal=".")
+
+
+def test_plan_number_format_keys(tmp_path, small_csv):
+    base = {"data": str(small_csv), "stages": "pipeline4", "splits": ["product"], "month": "2025-09"}
+    plan = reports.load_plan(write_plan(tmp_path, **base, currency="€", thousands=" ", noun="deals"))
+    jobs, _ = reports.expand_plan(plan, plan.load())
+    assert {(j.parameters["currency"], j.parameters["thousands"], j.parameters["decimal"], j.parameters["noun"])
+            for j in jobs} == {("€", " ", ".", "deals")}
+    with pytest.raises(PlanError, match="thousands"):
+        reports.load_plan(write_plan(tmp_path, **base, thousands="_"))
+    with pytest.raises(PlanError, match="both ','"):
+        reports.load_plan(write_plan(tmp_path, **base, decimal=","))
+    with pytest.raises(PlanError, match=r"parameters: \['currency'\]"):
+        reports.load_plan(write_plan(tmp_path, **base, parameters={"currency": "$"}))
+
+
+def test_template_and_demo_plan_ship_in_the_package():
+    from importlib.resources import files
+
+    template = reports.default_template()
+    assert template == Path(str(files("funnelkit") / "templates" / "monthly_report.ipynb"))
+    assert (REPO / "notebooks" / "monthly_report.ipynb").resolve() == template.resolve()  # one template
+    nb = nbformat.read(template, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "funnelkit"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed without outputs
+    assert set(reports.plan.OPTIONAL_PARAMETERS) <= set(reports.template_parameters(template))
+    packaged = yaml.safe_load(reports.demo_plan().read_text())
+    source = yaml.safe_load((REPO / "params" / "demo_monthly.yaml").read_text())
+    assert {k: v for k, v in packaged.items() if k not in {"data", "output"}} == \
+        {k: v for k, v in source.items() if k not in {"data", "output"}}
+    assert not Path(packaged["data"]).is_absolute() and packaged["output"] == "reports"
+    mk = (REPO / "Makefile").read_text()
+    assert re.search(r"ipykernel install .*--name funnelkit", mk)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"templates/*"' in pyproject
+
+
+@pytest.mark.slow
+def test_reports_link_to_the_index_siblings_and_last_month(tmp_path, small_csv):
+    plan = write_plan(tmp_path, data=str(small_csv), stages="pipeline4", splits=["product"], overall=True,
+                      output="out", currency="€")
+    for month in ("2025-08", "2025-09"):
+        status = reports.run_plan(plan, month=month, jobs=2, progress=False)
+        assert status["status"].isin(["ok", "warning"]).all(), status["error"].tolist()
+    sept = tmp_path / "out" / "2025-09"
+    for page in sept.rglob("*.html"):
+        hrefs = [h for h in re.findall(r'href="([^"]+)"', page.read_text()) if not h.startswith("#")]
+        for href in hrefs:
+            assert not re.match(r"[a-z]+:|/", href), href  # relative links only
+            assert (page.parent / unquote(href)).resolve().is_file(), (page, href)
+    one = (sept / "product").glob("*.html").__next__()
+    text = one.read_text()
+    assert 'href="../index.html"' in text and 'aria-current="page"' in text
+    assert f'href="../../2025-08/product/{one.name}"' in text and "August 2025" in text
+    assert 'href="../all/all.html"' in text
+    index = (sept / "index.html").read_text()
+    assert '<meta name="viewport"' in index and "€" in index

@@ -8,7 +8,7 @@ figure) and returns the Axes.  None calls ``plt.show()``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -69,6 +69,8 @@ def pipeline_board(
     age: str = "days_in_stage",
     bins: Sequence[float] = (7, 30, 90),
     title: str | None = None,
+    money: Callable[[float], str] | None = None,
+    noun: str = "leads",
     ax: Axes | None = None,
 ) -> Axes:
     """The pipeline board: leads (or value) per stage, coloured by age.
@@ -91,6 +93,11 @@ def pipeline_board(
         Band edges in days, e.g. ``(7, 30, 90)`` gives 0-7, 7-30, 30-90, >90
         (and "unknown" for missing ages).
     title : str, optional
+    money : callable, optional
+        Writes an amount (e.g. a report's ``NumberFormat.money`` with its
+        currency); default ``1.2M``, ``347k``.
+    noun : str
+        What the leads are called in the labels (``"deals"``).
     ax : Axes, optional
 
     Returns
@@ -136,14 +143,15 @@ def pipeline_board(
         ax.barh(y, vals, left=left, color=col, height=0.7, label=lab, edgecolor="white", linewidth=0.5)
         left += vals
     amt = df["amount"].fillna(0.0).to_numpy()
+    write = money or _money
     for yy, s, total in zip(y, stages, left):
         n = int((st == s).sum())
-        ax.text(total, yy, f"  {n:,} leads · {_money(amt[st == s].sum())}", va="center", fontsize=9)
+        ax.text(total, yy, f"  {n:,} {noun} · {write(amt[st == s].sum())}", va="center", fontsize=9)
     ax.set_yticks(y, stages)
-    xlabel = "open leads" if metric == "count" else "open pipeline value"
+    xlabel = f"open {noun}" if metric == "count" else "open pipeline value"
     ax.set_xlabel(xlabel)
     if metric == "value":
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _money(v)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: write(v)))
     ax.set_xlim(0, max(left.max(), 1) * 1.35)
     ax.legend(title=age.replace("_", " "), loc="lower right", fontsize=8, title_fontsize=8, frameon=False)
     as_of = data.attrs.get("as_of")
@@ -309,6 +317,8 @@ def waterfall_chart(
     metric: str = "leads",
     segment: tuple[str, object] | None = None,
     title: str | None = None,
+    money: Callable[[float], str] | None = None,
+    noun: str = "leads",
     ax: Axes | None = None,
 ) -> Axes:
     """The pipeline waterfall between two dates: start, in, out, end.
@@ -321,6 +331,10 @@ def waterfall_chart(
     segment : (column, value), optional
         Which segment to draw when ``data`` has several.
     title : str, optional
+    money : callable, optional
+        Writes an amount (e.g. with a currency); default ``1.2M``, ``347k``.
+    noun : str
+        What the leads are called on the axis (``"deals"``).
     ax : Axes, optional
 
     Returns
@@ -369,14 +383,14 @@ def waterfall_chart(
             ax.plot([i - 0.6, i - 0.4], [level, level], color="0.5", lw=0.8)
             level += delta
         ax.bar(i, height, bottom=bottom, color=color, width=0.6)
-        text = _money(v) if metric == "value" else f"{int(round(v)):,}"
+        text = (money or _money)(abs(v)) if metric == "value" else f"{int(round(v)):,}"
         if kind != "level":
             text = ("−" if kind == "out" or (kind == "change" and v < 0) else "+") + text.lstrip("-")
         ax.text(i, bottom + height, text, ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(names)), [n.replace("value_change", "value change") for n in names])
-    ax.set_ylabel("open leads" if metric == "leads" else "open pipeline value")
+    ax.set_ylabel(f"open {noun}" if metric == "leads" else "open pipeline value")
     if metric == "value":
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _money(v)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: (money or _money)(v)))
     start, end = data.attrs.get("start"), data.attrs.get("end")
     if title is None:
         title = "Pipeline movement"

@@ -14,15 +14,23 @@
   run and shared by its reports as Parquet (:func:`write_cache`, :func:`read_cache`).
 * :mod:`~funnelkit.reports.pages` - offline HTML pages: the export template,
   the Content-Security-Policy and :func:`scrub_html`.
+* :mod:`~funnelkit.reports.formatting` - how a report writes numbers
+  (:class:`NumberFormat`: the plan's currency and separators), tables and
+  sparklines.
+
+The report template (``funnelkit/templates/monthly_report.ipynb``) and the
+demo plan ship inside the package (:func:`default_template`, :func:`demo_plan`).
 
 The command line mirrors this: ``funnelkit report PLAN --month YYYY-MM``.
 """
 
 from .batch import LOCK_NAME, STATUS_COLUMNS, RunLockedError, demo_plan, run_demo, run_plan
 from .cache import read_cache, write_cache
+from .formatting import NumberFormat
 from .index import index_html, write_index
 from .monthly import (
     DEMO_DATA,
+    STEP_COLUMNS,
     MonthlyReport,
     as_of_log,
     closed_between,
@@ -34,9 +42,12 @@ from .monthly import (
     headline_summary,
     load_data,
     month_window,
+    monthly_series,
     parse_month,
     previous_window,
+    segment_leaks,
     select_segment,
+    step_rates,
 )
 from .notebook import (
     HEADLINE_MIME,
@@ -62,7 +73,9 @@ __all__ = [
     "LOCK_NAME",
     "STATUS_COLUMNS",
     "STATUS_MIME",
+    "STEP_COLUMNS",
     "MonthlyReport",
+    "NumberFormat",
     "Plan",
     "ReportJob",
     "ReportResult",
@@ -84,6 +97,7 @@ __all__ = [
     "load_data",
     "load_plan",
     "month_window",
+    "monthly_series",
     "parse_month",
     "parse_only",
     "previous_window",
@@ -95,7 +109,9 @@ __all__ = [
     "run_plan",
     "safe_name",
     "scrub_html",
+    "segment_leaks",
     "select_segment",
+    "step_rates",
     "template_parameters",
     "unique_names",
     "write_cache",

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import PlanError, ReportError
+from .formatting import NumberFormat
 from .index import write_index
 from .monthly import data_fingerprint
 from .notebook import atomic_write, read_records, run_notebook, template_parameters
@@ -197,17 +198,30 @@ def _clean_stale(month_dir: Path, mine: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: Path) -> dict[str, str]:
-    """One Parquet cache per report (its leads' events, validated); returns job key -> path."""
+def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: Path, *, month_text: str,
+                  say: Callable[[str], None] = lambda _line: None) -> dict[str, str]:
+    """One Parquet cache per report (its leads' events, validated); returns job key -> path.
+
+    Each segment's cache also carries its leak rows against the other
+    segments of its split (:func:`~funnelkit.reports.monthly.segment_leaks`),
+    computed here once per split over every lead: a report's kernel only has
+    its own leads.
+    """
+    from ..exceptions import FunnelkitError
+    from ..funnel import leaks
     from .cache import write_cache
+    from .monthly import month_window, segment_rows
 
     fp = data_fingerprint(plan.data)
     data_range = (log["timestamp"].min(), log["timestamp"].max()) if len(log) else (pd.NaT, pd.NaT)
+    stamp = month_window(month_text, plan.as_of or None)[2]
     paths: dict[str, str] = {}
     lead_codes = None
     by_split: dict[str, tuple[np.ndarray, pd.Index]] = {}
+    peers: dict[str, pd.DataFrame | None] = {}
     for job in jobs:
         path = folder / "cache" / job.folder / f"{job.name}.parquet"
+        mine = None
         if job.overall:
             sub, segment = log, None
         else:
@@ -217,13 +231,51 @@ def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: 
                 first = log.loc[~log["lead_id"].duplicated(), job.split].astype("string")
                 codes, uniques = pd.factorize(first)
                 by_split[job.split] = (codes[lead_codes], pd.Index(uniques))
+            if job.split not in peers:  # the leak finder over every lead, once per split
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # each report shows the warnings of its own figures
+                        peers[job.split] = leaks(log, by=job.split, as_of=stamp, noun=plan.noun)
+                except FunnelkitError as exc:
+                    peers[job.split] = None
+                    say(f"note: the leaks of each {job.split} against the others could not be found: {exc}")
+            if peers[job.split] is not None:
+                mine = segment_rows(peers[job.split], job.split, job.value)
             event_codes, uniques = by_split[job.split]
             k = uniques.get_loc(job.value)
             sub, segment = log.loc[event_codes == k], (job.split, job.value)
-        write_cache(sub, path, source=fp["source"], sha256=fp["sha256"], segment=segment, data_range=data_range)
+        write_cache(sub, path, source=fp["source"], sha256=fp["sha256"], segment=segment, data_range=data_range,
+                    peers=mine)
         paths[_key(job)] = str(path)
         del sub
     return paths
+
+
+def _links(job: ReportJob, every: list[ReportJob], month_text: str, out_root: Path) -> dict:
+    """Navigation of one report page, relative to it: the index, its siblings, the same report a month away."""
+    from urllib.parse import quote
+
+    from .monthly import parse_month
+
+    def href(*parts: str) -> str:
+        return "/".join(quote(p) for p in parts)
+
+    siblings = []
+    for other in every:
+        if other.overall and not job.overall:
+            siblings.append({"label": "All leads", "href": href("..", other.folder, f"{other.name}.html"),
+                             "current": False})
+        elif other.split == job.split and not other.overall:
+            siblings.append({"label": str(other.value), "href": href(f"{other.name}.html"),
+                             "current": other.name == job.name})
+    links: dict = {"index": "../index.html", "split": "" if job.overall else str(job.split), "siblings": siblings}
+    period = parse_month(month_text)
+    for key, other in (("previous", period - 1), ("next", period + 1)):
+        page = out_root / str(other) / job.folder / f"{job.name}.html"
+        if page.is_file():
+            links[key] = href("..", "..", str(other), job.folder, f"{job.name}.html")
+            links[f"{key}_label"] = other.strftime("%B %Y")
+    return links
 
 
 def _key(job: ReportJob) -> str:
@@ -332,6 +384,9 @@ def run_plan(
         plan = load_plan(plan)
     template = plan.check_template(template)
     optional = [p for p in OPTIONAL_PARAMETERS if p in template_parameters(template)]
+    given = {"currency": plan.currency, "thousands": plan.thousands != ",", "decimal": plan.decimal != ".",
+             "noun": plan.noun != "leads"}
+    unused = [p for p, set_ in given.items() if set_ and p not in optional]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         log = plan.load()
@@ -339,6 +394,7 @@ def run_plan(
     reports, notes = expand_plan(plan, log, month=month, only=only)
     every, _ = expand_plan(plan, log, month=month, only=[])  # the whole plan, for the index
     notes = load_notes + notes
+    notes += [f"The template {template} has no parameter {p!r}: the plan's {p} is not used." for p in unused]
     if not every:
         raise PlanError(f"{plan.source}: the plan has no reports: no split column has a value in the data.")
     month_text = every[0].parameters["month"]
@@ -370,16 +426,21 @@ def run_plan(
                                                     "notebook": disk["notebook"], "error": ""}
                 else:
                     todo.append(job)
-            caches = _write_caches(log, plan, todo, tmp_dir) if todo and "cache" in optional else {}
+            caches = (_write_caches(log, plan, todo, tmp_dir, month_text=month_text, say=say)
+                      if todo and "cache" in optional else {})
             del log  # the kernels read their caches: the run does not hold the data meanwhile
             gc.collect()
             _release_arrow_memory()
             n_workers = max(1, min(jobs, len(todo)))
             tasks = []
             for job in todo:
+                params = {k: v for k, v in job.parameters.items() if k not in OPTIONAL_PARAMETERS or k in optional}
                 if _key(job) in caches:
-                    job = ReportJob(job.split, job.value, job.name, {**job.parameters, "cache": caches[_key(job)]},
-                                    job.title, folder=job.folder, overall=job.overall)
+                    params["cache"] = caches[_key(job)]
+                if "links" in optional:
+                    params["links"] = _links(job, every, month_text, out_root)
+                job = ReportJob(job.split, job.value, job.name, params, job.title, folder=job.folder,
+                                overall=job.overall)
                 tasks.append((str(template), str(month_dir / job.folder), str(tmp_dir), job, plan.timeout))
             _run_all(tasks, todo, rows, n_workers=n_workers, executor=executor, progress=progress,
                      total=len(reports), month_text=month_text, say=say)
@@ -387,7 +448,8 @@ def run_plan(
             index = month_dir / "index.html"
             try:
                 write_index(overview, index, title=plan.title, month=month_text, plan=plan.source,
-                            data=plan.data, notes=notes, tmp_dir=tmp_dir)
+                            data=plan.data, notes=notes, tmp_dir=tmp_dir,
+                            fmt=NumberFormat(plan.currency, plan.thousands, plan.decimal))
                 atomic_write(month_dir / "summary.csv", overview.to_csv(index=False), tmp_dir=tmp_dir)
             except OSError as exc:
                 raise ReportError(f"the reports were written, but the index could not be: {exc}") from None
@@ -484,31 +546,35 @@ def _run_one(item: tuple[int, tuple]) -> tuple[int, dict]:
 
 
 def demo_plan() -> Path:
-    """The demo plan, ``params/demo_monthly.yaml`` of the source tree (or ``./params``).
+    """The demo plan shipped in the package (``funnelkit/templates/demo_monthly.yaml``).
 
-    Raises
-    ------
-    PlanError
-        If it cannot be found.
+    Its ``data`` and ``output`` are relative to the folder the demo runs in
+    (see :func:`run_demo`); ``params/demo_monthly.yaml`` in the source tree
+    is the same plan with paths relative to ``params/``.
     """
-    here = Path(__file__).resolve().parents[2] / "params" / "demo_monthly.yaml"
-    for cand in (here, Path.cwd() / "params" / "demo_monthly.yaml"):
-        if cand.is_file():
-            return cand
-    raise PlanError("the demo plan params/demo_monthly.yaml was not found; run from the funnelkit source folder.")
+    from .plan import PACKAGE_DEMO_PLAN, packaged
+
+    return packaged(PACKAGE_DEMO_PLAN)
 
 
-def run_demo(*, plan: str | Path | None = None, data: str | Path | None = None, **kwargs) -> pd.DataFrame:
+def run_demo(*, plan: str | Path | None = None, data: str | Path | None = None, out: str | Path | None = None,
+             **kwargs) -> pd.DataFrame:
     """Write the demo data if it is missing, then run the demo plan.
 
     Parameters
     ----------
     plan : path, optional
-        Default :func:`demo_plan` (one report per product and per lead source
-        of the demo data, September 2025).
+        A plan file; its paths are relative to it.  Default: the packaged
+        demo plan (:func:`demo_plan`: one report per product and per lead
+        source of the demo data, September 2025), with its paths relative to
+        ``out``.
     data : path, optional
         Where the demo CSV goes; default the plan's ``data`` path
-        (``data/demo/events.csv``).
+        (``<out>/data/demo/events.csv`` for the packaged plan).
+    out : path, optional
+        The folder the packaged plan writes under: ``<out>/data/demo/events.csv``
+        and ``<out>/reports/<month>/...``.  Default: the current folder, so a
+        pip-installed funnelkit never writes into its own installation.
     **kwargs
         Passed to :func:`run_plan` (``jobs``, ``month``, ``only``, ``output``...).
 
@@ -521,16 +587,25 @@ def run_demo(*, plan: str | Path | None = None, data: str | Path | None = None, 
 
     from ..datasets import write_demo
 
-    plan_path = Path(plan) if plan is not None else demo_plan()
-    if data is None:
+    if plan is not None:
+        plan_path = Path(plan)
         spec = yaml.safe_load(plan_path.read_text(encoding="utf-8")) or {}
-        if not spec.get("data") or spec["data"] == "demo":
-            return run_plan(plan_path, **kwargs)
-        data = (plan_path.resolve().parent / str(spec["data"])).resolve()
-    data = Path(data)
-    if not data.is_file():
-        write_demo(data)
-        echo = kwargs.get("echo")
-        if echo:
-            echo(f"demo event log written: {data}")
-    return run_plan(plan_path, **kwargs)
+        base = plan_path.resolve().parent
+    else:
+        plan_path = demo_plan()
+        spec = yaml.safe_load(plan_path.read_text(encoding="utf-8")) or {}
+        base = Path(out).resolve() if out is not None else Path.cwd().resolve()
+    if data is not None:
+        spec["data"] = str(Path(data).resolve())
+    if spec.get("data") and spec["data"] != "demo":
+        target = Path(str(spec["data"]))
+        target = target if target.is_absolute() else (base / target).resolve()
+        if not target.is_file():
+            write_demo(target)
+            echo = kwargs.get("echo")
+            if echo:
+                echo(f"demo event log written: {target}")
+    if plan is not None and data is None:
+        return run_plan(plan_path, **kwargs)
+    loaded = Plan.from_dict(spec, base_dir=base, source=str(plan_path))
+    return run_plan(loaded, **kwargs)

@@ -32,6 +32,7 @@ import pandas as pd
 from ..data import TIME, LoadReport, log_stage_set
 from ..exceptions import ReportError
 from ..stages import StageSet
+from .monthly import leaks_to_records
 
 __all__ = ["CACHE_VERSION", "read_cache", "write_cache"]
 
@@ -52,6 +53,7 @@ def write_cache(
     sha256: str = "",
     segment: tuple[str, str] | None = None,
     data_range: tuple[object, object] | None = None,
+    peers: pd.DataFrame | None = None,
 ) -> Path:
     """Write a validated event log (or a segment of it) as a Parquet cache.
 
@@ -68,6 +70,10 @@ def write_cache(
         The segment ``log`` holds, checked by the reader.
     data_range : (first, last), optional
         First and last event time of the whole log (default: those of ``log``).
+    peers : DataFrame, optional
+        The segment's leak rows against the other segments of its split
+        (:func:`funnelkit.reports.monthly.segment_leaks`), computed once per
+        run over every lead; a report cannot compute them from its own leads.
 
     Returns
     -------
@@ -96,6 +102,7 @@ def write_cache(
             "duplicates_dropped": rep.duplicates_dropped, "flags": dict(rep.flags), "notes": list(rep.notes),
         },
         "stage_set": ss.to_dict() if ss is not None else None,
+        "peers": None if peers is None else leaks_to_records(peers),
     }
     bare = log.copy(deep=False)
     bare.attrs = {}  # the load report is not JSON; it travels in our own metadata
@@ -116,7 +123,8 @@ def read_cache(path: str | Path) -> tuple[pd.DataFrame, dict]:
         The event log, with its load report in ``attrs["funnelkit"]`` as
         after :func:`funnelkit.read_events`, and the metadata: ``source``,
         ``sha256``, ``segment``, ``data_start``, ``data_end`` (Timestamps or
-        NaT), ``events``.
+        NaT), ``events``, ``peers`` (records of the segment's peer leak
+        rows, or None).
 
     Raises
     ------

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from .formatting import NumberFormat
 from .notebook import atomic_write
 from .pages import csp_meta, scrub_html
 
@@ -27,49 +28,75 @@ _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0 auto;
        max-width: 1200px; padding: 1.5rem 1rem 3rem; color: #1f2328; line-height: 1.45; }
 h1 { font-size: 1.6rem; margin: .2rem 0; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-.meta { color: #57606a; font-size: .9rem; }
+a { color: #0969da; }
+.meta { color: #57606a; font-size: .9rem; overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; font-variant-numeric: tabular-nums; }
 th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
 th:first-child, td:first-child, td.text, th.text { text-align: left; }
+td.name a { font-weight: 600; }
 thead th { background: #f3f5f7; }
 .ok { color: #1a7f37; } .failed { color: #b42318; font-weight: bold; } .skipped, .kept { color: #555; }
 .warning { color: #9a6700; font-weight: bold; }
-.up { color: #1a7f37; } .down { color: #b42318; } .err { color: #b42318; font-size: .85rem; white-space: pre-wrap; }
+.up { color: #1a7f37; } .down { color: #b42318; } .err { color: #b42318; font-size: .85rem; white-space: pre-wrap;
+  overflow-wrap: anywhere; }
 .warn { background: #fff8c5; border-left: 3px solid #bf8700; color: #3b2e00; font-size: .85rem; padding: .2rem .5rem;
-        text-align: left; white-space: pre-wrap; max-width: min(60rem, calc(100vw - 2rem)); position: sticky; left: 0; }
+        text-align: left; white-space: pre-wrap; overflow-wrap: anywhere; }
 tr.has-warning td { border-bottom: none; padding-bottom: .15rem; } tr.warn-row td { padding-top: 0; }
-.notes li { color: #57606a; }
-@media (max-width: 640px) { body { padding: 1rem .6rem 2rem; } h1 { font-size: 1.3rem; }
-  th, td { padding: .3rem .4rem; } table { font-size: .85rem; } }
+.notes li { color: #57606a; overflow-wrap: anywhere; }
+code { overflow-wrap: anywhere; }
+@media (max-width: 640px) {
+  body { padding: 1rem .6rem 2rem; } h1 { font-size: 1.3rem; }
+  table, tbody, tr, td { display: block; width: 100%; }
+  thead { display: none; }
+  tr { border: 1px solid #d0d7de; border-radius: 6px; margin: 0 0 .6rem; padding: .3rem .5rem; }
+  tr.has-warning { border-bottom: none; border-radius: 6px 6px 0 0; margin-bottom: 0; }
+  tr.warn-row { border-top: none; border-radius: 0 0 6px 6px; padding-top: 0; }
+  td { border: none; padding: .12rem 0; text-align: right; display: flex; justify-content: space-between; gap: .8rem; }
+  td::before { content: attr(data-label); color: #57606a; text-align: left; font-weight: 600; }
+  td.name { font-size: 1.05rem; } td.name::before, td.wide::before { content: none; }
+  td.wide { display: block; text-align: left; }
+}
 """
 
 
-def _num(v, kind: str = "count") -> str:
+def _num(v, kind: str = "count", fmt: NumberFormat | None = None) -> str:
+    f = fmt or NumberFormat()
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    return f"{v:.1%}" if kind == "rate" else f"{v:,.0f}"
+    return f.rate(v) if kind == "rate" else f.money(v) if kind == "money" else f.count(v)
 
 
-def _delta(v, kind: str = "count") -> str:
+def _delta(v, kind: str = "count", fmt: NumberFormat | None = None) -> str:
+    f = fmt or NumberFormat()
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     cls = "up" if v > 0 else ("down" if v < 0 else "")
-    text = f"{v * 100:+.1f} pts" if kind == "rate" else f"{v:+,.0f}"
+    text = f.points(v) if kind == "rate" else f.signed_money(v, compact=True) if kind == "money" else f.signed(v)
     return f' <span class="{cls}">({html.escape(text)})</span>'
 
 
-def _link(base: Path, target, label: str) -> str:
+def _href(base: Path, target) -> str:
     if target is None or (isinstance(target, float) and math.isnan(target)) or not str(target):
         return ""
     rel = Path(target).resolve().relative_to(base.resolve())
-    href = "/".join(quote(part) for part in rel.parts)
+    return "/".join(quote(part) for part in rel.parts)
+
+
+def _link(base: Path, target, label: str) -> str:
+    href = _href(base, target)
+    if not href:
+        return ""
     return f'<a href="{html.escape(href, quote=True)}">{html.escape(label)}</a>'
 
 
 def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: str,
-               plan: str = "", data: str = "", notes: list[str] | None = None) -> str:
+               plan: str = "", data: str = "", notes: list[str] | None = None,
+               fmt: NumberFormat | None = None) -> str:
     """The index page of a batch (as text).
+
+    Each report's name is its link (so the link is never cut off on a
+    phone, where every row becomes a small card).
 
     Parameters
     ----------
@@ -81,6 +108,8 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
         Shown in the page header.
     notes : list of str, optional
         Sentences shown under the header.
+    fmt : NumberFormat, optional
+        How numbers and money are written (the plan's currency and separators).
 
     Returns
     -------
@@ -107,40 +136,44 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
     )
     if notes:
         head += '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+    labels = ["Leads entered", "Won", "Revenue", "Win rate", "Revenue vs target"]
     sections = []
     for split, rows in status.groupby("split", sort=False):
         name = "All leads" if split == "all" else f"By {split}"
         body = []
         for r in rows.itertuples(index=False):
+            value = "All leads" if split == "all" else str(r.value)
+            href = _href(base, r.html)
+            label = (f'<a href="{html.escape(href, quote=True)}">{html.escape(value)}</a>' if href and r.status != "failed"
+                     else html.escape(value))
             if r.status == "failed":
                 state = '<span class="failed">FAILED</span>'
-                links = " ".join(x for x in (_link(base, r.html, "report"), _link(base, r.notebook, "notebook"))
-                                 if x)
-                cells = (f'<td class="text" colspan="5"><div class="err">{html.escape(str(r.error))}</div>'
-                         "</td>")
+                links = " · ".join(x for x in (_link(base, r.html, "report"), _link(base, r.notebook, "notebook")) if x)
+                cells = (f'<td class="text wide" colspan="5"><div class="err">{html.escape(str(r.error))}</div>'
+                         + (f"<div>{links}</div>" if links else "") + "</td>")
             else:
                 state = f'<span class="{html.escape(r.status)}">{html.escape(r.status)}</span>'
-                links = _link(base, r.html, "report")
-                cells = (
-                    f"<td>{_num(r.leads_entered)}{_delta(r.leads_entered_change)}</td>"
-                    f"<td>{_num(r.won)}{_delta(r.won_change)}</td>"
-                    f"<td>{_num(r.revenue)}{_delta(r.revenue_change)}</td>"
-                    f"<td>{_num(r.win_rate, 'rate')}{_delta(r.win_rate_change, 'rate')}</td>"
-                    f"<td>{_num(r.target_attainment, 'rate')}</td>"
-                )
+                values = [
+                    f"{_num(r.leads_entered, fmt=fmt)}{_delta(r.leads_entered_change, fmt=fmt)}",
+                    f"{_num(r.won, fmt=fmt)}{_delta(r.won_change, fmt=fmt)}",
+                    f"{_num(r.revenue, 'money', fmt)}{_delta(r.revenue_change, 'money', fmt)}",
+                    f"{_num(r.win_rate, 'rate', fmt)}{_delta(r.win_rate_change, 'rate', fmt)}",
+                    f"{_num(r.target_attainment, 'rate', fmt)}",
+                ]
+                cells = "".join(f'<td data-label="{html.escape(lab, quote=True)}"><span>{v}</span></td>'
+                                for lab, v in zip(labels, values))
             warn = getattr(r, "warnings", "")
             cls = ' class="has-warning"' if isinstance(warn, str) and warn else ""
-            body.append(f'<tr{cls}><td class="text">{html.escape(str(r.value))}</td>'
-                        f'<td class="text">{state}</td>{cells}<td class="text">{links}</td></tr>')
+            body.append(f'<tr{cls}><td class="text name">{label}</td>'
+                        f'<td class="text" data-label="Status">{state}</td>{cells}</tr>')
             if cls:  # the report's warnings, on a row of their own under it
-                body.append(f'<tr class="warn-row"><td class="text" colspan="8"><div class="warn">'
+                body.append(f'<tr class="warn-row"><td class="text wide" colspan="7"><div class="warn">'
                             f"{html.escape(warn)}</div></td></tr>")
         sections.append(
             f'<h2>{html.escape(name)}</h2><div class="scroll"><table><thead><tr>'
             f'<th class="text">{html.escape("All leads" if split == "all" else str(split))}</th>'
-            '<th class="text">Status</th><th>Leads entered</th><th>Won</th><th>Revenue</th>'
-            '<th>Win rate</th><th>Revenue vs target</th><th class="text">Report</th></tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>"
+            '<th class="text">Status</th>' + "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
+            + f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         )
     if not sections:
         sections.append("<p>No reports in this batch.</p>")

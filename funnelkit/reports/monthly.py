@@ -11,18 +11,29 @@ Definitions used by every monthly report
   :mod:`funnelkit.funnel`).
 * **Leads entered** in a month: leads whose first known event time falls in
   the month (the month's *cohort*).
-* **Step conversions** of the month: the funnel of that cohort, followed up
-  to the as-of date (:func:`funnelkit.funnel.conversion` with ``as_of``):
-  over the leads that have *matured* at a step (had the step's horizon to
-  move on, or were decided); leads still in flight are not counted as lost.
-  A young cohort often has no matured lead yet at some steps: those rates are
-  shown as not judged yet.  The previous month is measured at the same age
-  (its as-of date is the same distance from its month), so the change
-  compares like with like.
+* **Step conversions** are rates over *matured* leads only (a lead matures
+  at a step once the step's horizon has passed since it entered it, or it
+  was decided; see :mod:`funnelkit.funnel`), so the leads that entered a
+  step this month cannot have a judged rate yet.  A report therefore shows,
+  per step (:func:`step_rates`), the month's *volumes* - leads that reached
+  the step in the month, how many of them moved on, dropped or are still in
+  flight - beside two judged rates, each saying what it is judged on: the
+  **latest judged month** (the most recent calendar month in which at most
+  5% of the leads that entered the step have not matured: the rule
+  :func:`funnelkit.funnel.leaks` uses) and **every matured lead** known at
+  the as-of date (:func:`funnelkit.funnel.conversion`, the numbers of the
+  funnel chart).  The headline's ``step:`` rows are the latest judged month,
+  and its previous value the one the previous month's report judged.
+* The previous month is measured at the same age (its as-of date is the
+  same distance from its month), so a change compares like with like.
 * **Won**, **lost**, **win rate** and **revenue**: leads whose outcome (their
   last won/lost event, :func:`funnelkit.funnel.outcomes`) happened in the
-  month, whatever month they entered; the win rate is won / (won + lost) with
-  a Wilson interval; revenue is the amount of the leads won.
+  month, whatever month they entered; the win rate is won / (won + lost) of
+  those leads (every one is decided), with a Wilson interval; revenue is the
+  amount of the leads won.  It is not :func:`funnelkit.funnel.outcomes`'
+  ``win_rate`` (the funnel's estimate over matured leads of every month) nor
+  its ``decided_win_rate`` (won / (won + lost + stalled) over all leads);
+  the report shows those beside it, labelled.
 """
 
 from __future__ import annotations
@@ -52,13 +63,15 @@ from ..data import (
     validate_events,
 )
 from ..exceptions import ReportError
-from ..funnel import conversion, lead_progress, outcomes, resolve_stages
+from ..funnel import conversion, lead_progress, leaks, outcomes, resolve_stages, trend
 from ..stages import StageSet, get_stage_set
 from ..stats import proportion_ci
+from .formatting import NumberFormat
 
 __all__ = [
     "DEMO_DATA",
     "STALE_AFTER",
+    "STEP_COLUMNS",
     "coverage_warnings",
     "MonthlyReport",
     "as_of_log",
@@ -68,18 +81,21 @@ __all__ = [
     "headline",
     "headline_record",
     "headline_summary",
+    "leaks_from_records",
+    "leaks_to_records",
     "load_data",
     "month_window",
+    "monthly_series",
     "parse_month",
     "previous_window",
+    "segment_leaks",
+    "segment_rows",
     "select_segment",
+    "step_rates",
 ]
 
 #: The ``data`` value that means "the bundled, generated demo event log".
 DEMO_DATA = "demo"
-
-#: Fewest leads behind a step conversion for the summary to name it the weakest step.
-_MIN_LEADS = 10
 
 #: Options of read_events a report passes on (whatever this version has), and the two other shapes.
 _READ_OPTIONS = {name for name, p in inspect.signature(read_events).parameters.items()
@@ -176,13 +192,13 @@ def load_data(
                               "{<stage>: <date column>, ...}}.")
         return from_snapshot(path, lead=lead, stage=snap["stage"], stages=stages, dates=dict(snap["dates"]),
                              amount=inverse.get(AMOUNT), segments=opts.get("segments"),
-                             tz=opts.get("tz", "UTC"), dayfirst=opts.get("dayfirst", False))
+                             tz=opts.get("tz", "UTC"), dayfirst=opts.get("dayfirst"))
     if not isinstance(wide, Mapping) or not set(wide) <= {"prefix", "stage_columns"} or not wide:
         raise ReportError("read_options wide: give {prefix: 'Date entered '} or {stage_columns: "
                           "{<date column>: <stage>, ...}}.")
     return from_wide(path, lead=lead, prefix=wide.get("prefix"), stage_columns=wide.get("stage_columns"),
                      stages=stages, amount=inverse.get(AMOUNT), segments=opts.get("segments"),
-                     tz=opts.get("tz", "UTC"), dayfirst=opts.get("dayfirst", False))
+                     tz=opts.get("tz", "UTC"), dayfirst=opts.get("dayfirst"))
 
 
 def data_fingerprint(data: str | Path | pd.DataFrame) -> dict[str, str]:
@@ -385,22 +401,143 @@ def closed_between(
 
 
 # ---------------------------------------------------------------------------
+# step rates: the month's volumes and the latest judged rate
+# ---------------------------------------------------------------------------
+#: Columns of :func:`step_rates`.
+STEP_COLUMNS = [
+    "transition", "step", "next_step", "entered", "moved_on", "dropped", "in_flight",
+    "judged_month", "judged_leads", "judged_converted", "rate", "ci_low", "ci_high",
+    "all_matured", "all_converted", "all_rate", "all_ci_low", "all_ci_high",
+]
+#: Share of a month's leads at a step that may still be young for the month to be judged (as funnel.leaks).
+_YOUNG_SHARE = 0.05
+
+
+def _judged(tr: pd.DataFrame) -> pd.DataFrame:
+    """Per transition: the latest month whose leads at the step have (nearly) all matured."""
+    t = tr.loc[tr["period"].notna()]
+    young = t["entered"] - t["matured"]
+    ok = t.loc[(young <= _YOUNG_SHARE * t["entered"]) & (t["matured"] > 0)]
+    return ok.sort_values("period").groupby("transition", observed=True, sort=False).tail(1).set_index("transition")
+
+
+def step_rates(
+    log: pd.DataFrame,
+    *,
+    month: str | pd.Period,
+    as_of: str | pd.Timestamp | None = None,
+    stages: StageSet | str | None = None,
+) -> pd.DataFrame:
+    """Per step of the funnel: this month's volumes and the rates judged so far.
+
+    Rates are over matured leads only (see :mod:`funnelkit.funnel`), so the
+    leads that reached a step this month are counted (volumes) but cannot
+    be judged yet; the rate shown beside them says which leads it is judged
+    on.
+
+    Parameters
+    ----------
+    log : DataFrame
+        Canonical event log (one segment, or all leads).
+    month : "YYYY-MM" or Period
+    as_of : date, optional
+        Default: the end of the month.
+    stages : StageSet, preset or YAML path, optional
+
+    Returns
+    -------
+    DataFrame
+        One row per transition (step -> next step), columns
+        :data:`STEP_COLUMNS`:
+
+        * ``entered``, ``moved_on``, ``dropped``, ``in_flight``: the leads
+          that reached ``step`` in the month, and of them those that reached
+          the next step, dropped (lost, or open past the horizon) or are still
+          in flight at ``as_of`` (:func:`funnelkit.funnel.trend`'s row of the
+          month);
+        * ``judged_month`` (Period, NaT when none), ``judged_leads``,
+          ``judged_converted``, ``rate``, ``ci_low``, ``ci_high``: the latest
+          month in which at most 5% of the leads that reached the step have
+          not matured (the rule of :func:`funnelkit.funnel.leaks`), and the
+          rate over its matured leads with a Wilson interval;
+        * ``all_matured``, ``all_converted``, ``all_rate``, ``all_ci_low``,
+          ``all_ci_high``: every matured lead known at ``as_of``
+          (:func:`funnelkit.funnel.conversion`'s ``step_conversion``: the
+          funnel chart's step percentages).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> s = step_rates(fk.datasets.load_demo(), month="2025-09")
+    >>> s.loc[0, ["transition", "judged_month"]].tolist()
+    ['qualification -> meeting', Period('2025-06', 'M')]
+    >>> bool(s["entered"].iloc[0] > 0)
+    True
+    """
+    ss = resolve_stages(log, stages)
+    start, _end, stamp = month_window(month, as_of)
+    steps = list(ss.steps)
+    rows = [{"transition": f"{a} -> {b}", "step": a, "next_step": b} for a, b in zip(steps[:-1], steps[1:])]
+    out = pd.DataFrame(rows, columns=["transition", "step", "next_step"])
+    for c in STEP_COLUMNS[3:]:
+        out[c] = pd.NaT if c == "judged_month" else math.nan
+    out["judged_month"] = pd.Series([pd.NaT] * len(out), dtype="period[M]")
+    known = as_of_log(log, stamp)
+    if known.empty or not len(out):
+        for c in ("entered", "moved_on", "dropped", "in_flight", "judged_leads", "judged_converted",
+                  "all_matured", "all_converted"):
+            out[c] = 0.0
+        return out
+    tr = trend(known, freq="MS", stages=ss, as_of=stamp)
+    conv = conversion(known, stages=ss, as_of=stamp)
+    cur = tr.loc[tr["period"] == start].set_index("transition") if len(tr) else pd.DataFrame()
+    judged = _judged(tr) if len(tr) else pd.DataFrame()
+    for i, name in enumerate(out["transition"]):
+        if name in cur.index:
+            r = cur.loc[name]
+            out.loc[i, ["entered", "moved_on", "dropped", "in_flight"]] = [
+                float(r["entered"]), float(r["converted"]), float(r["dropped"]), float(r["in_flight"])]
+        else:
+            out.loc[i, ["entered", "moved_on", "dropped", "in_flight"]] = 0.0
+        if name in judged.index:
+            r = judged.loc[name]
+            out.loc[i, "judged_month"] = pd.Timestamp(r["period"]).to_period("M")
+            out.loc[i, ["judged_leads", "judged_converted", "rate", "ci_low", "ci_high"]] = [
+                float(r["matured"]), float(r["matured_converted"]), float(r["rate"]), float(r["ci_low"]),
+                float(r["ci_high"])]
+        else:
+            out.loc[i, ["judged_leads", "judged_converted"]] = 0.0
+        c = conv.iloc[i]
+        n = float(c["matured"]) if pd.notna(c["matured"]) else 0.0
+        out.loc[i, ["all_matured", "all_converted"]] = [n, float(c["matured_converted"]) if n else 0.0]
+        if n:
+            out.loc[i, ["all_rate", "all_ci_low", "all_ci_high"]] = [
+                float(c["step_conversion"]), float(c["step_ci_low"]), float(c["step_ci_high"])]
+    out.attrs.update({"month": str(parse_month(month)), "as_of": stamp, "horizon": conv.attrs.get("horizon"),
+                      "horizon_source": (conv.attrs.get("funnel") or {}).get("horizon_source")})
+    return out
+
+
+# ---------------------------------------------------------------------------
 # headline numbers
 # ---------------------------------------------------------------------------
-_COLUMNS = ["metric", "label", "kind", "value", "previous", "change", "change_pct", "n", "ci_low", "ci_high"]
+_COLUMNS = ["metric", "label", "kind", "value", "previous", "change", "change_pct", "n", "ci_low", "ci_high",
+            "period", "previous_period"]
 
 
-def _period_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) -> dict[str, dict]:
+def _month_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) -> dict[str, dict]:
+    """Leads entered, won, lost, win rate, revenue of one month (as known at ``stamp``)."""
     known = as_of_log(log, stamp)
     cohort = entered_between(known, start, end)
-    funnel = conversion(cohort, stages=ss, as_of=stamp)
+    funnel = conversion(cohort, stages=ss, as_of=stamp, stale_after=None) if len(cohort) else None
     out: dict[str, dict] = {}
     out["leads_entered"] = {"label": "Leads entered", "kind": "count",
-                            "value": float(funnel["entered"].iloc[0]) if len(funnel) else 0.0}
+                            "value": float(funnel["entered"].iloc[0]) if funnel is not None and len(funnel)
+                            else 0.0}
     has_amount = AMOUNT in log.columns
     if ss.won is not None:
         closed = closed_between(known, start, end, stages=ss)
-        oc = outcomes(closed, stages=ss).iloc[0]
+        oc = outcomes(closed, stages=ss, stale_after=None).iloc[0]
         won, lost = float(oc["won"]), float(oc["lost"])
         revenue = float(oc["won_amount"]) if has_amount else math.nan
         out["won"] = {"label": "Won", "kind": "count", "value": won}
@@ -418,19 +555,27 @@ def _period_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) 
         if target:
             out["target_attainment"] = {"label": "Revenue against target", "kind": "rate",
                                         "value": revenue / float(target) if has_amount else math.nan}
-    steps = list(ss.steps)
-    decided = "matured" if "matured" in funnel.columns else "entered"
-    for k in range(len(steps) - 1):
-        row = funnel.iloc[k]
-        n = float(row[decided])
-        out[f"step:{steps[k]}"] = {
-            "label": f"{steps[k]} → {steps[k + 1]}",
-            "kind": "rate",
-            "value": float(row["step_conversion"]) if n else math.nan,
-            "n": n,
-            "ci_low": float(row["step_ci_low"]) if n else math.nan,
-            "ci_high": float(row["step_ci_high"]) if n else math.nan,
+    return out
+
+
+def _step_numbers(log: pd.DataFrame, ss: StageSet, month, stamp) -> dict[str, dict]:
+    """The ``step:`` rows: each transition's rate in its latest judged month (as known at ``stamp``)."""
+    s = step_rates(log, month=month, as_of=stamp, stages=ss)
+    out = {}
+    for r in s.itertuples(index=False):
+        judged = pd.notna(r.judged_month)
+        out[f"step:{r.step}"] = {
+            "label": f"{r.step} → {r.next_step}", "kind": "rate",
+            "value": float(r.rate) if judged else math.nan, "n": float(r.judged_leads),
+            "ci_low": float(r.ci_low) if judged else math.nan, "ci_high": float(r.ci_high) if judged else math.nan,
+            "period": str(r.judged_month) if judged else "",
         }
+    return out
+
+
+def _period_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) -> dict[str, dict]:
+    out = _month_numbers(log, ss, start, end, stamp, target)
+    out.update(_step_numbers(log, ss, start.to_period("M"), stamp))
     return out
 
 
@@ -447,8 +592,8 @@ def headline(
 
     Definitions are in the module docstring: leads entered (the month's
     cohort), won / lost / win rate / revenue (leads closed in the month), and
-    the step conversions of the month's cohort as of ``as_of``; the previous
-    month is observed at the same age.
+    each step's conversion in its latest judged month (:func:`step_rates`);
+    the previous month is observed at the same age.
 
     Parameters
     ----------
@@ -475,10 +620,12 @@ def headline(
         ``change`` (value - previous; for rates in fractions, i.e.
         percentage points / 100), ``change_pct`` (relative change of counts
         and money), ``n`` (leads behind a rate), ``ci_low``, ``ci_high``
-        (interval of a rate).  Won/lost/revenue rows are absent for a stage
-        set without a ``won`` outcome; revenue is NaN without an ``amount``
-        column.  ``attrs`` holds ``month``, ``as_of``, ``previous_month``,
-        ``previous_as_of``, ``segment``, ``target``.
+        (interval of a rate), ``period`` and ``previous_period`` (the month
+        a step rate is judged on, ``"YYYY-MM"``; ``""`` for other metrics or
+        when no month can be judged yet).  Won/lost/revenue rows are absent
+        for a stage set without a ``won`` outcome; revenue is NaN without an
+        ``amount`` column.  ``attrs`` holds ``month``, ``as_of``,
+        ``previous_month``, ``previous_as_of``, ``segment``, ``target``.
 
     Examples
     --------
@@ -486,6 +633,8 @@ def headline(
     >>> h = headline(fk.datasets.load_demo(), month="2025-09", segment=("product", "Enterprise"))
     >>> h.set_index("metric").loc[["leads_entered", "won"], ["value", "previous"]].values.tolist()
     [[85.0, 81.0], [4.0, 2.0]]
+    >>> h.set_index("metric").loc["step:proposal", ["period", "previous_period"]].tolist()
+    ['2025-06', '2025-05']
     """
     ss = resolve_stages(log, stages)
     if segment is not None:
@@ -504,15 +653,74 @@ def headline(
             "metric": metric, "label": d["label"], "kind": d["kind"], "value": value,
             "previous": previous, "change": change, "change_pct": change_pct,
             "n": d.get("n", math.nan), "ci_low": d.get("ci_low", math.nan), "ci_high": d.get("ci_high", math.nan),
+            "period": d.get("period", ""), "previous_period": prev.get(metric, {}).get("period", ""),
         })
     out = pd.DataFrame(rows, columns=_COLUMNS)
-    for c in _COLUMNS[3:]:
+    for c in _COLUMNS[3:10]:
         out[c] = out[c].astype("float64")
+    for c in _COLUMNS[10:]:
+        out[c] = out[c].astype(object)
     out.attrs.update({
         "month": str(parse_month(month)), "as_of": str(stamp), "previous_month": str(parse_month(month) - 1),
         "previous_as_of": str(p_stamp), "segment": list(segment) if segment else None,
         "target": float(target) if target else None, "stages": ss.name,
     })
+    return out
+
+
+def monthly_series(
+    log: pd.DataFrame,
+    *,
+    month: str | pd.Period,
+    as_of: str | pd.Timestamp | None = None,
+    stages: StageSet | str | None = None,
+    months: int = 12,
+    target: float | None = None,
+) -> pd.DataFrame:
+    """The headline numbers of the last ``months`` months, for sparklines.
+
+    Each month is computed exactly as :func:`headline` computes a month
+    (same functions), as known at the end of that month; the report's own
+    month as of ``as_of``.  Months that end before the log's first event are
+    missing (NaN), not zero: the data says nothing about them.
+
+    Returns
+    -------
+    DataFrame
+        One row per month, oldest first: ``month`` (Period), then
+        ``leads_entered``, ``won``, ``lost``, ``closed`` (won + lost),
+        ``win_rate``, ``revenue``, ``target_attainment`` (NaN without a
+        target).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> s = monthly_series(fk.datasets.load_demo(), month="2025-09")
+    >>> len(s), str(s["month"].iloc[-1]), int(s["leads_entered"].iloc[-1])
+    (12, '2025-09', 437)
+    """
+    ss = resolve_stages(log, stages)
+    period = parse_month(month)
+    _start, _end, stamp = month_window(period, as_of)
+    first = log[TIME].min() if len(log) else pd.NaT
+    rows = []
+    for back in range(months - 1, -1, -1):
+        p = period - back
+        s, e = _bounds(p)
+        at = stamp if back == 0 else e
+        row = {"month": p}
+        if pd.isna(first) or e < first:
+            rows.append(row)
+            continue
+        nums = _month_numbers(log, ss, s, e, at, target)
+        row.update({k: v["value"] for k, v in nums.items()})
+        if "won" in nums:
+            row["closed"] = nums["won"]["value"] + nums["lost"]["value"]
+        rows.append(row)
+    cols = ["month", "leads_entered", "won", "lost", "closed", "win_rate", "revenue", "target_attainment"]
+    out = pd.DataFrame(rows).reindex(columns=cols)
+    for c in cols[1:]:
+        out[c] = out[c].astype("float64")
     return out
 
 
@@ -551,18 +759,22 @@ def _month_name(month: str) -> str:
     return parse_month(month).strftime("%B %Y")
 
 
-def headline_summary(h: pd.DataFrame) -> str:
+def headline_summary(h: pd.DataFrame, *, fmt=None, noun: str = "leads") -> str:
     """Plain sentences stating the month's headline numbers and their change.
 
     Parameters
     ----------
     h : DataFrame
         Output of :func:`headline`.
+    fmt : NumberFormat, optional
+        How numbers and money are written (default: ``1,234``, no currency).
+    noun : str
+        What the leads are called (``"deals"``).
 
     Returns
     -------
     str
-        Markdown text, generated from the numbers only.
+        Plain text, generated from the numbers only.
 
     Examples
     --------
@@ -571,56 +783,54 @@ def headline_summary(h: pd.DataFrame) -> str:
     >>> text.startswith("In September 2025")
     True
     """
+    from .formatting import NumberFormat
+
+    f = fmt or NumberFormat()
+    one = noun[:-1] if noun.endswith("s") else noun
     m = h.set_index("metric")
     month, prev = _month_name(h.attrs["month"]), _month_name(h.attrs["previous_month"])
 
     def val(metric):
         return m.loc[metric, "value"] if metric in m.index else math.nan
 
-    def trend(metric):
+    def show(kind, v):
+        return f.rate(v) if kind == "rate" else f.money(v) if kind == "money" else f.count(v)
+
+    def trend_(metric):
         v, p = val(metric), m.loc[metric, "previous"] if metric in m.index else math.nan
         kind = m.loc[metric, "kind"] if metric in m.index else "count"
         if math.isnan(p):
             return ""
         if kind == "rate":
             if math.isnan(v):
-                return f" ({prev}: {_fmt(kind, p)})"
-            pp = (v - p) * 100
-            return f" ({prev}: {_fmt(kind, p)}, {pp:+.1f} points)"
+                return f" ({prev}: {show(kind, p)})"
+            return f" ({prev}: {show(kind, p)}, {f.points(v - p)[:-4]} points)"
         rel = m.loc[metric, "change_pct"]
-        rel_text = "" if math.isnan(rel) else f", {rel:+.0%}"
-        return f" ({prev}: {_fmt(kind, p)}{rel_text})"
+        rel_text = "" if math.isnan(rel) else f", {f.signed(rel * 100)}%"
+        return f" ({prev}: {show(kind, p)}{rel_text})"
 
     entered = val("leads_entered")
-    parts = [f"In {month}, {_fmt('count', entered)} new lead{'s' if entered != 1 else ''} "
-             f"entered the funnel{trend('leads_entered')}."]
+    parts = [f"In {month}, {f.count(entered)} new {noun if entered != 1 else one} "
+             f"entered the funnel{trend_('leads_entered')}."]
     if "won" in m.index:
         won = val("won")
-        sentence = f"{_fmt('count', won)} lead{'s were' if won != 1 else ' was'} won{trend('won')}"
+        sentence = f"{f.count(won)} {noun + ' were' if won != 1 else one + ' was'} won{trend_('won')}"
         if not math.isnan(val("revenue")):
-            sentence += f", bringing {_fmt('money', val('revenue'))} in revenue{trend('revenue')}"
+            sentence += f", bringing {f.money(val('revenue'))} in revenue{trend_('revenue')}"
         parts.append(sentence + ".")
         n = m.loc["win_rate", "n"]
         if n and not math.isnan(n):
             parts.append(
-                f"Of the {_fmt('count', n)} leads closed in the month, {_fmt('rate', val('win_rate'))} were won "
-                f"(95% interval {_fmt('rate', m.loc['win_rate', 'ci_low'])} to "
-                f"{_fmt('rate', m.loc['win_rate', 'ci_high'])}){trend('win_rate')}."
+                f"Of the {f.count(n)} {noun} closed (won or lost) in the month, {f.rate(val('win_rate'))} were won "
+                f"(95% interval {f.rate(m.loc['win_rate', 'ci_low'])} to "
+                f"{f.rate(m.loc['win_rate', 'ci_high'])}){trend_('win_rate')}."
             )
         else:
-            parts.append("No lead was closed (won or lost) in the month.")
+            parts.append(f"No {one} was closed (won or lost) in the month.")
     if "target_attainment" in m.index and not math.isnan(val("target_attainment")):
         parts.append(
-            f"Revenue reached {_fmt('rate', val('target_attainment'))} of the monthly target of "
-            f"{_fmt('money', h.attrs['target'])}."
-        )
-    steps = m.loc[m.index.str.startswith("step:") & (m["n"] >= _MIN_LEADS)]
-    if len(steps):
-        weakest = steps["value"].idxmin()
-        parts.append(
-            f"Among this month's new leads so far, the weakest step is {steps.loc[weakest, 'label']} "
-            f"at {_fmt('rate', steps.loc[weakest, 'value'])} of the {_fmt('count', steps.loc[weakest, 'n'])} "
-            "leads decided there (leads still in flight are not counted)."
+            f"Revenue reached {f.rate(val('target_attainment'))} of the monthly target of "
+            f"{f.money(h.attrs['target'])}."
         )
     return " ".join(parts)
 
@@ -681,12 +891,119 @@ def coverage_warnings(month: str | pd.Period, as_of: pd.Timestamp, data_start, d
     return out
 
 
+def segment_leaks(
+    log: pd.DataFrame,
+    column: str,
+    value: object,
+    *,
+    as_of: pd.Timestamp | None = None,
+    stages: StageSet | str | None = None,
+    noun: str = "leads",
+) -> pd.DataFrame:
+    """One segment's leaks against its peers: its rows of ``funnel.leaks(log, by=column)``.
+
+    The same estimator as :func:`funnelkit.funnel.leaks` (so a report, the
+    lesson and the explorer agree): each step of every segment set against
+    the other segments pooled, over matured leads, ranked by the conversions
+    lost per month across all segments.  The batch runner computes it once
+    per split and hands each report its rows; a report run on its own
+    computes it from the whole data.
+
+    Parameters
+    ----------
+    log : DataFrame
+        Every lead (all segments), canonical.
+    column, value
+        The split column and the segment's value (compared as text).
+    as_of : Timestamp, optional
+        Only what was known then (default: the log's last event).
+    stages : StageSet, preset or YAML path, optional
+    noun : str
+        What the leads are called in the sentences.
+
+    Returns
+    -------
+    DataFrame
+        The segment's rows of :func:`funnelkit.funnel.leaks` (``rank`` is
+        the rank among every segment's rows), in rank order.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> lk = segment_leaks(fk.datasets.load_demo(), "product", "Enterprise", noun="deals")
+    >>> lk["sentence"].iloc[0][:71]
+    'Enterprise: proposal -> close converts 20% against 60% for the other pr'
+    """
+    res = leaks(log, by=column, stages=stages, as_of="end" if as_of is None else as_of, noun=noun)
+    return segment_rows(res, column, value)
+
+
+def segment_rows(table: pd.DataFrame, column: str, value: object) -> pd.DataFrame:
+    """The rows of a table by segment whose ``column`` is ``value`` (compared as text)."""
+    mine = table.loc[(table[column].astype("string") == str(value)).fillna(False).to_numpy(dtype=bool)]
+    return mine.reset_index(drop=True)
+
+
+def leaks_to_records(table: pd.DataFrame) -> list[dict]:
+    """A leak table as JSON-ready records (for the run's cache)."""
+    out = []
+    for row in table.to_dict("records"):
+        rec = {}
+        for k, v in row.items():
+            if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+                rec[str(k)] = None
+            elif isinstance(v, (np.integer,)):
+                rec[str(k)] = int(v)
+            elif isinstance(v, (np.floating,)):
+                rec[str(k)] = float(v)
+            elif isinstance(v, (bool, np.bool_)):
+                rec[str(k)] = bool(v)
+            elif isinstance(v, (int, float, str)):
+                rec[str(k)] = v
+            else:
+                rec[str(k)] = str(v)
+        out.append(rec)
+    return out
+
+
+def leaks_from_records(records: list[dict]) -> pd.DataFrame:
+    """The inverse of :func:`leaks_to_records` (numbers, flags and ranks typed again)."""
+    df = pd.DataFrame(records)
+    if df.empty:
+        return df
+    for c in ("rank", "benchmark_leads"):
+        if c in df.columns:
+            df[c] = pd.array([None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
+                              for v in df[c]], dtype="Int64")
+    for c in ("leads", "converted"):
+        if c in df.columns:
+            df[c] = df[c].astype("int64")
+    for c in ("significant", "too_small"):
+        if c in df.columns:
+            df[c] = df[c].astype(bool)
+    for c in ("rate", "benchmark_rate", "lost_conversions", "months", "lost_per_month", "p_value", "p_adjusted"):
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    return df
+
+
+def _readable_note(line: str, ss: StageSet) -> str:
+    """A line of the load report in words: the stage set by its stages, not its Python repr."""
+    if "<StageSet" not in line:
+        return line
+    outcome = (f"; won: {ss.won}" if ss.won is not None else "") + (f"; lost: {', '.join(ss.lost)}" if ss.lost else "")
+    head = line.split("<StageSet", 1)[0]
+    return f"{head}{ss.name}: {' > '.join(ss.stages)}{outcome}"
+
+
 @dataclass
 class MonthlyReport:
     """Everything a monthly report needs, prepared once from its parameters.
 
     Build it with :meth:`prepare`; the sections (:mod:`funnelkit.reports.sections`)
-    read from it, so each notebook cell is one call.
+    read from it, so each notebook cell is one call.  Figures used by several
+    sections (the step rates, the snapshot, next month's forecast...) are
+    computed once, on first use.
 
     Attributes
     ----------
@@ -714,6 +1031,23 @@ class MonthlyReport:
         First event time of the segment (NaT when unknown).
     fingerprint : dict or None
         ``source`` and ``sha256`` of the data when the runner computed them.
+    fmt : NumberFormat
+        How numbers, money and percentages are written (the plan's
+        ``currency``, ``thousands`` and ``decimal``).
+    noun : str
+        What the leads are called in sentences (``"deals"``).
+    links : dict
+        Navigation, relative to the page: ``index``, ``siblings`` (a list of
+        ``{"label", "href", "current"}``), ``previous`` / ``next`` (the same
+        report a month before / after, with ``previous_label`` /
+        ``next_label``); written by the batch runner.
+    peers : DataFrame or None
+        The segment's rows of the leak finder against the other segments of
+        its split (:func:`segment_leaks`), computed once per run by the
+        batch runner; None to compute them from ``population``.
+    population : DataFrame or None
+        Every lead's events (all segments), when the report read the data
+        itself: the peers of :func:`segment_leaks`.
     """
 
     log: pd.DataFrame
@@ -733,6 +1067,11 @@ class MonthlyReport:
     data_end: pd.Timestamp = pd.NaT
     segment_start: pd.Timestamp = pd.NaT
     fingerprint: dict | None = None
+    fmt: NumberFormat = field(default_factory=NumberFormat)
+    noun: str = "leads"
+    links: dict = field(default_factory=dict)
+    peers: pd.DataFrame | None = None
+    population: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(
@@ -749,6 +1088,11 @@ class MonthlyReport:
         title: str = "Monthly funnel report",
         read_options: Mapping[str, object] | None = None,
         cache: str | Path = "",
+        currency: str = "",
+        thousands: str = ",",
+        decimal: str = "",
+        noun: str = "leads",
+        links: Mapping | None = None,
     ) -> MonthlyReport:
         """Load the data and resolve the parameters of one monthly report.
 
@@ -769,6 +1113,12 @@ class MonthlyReport:
             The validated event log of this report's leads, written once per
             run by the batch runner (:func:`funnelkit.reports.cache.write_cache`);
             read instead of ``data``, which then only names the source.
+        currency, thousands, decimal : str
+            How money and numbers are written (see :class:`NumberFormat`).
+        noun : str
+            What the leads are called in sentences, e.g. ``"deals"``.
+        links : mapping, optional
+            Navigation links (see the ``links`` attribute).
 
         Returns
         -------
@@ -778,7 +1128,8 @@ class MonthlyReport:
         ------
         ReportError
             For a missing file, an unknown segment column or value, a bad
-            month or as-of date, or a cache of another segment.
+            month or as-of date, a bad number format, or a cache of another
+            segment.
 
         Examples
         --------
@@ -787,6 +1138,11 @@ class MonthlyReport:
         'Monthly funnel report: source referral, September 2025'
         """
         fingerprint = None
+        peers = None
+        try:
+            fmt = NumberFormat(currency=str(currency or ""), thousands=str(thousands), decimal=str(decimal or ""))
+        except ValueError as exc:
+            raise ReportError(f"number format: {exc}") from None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if cache:
@@ -798,12 +1154,14 @@ class MonthlyReport:
                 data_start, data_end = meta["data_start"], meta["data_end"]
                 if meta.get("sha256"):
                     fingerprint = {"source": meta["source"], "sha256": meta["sha256"]}
+                if meta.get("peers") is not None:
+                    peers = leaks_from_records(meta["peers"])
             else:
                 full = load_data(data, columns=columns, stages=stages, read_options=read_options)
                 data_start, data_end = (full[TIME].min(), full[TIME].max()) if len(full) else (pd.NaT, pd.NaT)
         load_warnings = list(dict.fromkeys(str(w.message) for w in caught))
         ss = resolve_stages(full, stages)
-        notes = list(str(full.attrs.get("funnelkit", "")).splitlines())
+        notes = [_readable_note(n, ss) for n in str(full.attrs.get("funnelkit", "")).splitlines()]
         log = full
         segment = None
         if segment_column:
@@ -828,8 +1186,10 @@ class MonthlyReport:
             "read_options": dict(read_options or {}),
         }
         segment_start = log[TIME].min() if len(log) else pd.NaT
+        population = None if cache or segment is None else full
         report = cls(as_of_log(log, stamp), ss, period, start, end, stamp, segment, title, target, data,
-                     params, notes, [], data_start, data_end, segment_start, fingerprint)
+                     params, notes, [], data_start, data_end, segment_start, fingerprint, fmt,
+                     str(noun or "leads"), dict(links or {}), peers, population)
         report.warnings.extend(coverage_warnings(period, stamp, data_start, data_end))
         report.warnings.extend(w for w in load_warnings if w not in report.warnings)
         return report
@@ -840,6 +1200,11 @@ class MonthlyReport:
         """The report's title line: title, segment and month."""
         seg = f": {self.segment[0]} {self.segment[1]}" if self.segment else ""
         return f"{self.title}{seg}, {self.month.strftime('%B %Y')}"
+
+    @property
+    def one(self) -> str:
+        """The singular of :attr:`noun` (``"deal"``)."""
+        return self.noun[:-1] if self.noun.endswith("s") else self.noun
 
     @property
     def has_amount(self) -> bool:
@@ -864,12 +1229,64 @@ class MonthlyReport:
         return conversion(self.cohort, stages=self.stages, as_of=self.as_of)
 
     @cached_property
+    def funnel_all(self) -> pd.DataFrame:
+        """:func:`funnelkit.funnel.conversion` of every lead known at the as-of date (all matured leads)."""
+        return conversion(self.log, stages=self.stages, as_of=self.as_of)
+
+    @cached_property
+    def steps(self) -> pd.DataFrame:
+        """:func:`step_rates`: the month's volumes and the judged rates per transition."""
+        return step_rates(self.log, month=self.month, as_of=self.as_of, stages=self.stages)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:
+        """:func:`monthly_series`: the headline numbers of the last 12 months."""
+        return monthly_series(self.log, month=self.month, as_of=self.as_of, stages=self.stages,
+                              target=self.revenue_target)
+
+    @cached_property
     def headline(self) -> pd.DataFrame:
         """:func:`headline` of this report's segment and month."""
         h = headline(self.log, month=self.month, as_of=self.as_of, stages=self.stages,
                      target=self.revenue_target)
         h.attrs["segment"] = list(self.segment) if self.segment else None
         return h
+
+    @cached_property
+    def peer_leaks(self) -> pd.DataFrame | None:
+        """The segment's leaks against the other segments of its split (None for the report over all leads)."""
+        if self.segment is None:
+            return None
+        if self.peers is not None:
+            return self.peers
+        if self.population is None:
+            return None
+        return segment_leaks(self.population, self.segment[0], self.segment[1], as_of=self.as_of,
+                             stages=self.stages, noun=self.noun)
+
+    @cached_property
+    def past_leaks(self) -> pd.DataFrame:
+        """The segment's leaks against its own earlier months (``funnel.leaks(benchmark="previous")``)."""
+        return leaks(self.log, benchmark="previous", stages=self.stages, as_of=self.as_of, noun=self.noun)
+
+    @cached_property
+    def next_month(self):
+        """Next month's forecast from the open pipeline (:func:`funnelkit.forecast.forecast`, seed 0).
+
+        Its horizon runs from the as-of date to the end of the next month.
+        ``None`` when the stage set has no won outcome or no lead is known;
+        the error text (a str) when the forecast cannot be made.
+        """
+        from ..exceptions import FunnelkitError
+        from ..forecast import forecast
+
+        if self.stages.won is None or self.log.empty:
+            return None
+        horizon = _bounds(self.month + 1)[1] - self.as_of
+        try:
+            return forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0)
+        except FunnelkitError as exc:
+            return str(exc)
 
     def __repr__(self) -> str:
         return (f"<MonthlyReport {self.heading!r}: {self.log[LEAD].nunique():,} leads known at "

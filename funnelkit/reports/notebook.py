@@ -52,6 +52,31 @@ STATUS_MIME = "application/vnd.funnelkit.status+json"
 _QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
 
 
+def this_python_kernel_manager():
+    """A Jupyter kernel manager that starts the kernel on the Python running funnelkit.
+
+    A report must run on the funnelkit that runs the batch: not on whatever
+    a kernel named ``funnelkit`` or ``python3`` points to on this machine
+    (another virtual environment, a system Python without funnelkit), and
+    without asking the user to register a kernel after ``pip install``.  The
+    template's kernel name is then only what Jupyter shows when the
+    template is opened.
+    """
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import KernelManager
+
+    class ThisPythonKernelManager(KernelManager):
+        @property
+        def kernel_spec(self):
+            if self._kernel_spec is None:
+                from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+
+                self._kernel_spec = KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
+            return self._kernel_spec
+
+    return ThisPythonKernelManager
+
+
 @dataclass
 class ReportResult:
     """The outcome of running one report.
@@ -349,7 +374,8 @@ def run_notebook(
     title : str, optional
         HTML page title; default ``name``.
     kernel_name : str, optional
-        Jupyter kernel; default the template's.
+        A Jupyter kernel by name; default: the Python running funnelkit
+        (:func:`this_python_kernel_manager`), whatever the template names.
     cwd : path, optional
         Working folder of the kernel; default the template's folder.
     progress : bool
@@ -400,6 +426,7 @@ def run_notebook(
                 log_output=False,
                 execution_timeout=timeout,
                 extra_arguments=list(_QUIET_KERNEL),
+                **({} if kernel_name else {"kernel_manager_class": this_python_kernel_manager()}),
             )
         except Exception as exc:  # a cell raised, the kernel died, a bad parameter...
             error = _error_text(exc)

@@ -23,6 +23,8 @@ Examples
 '<p>hi</p>'
 >>> scrub_html('<a href="javascript:alert(1)">a</a> <a href="product/A.html">b</a>')
 '<a>a</a> <a href="product/A.html">b</a>'
+>>> scrub_html('<source srcset="data:image/png;base64,AA 1x, https://e.x/a.png 2x"><source srcset="data:image/png;base64,AA">')
+'<source><source srcset="data:image/png;base64,AA">'
 """
 
 from __future__ import annotations
@@ -78,6 +80,42 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f6f8fa; paddin
   border-radius: 4px; padding: .5rem .8rem; margin: .6rem 0; color: #3b2e00; }
 .funnelkit-warning strong { color: #7d4e00; }
 footer { margin-top: 2.5rem; font-size: .85rem; color: #57606a; }
+.fk-nav { display: flex; flex-wrap: wrap; gap: .3rem 1rem; align-items: baseline; font-size: .88rem;
+  padding: .2rem 0 .55rem; border-bottom: 1px solid #d0d7de; }
+.fk-nav a { text-decoration: none; } .fk-nav a:hover { text-decoration: underline; }
+.fk-home { font-weight: 600; }
+.fk-sibs a, .fk-sibs strong { margin-right: .55rem; white-space: nowrap; }
+.fk-nav-label { color: #57606a; }
+.fk-months { margin-left: auto; white-space: nowrap; } .fk-months a { margin-left: .7rem; }
+.fk-meta { display: flex; flex-wrap: wrap; gap: .15rem 1.2rem; color: #57606a; font-size: .85rem; margin: .1rem 0 .7rem; }
+.fk-meta b { font-weight: 600; color: #1f2328; margin-right: .25rem; }
+.fk-lead { background: #fff1f0; border-left: 4px solid #cf222e; border-radius: 4px; padding: .5rem .8rem;
+  margin: .5rem 0; font-size: 1.02rem; }
+.fk-lead-weak { background: #f6f8fa; border-left-color: #8c959f; }
+.fk-lead-label { display: block; font-size: .74rem; text-transform: uppercase; letter-spacing: .04em; color: #57606a;
+  font-weight: 600; }
+.fk-cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(185px, 1fr)); gap: .7rem; margin: .8rem 0 1rem; }
+.fk-card { border: 1px solid #d0d7de; border-radius: 8px; padding: .55rem .75rem .45rem; display: flex;
+  flex-direction: column; gap: .1rem; min-width: 0; }
+.fk-card-label { font-size: .76rem; color: #57606a; text-transform: uppercase; letter-spacing: .03em; font-weight: 600; }
+.fk-card-value { font-size: 1.5rem; font-weight: 650; line-height: 1.2; font-variant-numeric: tabular-nums;
+  overflow-wrap: anywhere; }
+.fk-card-detail { font-size: .8rem; color: #57606a; }
+.fk-card-change { font-size: .85rem; font-variant-numeric: tabular-nums; }
+.fk-card-change.up { color: #1a7f37; } .fk-card-change.down { color: #cf222e; }
+.fk-card-small .fk-card-change { color: #57606a; }
+.fk-card-flag { font-size: .75rem; color: #57606a; font-style: italic; }
+.fk-card-flag.fk-small { color: #9a6700; font-style: normal; font-weight: 600; }
+.fk-spark { width: 100%; height: 40px; margin-top: auto; padding-top: .3rem; display: block; overflow: visible; }
+details { margin: .6rem 0; } details summary { cursor: pointer; color: #0969da; }
+.fk-scroll { overflow-x: auto; max-width: 100%; }
+.fk-table td, .fk-table th { text-align: left; } .fk-table td.num, .fk-table th.num { text-align: right; }
+.fk-table td.num { white-space: nowrap; }
+.fk-table tr.fk-total td { font-weight: 600; border-top: 1px solid #8c959f; }
+.fk-figs { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 440px), 1fr)); gap: .3rem 1.2rem; }
+.fk-sentences li { margin: .25rem 0; }
+dl.fk-facts { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .15rem 1rem; margin: .4rem 0; }
+dl.fk-facts dt { font-weight: 600; } dl.fk-facts dd { margin: 0; overflow-wrap: anywhere; }
 .ansi-red-fg { color: #cf222e; } .ansi-green-fg { color: #1a7f37; } .ansi-yellow-fg { color: #9a6700; }
 .ansi-blue-fg { color: #0969da; } .ansi-cyan-fg { color: #1b7c83; } .ansi-bold { font-weight: bold; }
 @media (max-width: 640px) {
@@ -85,6 +123,12 @@ footer { margin-top: 2.5rem; font-size: .85rem; color: #57606a; }
   main { padding: 1rem .7rem 2rem; }
   h1 { font-size: 1.35rem; } h2 { font-size: 1.15rem; }
   th, td { padding: .25rem .4rem; }
+  table { font-size: .82rem; }
+  .fk-cards { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: .5rem; }
+  .fk-card { padding: .45rem .55rem .4rem; }
+  .fk-card-value { font-size: 1.2rem; }
+  .fk-months { margin-left: 0; } .fk-months a { margin-left: 0; margin-right: .7rem; }
+  dl.fk-facts { grid-template-columns: minmax(0, 1fr); } dl.fk-facts dd { margin-bottom: .35rem; }
 }
 @media print { main { max-width: none; } .jp-OutputArea-output { overflow: visible; } }
 """
@@ -163,6 +207,9 @@ def _safe_url(name: str, value: str) -> bool:
         return False
     if name == "src":  # images are embedded: nothing is fetched, not even a local file
         return url.startswith("data:image/")
+    if name == "srcset":  # one embedded image (a <picture>'s phone variant): no space, so no second candidate
+        raw = html.unescape(value)
+        return url.startswith("data:image/") and not re.search(r"[\x00-\x20\x7f]", raw)
     return name == "href" and _SCHEME.match(url) is None  # a relative link (to a report) or a fragment
 
 
@@ -259,8 +306,9 @@ def scrub_html(text: str) -> str:
     Removes ``<script>``, ``<iframe>``, ``<object>``, ``<embed>``, ``<base>``,
     ``<link>``, forms, SVG animation elements and comments; ``on*``
     attributes; links other than relative ones and in-page anchors, and
-    image sources other than ``data:image`` URIs (so no ``javascript:``, no
-    ``http(s)://`` and no local file is fetched);
+    image sources (``src``, a ``srcset`` of one image) other than
+    ``data:image`` URIs (so no ``javascript:``, no ``http(s)://`` and no
+    local file is fetched);
     ``<meta>`` other than charset, viewport, referrer and the CSP.  Text is
     re-escaped, so what was text stays text.
 

@@ -30,8 +30,17 @@ Keys
                    (``{product: {Starter: 100000}, source: 50000}``) with an
                    optional ``default``
 ``title``          report title (the segment and month are added)
+``currency``       how amounts are written: a symbol before them (``"€"``, ``"$"``)
+                   or a code after them (``"EUR"``); default none
+``thousands``      thousands separator: ``","`` (default), ``"."``, ``" "``, ``"'"`` or ``""``
+``decimal``        decimal mark: ``"."`` or ``","`` (default ``","`` when
+                   ``thousands`` is ``"."``)
+``noun``           what the leads are called in sentences (default ``leads``;
+                   ``deals`` for a sales pipeline)
 ``only``           run a subset: ``{product: [Starter]}`` or ``[source]``
-``template``       notebook template (default ``notebooks/monthly_report.ipynb``)
+``template``       notebook template (default: the one shipped in the package,
+                   ``funnelkit/templates/monthly_report.ipynb``, also at
+                   ``notebooks/monthly_report.ipynb`` in the source tree)
 ``output``         folder for ``<month>/<split>/<value>.html`` (default
                    ``reports`` in the current folder)
 ``parameters``     further template parameters, checked against the template
@@ -73,7 +82,8 @@ from ..stages import PRESETS, get_stage_set
 from .monthly import DEMO_DATA, load_data, parse_month
 from .notebook import safe_name, template_parameters, unique_names
 
-__all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "expand_plan", "load_plan", "parse_only"]
+__all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "expand_plan", "load_plan", "packaged",
+           "parse_only"]
 
 #: Split and value names of the overall report (all leads).
 ALL = "all"
@@ -81,6 +91,7 @@ ALL = "all"
 _KEYS = {
     "data", "columns", "stages", "read_options", "splits", "segment", "overall", "month", "as_of",
     "target", "title", "only", "template", "output", "parameters", "timeout", "description",
+    "currency", "thousands", "decimal", "noun",
 }
 #: read_options: the keyword options of read_events (whatever this version has), plus the shapes.
 _READ_KEYS = {name for name, p in inspect.signature(read_events).parameters.items()
@@ -89,36 +100,56 @@ _MISSING_TIME = ("error", "keep")
 #: Names a split's folder cannot have in the month folder (compared case-insensitively).
 RESERVED_FOLDERS = frozenset({ALL, "index", "index.html", "summary.csv"})
 _CANONICAL = {"lead_id", "stage", "timestamp", "amount"}
-#: Where the monthly report template lives in the source tree.
+#: Where the monthly report template lives in the source tree (a link to the packaged one).
 TEMPLATE_PATH = Path("notebooks") / "monthly_report.ipynb"
+#: The packaged template and demo plan, inside the ``funnelkit`` package (``importlib.resources``).
+PACKAGE_TEMPLATE = "templates/monthly_report.ipynb"
+PACKAGE_DEMO_PLAN = "templates/demo_monthly.yaml"
 #: Parameters the runner passes to every report; the template must declare them.
 RUNNER_PARAMETERS = (
     "data", "columns", "stages", "read_options", "segment_column", "segment_value", "month", "as_of",
     "revenue_target", "title",
 )
 #: Parameters the runner passes only to a template that declares them: ``cache`` is the
-#: validated event log of the report's leads, written once per run (see ``reports.cache``).
-OPTIONAL_PARAMETERS = ("cache",)
+#: validated event log of the report's leads, written once per run (see ``reports.cache``);
+#: ``links`` the navigation between reports; the others the plan's number format and noun.
+OPTIONAL_PARAMETERS = ("cache", "links", "currency", "thousands", "decimal", "noun")
 
 
-def default_template() -> Path:
-    """The monthly report template shipped in the source tree.
-
-    Looked for in ``notebooks/`` next to the installed package (an editable
-    or source install), then in ``./notebooks``.
+def packaged(name: str) -> Path:
+    """A file shipped inside the ``funnelkit`` package (``importlib.resources``), e.g. the template.
 
     Raises
     ------
     PlanError
-        If neither exists.
+        If the installation lacks it (a broken install).
     """
-    for cand in (Path(__file__).resolve().parents[2] / TEMPLATE_PATH, Path.cwd() / TEMPLATE_PATH):
-        if cand.is_file():
-            return cand
-    raise PlanError(
-        "template: the default template notebooks/monthly_report.ipynb was not found; "
-        "name one with 'template: path/to/report.ipynb' in the plan."
-    )
+    from importlib.resources import files
+
+    path = Path(str(files("funnelkit").joinpath(name)))
+    if not path.is_file():
+        raise PlanError(f"funnelkit's own {name} is missing from {path.parent}: reinstall funnelkit "
+                        "(pip install --force-reinstall funnelkit).")
+    return path
+
+
+def default_template() -> Path:
+    """The monthly report template shipped in the package (``funnelkit/templates/monthly_report.ipynb``).
+
+    In the source tree, ``notebooks/monthly_report.ipynb`` is a link to the
+    same file, so either path edits the one template.
+
+    Raises
+    ------
+    PlanError
+        If the installation lacks it.
+
+    Examples
+    --------
+    >>> default_template().name
+    'monthly_report.ipynb'
+    """
+    return packaged(PACKAGE_TEMPLATE)
 
 
 @dataclass
@@ -181,6 +212,10 @@ class Plan:
     timeout: float | None = None
     description: str = ""
     source: str = "plan"
+    currency: str = ""
+    thousands: str = ","
+    decimal: str = ""
+    noun: str = "leads"
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -311,19 +346,22 @@ class Plan:
         parameters = spec.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             raise PlanError(f"{where}: parameters: give a mapping of template parameter names to values.")
-        clash = sorted(set(parameters) & set(RUNNER_PARAMETERS))
+        clash = sorted(set(parameters) & (set(RUNNER_PARAMETERS) | set(OPTIONAL_PARAMETERS)))
         if clash:
-            raise PlanError(f"{where}: parameters: {clash} are set by the plan's own keys "
-                            "(data, columns, stages, splits/segment, month, as_of, target, title); use those.")
+            raise PlanError(f"{where}: parameters: {clash} are set by the plan's own keys (data, columns, "
+                            "stages, splits/segment, month, as_of, target, title, currency, thousands, decimal, "
+                            "noun) or by the runner (cache, links); use those.")
         timeout = spec.get("timeout")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise PlanError(f"{where}: timeout: give seconds per cell (a positive number), got {timeout!r}.")
         only = parse_only(spec.get("only"), where=where)
+        currency, thousands, decimal, noun = _number_format(spec, where)
         return cls(
             data=data, stages=stages, columns=columns, read_options=dict(read_options), splits=splits,
             segment=segment, overall=overall, month=month, as_of=as_of, target=target, title=title.strip(),
             only=only, template=template, output=output, parameters=dict(parameters), timeout=timeout,
-            description=str(spec.get("description", "")), source=where,
+            description=str(spec.get("description", "")), source=where, currency=currency,
+            thousands=thousands, decimal=decimal, noun=noun,
         )
 
     # -- checks against the data and the template ---------------------------------
@@ -419,6 +457,29 @@ class Plan:
         if isinstance(spec, Mapping):
             spec = spec.get(value, spec.get("default", t.get("default")))
         return float(spec) if spec is not None else None
+
+
+def _number_format(spec: Mapping, where: str) -> tuple[str, str, str, str]:
+    """The plan's currency, thousands separator, decimal mark and noun, checked."""
+    from .formatting import NumberFormat
+
+    currency = spec.get("currency") or ""
+    if not isinstance(currency, str) or len(currency.strip()) > 5:
+        raise PlanError(f"{where}: currency: give a symbol such as '€' or '$', or a code such as 'EUR', "
+                        f"got {currency!r}.")
+    thousands = spec.get("thousands", ",")
+    thousands = "" if thousands is None else thousands
+    decimal = spec.get("decimal") or ""
+    if not isinstance(thousands, str) or not isinstance(decimal, str):
+        raise PlanError(f"{where}: thousands and decimal: give characters, e.g. thousands: '.' and decimal: ','.")
+    try:
+        fmt = NumberFormat(currency=currency.strip(), thousands=thousands, decimal=decimal)
+    except ValueError as exc:
+        raise PlanError(f"{where}: {exc}") from None
+    noun = spec.get("noun", "leads")
+    if not isinstance(noun, str) or not noun.strip() or len(noun) > 30:
+        raise PlanError(f"{where}: noun: give a plural word such as 'leads', 'deals' or 'visitors', got {noun!r}.")
+    return fmt.currency, fmt.thousands, fmt.decimal, noun.strip()
 
 
 def _file_columns(path: str) -> list[str] | None:
@@ -702,7 +763,8 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
                 "read_options": plan.read_options, "segment_column": "" if overall else split,
                 "segment_value": "" if overall else v, "month": month_text, "as_of": plan.as_of or "",
                 "revenue_target": plan.target_for(split, v) or 0.0, "title": plan.title,
-                **plan.parameters,
+                "currency": plan.currency, "thousands": plan.thousands, "decimal": plan.decimal,
+                "noun": plan.noun, **plan.parameters,
             }
             label = "all leads" if overall else f"{split} {v}"
             jobs.append(ReportJob(split, v, names[v], params, f"{plan.title}: {label}, {month_text}",
