@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (funnelkit)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name funnelkit --display-name "Python 3 (funnelkit)" >/dev/null
 	@touch $(STAMP)
 
 demo: $(STAMP)
