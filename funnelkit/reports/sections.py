@@ -361,7 +361,9 @@ def _horizon_words(report: MonthlyReport) -> str:
     days = sorted({round(float(v)) for v in hz.values() if v is not None and np.isfinite(v)})
     if not days:
         return "until they are decided"
-    return f"{days[0]} days" if len(days) == 1 else f"{days[0]} to {days[-1]} days"
+    if len(days) == 1:
+        return f"{days[0]} day{'s' if days[0] != 1 else ''}"
+    return f"{days[0]} to {days[-1]} days"
 
 
 def _horizon_source(report: MonthlyReport) -> str:
@@ -812,14 +814,18 @@ def flow(report: MonthlyReport) -> Section:
                 if r.all_matured else "not judged yet")
         rows.append([f"{r.step} → {r.next_step}", f.count(r.entered), f.count(r.moved_on), f.count(r.dropped),
                      f.count(r.in_flight), _month(r.judged_month) if pd.notna(r.judged_month) else "–", judged, allr])
-    first = s.iloc[0]
-    text = (f"In {report.month:%B %Y}, {f.count(first['entered'])} {report.noun} reached {first['step']}; "
-            f"by {report.as_of:%Y-%m-%d}, {f.count(first['moved_on'])} of them had moved on to {first['next_step']}, "
-            f"{f.count(first['dropped'])} had dropped out and {f.count(first['in_flight'])} are still in flight. "
-            f"A rate is judged only on {report.noun} that have had {_horizon_words(report)}"
-            + (f" ({_horizon_source(report)})" if _horizon_source(report) else "") + " to move on, so this "
-            f"month's {report.noun} are counted but not judged yet: beside them are each step's rate in its latest "
-            "judged month and over every matured one.")
+    busy = s.loc[s["entered"] > 0]
+    if len(busy):
+        first = busy.iloc[0]
+        text = (f"In {report.month:%B %Y}, {f.count(first['entered'])} {report.noun} reached {first['step']}; by "
+                f"{report.as_of:%Y-%m-%d}, {f.count(first['moved_on'])} of them had moved on to {first['next_step']}, "
+                f"{f.count(first['dropped'])} had dropped out and {f.count(first['in_flight'])} are still in flight. ")
+    else:
+        text = f"No {report.one} reached a step at a known time in {report.month:%B %Y}. "
+    source = f" ({_horizon_source(report)})" if _horizon_source(report) else ""
+    text += (f"A rate is judged only on {report.noun} that have had {_horizon_words(report)}{source} to move on, "
+             f"so this month's {report.noun} are counted but not judged yet: beside them are each step's rate in "
+             "its latest judged month and over every matured one.")
     cols = ["Step", f"Reached it in {month}", "Moved on", "Dropped", "In flight", "Latest judged month",
             "Rate then (95% CI)", f"All matured {report.noun} (95% CI)"]
     return _say(text) + Section(html_table(rows, cols, numeric=[1, 2, 3, 4, 6, 7]), "", s)
@@ -927,8 +933,16 @@ def trend(report: MonthlyReport, *, months: int = 15) -> Section:
     tr = tr.loc[tr["period"].notna() & (tr["period"] >= first)]
     if tr.empty:
         return note("No lead reached a step in the last months: there is no trend to draw.")
-    chart = _chart(lambda ax: trend_chart(tr, title=f"Step conversion by month entered, {_segment_words(report)}",
-                                          ax=ax), figsize=(7.2, 4.0),
+    def draw(ax):
+        import matplotlib.dates as mdates
+
+        trend_chart(tr, title=f"Step conversion by month entered, {_segment_words(report)}", ax=ax)
+        n_months = tr["period"].dt.to_period("M").nunique()
+        ax.xaxis.set_major_locator(mdates.MonthLocator(interval=max(1, math.ceil(n_months / 8))))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+        return ax
+
+    chart = _chart(draw, figsize=(7.2, 4.0),
                    caption="Each step's conversion over matured leads, by the month leads entered the step, "
                            "with 95% intervals; hollow points are months whose leads have not all had their time "
                            "to move on (provisional).")
@@ -1119,12 +1133,17 @@ def waterfall(report: MonthlyReport) -> Section:
                                                 title=f"Open {report.noun}, {report.month:%B %Y}", ax=ax),
                      figsize=(5.2, 3.4),
                      caption=f"Open {report.noun} at the start of the month, in and out, at the end.")]
-    if report.has_amount:
+    open_values = report.has_amount and (n.loc["start", "value"] != 0 or n.loc["end", "value"] != 0)
+    if open_values:
         charts.append(_chart(lambda ax: waterfall_chart(mv, metric="value", money=money,
                                                         title=f"Open pipeline value, {report.month:%B %Y}", ax=ax),
                              figsize=(5.2, 3.4),
                              caption="The same in value (value change: amounts edited on open deals)."))
-    return _say(text) + _figs(*charts)
+    out = _say(text) + _figs(*charts)
+    if report.has_amount and not open_values:
+        out = out + note("Open leads have no amounts in the data (it gives amounts only to closed leads), so the "
+                         "pipeline's value cannot be followed through the month.")
+    return out
 
 
 def followups(report: MonthlyReport, *, top: int = 20) -> Section:
@@ -1139,6 +1158,10 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
     empty = _nothing_known(report, "open lead to follow up")
     if empty is not None:
         return empty
+    if not report.stages.lost:
+        return note(f"Stage set {report.stages.name!r} has no lost outcome: {report.noun} that stop moving are "
+                    f"simply gone (after the horizon they count as dropped), so there is no one to follow up or "
+                    "close out.")
     f = report.fmt
     owner = "owner" if "owner" in report.log.columns else None
     try:
@@ -1154,7 +1177,8 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
     became = res["entered_stage_at"] + pd.to_timedelta(res["threshold_days"], unit="D")
     new = ((became >= report.start) & ~dead).to_numpy(dtype=bool)
     older = ~new & ~dead
-    has_amount = report.has_amount and "amount" in res.columns
+    has_amount = (report.has_amount and "amount" in res.columns
+                  and bool(res["amount"].notna().any() or all_dead.get("amount", pd.Series(dtype=float)).notna().any()))
 
     def worth(mask, frame=res) -> str:
         amounts = frame.loc[mask, "amount"] if has_amount else None
