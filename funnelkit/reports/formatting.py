@@ -4,7 +4,7 @@
 ``decimal`` settings and formats counts, money and percentages with them;
 every section of a report formats through it, so one plan setting changes
 the whole page.  Percentages are written the way funnelkit's charts write
-them (:meth:`NumberFormat.pct`: whole percents from 9.5% up, one decimal
+them (``NumberFormat.pct``: whole percents from 9.5% up, one decimal
 below), so a rate reads the same in a chart and in the table beside it.
 
 :func:`html_table` builds a plain, escaped HTML table from strings that are

@@ -1203,7 +1203,7 @@ class MonthlyReport:
 
     @property
     def one(self) -> str:
-        """The singular of :attr:`noun` (``"deal"``)."""
+        """The singular of ``noun`` (``"deal"``)."""
         return self.noun[:-1] if self.noun.endswith("s") else self.noun
 
     @property

@@ -375,7 +375,7 @@ def run_notebook(
         HTML page title; default ``name``.
     kernel_name : str, optional
         A Jupyter kernel by name; default: the Python running funnelkit
-        (:func:`this_python_kernel_manager`), whatever the template names.
+        (``this_python_kernel_manager``), whatever the template names.
     cwd : path, optional
         Working folder of the kernel; default the template's folder.
     progress : bool

@@ -11,7 +11,7 @@ outcomes) the section says why in a sentence instead of failing.
 Every value that comes from the data is escaped where it is written; no
 cell shows a raw Python value (``True``, ``nan``, a repr).  Percentages in a
 chart and in the table beside it are written the same way
-(:meth:`NumberFormat.pct`), from the same table.
+(``NumberFormat.pct``), from the same table.
 
 New sections follow the same pattern: compute with a package function, then
 ``sections.table(result, caption=...)`` (or :func:`~funnelkit.reports.formatting.html_table`
@@ -58,7 +58,6 @@ __all__ = [
     "outcomes",
     "pipeline",
     "provenance",
-    "stale",
     "table",
     "title",
     "trend",
@@ -463,7 +462,7 @@ def _navigation(links: Mapping) -> str:
 def title(report: MonthlyReport) -> Section:
     """The report's heading: navigation, what it covers, its biggest leak, and its warnings.
 
-    The biggest leak (:func:`biggest_leaks`) is said first, in the words of
+    The biggest leak (``biggest_leaks``) is said first, in the words of
     :func:`funnelkit.funnel.leaks`, so the first screen names it.
     """
     ss = report.stages
@@ -667,7 +666,7 @@ def headline(report: MonthlyReport) -> Section:
     leads closed in the month, and next month's forecast with its range;
     each with its change from the previous month (observed at the same age)
     and a flag when the sample is too small to read a change (fewer than
-    :data:`SMALL_COUNT` events, :data:`SMALL_RATE` leads behind a rate) or
+    ``SMALL_COUNT`` events, ``SMALL_RATE`` leads behind a rate) or
     the change is within chance.  The sparklines are the same numbers for
     each of the last 12 months (:func:`~funnelkit.reports.monthly.monthly_series`).
 
