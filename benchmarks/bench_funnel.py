@@ -18,7 +18,10 @@ segment columns: product, source, owner), then times
 checks that both give identical counts (entered, converted, in flight per
 product and step), and prints both medians, the ratio, and funnelkit's peak
 memory.  DuckDB runs on every core (``threads`` is printed); funnelkit runs
-on one.
+on one, and then on every core through :mod:`funnelkit.parallel` (worker
+processes over lead-partitioned chunks; its table must equal the one-core
+table cell for cell).  ``benchmarks/bench_scale.py`` covers the other
+reductions, 5M leads and Dask.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 import funnelkit as fk
+from funnelkit import parallel
 
 STEPS = ["qualification", "meeting", "proposal", "close", "won"]
 
@@ -98,6 +102,10 @@ def funnelkit_run(log: pd.DataFrame, window: int) -> pd.DataFrame:
     return fk.funnel.conversion(log, stages="pipeline4", by="product", window=f"{window}D")
 
 
+def parallel_run(log: pd.DataFrame, window: int) -> pd.DataFrame:
+    return parallel.conversion(log, stages="pipeline4", by="product", window=f"{window}D")
+
+
 def duckdb_run(con, window: int) -> pd.DataFrame:
     return con.execute(SQL.format(w=int(window))).df()
 
@@ -108,8 +116,14 @@ def tidy_counts(fk_out: pd.DataFrame, duck: pd.DataFrame) -> tuple[pd.DataFrame,
     rows = []
     for _, r in duck.iterrows():
         for k, s in enumerate(STEPS):
-            rows.append({"product": r["product"], "step": s, "entered": int(r[f"s{k}"]),
-                         "in_flight": int(r[f"f{k}"]) if k < 4 else 0})
+            rows.append(
+                {
+                    "product": r["product"],
+                    "step": s,
+                    "entered": int(r[f"s{k}"]),
+                    "in_flight": int(r[f"f{k}"]) if k < 4 else 0,
+                }
+            )
     b = pd.DataFrame(rows).set_index(["product", "step"]).sort_index()
     return a, b
 
@@ -164,11 +178,15 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     log = fk.datasets.make_events(args.leads, seed=1)
-    print(f"generated {len(log):,} events for {log['lead_id'].nunique():,} leads "
-          f"({log['stage'].nunique()} stage labels, segments product/source/owner) "
-          f"in {time.perf_counter() - t:.1f} s")
-    print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}, pandas {pd.__version__}, "
-          f"duckdb {duckdb.__version__}")
+    print(
+        f"generated {len(log):,} events for {log['lead_id'].nunique():,} leads "
+        f"({log['stage'].nunique()} stage labels, segments product/source/owner) "
+        f"in {time.perf_counter() - t:.1f} s"
+    )
+    print(
+        f"machine: {os.cpu_count()} cores; numpy {np.__version__}, pandas {pd.__version__}, "
+        f"duckdb {duckdb.__version__}"
+    )
 
     con = duckdb.connect()
     con.register("log", log)
@@ -184,6 +202,8 @@ def main(argv=None) -> int:
         print("COUNTS DIFFER:\n", diff.to_string())
 
     fk_times = timed(lambda: funnelkit_run(log, args.window), args.repeat)
+    par_same = parallel_run(log, args.window).equals(fk_out)
+    par_times = timed(lambda: parallel_run(log, args.window), args.repeat)
     dk_times = timed(lambda: duckdb_run(con, args.window), args.repeat)
 
     rss_delta = rss_peak_delta(lambda: funnelkit_run(log, args.window))
@@ -196,23 +216,44 @@ def main(argv=None) -> int:
 
     fk_med, dk_med = statistics.median(fk_times), statistics.median(dk_times)
     print()
-    print(f"funnel: ordered, skipped stages inferred, {args.window}-day window, by product, "
-          f"in-flight leads censored at the data's end")
-    print(f"identical counts (entered and in flight, {len(a)} product x step cells): {'yes' if same else 'NO'}")
+    print(
+        f"funnel: ordered, skipped stages inferred, {args.window}-day window, by product, "
+        f"in-flight leads censored at the data's end"
+    )
+    print(
+        f"identical counts (entered and in flight, {len(a)} product x step cells): {'yes' if same else 'NO'}"
+    )
     print(f"funnelkit median: {fk_med:.3f} s   (runs: {', '.join(f'{x:.3f}' for x in fk_times)}; one core)")
-    print(f"DuckDB    median: {dk_med:.3f} s   (runs: {', '.join(f'{x:.3f}' for x in dk_times)}; "
-          f"threads={threads})")
-    print(f"ratio funnelkit / DuckDB: {fk_med / dk_med:.2f}x   (target: within 1.5x)")
+    print(
+        f"DuckDB    median: {dk_med:.3f} s   (runs: {', '.join(f'{x:.3f}' for x in dk_times)}; "
+        f"threads={threads})"
+    )
+    par_med = statistics.median(par_times)
+    print(
+        f"funnelkit.parallel median: {par_med:.3f} s   (runs: {', '.join(f'{x:.3f}' for x in par_times)}; "
+        f"{parallel.last_run.get('engine')}, {parallel.last_run.get('n_chunks')} chunks; "
+        f"same table as one core: {'yes' if par_same else 'NO'})"
+    )
+    print(
+        f"ratio funnelkit / DuckDB: {fk_med / dk_med:.2f}x one core, {par_med / dk_med:.2f}x every core "
+        "(targets: within 1.5x; 0.8x at 5M leads)"
+    )
     traced = (peak - base) / 2**20
     est = max(traced, rss_delta or 0.0)
     rss_text = "n/a" if rss_delta is None else f"{rss_delta:,.0f} MiB"
-    print(f"funnelkit peak memory during the call: about {est:,.0f} MiB (target: under 2 GiB) - the larger of "
-          f"{traced:,.0f} MiB traced by tracemalloc (numpy and Python allocations) and {rss_text} of "
-          f"resident-set growth (Linux VmHWM; pages the allocator kept from earlier runs are not counted)")
+    print(
+        f"funnelkit peak memory during the call: about {est:,.0f} MiB (target: under 2 GiB) - the larger of "
+        f"{traced:,.0f} MiB traced by tracemalloc (numpy and Python allocations) and {rss_text} of "
+        f"resident-set growth (Linux VmHWM; pages the allocator kept from earlier runs are not counted)"
+    )
     print(f"process peak RSS over the whole run: {rss:,.0f} MiB (the generated log, DuckDB and funnelkit)")
     print()
-    print(fk_out[["product", "step", "entered", "converted", "in_flight", "step_conversion"]].to_string(index=False))
-    return 0 if same else 1
+    print(
+        fk_out[["product", "step", "entered", "converted", "in_flight", "step_conversion"]].to_string(
+            index=False
+        )
+    )
+    return 0 if same and par_same else 1
 
 
 if __name__ == "__main__":

@@ -411,7 +411,17 @@ def scan(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict:
         out["abs_sum"] = float(np.abs(a).sum()) if out["integral"] else np.inf
     n = spec.get("n_buckets")
     if n and len(chunk):
-        b = lead_bucket(chunk[spec["lead"]], n)
+        col = chunk[spec["lead"]]
+        values = col
+        arr = col.array
+        if hasattr(arr, "_pa_array") and len(arr) > 1:
+            # every lead of the chunk appears at a row where the value changes
+            import pyarrow.compute as pc
+
+            pa_arr = arr._pa_array
+            start = np.r_[True, pc.fill_null(pc.not_equal(pa_arr[1:], pa_arr[:-1]), True).to_numpy(False)]
+            values = arr.take(np.flatnonzero(start))
+        b = lead_bucket(values, n)
         out["bucket"] = int(b[0]) if (b == b[0]).all() else -1
     return out
 

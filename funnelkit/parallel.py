@@ -25,10 +25,12 @@ for fractional amounts (the order of additions differs).
 Engines
 -------
 ``engine="auto"`` (default) runs a Dask DataFrame on Dask (the current
-``dask.distributed`` client if there is one), and an in-memory log on
+``dask.distributed`` client if there is one).  An in-memory log large enough
+to gain (``MIN_PARALLEL_ROWS`` events) runs the funnel reductions on
 ``n_jobs`` worker processes (forked, so the log is shared, not copied; only
-the small partial results travel back) when it is large enough to gain,
-else in this process.  ``"processes"``, ``"threads"`` (numpy releases the
+the small partial results travel back) and the per-lead tables
+(:func:`snapshot`, :func:`durations`, as large as the log) on ``n_jobs``
+threads; a smaller one runs the one-core function.  ``"processes"``, ``"threads"`` (numpy releases the
 GIL for most of the work, pandas' string hashing does not), ``"serial"``
 (chunk by chunk in this process: the lowest peak memory) and ``"dask"`` can
 be asked for.
@@ -207,21 +209,7 @@ class _FrameChunks:
         if self.rows is None:
             a, b = self.bounds[i]
             out = self.log.iloc[a:b][cols]
-            arr = out[self.lead].array
-            if hasattr(arr, "_pa_array") and len(out):
-                # a lead-sorted chunk: its leads are runs, so number them instead of
-                # hashing their text again (the kernels see integer ids; the per-lead
-                # tables get the real ids back from info["lead_ids"])
-                import pyarrow.compute as pc
-
-                pa_arr = arr._pa_array
-                start = np.empty(len(out), dtype=bool)
-                start[0] = True
-                if len(out) > 1:
-                    start[1:] = pc.not_equal(pa_arr[1:], pa_arr[:-1]).to_numpy(zero_copy_only=False)
-                out = out.copy(deep=False)
-                out[self.lead] = np.cumsum(start) - 1
-                info["lead_ids"] = arr.take(np.flatnonzero(start))
+            out = _number_leads(out, self.lead, info)
         else:
             out = self.log[cols].take(self.rows[i])
         out.attrs = dict(self.log.attrs)
@@ -275,14 +263,19 @@ def _map_frame(src: _FrameChunks, kernel, spec: dict, cols: list[str], engine: s
             warnings.simplefilter("ignore", DataWarning)
             with ThreadPoolExecutor(min(n_jobs, n)) as ex:
                 return list(ex.map(lambda i: _thread_call(kernel, src, i, cols, spec), range(n)))
+    import gc
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
     _FORK["job"] = (src, kernel, spec, cols)
+    # objects made so far are left alone by the children's garbage collector, so
+    # that it does not write to (and so copy) the pages they share with this process
+    gc.freeze()
     try:
         with ctx.Pool(min(n_jobs, n)) as pool:
             res = pool.map(_fork_task, range(n), chunksize=1)
     finally:
+        gc.unfreeze()
         _FORK.pop("job", None)
     out = []
     for status, value in res:
@@ -292,7 +285,41 @@ def _map_frame(src: _FrameChunks, kernel, spec: dict, cols: list[str], engine: s
     return out
 
 
+def _run_starts(values) -> np.ndarray | None:
+    """Where a new lead begins in an Arrow-backed lead column (None: not Arrow text)."""
+    arr = values.array if isinstance(values, pd.Series) else values
+    if not hasattr(arr, "_pa_array") or len(arr) == 0:
+        return None
+    import pyarrow.compute as pc
+
+    pa_arr = arr._pa_array
+    start = np.empty(len(arr), dtype=bool)
+    start[0] = True
+    if len(arr) > 1:
+        start[1:] = pc.fill_null(pc.not_equal(pa_arr[1:], pa_arr[:-1]), True).to_numpy(zero_copy_only=False)
+    return start
+
+
+def _number_leads(chunk: pd.DataFrame, lead: str, info: dict) -> pd.DataFrame:
+    """A lead-sorted chunk with its leads numbered 0, 1, ... instead of their text ids.
+
+    Its leads are runs, so numbering them is cheaper than hashing their text
+    again; the kernels see integer ids and the per-lead tables get the real
+    ids back from ``info["lead_ids"]``.  Other chunks are returned as they are.
+    """
+    col = chunk[lead]
+    start = _run_starts(col)
+    if start is None or col.hasnans or not _sorted_by_lead(col):
+        return chunk
+    out = chunk.copy(deep=False)
+    out[lead] = np.cumsum(start) - 1
+    info["lead_ids"] = col.array.take(np.flatnonzero(start))
+    return out
+
+
 def _dask_task(part, kernel, spec, info):
+    if kernel is not K.scan:
+        part = _number_leads(part, spec["lead"], info)
     return K._quiet(kernel, part, spec, info)
 
 
@@ -333,6 +360,7 @@ class _Run:
         engine: str,
         n_chunks,
         verify: bool = True,
+        per_lead: bool = False,
     ):
         if engine not in ENGINES:
             raise FunnelSpecError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}.")
@@ -353,8 +381,11 @@ class _Run:
             raise TypeError(f"expected an event log DataFrame or a Dask DataFrame, got {type(log).__name__}.")
         self.meta = log
         if engine == "auto":
+            # small partial results (funnel counts) travel cheaply from worker
+            # processes; per-lead tables are as large as the log, so they stay in
+            # this process and its threads
             fork = "fork" in __import__("multiprocessing").get_all_start_methods()
-            engine = "processes" if fork else "threads"
+            engine = "processes" if fork and not per_lead else "threads"
             if self.n_jobs <= 1 and n_chunks is None:
                 engine = "direct"
             elif len(log) < MIN_PARALLEL_ROWS and n_chunks is None:
@@ -765,6 +796,7 @@ def _pipeline(what: str, log, kw: dict, *, n_jobs, engine, n_chunks, one_core):
         n_jobs=n_jobs,
         engine=engine,
         n_chunks=n_chunks,
+        per_lead=True,
     )
     last_run.clear()
     last_run.update(
