@@ -246,3 +246,13 @@ def test_write_partitioned_puts_each_lead_in_one_file(tmp_path, demo):
     assert len(list(path.glob("part-*.parquet"))) == 2
     uri = P.write_partitioned(demo, f"file://{tmp_path / 'uri'}", 2)
     assert uri.startswith("file://") and len(list((tmp_path / "uri").glob("part-*.parquet"))) == 2
+
+
+def test_auto_engine_on_a_large_log(big):
+    """Funnel counts come back from worker processes; per-lead tables stay in threads."""
+    P.conversion(big, stages="pipeline4", by="product", n_jobs=2)
+    assert P.last_run["engine"] == "processes" and P.last_run["path"] == "chunks"
+    P.snapshot(big, stages="pipeline4", as_of="2025-08-31", n_jobs=2)
+    assert P.last_run["engine"] == "threads" and P.last_run["path"] == "chunks"
+    P.conversion(big, stages="pipeline4", n_jobs=1)
+    assert P.last_run["path"] == "direct"
