@@ -480,8 +480,12 @@ def _run_all(tasks, todo, rows, *, n_workers, executor, progress, total, month_t
     if not tasks:
         bar.close()
         return
-    pool = (multiprocessing.get_context().Pool(n_workers, initializer=_worker_init)
-            if executor == "process" else ThreadPool(n_workers))
+    # forkserver, not fork: a process that already ran a notebook holds jupyter's
+    # background event-loop thread, and a forked copy of it waits forever for that
+    # thread when it starts a kernel (seen as a hung test run)
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                      else "spawn")
+    pool = ctx.Pool(n_workers, initializer=_worker_init) if executor == "process" else ThreadPool(n_workers)
     try:
         for k, res in pool.imap_unordered(_run_one, list(enumerate(tasks))):
             job = todo[k]
