@@ -102,8 +102,11 @@ __all__ = [
 ENGINES = ("auto", "serial", "threads", "processes", "dask")
 #: Below this many events the one-core function is called directly (auto engine).
 MIN_PARALLEL_ROWS = 200_000
-#: Events per chunk of an in-memory log (at least one chunk per worker).
-CHUNK_ROWS = 1_000_000
+#: Events per chunk of an in-memory log (at least one chunk per worker).  Small
+#: chunks keep a worker's arrays in cache and its peak memory low: at 5M leads
+#: (14M events) 250k-event chunks peaked at 0.8x the bytes of the columns used,
+#: 1M-event chunks at 1.4x, in about the same time.
+CHUNK_ROWS = 250_000
 
 lead_hash = K.lead_hash
 
@@ -657,7 +660,7 @@ def conversion(
     engine : {"auto", "processes", "threads", "serial", "dask"}
         See the module docstring.
     n_chunks : int, optional
-        Chunks of an in-memory log (default: one per million events, at
+        Chunks of an in-memory log (default: one per ``CHUNK_ROWS`` = 250,000 events, at
         least one per worker).  Giving it always splits the log.
 
     Examples
