@@ -28,7 +28,9 @@ Engines
 ``dask.distributed`` client if there is one).  An in-memory log large enough
 to gain (``MIN_PARALLEL_ROWS`` events) runs the funnel reductions on
 ``n_jobs`` worker processes (forked, so the log is shared, not copied; only
-the small partial results travel back) and the per-lead tables
+the small partial results travel back; threads instead when this process
+runs other threads, as a Jupyter kernel does, since a forked copy of it could
+wait forever for a lock one of them held) and the per-lead tables
 (:func:`snapshot`, :func:`durations`, as large as the log) on ``n_jobs``
 threads; a smaller one runs the one-core function.  ``"processes"``, ``"threads"`` (numpy releases the
 GIL for most of the work, pandas' string hashing does not), ``"serial"``
@@ -387,7 +389,13 @@ class _Run:
             # small partial results (funnel counts) travel cheaply from worker
             # processes; per-lead tables are as large as the log, so they stay in
             # this process and its threads
+            # fork only a single-threaded process: a fork of a process with other
+            # threads (a Jupyter kernel's, a Dask client's) can inherit a lock one of
+            # them held and wait for it forever
+            import threading
+
             fork = "fork" in __import__("multiprocessing").get_all_start_methods()
+            fork = fork and threading.active_count() == 1
             engine = "processes" if fork and not per_lead else "threads"
             if self.n_jobs <= 1 and n_chunks is None:
                 engine = "direct"

@@ -249,9 +249,13 @@ def test_write_partitioned_puts_each_lead_in_one_file(tmp_path, demo):
 
 
 def test_auto_engine_on_a_large_log(big):
-    """Funnel counts come back from worker processes; per-lead tables stay in threads."""
+    """Funnel counts come back from worker processes (unless this process runs other
+    threads, which a fork could deadlock on); per-lead tables stay in threads."""
+    import threading
+
     P.conversion(big, stages="pipeline4", by="product", n_jobs=2)
-    assert P.last_run["engine"] == "processes" and P.last_run["path"] == "chunks"
+    single = threading.active_count() == 1
+    assert P.last_run["engine"] == ("processes" if single else "threads") and P.last_run["path"] == "chunks"
     P.snapshot(big, stages="pipeline4", as_of="2025-08-31", n_jobs=2)
     assert P.last_run["engine"] == "threads" and P.last_run["path"] == "chunks"
     P.conversion(big, stages="pipeline4", n_jobs=1)
