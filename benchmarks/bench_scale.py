@@ -430,6 +430,10 @@ def run_size(n: int, args, writer, tmp: Path) -> None:
         a, t_one = timed(run_one, repeat)
         b, t_par = timed(run_par, repeat)
         engine = parallel.last_run.get("engine")
+        if engine in ("processes", "threads"):
+            # the memory sampler is a thread, and the auto engine forks only a
+            # single-threaded process: measure the engine the timed runs used
+            run_par = partial(par, log, n_jobs=args.jobs, engine=engine, **kw)
         same_par = a.equals(b) and str(a.attrs) == str(b.attrs)
         d, t_duck = timed(run_duck, repeat)
         same_duck = check(b, d)
