@@ -503,7 +503,26 @@ def _as_of_ns(as_of, run: _Run) -> int | None:
     return int(parse_as_of(as_of, name="as_of", error=FunnelSpecError).value)
 
 
+def _per_segment_sets(log, kw: dict, one_core):
+    """A stage set per segment (``stages={default: ..., column: {value: ...}}``) is run by
+    the one-core function, which splits the log by set itself; None otherwise."""
+    find = getattr(funnel, "_segment_sets", None)
+    if find is None or find(kw.get("stages")) is None:
+        return None
+    if _is_dask(log):
+        raise FunnelSpecError(
+            "a stage set per segment is not supported on Dask yet: filter the Dask DataFrame to "
+            "each segment and pass its stage set, or compute the log and use the one-core function."
+        )
+    last_run.clear()
+    last_run.update(path="direct", engine="direct", n_chunks=0)
+    return one_core(log, **kw)
+
+
 def _funnel(what: str, log, kw: dict, *, n_jobs, engine, n_chunks, one_core):
+    direct = _per_segment_sets(log, kw, one_core)
+    if direct is not None:
+        return direct
     run = _Run(
         log,
         lead=kw["lead"],

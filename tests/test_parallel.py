@@ -260,3 +260,10 @@ def test_auto_engine_on_a_large_log(big):
     assert P.last_run["engine"] == "threads" and P.last_run["path"] == "chunks"
     P.conversion(big, stages="pipeline4", n_jobs=1)
     assert P.last_run["path"] == "direct"
+
+
+def test_a_stage_set_per_segment_runs_one_core(demo):
+    spec = {"default": "pipeline4", "product": {"Enterprise": "pipeline4"}}
+    got = P.conversion(demo, stages=spec, by="product", n_chunks=3, engine="serial")
+    assert P.last_run["path"] == "direct"
+    _same(got, fk.funnel.conversion(demo, stages=spec, by="product"))
