@@ -6,6 +6,7 @@ import math
 import os
 import re
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -271,8 +272,14 @@ def small_csv(tmp_path_factory) -> Path:
     return fk.datasets.write_demo(tmp_path_factory.mktemp("data") / "events.csv", 400, seed=3)
 
 
-def test_demo_plan_expands_to_every_product_and_source(demo_log):
-    plan = reports.load_plan(REPO / "params" / "demo_monthly.yaml")
+def test_demo_plan_expands_to_every_product_and_source(demo_log, tmp_path):
+    # the plans name ../data/demo/events.csv, which only `make demo` writes: lay the same
+    # folders out in tmp so a fresh clone (CI) passes too
+    (tmp_path / "params").mkdir()
+    for name in ("demo_monthly.yaml", "enterprise_2025-09.yaml"):
+        shutil.copy(REPO / "params" / name, tmp_path / "params" / name)
+    fk.datasets.write_demo(tmp_path / "data" / "demo" / "events.csv")
+    plan = reports.load_plan(tmp_path / "params" / "demo_monthly.yaml")
     jobs, notes = reports.expand_plan(plan, demo_log)
     got = [(j.split, j.value) for j in jobs]
     want = [("product", p) for p in sorted(demo_log["product"].unique())] + \
@@ -285,7 +292,7 @@ def test_demo_plan_expands_to_every_product_and_source(demo_log):
     only, _ = reports.expand_plan(plan, demo_log, month="2025-08", only=["product=Starter", "source"])
     assert [(j.split, j.value) for j in only] == [("product", "Starter")] + want[3:]
     assert only[0].parameters["month"] == "2025-08"
-    assert reports.load_plan(REPO / "params" / "enterprise_2025-09.yaml").segment == ("product", "Enterprise")
+    assert reports.load_plan(tmp_path / "params" / "enterprise_2025-09.yaml").segment == ("product", "Enterprise")
 
 
 @pytest.mark.parametrize(
