@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
