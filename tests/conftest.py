@@ -70,3 +70,17 @@ def ecommerce_log(shared_data):
         attributes=d / "user_table.csv",
         time="date",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_data_in_checkout():
+    """The demo plans in params/ name ../data/demo/events.csv, which `make demo` writes.
+
+    A fresh clone (CI) has no data/ folder yet: write the same seeded demo
+    data there once (the folder is git-ignored), so tests that load those
+    plans do not depend on having run the demo first.
+    """
+    path = Path(__file__).resolve().parents[1] / "data" / "demo" / "events.csv"
+    if not path.exists():
+        fk.datasets.write_demo(path)
+    return path
