@@ -12,7 +12,7 @@ Start with :func:`read_events` (CSV, Parquet, XES; or an adapter: :func:`from_wi
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, forecast, funnel, pipeline, plots, reports, stats, transitions, xes
+from . import datasets, forecast, funnel, parallel, pipeline, plots, reports, stats, transitions, xes
 from .data import (
     LoadReport,
     from_snapshot,
@@ -66,6 +66,7 @@ __all__ = [
     "from_wide",
     "funnel",
     "get_stage_set",
+    "parallel",
     "pipeline",
     "plots",
     "read_events",
