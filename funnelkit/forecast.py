@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 _DAY = pd.Timedelta(days=1)
+#: Posterior samples of the models fitted for a forecast (each used by n_draws / 100 draws).
+_SAMPLES = 100
 
 
 
@@ -414,7 +416,10 @@ class Forecast:
         ``revenue_low``/``revenue_high`` are the calibrated range (of the
         total; by segment only without ``by``), the model's own is in
         ``model_wins_low``, ``model_wins_high``, ``model_revenue_low``,
-        ``model_revenue_high``, and ``revenue_range`` labels the revenue's.
+        ``model_revenue_high``, and ``revenue_range`` labels the revenue's;
+        ``model_expected_wins``, ``model_expected_revenue`` and
+        ``level_factor``, ``revenue_level_factor`` record the level
+        correction (see ``correct_level``).
         Expected values are exact (the sum of each open lead's
         probability); the ranges come from the draws.
     total : DataFrame
@@ -735,6 +740,7 @@ def forecast(
     calibrate: bool = False,
     calibration_cutoffs: int = 12,
     calibration_every="30D",
+    correct_level: bool = True,
     new_leads: bool = False,
     arrivals_lookback="730D",
     value_rates: bool = True,
@@ -793,10 +799,11 @@ def forecast(
     half_life : float, "auto" or None
         Recency weighting of the model fitted here, in days (see
         :class:`~funnelkit.transitions.TransitionModel`).  ``"auto"``: the
-        candidate in ``half_lives`` (default :data:`HALF_LIVES`: none, 730,
-        365, 180 and 90 days) whose forecasts had the lowest wins MAE at the
-        log's own past cutoffs (the calibration cutoffs below); no decay
-        when there are fewer than 3 of them.
+        candidate in ``half_lives`` (default :data:`HALF_LIVES`: none, 365,
+        180, 90 and 45 days) whose forecasts had the lowest wins MAE at the
+        log's own past cutoffs (the calibration cutoffs below), or the longest
+        one within a standard error of it (a shorter memory must earn its
+        extra noise); no decay when there are fewer than 3 of them.
     half_lives : sequence, optional
         Candidates for ``half_life="auto"`` (``None`` = no decay).
     calendar : str or Calendar, optional
@@ -814,9 +821,18 @@ def forecast(
         forecast per past cutoff.  Periods and segments keep the model's
         range.
     calibration_cutoffs : int
-        Past cutoffs to calibrate (and choose ``half_life="auto"``) on.
+        Past cutoffs to calibrate (and choose ``half_life="auto"``) on: the
+        most recent ones, since a changing business makes old misses a poor
+        guide (on the real logs 12 did better than 19).
     calibration_every : number of days or str
         Their spacing.
+    correct_level : bool
+        With ``calibrate``: when at least 70% of 9 or more past cutoffs
+        missed on the same side (the model lags a trend, or a rhythm it
+        cannot see), scale the expected wins (and, separately, revenue) by
+        the median ratio of actual to forecast at those cutoffs; the model's
+        value is kept in ``model_expected_wins`` and the factor in
+        ``level_factor`` (``revenue_level_factor``), and the notes say so.
     new_leads : bool
         Also count the leads that will arrive after ``as_of``: their number
         per day from an :class:`ArrivalModel` (trend, weekday, season,
@@ -913,7 +929,7 @@ def forecast(
             )
     if model is None:
         model, banded = _fit_for_forecast(
-            hist, snap, ss, T, model_by=model_by, amount_bands=amount_bands, n_samples=min(200, n_draws),
+            hist, snap, ss, T, model_by=model_by, amount_bands=amount_bands, n_samples=min(_SAMPLES, n_draws),
             half_life=chosen, calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
             notes=notes,
         )
@@ -949,10 +965,23 @@ def forecast(
             r = f.total.iloc[0]
             lo, hi, n_used, how = _calibrate_range(past, float(r[f"expected_{q}"]), float(r[f"{q}_low"]),
                                                    float(r[f"{q}_high"]), level, quantity=q)
+            factor, side, n_lc = _level_correction(past, quantity=q) if correct_level else (1.0, 0, 0)
             for fr in frames:
                 fr[f"model_{q}_low"], fr[f"model_{q}_high"] = fr[f"{q}_low"], fr[f"{q}_high"]
                 fr[f"{q}_low"], fr[f"{q}_high"] = lo, hi
                 fr["range" if q == "wins" else "revenue_range"] = _range_label(how, n_used)
+                fr[f"model_expected_{q}"] = fr[f"expected_{q}"]
+                fr["level_factor" if q == "wins" else "revenue_level_factor"] = factor
+            if factor != 1.0:
+                # every expected value, so that periods and segments still add up to the total
+                for fr in [f.total, f.summary, f.periods_] + ([f.segment_periods_] if by else []):
+                    fr[f"expected_{q}"] = fr[f"expected_{q}"] * factor
+                    if f"cum_expected_{q}" in fr.columns:
+                        fr[f"cum_expected_{q}"] = fr[f"cum_expected_{q}"] * factor
+                f.notes_.append(
+                    f"the model's {q} forecast was {'too high' if factor < 1 else 'too low'} at {side} of {n_lc} "
+                    f"past cutoffs: expected {q} scaled by {factor:.2f} (the median ratio of actual to forecast)."
+                )
         if len(past):
             inside = ((past["wins_low"] <= past["actual_wins"]) & (past["actual_wins"] <= past["wins_high"]))
             f.notes_.append(
@@ -1837,7 +1866,7 @@ def win_rate_drift(
 # the log's own past: rolling forecasts, half-life choice, calibrated ranges
 # ---------------------------------------------------------------------------
 #: Half-lives (days) tried by ``half_life="auto"``; ``None`` is no decay.
-HALF_LIVES: tuple = (None, 730.0, 365.0, 180.0, 90.0)
+HALF_LIVES: tuple = (None, 365.0, 180.0, 90.0, 45.0)
 _MIN_SYMMETRIC = 4  # past cutoffs needed for a calibrated range (one score, both sides)
 _MIN_ASYMMETRIC = 9  # ... for separate lower and upper corrections at 80%
 _MIN_SELECT = 3  # past cutoffs needed to choose a half-life on them
@@ -1876,7 +1905,7 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
     snap = _snapshot(hist, ss, c, [], lead, stage, time, amount)
     notes: list[str] = []
     base, banded = _fit_for_forecast(
-        hist, snap, ss, c, model_by=model_by, amount_bands=amount_bands, n_samples=min(200, n_draws),
+        hist, snap, ss, c, model_by=model_by, amount_bands=amount_bands, n_samples=min(_SAMPLES, n_draws),
         half_life=candidates[0], calendar=calendar, lead=lead, stage=stage, time=time, amount=amount,
         notes=notes,
     )
@@ -1961,20 +1990,29 @@ def _rows_for_cutoff(log, ss, c, outcomes, *, horizon, level, candidates, model_
 
 
 def _choose_half_life(past: pd.DataFrame, candidates: list):
-    """The candidate with the lowest wins MAE over the past cutoffs (ties: the first)."""
+    """The half-life chosen on the past cutoffs: the longest one (no decay is the longest) whose
+    wins MAE is within one standard error of the lowest (the one-standard-error rule: a
+    shorter memory must earn its extra noise).  Returns ``(half_life, its MAE)``."""
     if len(candidates) == 1:
         return candidates[0], np.nan
     if past.empty or past["cutoff"].nunique() < _MIN_SELECT:
         return candidates[0], np.nan
-    err = (past["expected_wins"] - past["actual_wins"]).abs()
     key = past["half_life"].astype(object).where(past["half_life"].notna(), "none")
-    mae = err.groupby(key.to_numpy(), sort=False).mean()
-    best, best_mae = candidates[0], np.inf
-    for h in candidates:
+    err = (past["expected_wins"] - past["actual_wins"]).abs()
+    tab = pd.DataFrame({"cutoff": past["cutoff"].to_numpy(), "h": key.to_numpy(), "e": err.to_numpy()})
+    wide = tab.pivot_table(index="cutoff", columns="h", values="e", aggfunc="first")
+    mae = wide.mean()
+    best = mae.idxmin()
+    order = sorted(candidates, key=lambda h: np.inf if h is None else float(h), reverse=True)  # longest first
+    for h in order:
         k = "none" if h is None else h
-        if k in mae.index and mae[k] < best_mae - 1e-12:
-            best, best_mae = h, float(mae[k])
-    return best, best_mae
+        if k not in wide.columns:
+            continue
+        diff = (wide[k] - wide[best]).dropna()
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if mae[k] <= mae[best] + se:
+            return h, float(mae[k])
+    return (None if best == "none" else best), float(mae[best])
 
 
 def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level: float, *, quantity: str):
@@ -1983,9 +2021,12 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
     Each past forecast's miss is measured in units of its own half-range below and above the
     point forecast: ``(low - actual) / (expected - low)`` and ``(actual - high) / (high -
     expected)``.  With ``n`` past cutoffs, the ``ceil((n + 1)(1 - a/2))``-th smallest of each
-    (``a = 1 - level``) widens (or, if the model was too cautious, narrows) that side of the
-    new range; with fewer than 9 but at least 4 past cutoffs one score ``max`` of both sides
-    at rank ``ceil((n + 1) level)`` corrects both.  Returns ``(low, high, n, how)``.
+    (``a = 1 - level``; the split-conformal rank: a new miss exchangeable with the past ones
+    falls outside each side with probability at most ``a/2``, exactly ``a/2`` when the rank
+    is a whole number, e.g. ``n = 19`` at 80%) widens (or, if the model was too cautious,
+    narrows) that side of the new range; with fewer than 9 but at least 4 past cutoffs one
+    score, the ``max`` of both sides, at rank ``ceil((n + 1) level)`` corrects both.  Returns
+    ``(low, high, n, how)``, ``how`` "calibrated" or "model" (too few past cutoffs).
     """
     if past is None or len(past) == 0:
         return lo, hi, 0, "model"
@@ -2007,23 +2048,52 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
     w_lo = float(floor(est - lo, est))
     w_hi = float(floor(hi - est, est))
     alpha = 1 - level
-    if n >= _MIN_ASYMMETRIC:
-        k = int(np.ceil((n + 1) * (1 - alpha / 2)))
-        if k <= n:
-            q_lo, q_hi = np.sort(s_lo)[k - 1], np.sort(s_hi)[k - 1]
-            new_lo, new_hi = lo - q_lo * w_lo, hi + q_hi * w_hi
-            if new_lo > new_hi:  # never an empty range
-                new_lo = new_hi = (new_lo + new_hi) / 2
-            return max(new_lo, 0.0), max(new_hi, 0.0), n, "calibrated"
-    if n >= _MIN_SYMMETRIC:
-        k = int(np.ceil((n + 1) * level))
-        if k <= n:
-            q = np.sort(np.maximum(s_lo, s_hi))[k - 1]
-            new_lo, new_hi = lo - q * w_lo, hi + q * w_hi
-            if new_lo > new_hi:
-                new_lo = new_hi = (new_lo + new_hi) / 2
-            return max(new_lo, 0.0), max(new_hi, 0.0), n, "calibrated"
-    return lo, hi, n, "model"
+    if n < _MIN_SYMMETRIC:
+        return lo, hi, n, "model"
+    if n >= _MIN_ASYMMETRIC and np.ceil((n + 1) * (1 - alpha / 2)) <= n:
+        r = np.ceil((n + 1) * (1 - alpha / 2))
+        q_lo, q_hi = _order_stat(s_lo, r), _order_stat(s_hi, r)
+    elif np.ceil((n + 1) * level) <= n:
+        q_lo = q_hi = _order_stat(np.maximum(s_lo, s_hi), np.ceil((n + 1) * level))
+    else:
+        return lo, hi, n, "model"
+    new_lo, new_hi = lo - q_lo * w_lo, hi + q_hi * w_hi
+    if new_lo > new_hi:  # never an empty range
+        new_lo = new_hi = (new_lo + new_hi) / 2
+    return max(new_lo, 0.0), max(new_hi, 0.0), n, "calibrated"
+
+
+def _order_stat(x: np.ndarray, rank: float) -> float:
+    """The order statistic of a (1-based, fractional) rank, interpolated linearly."""
+    xs = np.sort(x)
+    f = int(np.floor(rank))
+    lo = xs[max(f, 1) - 1]
+    hi = xs[min(f + 1, xs.size) - 1]
+    return float(lo + (rank - f) * (hi - lo))
+
+
+def _level_correction(past: pd.DataFrame, *, quantity: str) -> tuple[float, int, int]:
+    """Past forecasts that kept missing on the same side: the factor to correct the level.
+
+    When at least 70% of 9 or more past cutoffs missed on the same side (the model lags a
+    trend, or misses a batch rhythm), the new point forecast is multiplied by the median
+    ratio ``actual / expected`` of those cutoffs (kept within 1/4 to 4).  Returns ``(factor,
+    cutoffs on that side, cutoffs)``; the factor is 1 otherwise.
+    """
+    if past is None or len(past) == 0:
+        return 1.0, 0, 0
+    e = past[f"expected_{quantity}"].to_numpy(dtype=float)
+    a = past[f"actual_{quantity}"].to_numpy(dtype=float)
+    ok = np.isfinite(e) & np.isfinite(a) & (e > 0)
+    e, a = e[ok], a[ok]
+    n = int(e.size)
+    if n < _MIN_ASYMMETRIC:
+        return 1.0, 0, n
+    over, under = int((e > a).sum()), int((e < a).sum())
+    side = max(over, under)
+    if side < np.ceil(0.7 * n):
+        return 1.0, side, n
+    return float(np.clip(np.median(a / e), 0.25, 4.0)), side, n
 
 
 def _range_label(how: str, n: int) -> str:
@@ -2078,8 +2148,12 @@ class Backtest:
         ``model_wins_low``, ``model_wins_high``, ``model_revenue_low``,
         ``model_revenue_high`` (the model's own range; ``wins_low`` etc. are
         the calibrated one with ``calibrate=True``), ``range`` and
-        ``revenue_range`` (how the range was made) and
-        ``calibration_cutoffs`` (earlier cutoffs it was calibrated on).
+        ``revenue_range`` (how the range was made),
+        ``calibration_cutoffs`` (earlier cutoffs it was calibrated on),
+        ``model_expected_wins``, ``model_expected_revenue`` (the model's
+        point forecast; ``expected_*`` is it times ``level_factor`` /
+        ``revenue_level_factor``, 1 unless past misses kept falling on one
+        side).
     summary : DataFrame
         One row per (``method``, ``quantity``): ``method`` ("forecast",
         "forecast, model range" (the same forecast scored with the model's
@@ -2213,8 +2287,8 @@ def _score(table: pd.DataFrame, level: float) -> pd.DataFrame:
     spec = [
         ("forecast", "wins", "expected_wins", "wins_low", "wins_high", "actual_wins"),
         ("forecast", "revenue", "expected_revenue", "revenue_low", "revenue_high", "actual_revenue"),
-        ("forecast, model range", "wins", "expected_wins", "model_wins_low", "model_wins_high", "actual_wins"),
-        ("forecast, model range", "revenue", "expected_revenue", "model_revenue_low", "model_revenue_high",
+        ("forecast, model range", "wins", "model_expected_wins", "model_wins_low", "model_wins_high", "actual_wins"),
+        ("forecast, model range", "revenue", "model_expected_revenue", "model_revenue_low", "model_revenue_high",
          "actual_revenue"),
         ("weighted pipeline", "wins", "weighted_wins", "weighted_wins_low", "weighted_wins_high", "actual_wins"),
         ("weighted pipeline", "revenue", "weighted_pipeline", "weighted_low", "weighted_high", "actual_revenue"),
@@ -2264,8 +2338,9 @@ def _verdict(summary: pd.DataFrame, level: float) -> str:
     n, held = int(r["cutoffs"]), int(r["held"])
     out = (f"the {level:.0%} range held in {held} of {n} past cutoffs (coverage {r['coverage']:.0%} "
            f"± {r['coverage_se']:.0%}); wins MAE {r['mae']:,.1f}")
-    others = [f"{s.loc[(m, 'wins'), 'mae']:,.1f} for the {m}"
-              for m in ("run-rate", "weighted pipeline, within horizon", "weighted pipeline")
+    said = {"run-rate": "the run-rate", "weighted pipeline, within horizon": "the CRM weighted pipeline within "
+            "the horizon", "weighted pipeline": "the CRM weighted pipeline (eventual wins)"}
+    others = [f"{s.loc[(m, 'wins'), 'mae']:,.1f} for {said[m]}" for m in said
               if (m, "wins") in s.index and np.isfinite(s.loc[(m, "wins"), "mae"])]
     if others:
         out += " against " + ", ".join(others[:-1]) + (" and " if len(others) > 1 else "") + others[-1]
@@ -2282,6 +2357,7 @@ def backtest(
     level: float = 0.8,
     calibrate: bool = True,
     calibration_cutoffs: int = 12,
+    correct_level: bool = True,
     half_life: float | str | None = None,
     half_lives: Sequence | None = None,
     model_by: str | Sequence[str] | None = None,
@@ -2342,6 +2418,9 @@ def backtest(
     calibration_cutoffs : int
         Earlier cutoffs each cutoff is calibrated (and its half-life chosen)
         on.
+    correct_level : bool
+        With ``calibrate``: as in :func:`forecast`, a forecast whose past
+        misses kept falling on one side is scaled by their median ratio.
     half_life, half_lives, model_by, amount_bands, probabilities, n_draws, seed, calendar, stages
         As in :func:`forecast`.
     new_leads : bool
@@ -2433,13 +2512,19 @@ def backtest(
             mine = past[_same_half_life(past["half_life"], chosen)] if len(past) else past
             for q in ("wins", "revenue"):
                 row[f"model_{q}_low"], row[f"model_{q}_high"] = row[f"{q}_low"], row[f"{q}_high"]
+                row[f"model_expected_{q}"] = row[f"expected_{q}"]
+                factor = 1.0
                 if calibrate and np.isfinite(row[f"expected_{q}"]):
                     lo_, hi_, n_used, how = _calibrate_range(mine, row[f"expected_{q}"], row[f"{q}_low"],
                                                              row[f"{q}_high"], level, quantity=q)
                     row[f"{q}_low"], row[f"{q}_high"] = lo_, hi_
+                    if correct_level:
+                        factor = _level_correction(mine, quantity=q)[0]
+                        row[f"expected_{q}"] *= factor
                 else:
                     n_used, how = (len(mine), "model")
                 row["range" if q == "wins" else "revenue_range"] = _range_label(how, n_used)
+                row["level_factor" if q == "wins" else "revenue_level_factor"] = factor
             row["calibration_cutoffs"] = int(len(mine))
             table_rows.append(row)
             lead_rows.append(leads[i])

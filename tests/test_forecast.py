@@ -111,7 +111,7 @@ def test_model_fitted_after_as_of_is_refused(demo_log):
 
 def test_backtest_fits_only_on_the_past(demo_log):
     cut = "2025-01-31"
-    bt = F.backtest(demo_log, cutoffs=[cut], horizon="60D", n_draws=150, seed=2)
+    bt = F.backtest(demo_log, cutoffs=[cut], horizon="60D", n_draws=150, seed=2, calibrate=False)
     t_cut = pd.Timestamp(cut) + pd.Timedelta(days=1)
     past = fk.validate_events(
         demo_log.loc[demo_log["timestamp"] < t_cut].drop(columns="flag"), stages="pipeline4"
@@ -226,7 +226,7 @@ def test_leads_needed_per_source_on_demo(demo_log):
 # backtest
 # ---------------------------------------------------------------------------
 def test_backtest_on_demo_small(demo_log):
-    bt = F.backtest(demo_log, n_cutoffs=3, horizon="90D", n_draws=200)
+    bt = F.backtest(demo_log, n_cutoffs=3, horizon="90D", n_draws=200, calibrate=False)
     t = bt.table
     assert len(t) == 3
     assert (t["cutoff"].diff().dropna() > pd.Timedelta(0)).all()
@@ -288,7 +288,7 @@ def test_fan_and_target_charts(demo_forecast):
 
 
 def test_backtest_and_calibration_charts(demo_log):
-    bt = F.backtest(demo_log, n_cutoffs=2, horizon="60D", n_draws=100)
+    bt = F.backtest(demo_log, n_cutoffs=2, horizon="60D", n_draws=100, calibrate=False)
     ax = backtest_chart(bt, quantity="revenue")
     assert len(ax.get_xticks()) == 2
     assert "MAE" in ax.get_title()
@@ -311,7 +311,8 @@ def test_real_crm_snapshot_forecast_runs_unchanged(maven_log, maven_stages):
     # open deals have no amount in this CRM export (close_value comes at closing): the model is
     # not split by deal size, and revenue is not scored
     assert any("not split by deal size" in n for n in f.notes_)
-    bt = F.backtest(maven_log, stages=maven_stages, cutoffs=["2017-06-30"], horizon="60D", n_draws=100)
+    bt = F.backtest(maven_log, stages=maven_stages, cutoffs=["2017-06-30"], horizon="60D", n_draws=100,
+                    calibrate=False)
     s = bt.summary.set_index(["method", "quantity"])
     assert np.isfinite(s.loc[("forecast", "wins"), "mae"])
     assert np.isnan(s.loc[("forecast", "revenue"), "mae"]) and s.loc[("forecast", "revenue"), "cutoffs"] == 0
@@ -341,7 +342,7 @@ def test_backtest_run_rate_and_coverage_by_hand(demo_log):
     """The run-rate baseline is last period's wins of the leads open at its start; coverage
     comes with its binomial standard error; the verdict is a sentence."""
     cuts = ["2025-01-31", "2025-03-15", "2025-04-30", "2025-06-15"]
-    bt = F.backtest(demo_log, cutoffs=cuts, horizon="45D", n_draws=100, seed=1)
+    bt = F.backtest(demo_log, cutoffs=cuts, horizon="45D", n_draws=100, seed=1, calibrate=False)
     t = bt.table
     prog = fk.funnel.lead_progress(demo_log)
     for _, row in t.iterrows():
@@ -370,7 +371,7 @@ def test_backtest_run_rate_and_coverage_by_hand(demo_log):
 
 
 def test_default_cutoffs_every_and_count(demo_log):
-    bt_every = F.backtest(demo_log, every="30D", n_cutoffs=3, horizon="60D", n_draws=50)
+    bt_every = F.backtest(demo_log, every="30D", n_cutoffs=3, horizon="60D", n_draws=50, calibrate=False)
     c = bt_every.table["cutoff"]
     assert len(c) == 3 and (c.diff().dropna() == pd.Timedelta(days=30)).all()
     last = demo_log["timestamp"].max()

@@ -14,8 +14,8 @@ def past_rows(exp, lo, hi, act):
 
 
 def test_conformal_quantiles_by_hand():
-    """Twelve past cutoffs: the 80% range takes, on each side, the ceil(13 * 0.9) = 12th
-    smallest miss measured in the model's half-ranges."""
+    """Twelve past cutoffs at which the model's range was far too narrow: the 80% range takes,
+    on each side, the ceil(13 * 0.9) = 12th smallest miss measured in the model's half-ranges."""
     rng = np.random.default_rng(3)
     exp = rng.uniform(80, 120, 12)
     lo, hi = exp - 10, exp + 10
@@ -25,19 +25,33 @@ def test_conformal_quantiles_by_hand():
     s_hi = np.sort((act - hi) / 10)
     new_lo, new_hi, n, how = F._calibrate_range(past, 100.0, 95.0, 110.0, 0.8, quantity="wins")
     assert (n, how) == (12, "calibrated")
-    assert new_lo == pytest.approx(95.0 - s_lo[11] * 5.0)
+    assert new_lo == pytest.approx(max(95.0 - s_lo[11] * 5.0, 0.0))
     assert new_hi == pytest.approx(110.0 + s_hi[11] * 10.0)
     assert new_hi - new_lo > 15.0  # widened
     # five past cutoffs: one score for both sides, the ceil(6 * 0.8) = 5th smallest
     p5 = past.iloc[:5]
     s = np.sort(np.maximum((p5["wins_low"] - p5["actual_wins"]) / 10, (p5["actual_wins"] - p5["wins_high"]) / 10))
+    q = s[4]
     new_lo, new_hi, n, how = F._calibrate_range(p5, 100.0, 90.0, 110.0, 0.8, quantity="wins")
     assert (n, how) == (5, "calibrated")
-    assert (new_lo, new_hi) == (pytest.approx(max(90 - s[4] * 10, 0)), pytest.approx(110 + s[4] * 10))
+    assert (new_lo, new_hi) == (pytest.approx(max(90 - q * 10, 0)), pytest.approx(110 + q * 10))
     # three: too few, the model's range, labelled
     assert F._calibrate_range(past.iloc[:3], 100.0, 90.0, 110.0, 0.8, quantity="wins") == (90.0, 110.0, 3, "model")
     assert F._range_label("model", 3) == "model (only 3 past cutoffs to calibrate on)"
     assert F._range_label("calibrated", 12) == "calibrated on 12 past cutoffs"
+
+
+
+def test_level_correction_only_after_misses_on_one_side():
+    exp = np.full(12, 100.0)
+    act = np.array([80, 85, 90, 70, 88, 92, 75, 81, 79, 95, 105, 84], dtype=float)  # 11 of 12 too high
+    past = past_rows(exp, exp - 10, exp + 10, act)
+    factor, side, n = F._level_correction(past, quantity="wins")
+    assert (side, n) == (11, 12)
+    assert factor == pytest.approx(np.median(act / exp))
+    mixed = past_rows(exp, exp - 10, exp + 10, np.r_[act[:6], 200 - act[6:]])  # 6 high, 6 low
+    assert F._level_correction(mixed, quantity="wins")[0] == 1.0
+    assert F._level_correction(past.iloc[:8], quantity="wins") == (1.0, 0, 8)  # too few
 
 
 @pytest.mark.parametrize("bias, spread", [(0.0, 1.0), (30.0, 3.0)])
@@ -66,7 +80,7 @@ def test_forecast_calibrate_labels_and_falls_back(demo_log):
     assert past["cutoff"].nunique() == 6
     assert (past["horizon_end"] <= pd.Timestamp("2025-09-30 23:59:59.999999999")).all()
     assert t["range"] == "calibrated on 6 past cutoffs"
-    lo, hi, n, how = F._calibrate_range(past, t["expected_wins"], t["model_wins_low"], t["model_wins_high"],
+    lo, hi, n, how = F._calibrate_range(past, t["model_expected_wins"], t["model_wins_low"], t["model_wins_high"],
                                         0.8, quantity="wins")
     assert (t["wins_low"], t["wins_high"]) == (lo, hi)
     assert any("past cutoffs" in n for n in f.notes_)
@@ -86,9 +100,11 @@ def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
         past = roll[(roll["horizon_end"] <= row["cutoff"])]
         past = past[past["cutoff"].isin(sorted(past["cutoff"].unique())[-5:])]
         assert row["calibration_cutoffs"] == len(past) == 5
-        lo, hi, n, how = F._calibrate_range(past, row["expected_wins"], row["model_wins_low"],
+        lo, hi, n, how = F._calibrate_range(past, row["model_expected_wins"], row["model_wins_low"],
                                             row["model_wins_high"], 0.8, quantity="wins")
         assert (row["wins_low"], row["wins_high"]) == (lo, hi)
+        factor = F._level_correction(past, quantity="wins")[0]
+        assert row["expected_wins"] == pytest.approx(row["model_expected_wins"] * factor)
     s = bt.summary.set_index(["method", "quantity"])
     model = s.loc[("forecast, model range", "wins")]
     inside = ((t["model_wins_low"] <= t["actual_wins"]) & (t["actual_wins"] <= t["model_wins_high"])).sum()
