@@ -5,22 +5,26 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the JupyterLab kernel "funnelkit": registered whenever its spec is missing, not only when pyproject.toml changes
+KERNEL := $(VENV)/share/jupyter/kernels/funnelkit/kernel.json
 
 .PHONY: demo test lint format benchmark benchmark-memory clean install reports lesson
 
-install: $(STAMP)
+install: $(STAMP) $(KERNEL)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --sys-prefix --name funnelkit --display-name "Python 3 (funnelkit)" >/dev/null
 	@touch $(STAMP)
 
-demo: $(STAMP)
+$(KERNEL): | $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name funnelkit --display-name "Python 3 (funnelkit)" >/dev/null
+
+demo: $(STAMP) $(KERNEL)
 	$(VENV)/bin/funnelkit demo
 
-test: $(STAMP)
+test: $(STAMP) $(KERNEL)
 	$(PY) -m ruff check .
 	MPLBACKEND=Agg $(PY) -m pytest
 
@@ -32,12 +36,12 @@ format: $(STAMP)
 
 # re-run the teaching notebooks after the package's output changed (nbval compares it), then commit them
 LESSONS := pipeline_vs_funnel.ipynb planning_and_forecasting.ipynb
-lesson: $(STAMP)
+lesson: $(STAMP) $(KERNEL)
 	$(PY) tests/test_lesson.py $(addprefix notebooks/,$(LESSONS))
 
 # make reports PLAN=params/my_plan.yaml MONTH=2025-09
 PLAN ?= params/demo_monthly.yaml
-reports: $(STAMP)
+reports: $(STAMP) $(KERNEL)
 	$(VENV)/bin/funnelkit report $(PLAN) $(if $(MONTH),--month $(MONTH))
 
 # the documentation site, as tests/test_docs.py checks it (warnings are errors): docs/_build/html/index.html
