@@ -48,11 +48,35 @@ def require_columns(df: pd.DataFrame, cols: Sequence[str], hint: str) -> None:
         )
 
 
-def parse_as_of(value, *, name: str = "as_of", error: type[FunnelkitError] = FunnelkitError) -> pd.Timestamp:
-    """A date or time as a tz-naive Timestamp; a date without a time means the end of that day.
+def time_zone(values):
+    """The time zone of a datetime column, Series or Timestamp; ``None`` when naive.
 
-    Raises ``error`` (a FunnelkitError subclass) for a missing, unparseable or
-    timezone-aware value.
+    Examples
+    --------
+    >>> time_zone(pd.Series(pd.to_datetime(["2024-03-01"]).tz_localize("Europe/Paris")))
+    zoneinfo.ZoneInfo(key='Europe/Paris')
+    >>> time_zone(pd.Series(pd.to_datetime(["2024-03-01"]))) is None
+    True
+    """
+    if isinstance(values, pd.Timestamp):
+        return values.tz
+    return getattr(getattr(values, "dtype", None), "tz", None)
+
+
+def parse_as_of(
+    value, *, name: str = "as_of", error: type[FunnelkitError] = FunnelkitError, tz=None
+) -> pd.Timestamp:
+    """A date or time as a Timestamp; a date without a time means the end of that day.
+
+    ``tz`` is the log's time zone (``None`` for a naive log).  For a naive log the
+    result is naive; a timezone-aware value is then an error.  For a log with a
+    zone, a naive date or time is read as wall-clock time in that zone (the end of
+    that local day for a date; in the repeated hour of a clock change, the later
+    of the two moments; in the skipped hour, the first moment after it), and an
+    aware value is converted to it; the result is aware.
+
+    Raises ``error`` (a FunnelkitError subclass) for a missing or unparseable
+    value, or an aware value for a naive log.
 
     Examples
     --------
@@ -60,6 +84,8 @@ def parse_as_of(value, *, name: str = "as_of", error: type[FunnelkitError] = Fun
     Timestamp('2025-06-30 23:59:59.999999999')
     >>> parse_as_of("2025-06-30 12:00")
     Timestamp('2025-06-30 12:00:00')
+    >>> parse_as_of("2025-06-30", tz="Europe/Paris")
+    Timestamp('2025-06-30 23:59:59.999999999+0200', tz='Europe/Paris')
     """
     if value is None:
         raise error(f"{name} is required.")
@@ -74,15 +100,81 @@ def parse_as_of(value, *, name: str = "as_of", error: type[FunnelkitError] = Fun
         raise error(f"{name}={value!r} is not a date: {exc}") from exc
     if ts is pd.NaT or pd.isna(ts):
         raise error(f"{name}={value!r} is not a date.")
-    if ts.tz is not None:
+    if ts.tz is not None and tz is None:
         raise error(
-            f"{name}={value!r} has a timezone, but event logs are tz-naive (wall-clock time in "
-            "the log's timezone). Pass a naive time, e.g. pd.Timestamp(...).tz_convert(tz)"
-            ".tz_localize(None)."
+            f"{name}={value!r} has a timezone, but this log's times are tz-naive (wall-clock "
+            "time in an unstated zone). Pass a naive time, e.g. pd.Timestamp(...).tz_convert(tz)"
+            ".tz_localize(None), or load the log with fk.read_events(..., tz=zone)."
         )
+    if ts.tz is not None:
+        ts = ts.tz_convert(tz)
+        if end_of_day:
+            ts = ts.tz_localize(None)
     if end_of_day:
         ts = ts.normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    if tz is not None and ts.tz is None:
+        ts = ts.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
     return ts.as_unit("ns")
+
+
+def as_of_ns(value, *, tz=None, name: str = "as_of", error: type[FunnelkitError] = FunnelkitError) -> int:
+    """:func:`parse_as_of` as integer nanoseconds since 1970 (UTC for a log with a zone).
+
+    Examples
+    --------
+    >>> as_of_ns("1970-01-01 00:00:01")
+    1000000000
+    >>> as_of_ns("1970-01-01 01:00:01", tz="Europe/Paris")
+    1000000000
+    """
+    return int(parse_as_of(value, name=name, error=error, tz=tz).value)
+
+
+def to_datetimes(ns, tz=None):
+    """Integer nanoseconds (UTC for a log with a zone; ``NAT`` unknown) as datetimes
+    shown in the log's zone: a numpy datetime64 array for a naive log, an aware
+    pandas array otherwise.
+
+    Examples
+    --------
+    >>> to_datetimes(np.array([0, NAT]))
+    array(['1970-01-01T00:00:00.000000000',                           'NaT'],
+          dtype='datetime64[ns]')
+    >>> to_datetimes(np.array([0]), "Europe/Paris")[0]
+    Timestamp('1970-01-01 01:00:00+0100', tz='Europe/Paris')
+    """
+    a = np.asarray(ns, dtype=np.int64).view("datetime64[ns]")
+    if tz is None:
+        return a
+    return pd.DatetimeIndex(a).tz_localize("UTC").tz_convert(tz).array
+
+
+def wall_ns(ns, tz=None) -> np.ndarray:
+    """Integer nanoseconds (UTC for a log with a zone) as wall-clock nanoseconds in the
+    log's zone: what calendar days, weeks and months are cut on.  Identity for a
+    naive log; ``NAT`` stays ``NAT``.
+
+    Examples
+    --------
+    >>> int(wall_ns(np.array([0]), "Europe/Paris")[0]) // 3_600_000_000_000
+    1
+    """
+    a = np.asarray(ns, dtype=np.int64)
+    if tz is None:
+        return a
+    idx = pd.DatetimeIndex(a.view("datetime64[ns]")).tz_localize("UTC").tz_convert(tz)
+    return idx.tz_localize(None).as_unit("ns").asi8
+
+
+def utc_naive(log: pd.DataFrame, time: str) -> pd.DataFrame:
+    """The log with its time column as naive UTC when it has a zone (a shallow copy);
+    the log itself when naive.  For code that works on instants, not calendars."""
+    tz = time_zone(log[time]) if time in log.columns else None
+    if tz is None:
+        return log
+    out = log.copy(deep=False)
+    out[time] = log[time].dt.tz_convert("UTC").dt.tz_localize(None)
+    return out
 
 
 def known_mask(lead_codes: np.ndarray, t_ns: np.ndarray, as_of_ns: int) -> np.ndarray:

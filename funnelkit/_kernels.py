@@ -573,7 +573,7 @@ def counts(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict | 
         return None
     extra = []
     if what == "cohorts":
-        per = funnel._periods(np.where(j.included, j.time[0], NAT), spec["freq"])
+        per = funnel._periods(np.where(j.included, j.time[0], NAT), spec["freq"], getattr(j, "tz", None))
         extra.append(funnel._Key("cohort", per.codes, pd.Index(per.starts)))
     keys = _keys_of(j, extra)
     g, combos = _local_groups(keys, j.n)

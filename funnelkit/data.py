@@ -7,7 +7,8 @@ The canonical input of funnelkit is an **event log**: one row per event,
 ``lead_id``    string; who moves (lead, deal, opportunity, visitor)
 ``stage``      categorical; the stage or outcome entered, named as in the
                stage set (data labels are mapped onto it)
-``timestamp``  ``datetime64[ns]``, tz-naive (see the timezone policy); ``NaT``
+``timestamp``  ``datetime64[ns]``, or ``datetime64[ns, tz]`` for a log in a time
+               zone other than UTC (see the timezone policy); ``NaT``
                only where an adapter states the time cannot be known
 ``amount``     float, optional; the lead's value (deal size) at that event
 ``flag``       categorical; ``""`` or an anomaly that is kept, not dropped:
@@ -20,11 +21,16 @@ The canonical input of funnelkit is an **event log**: one row per event,
 
 Rows are sorted by lead, time and stage order.
 
-**Timezone policy.** Timestamps are stored tz-naive, as wall-clock time in
-the log's timezone ``tz`` (default ``"UTC"``).  Timezone-aware input is
-converted to ``tz`` and the zone dropped; naive input is taken to be in
-``tz`` already.  A column that mixes naive and aware values is an error
-(there is no safe guess), listing rows of each kind.
+**Timezone policy.** Timestamps are instants.  With ``tz="UTC"`` (the
+default) they are stored tz-naive in UTC; with any other zone they are stored
+timezone-aware (``datetime64[ns, tz]``: kept in UTC, shown as wall-clock time
+in ``tz``), so a duration across a clock change is exact.  Input with UTC
+offsets is converted to ``tz``; naive input is wall-clock time in ``tz``
+(a time in the repeated hour when clocks go back is read as its first pass,
+one in the skipped hour as the first moment after it; notes name the rows).
+A column that mixes naive and aware values is an error (there is no safe
+guess), listing rows of each kind.  Every view accepts both kinds of log; an
+as-of date means the end of that day in the log's zone.
 
 **Dates are read one way.**  Numeric day/month dates (``01/02/2024``) are
 read under one convention for the whole column: day first with
@@ -63,6 +69,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._common import time_zone
 from .exceptions import DataWarning, InvalidEventLogError, Problem
 from .stages import LOST_ORDER, StageSet, get_stage_set
 
@@ -309,9 +316,7 @@ def _epoch_times(vals: pd.Series, raw: pd.Series, *, tz, time_unit, column, pos)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parsed = pd.to_datetime(vals, unit=unit, errors="coerce")
-    if str(tz) != "UTC":
-        parsed = parsed.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
-    return parsed, problems, notes
+    return parsed, problems, notes  # naive UTC: _parse_times puts it in the log's zone
 
 
 def _resolve_dayfirst(text: pd.Series, ok: np.ndarray, dayfirst, column: str, pos: np.ndarray):
@@ -483,10 +488,12 @@ def _parse_times(
         )
         return nat, problems, notes
 
+    utc_source = False  # True: the parsed values are naive UTC instants, else wall-clock in tz
     if pd.api.types.is_datetime64_any_dtype(dtype):
         parsed = raw
         if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+            utc_source = True
     elif pd.api.types.is_bool_dtype(dtype):
         problems.append(
             Problem(
@@ -500,6 +507,7 @@ def _parse_times(
     elif pd.api.types.is_numeric_dtype(dtype) or numbers_in_text():
         vals = pd.to_numeric(raw.where(~blank), errors="coerce")
         parsed, p, nt = _epoch_times(vals, raw, tz=tz, time_unit=time_unit, column=column, pos=pos)
+        utc_source = True
         problems += p
         notes += nt
         if p:
@@ -566,7 +574,8 @@ def _parse_times(
         else:
             parsed = _to_datetime(text if all_text else values, dayfirst=False, utc=utc)
         if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert(tz).dt.tz_localize(None)
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+            utc_source = True
 
     bad = parsed.isna().to_numpy() & ~blank
     if bad.any():
@@ -602,7 +611,48 @@ def _parse_times(
             )
         )
         parsed = parsed.where(~outside)
-    return parsed.astype("datetime64[ns]"), problems, notes
+    parsed = parsed.astype("datetime64[ns]")
+    if str(tz) != "UTC":
+        parsed, nt = _in_zone(parsed, tz, utc_source=utc_source, column=column, pos=pos)
+        notes += nt
+    return parsed, problems, notes
+
+
+def _in_zone(parsed: pd.Series, tz: str, *, utc_source: bool, column: str, pos: np.ndarray):
+    """Naive times as instants in the log's zone ``tz`` (an aware column: kept in UTC,
+    shown as wall-clock in ``tz``, so durations across clock changes are exact).
+
+    ``utc_source``: the naive values are UTC instants (the input had offsets or was
+    epoch numbers).  Otherwise they are wall-clock times in ``tz``: a time in the hour
+    that repeats when clocks go back is read as its first (summer-time) pass, a time
+    in the hour skipped when they go forward as the first moment after the gap; both
+    are said in the notes with their rows.
+    """
+    if utc_source:
+        return parsed.dt.tz_localize("UTC").dt.tz_convert(tz), []
+    notes = []
+    filled = parsed.notna().to_numpy()
+    strict = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").isna().to_numpy() & filled
+    if not strict.any():
+        return parsed.dt.tz_localize(tz), notes
+    summer = np.ones(len(parsed), dtype=bool)
+    skipped = parsed.dt.tz_localize(tz, ambiguous=summer, nonexistent="NaT").isna().to_numpy() & filled
+    repeated = strict & ~skipped
+    if repeated.any():
+        notes.append(
+            f"{_n(int(repeated.sum()), 'time')} in column {column!r} "
+            f"{'falls' if repeated.sum() == 1 else 'fall'} in the hour that repeats "
+            f"when clocks go back in {tz} ({_rows_text(pos[repeated])}); read as its first "
+            "(summer-time) pass. Write the times with their UTC offset to be exact."
+        )
+    if skipped.any():
+        notes.append(
+            f"{_n(int(skipped.sum()), 'time')} in column {column!r} "
+            f"{'falls' if skipped.sum() == 1 else 'fall'} in the hour skipped when "
+            f"clocks go forward in {tz} ({_rows_text(pos[skipped])}), so cannot have happened there; "
+            "read as the first moment after the gap. Check the tz= of this log."
+        )
+    return parsed.dt.tz_localize(tz, ambiguous=summer, nonexistent="shift_forward"), notes
 
 
 # ---------------------------------------------------------------------------
@@ -2352,8 +2402,11 @@ def known_at(log: pd.DataFrame, as_of, *, lead: str = LEAD, time: str = TIME) ->
     >>> known_at(log, pd.Timestamp("2017-02-01"))["lead_id"].tolist()
     ['a', 'a']
     """
-    T = pd.Timestamp(as_of)
     t = log[time]
+    tz = time_zone(t)
+    T = pd.Timestamp(as_of)
+    if tz is not None:  # a naive moment is wall-clock in the log's zone
+        T = T.tz_convert(tz) if T.tz is not None else T.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
     dated = t.notna().to_numpy()
     upto = dated & (t <= T).fillna(False).to_numpy(dtype=bool)
     codes, uniq = pd.factorize(log[lead])
@@ -2416,8 +2469,8 @@ def checked_leads(log: pd.DataFrame, *, lead: str = LEAD) -> tuple[np.ndarray, p
 
 
 def checked_times(log: pd.DataFrame, *, time: str = TIME) -> np.ndarray:
-    """Event times as int64 nanoseconds (``NaT`` is the minimum); non-datetimes and
-    timezone-aware columns are an error (the log's times are naive, see the timezone policy)."""
+    """Event times as int64 nanoseconds since 1970 (``NaT`` is the minimum): UTC instants
+    for a log with a time zone, wall-clock time for a naive log; non-datetimes are an error."""
     col = log[time]
     if not pd.api.types.is_datetime64_any_dtype(col.dtype):
         raise InvalidEventLogError(
@@ -2428,19 +2481,6 @@ def checked_times(log: pd.DataFrame, *, time: str = TIME) -> np.ndarray:
                     f"column {time!r} holds {col.dtype} values, not datetimes.",
                     "load the data with fk.read_events(...) or fk.validate_events(...), which parse "
                     "and check the timestamps.",
-                )
-            ]
-        )
-    if getattr(col.dt, "tz", None) is not None:
-        raise InvalidEventLogError(
-            [
-                Problem(
-                    "timezone_aware",
-                    time,
-                    f"column {time!r} is timezone-aware ({col.dt.tz}); funnelkit works on naive "
-                    "wall-clock times in the log's zone.",
-                    "load the data with fk.read_events(..., tz='Europe/Paris') or convert with "
-                    "log[col].dt.tz_convert(zone).dt.tz_localize(None).",
                 )
             ]
         )

@@ -35,7 +35,8 @@ import pandas as pd
 from scipy import stats as _st
 
 from . import pipeline, stats
-from ._common import DAY_NS, NAT, as_list
+from ._common import DAY_NS, NAT, as_list, time_zone, utc_naive
+from ._common import parse_as_of as _parse_as_of
 from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, ForecastError, TransitionModelError
 from .funnel import lead_progress, resolve_stages
@@ -61,6 +62,28 @@ _DAY = pd.Timedelta(days=1)
 _SAMPLES = 100
 
 
+
+
+def _in_utc(log: pd.DataFrame, time: str, as_of):
+    """A log with a time zone as naive UTC instants, for the forecast's arithmetic.
+
+    Returns ``(log, as_of, tz)``: the log with its time column in naive UTC (the
+    log itself when naive), ``as_of`` as the same instant in naive UTC (a date is
+    the end of that day in the log's zone) and the zone (``None`` when naive).
+    Durations are then exact across clock changes; forecast periods are cut on
+    UTC days.
+    """
+    tz = time_zone(log[time]) if isinstance(log, pd.DataFrame) and time in log.columns else None
+    if tz is None:
+        return log, as_of, None
+    if as_of is not None and not (isinstance(as_of, str) and as_of == "end"):
+        as_of = _utc_instant(as_of, tz)
+    return utc_naive(log, time), as_of, tz
+
+
+def _utc_instant(value, tz) -> pd.Timestamp:
+    """An as-of value for a log in zone ``tz`` as a naive UTC Timestamp."""
+    return _parse_as_of(value, error=ForecastError, tz=tz).tz_convert("UTC").tz_localize(None)
 
 
 def _horizon_end(T: pd.Timestamp, horizon) -> pd.Timestamp:
@@ -254,6 +277,7 @@ def stage_probabilities(
     >>> bool((h90["probability"] <= sp["probability"]).all())
     True
     """
+    log, as_of, _tz = _in_utc(log, time, as_of)
     ss = resolve_stages(log, stages)
     T = parse_as_of(as_of) if as_of is not None else (pd.Timestamp(log[time].max()) if len(log) else None)
     if as_of is not None:
@@ -343,6 +367,7 @@ def weighted_pipeline(
     >>> bool((wp["weighted_amount"] <= wp["open_amount"]).all())
     True
     """
+    log, as_of, _tz = _in_utc(log, time, as_of)
     ss = resolve_stages(log, stages)
     by = as_list(by)
     T = parse_as_of(as_of) if as_of is not None else None
@@ -879,6 +904,7 @@ def forecast(
     >>> bool(t["wins_low"] <= t["expected_wins"] <= t["wins_high"])
     True
     """
+    log, as_of, _tz = _in_utc(log, time, as_of)
     if not 0 < level < 1:
         raise ForecastError(f"level must be between 0 and 1, got {level}.")
     if n_draws < 1:
@@ -936,7 +962,8 @@ def forecast(
     else:
         if not getattr(model, "_fitted", False):
             raise ForecastError("model is not fitted; call model.fit(log, as_of=...) first.")
-        if model.as_of_ > T:
+        fitted_at = model.as_of_ if model.as_of_.tz is None else model.as_of_.tz_convert("UTC").tz_localize(None)
+        if fitted_at > T:
             raise ForecastError(
                 f"the model was fitted as of {model.as_of_}, after as_of={T}: it has seen the future."
             )
@@ -990,6 +1017,9 @@ def forecast(
             )
         else:
             f.notes_.append("no past cutoff to calibrate on (history too short): the range is the model's.")
+    if _tz is not None:  # shown in the log's zone
+        f.as_of_ = f.as_of_.tz_localize("UTC").tz_convert(_tz)
+        f.horizon_end_ = f.horizon_end_.tz_localize("UTC").tz_convert(_tz)
     return f
 
 
@@ -1328,6 +1358,7 @@ def leads_needed(
     >>> bool((plan["leads_needed"] > 0).all())
     True
     """
+    log, as_of, _tz = _in_utc(log, time, as_of)
     if (target_revenue is None) == (target_wins is None):
         raise ForecastError("give exactly one of target_revenue= or target_wins=.")
     if not 0 < confidence < 1:
@@ -1546,6 +1577,7 @@ class ArrivalModel:
         ArrivalModel
             ``self``, fitted.
         """
+        log, as_of, _tz = _in_utc(log, time, as_of)
         ss = resolve_stages(log, stages)
         T = parse_as_of(as_of) if as_of is not None else pd.Timestamp(log[time].max())
         t = log[time].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -1815,6 +1847,7 @@ def win_rate_drift(
     >>> d.attrs["sentence"].startswith("win rate in the last 90 days")
     True
     """
+    log, as_of, _tz = _in_utc(log, time, as_of)
     ss = resolve_stages(log, stages)
     T = parse_as_of(as_of) if as_of is not None else pd.Timestamp(log[time].max())
     r0, l0 = T - (_horizon_end(T, recent) - T), T - (_horizon_end(T, long_run) - T)
@@ -2456,10 +2489,12 @@ def backtest(
     if not 0 < level < 1:
         raise ForecastError(f"level must be between 0 and 1, got {level}.")
     ss = resolve_stages(log, stages)
+    tz = time_zone(log[time]) if time in log.columns else None
+    log, _, _ = _in_utc(log, time, None)
     if cutoffs is None:
         cuts = _default_cutoffs(log, time, horizon, n_cutoffs, every, min_history)
     else:
-        cuts = sorted(parse_as_of(c) for c in cutoffs)
+        cuts = sorted(_utc_instant(c, tz) if tz is not None else parse_as_of(c) for c in cutoffs)
         if not cuts:
             raise ForecastError("cutoffs is empty.")
     cands = _candidates(half_life, half_lives)

@@ -105,7 +105,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from ._common import as_list, known_mask, parse_as_of, require_columns
+from ._common import as_list, known_mask, parse_as_of, require_columns, time_zone, to_datetimes, wall_ns
 from .data import (
     AMOUNT,
     LEAD,
@@ -271,14 +271,15 @@ def _missing(log: pd.DataFrame, cols: Sequence[str]) -> None:
     require_columns(log, cols, "pass the right name (lead=, stage=, time=, by=).")
 
 
-def _as_of_ns(as_of, t: np.ndarray) -> int | None:
-    """The as-of instant in ns: a date means the end of that day, a timestamp that instant."""
+def _as_of_ns(as_of, t: np.ndarray, tz=None) -> int | None:
+    """The as-of instant in ns: a date means the end of that day (in the log's zone
+    ``tz``), a timestamp that instant."""
     if as_of is None:
         return None
     if isinstance(as_of, str) and as_of == "end":
         known = t[t != _NAT]
         return int(known.max()) if known.size else _INF
-    return int(parse_as_of(as_of, name="as_of", error=FunnelSpecError).value)
+    return int(parse_as_of(as_of, name="as_of", error=FunnelSpecError, tz=tz).value)
 
 
 def _first_per_lead(lc: np.ndarray, cand: np.ndarray, n_leads: int) -> np.ndarray:
@@ -337,6 +338,7 @@ class _Journeys:
     lost_kind: np.ndarray | None = None  # (n,) index into ss.lost of the last lost outcome, -1 else
     matured: np.ndarray | None = None  # (m, n) bool: the lead's time to move on from step k has run out
     horizon: np.ndarray | None = None  # (m,) ns per step, -1 where none applies
+    tz: object = None  # the log's time zone: times are UTC ns, shown in it; None for a naive log
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -563,6 +565,7 @@ def _journeys(
 
     order = checked_order(log, ss, stage=stage)
     t = checked_times(log, time=time)
+    tz = time_zone(log[time])
     lead_codes, lead_ids = checked_leads(log, lead=lead)
     lead_index = pd.Index(lead_ids)
     labels = _label_codes(log, ss, stage) if excl else None
@@ -578,7 +581,7 @@ def _journeys(
     if amount and amount in log.columns:
         amt = pd.to_numeric(log[amount], errors="coerce").to_numpy(dtype=float)
 
-    as_of_ns = _as_of_ns(as_of, t)
+    as_of_ns = _as_of_ns(as_of, t, tz)
     keep = None
     if as_of_ns is not None and not (isinstance(as_of, str) and as_of == "end"):
         # the one as-of rule (data.known_at): nothing from after as_of, not even
@@ -829,6 +832,7 @@ def _journeys(
         amount=amount_lead,
         segments=segments,
         as_of=as_of_ns,
+        tz=tz,
         lost_kind=lost_kind,
         matured=matured,
         horizon=horizon,
@@ -923,13 +927,13 @@ def _progress_frame(j: _Journeys, lead: str) -> pd.DataFrame:
         cols[AMOUNT] = j.amount
     cols["steps_reached"] = j.r
     cols["outcome"] = pd.Categorical.from_codes(j.outcome.astype(np.int64), categories=["open", "won", "lost"])
-    cols["closed_at"] = j.closed_at.view("datetime64[ns]")
-    cols["last_event_at"] = j.last_event.view("datetime64[ns]")
+    cols["closed_at"] = to_datetimes(j.closed_at, j.tz)
+    cols["last_event_at"] = to_datetimes(j.last_event, j.tz)
     cols["in_flight"] = j.in_flight
     cols["excluded"] = j.excluded
     for k, s in enumerate(j.steps):
         cols[f"reached_{s}"] = j.reached[k]
-        cols[f"time_{s}"] = j.time[k].view("datetime64[ns]")
+        cols[f"time_{s}"] = to_datetimes(j.time[k], j.tz)
         cols[f"inferred_{s}"] = j.inferred[k]
     out = pd.DataFrame(cols)
     out.attrs["funnel"] = dict(j.settings, stages=j.ss.name)
@@ -1377,7 +1381,9 @@ class _Periods:
     ends: pd.DatetimeIndex  # exclusive
 
 
-def _periods(times_ns: np.ndarray, freq: str) -> _Periods:
+def _periods(times_ns: np.ndarray, freq: str, tz=None) -> _Periods:
+    """Calendar periods of ``times_ns`` (UTC ns for a log in zone ``tz``), cut on the
+    wall-clock calendar of that zone; starts and ends are aware in ``tz`` then."""
     pfreq = _PERIOD_ALIASES.get(str(freq).upper(), None)
     if pfreq is None:
         raise FunnelSpecError(
@@ -1387,15 +1393,19 @@ def _periods(times_ns: np.ndarray, freq: str) -> _Periods:
     codes = np.full(times_ns.size, -1, dtype=np.int64)
     if not known.any():
         empty = pd.DatetimeIndex([], dtype="datetime64[ns]")
+        if tz is not None:
+            empty = empty.tz_localize(tz)
         return _Periods(codes, empty, empty)
-    pi = pd.DatetimeIndex(times_ns[known].view("datetime64[ns]")).to_period(pfreq)
+    pi = pd.DatetimeIndex(wall_ns(times_ns[known], tz).view("datetime64[ns]")).to_period(pfreq)
     ordinals = pi.asi8
     uniq = np.unique(ordinals)
     codes[known] = np.searchsorted(uniq, ordinals)
     pidx = pd.PeriodIndex.from_ordinals(uniq, freq=pfreq)
-    starts = pidx.start_time.as_unit("ns")
-    ends = (pidx + 1).start_time.as_unit("ns")
-    return _Periods(codes, pd.DatetimeIndex(starts), pd.DatetimeIndex(ends))
+    starts = pd.DatetimeIndex(pidx.start_time.as_unit("ns"))
+    ends = pd.DatetimeIndex((pidx + 1).start_time.as_unit("ns"))
+    if tz is not None:
+        starts, ends = (x.tz_localize(tz, ambiguous=False, nonexistent="shift_forward") for x in (starts, ends))
+    return _Periods(codes, starts, ends)
 
 
 def _pct(x: float) -> str:
@@ -1935,7 +1945,7 @@ def _previous_periods(j: _Journeys, g: np.ndarray, G: int, *, freq: str, recent:
     for k in range(K):
         rows = np.arange(G) * K + k
         at_k = inc & j.reached[k]
-        per = _periods(np.where(at_k, j.time[k], _NAT), freq)
+        per = _periods(np.where(at_k, j.time[k], _NAT), freq, j.tz)
         P = len(per.starts)
         young = at_k & ~j.matured[k]
         known = per.codes >= 0
@@ -2054,7 +2064,7 @@ def cohorts(
     ss = resolve_stages(log, stages)
     by = as_list(by)
     j = _journeys(log, ss, by=by, **opts)
-    per = _periods(np.where(j.included, j.time[0], _NAT), freq)
+    per = _periods(np.where(j.included, j.time[0], _NAT), freq, j.tz)
     key = _Key("cohort", per.codes, pd.Index(per.starts))
     g, gvals = _groups(j, [key])
     c = _counts(j, g, max(len(gvals), 1))
@@ -2143,7 +2153,7 @@ def trend(
     inc = j.included
     for k in range(j.m - 1):
         at_k = inc & j.reached[k]
-        per = _periods(np.where(at_k, j.time[k], _NAT), freq)
+        per = _periods(np.where(at_k, j.time[k], _NAT), freq, j.tz)
         P = len(per.starts)
         code = np.where(per.codes >= 0, per.codes, P)  # unknown time: its own slot
         key = g0 * (P + 1) + code
@@ -2168,7 +2178,7 @@ def trend(
         f = pd.DataFrame(
             {
                 "_g": gi,
-                "period": starts[pi].view("datetime64[ns]"),
+                "period": to_datetimes(starts[pi], j.tz),
                 "transition": f"{steps[k]} -> {steps[k + 1]}",
                 "step": steps[k],
                 "next_step": steps[k + 1],

@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 from . import funnel, stats
-from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns
+from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns, time_zone, to_datetimes
 from .data import (
     AMOUNT,
     FLAG,
@@ -87,9 +87,10 @@ SNAPSHOT_FLAGS = ("", "moved_back", "unknown_time", "after_close")
 # ---------------------------------------------------------------------------
 # shared helpers
 # ---------------------------------------------------------------------------
-def _to_time(value, *, name: str) -> np.int64:
-    """A date or time as int64 ns; date-only input means the end of that day."""
-    return np.int64(parse_as_of(value, name=name, error=PipelineError).value)
+def _to_time(value, *, name: str, tz=None) -> np.int64:
+    """A date or time as int64 ns (UTC for a log in zone ``tz``); date-only input means
+    the end of that day in the log's zone."""
+    return np.int64(parse_as_of(value, name=name, error=PipelineError, tz=tz).value)
 
 
 def _member(values: pd.Series, pool: pd.Series) -> np.ndarray:
@@ -97,8 +98,11 @@ def _member(values: pd.Series, pool: pd.Series) -> np.ndarray:
     return pd.Index(pd.unique(pool)).get_indexer_for(values) >= 0
 
 
-def _ts(v: np.int64 | int) -> pd.Timestamp:
-    return pd.Timestamp(int(v), unit="ns")
+def _ts(v: np.int64 | int, tz=None) -> pd.Timestamp:
+    """int64 ns as a Timestamp, in the log's zone ``tz`` (naive for a naive log)."""
+    if tz is None:
+        return pd.Timestamp(int(v), unit="ns")
+    return pd.Timestamp(int(v), unit="ns", tz="UTC").tz_convert(tz)
 
 
 def _first_last(lc: np.ndarray, mask: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +137,7 @@ class _Events:
     is_lost: np.ndarray
     is_step: np.ndarray  # a stage (not an outcome)
     n_leads: int
+    tz: object = None  # the log's time zone (t is UTC ns then); None for a naive log
 
     @property
     def dated(self) -> np.ndarray:
@@ -178,6 +183,7 @@ def _events(log: pd.DataFrame, stages, *, lead: str, stage: str, time: str) -> _
         is_lost=is_lost,
         is_step=(order >= 0) & ~is_won,
         n_leads=len(lead_ids),
+        tz=time_zone(log[time]),
     )
 
 
@@ -315,28 +321,29 @@ def snapshot(
     ss = ev.ss
     segs = _segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])
     rng = ev.data_range()
-    T = _to_time(as_of, name="as_of") if as_of is not None else (rng[1] if rng else np.int64(0))
+    tz = ev.tz
+    T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (rng[1] if rng else np.int64(0))
     notes: list[str] = []
     if rng is not None and T < rng[0]:
         warnings.warn(
-            f"as_of={_ts(T)} is before the data starts ({_ts(rng[0])}): no lead existed yet, the "
+            f"as_of={_ts(T, tz)} is before the data starts ({_ts(rng[0], tz)}): no lead existed yet, the "
             "snapshot is empty.",
             DataWarning,
             stacklevel=2,
         )
-        notes.append(f"as_of is before the data starts ({_ts(rng[0])}).")
-    elif rng is not None and _ts(T).normalize() > _ts(rng[1]).normalize():
+        notes.append(f"as_of is before the data starts ({_ts(rng[0], tz)}).")
+    elif rng is not None and _ts(T, tz).normalize() > _ts(rng[1], tz).normalize():
         # a snapshot "today" of an export taken yesterday is normal; a gap of
         # more than a week suggests a stale export, and deserves a warning
         if T - rng[1] > 7 * DAY_NS:
             warnings.warn(
-                f"as_of={_ts(T)} is more than a week after the data ends ({_ts(rng[1])}): the "
+                f"as_of={_ts(T, tz)} is more than a week after the data ends ({_ts(rng[1], tz)}): the "
                 "snapshot shows the state at the data's end, with days in stage and ages counted "
                 "to as_of. Is the export up to date?",
                 DataWarning,
                 stacklevel=2,
             )
-        notes.append(f"as_of is after the data ends ({_ts(rng[1])}).")
+        notes.append(f"as_of is after the data ends ({_ts(rng[1], tz)}).")
 
     dated = ev.dated
     le = dated & (ev.t <= T)
@@ -352,7 +359,7 @@ def snapshot(
     if excl_undated:
         notes.append(
             f"{excl_undated:,} lead(s) have only undated events (unknown time): they cannot be "
-            f"placed before {_ts(T)} and are excluded from this past snapshot."
+            f"placed before {_ts(T, tz)} and are excluded from this past snapshot."
         )
     if later_undated:
         notes.append(
@@ -414,9 +421,9 @@ def snapshot(
         {
             lead: ev.lead_ids[leads],
             "stage": stage_cat,
-            "entered_stage_at": entered.view("datetime64[ns]"),
+            "entered_stage_at": to_datetimes(entered, tz),
             "days_in_stage": days(entered),
-            "first_seen_at": first_seen.view("datetime64[ns]"),
+            "first_seen_at": to_datetimes(first_seen, tz),
             "age_days": days(first_seen),
         }
     )
@@ -426,13 +433,13 @@ def snapshot(
         out[AMOUNT] = np.nan
     for s in segs:
         out[s] = _last_valid(log[s], ev, leads, keep)
-    out["last_activity_at"] = last_act.view("datetime64[ns]")
+    out["last_activity_at"] = to_datetimes(last_act, tz)
     out["flag"] = pd.Categorical.from_codes(flag, categories=list(SNAPSHOT_FLAGS))
     if include_closed:
         oc = np.full(leads.size, "open", dtype=object)
         oc[is_closed] = np.where(ev.is_won[lo[is_closed]], "won", "lost")
         out["outcome"] = pd.Categorical(oc, categories=["open", "won", "lost"])
-        out["closed_at"] = np.where(is_closed, t[np.maximum(lo, 0)], NAT).view("datetime64[ns]")
+        out["closed_at"] = to_datetimes(np.where(is_closed, t[np.maximum(lo, 0)], NAT), tz)
     n_after = int(after.sum())
     if n_after:
         notes.append(
@@ -441,7 +448,7 @@ def snapshot(
         )
     out = out.sort_values(["stage", lead], kind="stable").reset_index(drop=True)
     out.attrs = {
-        "as_of": _ts(T),
+        "as_of": _ts(T, tz),
         "stage_set": ss,
         "excluded_undated": excl_undated + later_undated,
         "notes": notes,
@@ -622,7 +629,8 @@ def durations(
     ss = ev.ss
     segs = _segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])
     rng = ev.data_range()
-    T = _to_time(as_of, name="as_of") if as_of is not None else (rng[1] if rng else np.int64(0))
+    tz = ev.tz
+    T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (rng[1] if rng else np.int64(0))
     keep, present, excluded = _kept(ev, T)
     notes = []
     if excluded:
@@ -633,7 +641,7 @@ def durations(
     label_idx = _label_index(log[stage], ss)[ev.idx]
     kp = np.flatnonzero(keep)
     if kp.size == 0:
-        notes.append(f"no lead is known at as_of={_ts(T)}: there are no stage visits to measure.")
+        notes.append(f"no lead is known at as_of={_ts(T, tz)}: there are no stage visits to measure.")
     lc, lab = ev.lc[kp], label_idx[kp]
     change = np.ones(kp.size, dtype=bool)  # empty when no lead is known at as_of
     change[1:] = (lc[1:] != lc[:-1]) | (lab[1:] != lab[:-1])
@@ -690,8 +698,8 @@ def durations(
                 "stage": pd.Categorical.from_codes(stage_codes[first_i], categories=list(ss.stages),
                                                    ordered=True),
                 "visits": n_vis.astype(np.int64),
-                "first_entered_at": entered[first_i].view("datetime64[ns]"),
-                "last_left_at": left[last_i].view("datetime64[ns]"),
+                "first_entered_at": to_datetimes(entered[first_i], tz),
+                "last_left_at": to_datetimes(left[last_i], tz),
                 "latest_days": days[last_i],
                 "cumulative_days": np.where(any_unk, np.nan, cum),
                 "censored": open_[last_i],
@@ -707,8 +715,8 @@ def durations(
                 lead: ev.lead_ids[vlead],
                 "stage": pd.Categorical.from_codes(stage_codes, categories=list(ss.stages), ordered=True),
                 "visit": visit_no,
-                "entered_at": entered.view("datetime64[ns]"),
-                "left_at": left.view("datetime64[ns]"),
+                "entered_at": to_datetimes(entered, tz),
+                "left_at": to_datetimes(left, tz),
                 "left_to": pd.Categorical.from_codes(left_code, categories=labels),
                 "days": days,
                 "censored": open_,
@@ -719,7 +727,7 @@ def durations(
     for s in segs:
         out[s] = _last_valid(log[s], ev, lead_codes, keep)
     out = out.reset_index(drop=True)
-    out.attrs = {"as_of": _ts(T), "stage_set": ss, "notes": notes}
+    out.attrs = {"as_of": _ts(T, tz), "stage_set": ss, "notes": notes}
     return out
 
 
@@ -988,8 +996,8 @@ def lead_cycle(
     out = pd.DataFrame(
         {
             lead: ev.lead_ids[leads],
-            "start_at": ts.view("datetime64[ns]"),
-            "end_at": te.view("datetime64[ns]"),
+            "start_at": to_datetimes(ts, ev.tz),
+            "end_at": to_datetimes(te, ev.tz),
             "days": days,
         }
     )
@@ -1325,14 +1333,15 @@ def movement_leads(
     >>> sorted(mv["movement"].unique().astype(str))[:3]
     ['advanced', 'entered', 'entered_lost']
     """
-    ta = _to_time(start, name="start")
-    tb = _to_time(end, name="end")
+    tz = time_zone(log[time]) if time in log.columns else None
+    ta = _to_time(start, name="start", tz=tz)
+    tb = _to_time(end, name="end", tz=tz)
     if tb <= ta:
-        raise PipelineError(f"end ({_ts(tb)}) must be after start ({_ts(ta)}).")
+        raise PipelineError(f"end ({_ts(tb, tz)}) must be after start ({_ts(ta, tz)}).")
     kw = dict(stages=stages, include_closed=True, segments=segments, lead=lead, stage=stage,
               time=time, amount=amount)
-    a = snapshot(log, as_of=_ts(ta), **kw)
-    b = snapshot(log, as_of=_ts(tb), **kw)
+    a = snapshot(log, as_of=_ts(ta, tz), **kw)
+    b = snapshot(log, as_of=_ts(tb, tz), **kw)
     ss = a.attrs["stage_set"]
     a_open = a.loc[a["outcome"] == "open", [lead, "stage", AMOUNT, "entered_stage_at"]]
     a_closed = a.loc[a["outcome"] != "open", lead]
@@ -1385,7 +1394,7 @@ def movement_leads(
         out[s] = m[s].to_numpy() if not isinstance(m[s].dtype, pd.CategoricalDtype) else m[s].values
     out["reentered"] = reentered
     notes = list(dict.fromkeys(a.attrs["notes"] + b.attrs["notes"]))
-    out.attrs = {"start": _ts(ta), "end": _ts(tb), "stage_set": ss, "notes": notes}
+    out.attrs = {"start": _ts(ta, tz), "end": _ts(tb, tz), "stage_set": ss, "notes": notes}
     return out
 
 
@@ -1662,7 +1671,7 @@ def _lead_table(
     for c in cols:
         extra[c] = _last_valid(log[c], ev, leads, every)
     fd, _ = _first_last(ev.lc, ev.dated, ev.n_leads)
-    extra["first_seen_at"] = np.where(fd >= 0, ev.t[np.maximum(fd, 0)], NAT).view("datetime64[ns]")
+    extra["first_seen_at"] = to_datetimes(np.where(fd >= 0, ev.t[np.maximum(fd, 0)], NAT), ev.tz)
     prog = prog.drop(columns=[c for c in cols if c in prog.columns])
     return prog.merge(extra, on=lead, how="left", validate="one_to_one")
 
@@ -1974,7 +1983,7 @@ def metrics(
 
 def _cut(log: pd.DataFrame, T: np.int64, time: str, lead: str = LEAD) -> pd.DataFrame:
     """The log as known at T (see :func:`funnelkit.data.known_at`)."""
-    return known_at(log, _ts(T), lead=lead, time=time)
+    return known_at(log, _ts(T, time_zone(log[time])), lead=lead, time=time)
 
 
 def velocity(
@@ -2020,7 +2029,8 @@ def velocity(
     by = as_list(by)
     ss = resolve_stages(log, stages)
     ev_rng = _events(log, ss, lead=lead, stage=stage, time=time).data_range()
-    T = _to_time(as_of, name="as_of") if as_of is not None else (ev_rng[1] if ev_rng else np.int64(0))
+    tz = time_zone(log[time])
+    T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (ev_rng[1] if ev_rng else np.int64(0))
     q = ss.steps[1] if qualified is None and len(ss.steps) > 1 else (qualified or ss.steps[0])
     qname = ss.canonical(q)
     if qname is None or qname not in ss.steps:
@@ -2028,7 +2038,7 @@ def velocity(
     past = _cut(log, T, time, lead)
     require_columns(log, by, "pass existing segment columns in by=.")
     lt = _lead_table(past, ss, cols=by, lead=lead, stage=stage, time=time, amount=amount)
-    snap = snapshot(log, as_of=_ts(T), stages=ss, segments=[], lead=lead, stage=stage, time=time,
+    snap = snapshot(log, as_of=_ts(T, tz), stages=ss, segments=[], lead=lead, stage=stage, time=time,
                     amount=None)
     # opportunities: open at as_of and their current stage at or beyond the qualified step
     qk = ss.steps.index(qname)
@@ -2060,7 +2070,7 @@ def velocity(
     cols = [*by, "opportunities", "closed", "won", "win_rate", "avg_deal_size", "cycle_days",
             "velocity_per_day", "velocity_per_30_days"]
     res = res[cols]
-    res.attrs = {"as_of": _ts(T), "qualified": qname, "lookback_days": lookback_days}
+    res.attrs = {"as_of": _ts(T, tz), "qualified": qname, "lookback_days": lookback_days}
     return res
 
 
@@ -2197,8 +2207,16 @@ def activity(
     dated = t.notna().to_numpy()
     if not dated.any():
         raise PipelineError(f"no dated events in {time!r}: activity per period cannot be counted.")
-    lo = pd.Timestamp(start) if start is not None else t[dated].min()
-    hi = pd.Timestamp(end) if end is not None else t[dated].max()
+    tz = time_zone(t)
+
+    def moment(x) -> pd.Timestamp:  # wall-clock in the log's zone
+        ts = pd.Timestamp(x)
+        if tz is None or ts.tz is not None:
+            return ts if tz is None else ts.tz_convert(tz)
+        return ts.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+
+    lo = moment(start) if start is not None else t[dated].min()
+    hi = moment(end) if end is not None else t[dated].max()
     try:
         starts = pd.date_range(lo.normalize() - pd.tseries.frequencies.to_offset(freq), hi, freq=freq)
     except ValueError as exc:
@@ -2208,8 +2226,8 @@ def activity(
         raise PipelineError(f"no period of {freq!r} between {lo} and {hi}.")
     edges = starts.append(pd.DatetimeIndex([starts[-1] + pd.tseries.frequencies.to_offset(freq)]))
     order = stage_order(log, ss, stage=stage)
-    tv = t.to_numpy(dtype="datetime64[ns]")
-    period = np.searchsorted(edges.to_numpy(), tv, side="right") - 1
+    tv = t.to_numpy(dtype="datetime64[ns]")  # UTC instants for a log with a zone
+    period = np.searchsorted(edges.as_unit("ns").asi8, tv.view(np.int64), side="right") - 1
     inside = dated & (period >= 0) & (period < len(starts))
     lead_codes, lead_ids = pd.factorize(log[lead])
     n_p = len(starts)

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ._common import DAY_NS, NAT, as_list, require_columns
+from ._common import DAY_NS, NAT, as_list, require_columns, time_zone, to_datetimes
 from ._common import parse_as_of as _parse_as_of
 from .data import LEAD, STAGE, TIME, checked_leads, checked_times
 from .exceptions import InvalidEventLogError, Problem, TransitionModelError
@@ -559,12 +559,13 @@ class TransitionModel:
                 ]
             )
         lead_codes, lead_ids = checked_leads(log, lead=lead)
-        t = checked_times(log, time=time)
+        t = checked_times(log, time=time)  # UTC instants for a log with a zone
+        tz = time_zone(log[time])
         dated = t != NAT
         if not dated.any() and as_of is None:
             raise TransitionModelError("the log has no dated event; pass as_of= or add timestamps.")
         data_end = t[dated].max() if dated.any() else np.int64(0)
-        T = np.int64(parse_as_of(as_of).value) if as_of is not None else data_end
+        T = np.int64(_parse_as_of(as_of, error=TransitionModelError, tz=tz).value) if as_of is not None else data_end
         n_leads = len(lead_ids)
 
         # events kept at as_of (the snapshot's rule for undated events)
@@ -715,7 +716,7 @@ class TransitionModel:
         self.stage_set_ = ss
         self.states_ = states
         self.by_ = by
-        self.as_of_ = pd.Timestamp(T_raw)
+        self.as_of_ = pd.Timestamp(to_datetimes([T_raw], tz)[0])
         self.calendar_ = cal
         self.groups_ = groups
         self.notes_ = notes
@@ -744,7 +745,7 @@ class TransitionModel:
                 if isinstance(seg_frame[c].dtype, pd.CategoricalDtype) else vals
         stays["stage"] = pd.Categorical.from_codes(s_from, categories=steps[:-1])
         s_t_raw = np.where(s_t != NAT, cal.from_activity_ns(s_t), NAT) if cal is not None else s_t
-        stays["entered_at"] = np.asarray(s_t_raw, dtype=np.int64).view("datetime64[ns]")
+        stays["entered_at"] = to_datetimes(s_t_raw, tz)
         stays["to_stage"] = pd.Categorical.from_codes(np.where(s_to >= 0, s_to, n_states), categories=to_names)
         stays["days"] = days
         self.stays_ = stays

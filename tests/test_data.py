@@ -96,8 +96,10 @@ def test_timezone_policy_converts_aware_to_tz():
                        "timestamp": ["2024-03-01T09:00:00+01:00", "2024-03-01T12:00:00Z"]})
     utc = fk.read_events(df)
     assert utc["timestamp"].tolist() == [pd.Timestamp("2024-03-01 08:00"), pd.Timestamp("2024-03-01 12:00")]
-    ny = fk.read_events(df, tz="America/New_York")
-    assert ny["timestamp"].iloc[0] == pd.Timestamp("2024-03-01 03:00")
+    ny = fk.read_events(df, tz="America/New_York")  # an aware column: the instants, shown in New York
+    assert str(ny["timestamp"].dt.tz) == "America/New_York"
+    assert ny["timestamp"].iloc[0] == pd.Timestamp("2024-03-01 03:00", tz="America/New_York")
+    assert ny["timestamp"].iloc[0].strftime("%H:%M") == "03:00"
 
 
 def test_mixed_naive_and_aware_is_an_error():

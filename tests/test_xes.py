@@ -100,7 +100,7 @@ def test_tiny_log_maps_traces_events_and_typed_attributes(tmp_path):
 def test_lifecycle_none_keeps_every_event_and_paris_time(tmp_path):
     log = read_xes(write(tmp_path, TINY), lifecycle=None, tz="Europe/Paris")
     assert len(log) == 4
-    assert log["timestamp"].iloc[0] == pd.Timestamp("2024-03-01 09:00")
+    assert log["timestamp"].iloc[0] == pd.Timestamp("2024-03-01 09:00", tz="Europe/Paris")
     assert log["lifecycle:transition"].astype(str).tolist()[:2] == ["start", "complete"]
     e = pytest.raises(InvalidEventLogError, read_xes, write(tmp_path, TINY), lifecycle="resume").value
     assert e.kinds == ["unknown_lifecycle"] and "'complete' x3" in str(e) and "lifecycle=None" in str(e)
