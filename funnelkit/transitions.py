@@ -23,8 +23,10 @@ On top of that:
   with d days already spent wins within the next h days
   (:meth:`TransitionModel.close_probability`), and a vectorised simulator of
   future paths used by :mod:`funnelkit.forecast`;
-* **uncertainty** from a Bayesian bootstrap over leads (each posterior
-  sample re-weights the leads with Dirichlet weights and refits), so every
+* **uncertainty** from the posterior of the counts: each sample draws every
+  (segment, stage, day-in-stage) cell's weighted count from a Gamma
+  distribution (a Dirichlet posterior per row, a Bayesian bootstrap over
+  stays, not over leads) and recomputes the estimates, so every
   probability has an interval and the forecast can carry the uncertainty of
   the estimated rates;
 * **segments** (``by=``): each segment's counts are shrunk toward the
@@ -85,6 +87,7 @@ def _aalen_johansen(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``b``; the last column of ``c`` is censoring.  Returns ``mass[..., k, b]``
     (probability of leaving on day k towards b) and ``stalled[...]``.
     """
+    c = np.asarray(c, dtype=float)  # integer counts too (unweighted fits)
     exits = c.sum(axis=-1)
     at_risk = np.flip(np.cumsum(np.flip(exits, axis=-1), axis=-1), axis=-1)
     inv = np.zeros_like(at_risk)
@@ -367,7 +370,8 @@ class TransitionModel:
         mild: in backtests on the demo data stronger shrinkage pulled the
         slow, large deals toward the pooled rates and overstated revenue.
     n_samples : int
-        Posterior samples (Bayesian bootstrap over leads) used for intervals
+        Posterior samples (Gamma draws of each cell's count: a Bayesian bootstrap
+        over stays) used for intervals
         and by the forecast; 0 gives point estimates only.
     level : float
         Level of the intervals in the tables.

@@ -335,3 +335,20 @@ def test_without_a_lost_outcome_late_movers_count_as_stalled():
         assert tm.win_probability()["probability"].iloc[0] == pytest.approx(want)
         assert (tm.summary["stalled"].iloc[0] == pytest.approx(1 - want))
         assert any("horizon_days" in n for n in tm.notes_) == (hz is not None)
+
+
+def test_aalen_johansen_takes_integer_counts_and_empty_stages():
+    """Unweighted (integer) stay counts gave a casting error; a stage nobody sat in has no mass."""
+    from funnelkit.transitions import _aalen_johansen
+
+    c = np.zeros((2, 5, 3), dtype=np.int64)  # (stage, day, destination + censored)
+    c[0, 1, 0] = 3  # 3 of 5 leave on day 1 to destination 0
+    c[0, 3, 1] = 1  # 1 of the 2 left leaves on day 3 to destination 1
+    c[0, 4, 2] = 1  # the last is censored on day 4
+    mass, stalled = _aalen_johansen(c)
+    assert mass[0, 1, 0] == pytest.approx(3 / 5)
+    assert mass[0, 3, 1] == pytest.approx(2 / 5 * 1 / 2)
+    assert stalled[0] == pytest.approx(2 / 5 * 1 / 2)
+    assert mass[1].sum() == 0 and stalled[1] == 1.0
+    m2, s2 = _aalen_johansen(c.astype(float))
+    assert np.array_equal(mass, m2) and np.array_equal(stalled, s2)
