@@ -435,6 +435,7 @@ def test_demo_plan_end_to_end(demo_run):
     assert len(status) == log["product"].nunique() + log["source"].nunique()
     month_dir = Path(status.attrs["folder"])
     page = (month_dir / "index.html").read_text()
+    assert "<th>New deals</th>" in page and "Leads entered" not in page  # the plan's noun: deals
     for r in status.itertuples():
         html_path = month_dir / r.split / f"{reports.safe_name(r.value)}.html"
         assert html_path.is_file() and html_path.with_suffix(".ipynb").is_file()

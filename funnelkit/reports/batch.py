@@ -449,7 +449,7 @@ def run_plan(
             try:
                 write_index(overview, index, title=plan.title, month=month_text, plan=plan.source,
                             data=plan.data, notes=notes, tmp_dir=tmp_dir,
-                            fmt=NumberFormat(plan.currency, plan.thousands, plan.decimal))
+                            fmt=NumberFormat(plan.currency, plan.thousands, plan.decimal), noun=plan.noun)
                 atomic_write(month_dir / "summary.csv", overview.to_csv(index=False), tmp_dir=tmp_dir)
             except OSError as exc:
                 raise ReportError(f"the reports were written, but the index could not be: {exc}") from None

@@ -92,7 +92,7 @@ def _link(base: Path, target, label: str) -> str:
 
 def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: str,
                plan: str = "", data: str = "", notes: list[str] | None = None,
-               fmt: NumberFormat | None = None) -> str:
+               fmt: NumberFormat | None = None, noun: str = "leads") -> str:
     """The index page of a batch (as text).
 
     Each report's name is its link (so the link is never cut off on a
@@ -110,6 +110,10 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
         Sentences shown under the header.
     fmt : NumberFormat, optional
         How numbers and money are written (the plan's currency and separators).
+    noun : str
+        What the leads are called (the plan's ``noun``: ``"deals"``,
+        ``"fines"``): the headings and the explanation name them so
+        ("New deals", "All deals").
 
     Returns
     -------
@@ -117,6 +121,8 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
         A complete HTML page.
     """
     base = Path(folder)
+    noun = (noun or "leads").strip() or "leads"
+    new, every = f"New {noun}", f"All {noun}"
     n_failed = int((status["status"] == "failed").sum()) if len(status) else 0
     n_ok = int(status["status"].isin(["ok", "warning", "skipped", "kept"]).sum()) if len(status) else 0
     n_warn = sum(isinstance(w, str) and bool(w) for w in status.get("warnings", []))
@@ -129,20 +135,20 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
         + (f" from plan <code>{html.escape(plan)}</code>" if plan else "")
         + (f", data <code>{html.escape(data)}</code>" if data else "")
         + ".</p>"
-        '<p class="meta">Leads entered: new leads whose first event was in the month. Won, revenue and '
-        "win rate: leads whose outcome came in the month. In brackets: the change from the previous "
+        f'<p class="meta">{html.escape(new)}: {html.escape(noun)} whose first event was in the month. Won, revenue '
+        f"and win rate: {html.escape(noun)} whose outcome came in the month. In brackets: the change from the previous "
         "month. Status <em>warning</em>: read the report's warning before its numbers (e.g. the month is past "
         "the data's end). Status <em>skipped</em> or <em>kept</em>: the report was written by an earlier run.</p>"
     )
     if notes:
         head += '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
-    labels = ["Leads entered", "Won", "Revenue", "Win rate", "Revenue vs target"]
+    labels = [new, "Won", "Revenue", "Win rate", "Revenue vs target"]
     sections = []
     for split, rows in status.groupby("split", sort=False):
-        name = "All leads" if split == "all" else f"By {split}"
+        name = every if split == "all" else f"By {split}"
         body = []
         for r in rows.itertuples(index=False):
-            value = "All leads" if split == "all" else str(r.value)
+            value = every if split == "all" else str(r.value)
             href = _href(base, r.html)
             label = (f'<a href="{html.escape(href, quote=True)}">{html.escape(value)}</a>' if href and r.status != "failed"
                      else html.escape(value))
@@ -171,7 +177,7 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
                             f"{html.escape(warn)}</div></td></tr>")
         sections.append(
             f'<h2>{html.escape(name)}</h2><div class="scroll"><table><thead><tr>'
-            f'<th class="text">{html.escape("All leads" if split == "all" else str(split))}</th>'
+            f'<th class="text">{html.escape(every if split == "all" else str(split))}</th>'
             '<th class="text">Status</th>' + "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
             + f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         )
