@@ -5,10 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter
 
 from .. import stats
-from ._style import LOST, PALETTE, get_ax, percent_axis, tidy
+from ._style import (
+    LOST,
+    PALETTE,
+    count_axis,
+    get_ax,
+    money_axis,
+    money_writer,
+    numbers_or_plain,
+    percent_axis,
+    tidy,
+)
 
 __all__ = ["fan_chart", "target_chart", "backtest_chart", "calibration_chart"]
 
@@ -20,16 +29,23 @@ def _check_quantity(quantity: str) -> None:
         raise ValueError(f"quantity must be 'wins' or 'revenue', got {quantity!r}.")
 
 
-def _money(ax: Axes, axis: str = "y") -> None:
-    def fmt(v, _pos):
-        a = abs(v)
-        if a >= 1e6:
-            return f"{v / 1e6:.1f}M"
-        if a >= 1e3:
-            return f"{v / 1e3:.0f}k"
-        return f"{v:.0f}"
+def _writers(quantity: str, numbers, money):
+    """How a forecast chart writes its quantity in labels, and on its axis.
 
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(fmt))
+    Revenue: ``money`` when given (for both), else ``numbers.money`` (in full
+    in labels, compact on the axis); wins: ``numbers.count``.
+    """
+    nf = numbers_or_plain(numbers)
+    if quantity == "revenue":
+        return money_writer(nf, money, compact=False), money_writer(nf, money, compact=True)
+    return nf.count, None
+
+
+def _value_axis(ax: Axes, axis: str, quantity: str, numbers, money) -> None:
+    if quantity == "revenue":
+        money_axis(ax, axis, _writers(quantity, numbers, money)[1])
+    else:
+        count_axis(ax, axis, numbers)
 
 
 def _crm_key(total: pd.DataFrame, quantity: str) -> tuple[str, str]:
@@ -55,6 +71,8 @@ def fan_chart(
     baseline: bool = True,
     title: str | None = None,
     color: str = PALETTE[0],
+    money=None,
+    numbers=None,
     ax: Axes | None = None,
 ) -> Axes:
     """Cumulative forecast over the coming periods, with nested prediction bands.
@@ -73,6 +91,13 @@ def fan_chart(
         Mark the weighted pipeline (the CRM's figure) at the horizon.
     title : str, optional
     color : str
+    money : callable, optional
+        Writes an amount with its currency (e.g. a report's
+        ``NumberFormat.money``), on the axis and in the legend.
+    numbers : object, optional
+        Writes counts and percentages (``count``, ``pct``, ``rate``,
+        ``money`` methods: a :class:`funnelkit.reports.NumberFormat`); the
+        default writes ``1,234`` and ``80%``.
     ax : Axes, optional
 
     Returns
@@ -90,6 +115,8 @@ def fan_chart(
     'cumulative wins'
     """
     _check_quantity(quantity)
+    nf = numbers_or_plain(numbers)
+    write, _ = _writers(quantity, numbers, money)
     ax = get_ax(ax)
     cum = _totals(fc, quantity)
     x = [fc.as_of_, *pd.to_datetime(fc.periods_["period_end"])]
@@ -98,18 +125,17 @@ def fan_chart(
     for i, lev in enumerate(sorted(levels, reverse=True)):
         a = (1 - lev) / 2
         lo, hi = np.quantile(cum, a, axis=0), np.quantile(cum, 1 - a, axis=0)
-        ax.fill_between(x, lo, hi, color=color, alpha=0.15 + 0.15 * i, lw=0, label=f"{lev:.0%} interval")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15 + 0.15 * i, lw=0, label=f"{nf.rate(lev, 0)} interval")
     ax.plot(x, cum.mean(axis=0), color=color, lw=2, marker="o", ms=4, label="expected")
     if baseline:
         key, label = _crm_key(fc.total, quantity)
         val = float(fc.total[key].iloc[0])
         ax.scatter([x[-1]], [val], marker="D", color=LOST, zorder=5, label=label)
     if target is not None:
-        ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:,.0f}")
+        ax.axhline(target, color="black", ls="--", lw=1, label=f"target {write(target)}")
     ax.set_ylabel(f"cumulative {quantity}")
     ax.set_xlabel("period end")
-    if quantity == "revenue":
-        _money(ax)
+    _value_axis(ax, "y", quantity, numbers, money)
     ax.set_title(title or f"Forecast from the open pipeline as of {fc.as_of_:%Y-%m-%d}")
     ax.legend(frameon=False, fontsize="small", loc="upper left")
     for lab in ax.get_xticklabels():
@@ -126,6 +152,8 @@ def target_chart(
     bins: int = 40,
     title: str | None = None,
     color: str = PALETTE[0],
+    money=None,
+    numbers=None,
     ax: Axes | None = None,
 ) -> Axes:
     """Distribution of the forecast total against a target.
@@ -142,6 +170,15 @@ def target_chart(
     bins : int
     title : str, optional
     color : str
+    money : callable, optional
+        Writes an amount with its currency (e.g. a report's
+        ``NumberFormat.money``): every amount in the legend and on the
+        axis.  Default: ``numbers.money`` (``16,510`` in the legend,
+        ``15k`` on the axis).
+    numbers : object, optional
+        Writes counts and percentages (``count``, ``pct``, ``rate``,
+        ``money`` methods: a :class:`funnelkit.reports.NumberFormat`, with
+        the plan's currency, thousands separator and decimal mark).
     ax : Axes, optional
 
     Returns
@@ -157,8 +194,13 @@ def target_chart(
     >>> ax = target_chart(f, target=60, quantity="wins")
     >>> "P(reach target)" in ax.get_title()
     True
+    >>> ax = target_chart(f, target=400_000, money=lambda v: f"€{v:,.0f}")
+    >>> [t.get_text() for t in ax.get_legend().get_texts()][-1]
+    'target €400,000'
     """
     _check_quantity(quantity)
+    nf = numbers_or_plain(numbers)
+    write, _ = _writers(quantity, numbers, money)
     ax = get_ax(ax)
     tot = fc.draws_.groupby("draw")[quantity].sum().to_numpy(dtype=float)
     p = float((tot >= target).mean())
@@ -166,17 +208,19 @@ def target_chart(
     r = fc.total.iloc[0]
     lo_key, hi_key = (f"{quantity}_low", f"{quantity}_high")
     exp_key = f"expected_{quantity}"
-    ax.axvspan(r[lo_key], r[hi_key], color=color, alpha=0.12, label=f"{fc.level_:.0%} interval")
-    ax.axvline(r[exp_key], color=color, lw=2, label=f"expected {r[exp_key]:,.0f}")
+    ax.axvspan(r[lo_key], r[hi_key], color=color, alpha=0.12,
+               label=f"{nf.rate(fc.level_, 0)} interval: {write(r[lo_key])}–{write(r[hi_key])}")
+    ax.axvline(r[exp_key], color=color, lw=2, label=f"expected {write(r[exp_key])}")
     key, label = _crm_key(fc.total, quantity)
-    ax.axvline(r[key], color=LOST, lw=1.5, ls=":", label=f"{label} {r[key]:,.0f}")
-    ax.axvline(target, color="black", lw=1.5, ls="--", label=f"target {target:,.0f}")
+    ax.axvline(r[key], color=LOST, lw=1.5, ls=":", label=f"{label} {write(r[key])}")
+    ax.axvline(target, color="black", lw=1.5, ls="--", label=f"target {write(target)}")
     ax.set_xlabel(f"{quantity} by {fc.horizon_end_:%Y-%m-%d}")
     ax.set_ylabel("draws")
-    if quantity == "revenue":
-        _money(ax, "x")
-    ax.set_title(title or f"P(reach target) = {p:.0%}")
-    ax.legend(frameon=False, fontsize="small")
+    _value_axis(ax, "x", quantity, numbers, money)
+    count_axis(ax, "y", numbers)
+    ax.set_title(title or f"P(reach target) = {nf.rate(p, 0)}")
+    # under the chart: the labels carry the amounts and would cover the bars
+    ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.16), ncols=2)
     return tidy(ax)
 
 
@@ -251,7 +295,7 @@ def backtest_chart(
     ax.set_xlabel("cutoff")
     ax.set_ylabel(f"{quantity} in the horizon")
     if quantity == "revenue":
-        _money(ax)
+        money_axis(ax, "y")
     s = bt.summary.set_index(["method", "quantity"])
     ours = s.loc[("forecast", quantity)]
     others = [(m, short) for m, short in [("run-rate", "run-rate"), ("weighted pipeline, within horizon", "CRM"),

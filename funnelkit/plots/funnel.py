@@ -10,13 +10,14 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from ._style import LOST, PALETTE, WON, get_ax, percent_axis, tidy
+from ._style import LOST, PALETTE, WON, get_ax, numbers_or_plain, percent_axis, tidy
 
 __all__ = ["funnel_chart", "compare_chart", "cohort_heatmap", "trend_chart", "time_to_convert_chart"]
 
@@ -48,10 +49,10 @@ def _pick_segment(df: pd.DataFrame, segment, key_cols: Sequence[str], what: str)
     return df
 
 
-def _pct(x: float) -> str:
+def _pct(x: float, numbers=None) -> str:
     if not np.isfinite(x):
         return "n/a"
-    return f"{x:.0%}" if x >= 0.095 else f"{x:.1%}"
+    return numbers_or_plain(numbers).pct(x)
 
 
 # ---------------------------------------------------------------------------
@@ -64,6 +65,7 @@ def funnel_chart(
     intervals: bool = True,
     title: str | None = None,
     color: str = PALETTE[0],
+    numbers=None,
     ax: Axes | None = None,
 ) -> Axes:
     """Draw a funnel: one centred bar per step, widest at the top.
@@ -89,6 +91,10 @@ def funnel_chart(
         Print the step conversion interval.
     title : str, optional
     color : str
+    numbers : object, optional
+        Writes the counts and percentages (``count`` and ``pct`` methods:
+        a :class:`funnelkit.reports.NumberFormat` with a report's thousands
+        separator and decimal mark); default ``1,234`` and ``6.9%``.
     ax : Axes, optional
 
     Returns
@@ -106,6 +112,8 @@ def funnel_chart(
     True
     """
     _need(data, [step, count], "funnelkit.funnel.conversion")
+    nf = numbers_or_plain(numbers)
+    pct = nf.pct
     df = _pick_segment(data, segment, [step], "funnel")
     df = df.sort_values("step_index") if "step_index" in df.columns else df
     ax = get_ax(ax)
@@ -125,19 +133,19 @@ def funnel_chart(
     has_overall = "overall_conversion" in df.columns
     prev = np.r_[np.nan, counts[:-1]]
     for i, (yy, c) in enumerate(zip(y, counts)):
-        text = f"{int(c):,}"
+        text = nf.count(c)
         if i > 0 and prev[i] > 0:
             rate = df["step_conversion"].iloc[i - 1] if has_rate else c / prev[i]
-            text += f"  ·  step {_pct(rate)}"
+            text += f"  ·  step {pct(rate)}"
             if intervals and {"step_ci_low", "step_ci_high"} <= set(df.columns):
                 lo = df["step_ci_low"].iloc[i - 1]
                 hi = df["step_ci_high"].iloc[i - 1]
                 if pd.notna(lo):
-                    text += f" [{_pct(lo)}–{_pct(hi)}]"
+                    text += f" [{pct(lo)}–{pct(hi)}]"
             share = df["overall_conversion"].iloc[i] if has_overall else c / top
-            text += f"  ·  {_pct(share)} of top"
+            text += f"  ·  {pct(share)} of top"
         if flying[i] > 0:
-            text += f"  ·  {int(flying[i]):,} in flight"
+            text += f"  ·  {nf.count(flying[i])} in flight"
         ax.text(top * 1.03, yy, text, ha="left", va="center", fontsize=9, color="0.15")
     # long step names (process logs: "Declaration FINAL_APPROVED by SUPERVISOR") wrap
     # instead of squeezing the bars
@@ -339,9 +347,14 @@ def trend_chart(
     segment: tuple[str, object] | None = None,
     title: str | None = None,
     palette: Sequence[str] = PALETTE,
+    numbers=None,
     ax: Axes | None = None,
 ) -> Axes:
     """Each step's conversion over time, with intervals; immature periods hollow.
+
+    The legend sits under the chart (long transition names of process logs
+    wrap there instead of squeezing the plot), and the month ticks are
+    concise.
 
     Parameters
     ----------
@@ -353,6 +366,9 @@ def trend_chart(
         Which segment to draw when ``data`` has several.
     title : str, optional
     palette : sequence of colours
+    numbers : object, optional
+        Writes the percentages on the axis (``rate`` method: a
+        :class:`funnelkit.reports.NumberFormat` with a report's decimal mark).
     ax : Axes, optional
 
     Returns
@@ -391,14 +407,20 @@ def trend_chart(
             ax.plot(x.iloc[first:], part["rate"].iloc[first:], color=color, linestyle="--", linewidth=1)
             ax.plot(x[imm], part["rate"][imm], linestyle="none", marker="o", markersize=5,
                     markerfacecolor="white", markeredgecolor=color)
-    percent_axis(ax)
+    percent_axis(ax, numbers=numbers)
     ax.set_ylim(0, 1.0)
     ax.set_ylabel("conversion (matured leads)")
     ax.set_xlabel("period the leads entered the step")
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     handles, labels = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.4", linestyle="--", marker="o", markerfacecolor="white"))
     labels.append("immature (provisional)")
-    ax.legend(handles, labels, fontsize=8, frameon=False, loc="lower left", ncols=2)
+    long = max((len(lab) for lab in labels), default=0) > 30
+    labels = [textwrap.fill(lab, 60) for lab in labels]
+    ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(0, -0.2),
+              ncols=1 if long else 3)
     ax.set_title(title or "Step conversion over time")
     return tidy(ax)
 

@@ -16,12 +16,23 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
 
 from .. import pipeline as _pipeline
 from .. import stats
 from ..exceptions import DataWarning
-from ._style import LOST, OPEN, PALETTE, WON, get_ax, percent_axis, tidy
+from ._style import (
+    LOST,
+    OPEN,
+    PALETTE,
+    WON,
+    count_axis,
+    get_ax,
+    money_axis,
+    money_writer,
+    numbers_or_plain,
+    percent_axis,
+    tidy,
+)
 
 __all__ = ["pipeline_board", "duration_chart", "rep_chart", "waterfall_chart", "swimlane"]
 
@@ -38,17 +49,6 @@ def _need(data: pd.DataFrame, cols: Sequence[str], what: str) -> None:
             f"column(s) {', '.join(map(repr, missing))} missing: pass the output of {what}. "
             f"Columns present: {', '.join(map(str, data.columns))}."
         )
-
-
-def _money(x: float) -> str:
-    ax_ = abs(x)
-    if ax_ >= 1e9:
-        return f"{x / 1e9:.1f}B"
-    if ax_ >= 1e6:
-        return f"{x / 1e6:.1f}M"
-    if ax_ >= 1e3:
-        return f"{x / 1e3:.0f}k"
-    return f"{x:.0f}"
 
 
 def _stage_order(data: pd.DataFrame, col: str = "stage") -> list[str]:
@@ -71,13 +71,16 @@ def pipeline_board(
     title: str | None = None,
     money: Callable[[float], str] | None = None,
     noun: str = "leads",
+    numbers=None,
     ax: Axes | None = None,
 ) -> Axes:
     """The pipeline board: leads (or value) per stage, coloured by age.
 
     One horizontal bar per stage, first stage on top, split into age bands
     (days in the current stage by default), and labelled with the stage's
-    count and value.  Old deals stand out in warm colours.
+    count and value (the value only when some open lead has an amount:
+    never a ``0`` that means *unknown*).  Old deals stand out in warm
+    colours; the age legend sits under the chart.
 
     Parameters
     ----------
@@ -98,6 +101,10 @@ def pipeline_board(
         currency); default ``1.2M``, ``347k``.
     noun : str
         What the leads are called in the labels (``"deals"``).
+    numbers : object, optional
+        Writes the counts (and, without ``money``, the amounts): a
+        :class:`funnelkit.reports.NumberFormat` with a report's thousands
+        separator and decimal mark; default ``1,234``.
     ax : Axes, optional
 
     Returns
@@ -123,8 +130,13 @@ def pipeline_board(
     edges = [float(b) for b in bins]
     if sorted(edges) != edges or any(b <= 0 for b in edges):
         raise ValueError(f"bins must be increasing positive day counts, got {bins!r}.")
-    labels = [f"≤{edges[0]:g} d"] + [f"{a:g}-{b:g} d" for a, b in zip(edges[:-1], edges[1:])]
-    labels += [f">{edges[-1]:g} d"]
+    nf = numbers_or_plain(numbers)
+
+    def days(d: float) -> str:
+        return nf.number(d, 0 if float(d).is_integer() else 1)
+
+    labels = [f"≤{days(edges[0])} d"] + [f"{days(a)}-{days(b)} d" for a, b in zip(edges[:-1], edges[1:])]
+    labels += [f">{days(edges[-1])} d"]
     a = df[age].to_numpy(dtype=float)
     band = np.searchsorted(np.asarray(edges), a, side="left")
     band = np.where(np.isnan(a), len(labels), band)
@@ -143,17 +155,24 @@ def pipeline_board(
         ax.barh(y, vals, left=left, color=col, height=0.7, label=lab, edgecolor="white", linewidth=0.5)
         left += vals
     amt = df["amount"].fillna(0.0).to_numpy()
-    write = money or _money
+    known = df["amount"].notna().to_numpy()
+    write = money_writer(nf, money)
     for yy, s, total in zip(y, stages, left):
-        n = int((st == s).sum())
-        ax.text(total, yy, f"  {n:,} {noun} · {write(amt[st == s].sum())}", va="center", fontsize=9)
+        here = st == s
+        text = f"  {nf.count(here.sum())} {noun}"
+        if known[here].any():
+            text += f" · {write(amt[here].sum())}"
+        ax.text(total, yy, text, va="center", fontsize=9)
     ax.set_yticks(y, stages)
     xlabel = f"open {noun}" if metric == "count" else "open pipeline value"
     ax.set_xlabel(xlabel)
     if metric == "value":
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: write(v)))
+        money_axis(ax, "x", write)
+    else:
+        count_axis(ax, "x", nf)
     ax.set_xlim(0, max(left.max(), 1) * 1.35)
-    ax.legend(title=age.replace("_", " "), loc="lower right", fontsize=8, title_fontsize=8, frameon=False)
+    ax.legend(title=age.replace("_", " "), loc="upper left", bbox_to_anchor=(0, -0.22), ncols=3, fontsize=8,
+              title_fontsize=8, frameon=False, alignment="left")
     as_of = data.attrs.get("as_of")
     if title is None:
         title = "Pipeline board" + (f" as of {pd.Timestamp(as_of):%Y-%m-%d}" if as_of is not None else "")
@@ -319,6 +338,7 @@ def waterfall_chart(
     title: str | None = None,
     money: Callable[[float], str] | None = None,
     noun: str = "leads",
+    numbers=None,
     ax: Axes | None = None,
 ) -> Axes:
     """The pipeline waterfall between two dates: start, in, out, end.
@@ -335,6 +355,10 @@ def waterfall_chart(
         Writes an amount (e.g. with a currency); default ``1.2M``, ``347k``.
     noun : str
         What the leads are called on the axis (``"deals"``).
+    numbers : object, optional
+        Writes the counts on the bars and the axis (and, without ``money``,
+        the amounts): a :class:`funnelkit.reports.NumberFormat`; default
+        ``1,234``.
     ax : Axes, optional
 
     Returns
@@ -365,6 +389,8 @@ def waterfall_chart(
     rows = df.set_index(df["movement"].astype(str))
     names = ["start", "entered", "won", "lost"] + (["value_change"] if metric == "value" else []) + ["end"]
     ax = get_ax(ax)
+    nf = numbers_or_plain(numbers)
+    write = money_writer(nf, money)
     level = 0.0
     for i, name in enumerate(names):
         v = float(rows.loc[name, metric])
@@ -383,14 +409,16 @@ def waterfall_chart(
             ax.plot([i - 0.6, i - 0.4], [level, level], color="0.5", lw=0.8)
             level += delta
         ax.bar(i, height, bottom=bottom, color=color, width=0.6)
-        text = (money or _money)(abs(v)) if metric == "value" else f"{int(round(v)):,}"
+        text = write(abs(v)) if metric == "value" else nf.count(abs(v))
         if kind != "level":
-            text = ("−" if kind == "out" or (kind == "change" and v < 0) else "+") + text.lstrip("-")
+            text = ("−" if kind == "out" or (kind == "change" and v < 0) else "+") + text.lstrip("-−")
         ax.text(i, bottom + height, text, ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(names)), [n.replace("value_change", "value change") for n in names])
     ax.set_ylabel(f"open {noun}" if metric == "leads" else "open pipeline value")
     if metric == "value":
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: (money or _money)(v)))
+        money_axis(ax, "y", write)
+    else:
+        count_axis(ax, "y", nf)
     start, end = data.attrs.get("start"), data.attrs.get("end")
     if title is None:
         title = "Pipeline movement"

@@ -119,7 +119,7 @@ def load_data(
     Parameters
     ----------
     data : path, DataFrame or ``"demo"``
-        A CSV or Parquet event log; ``"demo"`` is the bundled demo data
+        A CSV, Parquet or XES (``.xes``, ``.xes.gz``) event log; ``"demo"`` is the bundled demo data
         (:func:`funnelkit.datasets.load_demo`, generated, no file needed).
     columns : mapping, optional
         The file's column names mapped to ``lead_id``, ``stage``,
@@ -394,7 +394,9 @@ def closed_between(
     """Events of the leads whose outcome (last won/lost event) is in ``[start, end]``."""
     if log.empty:
         return log
-    prog = lead_progress(log, stages=stages, lead=lead)
+    # only the outcome and its time are needed: no horizon is learned (on a snapshot's undated first stage
+    # learning one would warn about a horizon nothing here uses)
+    prog = lead_progress(log, stages=stages, lead=lead, stale_after=None)
     closed = prog["closed_at"]
     leads = prog.loc[(prog["outcome"] != "open") & (closed >= start) & (closed <= end), lead]
     return log.loc[log[lead].isin(set(leads))]
@@ -745,14 +747,6 @@ def headline_record(h: pd.DataFrame) -> dict:
     rec = {k: _clean(v) for k, v in h.attrs.items()}
     rec["metrics"] = [{k: _clean(v) for k, v in row.items()} for row in h.to_dict("records")]
     return rec
-
-
-def _fmt(kind: str, v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if kind == "rate":
-        return f"{v:.1%}"
-    return f"{v:,.0f}"
 
 
 def _month_name(month: str) -> str:

@@ -10,7 +10,7 @@ naming the key and the fix.
 Keys
 ----
 =================  ==========================================================
-``data``           event log file (CSV or Parquet), or ``demo`` (required)
+``data``           event log file (CSV, Parquet or XES), or ``demo`` (required)
 ``columns``        the file's column names -> ``lead_id``, ``stage``,
                    ``timestamp``, ``amount``
 ``stages``         stage-set preset name or YAML file (required)
@@ -244,7 +244,7 @@ class Plan:
             return path if path.is_absolute() else (base / path).resolve()
 
         if "data" not in spec or spec["data"] in (None, ""):
-            raise PlanError(f"{where}: 'data' is required: the event log file (CSV or Parquet), relative to "
+            raise PlanError(f"{where}: 'data' is required: the event log file (CSV, Parquet or XES), relative to "
                             f"the plan file, or {DEMO_DATA!r} for the bundled demo data.")
         data = str(spec["data"])
         if data != DEMO_DATA:
@@ -399,7 +399,7 @@ class Plan:
                             f"'stages':\n{text}{hint}") from None
         except (OSError, ValueError, TypeError, KeyError, UnicodeError) as exc:  # an untyped reader error
             raise PlanError(f"{self.source}: data: {self.data} cannot be read ({type(exc).__name__}: {exc}). "
-                            "Check that it is a CSV or Parquet event log, and its 'read_options' "
+                            "Check that it is a CSV, Parquet or XES event log, and its 'read_options' "
                             "(sep, encoding, dayfirst...).") from None
         cols = list(self.splits) + ([self.segment[0]] if self.segment else [])
         present = [str(c) for c in log.columns if c not in {"lead_id", "stage", "timestamp", "amount", "flag"}]
@@ -483,8 +483,11 @@ def _number_format(spec: Mapping, where: str) -> tuple[str, str, str, str]:
 
 
 def _file_columns(path: str) -> list[str] | None:
-    """Column names of a CSV/TSV/Parquet file without reading it all (None if unknown)."""
+    """Column names of a CSV/TSV/Parquet file without reading it all (None if unknown, e.g. XES)."""
     suffix = Path(path).suffix.lower()
+    name = Path(path).name.lower()
+    if name.endswith((".xes", ".xes.gz")):  # attributes, not a header: read_events checks the mapping
+        return None
     try:
         if suffix in {".parquet", ".pq"}:
             import pyarrow.parquet as pq

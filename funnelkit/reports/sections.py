@@ -388,6 +388,61 @@ def _ranked_losses(table: pd.DataFrame | None) -> pd.DataFrame:
     return t.sort_values(["significant", "lost_per_month"], ascending=[False, False], kind="stable")
 
 
+def _p_text(p, f) -> str:
+    """An adjusted p-value as the leak finder writes it (``0.0014``, ``< 0.001``), with the plan's decimal mark."""
+    if p is None or not np.isfinite(p):
+        return "–"
+    return f"< 0{f.decimal}001" if p < 0.001 else f"{p:.2g}".replace(".", f.decimal)
+
+
+def leak_sentence(row, f, noun: str) -> str:
+    """A row of :func:`funnelkit.funnel.leaks` in its own words, every number written with the report's format.
+
+    The words are those of the leak finder's ``sentence`` column (the
+    lesson's and the explorer's); only the numbers are written with ``f``
+    (a :class:`~funnelkit.reports.formatting.NumberFormat`), so a plan with
+    a decimal comma reads ``6,9%`` here as in the tables.
+    """
+    original = str(row.get("sentence", ""))
+    transition = str(row["transition"])
+    seg = original[:original.index(transition)] if transition in original else ""
+    head = f"{seg}{transition} converts {f.pct(row['rate'])}"
+    if row.get("period"):
+        head += f" in {row['period']}"
+    if " against a target of " in original:
+        head += f" against a target of {f.pct(row['benchmark_rate'])}"
+    else:
+        head += f" against {f.pct(row['benchmark_rate'])} {row['benchmark']}"
+    if bool(row.get("too_small")):
+        return head + f" (too few leads to judge: {f.count(row['leads'])})."
+    lpm = row["lost_per_month"]
+    if lpm is not None and np.isfinite(lpm):
+        amount = f.count(abs(lpm)) if abs(lpm) >= 1 else f.number(abs(lpm), 1)
+        word = noun[:-1] if amount == "1" and noun.endswith("s") else noun
+        tail = (f"about {amount} {word} lost per month" if lpm > 0
+                else f"about {amount} more {word} per month than the benchmark")
+    else:
+        lc = row["lost_conversions"]
+        tail = f"about {f.count(abs(lc))} {noun} {'lost' if lc > 0 else 'gained'} in all"
+    p = row.get("p_adjusted")
+    finite = p is not None and np.isfinite(p)
+    ptxt = (f"p {_p_text(p, f)}" if p < 0.001 else f"p = {_p_text(p, f)}") if finite else ""
+    sig = (f" (significant, adjusted {ptxt})" if bool(row.get("significant"))
+           else " (not significant)" if finite else "")
+    return f"{head}: {tail}{sig}."
+
+
+def _plain_value(v) -> str:
+    """An option's value in words: lists joined by commas, mappings as ``key → value``, never a Python repr."""
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k} → {_plain_value(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple, set)):
+        return ", ".join(_plain_value(x) for x in v)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
 def _leak_calls(report: MonthlyReport) -> tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]:
     """The peer and past leak tables (each None when it cannot be made) and why not."""
     problems = []
@@ -422,7 +477,7 @@ def biggest_leaks(report: MonthlyReport) -> list[tuple[str, str, bool]]:
         top = _ranked_losses(t)
         if len(top):
             r = top.iloc[0]
-            out.append((label, str(r["sentence"]), bool(r["significant"])))
+            out.append((label, leak_sentence(r, report.fmt, report.noun), bool(r["significant"])))
     return out
 
 
@@ -508,17 +563,17 @@ def title(report: MonthlyReport) -> Section:
 SMALL_RATE, SMALL_COUNT = 30, 10
 
 
-def _count_change_note(cur: float, prev: float, what: str) -> tuple[str, bool]:
+def _count_change_note(cur: float, prev: float, what: str, fmt) -> tuple[str, bool]:
     """A flag for a change of a count: too small to read, within chance, or nothing."""
     from scipy.stats import binomtest
 
     if any(v is None or not np.isfinite(v) for v in (cur, prev)):
         return "", False
     if max(cur, prev) < SMALL_COUNT:
-        return f"small numbers: {int(cur)} vs {int(prev)} {what} is too few to read a change", True
+        return f"small numbers: {fmt.count(cur)} vs {fmt.count(prev)} {what} is too few to read a change", True
     p = binomtest(int(cur), int(cur + prev), 0.5).pvalue if cur + prev > 0 else 1.0
     if p >= 0.05:
-        return f"change within chance (p = {p:.2f})", False
+        return f"change within chance (p = {_p_text(p, fmt)})", False
     return "", False
 
 
@@ -557,7 +612,7 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
     # leads entered
     r = row("leads_entered")
     if r is not None:
-        flag, small = _count_change_note(r["value"], r["previous"], report.noun)
+        flag, small = _count_change_note(r["value"], r["previous"], report.noun, f)
         sp, _ = spark("leads_entered", title=f"new {report.noun} per month, last 12 months")
         change = f"{f.signed(r['change'])}" + (f" ({f.signed(r['change_pct'] * 100)}%)"
                                                   if np.isfinite(r["change_pct"]) else "") + f" vs {short_prev}"
@@ -568,7 +623,7 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
     # won
     r = row("won")
     if r is not None:
-        flag, small = _count_change_note(r["value"], r["previous"], "wins")
+        flag, small = _count_change_note(r["value"], r["previous"], "wins", f)
         sp, _ = spark("won", title="wins per month, last 12 months")
         change = f"{f.signed(r['change'])} vs {short_prev}" if np.isfinite(r["change"]) else ""
         cards.append(_card("Won", f.count(r["value"]), change=change,
@@ -609,7 +664,7 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
                 if np.isfinite(pn) and pn > 0:
                     p, _ = compare_proportions([h.loc["won", "value"]], [n], [pw], [pn])
                     if np.isfinite(p[0]) and p[0] >= 0.05:
-                        flag = f"change within chance (p = {p[0]:.2f})"
+                        flag = f"change within chance (p = {_p_text(p[0], f)})"
             value = f.rate(r["value"])
         else:
             detail, small, flag, value = f"no {report.one} closed", False, "", "–"
@@ -624,7 +679,7 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
     fc = report.next_month
     if fc is not None and not isinstance(fc, str):
         t = fc.total.iloc[0]
-        lvl = f"{fc.level_:.0%}"
+        lvl = f.rate(fc.level_, 0)
         nxt = _month(report.month + 1)
         revenue = report.has_amount and int(t.get("amount_unknown", 0) or 0) < t["open_leads"]
         if revenue:
@@ -732,7 +787,7 @@ def _leak_table(t: pd.DataFrame, report: MonthlyReport, *, past: bool) -> str:
         lost_text = "–" if lost is None or not np.isfinite(lost) else (
             f"{f.number(lost, 1)} lost" if lost > 0 else f"{f.number(-lost, 1)} gained")
         p = r.get("p_adjusted")
-        p_text = "–" if p is None or not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+        p_text = _p_text(p, f)
         rows.append([r["transition"], rate, f.count(r["leads"]), f.pct(r["benchmark_rate"]),
                      f.count(r.get("benchmark_leads")) if r.get("benchmark_leads") is not None else "–",
                      lost_text, p_text, _verdict(r)])
@@ -766,8 +821,9 @@ def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
             continue
         losses = _ranked_losses(t).head(top)
         if len(losses):
-            items = "".join(f"<li>{html.escape(str(s))}</li>" for s in losses["sentence"])
-            out = out + Section(f'<ul class="fk-sentences">{items}</ul>', "\n".join(map(str, losses["sentence"])))
+            said = [leak_sentence(r, report.fmt, report.noun) for _, r in losses.iterrows()]
+            items = "".join(f"<li>{html.escape(x)}</li>" for x in said)
+            out = out + Section(f'<ul class="fk-sentences">{items}</ul>', "\n".join(said))
         elif t["rank"].notna().any():
             what = _peer_words(report) if not is_past else "its own earlier months"
             out = out + _say(f"No step of {_segment_words(report)} converts worse than {what}.")
@@ -830,7 +886,7 @@ def flow(report: MonthlyReport) -> Section:
     return _say(text) + Section(html_table(rows, cols, numeric=[1, 2, 3, 4, 6, 7]), "", s)
 
 
-def _phone_funnel(f: pd.DataFrame, title: str):
+def _phone_funnel(f: pd.DataFrame, title: str, numbers=None):
     """The funnel chart drawn for a phone: narrow, its labels on two lines, the legend in one column.
 
     Same :func:`funnelkit.plots.funnel_chart` and the same texts (so the same
@@ -842,7 +898,7 @@ def _phone_funnel(f: pd.DataFrame, title: str):
 
     fig = plt.figure(figsize=(4.3, 4.6))
     ax = fig.add_axes((0.22, 0.2, 0.3, 0.7))
-    funnel_chart(f, title=title, ax=ax)
+    funnel_chart(f, title=title, numbers=numbers, ax=ax)
     ax.set_xlim(0, float(f["entered"].iloc[0]) * 1.02)  # the labels run on beyond the bars
     for t in ax.texts:
         text = t.get_text()
@@ -904,8 +960,8 @@ def funnel(report: MonthlyReport) -> Section:
     since = f" since {report.segment_start:%Y-%m-%d}" if pd.notna(report.segment_start) else ""
     who = _segment_words(report)
     heading = f"{who.capitalize()}{since}, as of {report.as_of:%Y-%m-%d}"
-    chart = _chart(lambda ax: funnel_chart(f, title=heading, ax=ax), figsize=(7.2, 3.6),
-                   phone=lambda: _phone_funnel(f, heading.replace(", as of", ",\nas of")),
+    chart = _chart(lambda ax: funnel_chart(f, title=heading, numbers=report.fmt, ax=ax), figsize=(7.2, 3.6),
+                   phone=lambda: _phone_funnel(f, heading.replace(", as of", ",\nas of"), numbers=report.fmt),
                    caption=f"Every {report.one}{' of ' + str(report.segment[1]) if report.segment else ''}{since}: "
                            "how many reached "
                            "each step (lighter: still in flight), the step conversion over matured "
@@ -935,7 +991,8 @@ def trend(report: MonthlyReport, *, months: int = 15) -> Section:
     def draw(ax):
         import matplotlib.dates as mdates
 
-        trend_chart(tr, title=f"Step conversion by month entered, {_segment_words(report)}", ax=ax)
+        trend_chart(tr, title=f"Step conversion by month entered, {_segment_words(report)}", numbers=report.fmt,
+                    ax=ax)
         n_months = tr["period"].dt.to_period("M").nunique()
         ax.xaxis.set_major_locator(mdates.MonthLocator(interval=max(1, math.ceil(n_months / 8))))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
@@ -1077,12 +1134,13 @@ def pipeline(report: MonthlyReport) -> Section:
     bins = tuple(b for b in (7, 30) if b < top) + (top,)
     money = partial(f.money, compact=True)
     charts = [_chart(lambda ax: pipeline_board(snap, metric="count", bins=bins, money=money, noun=report.noun,
-                                               title=f"Open {report.noun} by stage and days in stage", ax=ax),
+                                               numbers=f, title=f"Open {report.noun} by stage and days in stage",
+                                               ax=ax),
                      figsize=(5.6, 3.4),
                      caption=f"Open {report.noun} per stage, coloured by days in their stage; the last band is past "
                              "the horizon (long-dead).")]
     if known_values:
-        charts.append(_chart(lambda ax: pipeline_board(snap, metric="value", bins=bins, money=money,
+        charts.append(_chart(lambda ax: pipeline_board(snap, metric="value", bins=bins, money=money, numbers=f,
                                                        noun=report.noun, title="Open pipeline value by stage", ax=ax),
                              figsize=(5.6, 3.4),
                              caption="The same, by value."))
@@ -1127,14 +1185,15 @@ def waterfall(report: MonthlyReport) -> Section:
             f"{f.count(n.loc['end', 'leads'])} on {report.as_of:%Y-%m-%d}: {f.count(n.loc['entered', 'leads'])} "
             f"entered, {f.count(n.loc['won', 'leads'])} were won and {f.count(n.loc['lost', 'leads'])} lost; "
             f"of those open at the start, {f.count(n.loc['advanced', 'leads'])} moved on a stage.")
+    text += _reopened_words(report, n)
     money = partial(f.money, compact=True)
-    charts = [_chart(lambda ax: waterfall_chart(mv, metric="leads", noun=report.noun,
+    charts = [_chart(lambda ax: waterfall_chart(mv, metric="leads", noun=report.noun, numbers=f,
                                                 title=f"Open {report.noun}, {report.month:%B %Y}", ax=ax),
                      figsize=(5.2, 3.4),
                      caption=f"Open {report.noun} at the start of the month, in and out, at the end.")]
     open_values = report.has_amount and (n.loc["start", "value"] != 0 or n.loc["end", "value"] != 0)
     if open_values:
-        charts.append(_chart(lambda ax: waterfall_chart(mv, metric="value", money=money,
+        charts.append(_chart(lambda ax: waterfall_chart(mv, metric="value", money=money, numbers=f,
                                                         title=f"Open pipeline value, {report.month:%B %Y}", ax=ax),
                              figsize=(5.2, 3.4),
                              caption="The same in value (value change: amounts edited on open deals)."))
@@ -1143,6 +1202,23 @@ def waterfall(report: MonthlyReport) -> Section:
         out = out + note("Open leads have no amounts in the data (it gives amounts only to closed leads), so the "
                          "pipeline's value cannot be followed through the month.")
     return out
+
+
+def _reopened_words(report: MonthlyReport, n: pd.DataFrame) -> str:
+    """Why the waterfall's won and lost can be fewer than the outcomes' (leads closed before, decided again)."""
+    h = report.headline.set_index("metric")
+    f = report.fmt
+    parts = []
+    for metric, verb in (("won", "won"), ("lost", "lost")):
+        if metric not in h.index or not np.isfinite(h.loc[metric, "value"]):
+            continue
+        extra = int(round(h.loc[metric, "value"] - n.loc[metric, "leads"]))
+        if extra > 0:
+            parts.append(f"{f.count(extra)} of the {f.count(h.loc[metric, 'value'])} {report.noun} {verb} in the month")
+    if not parts:
+        return ""
+    return (f" The outcomes count more: {' and '.join(parts)} had been closed before the month began and were "
+            f"decided again (e.g. resubmitted after a rejection), so they were not in the open pipeline.")
 
 
 def followups(report: MonthlyReport, *, top: int = 20) -> Section:
@@ -1206,10 +1282,12 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
                                                                              if has_amount else "")
                 for k, v in per.iterrows()) + ".")
         rows = []
+        # days of a fast process (thresholds under 10 days) with a decimal: "1.4 over 1.2", never "overdue 0"
+        day = f.days if bool((listing["threshold_days"] < 10).any()) else f.count
         for r in listing.to_dict("records"):
             row = ([("(no owner)" if r[owner] is None or pd.isna(r[owner]) else str(r[owner]))] if owner else []) + [
-                str(r["lead_id"]), str(r["stage"]), f.count(r["days_in_stage"]), f.count(r["threshold_days"]),
-                f.count(r["days_overdue"])]
+                str(r["lead_id"]), str(r["stage"]), day(r["days_in_stage"]), day(r["threshold_days"]),
+                day(r["days_overdue"])]
             if has_amount:
                 row.append(f.money(r["amount"]))
             rows.append(row)
@@ -1304,7 +1382,7 @@ def forecast(report: MonthlyReport) -> Section:
     nxt = report.month + 1
     t = fc.total.iloc[0]
     level = fc.total.attrs.get("level", 0.8)
-    lvl = f"{level:.0%}" if isinstance(level, float) else "80%"
+    lvl = f.rate(level if isinstance(level, float) else 0.8, 0)
     text = (f"From the {f.count(t['open_leads'])} {report.noun} open on {report.as_of:%Y-%m-%d}, "
             f"{nxt:%B %Y} should bring about {f.number(t['expected_wins'], 1)} wins ({lvl} range "
             f"{f.count(t['wins_low'])} to {f.count(t['wins_high'])})")
@@ -1326,19 +1404,20 @@ def forecast(report: MonthlyReport) -> Section:
             p_target = fc.probability_of(target_revenue=target)
             text += (f". The target of {f.money(target)} is {where}: the forecast covers "
                      f"{f.rate(t['expected_revenue'] / target, 0)} of it, and the chance to reach it is "
-                     f"{p_target:.0%}")
+                     f"{f.rate(p_target, 0)}")
     text += (f". Only what is expected to be won by {fc.horizon_end_:%Y-%m-%d} counts: most of the open pipeline "
-             "closes later or is lost, and long-dead leads are treated as stalled. New leads entering next month "
-             "are not counted: they rarely close within a month.")
+             "closes later or is lost, and long-dead leads are treated as stalled. " + _new_leads_words(report))
     if revenue_known and report.revenue_target:
         chart = _chart(lambda ax: target_chart(fc, target=report.revenue_target, quantity="revenue",
-                                               title=f"{nxt:%B %Y}: P(reach target) = {p_target:.0%}", ax=ax),
+                                               title=f"{nxt:%B %Y}: P(reach target) = {f.rate(p_target, 0)}",
+                                               money=f.money, numbers=f, ax=ax),
                        figsize=(6.4, 3.8),
                        caption=f"Simulated revenue for {nxt:%B %Y} against the target, with the {lvl} range and the "
                                "CRM weighted pipeline within the horizon.")
     else:
         q = "revenue" if revenue_known else "wins"
-        chart = _chart(lambda ax: fan_chart(fc, quantity=q, title=f"Forecast to {fc.horizon_end_:%Y-%m-%d}", ax=ax),
+        chart = _chart(lambda ax: fan_chart(fc, quantity=q, title=f"Forecast to {fc.horizon_end_:%Y-%m-%d}",
+                                            money=partial(f.money, compact=True), numbers=f, ax=ax),
                        caption=f"Expected {q} with nested prediction bands.")
     rows = [["Open " + report.noun, f.count(t["open_leads"]), ""],
             ["Expected wins", f.number(t["expected_wins"], 1), f"{f.count(t['wins_low'])}–{f.count(t['wins_high'])}"]]
@@ -1346,7 +1425,7 @@ def forecast(report: MonthlyReport) -> Section:
         rows.append(["Expected revenue", f.money(t["expected_revenue"]),
                      f"{f.money(t['revenue_low'])}–{f.money(t['revenue_high'])}"])
         if p_target is not None:
-            rows.append(["P(reach target)", f"{p_target:.0%}", ""])
+            rows.append(["P(reach target)", f.rate(p_target, 0), ""])
         if "horizon_weighted_pipeline" in fc.total.columns:
             rows.append(["CRM weighted pipeline, within the horizon", f.money(t["horizon_weighted_pipeline"]),
                          f"{f.money(t['horizon_weighted_low'])}–{f.money(t['horizon_weighted_high'])}"])
@@ -1354,6 +1433,30 @@ def forecast(report: MonthlyReport) -> Section:
                      f"{f.money(t['weighted_low'])}–{f.money(t['weighted_high'])}"])
     table_html = html_table(rows, ["", "Value", f"{lvl} range"], numeric=[1, 2])
     return _say(text) + chart + Section(table_html, "", fc.total)
+
+
+def _won_same_month(report: MonthlyReport) -> tuple[int, int]:
+    """(wins in the month, of them by leads whose first event was in the month)."""
+    closed = report.closed
+    if closed.empty:
+        return 0, 0
+    prog = _funnel.lead_progress(closed, stages=report.stages, stale_after=None)
+    won = set(prog.loc[prog["outcome"] == "won", "lead_id"])
+    new = set(report.cohort["lead_id"])
+    return len(won), len(won & new)
+
+
+def _new_leads_words(report: MonthlyReport) -> str:
+    """What leaving next month's new leads out of the forecast means for this data."""
+    f = report.fmt
+    won, same = _won_same_month(report)
+    if won and same / won >= 0.2:
+        return (f"New {report.noun} entering next month are not counted, and here they matter: {f.count(same)} of "
+                f"the {f.count(won)} {report.noun} won in {report.month:%B %Y} ({f.pct(same / won)}) had entered in "
+                "that same month, so next month's actual will be well above this forecast of the open pipeline.")
+    return (f"New {report.noun} entering next month are not counted: "
+            + (f"only {f.count(same)} of the {f.count(won)} won in {report.month:%B %Y} had entered in that month."
+               if won else "they rarely close within a month."))
 
 
 def leads_needed(report: MonthlyReport) -> Section:
@@ -1383,16 +1486,17 @@ def leads_needed(report: MonthlyReport) -> Section:
         return note(f"Lead planning could not be done: {exc}")
     r = res.iloc[-1]
     conf = r["confidence"]
-    head = (f"Over the next {months} month{'s' if months > 1 else ''} ({days} days, the stage set's horizon) "
+    whose = "the stage set's horizon" if report.stages.horizon_days else "the default planning period"
+    head = (f"Over the next {months} month{'s' if months > 1 else ''} ({days} days, {whose}) "
             f"the monthly target adds up to {f.money(target)}. The open pipeline is "
             f"expected to bring {f.money(r['pipeline_expected'])} of it (probability it reaches the target alone: "
-            f"{r['pipeline_probability']:.0%}).")
+            f"{f.rate(r['pipeline_probability'], 0)}).")
     if pd.isna(r["leads_needed"]):
         tail = " The target cannot be reached with new leads in that time at the recent win rates."
     elif r["leads_needed"] <= 0:
         tail = f" No new {report.noun} are needed."
     else:
-        tail = (f" To reach it with {conf:.0%} confidence, about {f.count(r['leads_needed'])} new {report.noun} must "
+        tail = (f" To reach it with {f.rate(conf, 0)} confidence, about {f.count(r['leads_needed'])} new {report.noun} must "
                 f"enter the funnel in that time (each wins within the period with probability "
                 f"{f.rate(r['win_probability'], 2)}, for {f.money(r['mean_won_amount'])} on average).")
     text = head + tail
@@ -1401,7 +1505,7 @@ def leads_needed(report: MonthlyReport) -> Section:
     rows = [[f.money(r["target"]), f.money(r["pipeline_expected"]),
              "–" if pd.isna(r["leads_needed"]) else f.count(r["leads_needed"]),
              f.rate(r["win_probability"], 2), f.money(r["mean_won_amount"]),
-             f"{r['probability_reached']:.0%}" if pd.notna(r["probability_reached"]) else "–"]]
+             f.rate(r["probability_reached"], 0) if pd.notna(r["probability_reached"]) else "–"]]
     cols = ["Target", "From open pipeline", f"New {report.noun} needed", f"P(new {report.one} wins in period)",
             "Mean won amount", "P(target reached)"]
     return _say(text) + Section(html_table(rows, cols, numeric=list(range(len(cols)))), "", res)
@@ -1423,7 +1527,7 @@ def _parameter_facts(report: MonthlyReport) -> list[tuple[str, str]]:
         out.append(("Columns", ", ".join(f"{k} → {v}" for k, v in cols.items())))
     opts = p.get("read_options") or {}
     if opts:
-        out.append(("Read options", ", ".join(f"{k}: {v}" for k, v in opts.items())))
+        out.append(("Read options", "; ".join(f"{k}: {_plain_value(v)}" for k, v in opts.items())))
     fmt_bits = [f"currency {f.currency}" if f.currency else "no currency",
                 f"thousands {f.thousands!r}", f"decimal {f.decimal!r}"]
     out.append(("Number format", ", ".join(fmt_bits)))
