@@ -12,7 +12,7 @@ Start with :func:`read_events` (CSV, Parquet, XES; or an adapter: :func:`from_wi
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, forecast, funnel, parallel, pipeline, plots, reports, stats, transitions, xes
+from . import datasets, display, forecast, funnel, parallel, pipeline, plots, reports, stats, transitions, xes
 from .data import (
     LoadReport,
     from_snapshot,
@@ -60,6 +60,7 @@ __all__ = [
     "StageSetError",
     "TransitionModel",
     "datasets",
+    "display",
     "forecast",
     "from_snapshot",
     "from_stage_tables",

@@ -518,6 +518,11 @@ class Forecast:
             "eventually>"
         )
 
+    def _repr_html_(self) -> str:
+        from .display import forecast_html
+
+        return forecast_html(self)
+
 
 def _open_stages(snap: pd.DataFrame, ss: StageSet) -> pd.DataFrame:
     """The leads of a snapshot that are in an open stage (not at the goal of a set without
@@ -2226,6 +2231,11 @@ class Backtest:
             )
         lines.append("  " + self.sentence)
         return "\n".join(lines) + ">"
+
+    def _repr_html_(self) -> str:
+        from .display import backtest_html
+
+        return backtest_html(self)
 
 
 def _default_cutoffs(log, time, horizon, n_cutoffs, every, min_history) -> list[pd.Timestamp]:

@@ -1,0 +1,80 @@
+"""Rich display in Jupyter: Forecast and Backtest show a summary, a chart and a table."""
+
+from __future__ import annotations
+
+import base64
+import re
+import warnings
+
+import pandas as pd
+import pytest
+
+import funnelkit as fk
+from funnelkit.display import backtest_html, figure_html, forecast_html, table_html
+
+
+@pytest.fixture(scope="module")
+def hostile_log():
+    log = fk.datasets.load_demo()
+    log = log.copy()
+    log["product"] = log["product"].astype(str).replace({"Starter": "<script>alert(1)</script>"})
+    return log
+
+
+@pytest.fixture(scope="module")
+def fc(hostile_log):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fk.forecast.forecast(hostile_log, as_of="2025-06-30", by="product", n_draws=200, seed=3)
+
+
+def _png(html: str) -> bytes:
+    m = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert m, "no inline PNG"
+    return base64.b64decode(m.group(1))
+
+
+def test_forecast_summary_says_the_forecast_numbers(fc):
+    html = fc._repr_html_()
+    assert html == forecast_html(fc)
+    r = fc.total.iloc[0]
+    assert f"{int(r['open_leads']):,} open leads should bring <b>{r['expected_wins']:,.1f} wins</b>" in html
+    assert f"80% range {r['wins_low']:,.0f} to {r['wins_high']:,.0f}" in html
+    assert f"{r['expected_revenue']:,.0f}" in html
+    assert f"{r['horizon_weighted_wins']:,.1f} wins" in html
+    assert _png(html)[:8] == b"\x89PNG\r\n\x1a\n"
+    # one row per segment, with the segment's own numbers
+    for _, s in fc.summary.iterrows():
+        assert f"{s['expected_wins']:,.1f}" in html
+
+
+def test_labels_from_the_data_are_escaped(fc):
+    html = forecast_html(fc)
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_backtest_summary_says_its_verdict_and_scores():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100, calibrate=False, seed=0)
+    html = bt._repr_html_()
+    assert html == backtest_html(bt)
+    assert bt.sentence[1:] in html
+    wins = bt.summary[(bt.summary["method"] == "forecast") & (bt.summary["quantity"] == "wins")].iloc[0]
+    assert f"<td>{wins['mae']:,.1f}</td>" in html and f"<td>{wins['coverage']:.0%}</td>" in html
+    assert "<th>mean error</th>" in html
+    assert _png(html)[:4] == b"\x89PNG"
+
+
+def test_a_chart_that_fails_leaves_the_summary_standing():
+    def broken(ax):
+        raise ValueError("no data")
+
+    assert figure_html(broken) == ""
+
+
+def test_table_html_formats_and_blanks_missing():
+    t = table_html(pd.DataFrame({"a": [1234.4, None], "b": ["<b>", "x"]}), {"a": "{:,.0f}"})
+    assert "<td>1,234</td>" in t and "<td></td>" in t
+    assert "&lt;b&gt;" in t
