@@ -99,6 +99,9 @@ REQUIRED = (LEAD, STAGE, TIME)
 FLAGS = ("", "skipped_stage", "moved_back", "after_outcome", "unknown_time")
 _ATTR = "funnelkit"
 
+#: the dtype the DataFrame constructor gives a column of Python strings
+_TEXT_DTYPE = pd.Series(np.array(["a"], dtype=object)).dtype
+
 _TZ_SUFFIX = re.compile(r"(?:[zZ]|[+-]\d{2}:?\d{2})$")
 
 
@@ -253,9 +256,20 @@ def _regex_mask(s: pd.Series, pattern: str) -> np.ndarray:
         return s.astype("string").str.contains(pattern, na=False).to_numpy(dtype=bool).copy()
 
 
+def _text_categories(s: pd.Series) -> bool:
+    """A categorical of texts (cells then convert to text as their categories do)."""
+    return isinstance(s.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(s.cat.categories.dtype)
+
+
 def _blank_mask(s: pd.Series) -> np.ndarray:
     """True where a cell is missing or only spaces (a fresh, writable array)."""
     blank = s.isna().to_numpy(dtype=bool).copy()
+    if _text_categories(s):
+        # judged once per category, not once per cell (no column of texts is made)
+        cats = pd.Series(s.cat.categories).astype("string").str.strip() == ""
+        cat_blank = np.append(cats.fillna(False).to_numpy(dtype=bool), False)
+        blank |= cat_blank[s.cat.codes.to_numpy()]  # code -1 (missing) picks the last: False
+        return blank
     if (
         pd.api.types.is_object_dtype(s.dtype)
         or pd.api.types.is_string_dtype(s.dtype)
@@ -264,6 +278,25 @@ def _blank_mask(s: pd.Series) -> np.ndarray:
         text = s.astype("string").str.strip() == ""
         blank |= text.fillna(False).to_numpy(dtype=bool)
     return blank
+
+
+def _stripped_labels(s: pd.Series) -> pd.Categorical:
+    """``pd.Categorical(s.astype("string").str.strip())``, without a column of texts for a categorical.
+
+    A categorical column (as the lean CSV reader makes) is stripped once per
+    category actually used; the result is the same categorical, categories
+    and codes.
+    """
+    if not _text_categories(s):
+        return pd.Categorical(s.astype("string").str.strip())
+    codes = np.asarray(s.cat.codes.to_numpy(), dtype=np.int64)
+    n_cats = len(s.cat.categories)
+    used = np.bincount(codes[codes >= 0], minlength=n_cats) > 0
+    stripped = pd.Series(s.cat.categories[used]).astype("string").str.strip()
+    small = pd.Categorical(stripped)  # the categories pd.Categorical makes of the used values
+    lut = np.full(n_cats + 1, -1, dtype=np.int64)
+    lut[np.flatnonzero(used)] = small.codes
+    return pd.Categorical.from_codes(lut[codes], dtype=small.dtype)
 
 
 def _unit_by_magnitude(values: np.ndarray) -> str | None:
@@ -781,7 +814,7 @@ def _ignore_rows(labels: pd.Series, ignore: Sequence[str], pos: np.ndarray):
     from .stages import normalize_label
 
     problems: list[Problem] = []
-    cat = pd.Categorical(labels.astype("string").str.strip())
+    cat = _stripped_labels(labels)
     norm = {c: normalize_label(c) for c in cat.categories}
     wanted = {normalize_label(x): x for x in ignore}
     present = set(norm.values())
@@ -1086,7 +1119,7 @@ def validate_events(
                     tuple(int(p) for p in pos[nostage][:20]),
                 )
             )
-        raw_cat = pd.Categorical(raw_stage.astype("string").str.strip())
+        raw_cat = _stripped_labels(raw_stage)
         cat = raw_cat
         if stage_set is not None:
             mapped = {c: stage_set.canonical(c) for c in cat.categories}
@@ -1201,7 +1234,9 @@ def validate_events(
 
     out = pd.DataFrame(
         {
-            LEAD: lead_text.to_numpy(dtype=object),
+            # the text dtype pandas gives Python strings ("str", Arrow-backed, in pandas 3),
+            # reached without making 5M Python objects on the way
+            LEAD: lead_text.astype(_TEXT_DTYPE),
             STAGE: stage_values,
             TIME: times.to_numpy(),
         }
@@ -1211,6 +1246,7 @@ def validate_events(
     for s in seg_cols:
         out[s] = _segment(df[s], tz)
     out.index = pd.RangeIndex(len(out))
+    del lead_text, stage_values, times, amount  # the log holds its own copies now
 
     report = LoadReport(
         source=source, rows_read=len(data) if rows_read is None else rows_read, stage_set=stage_set
@@ -1218,7 +1254,7 @@ def validate_events(
     report.ignored = ignored
     report.notes.extend(notes)
 
-    lead_codes, lead_ids = pd.factorize(out[LEAD], sort=True)
+    lead_codes, n_leads = _sorted_codes(out[LEAD])
     t64 = out[TIME].to_numpy(dtype="datetime64[ns]").view(np.int64)
     raw_codes = np.asarray(raw_cat.codes, dtype=np.int64)
     keep = _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report)
@@ -1230,19 +1266,26 @@ def validate_events(
         if keep is not None:
             out, unknown_time = out.loc[keep].reset_index(drop=True), unknown_time[keep]
             lead_codes = lead_codes[keep]
+    del t64, raw_codes, pos, keep
 
     for s in seg_cols:
         blank_seg = out[s].isna().to_numpy()
         if blank_seg.any():
-            n_leads_blank = int(np.count_nonzero(np.bincount(lead_codes[blank_seg], minlength=len(lead_ids))))
+            n_leads_blank = int(np.count_nonzero(np.bincount(lead_codes[blank_seg], minlength=n_leads)))
             report.notes.append(
                 f"Segment {s!r} is blank on {int(blank_seg.sum()):,} events ({n_leads_blank:,} "
                 "leads); kept, shown as missing in breakdowns."
             )
 
-    out = _sort_and_flag(out, stage_set, unknown_time, lead_codes)
+    report.leads = int(np.count_nonzero(np.bincount(lead_codes, minlength=n_leads)))
+    idx, flag = _sort_and_flag(out, stage_set, unknown_time, lead_codes)
+    del lead_codes, unknown_time
+    # sorted column by column, in place: one column is copied at a time, not the whole log
+    for c in list(out.columns):
+        out[c] = out[c].array.take(idx)
+    del idx
+    out[FLAG] = flag
     report.events = len(out)
-    report.leads = int(np.count_nonzero(np.bincount(lead_codes, minlength=len(lead_ids))))
     report.flags = {k: int(v) for k, v in out[FLAG].value_counts().items() if k and v}
     out.attrs[_ATTR] = report
     return out
@@ -1260,6 +1303,43 @@ def _segment(col: pd.Series, tz) -> object:
     return col.astype("category").array
 
 
+def _shared_keys(*keys: np.ndarray) -> np.ndarray:
+    """Rows whose key (the integer arrays together) another row may share.
+
+    Every row of ``DataFrame(keys).duplicated(keep=False)`` is marked, and
+    now and then a row whose hash of the key collides with another's; the
+    callers judge the marked rows exactly, so a collision costs nothing but
+    a row compared.  Uses a hash and a sort (about 16 bytes a row) instead
+    of a hash table of the whole key.
+    """
+    n = len(keys[0])
+    h = np.zeros(n, dtype=np.uint64)
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    for k in keys:
+        h ^= np.asarray(k).astype(np.int64, copy=False).view(np.uint64)
+        h *= mult
+        h ^= h >> np.uint64(29)
+    s = np.sort(h)
+    rep = s[1:][s[1:] == s[:-1]]
+    del s
+    if not len(rep):
+        return np.zeros(n, dtype=bool)
+    return np.isin(h, np.unique(rep))
+
+
+def _sorted_codes(col: pd.Series) -> tuple[np.ndarray, int]:
+    """``pd.factorize(col, sort=True)``'s codes and the number of distinct values.
+
+    Factorized unsorted, then the distinct values alone are sorted (about half
+    the peak memory of sorting while factorizing, for millions of lead ids).
+    """
+    codes, uniques = pd.factorize(col)
+    order = uniques.argsort()
+    rank = np.empty(len(uniques), dtype=np.int64)
+    rank[order] = np.arange(len(uniques))
+    return rank[codes], len(uniques)
+
+
 def _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report):
     """Exact duplicates judged on the rows as read: every input column, and the
     stage *label* (not the stage it maps to).  Columns left out by ``segments=``
@@ -1268,11 +1348,10 @@ def _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report):
 
     Returns the mask of rows to keep, or None when there is nothing to drop.
     """
-    key = pd.DataFrame({"l": lead_codes, "r": raw_codes, "t": t64})
-    cand = key.duplicated(keep=False).to_numpy()
+    cand = _shared_keys(lead_codes, raw_codes, t64)
     if not cand.any():
         return None
-    sub = key.loc[cand]
+    sub = pd.DataFrame({"l": lead_codes[cand], "r": raw_codes[cand], "t": t64[cand]})
     for i, c in enumerate(df.columns):
         if c not in {LEAD, STAGE, TIME}:
             sub[f"c{i}"] = df[c].to_numpy()[cand]
@@ -1298,11 +1377,10 @@ def _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report):
 def _merge_aliases(out, lead_codes, raw_codes, t64, raw_labels, report):
     """Merge events that only collide once labels are mapped onto stages."""
     stage_codes = np.asarray(out[STAGE].cat.codes, dtype=np.int64)
-    key = pd.DataFrame({"l": lead_codes, "s": stage_codes, "t": t64, "r": raw_codes})
-    cand = key[["l", "s", "t"]].duplicated(keep=False).to_numpy()
+    cand = _shared_keys(lead_codes, stage_codes, t64)
     if not cand.any():
         return None
-    sub = key.loc[cand]
+    sub = pd.DataFrame({"l": lead_codes[cand], "s": stage_codes[cand], "t": t64[cand], "r": raw_codes[cand]})
     first = sub.groupby(["l", "s", "t"], sort=False)["r"].transform("first").to_numpy()
     other = sub["r"].to_numpy() != first
     if not other.any():
@@ -1328,44 +1406,63 @@ def _merge_aliases(out, lead_codes, raw_codes, t64, raw_labels, report):
 
 def _sort_and_flag(
     out: pd.DataFrame, stage_set: StageSet | None, unknown_time: np.ndarray, lead_codes: np.ndarray
-) -> pd.DataFrame:
-    """Sort by lead, time (unknown first), stage order; flag anomalies."""
+) -> tuple[np.ndarray, pd.Categorical]:
+    """The order of the rows (lead, time (unknown first), stage order) and the
+    anomaly flags of the rows in that order; ``out`` itself is not touched.
+
+    Written for memory: small integer types where they fit, temporaries freed
+    as soon as they are used, running maxima instead of group-bys.
+    """
     t = out[TIME].to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is the minimum
     if stage_set is not None:
         order = stage_order(out, stage_set)
     else:
         order = np.zeros(len(out), dtype=np.int64)
+    small = len(order) == 0 or (order.min() > -128 and order.max() < 127)
+    if small:
+        order = order.astype(np.int8)
+    if len(lead_codes) and lead_codes.max() < 2**31:
+        lead_codes = lead_codes.astype(np.int32)
     # lost outcomes sort after steps at equal times
-    sort_order = np.where(order == LOST_ORDER, np.iinfo(np.int32).max, order)
+    sort_order = np.where(order == LOST_ORDER, 127 if small else np.iinfo(np.int32).max, order)
     idx = np.lexsort((sort_order, t, lead_codes))
-    out = out.iloc[idx].reset_index(drop=True)
-    unknown_time = unknown_time[idx]
-    order, lead_codes = order[idx], lead_codes[idx]
-
+    del sort_order
     flag = np.zeros(len(out), dtype=np.int8)
     if stage_set is not None and len(out):
+        order, lead_codes = order[idx], lead_codes[idx].astype(np.int64)
         n_steps = len(stage_set.steps)
-        is_outcome = (order == LOST_ORDER) | ((order == n_steps - 1) & (stage_set.won is not None))
         start = np.r_[True, lead_codes[1:] != lead_codes[:-1]]
-        grp = np.cumsum(start) - 1
-        # highest step reached before each event, per lead
-        cm = pd.Series(order).groupby(grp).cummax().to_numpy()
-        prev_max = np.r_[-1, cm[:-1]]
+        # highest step reached before each event, per lead: a running maximum over
+        # (lead code, order) packed in one integer; the lead codes are sorted, so the
+        # maximum never looks back past the lead's first event
+        lo = min(int(order.min()), 0)
+        span = int(max(order.max(), 0)) - lo + 1
+        lead_codes *= span
+        packed = lead_codes + (order.astype(np.int64) - lo)
+        np.maximum.accumulate(packed, out=packed)
+        packed -= lead_codes
+        del lead_codes
+        packed += lo  # the running maximum of the order, per lead
+        prev_max = np.empty_like(packed)
+        prev_max[1:] = packed[:-1]
+        del packed
         prev_max[start] = -1
-        # outcome seen strictly before this event
-        oc = pd.Series(is_outcome.astype(np.int64)).groupby(grp).cumsum().to_numpy()
-        prev_oc = np.r_[0, oc[:-1]]
-        prev_oc[start] = 0
         step = order >= 0
-        skipped = step & (order > prev_max + 1)
-        back = step & (order < prev_max) & (prev_max >= 0)
-        after = prev_oc > 0
-        flag[skipped] = 1
-        flag[back] = 2
-        flag[after] = 3
-    flag[unknown_time] = 4
-    out[FLAG] = pd.Categorical.from_codes(flag, categories=list(FLAGS))
-    return out
+        flag[step & (order > prev_max + 1)] = 1  # skipped_stage
+        flag[step & (order < prev_max) & (prev_max >= 0)] = 2  # moved_back
+        del prev_max, step
+        # an outcome seen strictly before this event (within the lead): outcomes counted
+        # from the log's first row, minus those counted at the lead's first event
+        is_outcome = (order == LOST_ORDER) | ((order == n_steps - 1) & (stage_set.won is not None))
+        before = np.cumsum(is_outcome, dtype=np.int64)
+        before -= is_outcome
+        del is_outcome
+        at_start = np.where(start, before, 0)
+        np.maximum.accumulate(at_start, out=at_start)  # ``before`` never decreases
+        flag[before > at_start] = 3  # after_outcome
+        del before, at_start
+    flag[unknown_time[idx]] = 4
+    return idx, pd.Categorical.from_codes(flag, categories=list(FLAGS))
 
 
 # ---------------------------------------------------------------------------
@@ -2406,7 +2503,11 @@ def known_at(log: pd.DataFrame, as_of, *, lead: str = LEAD, time: str = TIME) ->
     tz = time_zone(t)
     T = pd.Timestamp(as_of)
     if tz is not None:  # a naive moment is wall-clock in the log's zone
-        T = T.tz_convert(tz) if T.tz is not None else T.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+        T = (
+            T.tz_convert(tz)
+            if T.tz is not None
+            else T.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+        )
     dated = t.notna().to_numpy()
     upto = dated & (t <= T).fillna(False).to_numpy(dtype=bool)
     codes, uniq = pd.factorize(log[lead])
