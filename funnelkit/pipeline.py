@@ -1928,7 +1928,7 @@ def metrics(
     if period is not None:
         anchor = lt["first_seen_at"] if period_by == "created" else lt["closed_at"]
         try:
-            work["period"] = anchor.dt.to_period(period)
+            work["period"] = (anchor.dt.tz_localize(None) if anchor.dt.tz is not None else anchor).dt.to_period(period)
         except (ValueError, TypeError) as exc:
             raise PipelineError(f"period={period!r} is not a pandas period alias ('M', 'Q', 'Y'): "
                                 f"{exc}") from exc

@@ -242,3 +242,44 @@ def test_bpic2020_durations_across_clock_changes(shared_data: Path):
     ttc = [funnel.time_to_convert(x, start="Declaration SUBMITTED by EMPLOYEE", end="Payment Handled").summary.iloc[0]
            for x in (local, utc)]
     assert ttc[0]["median_converted"] == ttc[1]["median_converted"]
+
+
+# ---------------------------------------------------------------------------
+# monthly reports: the month is the log's local calendar month
+# ---------------------------------------------------------------------------
+def test_monthly_headline_counts_the_local_month(demo_pair):
+    from funnelkit.reports import monthly
+
+    naive, paris = demo_pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "drops timezone information" warning on the page
+        h = monthly.headline(paris, month="2025-08").set_index("metric")
+    assert h.attrs["as_of"] == "2025-08-31 23:59:59.999999999+02:00"
+    first = paris.groupby("lead_id")["timestamp"].min()
+    local = first.dt.tz_localize(None)
+    hand = int(((local >= "2025-08-01") & (local < "2025-09-01")).sum())
+    assert h.loc["leads_entered", "value"] == hand
+    start, end, stamp = monthly.month_window("2025-10", tz=PARIS)
+    assert (end - start) == pd.Timedelta(days=31, hours=1) - pd.Timedelta(1, "ns")  # 27 October: 25 hours
+    assert stamp == end and str(start) == "2025-10-01 00:00:00+02:00"
+
+
+def test_a_report_plan_with_a_time_zone_runs(tmp_path):
+    from funnelkit.reports import MonthlyReport, sections
+
+    naive = fk.datasets.load_demo()
+    csv = tmp_path / "events.csv"
+    naive.assign(timestamp=naive["timestamp"].dt.tz_localize("UTC").dt.tz_convert(PARIS)).to_csv(csv, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = MonthlyReport.prepare(str(csv), stages="pipeline4", segment_column="product",
+                                  segment_value="Enterprise", month="2025-09", read_options={"tz": PARIS})
+    assert str(r.log["timestamp"].dt.tz) == PARIS and r.as_of == pd.Timestamp("2025-09-30 23:59:59.999999999",
+                                                                              tz=PARIS)
+    names = ["title", "headline", "funnel", "leaks", "outcomes", "trend", "flow", "pipeline", "waterfall",
+             "followups", "bottleneck", "forecast", "leads_needed", "provenance"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            sec = getattr(sections, name)(r)
+            assert "funnelkit-warning" not in sec.html, (name, sec.text[:300])

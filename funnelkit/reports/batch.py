@@ -207,6 +207,7 @@ def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: 
     computed here once per split over every lead: a report's kernel only has
     its own leads.
     """
+    from .._common import time_zone
     from ..exceptions import FunnelkitError
     from ..funnel import leaks
     from .cache import write_cache
@@ -214,7 +215,7 @@ def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: 
 
     fp = data_fingerprint(plan.data)
     data_range = (log["timestamp"].min(), log["timestamp"].max()) if len(log) else (pd.NaT, pd.NaT)
-    stamp = month_window(month_text, plan.as_of or None)[2]
+    stamp = month_window(month_text, plan.as_of or None, time_zone(log["timestamp"]) if len(log.columns) else None)[2]
     paths: dict[str, str] = {}
     lead_codes = None
     by_split: dict[str, tuple[np.ndarray, pd.Index]] = {}

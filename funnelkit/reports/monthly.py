@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._common import time_zone
 from ..data import (
     AMOUNT,
     LEAD,
@@ -261,13 +262,25 @@ def parse_month(month: str | pd.Period | pd.Timestamp) -> pd.Period:
         raise ReportError(f"month {month!r} is not a month: write it as 'YYYY-MM', e.g. '2025-09'.") from None
 
 
-def _bounds(period: pd.Period) -> tuple[pd.Timestamp, pd.Timestamp]:
+def _wall(ts: pd.Timestamp) -> pd.Timestamp:
+    """The wall-clock time of a Timestamp in its own zone, naive (calendar months are cut on it)."""
+    return ts.tz_localize(None) if getattr(ts, "tz", None) is not None else ts
+
+
+def _local(ts: pd.Timestamp, tz) -> pd.Timestamp:
+    """A wall-clock time in the log's zone ``tz`` (unchanged for a naive log)."""
+    return ts if tz is None else ts.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+
+
+def _bounds(period: pd.Period, tz=None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last instant of a calendar month, in the log's zone ``tz`` when it has one."""
     start = period.start_time.as_unit("ns")
-    return start, (period + 1).start_time.as_unit("ns") - pd.Timedelta(1, "ns")
+    end = (period + 1).start_time.as_unit("ns")
+    return _local(start, tz), _local(end, tz) - pd.Timedelta(1, "ns")
 
 
 def month_window(
-    month: str | pd.Period, as_of: str | pd.Timestamp | None = None
+    month: str | pd.Period, as_of: str | pd.Timestamp | None = None, tz=None
 ) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]:
     """First and last instant of a month, and the as-of date.
 
@@ -277,6 +290,9 @@ def month_window(
     as_of : date, optional
         Default: the end of the month.  A date before the month starts is an
         error; a date inside the month gives a month-to-date report.
+    tz : time zone, optional
+        The log's zone (``funnelkit._common.time_zone(log["timestamp"])``):
+        the month is its local calendar month, the Timestamps aware.
 
     Returns
     -------
@@ -288,7 +304,7 @@ def month_window(
     Timestamp('2025-09-30 23:59:59.999999999')
     """
     period = parse_month(month)
-    start, end = _bounds(period)
+    start, end = _bounds(period, tz)
     if as_of is None or (isinstance(as_of, str) and not as_of.strip()):
         return start, end, end
     try:
@@ -296,9 +312,10 @@ def month_window(
     except (ValueError, TypeError):
         raise ReportError(f"as_of {as_of!r} is not a date: write it as 'YYYY-MM-DD'.") from None
     if stamp.tzinfo is not None:
-        stamp = stamp.tz_localize(None)
+        stamp = stamp.tz_convert(tz).tz_localize(None) if tz is not None else stamp.tz_localize(None)
     if stamp == stamp.normalize() and isinstance(as_of, str) and len(as_of.strip()) <= 10:
         stamp = stamp + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")  # a date means its whole day
+    stamp = _local(stamp, tz)
     if stamp < start:
         raise ReportError(
             f"as_of {as_of!r} is before the month {period} starts; give a date on or after {start.date()}."
@@ -307,7 +324,7 @@ def month_window(
 
 
 def previous_window(
-    month: str | pd.Period, as_of: str | pd.Timestamp | None = None
+    month: str | pd.Period, as_of: str | pd.Timestamp | None = None, tz=None
 ) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]:
     """The previous month's window, observed at the same age as ``month``.
 
@@ -320,8 +337,8 @@ def previous_window(
     >>> previous_window("2025-09")[2]
     Timestamp('2025-08-31 23:59:59.999999999')
     """
-    start, end, stamp = month_window(month, as_of)
-    p_start, p_end = _bounds(parse_month(month) - 1)
+    start, end, stamp = month_window(month, as_of, tz)
+    p_start, p_end = _bounds(parse_month(month) - 1, tz)
     if stamp >= end:
         return p_start, p_end, p_end + (stamp - end)
     return p_start, p_end, min(p_start + (stamp - start), p_end)
@@ -477,7 +494,7 @@ def step_rates(
     True
     """
     ss = resolve_stages(log, stages)
-    start, _end, stamp = month_window(month, as_of)
+    start, _end, stamp = month_window(month, as_of, time_zone(log[TIME]))
     steps = list(ss.steps)
     rows = [{"transition": f"{a} -> {b}", "step": a, "next_step": b} for a, b in zip(steps[:-1], steps[1:])]
     out = pd.DataFrame(rows, columns=["transition", "step", "next_step"])
@@ -503,7 +520,7 @@ def step_rates(
             out.loc[i, ["entered", "moved_on", "dropped", "in_flight"]] = 0.0
         if name in judged.index:
             r = judged.loc[name]
-            out.loc[i, "judged_month"] = pd.Timestamp(r["period"]).to_period("M")
+            out.loc[i, "judged_month"] = _wall(pd.Timestamp(r["period"])).to_period("M")
             out.loc[i, ["judged_leads", "judged_converted", "rate", "ci_low", "ci_high"]] = [
                 float(r["matured"]), float(r["matured_converted"]), float(r["rate"]), float(r["ci_low"]),
                 float(r["ci_high"])]
@@ -577,7 +594,7 @@ def _step_numbers(log: pd.DataFrame, ss: StageSet, month, stamp) -> dict[str, di
 
 def _period_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) -> dict[str, dict]:
     out = _month_numbers(log, ss, start, end, stamp, target)
-    out.update(_step_numbers(log, ss, start.to_period("M"), stamp))
+    out.update(_step_numbers(log, ss, _wall(start).to_period("M"), stamp))
     return out
 
 
@@ -641,8 +658,9 @@ def headline(
     ss = resolve_stages(log, stages)
     if segment is not None:
         log = select_segment(log, segment[0], segment[1])
-    start, end, stamp = month_window(month, as_of)
-    p_start, p_end, p_stamp = previous_window(month, as_of)
+    tz = time_zone(log[TIME])
+    start, end, stamp = month_window(month, as_of, tz)
+    p_start, p_end, p_stamp = previous_window(month, as_of, tz)
     cur = _period_numbers(log, ss, start, end, stamp, target)
     prev = _period_numbers(log, ss, p_start, p_end, p_stamp, None)
     rows = []
@@ -703,12 +721,13 @@ def monthly_series(
     """
     ss = resolve_stages(log, stages)
     period = parse_month(month)
-    _start, _end, stamp = month_window(period, as_of)
+    tz = time_zone(log[TIME])
+    _start, _end, stamp = month_window(period, as_of, tz)
     first = log[TIME].min() if len(log) else pd.NaT
     rows = []
     for back in range(months - 1, -1, -1):
         p = period - back
-        s, e = _bounds(p)
+        s, e = _bounds(p, tz)
         at = stamp if back == 0 else e
         row = {"month": p}
         if pd.isna(first) or e < first:
@@ -867,7 +886,7 @@ def coverage_warnings(month: str | pd.Period, as_of: pd.Timestamp, data_start, d
     'The data ends on 2025-09-30, before November 2025 begins: th'
     """
     period = parse_month(month)
-    start, end = _bounds(period)
+    start, end = _bounds(period, time_zone(data_start) or time_zone(data_end) or time_zone(as_of))
     name = period.strftime("%B %Y")
     out = []
     if pd.notna(data_end) and as_of - data_end > STALE_AFTER:
@@ -1165,9 +1184,10 @@ class MonthlyReport:
             last = data_end
             if pd.isna(last):
                 raise ReportError("the data has no event with a known time; give month='YYYY-MM'.")
-            month = str(last.to_period("M"))
+            month = str(_wall(last).to_period("M"))
         period = parse_month(month)
-        start, end, stamp = month_window(period, as_of or None)
+        # a log in a time zone: the month is its local calendar month
+        start, end, stamp = month_window(period, as_of or None, time_zone(full[TIME]) if TIME in full else None)
         try:
             target = float(revenue_target) if revenue_target else None
         except (TypeError, ValueError):
@@ -1276,7 +1296,7 @@ class MonthlyReport:
 
         if self.stages.won is None or self.log.empty:
             return None
-        horizon = _bounds(self.month + 1)[1] - self.as_of
+        horizon = _bounds(self.month + 1, time_zone(self.as_of))[1] - self.as_of
         try:
             return forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0)
         except FunnelkitError as exc:

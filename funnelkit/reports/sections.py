@@ -985,6 +985,8 @@ def trend(report: MonthlyReport, *, months: int = 15) -> Section:
     except FunnelkitError as exc:
         return note(f"The conversion trend could not be computed: {exc}")
     first = (report.month - (months - 1)).start_time
+    if getattr(report.as_of, "tz", None) is not None:  # a log in a time zone: its local months
+        first = first.tz_localize(report.as_of.tz)
     tr = tr.loc[tr["period"].notna() & (tr["period"] >= first)]
     if tr.empty:
         return note("No lead reached a step in the last months: there is no trend to draw.")
@@ -993,7 +995,7 @@ def trend(report: MonthlyReport, *, months: int = 15) -> Section:
 
         trend_chart(tr, title=f"Step conversion by month entered, {_segment_words(report)}", numbers=report.fmt,
                     ax=ax)
-        n_months = tr["period"].dt.to_period("M").nunique()
+        n_months = tr["period"].dt.strftime("%Y-%m").nunique()
         ax.xaxis.set_major_locator(mdates.MonthLocator(interval=max(1, math.ceil(n_months / 8))))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
         return ax
