@@ -9,7 +9,9 @@ inside the installed package, and the report must run on the venv's own Python
 Network: the dependencies are installed from a local wheelhouse
 (``$FUNNELKIT_WHEELHOUSE``, default ``<tmp>/funnelkit-wheelhouse``) with
 ``--no-index``; the first run fills it with ``pip download`` (the only time the
-index is used), later runs are offline.
+index is used), later runs are offline.  The venv is made and filled with
+``uv`` when the dev extra installed it (about 9 s instead of 45 s with pip: the
+same wheels, the same fresh venv), else with ``python -m venv`` and pip.
 """
 
 from __future__ import annotations
@@ -65,12 +67,29 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
+def uv_bin() -> str | None:
+    """The ``uv`` executable of the dev extra, if installed."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return None
+    try:
+        return find_uv_bin()
+    except FileNotFoundError:
+        return None
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory, wheel) -> Path:
     """A fresh virtual environment with only the wheel and its dependencies installed."""
     root = tmp_path_factory.mktemp("venv") / "v"
-    sh([sys.executable, "-m", "venv", root])
-    pip = [root / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    uv = uv_bin()
+    if uv:
+        sh([uv, "venv", "-q", "--python", sys.executable, root])
+        pip = [uv, "pip", "install", "-q", "--compile-bytecode", "--python", root / "bin" / "python"]
+    else:
+        sh([sys.executable, "-m", "venv", root])
+        pip = [root / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     offline = ["--no-index", "--find-links", WHEELHOUSE, "--find-links", wheel.parent]
     if subprocess.run([*pip, *offline, wheel], capture_output=True).returncode != 0:
         sh([sys.executable, "-m", "pip", "download", "-q", "-d", WHEELHOUSE, wheel], timeout=1200)
