@@ -54,6 +54,26 @@ def demo_data(out: Path, leads: int, seed: int) -> None:
     click.echo(f"demo event log: {path}")
 
 
+@main.command("plan-schema")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default: print it).")
+def plan_schema_command(out: Path | None) -> None:
+    """The JSON Schema of report plans, for editor completion.
+
+    Write it beside your plans (funnelkit plan-schema -o plan.schema.json) and start a plan
+    with the line: # yaml-language-server: $schema=plan.schema.json
+    """
+    from .reports.schema import schema_text
+
+    if out is None:
+        click.echo(schema_text(), nl=False)
+        return
+    from .reports.notebook import atomic_write
+
+    atomic_write(out, schema_text())
+    click.echo(f"plan schema: {out}")
+
+
 def _batch_options(f, *, out_help: str = "Output folder (overrides the plan's 'output')."):
     options = [
         click.option("--month", metavar="YYYY-MM", default=None,

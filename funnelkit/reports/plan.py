@@ -66,7 +66,6 @@ Example (``params/demo_monthly.yaml``)::
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,11 +75,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..data import read_events
 from ..exceptions import FunnelkitError, PlanError
 from ..stages import PRESETS, get_stage_set
 from .monthly import DEMO_DATA, load_data, parse_month
 from .notebook import safe_name, template_parameters, unique_names
+from .schema import MISSING_TIME, PLAN_KEYS, READ_OPTION_KEYS
 
 __all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "expand_plan", "load_plan", "packaged",
            "parse_only"]
@@ -88,15 +87,11 @@ __all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "exp
 #: Split and value names of the overall report (all leads).
 ALL = "all"
 
-_KEYS = {
-    "data", "columns", "stages", "read_options", "splits", "segment", "overall", "month", "as_of",
-    "target", "title", "only", "template", "output", "parameters", "timeout", "description",
-    "currency", "thousands", "decimal", "noun",
-}
-#: read_options: the keyword options of read_events (whatever this version has), plus the shapes.
-_READ_KEYS = {name for name, p in inspect.signature(read_events).parameters.items()
-              if p.kind is p.KEYWORD_ONLY and name not in {"columns", "stages"}} | {"snapshot", "wide"}
-_MISSING_TIME = ("error", "keep")
+#: The plan keys, the read_options keys and missing_time values: defined once, in schema.py
+#: (which also publishes them as the plan's JSON Schema).
+_KEYS = set(PLAN_KEYS)
+_READ_KEYS = set(READ_OPTION_KEYS)
+_MISSING_TIME = MISSING_TIME
 #: Names a split's folder cannot have in the month folder (compared case-insensitively).
 RESERVED_FOLDERS = frozenset({ALL, "index", "index.html", "summary.csv"})
 _CANONICAL = {"lead_id", "stage", "timestamp", "amount"}
@@ -327,10 +322,14 @@ class Plan:
             month = _month_text(month, where)
         as_of = spec.get("as_of")
         if as_of is not None:
+            # YYYY-MM-DD only (YAML may have read it as a date): 01/02/2025 would be read one way silently
+            text = as_of.isoformat() if isinstance(as_of, date) else str(as_of).strip()
             try:
-                as_of = str(pd.Timestamp(str(as_of)).date())
+                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                    raise ValueError(text)
+                as_of = str(pd.Timestamp(text).date())
             except (ValueError, TypeError):
-                raise PlanError(f"{where}: as_of: {as_of!r} is not a date; write YYYY-MM-DD.") from None
+                raise PlanError(f"{where}: as_of: {as_of!r} is not a date written YYYY-MM-DD.") from None
 
         target = spec.get("target")
         _check_target(target, list(splits) + ([segment[0]] if segment else []), where)
