@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # the JupyterLab kernel "funnelkit": registered whenever its spec is missing, not only when pyproject.toml changes
 KERNEL := $(VENV)/share/jupyter/kernels/funnelkit/kernel.json
 
-.PHONY: demo test lint format benchmark benchmark-memory clean install reports lesson
+.PHONY: demo test lint format benchmark benchmark-memory benchmark-scale benchmark-calibration clean install reports lesson
 
 install: $(STAMP) $(KERNEL)
 
@@ -58,6 +58,16 @@ benchmark: $(STAMP)
 # peak memory of the report runner on a 5M-event CSV (one report vs --jobs 2; several minutes)
 benchmark-memory: $(STAMP)
 	$(PY) benchmarks/bench_reports.py --memory
+
+# the scale targets of issue #14 (1M-20M leads against DuckDB, chdb and Dask; tens of minutes) and
+# read_events' memory on a 5M-event CSV
+benchmark-scale: $(STAMP)
+	$(PY) benchmarks/bench_read.py
+	$(PY) benchmarks/bench_scale.py
+
+# forecast calibration under drift on simulated and real logs (about 20 minutes)
+benchmark-calibration: $(STAMP)
+	$(PY) benchmarks/bench_calibration.py
 
 clean:
 	rm -rf $(VENV) reports/*/ data/demo .pytest_cache
