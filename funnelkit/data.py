@@ -160,6 +160,29 @@ class LoadReport:
     def _repr_markdown_(self) -> str:
         return "\n".join(f"- {line}" for line in str(self).splitlines())
 
+    def _repr_html_(self) -> str:
+        """The load report in Jupyter: counts first, then what was dropped, flagged and inferred."""
+        import html
+
+        e = html.escape
+        head = (f"<p><b>Event log</b> from {e(str(self.source))}: {self.rows_read:,} rows read &rarr; "
+                f"<b>{self.events:,} events</b> for <b>{self.leads:,} leads</b>.</p>")
+        items = []
+        if self.stage_set is not None:
+            items.append(f"Stage set: {e(repr(self.stage_set))}")
+        if self.duplicates_dropped:
+            items.append(f"Dropped {_n(self.duplicates_dropped, 'exact duplicate event')}.")
+        if self.merged:
+            items.append(f"Merged {_n(self.merged, 'event')} whose labels map onto one stage at the same time.")
+        for name, n in self.ignored.items():
+            items.append(f"Left out {_n(n, 'event')} labelled {e(repr(name))} (ignore=).")
+        for name, n in self.flags.items():
+            if n:
+                items.append(f"Flagged (kept) {_n(n, 'event')} as {e(repr(name))}.")
+        items.extend(e(str(n)) for n in self.notes)
+        body = "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>" if items else ""
+        return f"<div class='funnelkit-result'>{head}{body}</div>"
+
 
 # ---------------------------------------------------------------------------
 # helpers

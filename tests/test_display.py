@@ -78,3 +78,17 @@ def test_table_html_formats_and_blanks_missing():
     t = table_html(pd.DataFrame({"a": [1234.4, None], "b": ["<b>", "x"]}), {"a": "{:,.0f}"})
     assert "<td>1,234</td>" in t and "<td></td>" in t
     assert "&lt;b&gt;" in t
+
+
+def test_load_report_in_jupyter_states_the_counts_and_escapes():
+    df = pd.DataFrame({"lead_id": ["a", "a", "a", "<b>x</b>"],
+                       "stage": ["qualification", "qualification", "meeting", "qualification"],
+                       "timestamp": ["2025-01-01", "2025-01-01", "2025-01-02", "2025-01-03"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log = fk.read_events(df, stages="pipeline4")
+    rep = log.attrs["funnelkit"]
+    html = rep._repr_html_()
+    assert "4 rows read &rarr; <b>3 events</b> for <b>2 leads</b>" in html
+    assert "Dropped 1 exact duplicate event." in html
+    assert "<b>x</b>" not in html and "StageSet pipeline4" in html
