@@ -87,7 +87,9 @@ def _aalen_johansen(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``b``; the last column of ``c`` is censoring.  Returns ``mass[..., k, b]``
     (probability of leaving on day k towards b) and ``stalled[...]``.
     """
-    c = np.asarray(c, dtype=float)  # integer counts too (unweighted fits)
+    c = np.asarray(c)
+    if not np.issubdtype(c.dtype, np.floating):  # integer counts (unweighted fits); float32 draws stay
+        c = c.astype(float)
     exits = c.sum(axis=-1)
     at_risk = np.flip(np.cumsum(np.flip(exits, axis=-1), axis=-1), axis=-1)
     inv = np.zeros_like(at_risk)
