@@ -26,7 +26,7 @@ demo: $(STAMP) $(KERNEL)
 
 test: $(STAMP) $(KERNEL)
 	$(PY) -m ruff check .
-	MPLBACKEND=Agg $(PY) -m pytest
+	MPLBACKEND=Agg $(PY) -m pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

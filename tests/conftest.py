@@ -80,7 +80,11 @@ def demo_data_in_checkout():
     data there once (the folder is git-ignored), so tests that load those
     plans do not depend on having run the demo first.
     """
+    from filelock import FileLock
+
     path = Path(__file__).resolve().parents[1] / "data" / "demo" / "events.csv"
-    if not path.exists():
-        fk.datasets.write_demo(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):  # pytest-xdist workers each run this once
+        if not path.exists():
+            fk.datasets.write_demo(path)
     return path
