@@ -12,7 +12,20 @@ Start with :func:`read_events` (CSV, Parquet, XES; or an adapter: :func:`from_wi
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, display, forecast, funnel, parallel, pipeline, plots, reports, stats, transitions, xes
+from . import (
+    datasets,
+    display,
+    forecast,
+    funnel,
+    parallel,
+    pipeline,
+    plots,
+    reports,
+    segments,
+    stats,
+    transitions,
+    xes,
+)
 from .data import (
     LoadReport,
     from_snapshot,
@@ -73,6 +86,7 @@ __all__ = [
     "read_events",
     "read_xes",
     "reports",
+    "segments",
     "report_table",
     "stats",
     "transitions",

@@ -46,6 +46,12 @@ Keys
 ``parameters``     further template parameters, checked against the template
 ``timeout``        seconds allowed per notebook cell
 ``description``    free text
+``derive``         segment columns made from the data, per lead, usable in ``splits``:
+                   ``{deal_size: {bands: {edges: [0, 10000, 50000], labels: [small,
+                   medium, large]}}}`` (the lead's last known amount cut at the
+                   edges) or ``{region: {map: {column: country, values: {FR:
+                   Europe, US: Americas}, other: Other}}}``
+                   (:mod:`funnelkit.segments`)
 =================  ==========================================================
 
 Reserved names: ``all`` is the overall report, so no split column may be
@@ -79,6 +85,7 @@ from ..exceptions import FunnelkitError, PlanError
 from ..stages import PRESETS, get_stage_set
 from .monthly import DEMO_DATA, load_data, parse_month
 from .notebook import safe_name, template_parameters, unique_names
+from ..segments import derive as derive_segments
 from .schema import MISSING_TIME, PLAN_KEYS, READ_OPTION_KEYS
 
 __all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "expand_plan", "load_plan", "packaged",
@@ -211,6 +218,7 @@ class Plan:
     thousands: str = ","
     decimal: str = ""
     noun: str = "leads"
+    derive: dict = field(default_factory=dict)
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -354,13 +362,14 @@ class Plan:
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise PlanError(f"{where}: timeout: give seconds per cell (a positive number), got {timeout!r}.")
         only = parse_only(spec.get("only"), where=where)
+        derive = _check_derive(spec.get("derive"), where)
         currency, thousands, decimal, noun = _number_format(spec, where)
         return cls(
             data=data, stages=stages, columns=columns, read_options=dict(read_options), splits=splits,
             segment=segment, overall=overall, month=month, as_of=as_of, target=target, title=title.strip(),
             only=only, template=template, output=output, parameters=dict(parameters), timeout=timeout,
             description=str(spec.get("description", "")), source=where, currency=currency,
-            thousands=thousands, decimal=decimal, noun=noun,
+            thousands=thousands, decimal=decimal, noun=noun, derive=derive,
         )
 
     # -- checks against the data and the template ---------------------------------
@@ -400,6 +409,11 @@ class Plan:
             raise PlanError(f"{self.source}: data: {self.data} cannot be read ({type(exc).__name__}: {exc}). "
                             "Check that it is a CSV, Parquet or XES event log, and its 'read_options' "
                             "(sep, encoding, dayfirst...).") from None
+        if self.derive:
+            try:
+                log = derive_segments(log, self.derive)
+            except FunnelkitError as exc:
+                raise PlanError(f"{self.source}: {exc}") from None
         cols = list(self.splits) + ([self.segment[0]] if self.segment else [])
         present = [str(c) for c in log.columns if c not in {"lead_id", "stage", "timestamp", "amount", "flag"}]
         for col in cols:
@@ -479,6 +493,25 @@ def _number_format(spec: Mapping, where: str) -> tuple[str, str, str, str]:
     if not isinstance(noun, str) or not noun.strip() or len(noun) > 30:
         raise PlanError(f"{where}: noun: give a plural word such as 'leads', 'deals' or 'visitors', got {noun!r}.")
     return fmt.currency, fmt.thousands, fmt.decimal, noun.strip()
+
+
+def _check_derive(spec, where: str) -> dict:
+    """The plan's derived segments, checked for shape (their columns are checked on the data)."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, Mapping):
+        raise PlanError(f"{where}: derive: give new column names and their rules, e.g. "
+                        "{deal_size: {bands: {edges: [0, 10000], labels: [small, large]}}}.")
+    out = {}
+    for name, rule in spec.items():
+        if not isinstance(rule, Mapping) or len(rule) != 1 or next(iter(rule)) not in ("bands", "map") \
+                or not isinstance(next(iter(rule.values())), Mapping):
+            raise PlanError(f"{where}: derive: {name}: give either {{bands: {{edges: [...], labels: [...]}}}} or "
+                            f"{{map: {{column: ..., values: {{...}}}}}}, got {rule!r}.")
+        if str(name).strip().lower() == ALL:
+            raise PlanError(f"{where}: derive: {name!r} is reserved for the report over all leads.")
+        out[str(name)] = dict(rule)
+    return out
 
 
 def _file_columns(path: str) -> list[str] | None:

@@ -125,6 +125,24 @@ PLAN_KEYS: dict[str, dict] = {
     "parameters": {"type": "object", "description": "further template parameters, checked against the template"},
     "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds allowed per notebook cell"},
     "description": {"type": "string", "description": "free text"},
+    "derive": {"type": "object",
+               "additionalProperties": {"oneOf": [
+                   {"type": "object", "required": ["bands"], "additionalProperties": False,
+                    "properties": {"bands": {
+                        "type": "object", "required": ["edges", "labels"], "additionalProperties": False,
+                        "properties": {"edges": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                                       "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                                       "column": {"type": "string"}}}}},
+                   {"type": "object", "required": ["map"], "additionalProperties": False,
+                    "properties": {"map": {
+                        "type": "object", "required": ["column", "values"], "additionalProperties": False,
+                        "properties": {"column": {"type": "string"},
+                                       "values": {"type": "object", "additionalProperties": {"type": "string"},
+                                                  "minProperties": 1},
+                                       "other": {"type": "string"}}}}}]},
+               "description": "segment columns made from the data, per lead: deal-size bands of the amount "
+                              "{bands: {edges, labels}} or a column mapped through a dictionary "
+                              "{map: {column, values, other}}; usable in splits"},
 }
 
 
