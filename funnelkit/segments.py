@@ -38,7 +38,21 @@ NO_AMOUNT = "no amount"
 
 
 class DerivedSegmentError(FunnelkitError, ValueError):
-    """A derived segment cannot be made: a missing column, bad edges or labels."""
+    """A derived segment cannot be made: a missing column, bad edges or labels.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> issubclass(DerivedSegmentError, fk.FunnelkitError), issubclass(DerivedSegmentError, ValueError)
+    (True, True)
+
+    Raised for band edges that do not increase:
+
+    >>> amount_bands(fk.datasets.load_demo(), name="size", edges=[10_000, 0], labels=["a", "b"])
+    Traceback (most recent call last):
+    ...
+    funnelkit.segments.DerivedSegmentError: edges must be increasing numbers, got [10000, 0].
+    """
 
 
 def _new_column(log: pd.DataFrame, name: str) -> None:

@@ -15,7 +15,23 @@ _PERCENT_WORDS = ("conversion", "rate", "ci_low", "ci_high", "share", "probabili
 
 
 def column_format(name: str, dtype) -> str | None:
-    """The format string funnelkit uses for a column, from its name and dtype."""
+    """The format string funnelkit uses for a column, from its name and dtype.
+
+    Examples
+    --------
+    Rates become percentages, counts and amounts get thousands separators,
+    and columns that are not numbers are left alone (``None``):
+
+    >>> import numpy as np
+    >>> column_format("step_conversion", np.dtype("float64"))
+    '{:.1%}'
+    >>> column_format("entered", np.dtype("int64")).format(12345)
+    '12,345'
+    >>> column_format("median_days", np.dtype("float64")).format(12.345)
+    '12.3'
+    >>> column_format("stage", np.dtype("object")) is None
+    True
+    """
     low = str(name).lower()
     if pd.api.types.is_bool_dtype(dtype):
         return None

@@ -167,5 +167,15 @@ def plan_schema() -> dict:
 
 
 def schema_text() -> str:
-    """:func:`plan_schema` as the text of ``plan.schema.json`` (sorted keys, 2-space indent)."""
+    """:func:`plan_schema` as the text of ``plan.schema.json`` (sorted keys, 2-space indent).
+
+    Examples
+    --------
+    >>> import json
+    >>> text = schema_text()
+    >>> text.splitlines()[:2]
+    ['{', '  "$schema": "https://json-schema.org/draft/2020-12/schema",']
+    >>> json.loads(text)["required"]
+    ['data', 'stages']
+    """
     return json.dumps(plan_schema(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
