@@ -119,6 +119,28 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
     -------
     str
         A complete HTML page.
+
+    Examples
+    --------
+    A batch of two reports, one of them failed (its segment value is shown
+    as text, not run):
+
+    >>> import re
+    >>> import pandas as pd
+    >>> from funnelkit.reports import STATUS_COLUMNS
+    >>> status = pd.DataFrame([
+    ...     {"split": "all", "value": "all", "status": "ok", "leads_entered": 1200, "leads_entered_change": 50,
+    ...      "won": 80, "won_change": -4, "revenue": 960_000.0, "revenue_change": 12_000.0,
+    ...      "win_rate": 0.25, "win_rate_change": 0.01, "target_attainment": 0.96, "html": "/r/all.html"},
+    ...     {"split": "source", "value": "<script>", "status": "failed", "error": "KeyError: 'amount'"},
+    ... ], columns=STATUS_COLUMNS)
+    >>> page = index_html(status, folder="/r", title="Monthly funnel", month="2025-06")
+    >>> re.findall(r"<h2>(.*?)</h2>", page)
+    ['All leads', 'By source']
+    >>> re.search(r'<td class="text name">(.*?)</td>', page).group(1)
+    '<a href="all.html">All leads</a>'
+    >>> "&lt;script&gt;" in page, "<script>" in page
+    (True, False)
     """
     base = Path(folder)
     noun = (noun or "leads").strip() or "leads"
@@ -192,6 +214,21 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
 
 
 def write_index(status: pd.DataFrame, path: str | Path, *, tmp_dir: str | Path | None = None, **kwargs) -> Path:
-    """Write :func:`index_html` to ``path`` atomically (temporary file in ``tmp_dir``); returns the path."""
+    """Write :func:`index_html` to ``path`` atomically (temporary file in ``tmp_dir``); returns the path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from funnelkit.reports import STATUS_COLUMNS
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     status = pd.DataFrame([{"split": "all", "value": "all", "status": "ok", "leads_entered": 1200,
+    ...                             "won": 80, "html": f"{tmp}/all.html"}], columns=STATUS_COLUMNS)
+    ...     path = write_index(status, Path(tmp) / "index.html", title="Monthly funnel", month="2025-06")
+    ...     text = path.read_text(encoding="utf-8")
+    >>> path.name, text.startswith("<!DOCTYPE html>"), '<a href="all.html">All leads</a>' in text
+    ('index.html', True, True)
+    """
     path = Path(path)
     return atomic_write(path, index_html(status, folder=path.parent, **kwargs), tmp_dir=tmp_dir)
