@@ -125,6 +125,12 @@ def packaged(name: str) -> Path:
     ------
     PlanError
         If the installation lacks it (a broken install).
+
+    Examples
+    --------
+    >>> path = packaged("templates/demo_monthly.yaml")
+    >>> path.name, path.parent.name, path.is_file()
+    ('demo_monthly.yaml', 'templates', True)
     """
     from importlib.resources import files
 
@@ -174,6 +180,18 @@ class ReportJob:
         Sub-folder of the month folder (default: the split column as a safe name).
     overall : bool
         True for the report over all leads.
+
+    Examples
+    --------
+    :func:`expand_plan` makes them; the folder defaults to the split column
+    as a safe file name:
+
+    >>> job = ReportJob("lead source", "web form", "web_form", {"month": "2025-09"},
+    ...                 "Monthly funnel report: lead source web form, 2025-09")
+    >>> job.folder, job.overall
+    ('lead_source', False)
+    >>> ReportJob("all", "all", "all", {}, "Monthly funnel report: all leads", overall=True).folder
+    'all'
     """
 
     split: str
@@ -194,6 +212,16 @@ class Plan:
     """A validated report plan (see the module docstring for the keys).
 
     Build it with :func:`load_plan` (from YAML) or :meth:`from_dict`.
+
+    Examples
+    --------
+    One report per product of the bundled demo data, plus one over all leads:
+
+    >>> from funnelkit.reports import Plan
+    >>> plan = Plan.from_dict({"data": "demo", "stages": "pipeline4", "splits": ["product"],
+    ...                        "overall": True, "month": "2025-09", "target": 200000})
+    >>> plan.splits, plan.month, plan.overall, plan.noun
+    ({'product': None}, '2025-09', True, 'leads')
     """
 
     data: str
@@ -229,6 +257,21 @@ class Plan:
         ------
         PlanError
             Naming the key at fault and the fix.
+
+        Examples
+        --------
+        >>> from funnelkit.reports import Plan
+        >>> plan = Plan.from_dict({"data": "demo", "stages": "pipeline4", "segment": {"product": "Starter"},
+        ...                        "month": "2025-09", "currency": "€"})
+        >>> plan.segment, plan.currency, plan.overall
+        (('product', 'Starter'), '€', False)
+
+        A misspelt key is named, with the closest allowed one:
+
+        >>> Plan.from_dict({"data": "demo", "stages": "pipeline4", "splitz": ["product"]})
+        Traceback (most recent call last):
+        ...
+        funnelkit.exceptions.PlanError: plan: unknown key(s) 'splitz' (did you mean 'splits'?). Allowed keys: as_of, columns, currency, data, decimal, derive, description, month, noun, only, output, overall, parameters, read_options, segment, splits, stages, target, template, thousands, timeout, title.
         """
         where = source
         if not isinstance(spec, Mapping):
@@ -386,6 +429,20 @@ class Plan:
         PlanError
             If the data cannot be read with the plan's columns and stage set,
             or a split or segment column is not in it.
+
+        Examples
+        --------
+        >>> from funnelkit.reports import Plan
+        >>> log = Plan.from_dict({"data": "demo", "stages": "pipeline4", "splits": ["product"]}).load()
+        >>> log["lead_id"].nunique(), list(log.columns[:4])
+        (6000, ['lead_id', 'stage', 'timestamp', 'amount'])
+
+        A split column the data lacks is named, with the columns there are:
+
+        >>> Plan.from_dict({"data": "demo", "stages": "pipeline4", "splits": ["region"]}).load()
+        Traceback (most recent call last):
+        ...
+        funnelkit.exceptions.PlanError: plan: splits: column 'region' is not in the data. Segment columns present: product, source, owner.
         """
         if self.columns and self.data != DEMO_DATA:
             header = _file_columns(self.data)
@@ -446,6 +503,23 @@ class Plan:
         PlanError
             If the template is missing or does not declare a parameter in its
             ``parameters`` cell.
+
+        Examples
+        --------
+        >>> from funnelkit.reports import Plan
+        >>> plan = Plan.from_dict({"data": "demo", "stages": "pipeline4"})
+        >>> plan.check_template().name
+        'monthly_report.ipynb'
+
+        A plan parameter the template does not declare is an error:
+
+        >>> plan = Plan.from_dict({"data": "demo", "stages": "pipeline4", "parameters": {"colour": "red"}})
+        >>> from funnelkit import PlanError
+        >>> try:
+        ...     plan.check_template()
+        ... except PlanError as exc:
+        ...     print(str(exc)[:60])  # doctest: +ELLIPSIS
+        plan: parameters: ['colour'] are not parameters of ...
         """
         template = Path(template) if template is not None else (self.template or default_template())
         try:
@@ -460,7 +534,20 @@ class Plan:
         return template
 
     def target_for(self, split: str, value: str) -> float | None:
-        """The revenue target of one report (None when the plan sets none)."""
+        """The revenue target of one report (None when the plan sets none).
+
+        Examples
+        --------
+        A target per product for Starter, and a default for every other report:
+
+        >>> from funnelkit.reports import Plan
+        >>> plan = Plan.from_dict({"data": "demo", "stages": "pipeline4", "splits": ["product"],
+        ...                        "target": {"product": {"Starter": 80000}, "default": 200000}})
+        >>> plan.target_for("product", "Starter"), plan.target_for("product", "Enterprise")
+        (80000.0, 200000.0)
+        >>> print(Plan.from_dict({"data": "demo", "stages": "pipeline4"}).target_for("all", "all"))
+        None
+        """
         t = self.target
         if t is None or isinstance(t, bool):
             return None
@@ -703,6 +790,19 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
         month, ``only`` names a split or value the plan lacks, or no month is
         given and the data has no event time (without a month, the month of
         the latest event is reported, with a note).
+
+    Examples
+    --------
+    >>> from funnelkit.reports import Plan, expand_plan
+    >>> plan = Plan.from_dict({"data": "demo", "stages": "pipeline4", "splits": ["product"],
+    ...                        "overall": True, "month": "2025-09"})
+    >>> jobs, notes = expand_plan(plan, plan.load())
+    >>> [(job.split, job.value) for job in jobs]
+    [('all', 'all'), ('product', 'Enterprise'), ('product', 'Professional'), ('product', 'Starter')]
+    >>> jobs[1].title, jobs[1].parameters["segment_value"], notes
+    ('Monthly funnel report: product Enterprise, 2025-09', 'Enterprise', [])
+    >>> [job.value for job in expand_plan(plan, plan.load(), only=["product=Starter"])[0]]
+    ['Starter']
     """
     notes: list[str] = []
     month_text = _month_text(month, "--month") if month else plan.month
