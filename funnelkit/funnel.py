@@ -442,6 +442,59 @@ def _label_codes(log: pd.DataFrame, ss: StageSet, stage: str) -> np.ndarray:
     return lut[np.where(codes < 0, len(lut) - 1, codes)]
 
 
+def _small_int(n: int) -> type:
+    """The smallest signed integer dtype holding -n..n (int8 for stage codes, int32 for lead codes)."""
+    for dt in (np.int8, np.int16, np.int32):
+        if n <= np.iinfo(dt).max:
+            return dt
+    return np.int64
+
+
+def _per_category(col: pd.Series, value_of, missing: int) -> np.ndarray:
+    """``value_of(category)`` for each row of ``col`` (``missing`` for a missing value), in the
+    smallest integer dtype that holds them: a look-up over the categorical codes, no int64
+    temporaries (a missing code, -1, picks the last entry of the table)."""
+    cat = col.array if isinstance(col.dtype, pd.CategoricalDtype) else pd.Categorical(col)
+    values = [value_of(c) for c in cat.categories] + [missing]
+    lut = np.array(values, dtype=_small_int(max(map(abs, values))))
+    return lut[cat.codes]
+
+
+def _stage_order(log: pd.DataFrame, ss: StageSet, stage: str) -> np.ndarray:
+    """:func:`funnelkit.data.checked_order` in a small integer dtype (same values, same error)."""
+    order = _per_category(log[stage], lambda c: ss.order(c) if ss.canonical(c) is not None else -2, -2)
+    if (order == -2).any():
+        checked_order(log, ss, stage=stage)  # raises the error naming the labels and rows
+    return order
+
+
+def _lead_codes(log: pd.DataFrame, lead: str) -> tuple[np.ndarray, pd.Index]:
+    """:func:`funnelkit.data.checked_leads` (code per event in order of first appearance, the
+    ids), with int32 codes and, for Arrow-backed string ids, without a hash table.
+
+    When each lead's events are together and the leads come in increasing order (how
+    ``read_events`` and ``datasets.make_events`` leave a log), the code of an event is the
+    number of id changes before it, found by comparing neighbours; the ids are then taken
+    at the changes and stay Arrow strings.  Any other log goes through ``pd.factorize``.
+    """
+    col = log[lead]
+    n = len(col)
+    dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
+    dt = col.dtype
+    if n > 1 and isinstance(dt, pd.StringDtype) and dt.storage == "pyarrow" and not col.hasnans:
+        ids = col.array
+        before, after = ids[:-1], ids[1:]
+        change = np.asarray(after != before, dtype=bool)
+        if not (change & ~np.asarray(after > before, dtype=bool)).any():
+            codes = np.empty(n, dtype=dtype)
+            codes[0] = 0
+            np.cumsum(change, dtype=dtype, out=codes[1:])
+            starts = np.flatnonzero(change) + 1
+            return codes, pd.Index(ids.take(np.r_[0, starts]))
+    codes, ids = checked_leads(log, lead=lead)
+    return codes.astype(dtype), ids
+
+
 #: Share of a step's eventual conversions the learned horizon covers.
 HORIZON_QUANTILE = 0.95
 #: Fewest conversions at a step to learn its own horizon (else the steps are pooled).

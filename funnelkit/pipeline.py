@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from . import funnel, stats
@@ -543,17 +545,170 @@ def stage_summary(
 # ---------------------------------------------------------------------------
 # stage durations
 # ---------------------------------------------------------------------------
-def _kept(ev: _Events, T: np.int64) -> tuple[np.ndarray, np.ndarray, int]:
-    """Events usable as of T under the undated-event rule, and leads excluded."""
-    dated = ev.dated
-    le = dated & (ev.t <= T)
-    n_le = np.bincount(ev.lc[le], minlength=ev.n_leads)
-    n_dated = np.bincount(ev.lc[dated], minlength=ev.n_leads)
-    rng = ev.data_range()
-    at_end = rng is None or T >= rng[1]
+def _sort_index(lc: np.ndarray, t: np.ndarray, sort_key: np.ndarray) -> np.ndarray | None:
+    """Positions that sort events by lead, time, stage order; ``None`` when already sorted
+    (canonical logs are: checked in O(n), without the n-row arange of :func:`_events`)."""
+    if lc.size < 2:
+        return None
+    same_lead = lc[1:] == lc[:-1]
+    same_time = same_lead & (t[1:] == t[:-1])
+    in_order = bool(
+        np.all(lc[1:] >= lc[:-1])
+        and np.all(~same_lead | (t[1:] >= t[:-1]))
+        and np.all(~same_time | (sort_key[1:] >= sort_key[:-1]))
+    )
+    return None if in_order else np.lexsort((sort_key, t, lc))
+
+
+def _last_time(t: np.ndarray) -> np.int64 | None:
+    """The latest known time (``NAT`` is the smallest int64, so the plain maximum)."""
+    last = t.max() if t.size else NAT
+    return None if last == NAT else last
+
+
+def _kept_events(lc: np.ndarray, t: np.ndarray, n_leads: int, T: np.int64) -> tuple[np.ndarray, int]:
+    """Events usable as of T under the undated-event rule, and the number of leads excluded."""
+    dated = t != NAT
+    le = dated & (t <= T)
+    if le.all():  # every event dated and at or before T: every lead is present
+        return le, 0
+    n_le = np.bincount(lc[le], minlength=n_leads)
+    n_dated = np.bincount(lc[dated], minlength=n_leads)
+    last = _last_time(t)
+    at_end = last is None or T >= last
     present = (n_le > 0) | ((n_dated == 0) & at_end)
-    keep = le | (~dated & present[ev.lc])
-    return keep, present, int(((n_dated == 0) & ~present).sum())
+    keep = le | (~dated & present[lc])
+    return keep, int(((n_dated == 0) & ~present).sum())
+
+
+def _last_per_lead(lc: np.ndarray, mask: np.ndarray, n_leads: int, block: int = 1 << 20) -> np.ndarray:
+    """Last position per lead among rows where ``mask`` (-1: none): the ``last`` half of
+    :func:`_first_last`, without its ``first`` array.
+
+    The rows go by blocks, so the positions found are never a whole-log array: ``lc`` is
+    sorted, so a lead's rows in a later block overwrite those of an earlier one.
+    """
+    last = np.full(n_leads, -1, dtype=np.int64)
+    for lo in range(0, mask.size, block):
+        pos = np.flatnonzero(mask[lo : lo + block]) + lo
+        if pos.size:
+            codes = lc[pos]
+            end = np.empty(pos.size, dtype=bool)
+            end[-1] = True
+            np.not_equal(codes[1:], codes[:-1], out=end[:-1])
+            last[codes[end]] = pos[end]
+    return last
+
+
+def _last_valid_of(values: pd.Series, idx: np.ndarray | None, lc: np.ndarray, keep: np.ndarray, n_leads: int):
+    """:func:`_last_valid` computed once per lead: a function of the lead codes of the rows.
+
+    ``idx`` sorts the log's rows (``None``: already sorted); a categorical column keeps
+    one small code per lead, not a value per event.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        if idx is not None:
+            codes = codes[idx]
+        last = _last_per_lead(lc, keep & (codes >= 0), n_leads)
+        per_lead = np.where(last >= 0, codes[np.maximum(last, 0)], -1).astype(codes.dtype)
+        return lambda rows: pd.Categorical.from_codes(per_lead[rows], dtype=values.dtype)
+    vals = values.to_numpy()
+    if idx is not None:
+        vals = vals[idx]
+    last = _last_per_lead(lc, keep & ~pd.isna(vals), n_leads)
+
+    def column(rows):
+        p = last[rows]
+        res = pd.Series(vals[np.maximum(p, 0)] if vals.size else np.array([], dtype=vals.dtype))
+        return res.where(p >= 0).to_numpy()
+
+    return column
+
+
+def _lead_column(lead_ids: pd.Index, codes: np.ndarray):
+    """The lead ids of ``codes`` as a result column: what a column of those ids as Python
+    objects becomes (``str`` for text ids), taken straight from Arrow for text ids."""
+    if lead_ids.dtype == pd.StringDtype(na_value=np.nan):
+        # Arrow's take with the int32 codes as they are (Index.take would widen them first),
+        # into malloc's heap, where the per-visit arrays freed before it leave room
+        taken = pc.take(pa.array(lead_ids.array), pa.array(codes), memory_pool=pa.system_memory_pool())
+        return lead_ids.dtype.__from_arrow__(taken)
+    return np.asarray(lead_ids, dtype=object)[codes]
+
+
+def _visit_numbers(vlead: np.ndarray, stage: np.ndarray, n_stages: int):
+    """Number the visits (in lead-then-time order) 1, 2, ... per lead and stage.
+
+    Returns ``visit_no`` per visit, and for the repeat visits (``visit_no > 1``) their
+    indices and the index of the first visit of their (lead, stage).  The visits to one
+    stage are in lead order, so a lead's visits to it are a contiguous run of them:
+    the numbering goes stage by stage instead of sorting every visit by (lead, stage).
+    """
+    visit_no = np.ones(vlead.size, dtype=np.int32)
+    repeat, first_of = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for s in range(n_stages):
+        vs = np.flatnonzero(stage == s)
+        if vs.size < 2:
+            continue
+        leads = vlead[vs]
+        new = np.empty(vs.size, dtype=bool)
+        new[0] = True
+        np.not_equal(leads[1:], leads[:-1], out=new[1:])
+        del leads
+        again = np.flatnonzero(~new)
+        if again.size == 0:
+            continue
+        run_start = np.flatnonzero(new)[np.cumsum(new)[again] - 1]  # subset index of each run's start
+        visit_no[vs[again]] = again - run_start + 1
+        repeat.append(vs[again])
+        first_of.append(vs[run_start])
+    return visit_no, np.concatenate(repeat), np.concatenate(first_of)
+
+
+def _positions(mask: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(mask)``, as int32 when the positions fit (half the memory)."""
+    pos = np.flatnonzero(mask)
+    return pos.astype(np.int32) if mask.size <= np.iinfo(np.int32).max else pos
+
+
+def _visit_days(entered: np.ndarray, left: np.ndarray, open_: np.ndarray, T: np.int64) -> np.ndarray:
+    """Days in the stage per visit: to ``left``, or to ``T`` while open; NaN when unknown."""
+    end = np.where(open_, T, left)
+    unknown = (entered == NAT) | (end == NAT)
+    np.subtract(end, entered, out=end)
+    days = end / DAY_NS
+    days[unknown] = np.nan
+    return days
+
+
+def _per_stage(first: np.ndarray, repeat: np.ndarray, first_of: np.ndarray, days_of):
+    """The rows of ``per="stage"`` from their visits.
+
+    ``first``: the first visit of each (lead, stage), sorted (a row each); ``repeat``
+    and ``first_of``: the other visits and the first visit of their row (see
+    :func:`_visit_numbers`); ``days_of(visits)``: their days.  Returns the latest visit
+    and the number of visits per row, and for the rows visited more than once
+    (``multi``) the days summed over their visits in time order (as ``np.add.reduceat``)
+    and whether any of them is unknown (the summed days are then NaN).  A row visited
+    once takes its one visit's days: no per-visit array is needed for it.
+    """
+    last = first.copy()
+    n_vis = np.ones(first.size, dtype=np.int64)
+    if repeat.size == 0:
+        return last, n_vis, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool)
+    row = np.searchsorted(first, first_of)
+    np.maximum.at(last, row, repeat)
+    np.add.at(n_vis, row, 1)
+    multi = np.unique(row)
+    visits = np.concatenate([first[multi], repeat])
+    visit_row = np.concatenate([multi, row])
+    o = np.lexsort((visits, visit_row))  # by row, then time
+    d = days_of(visits[o])
+    starts = np.flatnonzero(np.r_[True, visit_row[o][1:] != visit_row[o][:-1]])
+    unknown = np.add.reduceat(np.isnan(d).astype(np.int64), starts) > 0
+    summed = np.where(unknown, np.nan, np.add.reduceat(np.nan_to_num(d), starts))
+    return last, n_vis, multi, summed, unknown
 
 
 def durations(
@@ -625,108 +780,125 @@ def durations(
     """
     if per not in {"stage", "visit"}:
         raise PipelineError(f"per must be 'stage' or 'visit', got {per!r}.")
-    ev = _events(log, stages, lead=lead, stage=stage, time=time)
-    ss = ev.ss
+    if not isinstance(log, pd.DataFrame):
+        raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
+    require_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
+    ss = resolve_stages(log, stages)
     segs = _segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])
-    rng = ev.data_range()
-    tz = ev.tz
-    T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (rng[1] if rng else np.int64(0))
-    keep, present, excluded = _kept(ev, T)
+    labels = list(ss.labels)
+    tz = time_zone(log[time])
+
+    # events as small arrays, sorted by lead, time, stage order (the same rules as _events)
+    funnel._stage_order(log, ss, stage)  # unknown labels: the one clear error
+    lab = funnel._per_category(log[stage], lambda c: labels.index(ss.canonical(c)), -1)
+    t = checked_times(log, time=time)
+    lc, lead_ids = funnel._lead_codes(log, lead)
+    n_leads = len(lead_ids)
+    order_of = np.array([ss.order(x) for x in labels], dtype=np.int64)
+    is_won_of = (order_of == len(ss.steps) - 1) & (ss.won is not None)
+    is_step_of = (order_of >= 0) & ~is_won_of
+    is_outcome_of = is_won_of | (order_of == LOST_ORDER)
+    sort_key_of = np.where(order_of == LOST_ORDER, np.iinfo(np.int16).max, order_of).astype(np.int16)
+    idx = _sort_index(lc, t, sort_key_of[lab])
+    if idx is not None:
+        lc, t, lab = lc[idx], t[idx], lab[idx]
+
+    last_time = _last_time(t)
+    T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (last_time if last_time is not None else np.int64(0))
+    keep, excluded = _kept_events(lc, t, n_leads, T)
     notes = []
     if excluded:
         notes.append(
             f"{excluded:,} lead(s) with only undated events are left out: their stage visits "
             "cannot be placed before as_of."
         )
-    label_idx = _label_index(log[stage], ss)[ev.idx]
-    kp = np.flatnonzero(keep)
-    if kp.size == 0:
-        notes.append(f"no lead is known at as_of={_ts(T, tz)}: there are no stage visits to measure.")
-    lc, lab = ev.lc[kp], label_idx[kp]
-    change = np.ones(kp.size, dtype=bool)  # empty when no lead is known at as_of
-    change[1:] = (lc[1:] != lc[:-1]) | (lab[1:] != lab[:-1])
-    ch = np.flatnonzero(change)  # indices into kp where a run of one label starts
-    nxt = np.r_[ch[1:], -1] if ch.size else ch
-    same_lead_next = np.zeros(ch.size, dtype=bool)
-    ok = nxt >= 0
-    same_lead_next[ok] = lc[nxt[ok]] == lc[ch[ok]]
-    is_step_run = ev.is_step[kp[ch]]
-    v = np.flatnonzero(is_step_run)
-    vpos = kp[ch[v]]
-    vlead = lc[ch[v]]
-    open_ = ~same_lead_next[v]
-    npos = np.where(open_, -1, kp[np.maximum(nxt[v], 0)])
-    entered = ev.t[vpos]
-    left = np.where(open_, NAT, ev.t[np.maximum(npos, 0)])
-    end = np.where(open_, T, left)
-    unknown = (entered == NAT) | (end == NAT)
-    days = np.full(v.size, np.nan)
-    days[~unknown] = (end[~unknown] - entered[~unknown]) / DAY_NS
-    labels = list(ss.labels)
-    # outcome per lead as of T (latest outcome event)
-    _, last_oc = _first_last(ev.lc, keep & (ev.is_won | ev.is_lost), ev.n_leads)
-    oc = np.full(ev.n_leads, "open", dtype=object)
+    # per lead: the outcome as of T (latest outcome event; 0 open, 1 won, 2 lost), the segments
+    last_oc = _last_per_lead(lc, keep & is_outcome_of[lab], n_leads)
+    oc = np.zeros(n_leads, dtype=np.int8)
     has = last_oc >= 0
-    oc[has] = np.where(ev.is_won[last_oc[has]], "won", "lost")
-    stage_codes = lab[ch[v]]
-    left_code = np.where(open_, -1, label_idx[np.maximum(npos, 0)])
-    # group visits by (lead, stage); a stable sort keeps each group in time order
-    key = vlead * len(labels) + stage_codes
-    srt = np.argsort(key, kind="stable")
-    ks = key[srt]
-    g_start = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if ks.size else np.array([], dtype=np.int64)
-    visit_no = np.empty(v.size, dtype=np.int64)
-    if ks.size:
-        run_id = np.cumsum(np.r_[True, ks[1:] != ks[:-1]]) - 1
-        visit_no[srt] = np.arange(ks.size) - g_start[run_id] + 1
+    oc[has] = np.where(is_won_of[lab[last_oc[has]]], 1, 2)
+    del last_oc, has
+    seg_last = {s: _last_valid_of(log[s], idx, lc, keep, n_leads) for s in segs}
+    del idx
+
+    # visits: runs of one step label per lead among the kept events
+    if not keep.all():
+        lc, t, lab = lc[keep], t[keep], lab[keep]
+    del keep
+    n = lc.size
+    if n == 0:
+        notes.append(f"no lead is known at as_of={_ts(T, tz)}: there are no stage visits to measure.")
+    change = np.ones(n + 1, dtype=bool)  # where a run of one label starts, and the end (n)
+    if n:
+        change[1:n] = (lc[1:] != lc[:-1]) | (lab[1:] != lab[:-1])
+    starts = _positions(change)
+    del change
+    which = _positions(is_step_of[lab[starts[:-1]]])  # the runs that are visits
+    vpos, npos = starts[which], starts[which + 1]  # a visit's first event; the next run's (n: none)
+    del starts, which
+    vlead, stage_codes = lc[vpos], lab[vpos]
+    nq = np.minimum(npos, max(n - 1, 0))
+    open_ = (npos == n) | (lc[nq] != vlead)
+    del npos, lc
+    left_code = lab[nq]  # the label entered next (-1: still open)
+    left_code[open_] = -1
+    del lab
+    entered, left = t[vpos], t[nq]
+    left[open_] = NAT
+    del vpos, nq, t
+    visit_no, repeat, first_of = _visit_numbers(vlead, stage_codes, len(ss.stages))
+
     if per == "stage":
-        g_end = np.r_[g_start[1:], ks.size] - 1 if ks.size else g_start
-        first_i, last_i = srt[g_start], srt[g_end]
-        n_vis = g_end - g_start + 1
-        d_sorted = days[srt]
-        cum = np.add.reduceat(np.nan_to_num(d_sorted), g_start) if ks.size else np.array([])
-        any_unk = (np.add.reduceat(np.isnan(d_sorted).astype(np.int64), g_start) > 0
-                   if ks.size else np.array([], dtype=bool))
-        # back to lead-then-time order of the first visit
-        back = np.argsort(first_i, kind="stable")
-        first_i, last_i = first_i[back], last_i[back]
-        n_vis, cum, any_unk = n_vis[back], cum[back], any_unk[back]
-        lead_codes = vlead[first_i]
-        out = pd.DataFrame(
-            {
-                lead: ev.lead_ids[lead_codes],
-                "stage": pd.Categorical.from_codes(stage_codes[first_i], categories=list(ss.stages),
-                                                   ordered=True),
-                "visits": n_vis.astype(np.int64),
-                "first_entered_at": to_datetimes(entered[first_i], tz),
-                "last_left_at": to_datetimes(left[last_i], tz),
-                "latest_days": days[last_i],
-                "cumulative_days": np.where(any_unk, np.nan, cum),
-                "censored": open_[last_i],
-                "left_to": pd.Categorical.from_codes(left_code[last_i], categories=labels),
-                "outcome": pd.Categorical(oc[lead_codes], categories=["open", "won", "lost"]),
-                "flag": pd.Categorical.from_codes(any_unk.astype(np.int8), categories=["", "unknown_time"]),
-            }
+        first = _positions(visit_no == 1)  # a row per (lead, stage), in order of its first visit
+        del visit_no
+        last, n_vis, multi, multi_days, multi_unknown = _per_stage(
+            first, repeat, first_of, lambda v: _visit_days(entered[v], left[v], open_[v], T)
         )
+        # each column is taken, then its per-visit source freed: the peak stays near the table
+        lead_codes, stage_codes = vlead[first], stage_codes[first]
+        del vlead
+        first_entered = to_datetimes(entered[first], tz)
+        del first
+        entered = entered[last]
+        left = left[last]
+        censored, left_code = open_[last], left_code[last]
+        del open_, last
+        latest = _visit_days(entered, left, censored, T)
+        del entered
+        cumulative = latest.copy()  # a row visited once: its one visit
+        cumulative[multi] = multi_days
+        unknown = np.isnan(latest)
+        unknown[multi] = multi_unknown
+        cols = {
+            lead: _lead_column(lead_ids, lead_codes),
+            "stage": pd.Categorical.from_codes(stage_codes, categories=list(ss.stages), ordered=True),
+            "visits": n_vis,
+            "first_entered_at": first_entered,
+            "last_left_at": to_datetimes(left, tz),
+            "latest_days": latest,
+            "cumulative_days": cumulative,
+            "censored": censored,
+            "left_to": pd.Categorical.from_codes(left_code, categories=labels),
+        }
     else:
         lead_codes = vlead
-        out = pd.DataFrame(
-            {
-                lead: ev.lead_ids[vlead],
-                "stage": pd.Categorical.from_codes(stage_codes, categories=list(ss.stages), ordered=True),
-                "visit": visit_no,
-                "entered_at": to_datetimes(entered, tz),
-                "left_at": to_datetimes(left, tz),
-                "left_to": pd.Categorical.from_codes(left_code, categories=labels),
-                "days": days,
-                "censored": open_,
-                "outcome": pd.Categorical(oc[vlead], categories=["open", "won", "lost"]),
-                "flag": pd.Categorical.from_codes(unknown.astype(np.int8), categories=["", "unknown_time"]),
-            }
-        )
-    for s in segs:
-        out[s] = _last_valid(log[s], ev, lead_codes, keep)
-    out = out.reset_index(drop=True)
+        days = _visit_days(entered, left, open_, T)
+        cols = {
+            lead: _lead_column(lead_ids, vlead),
+            "stage": pd.Categorical.from_codes(stage_codes, categories=list(ss.stages), ordered=True),
+            "visit": visit_no.astype(np.int64),
+            "entered_at": to_datetimes(entered, tz),
+            "left_at": to_datetimes(left, tz),
+            "left_to": pd.Categorical.from_codes(left_code, categories=labels),
+            "days": days,
+            "censored": open_,
+        }
+        unknown = np.isnan(days)
+    cols["outcome"] = pd.Categorical.from_codes(oc[lead_codes], categories=["open", "won", "lost"])
+    cols["flag"] = pd.Categorical.from_codes(unknown.astype(np.int8), categories=["", "unknown_time"])
+    for s, values in seg_last.items():
+        cols[s] = values(lead_codes)
+    out = pd.DataFrame(cols, copy=False)  # the arrays are ours: no copy, no consolidation
     out.attrs = {"as_of": _ts(T, tz), "stage_set": ss, "notes": notes}
     return out
 
