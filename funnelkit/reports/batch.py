@@ -74,7 +74,31 @@ _PARTIAL_PID = re.compile(r"^\.partial-(\d+)-")
 
 
 class RunLockedError(ReportError):
-    """Another run is writing the same month folder (and ``wait`` was not asked for)."""
+    """Another run is writing the same month folder (and ``wait`` was not asked for).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> issubclass(RunLockedError, fk.ReportError), issubclass(RunLockedError, fk.FunnelkitError)
+    (True, True)
+
+    While another run holds the month folder's lock, a second run of the
+    same month stops at once (before running any report):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from filelock import FileLock
+    >>> from funnelkit.reports import LOCK_NAME, Plan, run_plan
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     plan = Plan.from_dict({"data": "demo", "stages": "pipeline4", "month": "2025-09", "output": tmp})
+    ...     (Path(tmp) / "2025-09").mkdir()
+    ...     with FileLock(str(Path(tmp) / "2025-09" / LOCK_NAME)):  # the other run
+    ...         try:
+    ...             run_plan(plan)
+    ...         except RunLockedError as exc:
+    ...             print(type(exc).__name__, str(exc).split(" is writing")[0])
+    RunLockedError another funnelkit run
+    """
 
 
 def _worker_init() -> None:
@@ -556,6 +580,16 @@ def demo_plan() -> Path:
     Its ``data`` and ``output`` are relative to the folder the demo runs in
     (see :func:`run_demo`); ``params/demo_monthly.yaml`` in the source tree
     is the same plan with paths relative to ``params/``.
+
+    Examples
+    --------
+    >>> import yaml
+    >>> path = demo_plan()
+    >>> path.name
+    'demo_monthly.yaml'
+    >>> spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    >>> spec["data"], spec["stages"], spec["splits"], spec["month"]
+    ('data/demo/events.csv', 'pipeline4', ['product', 'source'], '2025-09')
     """
     from .plan import PACKAGE_DEMO_PLAN, packaged
 
@@ -587,6 +621,26 @@ def run_demo(*, plan: str | Path | None = None, data: str | Path | None = None, 
     -------
     DataFrame
         The status table of :func:`run_plan`.
+
+    Examples
+    --------
+    Running the reports executes one notebook per report (minutes, so it is
+    skipped here).  The reports it runs are those of the packaged demo plan,
+    on the demo data:
+
+    >>> import yaml
+    >>> from funnelkit.reports import Plan, demo_plan, expand_plan
+    >>> spec = yaml.safe_load(demo_plan().read_text(encoding="utf-8"))
+    >>> plan = Plan.from_dict({**spec, "data": "demo"})
+    >>> jobs, _ = expand_plan(plan, plan.load())
+    >>> len(jobs), [job.value for job in jobs if job.split == "source"]
+    (7, ['outbound', 'referral', 'trade show', 'web form'])
+    >>> status = run_demo(out="demo_run", jobs=2)  # doctest: +SKIP
+    >>> status[["split", "value", "status"]].head(3)  # doctest: +SKIP
+         split         value status
+    0  product    Enterprise     ok
+    1  product  Professional     ok
+    2  product       Starter     ok
     """
     import yaml
 
