@@ -177,7 +177,13 @@ class StageSet:
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, object], *, source: str = "dict") -> StageSet:
-        """Build a stage set from a mapping (as read from YAML)."""
+        """Build a stage set from a mapping (as read from YAML).
+
+        Examples
+        --------
+        >>> StageSet.from_dict({"name": "crm", "stages": ["new", "demo"], "won": "signed", "lost": "dropped"})
+        <StageSet crm: new > demo (won='signed', lost=['dropped'])>
+        """
         if not isinstance(spec, Mapping):
             raise StageSetError(f"{source}: a stage set must be a mapping, got {type(spec).__name__}.")
         allowed = {"name", "stages", "won", "lost", "aliases", "description", "horizon_days",
@@ -213,6 +219,18 @@ class StageSet:
         ------
         StageSetError
             If the file is not valid YAML or the set is malformed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "enterprise.yaml"
+        ...     _ = path.write_text("stages: [qualification, demo, proposal]\\n"
+        ...                         "won: closed won\\nlost: [closed lost]\\n", encoding="utf-8")
+        ...     ss = StageSet.from_yaml(path)
+        >>> ss
+        <StageSet enterprise: qualification > demo > proposal (won='closed won', lost=['closed lost'])>
         """
         path = Path(path)
         try:
@@ -224,7 +242,16 @@ class StageSet:
         return cls.from_dict(spec, source=str(path))
 
     def to_dict(self) -> dict[str, object]:
-        """The set as a plain mapping (the YAML schema)."""
+        """The set as a plain mapping (the YAML schema).
+
+        Examples
+        --------
+        >>> s = StageSet("mini", ["lead", "demo", "offer"], won="won", lost=["lost"])
+        >>> s.to_dict()
+        {'name': 'mini', 'stages': ['lead', 'demo', 'offer'], 'won': 'won', 'lost': ['lost']}
+        >>> StageSet.from_dict(s.to_dict()) == s
+        True
+        """
         out: dict[str, object] = {"name": self.name, "stages": list(self.stages)}
         if self.won:
             out["won"] = self.won
@@ -243,7 +270,20 @@ class StageSet:
         return out
 
     def to_yaml(self, path: str | Path | None = None) -> str:
-        """Write the set as YAML (to ``path`` if given) and return the text."""
+        """Write the set as YAML (to ``path`` if given) and return the text.
+
+        Examples
+        --------
+        >>> s = StageSet("mini", ["lead", "demo"], won="won", aliases={"Demo booked": "demo"})
+        >>> print(s.to_yaml(), end="")
+        name: mini
+        stages:
+        - lead
+        - demo
+        won: won
+        aliases:
+          Demo booked: demo
+        """
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
@@ -277,7 +317,18 @@ class StageSet:
         return table
 
     def canonical(self, label: object) -> str | None:
-        """The stage or outcome a data label stands for, or ``None``."""
+        """The stage or outcome a data label stands for, or ``None``.
+
+        Examples
+        --------
+        Case, spaces, hyphens and underscores do not matter; aliases are followed:
+
+        >>> pipeline4 = get_stage_set("pipeline4")
+        >>> pipeline4.canonical("Closed-Won"), pipeline4.canonical("PROPOSAL")
+        ('won', 'proposal')
+        >>> print(pipeline4.canonical("churned"))
+        None
+        """
         return self._lookup().get(normalize_label(label))
 
     def order(self, label: object) -> int:
@@ -287,6 +338,14 @@ class StageSet:
         ------
         StageSetError
             If the label is not part of the set.
+
+        Examples
+        --------
+        >>> pipeline4 = get_stage_set("pipeline4")
+        >>> pipeline4.order("qualification"), pipeline4.order("Proposal"), pipeline4.order("won")
+        (0, 2, 4)
+        >>> pipeline4.order("Closed Lost")  # lost outcomes rank below every stage
+        -1
         """
         name = self.canonical(label)
         if name is None:
@@ -296,11 +355,25 @@ class StageSet:
         return self.steps.index(name)
 
     def is_outcome(self, label: object) -> bool:
-        """True for the won and lost outcomes."""
+        """True for the won and lost outcomes.
+
+        Examples
+        --------
+        >>> pipeline4 = get_stage_set("pipeline4")
+        >>> pipeline4.is_outcome("Closed Lost"), pipeline4.is_outcome("won"), pipeline4.is_outcome("meeting")
+        (True, True, False)
+        """
         return self.canonical(label) in self.outcomes
 
     def suggest(self, label: object, n: int = 3) -> list[str]:
-        """Close matches among the set's names for an unknown label."""
+        """Close matches among the set's names for an unknown label.
+
+        Examples
+        --------
+        >>> pipeline4 = get_stage_set("pipeline4")
+        >>> pipeline4.suggest("proposl"), pipeline4.suggest("meting"), pipeline4.suggest("xyz")
+        (['proposal'], ['meeting'], [])
+        """
         keys = self._lookup()
         hits = difflib.get_close_matches(normalize_label(label), list(keys), n=n, cutoff=0.5)
         out: list[str] = []
@@ -310,7 +383,15 @@ class StageSet:
         return out
 
     def with_aliases(self, aliases: Mapping[str, str]) -> StageSet:
-        """A copy with extra data-label aliases."""
+        """A copy with extra data-label aliases.
+
+        Examples
+        --------
+        >>> pipeline4 = get_stage_set("pipeline4")
+        >>> mine = pipeline4.with_aliases({"Demo booked": "meeting"})
+        >>> mine.canonical("demo booked"), pipeline4.canonical("demo booked")
+        ('meeting', None)
+        """
         merged = {**self.aliases, **aliases}
         return StageSet(
             self.name,
@@ -475,7 +556,13 @@ class SegmentStageSets:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, object]) -> SegmentStageSets:
-        """From a plan's ``stages:`` mapping: ``{default: pipeline4, product: {Enterprise: x.yaml}}``."""
+        """From a plan's ``stages:`` mapping: ``{default: pipeline4, product: {Enterprise: x.yaml}}``.
+
+        Examples
+        --------
+        >>> SegmentStageSets.from_spec({"default": "pipeline4", "product": {"Enterprise": "pipeline6"}})
+        <SegmentStageSets by product: 'Enterprise': pipeline6, default pipeline4>
+        """
         if not isinstance(spec, Mapping):
             raise StageSetError(f"a stage set per segment must be a mapping, got {type(spec).__name__}.")
         columns = [k for k in spec if k != "default"]
@@ -487,7 +574,21 @@ class SegmentStageSets:
         return cls(columns[0], spec[columns[0]], spec.get("default"))  # type: ignore[arg-type]
 
     def for_value(self, value: object) -> StageSet:
-        """The stage set of a segment value."""
+        """The stage set of a segment value.
+
+        Examples
+        --------
+        >>> s = SegmentStageSets("product", {"Enterprise": "pipeline6"}, default="pipeline4")
+        >>> s.for_value("Enterprise").name, s.for_value("Starter").name
+        ('pipeline6', 'pipeline4')
+
+        Without a default, a value with no set of its own is an error:
+
+        >>> SegmentStageSets("source", {"web form": "aida"}).for_value("referral")
+        Traceback (most recent call last):
+        ...
+        funnelkit.exceptions.StageSetError: no stage set for source='referral' and no default; sets exist for 'web form'.
+        """
         if value in self.sets:
             return self.sets[value]
         if self.default is None:
@@ -502,14 +603,33 @@ class SegmentStageSets:
         return list(self.sets.values()) + ([self.default] if self.default is not None else [])
 
     def milestones(self) -> StageSet:
-        """The stage set of the milestones every set shares: entered > won, lost."""
+        """The stage set of the milestones every set shares: entered > won, lost.
+
+        Examples
+        --------
+        >>> SegmentStageSets("product", {"Enterprise": "pipeline6"}, default="pipeline4").milestones()
+        <StageSet milestones: entered (won='won', lost=['lost'])>
+
+        Marketing funnels have no outcomes, so only ``entered`` is shared:
+
+        >>> SegmentStageSets("source", {"web form": "aida"}, default="pipeline4").milestones().steps
+        ('entered',)
+        """
         won = "won" if all(s.won is not None for s in self.all_sets) else None
         lost = ["lost"] if any(s.lost for s in self.all_sets) else []
         return StageSet("milestones", ["entered"], won=won, lost=lost, infer_skipped=True,
                         description="Milestones shared by the segments' stage sets.")
 
     def milestone(self, ss: StageSet, label: object) -> str | None:
-        """A label of ``ss`` as a milestone: ``"entered"``, ``"won"``, ``"lost"`` or None."""
+        """A label of ``ss`` as a milestone: ``"entered"``, ``"won"``, ``"lost"`` or None.
+
+        Examples
+        --------
+        >>> s = SegmentStageSets("product", {"Enterprise": "pipeline6"}, default="pipeline4")
+        >>> enterprise = s.for_value("Enterprise")
+        >>> [s.milestone(enterprise, label) for label in ["relationship", "Closed Won", "lost", "churned"]]
+        ['entered', 'won', 'lost', None]
+        """
         name = ss.canonical(label)
         if name is None:
             return None
@@ -526,7 +646,15 @@ class SegmentStageSets:
 
 
 def is_segment_spec(spec: object) -> bool:
-    """Whether a ``stages=`` value names a stage set per segment."""
+    """Whether a ``stages=`` value names a stage set per segment.
+
+    Examples
+    --------
+    >>> is_segment_spec({"default": "pipeline4", "product": {"Enterprise": "pipeline6"}})
+    True
+    >>> is_segment_spec({"name": "crm", "stages": ["new", "demo"]}), is_segment_spec("pipeline4")
+    (False, False)
+    """
     return isinstance(spec, SegmentStageSets) or (
         isinstance(spec, Mapping) and "stages" not in spec
         and any(isinstance(v, Mapping) for k, v in spec.items() if k != "default")
