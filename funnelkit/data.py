@@ -129,6 +129,18 @@ class LoadReport:
     notes : list of str
         Plain sentences about what was inferred or is unknown.
     stage_set : StageSet or None
+
+    Examples
+    --------
+    Every loader leaves one in the log's ``attrs``:
+
+    >>> import funnelkit as fk
+    >>> report = fk.datasets.load_demo().attrs["funnelkit"]
+    >>> report.events, report.leads, report.flags
+    (17152, 6000, {'moved_back': 75, 'skipped_stage': 31})
+    >>> print(fk.LoadReport(source="crm.csv", rows_read=10, events=9, leads=4, duplicates_dropped=1))
+    Event log from crm.csv: 10 rows read -> 9 events for 4 leads.
+    Dropped 1 exact duplicate events.
     """
 
     source: str = "DataFrame"
@@ -200,7 +212,16 @@ def _values_text(values: Sequence[object], limit: int = 5) -> str:
 
 
 def log_stage_set(log: pd.DataFrame) -> StageSet | None:
-    """The stage set a log was loaded with (from its attrs), if any."""
+    """The stage set a log was loaded with (from its attrs), if any.
+
+    Examples
+    --------
+    >>> import pandas as pd, funnelkit as fk
+    >>> log_stage_set(fk.datasets.load_demo())
+    <StageSet pipeline4: qualification > meeting > proposal > close (won='won', lost=['lost'])>
+    >>> print(log_stage_set(pd.DataFrame({"lead_id": ["a"], "stage": ["won"]})))
+    None
+    """
     rep = log.attrs.get(_ATTR)
     return rep.stage_set if isinstance(rep, LoadReport) else None
 
@@ -209,6 +230,13 @@ def stage_order(log: pd.DataFrame, stages: StageSet, *, stage: str = STAGE) -> n
     """Integer order of each event's stage: 0.. for steps, -1 for lost, -2 unknown.
 
     Vectorised through the categorical codes of the stage column.
+
+    Examples
+    --------
+    >>> import pandas as pd, funnelkit as fk
+    >>> log = pd.DataFrame({"stage": ["meeting", "Closed Won", "lost", "churned"]})
+    >>> stage_order(log, fk.get_stage_set("pipeline4"))
+    array([ 1,  4, -1, -2])
     """
     cat = pd.Categorical(log[stage])
     lookup = np.array(
@@ -220,7 +248,14 @@ def stage_order(log: pd.DataFrame, stages: StageSet, *, stage: str = STAGE) -> n
 
 
 def segment_columns(log: pd.DataFrame) -> list[str]:
-    """The segment columns of a canonical log (everything but the core ones)."""
+    """The segment columns of a canonical log (everything but the core ones).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> segment_columns(fk.datasets.load_demo())
+    ['product', 'source', 'owner']
+    """
     core = {LEAD, STAGE, TIME, AMOUNT, FLAG}
     return [c for c in log.columns if c not in core]
 
@@ -2247,6 +2282,21 @@ def from_stage_tables(
     When all stages share one time (the attribute date), order within a lead
     follows the stage order.  Leads in a stage table but not in ``attributes``
     are kept, with blank segments, and counted in the load report.
+
+    Examples
+    --------
+    Three page tables of a web shop and one table of users:
+
+    >>> import pandas as pd, funnelkit as fk
+    >>> pages = {"home": pd.DataFrame({"user": [1, 2, 3]}), "cart": pd.DataFrame({"user": [1, 2]}),
+    ...          "paid": pd.DataFrame({"user": [2]})}
+    >>> users = pd.DataFrame({"user": [1, 2, 3], "date": ["2024-03-01", "2024-03-02", "2024-03-02"],
+    ...                       "device": ["mobile", "desktop", "mobile"]})
+    >>> log = fk.from_stage_tables(pages, lead="user", attributes=users, time="date")
+    >>> log[["lead_id", "stage", "device"]].astype(str).values.tolist()
+    [['1', 'home', 'mobile'], ['1', 'cart', 'mobile'], ['2', 'home', 'desktop'], ['2', 'cart', 'desktop'], ['2', 'paid', 'desktop'], ['3', 'home', 'mobile']]
+    >>> log.attrs["funnelkit"].stage_set
+    <StageSet custom: home > cart > paid>
     """
     frames = []
     rows_read = 0
@@ -2551,7 +2601,21 @@ def known_at(log: pd.DataFrame, as_of, *, lead: str = LEAD, time: str = TIME) ->
 # checked accessors: what every view needs from a log, as numpy arrays
 # ---------------------------------------------------------------------------
 def checked_order(log: pd.DataFrame, stages: StageSet, *, stage: str = STAGE) -> np.ndarray:
-    """:func:`stage_order`, raising one clear error for labels not in the stage set."""
+    """:func:`stage_order`, raising one clear error for labels not in the stage set.
+
+    Examples
+    --------
+    >>> import pandas as pd, funnelkit as fk
+    >>> pipeline4 = fk.get_stage_set("pipeline4")
+    >>> checked_order(pd.DataFrame({"stage": ["meeting", "Closed Won"]}), pipeline4)
+    array([1, 4])
+    >>> checked_order(pd.DataFrame({"stage": ["meeting", "churned"]}), pipeline4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    funnelkit.exceptions.InvalidEventLogError: DataFrame: 1 problem found in the event log:
+      1. [stage] labels not in stage set 'pipeline4' (...): 'churned' x1; first at row 2.
+    ...
+    """
     order = stage_order(log, stages, stage=stage)
     bad_mask = order == -2
     if bad_mask.any():
@@ -2574,7 +2638,21 @@ def checked_order(log: pd.DataFrame, stages: StageSet, *, stage: str = STAGE) ->
 
 
 def checked_leads(log: pd.DataFrame, *, lead: str = LEAD) -> tuple[np.ndarray, pd.Index]:
-    """Integer code per event and the lead ids (``pd.factorize``); blank ids are an error."""
+    """Integer code per event and the lead ids (``pd.factorize``); blank ids are an error.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> codes, ids = checked_leads(pd.DataFrame({"lead_id": ["a", "a", "b", "a"]}))
+    >>> codes, ids.tolist()
+    (array([0, 0, 1, 0]), ['a', 'b'])
+    >>> checked_leads(pd.DataFrame({"lead_id": ["a", None]}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    funnelkit.exceptions.InvalidEventLogError: DataFrame: 1 problem found in the event log:
+      1. [lead_id] 1 event(s) have no lead id: row 2.
+    ...
+    """
     codes, ids = pd.factorize(log[lead], sort=False)
     if (codes < 0).any():
         rows = np.flatnonzero(codes < 0)[:20] + 1
@@ -2594,7 +2672,23 @@ def checked_leads(log: pd.DataFrame, *, lead: str = LEAD) -> tuple[np.ndarray, p
 
 def checked_times(log: pd.DataFrame, *, time: str = TIME) -> np.ndarray:
     """Event times as int64 nanoseconds since 1970 (``NaT`` is the minimum): UTC instants
-    for a log with a time zone, wall-clock time for a naive log; non-datetimes are an error."""
+    for a log with a time zone, wall-clock time for a naive log; non-datetimes are an error.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> log = pd.DataFrame({"timestamp": pd.to_datetime(["1970-01-02", "2024-01-02"])})
+    >>> checked_times(log)
+    array([     86400000000000, 1704153600000000000])
+    >>> checked_times(log).view("datetime64[ns]")[1]
+    np.datetime64('2024-01-02T00:00:00.000000000')
+    >>> checked_times(pd.DataFrame({"timestamp": ["2024-01-02"]}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    funnelkit.exceptions.InvalidEventLogError: DataFrame: 1 problem found in the event log:
+      1. [timestamp] column 'timestamp' holds ... values, not datetimes.
+    ...
+    """
     col = log[time]
     if not pd.api.types.is_datetime64_any_dtype(col.dtype):
         raise InvalidEventLogError(
