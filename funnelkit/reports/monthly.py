@@ -385,14 +385,34 @@ def select_segment(log: pd.DataFrame, column: str, value: object, *, lead: str =
 
 
 def as_of_log(log: pd.DataFrame, as_of: pd.Timestamp, *, time: str = TIME) -> pd.DataFrame:
-    """Events known at ``as_of`` (see :func:`funnelkit.data.known_at`): no lead from the future."""
+    """Events known at ``as_of`` (see :func:`funnelkit.data.known_at`): no lead from the future.
+
+    Examples
+    --------
+    >>> import pandas as pd, funnelkit as fk
+    >>> log = fk.datasets.load_demo()
+    >>> known = as_of_log(log, pd.Timestamp("2025-06-30"))
+    >>> len(known), known["lead_id"].nunique(), str(known["timestamp"].max())
+    (13138, 4644, '2025-06-29 23:48:16')
+    """
     return known_at(log, as_of, time=time)
 
 
 def entered_between(
     log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *, lead: str = LEAD, time: str = TIME
 ) -> pd.DataFrame:
-    """Events of the leads whose first known event time is in ``[start, end]``."""
+    """Events of the leads whose first known event time is in ``[start, end]``.
+
+    Examples
+    --------
+    The leads that entered in September 2025, with all their events:
+
+    >>> import pandas as pd, funnelkit as fk
+    >>> log = fk.datasets.load_demo()
+    >>> new = entered_between(log, pd.Timestamp("2025-09-01"), pd.Timestamp("2025-09-30 23:59:59"))
+    >>> new["lead_id"].nunique(), str(new.groupby("lead_id")["timestamp"].min().min())
+    (437, '2025-09-01 01:25:24')
+    """
     if log.empty:
         return log
     first = log.groupby(lead, observed=True, sort=False)[time].min()
@@ -408,7 +428,18 @@ def closed_between(
     stages: StageSet | str | None = None,
     lead: str = LEAD,
 ) -> pd.DataFrame:
-    """Events of the leads whose outcome (last won/lost event) is in ``[start, end]``."""
+    """Events of the leads whose outcome (last won/lost event) is in ``[start, end]``.
+
+    Examples
+    --------
+    The leads won or lost in September 2025, with all their events:
+
+    >>> import pandas as pd, funnelkit as fk
+    >>> log = fk.datasets.load_demo()
+    >>> closed = closed_between(log, pd.Timestamp("2025-09-01"), pd.Timestamp("2025-09-30 23:59:59"))
+    >>> closed["lead_id"].nunique(), int((closed["stage"] == "won").sum()), int((closed["stage"] == "lost").sum())
+    (387, 58, 329)
+    """
     if log.empty:
         return log
     # only the outcome and its time are needed: no horizon is learned (on a snapshot's undated first stage
@@ -762,6 +793,20 @@ def headline_record(h: pd.DataFrame) -> dict:
         The ``attrs`` of :func:`headline` plus ``metrics``: a list of row
         dicts; this is what a report displays under
         :data:`~funnelkit.reports.HEADLINE_MIME` and the index reads back.
+
+    Examples
+    --------
+    >>> import json
+    >>> from funnelkit.reports import MonthlyReport
+    >>> report = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> record = headline_record(report.headline)
+    >>> record["month"], record["segment"], record["target"]
+    ('2025-09', ['source', 'referral'], None)
+    >>> first = record["metrics"][0]
+    >>> first["metric"], first["value"], first["previous"], first["n"]
+    ('leads_entered', 68.0, 79.0, None)
+    >>> json.loads(json.dumps(record)) == record
+    True
     """
     rec = {k: _clean(v) for k, v in h.attrs.items()}
     rec["metrics"] = [{k: _clean(v) for k, v in row.items()} for row in h.to_dict("records")]
@@ -952,13 +997,36 @@ def segment_leaks(
 
 
 def segment_rows(table: pd.DataFrame, column: str, value: object) -> pd.DataFrame:
-    """The rows of a table by segment whose ``column`` is ``value`` (compared as text)."""
+    """The rows of a table by segment whose ``column`` is ``value`` (compared as text).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"owner": ["Ana", "Ben", "Ana"], "rate": [0.2, 0.3, 0.4]})
+    >>> segment_rows(table, "owner", "Ana")
+      owner  rate
+    0   Ana   0.2
+    1   Ana   0.4
+    >>> segment_rows(pd.DataFrame({"year": [2024, 2025]}), "year", "2025")["year"].tolist()
+    [2025]
+    """
     mine = table.loc[(table[column].astype("string") == str(value)).fillna(False).to_numpy(dtype=bool)]
     return mine.reset_index(drop=True)
 
 
 def leaks_to_records(table: pd.DataFrame) -> list[dict]:
-    """A leak table as JSON-ready records (for the run's cache)."""
+    """A leak table as JSON-ready records (for the run's cache).
+
+    Examples
+    --------
+    >>> import json, funnelkit as fk
+    >>> leaks = fk.funnel.leaks(fk.datasets.load_demo(), by="source")
+    >>> records = leaks_to_records(segment_rows(leaks, "source", "referral"))
+    >>> len(records), records[0]["transition"], records[0]["leads"], records[0]["significant"]
+    (4, 'close -> won', 248, True)
+    >>> json.loads(json.dumps(records)) == records
+    True
+    """
     out = []
     for row in table.to_dict("records"):
         rec = {}
@@ -980,7 +1048,21 @@ def leaks_to_records(table: pd.DataFrame) -> list[dict]:
 
 
 def leaks_from_records(records: list[dict]) -> pd.DataFrame:
-    """The inverse of :func:`leaks_to_records` (numbers, flags and ranks typed again)."""
+    """The inverse of :func:`leaks_to_records` (numbers, flags and ranks typed again).
+
+    Categorical columns come back as text.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> leaks = segment_rows(fk.funnel.leaks(fk.datasets.load_demo(), by="source"), "source", "referral")
+    >>> back = leaks_from_records(leaks_to_records(leaks))
+    >>> cols = ["rank", "leads", "converted", "rate", "p_value", "significant"]
+    >>> back[cols].equals(leaks[cols])
+    True
+    >>> back[["rank", "leads", "significant"]].dtypes.astype(str).tolist()
+    ['Int64', 'int64', 'bool']
+    """
     df = pd.DataFrame(records)
     if df.empty:
         return df
@@ -1061,6 +1143,21 @@ class MonthlyReport:
     population : DataFrame or None
         Every lead's events (all segments), when the report read the data
         itself: the peers of :func:`segment_leaks`.
+
+    Examples
+    --------
+    The report on referral leads of the demo data, for its last month:
+
+    >>> report = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> report
+    <MonthlyReport 'Monthly funnel report: source referral, September 2025': 907 leads known at 2025-09-30 23:59, stage set pipeline4>
+    >>> str(report.month), report.segment, str(report.as_of.date())
+    ('2025-09', ('source', 'referral'), '2025-09-30')
+    >>> report.headline[["metric", "value", "previous"]].head(3)
+              metric  value  previous
+    0  leads_entered   68.0      79.0
+    1            won   24.0      18.0
+    2           lost   39.0      29.0
     """
 
     log: pd.DataFrame
