@@ -383,3 +383,19 @@ def test_maven_crm_snapshot(shared_data, tmp_path):
         FORECAST.search(summary)
         and "Revenue is not forecast: none of the open deals has an amount" in summary
     )
+
+
+@pytest.mark.slow
+def test_a_log_in_a_time_zone(tmp_path):
+    """The demo's instants written with their Paris offsets, read with TZ: the explorer runs and shows the
+    same funnel as on UTC times (the counts do not depend on the zone)."""
+    import funnelkit as fk
+
+    log = fk.datasets.load_demo()
+    paris = log.assign(timestamp=log["timestamp"].dt.tz_localize("UTC").dt.tz_convert("Europe/Paris"))
+    data = tmp_path / "paris.csv"
+    paris.drop(columns=["flag"]).to_csv(data, index=False)
+    run = _run(tmp_path, DATA=str(data), TZ="Europe/Paris", NOUN="deals", BACKTEST_CUTOFFS=0)
+    entered = log["lead_id"].nunique()
+    assert f"{entered:,} deals entered" in run.stdout
+    assert FORECAST.search(_in_short(run))
