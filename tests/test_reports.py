@@ -762,3 +762,23 @@ def test_reports_link_to_the_index_siblings_and_last_month(tmp_path, small_csv):
     assert 'href="../all/all.html"' in text
     index = (sept / "index.html").read_text()
     assert '<meta name="viewport"' in index and "€" in index
+
+
+def test_the_trend_chart_has_a_phone_drawing_of_the_same_rates(enterprise):
+    import matplotlib.pyplot as plt
+
+    sec = sections.trend(enterprise)
+    assert '<source media="(max-width: 600px)"' in sec.html  # a narrower picture for phones
+    tr = fk.funnel.trend(enterprise.log, freq="MS", stages=enterprise.stages, as_of=enterprise.as_of)
+    tr = tr.loc[tr["period"].notna()]
+    fig = sections._phone_trend(tr, "t")
+    ax = fig.axes[0]
+    assert fig.get_size_inches()[0] <= 4.5 and ax.title.get_fontsize() >= 10
+    recent = sorted(tr["period"].drop_duplicates())[-6:]
+    # every drawn point is a rate of the table, in its last six months
+    for line in ax.get_lines():
+        ys = [y for y in line.get_ydata() if y == y]
+        for y in ys:
+            assert tr.loc[tr["period"].isin(recent), "rate"].sub(y).abs().min() < 1e-12
+    assert len(ax.get_legend().get_texts()) == tr["transition"].nunique() + 1
+    plt.close(fig)

@@ -1003,8 +1003,38 @@ def trend(report: MonthlyReport, *, months: int = 15) -> Section:
     chart = _chart(draw, figsize=(7.2, 4.0),
                    caption="Each step's conversion over matured leads, by the month leads entered the step, "
                            "with 95% intervals; hollow points are months whose leads have not all had their time "
-                           "to move on (provisional).")
+                           "to move on (provisional).",
+                   phone=lambda: _phone_trend(tr, f"Step conversion by month entered,\n{_segment_words(report)}",
+                                              numbers=report.fmt))
     return chart
+
+
+def _phone_trend(tr: pd.DataFrame, title: str, numbers=None, months: int = 6):
+    """The trend chart drawn for a phone: the last ``months`` months, one tick per month, the
+    legend in one column under it, larger text (the same :func:`funnelkit.plots.trend_chart`)."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    from ..plots import trend_chart
+
+    periods = tr["period"].drop_duplicates().sort_values()
+    recent = tr.loc[tr["period"].isin(periods.iloc[-months:])]
+    n_lines = recent["transition"].nunique() + 1
+    fig = plt.figure(figsize=(4.3, 4.4 + 0.28 * n_lines))
+    ax = fig.add_axes((0.17, 0.16 + 0.06 * n_lines, 0.78, 0.62 - 0.02 * n_lines))
+    trend_chart(recent, title=f"{title}\n(recent months)", numbers=numbers, ax=ax)
+    ax.xaxis.set_major_locator(mdates.MonthLocator())
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b\n%Y"))
+    ax.set_xlabel("")
+    ax.title.set_fontsize(11)
+    ax.yaxis.label.set_fontsize(10)
+    ax.tick_params(labelsize=10)
+    legend = ax.get_legend()
+    if legend is not None:
+        handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+        ax.legend(handles, labels, fontsize=9.5, frameon=False, loc="upper left", bbox_to_anchor=(-0.15, -0.18),
+                  ncols=1)
+    return fig
 
 
 def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
