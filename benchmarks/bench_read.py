@@ -44,7 +44,8 @@ of the imports alone is printed beside it.  When the call forks workers
 the process and its children is sampled every 5 ms as well, and the larger
 figure is reported.
 
-Figures are printed and written to ``--csv`` (default benchmarks/bench_read.csv).
+Figures are printed and written to ``--csv`` (default benchmarks/bench_read.csv): a
+run replaces the rows it measured (same kind and engine) and keeps the others.
 """
 
 from __future__ import annotations
@@ -336,10 +337,16 @@ def main(argv=None) -> int:
             for how in args.engines:
                 report(f"{name} {args.leads}", how, got[how], None, first["columns_mib"], "columns")
 
+    # the figures of this run replace those of the same (kind, engine); the others stay
+    measured = {(r["kind"], r["engine"]) for r in rows}
+    kept = []
+    if Path(args.csv).exists():
+        with open(args.csv, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if (r["kind"], r["engine"]) not in measured]
     with open(args.csv, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["kind"])
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(kept + rows)
     print(f"\nfigures written to {args.csv}; load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
