@@ -80,6 +80,12 @@ class Section:
         The numbers behind it (a DataFrame, or None).
     extra : dict
         Further mime types shown with it (e.g. the headline JSON).
+
+    Examples
+    --------
+    >>> both = Section("<p>a</p>", "a") + Section("<p>b</p>", "b")
+    >>> both.html, both.text.splitlines()
+    ('<p>a</p><p>b</p>', ['a', '', 'b'])
     """
 
     html: str
@@ -150,6 +156,19 @@ def capture_warnings(report: MonthlyReport) -> None:
     Python would print, and added to ``report.warnings`` (which
     :func:`provenance` hands to the batch runner: the report's status in the
     index is then *warning*).  Each message is shown once.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> before = warnings.showwarning
+    >>> capture_warnings(r)
+    >>> warnings.warn("the data ends early")  # shown as a styled note  # doctest: +ELLIPSIS
+    Section(html='<div class="funnelkit-warning" role="note"><strong>Warning:</strong> the data ends early</div>', ...)
+    >>> r.warnings[-1]
+    'the data ends early'
+    >>> warnings.showwarning = before
     """
     import warnings as _warnings
 
@@ -519,6 +538,13 @@ def title(report: MonthlyReport) -> Section:
 
     The biggest leak (``biggest_leaks``) is said first, in the words of
     :func:`funnelkit.funnel.leaks`, so the first screen names it.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> title(r).text.splitlines()[0]
+    'Monthly funnel report: source referral, September 2025'
     """
     ss = report.stages
     known = report.log["lead_id"].nunique()
@@ -728,6 +754,13 @@ def headline(report: MonthlyReport) -> Section:
     The output also carries the numbers as JSON (mime type
     :data:`~funnelkit.reports.HEADLINE_MIME`), which the batch runner reads
     back from the executed notebook for the index.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> headline(r).text.splitlines()[0]
+    'New leads: 68 (−11 (−14%) vs Aug) - change within chance (p = 0.41)'
     """
     f = report.fmt
     h = report.headline
@@ -806,6 +839,13 @@ def leaks(report: MonthlyReport, *, top: int = 3) -> Section:
     ``funnel.leaks(segment, benchmark="previous")``.  Sentences first (the
     transitions that lose conversions, significant ones first), then a table
     per benchmark.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> leaks(r).text.splitlines()[2]
+    'No step of referral leads converts worse than the other sources.'
     """
     empty = _nothing_known(report, "leak to find")
     if empty is not None:
@@ -850,6 +890,13 @@ def flow(report: MonthlyReport) -> Section:
     Rates are over matured leads only, so the leads that reached a step this
     month are counted here but judged later; each rate says which leads it
     is judged on (:func:`~funnelkit.reports.monthly.step_rates`).
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> flow(r).text.startswith("In September 2025, 68 leads reached qualification")
+    True
     """
     empty = _nothing_known(report, "flow to show")
     if empty is not None:
@@ -951,6 +998,13 @@ def funnel(report: MonthlyReport) -> Section:
     report date: bar widths are the leads that reached each step; the step
     conversion (over matured leads, with its interval) and the share of the
     top are the table's, written the same way.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> funnel(r).text.startswith("Over every lead known on 2025-09-30 since 2024-07-01 (907 leads)")
+    True
     """
     from ..plots import funnel_chart
 
@@ -974,7 +1028,15 @@ def funnel(report: MonthlyReport) -> Section:
 
 
 def trend(report: MonthlyReport, *, months: int = 15) -> Section:
-    """Each step's conversion by the month leads entered the step (:func:`funnelkit.plots.trend_chart`)."""
+    """Each step's conversion by the month leads entered the step (:func:`funnelkit.plots.trend_chart`).
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> '<source media="(max-width: 600px)"' in trend(r).html  # a drawing for phones too
+    True
+    """
     from ..plots import trend_chart
 
     empty = _nothing_known(report, "trend to draw")
@@ -1054,6 +1116,13 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
     report : MonthlyReport
     by : str, optional
         A segment column to break the month's outcomes down by.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> outcomes(r).text.splitlines()[2]
+    'Closed in September 2025: 38.1%'
     """
     from ..stats import proportion_ci
 
@@ -1131,6 +1200,13 @@ def pipeline(report: MonthlyReport) -> Section:
     the funnel's horizon for it (the funnel counts them as *stalled*:
     :func:`funnelkit.funnel.outcomes`); the pipeline's value is shown with
     and without them.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> pipeline(r).text.startswith("On 2025-09-30, 156 leads were open, worth 3,138,380.")
+    True
     """
     from ..plots import pipeline_board
 
@@ -1200,7 +1276,15 @@ def pipeline(report: MonthlyReport) -> Section:
 
 
 def waterfall(report: MonthlyReport) -> Section:
-    """The month's pipeline waterfall: open leads (and value) at the start, in, won, lost, at the end."""
+    """The month's pipeline waterfall: open leads (and value) at the start, in, won, lost, at the end.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> waterfall(r).text.startswith("Open leads went from 151 on 2025-08-31 to 156 on 2025-09-30")
+    True
+    """
     from ..plots import waterfall_chart
 
     empty = _nothing_known(report, "pipeline movement")
@@ -1261,6 +1345,13 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
     month* when that moment fell in the month.  *Long-dead* leads have sat
     past the funnel's horizon (the funnel counts them as stalled): they are
     not follow-ups any more but leads to close out (mark lost) or revive.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> followups(r).text.splitlines()[0]
+    'Went stale in September: the Monday list'
     """
     empty = _nothing_known(report, "open lead to follow up")
     if empty is not None:
@@ -1370,7 +1461,15 @@ stale = followups
 
 
 def bottleneck(report: MonthlyReport) -> Section:
-    """Time spent in each stage and the stage that makes the cycle long."""
+    """Time spent in each stage and the stage that makes the cycle long.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> bottleneck(r).text.startswith("The bottleneck is proposal")
+    True
+    """
     empty = _nothing_known(report, "time in stage to measure")
     if empty is not None:
         return empty
@@ -1401,7 +1500,15 @@ def bottleneck(report: MonthlyReport) -> Section:
 
 
 def forecast(report: MonthlyReport) -> Section:
-    """Wins and revenue expected next month from the open pipeline, with a range, against the target."""
+    """Wins and revenue expected next month from the open pipeline, with a range, against the target.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> forecast(r).text.startswith("From the 156 leads open on 2025-09-30, October 2025 should bring about")
+    True
+    """
     from ..plots import fan_chart, target_chart
 
     missing = _needs_outcomes(report, "A forecast") or _nothing_known(report, "pipeline to forecast from")
@@ -1497,6 +1604,13 @@ def leads_needed(report: MonthlyReport) -> Section:
     The monthly target is multiplied by the months of the horizon; the
     answer comes from :func:`funnelkit.forecast.leads_needed` (the open
     pipeline's expected share first, then the new leads for the rest).
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> leads_needed(r).text
+    'No revenue target was given (parameter revenue_target), so there is nothing to plan for.'
     """
     from .. import forecast as _forecast
 
@@ -1567,7 +1681,15 @@ def _parameter_facts(report: MonthlyReport) -> list[tuple[str, str]]:
 
 
 def provenance(report: MonthlyReport) -> Section:
-    """The footer: data file and its SHA-256, the parameters (as a short list), versions and run time."""
+    """The footer: data file and its SHA-256, the parameters (as a short list), versions and run time.
+
+    Examples
+    --------
+    >>> from funnelkit.reports import MonthlyReport
+    >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    >>> provenance(r).text.splitlines()[0]
+    'Data: funnelkit bundled demo data (generated, seed 42)'
+    """
     from .. import __version__
 
     data = report.data
