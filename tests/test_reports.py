@@ -235,7 +235,7 @@ def test_pipeline_and_forecast_sections_show_the_package_numbers():
     stage = b.loc[b["bottleneck"], "stage"].iloc[0]
     assert f"The bottleneck is {stage}" in sections.bottleneck(rep).text
     horizon = pd.Timestamp("2025-10-31 23:59:59.999999999") - rep.as_of
-    total = forecast.forecast(rep.log, as_of=rep.as_of, horizon=horizon, seed=0).total.iloc[0]
+    total = forecast.forecast(rep.log, as_of=rep.as_of, horizon=horizon, seed=0, new_leads=True).total.iloc[0]
     text = sections.forecast(rep).text
     assert f"about {total['expected_wins']:,.1f} wins" in text and "October 2025" in text
     assert f"{total['expected_revenue']:,.0f} in revenue" in text and "target of 300,000" in text

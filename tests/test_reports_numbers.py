@@ -263,8 +263,11 @@ def test_bpic_xes_plan_makes_a_report(shared_data, tmp_path):
     text = sections.waterfall(rep).text
     mv_won = int(re.search(r"([\d.]+) were won", text).group(1).replace(".", ""))
     assert mv_won < paid and f"{paid - mv_won} of the 798 declarations won in the month had been closed" in text
-    # declarations close within days: the forecast says next month's new ones matter
+    # declarations close within days: the forecast counts next month's new ones, and says how much of it they are
     fc = sections.forecast(rep).text
-    assert "here they matter" in fc and "rarely close within a month" not in fc
+    t = rep.next_month.total.iloc[0]
+    assert t["new_lead_wins"] > t["open_pipeline_wins"] > 0
+    assert f"about {t['new_leads']:,.0f} new ones expected to enter".replace(",", ".") in fc
+    assert "from declarations that enter in the meantime" in fc and "rarely close within a month" not in fc
     prov = sections.provenance(rep).html
     assert "['" not in prov and "Declaration SAVED by EMPLOYEE, Declaration APPROVED" in prov

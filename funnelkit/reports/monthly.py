@@ -1382,11 +1382,17 @@ class MonthlyReport:
 
     @cached_property
     def next_month(self):
-        """Next month's forecast from the open pipeline (:func:`funnelkit.forecast.forecast`, seed 0).
+        """Next month's forecast (:func:`funnelkit.forecast.forecast`, seed 0): the open pipeline and
+        the new leads expected to enter before the month ends (``new_leads=True``).
 
-        Its horizon runs from the as-of date to the end of the next month.
-        ``None`` when the stage set has no won outcome or no lead is known;
-        the error text (a str) when the forecast cannot be made.
+        Its horizon runs from the as-of date to the end of the next month.  In a
+        fast process most of a month's wins come from leads that enter in it
+        (BPIC 2020: 608 of June 2018's 798 payments), so leaving them out would
+        forecast a fraction of the month; when the arrivals cannot be modelled
+        (too little history) the forecast is of the open pipeline only (its
+        ``basis`` says which).  ``None`` when the stage set has no won outcome
+        or no lead is known; the error text (a str) when the forecast cannot be
+        made.
         """
         from ..exceptions import FunnelkitError
         from ..forecast import forecast
@@ -1394,6 +1400,11 @@ class MonthlyReport:
         if self.stages.won is None or self.log.empty:
             return None
         horizon = _bounds(self.month + 1, time_zone(self.as_of))[1] - self.as_of
+        try:
+            return forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
+                            new_leads=True)
+        except FunnelkitError:
+            pass
         try:
             return forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0)
         except FunnelkitError as exc:

@@ -82,10 +82,10 @@ import pandas as pd
 import yaml
 
 from ..exceptions import FunnelkitError, PlanError
+from ..segments import derive as derive_segments
 from ..stages import PRESETS, get_stage_set
 from .monthly import DEMO_DATA, load_data, parse_month
 from .notebook import safe_name, template_parameters, unique_names
-from ..segments import derive as derive_segments
 from .schema import MISSING_TIME, PLAN_KEYS, READ_OPTION_KEYS
 
 __all__ = ["ALL", "TEMPLATE_PATH", "Plan", "ReportJob", "default_template", "expand_plan", "load_plan", "packaged",

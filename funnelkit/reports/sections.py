@@ -1500,13 +1500,15 @@ def bottleneck(report: MonthlyReport) -> Section:
 
 
 def forecast(report: MonthlyReport) -> Section:
-    """Wins and revenue expected next month from the open pipeline, with a range, against the target.
+    """Wins and revenue expected next month from the open pipeline and the new leads expected to
+    enter meanwhile (:attr:`MonthlyReport.next_month`), with a range, against the target; says how
+    much of it the new leads are.
 
     Examples
     --------
     >>> from funnelkit.reports import MonthlyReport
     >>> r = MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
-    >>> forecast(r).text.startswith("From the 156 leads open on 2025-09-30, October 2025 should bring about")
+    >>> forecast(r).text.startswith("From the 156 leads open on 2025-09-30 and about 78 new ones expected to enter")
     True
     """
     from ..plots import fan_chart, target_chart
@@ -1522,8 +1524,11 @@ def forecast(report: MonthlyReport) -> Section:
     t = fc.total.iloc[0]
     level = fc.total.attrs.get("level", 0.8)
     lvl = f.rate(level if isinstance(level, float) else 0.8, 0)
-    text = (f"From the {f.count(t['open_leads'])} {report.noun} open on {report.as_of:%Y-%m-%d}, "
-            f"{nxt:%B %Y} should bring about {f.number(t['expected_wins'], 1)} wins ({lvl} range "
+    with_new = bool(np.isfinite(t.get("new_leads", np.nan)) and t.get("basis", "") != "open pipeline")
+    source = (f"From the {f.count(t['open_leads'])} {report.noun} open on {report.as_of:%Y-%m-%d}"
+              + (f" and about {f.count(t['new_leads'])} new ones expected to enter by "
+                 f"{fc.horizon_end_:%Y-%m-%d}" if with_new else ""))
+    text = (f"{source}, {nxt:%B %Y} should bring about {f.number(t['expected_wins'], 1)} wins ({lvl} range "
             f"{f.count(t['wins_low'])} to {f.count(t['wins_high'])})")
     unknown = int(t.get("amount_unknown", 0) or 0)
     revenue_known = report.has_amount and unknown < t["open_leads"]
@@ -1545,7 +1550,8 @@ def forecast(report: MonthlyReport) -> Section:
                      f"{f.rate(t['expected_revenue'] / target, 0)} of it, and the chance to reach it is "
                      f"{f.rate(p_target, 0)}")
     text += (f". Only what is expected to be won by {fc.horizon_end_:%Y-%m-%d} counts: most of the open pipeline "
-             "closes later or is lost, and long-dead leads are treated as stalled. " + _new_leads_words(report))
+             "closes later or is lost, and long-dead leads are treated as stalled."
+             + (" " + _split_words(report, t) if with_new else " " + _new_leads_words(report)))
     if revenue_known and report.revenue_target:
         chart = _chart(lambda ax: target_chart(fc, target=report.revenue_target, quantity="revenue",
                                                title=f"{nxt:%B %Y}: P(reach target) = {f.rate(p_target, 0)}",
@@ -1558,8 +1564,14 @@ def forecast(report: MonthlyReport) -> Section:
         chart = _chart(lambda ax: fan_chart(fc, quantity=q, title=f"Forecast to {fc.horizon_end_:%Y-%m-%d}",
                                             money=partial(f.money, compact=True), numbers=f, ax=ax),
                        caption=f"Expected {q} with nested prediction bands.")
-    rows = [["Open " + report.noun, f.count(t["open_leads"]), ""],
-            ["Expected wins", f.number(t["expected_wins"], 1), f"{f.count(t['wins_low'])}–{f.count(t['wins_high'])}"]]
+    rows = [["Open " + report.noun, f.count(t["open_leads"]), ""]]
+    if with_new:
+        rows.append([f"New {report.noun} expected by {fc.horizon_end_:%Y-%m-%d}", f.count(t["new_leads"]), ""])
+    rows.append(["Expected wins", f.number(t["expected_wins"], 1),
+                 f"{f.count(t['wins_low'])}–{f.count(t['wins_high'])}"])
+    if with_new:
+        rows.append(["  from the open " + report.noun, f.number(t["open_pipeline_wins"], 1), ""])
+        rows.append([f"  from new {report.noun}", f.number(t["new_lead_wins"], 1), ""])
     if revenue_known:
         rows.append(["Expected revenue", f.money(t["expected_revenue"]),
                      f"{f.money(t['revenue_low'])}–{f.money(t['revenue_high'])}"])
@@ -1585,8 +1597,21 @@ def _won_same_month(report: MonthlyReport) -> tuple[int, int]:
     return len(won), len(won & new)
 
 
+def _split_words(report: MonthlyReport, t: pd.Series) -> str:
+    """Where the forecast wins come from: the open pipeline and the new leads of the month."""
+    f = report.fmt
+    total = float(t["expected_wins"])
+    new = float(t["new_lead_wins"])
+    if total <= 0 or new < 0.05 * total:
+        return (f"Almost all of it comes from the open {report.noun} ({f.number(t['open_pipeline_wins'], 1)} wins): "
+                f"new {report.noun} rarely close within a month here ({f.number(new, 1)} expected wins).")
+    return (f"Of the wins, {f.number(t['open_pipeline_wins'], 1)} are expected from the open {report.noun} and "
+            f"{f.number(new, 1)} from {report.noun} that enter in the meantime ({f.rate(new / total, 0)}).")
+
+
 def _new_leads_words(report: MonthlyReport) -> str:
-    """What leaving next month's new leads out of the forecast means for this data."""
+    """What leaving next month's new leads out of the forecast means for this data (said when
+    the arrivals of new leads could not be modelled and the forecast is of the open pipeline only)."""
     f = report.fmt
     won, same = _won_same_month(report)
     if won and same / won >= 0.2:
