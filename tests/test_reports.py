@@ -782,3 +782,16 @@ def test_the_trend_chart_has_a_phone_drawing_of_the_same_rates(enterprise):
             assert tr.loc[tr["period"].isin(recent), "rate"].sub(y).abs().min() < 1e-12
     assert len(ax.get_legend().get_texts()) == tr["transition"].nunique() + 1
     plt.close(fig)
+
+
+def test_the_pipeline_boards_have_phone_drawings_with_readable_text(enterprise):
+    import matplotlib.pyplot as plt
+
+    sec = sections.pipeline(enterprise)
+    assert sec.html.count('<source media="(max-width: 600px)"') == 2  # count and value boards
+    snap = fk.pipeline.snapshot(enterprise.log, as_of=enterprise.as_of)
+    fig = sections._phone_drawing(lambda ax: fk.plots.pipeline_board(snap, metric="count", ax=ax), n_rows=4)
+    ax = fig.axes[0]
+    assert fig.get_size_inches()[0] <= 4.5
+    assert min(t.get_fontsize() for t in [*ax.texts, *ax.get_yticklabels()]) >= 9.5
+    plt.close(fig)

@@ -1071,6 +1071,25 @@ def trend(report: MonthlyReport, *, months: int = 15) -> Section:
     return chart
 
 
+def _phone_drawing(draw, *, n_rows: int):
+    """A chart drawn again for a phone: 4.3 inches wide, taller per row, its text no smaller than
+    9.5 points (the desktop drawing's labels shrink to about 7 points at 390 px)."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(4.3, 2.6 + 0.55 * n_rows))
+    ax = fig.add_subplot()
+    draw(ax)
+    for t in [*ax.texts, *ax.get_xticklabels(), *ax.get_yticklabels(), ax.xaxis.label, ax.yaxis.label]:
+        t.set_fontsize(max(t.get_fontsize(), 9.5))
+    ax.title.set_fontsize(11)
+    legend = ax.get_legend()
+    if legend is not None:
+        for t in [*legend.get_texts(), legend.get_title()]:
+            t.set_fontsize(max(t.get_fontsize(), 9.5))
+    fig.tight_layout()
+    return fig
+
+
 def _phone_trend(tr: pd.DataFrame, title: str, numbers=None, months: int = 6):
     """The trend chart drawn for a phone: the last ``months`` months, one tick per month, the
     legend in one column under it, larger text (the same :func:`funnelkit.plots.trend_chart`)."""
@@ -1241,17 +1260,23 @@ def pipeline(report: MonthlyReport) -> Section:
     top = max([float(v) for v in hz.values() if v is not None and np.isfinite(v)] or [90.0])
     bins = tuple(b for b in (7, 30) if b < top) + (top,)
     money = partial(f.money, compact=True)
-    charts = [_chart(lambda ax: pipeline_board(snap, metric="count", bins=bins, money=money, noun=report.noun,
-                                               numbers=f, title=f"Open {report.noun} by stage and days in stage",
-                                               ax=ax),
-                     figsize=(5.6, 3.4),
+    n_stages = snap["stage"].astype(str).nunique()
+
+    def board(metric: str, title: str):
+        return lambda ax: pipeline_board(snap, metric=metric, bins=bins, money=money, noun=report.noun,
+                                         numbers=f, title=title, ax=ax)
+
+    count_title = f"Open {report.noun} by stage and days in stage"
+    charts = [_chart(board("count", count_title), figsize=(5.6, 3.4),
                      caption=f"Open {report.noun} per stage, coloured by days in their stage; the last band is past "
-                             "the horizon (long-dead).")]
+                             "the horizon (long-dead).",
+                     phone=lambda: _phone_drawing(board("count", count_title.replace(" by stage", "\nby stage")),
+                                                  n_rows=n_stages))]
     if known_values:
-        charts.append(_chart(lambda ax: pipeline_board(snap, metric="value", bins=bins, money=money, numbers=f,
-                                                       noun=report.noun, title="Open pipeline value by stage", ax=ax),
-                             figsize=(5.6, 3.4),
-                             caption="The same, by value."))
+        charts.append(_chart(board("value", "Open pipeline value by stage"), figsize=(5.6, 3.4),
+                             caption="The same, by value.",
+                             phone=lambda: _phone_drawing(board("value", "Open pipeline value\nby stage"),
+                                                          n_rows=n_stages)))
     rows = []
     summary = _pipeline.stage_summary(snap)
     med = summary.set_index(summary["stage"].astype(str))["median_days_in_stage"]
