@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["figure_html", "forecast_html", "backtest_html", "table_html"]
+__all__ = ["figure_html", "forecast_html", "backtest_html", "model_html", "table_html"]
 
 _WRAP = "<div class='funnelkit-result' style='max-width:62rem'>{}</div>"
 
@@ -175,3 +175,36 @@ def backtest_html(bt) -> str:
                        {"cutoffs": "{:,.0f}", "mean error": "{:,.1f}", "bias": "{:+,.1f}", "range held": "{:.0%}",
                         "mean range width": "{:,.1f}"})
     return _WRAP.format(head + chart + table)
+
+
+def model_html(model) -> str:
+    """The summary of a fitted :class:`funnelkit.transitions.TransitionModel`: what it was fitted
+    on, and each stage's chance to be won eventually with its interval and the stage-to-stage
+    matrix (where leads go next).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> m = fk.TransitionModel(n_samples=50).fit(fk.datasets.load_demo(), as_of="2025-06-30")
+    >>> html = model_html(m)
+    >>> "P(won eventually)" in html and "9,458 stays" in html
+    True
+    """
+    if not getattr(model, "_fitted", False):
+        return _WRAP.format(f"<p>{_e(repr(model))}</p>")
+    stays = model.stays_
+    n_open = int((stays["to_stage"].astype(str) == "open").sum())
+    seg = f", by {', '.join(map(str, model.by_))} ({len(model.groups_)} segments)" if model.by_ else ""
+    head = (f"<p><b>Transition model</b> {_e(model.stage_set_.name)} as of {model.as_of_:%Y-%m-%d}{_e(seg)}: "
+            f"fitted on {len(stays):,} stays ({n_open:,} still open at the as-of date).</p>")
+    wp = model.win_probability(pooled=True)
+    t = pd.DataFrame({"stage": wp["stage"].astype(str),
+                      "P(won eventually)": [f"{p:.1%}" for p in wp["probability"]]})
+    if {"ci_low", "ci_high"} <= set(wp.columns):
+        t["95% interval"] = [f"{a:.1%} to {b:.1%}" for a, b in zip(wp["ci_low"], wp["ci_high"])]
+    matrix = model.matrix()
+    mt = matrix.apply(lambda col: [f"{v:.0%}" if v >= 0.005 else "" for v in col])
+    mt.columns.name = None
+    mt = mt.rename_axis("from \\ to").reset_index()
+    return _WRAP.format(head + table_html(t) + "<p>Where a lead in each stage goes next (stalled: it never moves "
+                        "on):</p>" + table_html(mt))

@@ -1692,6 +1692,11 @@ class TransitionModel:
         out["expected_steps"] = es["expected_steps"].to_numpy()
         return out
 
+    def _repr_html_(self) -> str:
+        from .display import model_html
+
+        return model_html(self)
+
     def __repr__(self) -> str:
         if not self._fitted:
             return (

@@ -92,3 +92,15 @@ def test_load_report_in_jupyter_states_the_counts_and_escapes():
     assert "4 rows read &rarr; <b>3 events</b> for <b>2 leads</b>" in html
     assert "Dropped 1 exact duplicate event." in html
     assert "<b>x</b>" not in html and "StageSet pipeline4" in html
+
+
+def test_transition_model_in_jupyter_states_its_win_probabilities():
+    m = fk.TransitionModel(n_samples=50).fit(fk.datasets.load_demo(), as_of="2025-06-30")
+    html = m._repr_html_()
+    wp = m.win_probability(pooled=True)
+    for _, r in wp.iterrows():
+        assert f"<td>{r['stage']}</td>\n      <td>{r['probability']:.1%}</td>" in html
+    row = m.matrix().loc["qualification"]
+    assert f"<td>{row['meeting']:.0%}</td>" in html and "<th>from \\ to</th>" in html
+    assert f"fitted on {len(m.stays_):,} stays" in html
+    assert "not fitted" in fk.TransitionModel()._repr_html_()
