@@ -105,7 +105,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from ._common import as_list, known_mask, parse_as_of, require_columns, time_zone, to_datetimes, wall_ns
+from ._common import as_list, parse_as_of, require_columns, time_zone, to_datetimes, wall_ns
 from .data import (
     AMOUNT,
     LEAD,
@@ -271,14 +271,15 @@ def _missing(log: pd.DataFrame, cols: Sequence[str]) -> None:
     require_columns(log, cols, "pass the right name (lead=, stage=, time=, by=).")
 
 
-def _as_of_ns(as_of, t: np.ndarray, tz=None) -> int | None:
+def _as_of_ns(as_of, t: np.ndarray, tz=None, unit: int = 1) -> int | None:
     """The as-of instant in ns: a date means the end of that day (in the log's zone
-    ``tz``), a timestamp that instant."""
+    ``tz``), a timestamp that instant; ``"end"`` the latest known time of ``t`` (times
+    in ``unit`` ns; ``_NAT`` is the smallest int64, so the plain maximum)."""
     if as_of is None:
         return None
     if isinstance(as_of, str) and as_of == "end":
-        known = t[t != _NAT]
-        return int(known.max()) if known.size else _INF
+        last = int(t.max()) if t.size else _NAT
+        return _INF if last == _NAT else last * unit
     return int(parse_as_of(as_of, name="as_of", error=FunnelSpecError, tz=tz).value)
 
 
@@ -489,10 +490,131 @@ def _lead_codes(log: pd.DataFrame, lead: str) -> tuple[np.ndarray, pd.Index]:
             codes = np.empty(n, dtype=dtype)
             codes[0] = 0
             np.cumsum(change, dtype=dtype, out=codes[1:])
-            starts = np.flatnonzero(change) + 1
-            return codes, pd.Index(ids.take(np.r_[0, starts]))
+            first = np.empty(n, dtype=bool)
+            first[0] = True
+            first[1:] = change
+            del change
+            return codes, pd.Index(ids.take(_positions(first)))
     codes, ids = checked_leads(log, lead=lead)
     return codes.astype(dtype), ids
+
+
+_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+#: Rows per block of the helpers that go over the events by blocks (2 MiB of int64 positions).
+_BLOCK = 1 << 18
+
+
+def _event_times(log: pd.DataFrame, time: str) -> tuple[np.ndarray, int]:
+    """The event times as the column holds them (int64 in its unit, ``_NAT`` where
+    unknown) and the nanoseconds per unit: :func:`funnelkit.data.checked_times` is
+    ``t * unit`` (``_NAT`` kept), without its nanosecond copy of the column.
+
+    A time compares with an instant ``x`` in ns as ``t <= x // unit``; gathered per-lead
+    times go to ns with :func:`_to_ns`.  A column whose values would not fit in ns, or
+    that is not datetimes, goes through ``checked_times`` (its error, its values).
+    """
+    col = log[time]
+    unit = _UNIT_NS.get(getattr(col.dt, "unit", None)) if pd.api.types.is_datetime64_any_dtype(col.dtype) else None
+    if unit is None:
+        return checked_times(log, time=time), 1
+    t = col.array.asi8
+    if unit > 1 and t.size:
+        hi = _INF // unit
+        if t.max() > hi or ((t < -hi) & (t != _NAT)).any():
+            return checked_times(log, time=time), 1
+    return t, unit
+
+
+def _to_ns(v: np.ndarray, unit: int) -> np.ndarray:
+    """Times in ``unit`` to ns, in place (``_NAT`` stays ``_NAT``)."""
+    if unit != 1:
+        np.multiply(v, unit, out=v, where=v != _NAT)
+    return v
+
+
+def _pos_dtype(n: int) -> type:
+    """int32 for positions into ``n`` events when they fit (half the memory of int64)."""
+    return np.int32 if n < np.iinfo(np.int32).max else np.int64
+
+
+def _ends_per_lead(lc: np.ndarray, mask: np.ndarray, n_leads: int, last: bool, block: int = _BLOCK) -> np.ndarray:
+    """First (``last=False``) or last position per lead among the rows where ``mask``
+    (-1: none): :func:`_first_per_lead` / :func:`_last_per_lead` over
+    ``np.flatnonzero(mask)``, in int32 where the positions fit.
+
+    ``lc`` is sorted, so the rows go by blocks and the positions found are never a
+    whole-log array: for the last, a lead's rows in a later block overwrite those of an
+    earlier one; for the first, the blocks go backwards.
+    """
+    out = np.full(n_leads, -1, dtype=_pos_dtype(mask.size))
+    starts = range(0, mask.size, block)
+    for lo in reversed(starts) if not last else starts:
+        pos = np.flatnonzero(mask[lo : lo + block])
+        if pos.size:
+            pos += lo
+            codes = lc[pos]
+            end = np.empty(pos.size, dtype=bool)
+            if last:
+                end[-1] = True
+                np.not_equal(codes[1:], codes[:-1], out=end[:-1])
+            else:
+                end[0] = True
+                np.not_equal(codes[1:], codes[:-1], out=end[1:])
+            out[codes[end]] = pos[end]
+    return out
+
+
+def _positions(mask: np.ndarray, block: int = _BLOCK) -> np.ndarray:
+    """``np.flatnonzero(mask)``, in int32 where the positions fit (found by blocks: no
+    int64 array of them all)."""
+    dt = _pos_dtype(mask.size)
+    if dt is np.int64:
+        return np.flatnonzero(mask)
+    out = np.empty(np.count_nonzero(mask), dtype=dt)
+    at = 0
+    for lo in range(0, mask.size, block):
+        pos = np.flatnonzero(mask[lo : lo + block])
+        out[at : at + pos.size] = pos
+        out[at : at + pos.size] += lo
+        at += pos.size
+    return out
+
+
+def _known_events(lc: np.ndarray, t: np.ndarray, n_leads: int, as_of: int) -> np.ndarray:
+    """:func:`funnelkit._common.known_mask` for lead codes ``0..n_leads-1`` (none blank)
+    and times ``t`` in their unit, ``as_of`` in the same unit (``as_of_ns // unit``),
+    without its int64 copy of the codes."""
+    dated = t != _NAT
+    upto = dated & (t <= as_of)
+    known = np.bincount(lc[upto], minlength=n_leads) > 0
+    n_dated = np.bincount(lc[dated], minlength=n_leads)
+    last = int(t.max()) if t.size else _NAT
+    at_end = last == _NAT or as_of >= last
+    keep_lead = known | ((n_dated == 0) & at_end)
+    del known, n_dated
+    keep_lead = keep_lead[lc]
+    keep_lead &= ~dated
+    keep_lead |= upto
+    return keep_lead
+
+
+def _sorted_index(lc: np.ndarray, t: np.ndarray, key: np.ndarray) -> np.ndarray | None:
+    """Positions that sort events by lead, time, key (a stable ``np.lexsort``); ``None``
+    when already sorted (canonical logs are: checked in O(n) with boolean temporaries)."""
+    if lc.size < 2:
+        return None
+    same = lc[1:] == lc[:-1]
+    ok = bool(np.all(lc[1:] >= lc[:-1]))
+    if ok:
+        t0, t1 = t[:-1], t[1:]
+        bad = t1 < t0
+        tie = t1 == t0
+        tie &= key[1:] < key[:-1]
+        bad |= tie
+        del tie
+        bad &= same
+        ok = not bool(bad.any())
+    return None if ok else np.lexsort((key, t, lc))
 
 
 #: Share of a step's eventual conversions the learned horizon covers.
@@ -616,194 +738,276 @@ def _journeys(
     if value not in ("last", "sum"):
         raise FunnelSpecError(f"value must be 'last' (deal value) or 'sum' (over events); got {value!r}.")
 
-    order = checked_order(log, ss, stage=stage)
-    t = checked_times(log, time=time)
+    # events as small arrays: stage order (int8), times in the column's unit, int32 lead codes
+    order = _stage_order(log, ss, stage)
+    t, unit = _event_times(log, time)
     tz = time_zone(log[time])
-    lead_codes, lead_ids = checked_leads(log, lead=lead)
-    lead_index = pd.Index(lead_ids)
-    labels = _label_codes(log, ss, stage) if excl else None
+    lc, lead_index = _lead_codes(log, lead)
+    n_all = len(lead_index)
+    lost_many = len(ss.lost) > 1
+    labels = None
+    if excl or lost_many:  # index into ss.labels of each event's stage (-1 unknown)
+        names = list(ss.labels)
+        labels = _per_category(
+            log[stage], lambda c: names.index(ss.canonical(c)) if ss.canonical(c) is not None else -1, -1
+        )
     seg_raw = []
     for col in by:
         ser = log[col]
         if isinstance(ser.dtype, pd.CategoricalDtype):
-            seg_raw.append((col, ser.cat.codes.to_numpy().astype(np.int64), ser.cat.categories, True))
+            seg_raw.append((col, ser.cat.codes.to_numpy(), ser.cat.categories, True))
         else:
             codes, cats = pd.factorize(ser, sort=True)
-            seg_raw.append((col, codes.astype(np.int64), pd.Index(cats), False))
+            seg_raw.append((col, codes, pd.Index(cats), False))
     amt = None
     if amount and amount in log.columns:
-        amt = pd.to_numeric(log[amount], errors="coerce").to_numpy(dtype=float)
+        amounts = log[amount]
+        # a float column as it is (to_numeric would copy it), anything else converted
+        if amounts.dtype == np.float64:
+            amt = amounts.to_numpy()
+        else:
+            amt = pd.to_numeric(amounts, errors="coerce").to_numpy(dtype=float)
 
-    as_of_ns = _as_of_ns(as_of, t, tz)
+    as_of_ns = _as_of_ns(as_of, t, tz, unit)
     keep = None
     if as_of_ns is not None and not (isinstance(as_of, str) and as_of == "end"):
         # the one as-of rule (data.known_at): nothing from after as_of, not even
         # the existence of a lead whose only events then are undated
-        known = known_mask(lead_codes, t, as_of_ns)
+        known = _known_events(lc, t, n_all, as_of_ns // unit)
         if not known.all():
             keep = known
-    sort_key = np.where(order == LOST_ORDER, np.iinfo(np.int32).max, order)
+        del known
+    # lost sorts after every step at one time
+    key_dt = order.dtype if m - 1 < np.iinfo(order.dtype).max else np.int64
+    sort_key = order.astype(key_dt)
+    sort_key[order == LOST_ORDER] = np.iinfo(key_dt).max
 
-    lc, tt, oo, sk = lead_codes.astype(np.int64), t, order, sort_key
     if keep is not None:
-        lc, tt, oo, sk = lc[keep], tt[keep], oo[keep], sk[keep]
+        lc, t, order, sort_key = lc[keep], t[keep], order[keep], sort_key[keep]
     # sorted already (canonical logs are)?  check in O(n); sort only when needed
-    idx = None
-    if lc.size > 1:
-        dl = lc[1:] - lc[:-1]
-        ok = bool((dl >= 0).all())
-        if ok:
-            same = dl == 0
-            t0, t1 = tt[:-1], tt[1:]
-            ok = not bool((same & ((t1 < t0) | ((t1 == t0) & (sk[1:] < sk[:-1])))).any())
-        if not ok:
-            idx = np.lexsort((sk, tt, lc))
-            lc, tt, oo = lc[idx], tt[idx], oo[idx]
+    idx = _sorted_index(lc, t, sort_key)
+    del sort_key
+    if idx is not None:
+        lc, t, order = lc[idx], t[idx], order[idx]
+    oo = order
     n_ev = lc.size
+    pdt = _pos_dtype(n_ev)
 
     def take(a: np.ndarray) -> np.ndarray:
         if keep is not None:
             a = a[keep]
         return a if idx is None else a[idx]
 
-    # compact lead codes, in sorted order
+    # compact lead codes, in sorted order (the codes as they are when every lead is kept)
     start = np.ones(n_ev, dtype=bool)
     if n_ev > 1:
         np.not_equal(lc[1:], lc[:-1], out=start[1:])
-    first_pos = np.flatnonzero(start)
-    lead_take = lc[first_pos]
-    lc = np.cumsum(start) - 1
+    first_pos = _positions(start)
     n = first_pos.size
-    last_pos = np.r_[first_pos[1:] - 1, n_ev - 1] if n else first_pos
+    lead_take = lc[first_pos]
+    if n != n_all:
+        np.cumsum(start, dtype=lc.dtype, out=lc)
+        lc -= 1
+    del start
 
-    reach_pos = np.full((m, n), -1, dtype=np.int64)
+    def ns_at(pos: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Times in ns at positions ``pos`` (-1: ``_NAT``), into ``out`` if given."""
+        if out is None:
+            out = np.empty(pos.size, dtype=np.int64)
+        none = pos < 0
+        if n_ev:
+            np.take(t, pos, out=out, mode="clip")  # -1 clips to 0, then is _NAT
+        out[none] = _NAT
+        return _to_ns(out, unit)
+
+    # per-lead arrays that only need the events: the amount, the segments, the last event
+    segments = []
+    for col, codes, cats, is_cat in seg_raw:
+        segments.append(_Segment(col, take(codes)[first_pos].astype(np.int64), cats, is_cat))
+    del seg_raw
+    amount_lead = None
+    if amt is not None:
+        a = take(amt)
+        has = ~np.isnan(a)
+        if value == "sum":
+            tot = np.bincount(lc[has], weights=a[has], minlength=n)
+            cnt = np.bincount(lc[has], minlength=n)
+            amount_lead = np.where(cnt > 0, tot, np.nan)
+            del tot, cnt
+        else:
+            lp = _ends_per_lead(lc, has, n, last=True)
+            none = lp < 0
+            amount_lead = a.take(lp, mode="clip") if n_ev else np.empty(n)  # -1 clips to 0, then is NaN
+            amount_lead[none] = np.nan
+            del lp, none
+        del a, has
+    del amt
+    last_pos = np.empty(n, dtype=pdt)
+    if n:
+        np.subtract(first_pos[1:], 1, out=last_pos[:-1])
+        last_pos[-1] = n_ev - 1
+    last_event = ns_at(last_pos)
+    del last_pos
+
+    # outcomes: the lead's last outcome event
+    is_oc = oo == LOST_ORDER
+    if ss.won is not None:
+        is_oc |= oo == m - 1
+    last_oc = _ends_per_lead(lc, is_oc, n, last=True)
+    del is_oc
+    has_oc = last_oc >= 0
+    outcome = np.zeros(n, dtype=np.int8)
+    oc_order = oo[last_oc[has_oc]]
+    outcome[has_oc] = np.where(oc_order == LOST_ORDER, 2, 1)
+    del oc_order
+    closed_at = ns_at(last_oc)
+    lost_kind = np.full(n, -1, dtype=_small_int(len(ss.labels)))
+    if lost_many and has_oc.any():
+        lab = take(labels)
+        lost_kind[has_oc] = np.where(outcome[has_oc] == 2, lab[last_oc[has_oc]] - len(ss.steps), -1)
+        del lab
+    elif len(ss.lost) == 1:
+        lost_kind[outcome == 2] = 0
+    del last_oc, has_oc
+
+    # the steps reached: a row of ``reached``, ``time`` and ``inferred`` per step, filled as
+    # found (positions only for the step before and the steps an exclusion needs)
+    reached = np.zeros((m, n), dtype=bool)
+    rtime = np.full((m, n), _NAT, dtype=np.int64)
     inferred = np.zeros((m, n), dtype=bool)
+    keep_rows = {k for _, a_, b_ in excl for k in (a_, b_)}
+    pos_rows: dict[int, np.ndarray] = {}
 
     def within(pos: np.ndarray, got: np.ndarray, ref_t: np.ndarray, limit: int) -> np.ndarray:
         """got & (time at pos - ref_t <= limit), unknown times never late."""
-        tk = tt[np.maximum(pos, 0)]
+        tk = ns_at(pos)
         late = got & (ref_t != _NAT) & (tk != _NAT) & (tk - ref_t > limit)
         return got & ~late
 
+    def record(k: int, pos: np.ndarray) -> np.ndarray:
+        got = pos >= 0
+        reached[k] = got
+        ns_at(pos, out=rtime[k])
+        if k in keep_rows:
+            pos_rows[k] = pos
+        return got
+
+    anchor = None
     if mode == "ordered":
-        anchor = None
+        prev = None
         for k in range(m):
-            cand = np.flatnonzero(oo >= k) if infer_skipped else np.flatnonzero(oo == k)
             if k == 0:
-                pos = _first_per_lead(lc, cand, n)
+                pos = _ends_per_lead(lc, oo >= 0 if infer_skipped else oo == 0, n, last=False)
             else:
-                prev = reach_pos[k - 1]
-                have = np.flatnonzero(prev >= 0)
-                pos = np.full(n, -1, dtype=np.int64)
-                if cand.size and have.size:
-                    j = np.searchsorted(cand, prev[have], side="left")
+                cand = _positions(oo >= k) if infer_skipped else _positions(oo == k)
+                pos = np.full(n, -1, dtype=pdt)
+                # the first candidate at or after the previous step, if the lead's (by blocks of leads)
+                for lo in range(0, n if cand.size else 0, _BLOCK):
+                    pv = prev[lo : lo + _BLOCK]
+                    have = np.flatnonzero(pv >= 0)
+                    j = np.searchsorted(cand, pv[have], side="left")
                     inside = j < cand.size
                     c = cand[np.minimum(j, cand.size - 1)]
+                    have += lo
                     inside &= lc[c] == have
                     pos[have[inside]] = c[inside]
+                del cand
                 got = pos >= 0
                 if w is not None:
                     got = within(pos, got, anchor, w)
                 if sw[k] >= 0:
-                    got = within(pos, got, tt[np.maximum(prev, 0)], int(sw[k]))
-                pos = np.where(got, pos, -1)
-            reach_pos[k] = pos
-            got = pos >= 0
+                    got = within(pos, got, ns_at(prev), int(sw[k]))
+                pos[~got] = -1
+            got = record(k, pos)
             inferred[k] = got & (oo[np.maximum(pos, 0)] > k)
             if k == 0:
-                anchor = np.where(got, tt[np.maximum(pos, 0)], _NAT)
+                anchor = rtime[0]  # the time of the first step (a view: rtime is final)
+            prev = pos
+        del prev, pos
     elif mode == "strict":
         # next position holding a different stage (or another lead): runs of equal stage
         run_start = np.ones(n_ev, dtype=bool)
         if n_ev > 1:
             run_start[1:] = (lc[1:] != lc[:-1]) | (oo[1:] != oo[:-1])
-        run_id = np.cumsum(run_start) - 1
-        starts = np.flatnonzero(run_start)
-        next_start = np.r_[starts[1:], n_ev]
-        next_diff = next_start[run_id] if n_ev else run_id
-        anchor = None
+        starts = _positions(run_start)
+        del run_start
+        next_start = np.r_[starts[1:], n_ev].astype(starts.dtype)
+        prev = None
         for k in range(m):
             if k == 0:
-                pos = _first_per_lead(lc, np.flatnonzero(oo == 0), n)
+                pos = _ends_per_lead(lc, oo == 0, n, last=False)
             else:
-                prev = reach_pos[k - 1]
                 have = prev >= 0
-                q = np.where(have, next_diff[np.maximum(prev, 0)] if n_ev else 0, n_ev)
+                q = np.full(n, n_ev, dtype=np.int64)
+                if n_ev:
+                    q[have] = next_start[np.searchsorted(starts, prev[have], side="right") - 1]
                 qq = np.minimum(q, max(n_ev - 1, 0))
                 got = have & (q < n_ev)
-                got &= (lc[qq] == np.arange(n)) & (oo[qq] == k)
-                pos = np.where(got, q, -1)
+                got &= (lc[qq] == np.arange(n, dtype=lc.dtype)) & (oo[qq] == k)
+                del qq
+                pos = np.where(got, q, -1).astype(pdt)
+                del q
                 if w is not None:
                     got = within(pos, got, anchor, w)
                 if sw[k] >= 0:
-                    got = within(pos, got, tt[np.maximum(prev, 0)], int(sw[k]))
-                pos = np.where(got, pos, -1)
-            reach_pos[k] = pos
+                    got = within(pos, got, ns_at(prev), int(sw[k]))
+                pos[~got] = -1
+            record(k, pos)
             if k == 0:
-                anchor = np.where(pos >= 0, tt[np.maximum(pos, 0)], _NAT)
+                anchor = rtime[0]  # the time of the first step (a view: rtime is final)
+            prev = pos
+        del starts, next_start, prev, pos
     else:  # any order
-        first_any = _first_per_lead(lc, np.flatnonzero(oo >= 0), n)
-        anchor = np.where(first_any >= 0, tt[np.maximum(first_any, 0)], _NAT)
-        run = np.full(n, -1, dtype=np.int64)  # latest position among steps 0..k
+        anchor = ns_at(_ends_per_lead(lc, oo >= 0, n, last=False))
+        run = np.full(n, -1, dtype=pdt)  # latest position among steps 0..k
         ok_prev = np.ones(n, dtype=bool)
+        prev = None
         for k in range(m):
-            has_k = _first_per_lead(lc, np.flatnonzero(oo == k), n)
+            has_k = _ends_per_lead(lc, oo == k, n, last=False)
             if infer_skipped:
-                pos = _first_per_lead(lc, np.flatnonzero(oo >= k), n)
+                pos = _ends_per_lead(lc, oo >= k, n, last=False)
                 got = pos >= 0
                 inferred[k] = got & (has_k < 0)
             else:
                 got = ok_prev & (has_k >= 0)
-                run = np.where(got, np.maximum(run, has_k), -1)
+                run = np.where(got, np.maximum(run, has_k), -1).astype(pdt)
                 pos = run
+            del has_k
             got &= ok_prev
             if w is not None:
                 got = within(pos, got, anchor, w)
             if k > 0 and sw[k] >= 0:
-                got = within(pos, got, tt[np.maximum(reach_pos[k - 1], 0)], int(sw[k]))
-            pos = np.where(got, pos, -1)
-            reach_pos[k] = pos
+                got = within(pos, got, ns_at(prev), int(sw[k]))
+            pos = np.where(got, pos, -1).astype(pdt)
+            record(k, pos)
             ok_prev = got
-        inferred &= reach_pos >= 0
-
-    reached = reach_pos >= 0
-    rtime = np.where(reached, tt[np.maximum(reach_pos, 0)] if n_ev else _NAT, _NAT)
-    r = reached.sum(axis=0)
-
-    # outcomes: the lead's last outcome event
-    is_won = (oo == m - 1) if ss.won is not None else np.zeros(n_ev, dtype=bool)
-    is_lost = oo == LOST_ORDER
-    last_oc = _last_per_lead(lc, np.flatnonzero(is_won | is_lost), n)
-    has_oc = last_oc >= 0
-    outcome = np.zeros(n, dtype=np.int8)
-    outcome[has_oc] = np.where(is_won[last_oc[has_oc]], 1, 2)
-    closed_at = np.where(has_oc, tt[np.maximum(last_oc, 0)] if n_ev else _NAT, _NAT)
-    lost_kind = np.full(n, -1, dtype=np.int64)
-    if len(ss.lost) > 1 and has_oc.any():
-        lab = take(_label_codes(log, ss, stage))
-        lost_kind[has_oc] = np.where(outcome[has_oc] == 2, lab[last_oc[has_oc]] - len(ss.steps), -1)
-    elif len(ss.lost) == 1:
-        lost_kind[outcome == 2] = 0
-    last_event = tt[last_pos] if n else np.zeros(0, dtype=np.int64)
+            prev = pos
+        del run, ok_prev, prev, pos
+        inferred &= reached
 
     # exclusion: an excluded label strictly between two reached steps
     excluded = np.zeros(n, dtype=bool)
     if excl:
         lab = take(labels)
         names = list(ss.labels)
-        for name, a, b in excl:
+        for name, a_, b_ in excl:
             qpos = np.flatnonzero(lab == names.index(name))
-            both = reached[a] & reached[b]
-            lo_, hi_ = reach_pos[a][both], reach_pos[b][both]
+            both = reached[a_] & reached[b_]
+            lo_, hi_ = pos_rows[a_][both], pos_rows[b_][both]
             between = np.searchsorted(qpos, hi_, side="left") - np.searchsorted(qpos, lo_, side="right")
             hit = np.zeros(n, dtype=bool)
             hit[both] = between > 0
             excluded |= hit
+        del lab
+    # the events are no longer needed: free them (the helpers above are done with them)
+    pos_rows = labels = lc = t = oo = order = first_pos = keep = idx = None
+    r = reached.sum(axis=0)
 
     # maturity: per lead and step k, the deadline to move on to step k+1
     # (window from the anchor, step window, else the horizon); a lead is
     # *matured* at k once its deadline has passed (or, deadline unknown, once
-    # it is decided there), and only matured leads enter step k's rate
+    # it is decided there), and only matured leads enter step k's rate.
+    # The deadlines go step by step: one row at a time.
     matured = reached.copy()
     in_flight = np.zeros(n, dtype=bool)
     horizon = np.full(m, -1, dtype=np.int64)
@@ -833,40 +1037,37 @@ def _journeys(
             horizon_source = "given" if horizon_source == "none" else "given and learned"
         horizon[ruled] = -1
         horizon[-1] = -1
-        deadline = np.full((m, n), _INF, dtype=np.int64)
+        open_oc = outcome == 0
+        by_window = None
         if w is not None:
-            deadline = np.where(anchor != _NAT, np.minimum(deadline, anchor + w), deadline)
-        for k in range(m - 1):
-            tk = rtime[k]
-            if sw[k + 1] >= 0:
-                deadline[k] = np.where(tk != _NAT, np.minimum(deadline[k], tk + sw[k + 1]), deadline[k])
-            elif horizon[k] >= 0:
-                deadline[k] = np.where(tk != _NAT, np.minimum(deadline[k], tk + horizon[k]), deadline[k])
-        deadline[-1] = _INF
-        converted_next = np.zeros((m, n), dtype=bool)
-        converted_next[:-1] = reached[1:]
-        decided = converted_next | (outcome != 0)[None, :]
-        matured = reached & np.where(deadline == _INF, decided, deadline <= as_of_ns)
-        matured[-1] = reached[-1]
-        ar = np.arange(n)
+            by_window = np.full(n, _INF, dtype=np.int64)
+            by_window = np.where(anchor != _NAT, np.minimum(by_window, anchor + w), by_window)
         k_last = np.clip(r - 1, 0, m - 1)
-        in_flight = (r >= 1) & (r < m) & (outcome == 0) & ~matured[k_last, ar]
-
-    segments = []
-    for col, codes, cats, is_cat in seg_raw:
-        per_event = take(codes)
-        segments.append(_Segment(col, per_event[first_pos] if n else per_event[:0], cats, is_cat))
-    amount_lead = None
-    if amt is not None:
-        a = take(amt)
-        has = ~np.isnan(a)
-        if value == "sum":
-            tot = np.bincount(lc[has], weights=a[has], minlength=n)
-            cnt = np.bincount(lc[has], minlength=n)
-            amount_lead = np.where(cnt > 0, tot, np.nan)
-        else:
-            lp = _last_per_lead(lc, np.flatnonzero(has), n)
-            amount_lead = np.where(lp >= 0, a[np.maximum(lp, 0)] if n_ev else np.nan, np.nan)
+        matured_last = np.zeros(n, dtype=bool)
+        deadline = np.empty(n, dtype=np.int64)
+        for k in range(m - 1):
+            if by_window is not None:
+                deadline[:] = by_window
+            else:
+                deadline.fill(_INF)
+            tk = rtime[k]
+            step = int(sw[k + 1]) if sw[k + 1] >= 0 else int(horizon[k]) if horizon[k] >= 0 else None
+            if step is not None:  # deadline = min(deadline, tk + step) where tk is known, in place
+                by_step = tk + step
+                np.minimum(deadline, by_step, out=by_step)
+                np.copyto(deadline, by_step, where=tk != _NAT)
+                del by_step
+            decided = reached[k + 1] | ~open_oc
+            mk = np.where(deadline == _INF, decided, deadline <= as_of_ns)
+            del decided
+            mk &= reached[k]
+            matured[k] = mk
+            matured_last |= mk & (k_last == k)
+            del mk
+        matured_last |= matured[m - 1] & (k_last == m - 1)
+        del by_window, k_last, deadline
+        in_flight = (r >= 1) & (r < m) & open_oc & ~matured_last
+        del open_oc, matured_last
 
     return _Journeys(
         ss=ss,
@@ -1066,20 +1267,23 @@ class _Counts:
 def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
     m = j.m
     inc = j.included
-    gi, ri = g[inc], j.r[inc]
-    key = gi * (m + 1) + ri
+    # key = group * (m + 1) + steps reached, per included lead (in place: one array)
+    key = g[inc]
+    key *= m + 1
+    key += j.r[inc]
     size = n_groups * (m + 1)
-    hist = np.bincount(key, minlength=size).reshape(n_groups, m + 1)
+
+    def per_key(mask=None):  # included leads per (group, steps reached), among mask
+        return np.bincount(key if mask is None else key[mask[inc]], minlength=size).reshape(n_groups, m + 1)
+
+    hist = per_key()
     # entered step k = reached more than k steps
     entered = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
     converted = np.zeros_like(entered)
     converted[:, :-1] = entered[:, 1:]
-    fl = np.bincount(key, weights=j.in_flight[inc], minlength=size).reshape(n_groups, m + 1)
-    in_flight = np.rint(fl[:, 1:]).astype(np.int64)
+    in_flight = per_key(j.in_flight)[:, 1:].astype(np.int64)
     in_flight[:, -1] = 0
-    inferred = np.vstack(
-        [np.bincount(gi, weights=j.inferred[k][inc], minlength=n_groups) for k in range(m)]
-    ).T
+    inferred = np.vstack([per_key(j.inferred[k]).sum(axis=1) for k in range(m)]).T
     mat = j.matured if j.matured is not None else j.reached
     matured = np.zeros((n_groups, m), dtype=np.int64)
     matured_converted = np.zeros((n_groups, m), dtype=np.int64)
@@ -1089,8 +1293,9 @@ def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
         if k < m - 1:
             matured_converted[:, k] = np.bincount(g[mk & j.reached[k + 1]], minlength=n_groups)
     if j.amount is not None:
-        a = np.nan_to_num(j.amount[inc], nan=0.0)
+        a = np.nan_to_num(j.amount[inc], copy=False, nan=0.0)
         ah = np.bincount(key, weights=a, minlength=size).reshape(n_groups, m + 1)
+        del a
         amount_entered = np.cumsum(ah[:, ::-1], axis=1)[:, ::-1][:, 1:]
     else:
         amount_entered = np.full((n_groups, m), np.nan)
@@ -1409,7 +1614,9 @@ def outcomes(
     if j.amount is not None:
         a = np.nan_to_num(j.amount, nan=0.0)
         for col, mask in (("won_amount", j.outcome == 1), ("open_amount", flying), ("stalled_amount", stalled)):
-            agg[col] = np.bincount(g, weights=np.where(mask, a, 0.0), minlength=n_groups)
+            # the leads of mask alone: adding the others' 0.0 changes no sum
+            summed = np.bincount(g[mask], weights=a[mask], minlength=n_groups)
+            agg[col] = summed.astype(float) if g.size else summed  # as over every lead: int64 over none
             cols.append(col)
     out = agg[cols].reset_index(drop=True)
     out.attrs["horizon"] = j.settings.get("horizon")

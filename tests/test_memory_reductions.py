@@ -7,8 +7,8 @@ import pytest
 
 import funnelkit as fk
 from funnelkit import funnel, pipeline
-from funnelkit._common import DAY_NS, NAT
-from funnelkit.data import checked_leads, checked_order, stage_order
+from funnelkit._common import DAY_NS, NAT, known_mask
+from funnelkit.data import checked_leads, checked_order, checked_times, stage_order
 from funnelkit.exceptions import InvalidEventLogError
 
 
@@ -194,3 +194,109 @@ def test_durations_same_table_sorted_or_not(seed, per):
             known = a["cumulative_days"].notna()
             assert (a.loc[known, "cumulative_days"] >= a.loc[known, "latest_days"] - 1e-9).all()
             assert (a["visits"] >= 1).all() and a["visits"].max() > 1
+
+
+# ---------------------------------------------------------------------------
+# funnel._journeys (every funnel view): its lean helpers against what they replace
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+def test_event_times_are_checked_times_in_the_column_unit(unit, tz):
+    t = pd.Series(pd.to_datetime(["2024-03-31 01:30:00", None, "1999-12-31 23:59:59", "2024-10-27 02:30:00"]))
+    t = t.dt.as_unit(unit)
+    if tz:
+        t = t.dt.tz_localize("UTC").dt.tz_convert(tz)
+    log = pd.DataFrame({"timestamp": t})
+    got, unit_ns = funnel._event_times(log, "timestamp")
+    want = checked_times(log)
+    assert unit_ns == {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    assert np.shares_memory(got, log["timestamp"].array.asi8)  # no copy of the column
+    np.testing.assert_array_equal(funnel._to_ns(got.copy(), unit_ns), want)
+    # a time compares with an instant in ns through the floor of the instant in the unit
+    for x in (int(want[0]), int(want[0]) - 1, int(want[2]) + 1):
+        np.testing.assert_array_equal(got <= x // unit_ns, want <= x)
+    assert funnel._as_of_ns("end", got, unit=unit_ns) == int(want.max())
+
+
+def test_event_times_out_of_ns_range_and_non_datetimes_go_through_checked_times():
+    far = pd.DataFrame({"timestamp": np.array(["2500-01-01", "NaT"], dtype="datetime64[s]")})
+    got, unit_ns = funnel._event_times(far, "timestamp")
+    assert unit_ns == 1
+    np.testing.assert_array_equal(got, checked_times(far))
+    with pytest.raises(InvalidEventLogError, match="not datetimes"):
+        funnel._event_times(pd.DataFrame({"timestamp": ["2024-01-02"]}), "timestamp")
+
+
+def test_as_of_end_is_the_latest_known_time():
+    assert funnel._as_of_ns("end", np.array([NAT, 5, 3, NAT])) == 5
+    assert funnel._as_of_ns("end", np.array([NAT, NAT])) == funnel._INF
+    assert funnel._as_of_ns("end", np.array([], dtype=np.int64)) == funnel._INF
+    assert funnel._as_of_ns(None, np.array([1])) is None
+
+
+@pytest.mark.parametrize("block", [3, 64, 1 << 18])
+def test_ends_per_lead_and_positions_equal_first_last_per_lead(block):
+    rng = np.random.default_rng(2)
+    lc = np.sort(rng.integers(0, 80, 2000)).astype(np.int32)
+    for p in (0.0, 0.02, 0.4, 1.0):
+        mask = rng.random(lc.size) < p
+        pos = funnel._positions(mask, block=block)
+        assert pos.dtype == np.int32
+        np.testing.assert_array_equal(pos, np.flatnonzero(mask))
+        first = funnel._ends_per_lead(lc, mask, 90, last=False, block=block)
+        last = funnel._ends_per_lead(lc, mask, 90, last=True, block=block)
+        assert first.dtype == last.dtype == np.int32
+        np.testing.assert_array_equal(first, funnel._first_per_lead(lc, np.flatnonzero(mask), 90))
+        np.testing.assert_array_equal(last, funnel._last_per_lead(lc, np.flatnonzero(mask), 90))
+
+
+def test_known_events_is_known_mask():
+    rng = np.random.default_rng(3)
+    lc = rng.integers(0, 40, 500).astype(np.int32)
+    t = rng.integers(0, 100, 500)
+    t[rng.random(500) < 0.2] = NAT
+    t[lc == 7] = NAT  # a lead with only undated events
+    for as_of in (-1, 0, 50, 98, 99, 200):
+        np.testing.assert_array_equal(funnel._known_events(lc, t, 40, as_of), known_mask(lc, t, as_of))
+
+
+def test_sorted_index_is_lexsort_or_none(log):
+    lc, _ = funnel._lead_codes(log, "lead_id")
+    t, _ = funnel._event_times(log, "timestamp")
+    key = funnel._stage_order(log, fk.get_stage_set("pipeline4"), "stage")
+    assert funnel._sorted_index(lc, t, key) is None
+    for p in (np.random.default_rng(1).permutation(len(log)), np.arange(len(log))[::-1]):
+        np.testing.assert_array_equal(funnel._sorted_index(lc[p], t[p], key[p]), np.lexsort((key[p], t[p], lc[p])))
+    # ties in time: the key orders them
+    assert funnel._sorted_index(np.array([0, 0]), np.array([5, 5]), np.array([2, 1])).tolist() == [1, 0]
+
+
+def _hostile(seed: int, tz=None, ids: str = "str") -> pd.DataFrame:
+    df = _messy(seed).sample(frac=1, random_state=seed)  # shuffled, revisits, undated events
+    df["amount"] = np.where(np.arange(len(df)) % 3 == 0, np.nan, np.arange(len(df), dtype=float))
+    df.loc[df["lead_id"].isin(df["lead_id"].iloc[:4]), "timestamp"] = pd.NaT  # leads with only undated events
+    if tz:
+        df["timestamp"] = df["timestamp"].dt.tz_localize("UTC").dt.tz_convert(tz)
+    if ids == "int":
+        df["lead_id"] = df["lead_id"].str[1:].astype(int)
+    elif ids == "object":
+        df["lead_id"] = df["lead_id"].astype(object)
+    return df
+
+
+@pytest.mark.parametrize("seed, tz, ids", [(0, None, "str"), (1, "America/New_York", "object"), (2, None, "int")])
+def test_journeys_same_on_sorted_and_shuffled_logs(seed, tz, ids):
+    """The lean _journeys: a shuffled log gives the journeys of the sorted one (lead order aside)."""
+    df = _hostile(seed, tz, ids)
+    ss = fk.get_stage_set("pipeline4")
+    for as_of in ("end", None, "2024-01-20", "2024-02-10"):
+        for kw in ({}, {"mode": "strict", "window": "20D"}, {"mode": "any", "step_windows": {"meeting": "9D"}},
+                   {"exclude": {"lost": ("qualification", "proposal")}}):
+            a = funnel._journeys(df, ss, by=["product"], as_of=as_of, **kw)
+            ids_a = a.lead_index.take(a.lead_take)
+            b = funnel._journeys(df.iloc[np.argsort(ids_a.get_indexer(df["lead_id"]), kind="stable")], ss,
+                                 by=["product"], as_of=as_of, **kw)
+            assert b.lead_index.take(b.lead_take).equals(ids_a)
+            for f in ("reached", "time", "inferred", "matured", "r", "outcome", "closed_at", "in_flight",
+                      "excluded", "anchor", "last_event", "amount", "lost_kind"):
+                np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
