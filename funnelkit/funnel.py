@@ -431,18 +431,6 @@ def _parse_exclude(exclude, ss: StageSet) -> list[tuple[str, int, int]]:
     return out
 
 
-def _label_codes(log: pd.DataFrame, ss: StageSet, stage: str) -> np.ndarray:
-    """Index into ``ss.labels`` of each event's stage (-1 unknown)."""
-    cat = pd.Categorical(log[stage])
-    labels = list(ss.labels)
-    lut = np.array(
-        [labels.index(ss.canonical(c)) if ss.canonical(c) is not None else -1 for c in cat.categories] + [-1],
-        dtype=np.int64,
-    )
-    codes = cat.codes.astype(np.int64)
-    return lut[np.where(codes < 0, len(lut) - 1, codes)]
-
-
 def _small_int(n: int) -> type:
     """The smallest signed integer dtype holding -n..n (int8 for stage codes, int32 for lead codes)."""
     for dt in (np.int8, np.int16, np.int32):
