@@ -197,7 +197,15 @@ class Calendar:
 
     @classmethod
     def resolve(cls, value) -> Calendar:
-        """A fresh (unfitted) calendar from ``"weekdays"``, a country code or a Calendar."""
+        """A fresh (unfitted) calendar from ``"weekdays"``, a country code or a Calendar.
+
+        Examples
+        --------
+        >>> Calendar.resolve("weekdays")
+        <Calendar weekdays (not fitted)>
+        >>> Calendar.resolve("IT").country
+        'IT'
+        """
         if isinstance(value, Calendar):
             return cls(value.country, subdiv=value.subdiv, weekdays=value.weekdays, year_end=value.year_end,
                        min_factor=value.min_factor)

@@ -1158,6 +1158,17 @@ class MonthlyReport:
     0  leads_entered   68.0      79.0
     1            won   24.0      18.0
     2           lost   39.0      29.0
+
+    The views computed on first use: the month's cohort and the leads closed in it, the
+    funnel of every known lead, the step rates, 12 months of headline numbers, the leaks
+    against the other sources and against its own past:
+
+    >>> report.cohort["lead_id"].nunique(), report.closed["lead_id"].nunique()
+    (68, 63)
+    >>> int(report.funnel_all["entered"].iloc[0]), len(report.steps), len(report.series)
+    (907, 4, 12)
+    >>> len(report.peer_leaks), len(report.past_leaks)
+    (4, 4)
     """
 
     log: pd.DataFrame
