@@ -166,6 +166,21 @@ def wall_ns(ns, tz=None) -> np.ndarray:
     return idx.tz_localize(None).as_unit("ns").asi8
 
 
+def wall_clock(values):
+    """A Timestamp or datetime Series as its naive wall-clock time in its own zone (unchanged
+    when naive): what calendar periods (``to_period``) are cut on, without pandas' warning
+    that the zone is dropped.
+
+    Examples
+    --------
+    >>> wall_clock(pd.Timestamp("2025-03-31 23:30", tz="UTC").tz_convert("Europe/Paris"))
+    Timestamp('2025-04-01 01:30:00')
+    """
+    if isinstance(values, pd.Series):
+        return values.dt.tz_localize(None) if time_zone(values) is not None else values
+    return values.tz_localize(None) if time_zone(values) is not None else values
+
+
 def utc_naive(log: pd.DataFrame, time: str) -> pd.DataFrame:
     """The log with its time column as naive UTC when it has a zone (a shallow copy);
     the log itself when naive.  For code that works on instants, not calendars."""

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import yaml
 
 from . import funnel, stats
-from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns, time_zone, to_datetimes
+from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns, time_zone, to_datetimes, wall_clock
 from .data import (
     AMOUNT,
     FLAG,
@@ -2100,7 +2100,7 @@ def metrics(
     if period is not None:
         anchor = lt["first_seen_at"] if period_by == "created" else lt["closed_at"]
         try:
-            work["period"] = (anchor.dt.tz_localize(None) if anchor.dt.tz is not None else anchor).dt.to_period(period)
+            work["period"] = wall_clock(anchor).dt.to_period(period)
         except (ValueError, TypeError) as exc:
             raise PipelineError(f"period={period!r} is not a pandas period alias ('M', 'Q', 'Y'): "
                                 f"{exc}") from exc

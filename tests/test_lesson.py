@@ -409,6 +409,7 @@ def refresh(path: Path) -> None:
     for c in nb.cells:
         if c.cell_type == "markdown":
             c.source = SOLUTION.sub(rewrite, c.source)
+        c.metadata.pop("execution", None)  # run timestamps: noise in every diff, checked by nothing
     nbformat.write(nb, path)
 
 

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from .._common import time_zone
+from .._common import wall_clock as _wall
 from ..data import (
     AMOUNT,
     LEAD,
@@ -260,11 +261,6 @@ def parse_month(month: str | pd.Period | pd.Timestamp) -> pd.Period:
         return pd.Period(text, freq="M")
     except (ValueError, TypeError):
         raise ReportError(f"month {month!r} is not a month: write it as 'YYYY-MM', e.g. '2025-09'.") from None
-
-
-def _wall(ts: pd.Timestamp) -> pd.Timestamp:
-    """The wall-clock time of a Timestamp in its own zone, naive (calendar months are cut on it)."""
-    return ts.tz_localize(None) if getattr(ts, "tz", None) is not None else ts
 
 
 def _local(ts: pd.Timestamp, tz) -> pd.Timestamp:

@@ -81,6 +81,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .._common import wall_clock
 from ..exceptions import FunnelkitError, PlanError
 from ..segments import derive as derive_segments
 from ..stages import PRESETS, get_stage_set
@@ -811,7 +812,7 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
         if pd.isna(last):
             raise PlanError(f"{plan.source}: month: no month given and the data has no event time; add "
                             "'month: YYYY-MM' to the plan or pass --month YYYY-MM.")
-        month_text = str((last.tz_localize(None) if last.tz is not None else last).to_period("M"))
+        month_text = str(wall_clock(last).to_period("M"))
         notes.append(f"No month given: reporting {month_text}, the month of the latest event "
                      "(pass --month YYYY-MM or set 'month' in the plan to choose).")
     if plan.as_of:
