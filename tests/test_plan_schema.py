@@ -76,6 +76,10 @@ BAD = [
     {"segment": {"product": "A", "source": "web"}},
     {"parameters": ["month"]},
     {"stages": 4},
+    {"stages": {"default": "pipeline4"}},  # a set per segment value names one column
+    {"stages": {"default": "pipeline4", "product": {"A": "aida"}, "source": {"b": "aida"}}},
+    {"stages": {"default": "pipeline4", "product": "aida"}},
+    {"stages": {"product": {}}},
 ]
 
 
@@ -105,6 +109,8 @@ GOOD = [
     {"thousands": ".", "decimal": ",", "currency": "€", "noun": "deals"},
     {"read_options": {"tz": "Europe/Paris", "dayfirst": True, "missing_time": "keep", "ignore": ["x"]}},
     {"month": "2025-09", "as_of": "2025-09-15", "overall": True, "timeout": 120},
+    {"stages": {"default": "pipeline4", "product": {"A": "pipeline6", "B": "aida"}}, "splits": ["product"]},
+    {"stages": {"product": {"A": "pipeline6"}}},
 ]
 
 

@@ -260,7 +260,9 @@ def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: 
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")  # each report shows the warnings of its own figures
-                        peers[job.split] = leaks(log, by=job.split, as_of=stamp, noun=plan.noun)
+                        # segments on different stage sets are compared on the milestones they share
+                        peers[job.split] = leaks(log, by=job.split, as_of=stamp, noun=plan.noun,
+                                                 stages=plan.stage_sets)
                 except FunnelkitError as exc:
                     peers[job.split] = None
                     say(f"note: the leaks of each {job.split} against the others could not be found: {exc}")
@@ -269,6 +271,8 @@ def _write_caches(log: pd.DataFrame, plan: Plan, jobs: list[ReportJob], folder: 
             event_codes, uniques = by_split[job.split]
             k = uniques.get_loc(job.value)
             sub, segment = log.loc[event_codes == k], (job.split, job.value)
+        if plan.stage_sets is not None:  # validated with the report's own set, or as milestones
+            sub = plan.job_log(sub, job.parameters["stages"])
         write_cache(sub, path, source=fp["source"], sha256=fp["sha256"], segment=segment, data_range=data_range,
                     peers=mine)
         paths[_key(job)] = str(path)
@@ -412,6 +416,10 @@ def run_plan(
     given = {"currency": plan.currency, "thousands": plan.thousands != ",", "decimal": plan.decimal != ".",
              "noun": plan.noun != "leads"}
     unused = [p for p, set_ in given.items() if set_ and p not in optional]
+    if plan.stage_sets is not None and "cache" not in optional:
+        raise PlanError(f"{plan.source}: stages: a stage set per segment value needs a template with a 'cache' "
+                        f"parameter (the run hands each report its leads, validated with their own set); "
+                        f"{template} has none. Use the shipped template or add 'cache' to its parameters cell.")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         log = plan.load()
@@ -419,6 +427,15 @@ def run_plan(
     reports, notes = expand_plan(plan, log, month=month, only=only)
     every, _ = expand_plan(plan, log, month=month, only=[])  # the whole plan, for the index
     notes = load_notes + notes
+    sss = plan.stage_sets
+    if sss is not None:
+        own = "; ".join(f"{v}: {ss.name}" for v, ss in sss.sets.items())
+        own += f"; every other {sss.column}: {sss.default.name}" if sss.default is not None else ""
+        mixed = sorted({"over all leads" if j.overall else f"per {j.split}" for j in every
+                        if isinstance(j.parameters["stages"], dict)})
+        notes.append(f"Stage sets per {sss.column} ({own}): each {sss.column} report uses its own"
+                     + (f"; the reports {' and '.join(mixed)} count the milestones every set shares "
+                        f"({', '.join([*plan.milestones.steps, *plan.milestones.lost])})." if mixed else "."))
     notes += [f"The template {template} has no parameter {p!r}: the plan's {p} is not used." for p in unused]
     if not every:
         raise PlanError(f"{plan.source}: the plan has no reports: no split column has a value in the data.")

@@ -76,15 +76,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from .._common import wall_clock
+from ..data import LEAD, STAGE, TIME
 from ..exceptions import FunnelkitError, PlanError
 from ..segments import derive as derive_segments
-from ..stages import PRESETS, get_stage_set
+from ..stages import PRESETS, SegmentStageSets, StageSet, get_stage_set
 from .monthly import DEMO_DATA, load_data, parse_month
 from .notebook import safe_name, template_parameters, unique_names
 from .schema import MISSING_TIME, PLAN_KEYS, READ_OPTION_KEYS
@@ -115,8 +117,9 @@ RUNNER_PARAMETERS = (
 )
 #: Parameters the runner passes only to a template that declares them: ``cache`` is the
 #: validated event log of the report's leads, written once per run (see ``reports.cache``);
-#: ``links`` the navigation between reports; the others the plan's number format and noun.
-OPTIONAL_PARAMETERS = ("cache", "links", "currency", "thousands", "decimal", "noun")
+#: ``links`` the navigation between reports; ``stages_note`` the sentence of a report that counts the
+#: milestones of several stage sets (see :meth:`Plan.job_stages`); the others the plan's number format and noun.
+OPTIONAL_PARAMETERS = ("cache", "links", "currency", "thousands", "decimal", "noun", "stages_note")
 
 
 def packaged(name: str) -> Path:
@@ -226,7 +229,7 @@ class Plan:
     """
 
     data: str
-    stages: str
+    stages: str | dict
     columns: dict = field(default_factory=dict)
     read_options: dict = field(default_factory=dict)
     splits: dict = field(default_factory=dict)
@@ -305,15 +308,13 @@ class Plan:
         if stages in (None, ""):
             raise PlanError(f"{where}: 'stages' is required: a preset ({', '.join(PRESETS)}) or a stage-set "
                             "YAML file.")
-        if not isinstance(stages, str):
-            raise PlanError(f"{where}: stages: give a preset name or a YAML file path, got {stages!r}.")
-        if stages not in PRESETS:
-            if re.search(r"\.ya?ml$", stages, re.I) or "/" in stages:
-                stages = str(rel(stages))
-            try:
-                get_stage_set(stages)
-            except FunnelkitError as exc:
-                raise PlanError(f"{where}: stages: {exc}") from None
+        if isinstance(stages, Mapping):
+            stages = _check_stage_sets(stages, where, rel)
+        elif isinstance(stages, str):
+            stages = _check_stage_set(stages, "stages", where, rel)
+        else:
+            raise PlanError(f"{where}: stages: give a preset name, a YAML file path, or a stage set per segment "
+                            f"value ({_PER_SEGMENT_EXAMPLE}), got {stages!r}.")
 
         columns = spec.get("columns") or {}
         if not isinstance(columns, Mapping):
@@ -330,6 +331,10 @@ class Plan:
             raise PlanError(f"{where}: read_options: allowed keys are {', '.join(sorted(_READ_KEYS))}; "
                             f"got {dict(read_options) if isinstance(read_options, Mapping) else read_options!r}.")
         _check_read_options(read_options, where)
+        if isinstance(stages, dict) and {"snapshot", "wide"} & set(read_options):
+            raise PlanError(f"{where}: stages: a stage set per segment value reads the labels of a long event log; "
+                            "a snapshot or wide table is read with one stage set: give 'stages' a preset or a "
+                            "YAML file.")
 
         splits_spec = spec.get("splits")
         segment_spec = spec.get("segment")
@@ -401,7 +406,7 @@ class Plan:
         if clash:
             raise PlanError(f"{where}: parameters: {clash} are set by the plan's own keys (data, columns, "
                             "stages, splits/segment, month, as_of, target, title, currency, thousands, decimal, "
-                            "noun) or by the runner (cache, links); use those.")
+                            "noun) or by the runner (cache, links, stages_note); use those.")
         timeout = spec.get("timeout")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise PlanError(f"{where}: timeout: give seconds per cell (a positive number), got {timeout!r}.")
@@ -415,6 +420,140 @@ class Plan:
             description=str(spec.get("description", "")), source=where, currency=currency,
             thousands=thousands, decimal=decimal, noun=noun, derive=derive,
         )
+
+    # -- stage sets ----------------------------------------------------------------
+    @cached_property
+    def stage_sets(self) -> SegmentStageSets | None:
+        """The stage set per segment value that ``stages`` names (None when the plan has one set).
+
+        Examples
+        --------
+        >>> from funnelkit.reports import Plan
+        >>> plan = Plan.from_dict({"data": "demo", "splits": ["product"],
+        ...                        "stages": {"default": "pipeline4", "product": {"Enterprise": "pipeline6"}}})
+        >>> plan.stage_sets
+        <SegmentStageSets by product: 'Enterprise': pipeline6, default pipeline4>
+        >>> print(Plan.from_dict({"data": "demo", "stages": "pipeline4"}).stage_sets)
+        None
+        """
+        return SegmentStageSets.from_spec(self.stages) if isinstance(self.stages, Mapping) else None
+
+    @cached_property
+    def milestones(self) -> StageSet | None:
+        """The milestones every set shares (entered > won, lost), for reports whose leads follow several sets.
+
+        Long-dead leads are judged at the longest horizon of the sets.  None
+        when the plan has one set.
+
+        Examples
+        --------
+        >>> from funnelkit.reports import Plan
+        >>> plan = Plan.from_dict({"data": "demo", "stages": {"default": "pipeline4",
+        ...                                                   "product": {"Enterprise": "pipeline6"}}})
+        >>> plan.milestones.steps, plan.milestones.lost, plan.milestones.horizon_days
+        (('entered', 'won'), ('lost',), 90)
+        """
+        sss = self.stage_sets
+        if sss is None:
+            return None
+        spec = sss.milestones().to_dict()
+        horizons = [s.horizon_days for s in sss.all_sets if s.horizon_days is not None]
+        if horizons:
+            spec["horizon_days"] = max(horizons)
+        return StageSet.from_dict(spec, source="milestones")
+
+    def job_stages(self, split: str, value: str) -> tuple[str | dict, str]:
+        """The stage set one report runs with, and the note it shows (empty when none is needed).
+
+        With one set, every report uses it.  With a set per value of a
+        column, a report on that column uses its value's set (or the
+        default), exactly as a plan with that one set and ``segment`` would;
+        a report whose leads can follow different sets (all leads, a split on
+        another column) counts the milestones the sets share, and says so.
+
+        Returns
+        -------
+        (stages, note)
+            ``stages`` as the template's ``stages`` parameter: a preset name,
+            a YAML path, or the milestones as a mapping.
+
+        Examples
+        --------
+        >>> from funnelkit.reports import Plan
+        >>> plan = Plan.from_dict({"data": "demo", "stages": {"default": "pipeline4",
+        ...                                                   "product": {"Enterprise": "pipeline6"}}})
+        >>> [plan.job_stages("product", v)[0] for v in ("Enterprise", "Starter")]
+        ['pipeline6', 'pipeline4']
+        >>> stages, note = plan.job_stages("source", "web form")
+        >>> stages["stages"], note[:63]
+        (['entered'], 'The leads of this report follow different stage sets by product')
+        """
+        sss = self.stage_sets
+        if sss is None:
+            return self.stages, ""
+        column = sss.column
+        per_value = self.stages[column]
+        sets = "; ".join(f"{v}: {sss.sets[v].name}" for v in per_value)
+        if sss.default is not None:
+            sets += f"; every other {column}: {sss.default.name}"
+        shared = ", ".join([*self.milestones.steps, *self.milestones.lost])
+        if split == column:
+            own = per_value.get(str(value), self.stages.get("default"))
+            if own is not None:
+                if len({repr(s.to_dict()) for s in sss.all_sets}) == 1:  # one set after all: nothing differs
+                    return own, ""
+                return own, (f"Not every {column} follows the same stage set ({sets}): this report's funnel "
+                             f"has its own set's stages, and it is compared with the other values of {column} "
+                             f"on the milestones every set shares ({shared}).")
+        note = (f"The leads of this report follow different stage sets by {column} ({sets}), so its funnel "
+                f"counts only the milestones every set shares: {shared}. The reports per {column} show each "
+                "set's own stages.")
+        return self.milestones.to_dict(), note
+
+    def job_log(self, log: pd.DataFrame, stages: str | dict) -> pd.DataFrame:
+        """A report's events validated with the stage set it runs with (see :meth:`job_stages`).
+
+        ``log`` is the report's leads from :meth:`load` (labels as they are in
+        the data).  For a set of its own, the labels are validated with that
+        set (aliases, order, flags), as if the plan named only that set; for
+        the milestones, each label becomes the milestone it is in its lead's
+        own set first.  The load report keeps what the first reading noticed.
+
+        Examples
+        --------
+        >>> from funnelkit.reports import Plan, select_segment
+        >>> plan = Plan.from_dict({"data": "demo", "stages": {"default": "pipeline4",
+        ...                                                   "product": {"Enterprise": "pipeline4"}}})
+        >>> log = plan.load()
+        >>> mine = plan.job_log(log, plan.job_stages("source", "referral")[0])
+        >>> sorted(mine["stage"].astype(str).unique())
+        ['entered', 'lost', 'won']
+        """
+        from dataclasses import replace
+
+        from .._common import time_zone
+        from ..data import LoadReport, validate_events
+        from ..funnel import _milestone_log
+
+        sss = self.stage_sets
+        ss = get_stage_set(stages)
+        if sss is None:
+            return log
+        rep = log.attrs.get("funnelkit")
+        work = log
+        if isinstance(stages, Mapping):  # the milestones
+            work = _milestone_log(log, sss, LEAD, STAGE, TIME)
+        tz = time_zone(log[TIME])
+        work = work.drop(columns=[c for c in ("flag",) if c in work.columns])
+        out = validate_events(work, stages=ss, tz=str(tz) if tz is not None else "UTC",
+                              missing_time=str(self.read_options.get("missing_time", "error")),
+                              source=rep.source if isinstance(rep, LoadReport) else "plan data")
+        new = out.attrs.get("funnelkit")
+        if isinstance(rep, LoadReport) and isinstance(new, LoadReport):
+            out.attrs["funnelkit"] = replace(
+                rep, stage_set=ss, flags=dict(new.flags), merged=rep.merged + new.merged,
+                notes=list(dict.fromkeys([*rep.notes, *new.notes])))
+        return out
 
     # -- checks against the data and the template ---------------------------------
     def load(self) -> pd.DataFrame:
@@ -451,8 +590,10 @@ class Plan:
             if absent:
                 raise PlanError(f"{self.source}: columns: {', '.join(map(repr, absent))} not in {self.data}. "
                                 f"Its columns: {', '.join(map(str, header))}.")
-        try:
-            log = load_data(self.data, columns=self.columns, stages=self.stages, read_options=self.read_options)
+        sss = self.stage_sets
+        try:  # with a set per segment value, labels stay as they are: each lead's own set judges them below
+            log = load_data(self.data, columns=self.columns, stages=None if sss is not None else self.stages,
+                            read_options=self.read_options)
         except FunnelkitError as exc:
             text = str(exc)
             hint = ""
@@ -474,6 +615,8 @@ class Plan:
                 raise PlanError(f"{self.source}: {exc}") from None
         cols = list(self.splits) + ([self.segment[0]] if self.segment else [])
         present = [str(c) for c in log.columns if c not in {"lead_id", "stage", "timestamp", "amount", "flag"}]
+        if sss is not None:
+            self._check_stage_sets(log, sss, present)
         for col in cols:
             if col not in log.columns:
                 close = difflib.get_close_matches(col, present, n=1)
@@ -490,6 +633,52 @@ class Plan:
                                         f"{', '.join(map(repr, missing))}. Values present: "
                                         f"{', '.join(map(repr, sorted(values)))}.")
         return log
+
+    def _check_stage_sets(self, log: pd.DataFrame, sss: SegmentStageSets, present: list[str]) -> None:
+        """Every lead has a set, every value named has leads, every label is in its lead's own set."""
+        col = sss.column
+        where = f"{self.source}: stages: {col}"
+        if col not in log.columns:
+            close = difflib.get_close_matches(col, present, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise PlanError(f"{where}: column {col!r}, which decides each lead's stage set, is not in the data."
+                            f"{hint} Segment columns present: {', '.join(present) or 'none'}.")
+        firsts = log.loc[~log[LEAD].duplicated(), [LEAD, col]]  # each lead's value on its first event
+        first = firsts[col]
+        there = sorted(first.dropna().astype(str).unique().tolist())
+        named = list(self.stages[col])
+        absent = [v for v in named if v not in there]
+        if absent:
+            listing = ", ".join(map(repr, there[:30])) + (f" ... ({len(there)} in all)" if len(there) > 30 else "")
+            close = sorted({c for v in absent for c in difflib.get_close_matches(v, there, n=2, cutoff=0.6)})
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise PlanError(f"{where}: no lead has {col} = {', '.join(map(repr, absent))} (as of its first "
+                            f"event).{hint} Values of {col!r} in the data: {listing or 'none'}.")
+        if sss.default is None:
+            others = [v for v in there if v not in named]
+            blank = int(first.isna().sum())
+            if others or blank:
+                what = ", ".join(map(repr, others[:10])) + (" ..." if len(others) > 10 else "")
+                if blank:
+                    what += (" and " if what else "") + f"{blank:,} leads with a blank {col}"
+                raise PlanError(f"{where}: no stage set for {what}, and no 'default'. Add 'default: <preset or "
+                                f"YAML>' under 'stages' for every other {col}, or give those values sets of "
+                                "their own.")
+        from ..funnel import _set_groups
+
+        labels = log[STAGE].astype("string").to_numpy()
+        value = log[LEAD].map(firsts.set_index(LEAD)[col]).to_numpy(dtype=object)
+        bad = []
+        for ss, mask in _set_groups(log, sss, LEAD, TIME):
+            counts = pd.Series(labels[mask]).value_counts()
+            for lab, n in counts.items():
+                if ss.canonical(lab) is None:
+                    vals = sorted({str(v) for v in value[mask & (labels == lab)] if not pd.isna(v)})
+                    bad.append(f"{lab!r} ({n:,} events of {col} {', '.join(vals) or '(blank)'}, set {ss.name!r})")
+        if bad:
+            raise PlanError(f"{where}: labels not in their lead's stage set: {'; '.join(bad[:10])}"
+                            f"{' ...' if len(bad) > 10 else ''}. Add them to that set (or to its aliases), give "
+                            f"that {col} a set of its own, or leave them out with read_options: {{ignore: [...]}}.")
 
     def check_template(self, template: str | Path | None = None) -> Path:
         """The template to run, checked to declare every parameter the plan passes.
@@ -599,6 +788,53 @@ def _check_derive(spec, where: str) -> dict:
         if str(name).strip().lower() == ALL:
             raise PlanError(f"{where}: derive: {name!r} is reserved for the report over all leads.")
         out[str(name)] = dict(rule)
+    return out
+
+
+_PER_SEGMENT_EXAMPLE = "{default: pipeline4, product: {Enterprise: enterprise_stages.yaml}}"
+
+
+def _check_stage_set(value, key: str, where: str, rel) -> str:
+    """One stage set of a plan: a preset name, or a YAML path made absolute; checked by loading it."""
+    if not isinstance(value, str) or not value.strip():
+        raise PlanError(f"{where}: {key}: give a preset ({', '.join(PRESETS)}) or a stage-set YAML file, "
+                        f"got {value!r}.")
+    if value in PRESETS:
+        return value
+    if re.search(r"\.ya?ml$", value, re.I) or "/" in value:
+        value = str(rel(value))
+    try:
+        get_stage_set(value)
+    except FunnelkitError as exc:
+        raise PlanError(f"{where}: {key}: {exc}") from None
+    return value
+
+
+def _check_stage_sets(spec: Mapping, where: str, rel) -> dict:
+    """A stage set per segment value: ``{default: <set>, <column>: {<value>: <set>, ...}}``, each set checked.
+
+    Returns the same mapping with its YAML paths made absolute (values as text).
+    """
+    columns = [k for k in spec if k != "default"]
+    if len(columns) != 1:
+        got = ", ".join(map(repr, map(str, columns))) or "none"
+        raise PlanError(f"{where}: stages: a stage set per segment value names exactly one segment column that "
+                        f"decides each lead's set, beside 'default', e.g. {_PER_SEGMENT_EXAMPLE}; got "
+                        f"{len(columns)} column(s): {got}. Keep one (the other column's reports then compare the "
+                        "milestones every set shares).")
+    column = columns[0]
+    values = spec[column]
+    if not isinstance(values, Mapping) or not values:
+        raise PlanError(f"{where}: stages: {column}: give each value of {column!r} that has a stage set of its own "
+                        f"and that set, e.g. {{Enterprise: enterprise_stages.yaml}}; got {values!r}.")
+    if str(column).strip().lower() == ALL:
+        raise PlanError(f"{where}: stages: {column!r} is reserved for the report over all leads; rename that "
+                        "column in the data.")
+    out: dict = {}
+    if spec.get("default") is not None:
+        out["default"] = _check_stage_set(spec["default"], "stages: default", where, rel)
+    out[str(column)] = {str(v): _check_stage_set(s, f"stages: {column}: {v}", where, rel)
+                        for v, s in values.items()}
     return out
 
 
@@ -894,8 +1130,9 @@ def expand_plan(plan: Plan, log: pd.DataFrame, *, month: str | None = None,
         for v in values:
             if selected and not any(split == c and (w is None or w == v) for c, w in resolved):
                 continue
+            stages, stages_note = plan.job_stages(split if not overall else ALL, v)
             params = {
-                "data": plan.data, "columns": plan.columns, "stages": plan.stages,
+                "data": plan.data, "columns": plan.columns, "stages": stages, "stages_note": stages_note,
                 "read_options": plan.read_options, "segment_column": "" if overall else split,
                 "segment_value": "" if overall else v, "month": month_text, "as_of": plan.as_of or "",
                 "revenue_target": plan.target_for(split, v) or 0.0, "title": plan.title,

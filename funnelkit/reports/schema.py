@@ -86,8 +86,18 @@ PLAN_KEYS: dict[str, dict] = {
     "columns": {"type": "object",
                 "additionalProperties": {"enum": ["lead_id", "stage", "timestamp", "amount"]},
                 "description": "your column names -> lead_id, stage, timestamp, amount"},
-    "stages": {"type": "string", "minLength": 1,
-               "description": f"a stage-set preset ({', '.join(PRESETS)}) or a stage-set YAML file",
+    "stages": {"anyOf": [
+                   {"type": "string", "minLength": 1},
+                   {"type": "object",
+                    "properties": {"default": {"type": "string", "minLength": 1}},
+                    "additionalProperties": {"type": "object", "minProperties": 1,
+                                             "additionalProperties": {"type": "string", "minLength": 1}},
+                    # exactly one segment column besides 'default'
+                    "anyOf": [{"required": ["default"], "minProperties": 2, "maxProperties": 2},
+                              {"not": {"required": ["default"]}, "minProperties": 1, "maxProperties": 1}]}],
+               "description": f"a stage-set preset ({', '.join(PRESETS)}) or a stage-set YAML file; or a set "
+                              "per value of one segment column: {default: pipeline4, product: {Enterprise: "
+                              "enterprise_stages.yaml}}",
                "examples": list(PRESETS)},
     "read_options": {"type": "object",
                      "properties": {k: _READ_OPTION_SHAPES.get(k, {}) for k in READ_OPTION_KEYS},
