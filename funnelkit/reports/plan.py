@@ -13,7 +13,13 @@ Keys
 ``data``           event log file (CSV, Parquet or XES), or ``demo`` (required)
 ``columns``        the file's column names -> ``lead_id``, ``stage``,
                    ``timestamp``, ``amount``
-``stages``         stage-set preset name or YAML file (required)
+``stages``         stage-set preset name or YAML file (required); or a set per value
+                   of one segment column, ``{default: pipeline4, product:
+                   {Enterprise: enterprise.yaml}}``: each report on that column uses
+                   its value's set (or ``default``), the others (all leads, other
+                   splits) the milestones every set shares (entered, won, lost), with
+                   a note; each value must be in the data, and every label in its
+                   lead's own set
 ``read_options``   options of ``read_events`` (``tz``, ``dayfirst``, ``missing_time``, ...;
                    checked here: a known time zone, ``missing_time`` ``error`` or
                    ``keep``); ``snapshot`` or ``wide`` for a CRM snapshot or a wide
