@@ -319,11 +319,15 @@ def snapshot(
     >>> snap["stage"].astype(str).value_counts().to_dict()
     {'qualification': 432, 'meeting': 228, 'proposal': 208, 'close': 63}
     """
-    ev = _events(log, stages, lead=lead, stage=stage, time=time)
-    ss = ev.ss
+    if not isinstance(log, pd.DataFrame):
+        raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
+    require_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
+    ss = resolve_stages(log, stages)
+    ev = _snapshot_events(log, ss, lead=lead, stage=stage, time=time)
     segs = _segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])
+    tz = time_zone(log[time])
+    lc, t, lab, unit, n_leads = ev.lc, ev.t, ev.lab, ev.unit, ev.n_leads
     rng = ev.data_range()
-    tz = ev.tz
     T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (rng[1] if rng else np.int64(0))
     notes: list[str] = []
     if rng is not None and T < rng[0]:
@@ -347,17 +351,29 @@ def snapshot(
             )
         notes.append(f"as_of is after the data ends ({_ts(rng[1], tz)}).")
 
-    dated = ev.dated
-    le = dated & (ev.t <= T)
-    n_le = np.bincount(ev.lc[le], minlength=ev.n_leads)
-    n_dated = np.bincount(ev.lc[dated], minlength=ev.n_leads)
+    # the events of a lead are a run of lc, undated (NAT, the smallest time) first, so a
+    # lead's first event says whether it has undated events and its last whether it has
+    # only those; its events known at T (dated ones up to T, and its undated ones if it
+    # is present) are a prefix of its run
+    n = lc.size
+    lead_start = np.searchsorted(lc, np.arange(n_leads, dtype=lc.dtype)).astype(funnel._pos_dtype(n))
+    has_undated = t[lead_start] == NAT if n else np.zeros(n_leads, dtype=bool)
+    lead_end = np.empty_like(lead_start)
+    lead_end[:-1] = lead_start[1:] - 1
+    if n_leads:
+        lead_end[-1] = n - 1
+    undated_only = t[lead_end] == NAT if n else np.zeros(n_leads, dtype=bool)
+    del lead_start
+    le = t <= T // unit  # dated and at or before T (NAT is not dated)
+    le &= t != NAT
+    first_le = funnel._ends_per_lead(lc, le, n_leads, last=False)
+    last_le = funnel._ends_per_lead(lc, le, n_leads, last=True)
     at_end = rng is None or T >= rng[1]
-    undated_only = n_dated == 0
-    present = (n_le > 0) | (undated_only & at_end)
-    keep = le | (~dated & present[ev.lc])
+    present = last_le >= 0
+    if at_end:
+        present |= undated_only
     excl_undated = int((undated_only & ~present).sum())
-    has_undated = np.bincount(ev.lc[~dated], minlength=ev.n_leads) > 0
-    later_undated = int((has_undated & ~undated_only & (n_le == 0)).sum())
+    later_undated = int((has_undated & ~undated_only & (last_le < 0)).sum())
     if excl_undated:
         notes.append(
             f"{excl_undated:,} lead(s) have only undated events (unknown time): they cannot be "
@@ -368,44 +384,68 @@ def snapshot(
             f"{later_undated:,} lead(s) have undated events and their first dated event after "
             "as_of: whether they existed at as_of is unknown; excluded."
         )
+    # the last event known at T per present lead (the prefix's end)
+    last_any = np.where(last_le >= 0, last_le, np.where(present, lead_end, -1))
+    del lead_end
+    if le.all():
+        keep = le  # every event dated and at or before T: all known
+    else:
+        keep = present[lc]
+        keep &= t == NAT
+        keep |= le
+    del le
 
-    lc, t = ev.lc, ev.t
-    first_any, last_any = _first_last(lc, keep, ev.n_leads)
-    _, last_step = _first_last(lc, keep & ev.is_step, ev.n_leads)
-    first_oc, last_oc = _first_last(lc, keep & (ev.is_won | ev.is_lost), ev.n_leads)
-    first_dated, last_dated = _first_last(lc, keep & dated, ev.n_leads)
-
-    closed = last_oc >= 0
-    leads = np.flatnonzero(present & (include_closed | ~closed))
-
-    # start of the latest run of consecutive events in the same stage (steps only)
-    sp = np.flatnonzero(keep & ev.is_step)
-    run_start = np.zeros(lc.size, dtype=np.int64)
+    is_step = ev.is_step_of[lab]
+    is_step &= keep
+    last_step = funnel._ends_per_lead(lc, is_step, n_leads, last=True)
+    # the start of the latest run of consecutive step events in one stage, and the highest
+    # step reached (for moved_back), over the known step events only
+    sp = funnel._positions(is_step)
+    del is_step
+    sp_lc = lc[sp]
+    sp_order = ev.order_of[lab[sp]]
+    new_run = np.empty(sp.size, dtype=bool)
     if sp.size:
-        new_run = np.r_[True, (lc[sp][1:] != lc[sp][:-1]) | (ev.order[sp][1:] != ev.order[sp][:-1])]
-        starts = np.where(new_run, sp, -1)
-        run_start[sp] = np.maximum.accumulate(starts)
-    # highest step reached before the current stage (for moved_back)
-    max_step = np.full(ev.n_leads, -1, dtype=np.int64)
-    np.maximum.at(max_step, lc[sp], ev.order[sp])
+        new_run[0] = True
+        np.not_equal(sp_lc[1:], sp_lc[:-1], out=new_run[1:])
+        new_lead = new_run.copy()
+        new_run[1:] |= sp_order[1:] != sp_order[:-1]
+    run_at = funnel._ends_per_lead(sp_lc, new_run, n_leads, last=True)  # index into sp
+    run_start = np.where(run_at >= 0, sp[np.maximum(run_at, 0)] if sp.size else 0, -1)
+    del run_at, new_run
+    max_step = np.full(n_leads, -1, dtype=np.int8)
+    if sp.size:
+        heads = np.flatnonzero(new_lead)
+        max_step[sp_lc[heads]] = np.maximum.reduceat(sp_order, heads)
+        del heads, new_lead
+    del sp, sp_lc, sp_order
+    is_oc = ev.is_outcome_of[lab]
+    is_oc &= keep
+    first_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=False)
+    last_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=True)
+    del is_oc
 
+    leads = np.flatnonzero(present & (include_closed | (last_oc < 0)))
     ls = last_step[leads]
     lo = last_oc[leads]
     is_closed = lo >= 0
     has_step = ls >= 0
-    # every event's label as an index into ss.labels (steps, then lost outcomes)
-    label_idx = _label_index(log[stage], ss)[ev.idx]
     cur = np.where(is_closed, lo, ls)
-    label_code = np.where(cur >= 0, label_idx[np.maximum(cur, 0)], -1)
-    cur_order = np.where(has_step, ev.order[np.maximum(ls, 0)], -1)
+    label_code = np.where(cur >= 0, lab[np.maximum(cur, 0)] if n else -1, -1)
+    cur_order = np.where(has_step, ev.order_of[lab[np.maximum(ls, 0)]] if n else -1, -1)
     stage_cat = pd.Categorical.from_codes(label_code, categories=list(ss.labels), ordered=True)
 
-    run_t = np.where(has_step, t[run_start[np.maximum(ls, 0)]], NAT)
-    entered = np.where(is_closed, t[np.maximum(lo, 0)], run_t)
-    fd = first_dated[leads]
-    first_seen = np.where(fd >= 0, t[np.maximum(fd, 0)], NAT)
-    ld = last_dated[leads]
-    last_act = np.where(ld >= 0, t[np.maximum(ld, 0)], NAT)
+    def times(pos: np.ndarray) -> np.ndarray:
+        """int64 ns at sorted positions ``pos`` (NAT where ``pos`` is -1)."""
+        out = t[np.maximum(pos, 0)] if n else np.full(pos.size, NAT)
+        out = funnel._to_ns(out.astype(np.int64), unit)
+        out[pos < 0] = NAT
+        return out
+
+    rs = run_start[leads]
+    entered = np.where(is_closed, times(lo), np.where(has_step, times(np.where(has_step, rs, -1)), NAT))
+    first_seen = times(first_le[leads])
+    last_act = times(last_le[leads])
 
     def days(since: np.ndarray) -> np.ndarray:
         out = np.full(since.size, np.nan)
@@ -416,12 +456,14 @@ def snapshot(
     flag = np.zeros(leads.size, dtype=np.int8)
     flag[has_step & ~is_closed & (cur_order < max_step[leads])] = 1
     flag[has_undated[leads]] = 2
-    after = (first_oc[leads] >= 0) & (last_any[leads] > first_oc[leads])
+    fo = first_oc[leads]
+    after = (fo >= 0) & (last_any[leads] > fo)
     flag[after] = 3
 
     out = pd.DataFrame(
         {
-            lead: ev.lead_ids[leads],
+            # (no rows: an empty object column, as an empty array of ids becomes)
+            lead: _lead_column(ev.lead_ids, leads) if leads.size else np.asarray(ev.lead_ids, dtype=object)[leads],
             "stage": stage_cat,
             "entered_stage_at": to_datetimes(entered, tz),
             "days_in_stage": days(entered),
@@ -430,18 +472,19 @@ def snapshot(
         }
     )
     if amount and amount in log.columns:
-        out[AMOUNT] = _last_valid(log[amount].astype("float64"), ev, leads, keep)
+        out[AMOUNT] = _last_valid_of(log[amount].astype("float64"), ev.idx, lc, keep, n_leads)(leads)
     else:
         out[AMOUNT] = np.nan
     for s in segs:
-        out[s] = _last_valid(log[s], ev, leads, keep)
+        out[s] = _last_valid_of(log[s], ev.idx, lc, keep, n_leads)(leads)
+    del keep
     out["last_activity_at"] = to_datetimes(last_act, tz)
     out["flag"] = pd.Categorical.from_codes(flag, categories=list(SNAPSHOT_FLAGS))
     if include_closed:
         oc = np.full(leads.size, "open", dtype=object)
-        oc[is_closed] = np.where(ev.is_won[lo[is_closed]], "won", "lost")
+        oc[is_closed] = np.where(ev.is_won_of[lab[lo[is_closed]]], "won", "lost")
         out["outcome"] = pd.Categorical(oc, categories=["open", "won", "lost"])
-        out["closed_at"] = to_datetimes(np.where(is_closed, t[np.maximum(lo, 0)], NAT), tz)
+        out["closed_at"] = to_datetimes(times(lo), tz)
     n_after = int(after.sum())
     if n_after:
         notes.append(
@@ -456,6 +499,70 @@ def snapshot(
         "notes": notes,
     }
     return out
+
+
+@dataclass
+class _SnapshotEvents:
+    """The event log as small arrays sorted by lead, time, stage order (see :func:`_snapshot_events`)."""
+
+    idx: np.ndarray | None  # positions that sort the log's rows (None: already sorted)
+    lc: np.ndarray  # int32 lead code per sorted event (codes in order of first appearance)
+    lead_ids: pd.Index  # lead id per code
+    t: np.ndarray  # int64 time in the column's unit (NAT unknown): ns is t * unit
+    unit: int
+    lab: np.ndarray  # int8 index into ss.labels per sorted event
+    n_leads: int
+    order_of: np.ndarray  # per label: 0.. steps, -1 lost (int8)
+    is_step_of: np.ndarray  # per label: a stage (not an outcome)
+    is_won_of: np.ndarray
+    is_outcome_of: np.ndarray
+
+    def data_range(self) -> tuple[np.int64, np.int64] | None:
+        """First and last dated event, in ns (``None``: no dated event)."""
+        if self.t.size == 0:
+            return None
+        hi = self.t.max()
+        if hi == NAT:
+            return None
+        lo = self.t.min(where=self.t != NAT, initial=np.iinfo(np.int64).max)
+        return np.int64(lo * self.unit), np.int64(hi * self.unit)
+
+
+def _snapshot_events(log: pd.DataFrame, ss: StageSet, *, lead: str, stage: str, time: str) -> _SnapshotEvents:
+    """:func:`_events` in small arrays: int32 lead codes (no hash table for lead-sorted Arrow
+    ids, no Python object per id), the times as the column holds them (no ns copy), int8
+    label indices (the order, step and outcome of an event are per-label look-ups), and no
+    sorting copies for a log already sorted by lead, time, stage order."""
+    labels = list(ss.labels)
+
+    def label_of(c):
+        name = ss.canonical(c)
+        return labels.index(name) if name in labels else -2
+
+    lab = funnel._per_category(log[stage], label_of, -2)
+    if lab.size and (lab == -2).any():
+        funnel._stage_order(log, ss, stage)  # raises the error naming the labels and rows
+    t, unit = funnel._event_times(log, time)
+    lc, lead_ids = funnel._lead_codes(log, lead)
+    order_of = np.array([ss.order(x) for x in labels], dtype=np.int8)
+    is_won_of = (order_of == len(ss.steps) - 1) & (ss.won is not None)
+    key_of = np.where(order_of == LOST_ORDER, np.iinfo(np.int8).max, order_of).astype(np.int8)
+    idx = funnel._sorted_index(lc, t, key_of[lab])
+    if idx is not None:
+        lc, t, lab = lc[idx], t[idx], lab[idx]
+    return _SnapshotEvents(
+        idx=idx,
+        lc=lc,
+        lead_ids=lead_ids,
+        t=t,
+        unit=unit,
+        lab=lab,
+        n_leads=len(lead_ids),
+        order_of=order_of,
+        is_step_of=(order_of >= 0) & ~is_won_of,
+        is_won_of=is_won_of,
+        is_outcome_of=is_won_of | (order_of == LOST_ORDER),
+    )
 
 
 def _check_snapshot(snap: pd.DataFrame, cols: Sequence[str]) -> None:
@@ -1331,6 +1438,11 @@ def stale_thresholds(
     given = _read_thresholds(thresholds, ev_ss) if thresholds is not None else {}
     d = durations(log, as_of=as_of, stages=ev_ss, per="visit", segments=[],
                   lead=lead, stage=stage, time=time, amount=None)
+    return _thresholds_from(d, ev_ss, given, quantile)
+
+
+def _thresholds_from(d: pd.DataFrame, ev_ss: StageSet, given: dict[str, float], quantile: float) -> pd.DataFrame:
+    """The table of :func:`stale_thresholds` from the visits (``durations(per="visit")``)."""
     pct = f"p{round(quantile * 100):d}" if float(quantile * 100).is_integer() else f"q{quantile}"
     rows = []
     days_all = d["days"].to_numpy(dtype=float)
@@ -1420,6 +1532,11 @@ def stale(
     th = stale_thresholds(log, as_of=as_of, quantile=quantile, thresholds=thresholds, stages=ss,
                           lead=lead, stage=stage, time=time)
     snap = snapshot(log, as_of=as_of, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
+    return _stale_from(snap, th, ss, owner=owner, lead=lead)
+
+
+def _stale_from(snap: pd.DataFrame, th: pd.DataFrame, ss: StageSet, *, owner: str | None, lead: str) -> pd.DataFrame:
+    """The table of :func:`stale` from the snapshot and the thresholds."""
     notes = list(snap.attrs.get("notes", []))
     thr = th.set_index(th["stage"].astype(str))
     st = snap["stage"].astype(str)
@@ -1505,15 +1622,26 @@ def movement_leads(
     >>> sorted(mv["movement"].unique().astype(str))[:3]
     ['advanced', 'entered', 'entered_lost']
     """
-    tz = time_zone(log[time]) if time in log.columns else None
-    ta = _to_time(start, name="start", tz=tz)
-    tb = _to_time(end, name="end", tz=tz)
-    if tb <= ta:
-        raise PipelineError(f"end ({_ts(tb, tz)}) must be after start ({_ts(ta, tz)}).")
+    ta, tb, tz = _start_end(log[time] if time in log.columns else None, start, end)
     kw = dict(stages=stages, include_closed=True, segments=segments, lead=lead, stage=stage,
               time=time, amount=amount)
     a = snapshot(log, as_of=_ts(ta, tz), **kw)
     b = snapshot(log, as_of=_ts(tb, tz), **kw)
+    return _movement_from(a, b, ta, tb, tz, lead=lead)
+
+
+def _start_end(log_time: pd.Series | None, start, end) -> tuple[np.int64, np.int64, object]:
+    """``start`` and ``end`` as int64 ns in the zone of the time column (checked in order)."""
+    tz = time_zone(log_time) if log_time is not None else None
+    ta = _to_time(start, name="start", tz=tz)
+    tb = _to_time(end, name="end", tz=tz)
+    if tb <= ta:
+        raise PipelineError(f"end ({_ts(tb, tz)}) must be after start ({_ts(ta, tz)}).")
+    return ta, tb, tz
+
+
+def _movement_from(a: pd.DataFrame, b: pd.DataFrame, ta, tb, tz, *, lead: str) -> pd.DataFrame:
+    """The table of :func:`movement_leads` from the snapshots (with closed leads) at start and end."""
     ss = a.attrs["stage_set"]
     a_open = a.loc[a["outcome"] == "open", [lead, "stage", AMOUNT, "entered_stage_at"]]
     a_closed = a.loc[a["outcome"] != "open", lead]
@@ -1633,6 +1761,11 @@ def movement(
     by = as_list(by)
     mv = movement_leads(log, start=start, end=end, stages=stages, segments=by or [],
                         lead=lead, stage=stage, time=time, amount=amount)
+    return _waterfall(mv, by)
+
+
+def _waterfall(mv: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The table of :func:`movement` from the per-lead movements (:func:`movement_leads`)."""
     notes = list(mv.attrs["notes"])
     mcat = mv["movement"].astype(str).to_numpy()
     from_start = ~np.isin(mcat, ["entered", "entered_won", "entered_lost"])
