@@ -16,7 +16,11 @@ functions, cell for cell:
   kind), the Aalen-Johansen quantile is computed once for the whole log, and
   the second pass runs the chunks with that horizon fixed;
 * per-lead tables (:func:`snapshot`, :func:`durations`) are the rows of each
-  chunk put back in the one-core order.
+  chunk put back in the one-core order;
+* :func:`stale` and :func:`movement` are made of those per-lead tables (the
+  visits of every lead for the learned thresholds, a snapshot, or the
+  snapshots at both dates), and finished by the one-core code on the
+  combined tables, so their lists and sums are those of one core.
 
 Amounts are summed in floating point: exactly the one-core sums for whole
 amounts (deal values in currency units), possibly different in the last bit
@@ -95,6 +99,9 @@ __all__ = [
     "outcomes",
     "snapshot",
     "durations",
+    "stale",
+    "movement_leads",
+    "movement",
     "write_partitioned",
     "lead_partition",
     "lead_hash",
@@ -430,7 +437,9 @@ class _Run:
             "n_buckets": n if verify else None,
             "amount": self.amount,
         }
-        res = self.src.map(K.scan, spec, [self.lead, self.time, self.amount])
+        # amount=None (or a log without the column): the lead and the time only
+        cols = [c for c in (self.lead, self.time, self.amount) if c and c in self.meta.columns]
+        res = self.src.map(K.scan, spec, cols)
         self._exact = K.exact_sums(res)
         self.src.offsets = list(np.r_[0, np.cumsum([r["rows"] for r in res])[:-1]].astype(int))
         los = [r["min"] for r in res if r["min"] is not None]
@@ -1017,6 +1026,139 @@ def durations(
     return _pipeline(
         "durations", log, kw, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, one_core=pipeline.durations
     )
+
+
+# ---------------------------------------------------------------------------
+# views made of the per-lead tables: stale leads, movement between two dates
+# ---------------------------------------------------------------------------
+def _meta(log):
+    return log._meta if _is_dask(log) else log
+
+
+def stale(
+    log,
+    *,
+    as_of=None,
+    thresholds: Mapping[str, float] | str | Path | None = None,
+    quantile: float = 0.9,
+    owner: str | None = "owner",
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.pipeline.stale` on every core, or on a Dask cluster.
+
+    The learned thresholds come from the stage visits of every lead
+    (:func:`durations` with ``per="visit"``, chunk by chunk), the open leads
+    from :func:`snapshot`; the list is then made from the two combined
+    tables by the one-core code: same rows, order and ``attrs``.
+    ``n_jobs``, ``engine`` and ``n_chunks`` as in :func:`conversion`.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit import parallel
+    >>> log = fk.datasets.load_demo()
+    >>> a = parallel.stale(log, thresholds={"qualification": 30}, n_chunks=3, engine="serial")
+    >>> a.equals(fk.pipeline.stale(log, thresholds={"qualification": 30}))
+    True
+    """
+    meta = _meta(log)
+    ss = funnel.resolve_stages(meta, stages)
+    if owner is not None:
+        require_columns(meta, [owner], "pass owner='your rep column', or owner=None if there is none.")
+    if not 0 < quantile < 1:
+        raise PipelineError(f"quantile must be between 0 and 1, got {quantile!r}.")
+    given = pipeline._read_thresholds(thresholds, ss) if thresholds is not None else {}
+    run = dict(n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, lead=lead, stage=stage, time=time)
+    visits = durations(log, as_of=as_of, stages=ss, per="visit", segments=[], amount=None, **run)
+    th = pipeline._thresholds_from(visits, ss, given, quantile)
+    del visits
+    snap = snapshot(log, as_of=as_of, stages=ss, amount=amount, **run)
+    return pipeline._stale_from(snap, th, ss, owner=owner, lead=lead)
+
+
+def movement_leads(
+    log,
+    *,
+    start,
+    end,
+    stages: StageSet | str | Sequence[str] | None = None,
+    segments: str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.pipeline.movement_leads` on every core, or on a Dask cluster.
+
+    The snapshots (with closed leads) at ``start`` and at ``end`` are made
+    chunk by chunk (:func:`snapshot`) and compared by the one-core code: same
+    rows, order and ``attrs``.  ``n_jobs``, ``engine`` and ``n_chunks`` as in
+    :func:`conversion`.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit import parallel
+    >>> log = fk.datasets.load_demo()
+    >>> a = parallel.movement_leads(log, start="2025-06-30", end="2025-07-31", n_chunks=3, engine="serial")
+    >>> a.equals(fk.pipeline.movement_leads(log, start="2025-06-30", end="2025-07-31"))
+    True
+    """
+    meta = _meta(log)
+    ta, tb, tz = pipeline._start_end(meta[time] if time in meta.columns else None, start, end)
+    kw = dict(stages=stages, include_closed=True, segments=segments, lead=lead, stage=stage, time=time,
+              amount=amount, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks)
+    a = snapshot(log, as_of=pipeline._ts(ta, tz), **kw)
+    b = snapshot(log, as_of=pipeline._ts(tb, tz), **kw)
+    return pipeline._movement_from(a, b, ta, tb, tz, lead=lead)
+
+
+def movement(
+    log,
+    *,
+    start,
+    end,
+    by: str | Sequence[str] | None = None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    amount: str | None = AMOUNT,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+) -> pd.DataFrame:
+    """:func:`funnelkit.pipeline.movement` (the pipeline waterfall) on every core, or on a Dask cluster.
+
+    The per-lead movements come from :func:`movement_leads`; the waterfall is
+    summed from them by the one-core code, so its counts and values (and the
+    reconciliation check) are those of one core, bit for bit.  ``n_jobs``,
+    ``engine`` and ``n_chunks`` as in :func:`conversion`.
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit import parallel
+    >>> log = fk.datasets.load_demo()
+    >>> w = parallel.movement(log, start="2025-06-30", end="2025-07-31", by="product", n_chunks=3,
+    ...                       engine="serial")
+    >>> w.equals(fk.pipeline.movement(log, start="2025-06-30", end="2025-07-31", by="product"))
+    True
+    """
+    by = as_list(by)
+    mv = movement_leads(log, start=start, end=end, stages=stages, segments=by or [], lead=lead, stage=stage,
+                        time=time, amount=amount, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks)
+    return pipeline._waterfall(mv, by)
 
 
 # ---------------------------------------------------------------------------
