@@ -34,9 +34,9 @@ to gain (``MIN_PARALLEL_ROWS`` events) runs the funnel reductions on
 ``n_jobs`` worker processes (forked, so the log is shared, not copied; only
 the small partial results travel back; threads instead when this process
 runs other threads, as a Jupyter kernel does, since a forked copy of it could
-wait forever for a lock one of them held) and the per-lead tables
-(:func:`snapshot`, :func:`durations`, as large as the log) on ``n_jobs``
-threads; a smaller one runs the one-core function.  ``"processes"``, ``"threads"`` (numpy releases the
+wait forever for a lock one of them held) and :func:`durations` (a table as
+large as the log) on ``n_jobs`` threads; :func:`snapshot` and a smaller log
+run the one-core function.  ``"processes"``, ``"threads"`` (numpy releases the
 GIL for most of the work, pandas' string hashing does not), ``"serial"``
 (chunk by chunk in this process: the lowest peak memory) and ``"dask"`` can
 be asked for.
@@ -952,7 +952,11 @@ def snapshot(
     """:func:`funnelkit.pipeline.snapshot` on every core, or on a Dask cluster.
 
     Same rows, columns, order and ``attrs``.  ``n_jobs``, ``engine`` and
-    ``n_chunks`` as in :func:`conversion`.
+    ``n_chunks`` as in :func:`conversion`, except that ``engine="auto"`` runs an
+    in-memory log on one core: its one-core code is lean enough that threads
+    only add the cost of splitting (1M leads: 0.78 s on one core, 1.33 s on two
+    threads; 5M: 9.1 s and 12.3 s).  Ask for ``engine="threads"`` or
+    ``"serial"`` to bound memory by chunks instead.
 
     Examples
     --------
@@ -973,6 +977,10 @@ def snapshot(
         time=time,
         amount=amount,
     )
+    if engine == "auto" and n_chunks is None and not _is_dask(log):
+        last_run.clear()
+        last_run.update(path="direct", engine="direct", n_chunks=0)
+        return pipeline.snapshot(log, **kw)
     return _pipeline(
         "snapshot", log, kw, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, one_core=pipeline.snapshot
     )
