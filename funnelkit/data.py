@@ -63,14 +63,14 @@ import difflib
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ._common import time_zone
-from .exceptions import DataWarning, InvalidEventLogError, Problem
+from .exceptions import DataFileNotFoundError, DataWarning, InvalidEventLogError, Problem
 from .stages import LOST_ORDER, StageSet, get_stage_set
 
 __all__ = [
@@ -271,15 +271,42 @@ _EPOCH_TEXT = re.compile(r"^\s*-?\d{9,}(?:\.\d+)?\s*$")
 _UNIT_WORD = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
-def _check_tz(tz: object) -> None:
-    """A misspelt zone is one clear error with a did-you-mean (zoneinfo names)."""
-    if not isinstance(tz, str) or tz.upper() == "UTC":
-        return  # a tzinfo object (pandas uses it as given), or UTC however spelt
+def _check_tz(tz: object, source: str = "DataFrame") -> object:
+    """The log's zone as validate_events uses it: ``"UTC"`` (naive UTC) for None and
+    for UTC however spelt, an IANA name as given, or a ``tzinfo`` object as given.
+
+    Anything else is one clear error: a misspelt name gets a did-you-mean
+    (zoneinfo names); a number or other non-text value is refused (pandas
+    would read ``tz=123`` as an offset of 123 seconds, and ``tz=0`` as aware
+    UTC instead of the naive UTC of ``tz="UTC"``).
+    """
+    import datetime as _dt
+
+    if tz is None:
+        return "UTC"
+    if isinstance(tz, _dt.tzinfo):
+        return tz  # a tzinfo object (zoneinfo, datetime.timezone, pytz, dateutil): pandas uses it as given
+    if not isinstance(tz, str):
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "bad_timezone",
+                    None,
+                    f"tz={tz!r} ({type(tz).__name__}) is not a time zone: tz= takes the name of "
+                    "a zone (pandas would read a number as an offset in seconds).",
+                    "pass an IANA name such as tz='Europe/Paris' or tz='America/New_York', or "
+                    "tz='UTC' (the default) for times in UTC.",
+                )
+            ],
+            source=source,
+        )
+    if tz.strip().upper() == "UTC":
+        return "UTC"  # UTC however spelt: stored naive, as the timezone policy says
     import zoneinfo
 
     try:
         zoneinfo.ZoneInfo(tz)
-        return
+        return tz
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         pass
     names = sorted(zoneinfo.available_timezones())
@@ -297,7 +324,57 @@ def _check_tz(tz: object) -> None:
                 "'Europe/Paris', 'America/New_York' or 'UTC').",
                 f"{hint}pass a name from zoneinfo.available_timezones().",
             )
-        ]
+        ],
+        source=source,
+    )
+
+
+#: What ``missing_time=`` accepts, and what each value means (the plan loader's wording).
+MISSING_TIME = ("error", "keep")
+
+
+def _check_missing_time(missing_time: object, source: str = "DataFrame") -> None:
+    if isinstance(missing_time, str) and missing_time in MISSING_TIME:
+        return
+    raise InvalidEventLogError(
+        [
+            Problem(
+                "bad_option",
+                None,
+                f"missing_time={missing_time!r} is not allowed.",
+                "write missing_time='error' (a blank event time is an error, the default) or "
+                "missing_time='keep' (kept as an event of unknown time, flagged 'unknown_time').",
+            )
+        ],
+        source=source,
+    )
+
+
+def _missing_file(path: Path) -> DataFileNotFoundError:
+    """The error for a data file that is not there: the path, the folder, the closest names."""
+    folder = path.parent.resolve()
+    close: list[str] = []
+    if not folder.is_dir():
+        where = f"the folder {str(folder)!r} does not exist"
+    else:
+        names = []
+        try:
+            for k, entry in enumerate(folder.iterdir()):
+                if k >= 10_000:  # a huge folder: the first names are enough for a hint
+                    break
+                if entry.is_file():
+                    names.append(entry.name)
+        except OSError:
+            pass
+        close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)
+        where = f"looked in {str(folder)!r}; " + (
+            f"did you mean {' or '.join(map(repr, close))}?" if close else "no file there has a similar name"
+        )
+    return DataFileNotFoundError(
+        f"no such file: {str(path)!r} ({where}).\n    fix: correct the path (absolute, or relative to "
+        f"the working folder {str(Path.cwd())!r}).",
+        str(path),
+        close,
     )
 
 
@@ -814,6 +891,47 @@ def _column_problems(data: pd.DataFrame, columns: Mapping[str, str]) -> list[Pro
     return problems
 
 
+def _stripped_ids(raw: pd.Series, notes: list[str]) -> pd.Series:
+    """Lead ids as text without spaces around them; a note says how many ids that changed
+    and which of them then became another lead's id (their events are merged into it).
+
+    CSV exports pad ids (``" L1 "``); they are the same lead as ``"L1"``.  Which
+    cells changed is found by comparing text lengths in Arrow (no per-cell Python).
+    """
+    text = raw.astype("string")
+    out = text.str.strip()
+    try:
+        import pyarrow.compute as pc
+
+        longer = pc.not_equal(
+            pc.binary_length(text.array.__arrow_array__()), pc.binary_length(out.array.__arrow_array__())
+        )
+        changed = np.asarray(pc.fill_null(longer, False).to_numpy(zero_copy_only=False), dtype=bool)
+    except (AttributeError, TypeError, ImportError):  # pragma: no cover - the string dtype is Arrow-backed
+        changed = (text.str.len() != out.str.len()).fillna(False).to_numpy(dtype=bool)
+    if not changed.any():
+        return out
+    spellings = pd.Series(pd.unique(text[changed]), dtype="string")
+    ids = spellings.str.strip()
+    plain = out[~changed]
+    merged = set(ids[ids.duplicated(keep=False)]) | set(plain[plain.isin(ids)].unique())
+    example = spellings[ids.isin(merged)].iloc[0] if merged else spellings.iloc[0]
+    stripped = example.strip()
+    msg = (
+        f"Lead ids with spaces around them were stripped on {_n(int(changed.sum()), 'event')} "
+        f"({_n(len(spellings), 'distinct id')}, e.g. {example!r} -> {stripped!r})"
+    )
+    if merged:
+        msg += (
+            f"; {_n(len(merged), 'id')} then {'equals' if len(merged) == 1 else 'equal'} another id "
+            f"in the data, and their events are one lead's (e.g. {example!r} and {stripped!r} are "
+            f"lead {stripped!r}). If padded "
+            "ids are different leads, make them differ in more than spaces"
+        )
+    notes.append(msg + ".")
+    return out
+
+
 def _lead_ids(raw: pd.Series, pos: np.ndarray) -> tuple[pd.Series, list[Problem], list[str]]:
     """Lead ids as stripped text; whole-number floats (123.0) become '123'."""
     problems: list[Problem] = []
@@ -825,7 +943,7 @@ def _lead_ids(raw: pd.Series, pos: np.ndarray) -> tuple[pd.Series, list[Problem]
         if not float_cells.any():
             float_cells = None
     if not is_float_col and float_cells is None:
-        return raw.astype("string").str.strip(), problems, notes
+        return _stripped_ids(raw, notes), problems, notes
     mask = np.ones(len(raw), dtype=bool) if is_float_col else float_cells
     x = pd.to_numeric(raw.where(mask), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     finite = np.isfinite(x)
@@ -855,7 +973,7 @@ def _lead_ids(raw: pd.Series, pos: np.ndarray) -> tuple[pd.Series, list[Problem]
             )
         )
     whole = mask & finite & ~bad & ~big
-    text = raw.astype("string").str.strip()
+    text = _stripped_ids(raw, notes)
     if whole.any():
         as_int = pd.Series(x[whole].astype(np.int64), dtype="int64").astype("string").to_numpy()
         text = text.copy()
@@ -938,7 +1056,11 @@ def validate_events(
         Segment columns to keep (after renaming).  Default: every other column.
         Text columns become categoricals; numbers and datetimes keep their type.
     tz : str
-        The log's timezone (see the timezone policy above); an IANA name.
+        The log's timezone (see the timezone policy above): an IANA name such
+        as ``"Europe/Paris"``, or a ``tzinfo`` object (``zoneinfo.ZoneInfo``).
+        ``"UTC"`` however spelt, and ``None``, mean the default: naive UTC.
+        Numbers are refused (pandas would read ``tz=123`` as an offset of
+        123 seconds).
     dayfirst : bool, optional
         How numeric dates such as ``01/02/2024`` are read: ``True`` day first,
         ``False`` month first.  Left unset, a column that contains day-first
@@ -948,7 +1070,8 @@ def validate_events(
         day first.
     missing_time : {"error", "keep"}
         What a blank timestamp is: an error, or an event whose time is unknown
-        (kept with ``NaT`` and flagged ``unknown_time``).
+        (kept with ``NaT`` and flagged ``unknown_time``).  Any other value is
+        an :class:`~funnelkit.exceptions.InvalidEventLogError`.
     ignore : list of str, optional
         Stage labels (as in the data) whose events are left out, e.g.
         automated steps that are not stages; they are counted in the load
@@ -975,7 +1098,8 @@ def validate_events(
         Listing every problem found: missing or duplicate columns, bad, blank,
         ambiguous or implausible timestamps, mixed timezones, empty or
         fractional lead ids, unknown stages, non-numeric, infinite or negative
-        amounts, unknown labels in ``ignore``, a misspelt ``tz``.
+        amounts, unknown labels in ``ignore``, a misspelt or non-text ``tz``,
+        a ``missing_time`` other than ``"error"`` or ``"keep"``.
 
     Notes
     -----
@@ -987,6 +1111,17 @@ def validate_events(
     input named ``flag`` is kept as ``flag_user`` (funnelkit's ``flag`` holds
     the anomaly flags), unless it holds funnelkit's own flags, which are
     recomputed.
+
+    Lead ids lose the spaces around them (``" L1 "`` is lead ``"L1"``, as CSV
+    exports pad ids); the load report says on how many events, and which ids
+    thereby became another's.  A won and a lost event of one lead at the same
+    time are read won, then lost (at one time a lost outcome comes after every
+    stage and the won outcome, whatever the row order): the lead counts as
+    lost, its lost event is flagged ``after_outcome``, and the load report
+    names the leads and rows.  A column holding lists or dicts (e.g. a
+    Parquet list column) is left out with a note, or is an error when named
+    in ``segments=``.  A ``columns=`` entry naming a column the data lacks is
+    an error, even when the data has the target column under its own name.
 
     Examples
     --------
@@ -1000,8 +1135,8 @@ def validate_events(
     """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(data).__name__}.")
-    if missing_time not in {"error", "keep"}:
-        raise ValueError("missing_time must be 'error' or 'keep'.")
+    _check_missing_time(missing_time, source)
+    tz = _check_tz(tz, source)
     if time_unit is not None and time_unit not in TIME_UNITS:
         raise InvalidEventLogError(
             [
@@ -1021,7 +1156,6 @@ def validate_events(
         )
     if isinstance(ignore, str):
         ignore = [ignore]
-    _check_tz(tz)
     columns = dict(columns or {})
     notes = list(notes)
     early = _column_problems(data, columns)
@@ -1095,13 +1229,23 @@ def validate_events(
             )
             problems.append(Problem("missing_column", c, msg, fix))
     for src in absent_src:
-        if columns[src] not in REQUIRED:
+        dst = columns[src]
+        # a mapping onto a required column the data lacks is reported above; any other
+        # mapping of a column that is not there (the target may be in the data under its
+        # own name) must not be ignored silently
+        if dst not in REQUIRED or dst in df.columns:
+            present = [str(x) for x in data.columns]
+            close = difflib.get_close_matches(str(src), present, n=2, cutoff=0.5)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            has_own = f" (it has a column {dst!r} of its own)" if dst in df.columns else ""
             problems.append(
                 Problem(
                     "missing_column",
-                    src,
-                    f"the mapping names column {src!r}, which is not in the data.",
-                    "correct the name in columns=.",
+                    str(src),
+                    f"columns= maps {src!r} to {dst!r}, but the data has no column {src!r}{has_own}. "
+                    f"Columns present: {', '.join(present)}.",
+                    f"{hint}correct the name in columns=, or remove the entry if the data "
+                    f"already names that column {dst!r}.",
                 )
             )
 
@@ -1301,8 +1445,36 @@ def validate_events(
     )
     if amount is not None:
         out[AMOUNT] = amount.to_numpy()
-    for s in seg_cols:
-        out[s] = _segment(df[s], tz)
+    for s in list(seg_cols):
+        try:
+            out[s] = _segment(df[s], tz)
+        except Exception:
+            nested = _nested_cells(df[s])
+            if nested is None:
+                raise
+            mask, kind, example = nested
+            if segments is not None:  # asked for by name: an error, not a silent drop
+                raise InvalidEventLogError(
+                    [
+                        Problem(
+                            "nested_column",
+                            str(s),
+                            f"segment column {s!r} holds {kind} (e.g. {example}) on "
+                            f"{_n(int(mask.sum()), 'event')} ({_rows_text(pos[mask])}), not one value "
+                            "per event; a segment cannot be made of it.",
+                            f"leave {s!r} out of segments=, or turn it into text first, e.g. "
+                            f"df[{s!r}] = df[{s!r}].astype(str).",
+                            tuple(int(p) for p in pos[mask][:20]),
+                        )
+                    ],
+                    source=source,
+                ) from None
+            seg_cols.remove(s)
+            notes.append(
+                f"Column {s!r} holds {kind} (e.g. {example}), not one value per event: left out of "
+                f"the log (it cannot be a segment). To keep it, turn it into text first "
+                f"(df[{s!r}] = df[{s!r}].astype(str)) and name it in segments=."
+            )
     out.index = pd.RangeIndex(len(out))
     del lead_text, stage_values, times, amount  # the log holds its own copies now
 
@@ -1315,6 +1487,8 @@ def validate_events(
     lead_codes, n_leads = _sorted_codes(out[LEAD])
     t64 = out[TIME].to_numpy(dtype="datetime64[ns]").view(np.int64)
     raw_codes = np.asarray(raw_cat.codes, dtype=np.int64)
+    if stage_set is not None:
+        _note_outcome_ties(out, stage_set, lead_codes, t64, pos, report)
     keep = _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report)
     if keep is not None:
         out, unknown_time = out.loc[keep].reset_index(drop=True), unknown_time[keep]
@@ -1347,6 +1521,53 @@ def validate_events(
     report.flags = {k: int(v) for k, v in out[FLAG].value_counts().items() if k and v}
     out.attrs[_ATTR] = report
     return out
+
+
+def _nested_cells(col: pd.Series):
+    """Where a column holds containers (lists, arrays, dicts, sets) instead of single values.
+
+    Returns ``(mask, kind, example)`` or None when it holds none.  Called only once a
+    column has failed to become a segment (no cost on the way of ordinary columns).
+    """
+    dtype = col.dtype
+    pa_type = getattr(dtype, "pyarrow_dtype", None)
+    if pa_type is not None:
+        import pyarrow as pa
+
+        if not pa.types.is_nested(pa_type):
+            return None
+        mask = col.notna().to_numpy(dtype=bool)
+        kind = (
+            "structs (dicts)"
+            if pa.types.is_struct(pa_type)
+            else ("maps (dicts)" if pa.types.is_map(pa_type) else "lists")
+        )
+    elif pd.api.types.is_object_dtype(dtype):
+        containers = (list, tuple, set, frozenset, dict, np.ndarray)
+        mask = col.map(lambda v: isinstance(v, containers)).to_numpy(dtype=bool)
+        if not mask.any():
+            return None
+        first = col[mask].iloc[0]
+        kind = "dicts" if isinstance(first, dict) else "lists"
+    else:
+        return None
+    if not mask.any():
+        return None
+    first = col[mask].iloc[0]
+    example = repr(first.tolist() if isinstance(first, np.ndarray) else first)
+    if len(example) > 60:
+        example = example[:57] + "..."
+    return mask, kind, example
+
+
+def _any_duplicated(df: pd.DataFrame) -> bool:
+    """``df.duplicated().any()``, comparing the text of cells that cannot be hashed (lists, dicts)."""
+    try:
+        return bool(df.duplicated().any())
+    except TypeError:
+        return bool(
+            df.apply(lambda c: c.map(repr) if pd.api.types.is_object_dtype(c.dtype) else c).duplicated().any()
+        )
 
 
 def _segment(col: pd.Series, tz) -> object:
@@ -1396,6 +1617,46 @@ def _sorted_codes(col: pd.Series) -> tuple[np.ndarray, int]:
     rank = np.empty(len(uniques), dtype=np.int64)
     rank[order] = np.arange(len(uniques))
     return rank[codes], len(uniques)
+
+
+def _note_outcome_ties(out, stage_set, lead_codes, t64, pos, report) -> None:
+    """A note naming the leads with a won and a lost event at the same time, and their rows.
+
+    The rule that decides them is the sort's: at one time a lost outcome comes after
+    every stage and the won outcome, whatever the row order, so such a lead counts as
+    lost and its lost event is flagged ``after_outcome``.  Only the outcome events are
+    looked at, and only those whose (lead, time) key another one may share.
+    """
+    if stage_set.won is None or not stage_set.lost:
+        return
+    labels = list(stage_set.labels)
+    codes = np.asarray(out[STAGE].cat.codes)
+    is_won = codes == labels.index(stage_set.won)
+    is_lost = np.isin(codes, [labels.index(x) for x in stage_set.lost])
+    if not is_won.any() or not is_lost.any():
+        return
+    idx = np.flatnonzero((is_won | is_lost) & (t64 != np.iinfo(np.int64).min))  # NaT is no time
+    cand = _shared_keys(lead_codes[idx], t64[idx])
+    if not cand.any():
+        return
+    idx = idx[cand]
+    sub = pd.DataFrame({"l": lead_codes[idx], "t": t64[idx], "w": is_won[idx]})
+    g = sub.groupby(["l", "t"], sort=False)["w"]
+    tie = (g.transform("any") & ~g.transform("all")).to_numpy(dtype=bool)
+    if not tie.any():
+        return
+    idx = idx[tie]
+    ids = out[LEAD].to_numpy()[idx]
+    leads = list(pd.unique(ids))
+    shown = "; ".join(f"lead {lead!r}: {_rows_text(pos[idx[ids == lead]], 4)}" for lead in leads[:3])
+    more = f"; and {len(leads) - 3:,} more" if len(leads) > 3 else ""
+    report.notes.append(
+        f"{_n(len(leads), 'lead')} {'has' if len(leads) == 1 else 'have'} a won and a lost event at the "
+        f"same time ({shown}{more}). Read as won, then lost (at one time a lost outcome comes after "
+        "every stage and the won outcome, whatever the row order), so "
+        f"{'it counts' if len(leads) == 1 else 'they count'} as lost and the lost event is flagged "
+        "'after_outcome'. Correct the times, or remove the outcome that is wrong."
+    )
 
 
 def _drop_duplicates(df, lead_codes, raw_codes, t64, pos, source, report):
@@ -1894,7 +2155,7 @@ def _read_table(
     notes = [] if notes is None else notes
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise _missing_file(path)
     suffix = path.suffix.lower()
     if _is_xes(path):
         raise _file_problem(
@@ -1904,13 +2165,25 @@ def _read_table(
             path,
         )
     if suffix in {".parquet", ".pq"}:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        header = pq.read_schema(path).names
-        used = _wanted_columns(header, columns, segments)
-        df = pd.read_parquet(path, columns=used)
-        if used is not None and len(used) < len(header) and df.duplicated().any():
-            df = pd.read_parquet(path)
+        try:
+            header = pq.read_schema(path).names
+            used = _wanted_columns(header, columns, segments)
+            df = pd.read_parquet(path, columns=used)
+            if used is not None and len(used) < len(header) and _any_duplicated(df):
+                df = pd.read_parquet(path)
+        except (pa.ArrowException, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise _file_problem(
+                "bad_parquet",
+                f"{path.name!r} is not a readable Parquet file ({type(exc).__name__}: {exc}).",
+                "export the file again (it may be cut off, or not Parquet at all despite its name), "
+                "or export the data as CSV.",
+                path,
+            ) from exc
         return df
     if suffix not in {".csv", ".txt", ".tsv", ".tab", ".gz"}:
         raise InvalidEventLogError(
@@ -2073,6 +2346,9 @@ def read_events(
     >>> list(log.columns[:5])
     ['lead_id', 'stage', 'timestamp', 'amount', 'product']
     """
+    # options checked before a large file is read
+    _check_missing_time(missing_time, "DataFrame" if isinstance(source, pd.DataFrame) else str(source))
+    tz = _check_tz(tz, "DataFrame" if isinstance(source, pd.DataFrame) else str(source))
     if isinstance(source, pd.DataFrame):
         data, name, notes = source, "DataFrame", []
     elif _is_xes(Path(source)):
@@ -2234,17 +2510,65 @@ def from_wide(
         f"Wide table: {len(data):,} leads x {len(stage_columns)} stage date columns -> "
         f"{len(long):,} events (blank dates mean the stage was not reached)."
     )
-    return validate_events(
-        long,
-        columns=cols,
-        stages=stages,
-        segments=segments,
-        tz=tz,
-        dayfirst=dayfirst,
-        source=name,
-        notes=[*read_notes, note],
-        rows_read=len(data),
-    )
+    try:
+        return validate_events(
+            long,
+            columns=cols,
+            stages=stages,
+            segments=segments,
+            tz=tz,
+            dayfirst=dayfirst,
+            source=name,
+            notes=[*read_notes, note],
+            rows_read=len(data),
+        )
+    except InvalidEventLogError as exc:
+        raise _wide_error(exc, data, lead, stage_columns, cols, keep, tz, dayfirst, name) from None
+
+
+def _wide_error(exc, data, lead, stage_columns, cols, keep, tz, dayfirst, name) -> InvalidEventLogError:
+    """The problems of a wide table named as the user sees it: the date column and the
+    row of the wide table, not the event-per-row table it was reshaped into.
+
+    Run only when the reshaped table failed (no cost on the way of a good table):
+    each date column is parsed on its own under the user's name, and the lead, amount
+    and segment columns are checked on the wide rows.  A problem that only shows in
+    the reshaped table (e.g. offsets in one date column, none in another) is kept
+    as it was, with a word on its row numbers.
+    """
+    pos = np.arange(1, len(data) + 1)
+    problems: list[Problem] = []
+    time_found = others_found = False
+    if any(p.column == TIME for p in exc.problems):
+        for col in stage_columns:
+            _, probs, _ = _parse_times(data[col], tz=tz, dayfirst=dayfirst, column=str(col), pos=pos)
+            problems.extend(probs)
+        time_found = bool(problems)
+    if any(p.column not in (TIME, STAGE) for p in exc.problems):
+        rest = data[[lead, *keep]].copy()
+        rest[STAGE], rest[TIME] = "stage", pd.Timestamp("2000-01-01")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                validate_events(rest, columns=cols, tz=tz, source=name)
+        except InvalidEventLogError as again:
+            user_name = {dst: src for src, dst in cols.items()}  # lead_id -> the user's id column
+            problems.extend(replace(p, column=user_name.get(p.column, p.column)) for p in again.problems)
+            others_found = True
+    for p in exc.problems:
+        if p.column == TIME and time_found or p.column not in (TIME, STAGE) and others_found:
+            continue  # named above, in the wide table's own terms
+        if p.rows and p.column != STAGE:
+            p = Problem(
+                p.kind,
+                p.column,
+                p.message + " (rows of the table reshaped to one event per row, the events of "
+                "one date column after those of another)",
+                p.fix,
+                p.rows,
+            )
+        problems.append(p)
+    return InvalidEventLogError(problems, source=name)
 
 
 def from_stage_tables(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "FunnelkitError",
     "InvalidEventLogError",
+    "DataFileNotFoundError",
     "Problem",
     "StageSetError",
     "DataWarning",
@@ -284,3 +285,40 @@ class InvalidEventLogError(FunnelkitError, ValueError):
     def kinds(self) -> list[str]:
         """The kinds of the problems, in order."""
         return [p.kind for p in self.problems]
+
+
+class DataFileNotFoundError(FunnelkitError, FileNotFoundError):
+    """A data file to read is not there.
+
+    Also a :class:`FileNotFoundError`, so ``except FileNotFoundError`` keeps
+    catching it.  The message names the path, the folder looked in and the
+    files there with the closest names.
+
+    Attributes
+    ----------
+    path : str
+        The path as given.
+    close : list of str
+        Names of files in that folder that resemble it (may be empty).
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> from funnelkit.exceptions import DataFileNotFoundError
+    >>> issubclass(DataFileNotFoundError, fk.FunnelkitError), issubclass(DataFileNotFoundError, FileNotFoundError)
+    (True, True)
+    >>> try:
+    ...     fk.read_events("no_such_folder/deals.csv")
+    ... except FileNotFoundError as exc:
+    ...     print(type(exc).__name__, exc.path)
+    DataFileNotFoundError no_such_folder/deals.csv
+    """
+
+    def __init__(self, message: str, path: str = "", close: Sequence[str] = ()):
+        super().__init__(message)
+        self.path = path
+        self.filename = path
+        self.close = list(close)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

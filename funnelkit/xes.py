@@ -57,7 +57,18 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from .data import LEAD, REQUIRED, STAGE, TIME, _check_tz, _n, _parse_times, validate_events
+from .data import (
+    LEAD,
+    REQUIRED,
+    STAGE,
+    TIME,
+    _check_missing_time,
+    _check_tz,
+    _missing_file,
+    _n,
+    _parse_times,
+    validate_events,
+)
 from .exceptions import InvalidEventLogError, Problem
 from .stages import StageSet
 
@@ -336,7 +347,8 @@ def read_xes(
         Attribute columns to keep (default: all).
     tz : str
         The log's timezone: XES times carry UTC offsets and are converted to
-        wall-clock time in ``tz``.
+        wall-clock time in ``tz``.  An IANA name or a ``tzinfo`` object, as in
+        :func:`~funnelkit.validate_events`; numbers are an error.
     ignore : list of str, optional
         Activity names whose events are left out (counted in the load report).
     columns : mapping, optional
@@ -392,10 +404,9 @@ def read_xes(
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if missing_time not in {"error", "keep"}:
-        raise ValueError("missing_time must be 'error' or 'keep'.")
-    _check_tz(tz)  # before reading a large file
+        raise _missing_file(path)
+    _check_missing_time(missing_time, str(path))
+    tz = _check_tz(tz, str(path))  # before reading a large file
     reader = _parse(path)
     n, n_traces = reader.n_events, reader.n_traces
     log_name = reader.log_attrs.get("concept:name")
