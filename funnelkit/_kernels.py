@@ -38,7 +38,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from . import funnel, pipeline, stats
+from . import funnel, pipeline
 from ._common import DAY_NS, NAT
 from .exceptions import DataWarning
 
@@ -607,12 +607,16 @@ def counts(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict | 
         arrays["stalled"], arrays["open"] = count(stalled), count(flying)
         if j.amount is not None:
             a = np.nan_to_num(j.amount, nan=0.0)
+            valued = ~np.isnan(j.amount)
             for col, mask in (
                 ("won_amount", j.outcome == 1),
                 ("open_amount", flying),
                 ("stalled_amount", stalled),
             ):
                 arrays[col] = np.bincount(g, weights=np.where(mask, a, 0.0), minlength=G)
+                # leads there and those with an amount: a sum over none of them is unknown
+                arrays[f"{col}_leads"] = count(mask)
+                arrays[f"{col}_valued"] = count(mask & valued)
     leads = None
     if j.amount is not None and not spec.get("exact_sums", True):
         # fractional amounts: floating-point sums depend on the order of the
@@ -700,7 +704,7 @@ def outcomes_table(parts: list[dict], spec: dict) -> pd.DataFrame:
         names.append("lost_kind")
     has_amount = parts[0]["has_amount"]
     if has_amount:
-        names += ["won_amount", "open_amount", "stalled_amount"]
+        names += [f"{c}{k}" for c in ("won_amount", "open_amount", "stalled_amount") for k in ("", "_leads", "_valued")]
     gvals, sums, maps = _combine_groups(parts, arrays=names)
     n_groups = max(len(gvals), 1)
     leads = _ordered_leads(parts, maps)
@@ -725,14 +729,10 @@ def outcomes_table(parts: list[dict], spec: dict) -> pd.DataFrame:
     if ss.won is None:
         agg["win_rate"] = agg["ci_low"] = agg["ci_high"] = np.nan
     else:
-        rate, lo, hi = (np.full(n_groups, np.nan) for _ in range(3))
-        for gi in range(n_groups):
-            est, l2, h2 = stats.chained_proportion_ci(
-                sums["matured_converted"][gi, :-1], sums["matured"][gi, :-1], level=level
-            )
-            if est.size:
-                rate[gi], lo[gi], hi[gi] = est[-1], l2[-1], h2[-1]
-        agg["win_rate"], agg["ci_low"], agg["ci_high"] = rate, lo, hi
+        c = SimpleNamespace(entered=sums["entered"], matured=sums["matured"],
+                            matured_converted=sums["matured_converted"])
+        overall, olo, ohi = funnel._overall_rates(c, level=level)
+        agg["win_rate"], agg["ci_low"], agg["ci_high"] = overall[:, -1], olo[:, -1], ohi[:, -1]
     cols = [
         *by,
         "leads",
@@ -748,7 +748,8 @@ def outcomes_table(parts: list[dict], spec: dict) -> pd.DataFrame:
     ]
     if has_amount:
         for col in ("won_amount", "open_amount", "stalled_amount"):
-            agg[col] = sums[col]
+            unknown = (sums[f"{col}_leads"] > 0) & (sums[f"{col}_valued"] == 0)
+            agg[col] = np.where(unknown, np.nan, np.asarray(sums[col], dtype=float))
             cols.append(col)
     out = agg[cols].reset_index(drop=True)
     settings = _fake_journeys(parts, spec).settings

@@ -27,6 +27,7 @@ arrive later are what :func:`leads_needed` plans for.
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -550,9 +551,13 @@ def _snapshot(hist, ss, T, by, lead, stage, time, amount):
     )
     missing = [c for c in by if c not in snap.columns]
     if missing:
+        core = {lead, stage, time, amount, "flag"}
+        have = [str(c) for c in hist.columns if c not in core and c in snap.columns]
+        close = difflib.get_close_matches(str(missing[0]), have, n=1)
         raise ForecastError(
-            f"by column(s) {missing} are not segments of the log (have: "
-            f"{', '.join(c for c in snap.columns if c not in {lead, 'stage'})})."
+            f"by column(s) {missing} are not segment columns of the log"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; its segment columns: {', '.join(have) or 'none'}."
         )
     return snap
 

@@ -1313,16 +1313,7 @@ def _funnel_table(
     with np.errstate(invalid="ignore", divide="ignore"):
         step_rate = np.where(last | (matured == 0), np.nan, mconv / np.where(matured > 0, matured, 1))
     lo, hi = stats.proportion_ci(np.where(last, 0, mconv), np.where(last, 0, matured), level=level, method=method)
-    top = c.entered[:, :1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        overall = np.where(top > 0, c.entered / np.where(top > 0, top, 1), np.nan)
-    olo, ohi = stats.proportion_ci(c.entered, np.broadcast_to(top, c.entered.shape), level=level, method=method)
-    young = (matured[:, :-1] < c.entered[:, :-1]).any(axis=1)
-    for gi in np.flatnonzero(young):
-        # life table: the product of the step conversions over matured leads
-        est, l2, h2 = stats.chained_proportion_ci(mconv[gi, :-1], matured[gi, :-1], level=level)
-        overall[gi, 1:], olo[gi, 1:], ohi[gi, 1:] = est, l2, h2
-        olo[gi, 0], ohi[gi, 0] = stats.proportion_ci(top[gi, 0], top[gi, 0], level=level, method=method)
+    overall, olo, ohi = _overall_rates(c, level=level, method=method)
     amount_converted = np.full((n_groups, m), np.nan)
     amount_converted[:, :-1] = c.amount_entered[:, 1:]
 
@@ -1362,6 +1353,28 @@ def _funnel_table(
     res.attrs["funnel"] = dict(j.settings, stages=j.ss.name, method=method)
     res.attrs["horizon"] = j.settings.get("horizon")
     return res
+
+
+def _overall_rates(c, *, level: float, method: str = "wilson"):
+    """Each step's overall conversion from the first step, with its interval, per group.
+
+    A group whose leads have all matured: the plain proportion ``entered / top``
+    (``method`` interval).  One with young leads: the life table, the product
+    of the step conversions over matured leads (Greenwood interval).  Arrays of
+    shape (groups, steps).
+    """
+    matured, mconv = c.matured, c.matured_converted
+    top = c.entered[:, :1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall = np.where(top > 0, c.entered / np.where(top > 0, top, 1), np.nan)
+    olo, ohi = stats.proportion_ci(c.entered, np.broadcast_to(top, c.entered.shape), level=level, method=method)
+    young = (matured[:, :-1] < c.entered[:, :-1]).any(axis=1)
+    for gi in np.flatnonzero(young):
+        # life table: the product of the step conversions over matured leads
+        est, l2, h2 = stats.chained_proportion_ci(mconv[gi, :-1], matured[gi, :-1], level=level)
+        overall[gi, 1:], olo[gi, 1:], ohi[gi, 1:] = est, l2, h2
+        olo[gi, 0], ohi[gi, 0] = stats.proportion_ci(top[gi, 0], top[gi, 0], level=level, method=method)
+    return overall, olo, ohi
 
 
 def conversion(
@@ -1544,7 +1557,9 @@ def outcomes(
         The ``by`` columns, ``leads``, ``won``, ``lost``, ``lost_<outcome>``
         (with several lost outcomes), ``stalled``, ``open``, ``win_rate``,
         ``ci_low``, ``ci_high``, ``decided_win_rate``, ``won_amount``,
-        ``open_amount``, ``stalled_amount``.
+        ``open_amount``, ``stalled_amount`` (the sum of the known amounts;
+        ``NaN`` when there are such leads but none has an amount, 0 when
+        there are none).
         ``attrs["horizon"]``: days per step.
 
     Examples
@@ -1590,21 +1605,22 @@ def outcomes(
         # the funnel's own estimate: the product of the step conversions over
         # matured leads (conversion()'s overall_conversion at the won step)
         c = _counts(j, g, n_groups)
-        rate, lo, hi = (np.full(n_groups, np.nan) for _ in range(3))
-        for gi in range(n_groups):
-            est, l2, h2 = stats.chained_proportion_ci(
-                c.matured_converted[gi, :-1], c.matured[gi, :-1], level=level)
-            if est.size:
-                rate[gi], lo[gi], hi[gi] = est[-1], l2[-1], h2[-1]
-        agg["win_rate"], agg["ci_low"], agg["ci_high"] = rate, lo, hi
+        overall, olo, ohi = _overall_rates(c, level=level)
+        agg["win_rate"], agg["ci_low"], agg["ci_high"] = overall[:, -1], olo[:, -1], ohi[:, -1]
     cols = [*by, "leads", "won", "lost", *lost_cols, "stalled", "open", "win_rate", "ci_low", "ci_high",
             "decided_win_rate"]
     if j.amount is not None:
         a = np.nan_to_num(j.amount, nan=0.0)
+        valued = ~np.isnan(j.amount)
         for col, mask in (("won_amount", j.outcome == 1), ("open_amount", flying), ("stalled_amount", stalled)):
             # the leads of mask alone: adding the others' 0.0 changes no sum
             summed = np.bincount(g[mask], weights=a[mask], minlength=n_groups)
-            agg[col] = summed.astype(float) if g.size else summed  # as over every lead: int64 over none
+            summed = summed.astype(float) if g.size else summed  # as over every lead: int64 over none
+            if g.size:  # leads there, none with an amount: unknown, not 0
+                unknown = (np.bincount(g[mask], minlength=n_groups) > 0) & (
+                    np.bincount(g[mask & valued], minlength=n_groups) == 0)
+                summed = np.where(unknown, np.nan, summed)
+            agg[col] = summed
             cols.append(col)
     out = agg[cols].reset_index(drop=True)
     out.attrs["horizon"] = j.settings.get("horizon")

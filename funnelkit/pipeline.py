@@ -30,6 +30,7 @@ Rules used throughout
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -2425,6 +2426,21 @@ def coverage(
     """
     if by is not None and not isinstance(by, str):
         raise PipelineError("coverage takes one segment column in by= (targets are per value).")
+
+    def number(v, where):
+        try:
+            out = float(v)
+        except (TypeError, ValueError):
+            out = math.nan
+        if not math.isfinite(out) or isinstance(v, bool):
+            raise PipelineError(f"target{where} must be a positive number (revenue for the period, e.g. "
+                                f"500000); got {v!r}.")
+        return out
+
+    if isinstance(target, (Mapping, pd.Series)):
+        target = {k: number(v, f" for {by}={k!r}") for k, v in target.items()}
+    else:
+        target = number(target, "")
     snap = snapshot(log, as_of=as_of, stages=stages, segments=[by] if by else [], lead=lead,
                     stage=stage, time=time, amount=amount)
     notes = list(snap.attrs["notes"])
@@ -2433,7 +2449,7 @@ def coverage(
     if by:
         work[by] = snap[by]
         res = work.groupby(by, observed=True, dropna=False, sort=True).sum().reset_index()
-        if isinstance(target, (Mapping, pd.Series)):
+        if isinstance(target, Mapping):
             tmap = dict(target.items())
             res["target"] = res[by].astype(object).map(tmap).astype(float)
             miss = res.loc[res["target"].isna(), by].tolist()
@@ -2442,7 +2458,7 @@ def coverage(
         else:
             res["target"] = float(target)
     else:
-        if isinstance(target, (Mapping, pd.Series)):
+        if isinstance(target, Mapping):
             raise PipelineError("a target per segment needs by= (the segment column).")
         res = work.sum().to_frame().T
         res["target"] = float(target)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from .exceptions import FunnelSpecError
+
 __all__ = [
     "proportion_ci",
     "diff_ci",
@@ -28,6 +30,18 @@ __all__ = [
 
 Method = Literal["wilson", "jeffreys"]
 
+
+
+def _check_level(level) -> float:
+    """``level`` as a float strictly between 0 and 1, else a FunnelSpecError saying so."""
+    try:
+        ok = 0 < float(level) < 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(level, bool):
+        raise FunnelSpecError(f"level must be a probability between 0 and 1 (e.g. 0.95 for a 95% interval); "
+                              f"got {level!r}.")
+    return float(level)
 
 def proportion_ci(
     successes, trials, *, level: float = 0.95, method: Method = "wilson"
@@ -54,6 +68,7 @@ def proportion_ci(
     >>> round(float(low), 4), round(float(high), 4)
     (0.1764, 0.2259)
     """
+    level = _check_level(level)
     x = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
     if np.any(x < 0) or np.any(x > n):
@@ -98,6 +113,7 @@ def diff_ci(x1, n1, x2, n2, *, level: float = 0.95) -> tuple[np.ndarray, np.ndar
     >>> bool(low > 0), round(float(high), 4)
     (True, 0.0088)
     """
+    level = _check_level(level)
     x1, n1, x2, n2 = (np.asarray(a, dtype=float) for a in (x1, n1, x2, n2))
     l1, u1 = proportion_ci(x1, n1, level=level)
     l2, u2 = proportion_ci(x2, n2, level=level)
@@ -191,6 +207,7 @@ def kaplan_meier(durations, observed, *, level: float = 0.95) -> pd.DataFrame:
     >>> km[["time", "survival"]].round(3).values.tolist()
     [[1.0, 0.8], [2.0, 0.6], [3.0, 0.3]]
     """
+    level = _check_level(level)
     t = np.asarray(durations, dtype=float)
     e = np.asarray(observed, dtype=bool)
     if t.shape != e.shape:
@@ -273,14 +290,23 @@ def chained_proportion_ci(
     Returns
     -------
     estimate, low, high : ndarray of float
-        One value per step; ``nan`` from the first step with no trials on.
+        One value per step; ``nan`` from the first step with no trials on,
+        unless an earlier step had no success (then 0).
 
     Examples
     --------
     >>> est, lo, hi = chained_proportion_ci([50, 20], [100, 40])
     >>> est.round(3).tolist()
     [0.5, 0.25]
+
+    When no lead got through a step, the later steps (which no lead
+    reached) are 0 too, with that step's upper bound:
+
+    >>> est, lo, hi = chained_proportion_ci([0, 0], [40, 0])
+    >>> est.tolist(), lo.tolist(), (hi.round(3) == round(float(hi[0]), 3)).tolist()
+    ([0.0, 0.0], [0.0, 0.0], [True, True])
     """
+    level = _check_level(level)
     x = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
     if x.shape != n.shape:
@@ -307,6 +333,12 @@ def chained_proportion_ci(
     first_zero_hi = np.fmax.accumulate(np.where((x == 0) & (n > 0), wh, np.nan))
     lo = np.where(zero, 0.0, lo)
     hi = np.where(zero, first_zero_hi, hi)
+    # once no lead got through a step, none gets through the later ones, even
+    # those no lead reached (0/0): the chance stays 0, bounded by that step
+    after_zero = np.isnan(est) & (np.fmax.accumulate(np.where(zero, 1.0, np.nan)) == 1)
+    est = np.where(after_zero, 0.0, est)
+    lo = np.where(after_zero, 0.0, lo)
+    hi = np.where(after_zero, first_zero_hi, hi)
     bad = np.isnan(est)
     return est, np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
@@ -349,6 +381,7 @@ def aalen_johansen(durations, events, *, level: float = 0.95) -> pd.DataFrame:
     >>> aj[["event", "time", "incidence"]].values.tolist()
     [[1.0, 1.0, 0.25], [1.0, 2.0, 0.25], [1.0, 3.0, 0.5], [2.0, 1.0, 0.0], [2.0, 2.0, 0.25], [2.0, 3.0, 0.25]]
     """
+    level = _check_level(level)
     t = np.asarray(durations, dtype=float)
     e = np.asarray(events)
     if t.shape != e.shape:
@@ -466,6 +499,7 @@ def chained_difference(x1, n1, x2, n2, *, level: float = 0.95):
     >>> p1.round(3).tolist(), p2.round(3).tolist(), bool(p[0] < 0.05)
     ([0.25], [0.375], False)
     """
+    level = _check_level(level)
     def prod_var(x, n):
         x = np.atleast_2d(np.asarray(x, dtype=float))
         n = np.atleast_2d(np.asarray(n, dtype=float))
@@ -505,6 +539,7 @@ def median_ci(values, *, level: float = 0.95) -> tuple[float, float, float]:
     >>> est, lo, hi
     (50.5, 40.0, 61.0)
     """
+    level = _check_level(level)
     x = np.sort(np.asarray(values, dtype=float))
     x = x[~np.isnan(x)]
     n = x.size

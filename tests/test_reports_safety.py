@@ -122,6 +122,9 @@ def audit(path: Path) -> PageAudit:
 # ---------------------------------------------------------------------------
 # a hostile data set: every string the reports show comes from the data
 # ---------------------------------------------------------------------------
+FORMULA = '=HYPERLINK("http://evil.example","click")'
+
+
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
@@ -131,6 +134,7 @@ def hostile_run(tmp_path_factory):
     owners = {o: f"{PAYLOADS[i % 3]} {o}" for i, o in enumerate(sorted(raw["owner"].unique()))}
     raw["owner"] = raw["owner"].map(owners)
     raw["product"] = raw["product"].map(dict(zip(sorted(raw["product"].unique()), PAYLOADS)))
+    raw["source"] = raw["source"].replace({"referral": FORMULA})  # runs in a spreadsheet unless neutralised
     raw = raw.rename(columns={"source": "<b onclick=alert(1)>origin</b>"})
     labels = {"Qualification": PAYLOADS[0], "Meeting": PAYLOADS[1], "Closed Won": "<a href=javascript:alert(1)>w"}
     raw["deal_stage"] = raw["deal_stage"].replace(labels)
@@ -169,6 +173,12 @@ def test_hostile_strings_are_text_in_every_page(hostile_run):
     for payload in [*PAYLOADS, "<svg onload=alert(2)>", "<b onclick=alert(1)>origin</b>",
                     "<script>alert('title')</script> report"]:
         assert payload in seen, payload
+    # summary.csv: the formula value is there as text, no cell starts a formula
+    import csv
+
+    with open(month_dir / "summary.csv", newline="", encoding="utf-8") as fh:
+        cells = [c for row in csv.reader(fh) for c in row]
+    assert "'" + FORMULA in cells and not [c for c in cells if c[:1] in ("=", "+", "@")]
     report = (month_dir / "product").glob("*.html")
     one = " ".join(" ".join(audit(p).text) for p in report)
     assert "#" in one and any(f"{PAYLOADS[i % 3]}#{i}" in one for i in range(500))  # lead ids in the stale list
@@ -478,10 +488,12 @@ def test_a_held_lock_stops_a_run_or_makes_it_wait(tmp_path, small_csv):
         ({"read_options": {"dayfirst": "yes"}}, r"dayfirst: write true"),
         ({"splits": ["all"]}, r"splits: 'all' is reserved for the report over all leads"),
         ({"splits": None, "segment": {"ALL": "x"}}, r"segment: 'ALL' is reserved"),
+        ({"output": "DATA/sub"}, r"output: .*\.csv is a file, not a folder"),
     ],
 )
 def test_plan_mistakes_are_plan_errors(tmp_path, small_csv, spec, match):
     base = {"data": str(small_csv), "stages": "pipeline4", "splits": ["product"], "month": "2025-09"}
+    spec = {k: v.replace("DATA", str(small_csv)) if isinstance(v, str) else v for k, v in spec.items()}
     path = write_plan(tmp_path, **{k: v for k, v in {**base, **spec}.items() if v is not None})
     with pytest.raises(PlanError, match=match):
         plan = reports.load_plan(path)
@@ -556,6 +568,9 @@ def test_sections_say_when_no_lead_is_known_yet(late_csv):
         text = section(rep).text
         assert text.startswith("No lead of product = Late was known on 2025-01-31: the first one came on 2025-03"), \
             (section.__name__, text)
+    # the data has amounts: an empty segment does not say it has none
+    assert "amount" in pd.read_csv(late_csv, nrows=1).columns
+    assert "no amount column" not in sections.headline(rep).text
 
 
 def test_a_month_past_the_data_is_a_warning_not_raw_output(late_csv):
@@ -563,6 +578,8 @@ def test_a_month_past_the_data_is_a_warning_not_raw_output(late_csv):
     assert len(rep.warnings) == 1 and rep.warnings[0].startswith("The data ends on 2025-09-30, before December")
     head = sections.title(rep).html
     assert 'class="funnelkit-warning"' in head and "before December 2025 begins" in head
+    # one date for the data's end: the follow-ups do not repeat it with the segment's last event
+    assert "after the data ends" not in sections.followups(rep).text
     assert reports.MonthlyReport.prepare(str(late_csv), stages="pipeline4", month="2025-09").warnings == []
 
 

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import PlanError, ReportError
-from .formatting import NumberFormat
+from .formatting import NumberFormat, spreadsheet_safe
 from .index import write_index
 from .monthly import data_fingerprint
 from .notebook import atomic_write, read_records, run_notebook, template_parameters
@@ -492,7 +492,8 @@ def run_plan(
                 write_index(overview, index, title=plan.title, month=month_text, plan=plan.source,
                             data=plan.data, notes=notes, tmp_dir=tmp_dir,
                             fmt=NumberFormat(plan.currency, plan.thousands, plan.decimal), noun=plan.noun)
-                atomic_write(month_dir / "summary.csv", overview.to_csv(index=False), tmp_dir=tmp_dir)
+                atomic_write(month_dir / "summary.csv", spreadsheet_safe(overview).to_csv(index=False),
+                             tmp_dir=tmp_dir)
             except OSError as exc:
                 raise ReportError(f"the reports were written, but the index could not be: {exc}") from None
         finally:
@@ -533,8 +534,12 @@ def _run_all(tasks, todo, rows, *, n_workers, executor, progress, total, month_t
             job = todo[k]
             rows[(job.split, job.value)] = res
             bar.update(1)
-            line = (f"  ok      {res['html']}" if res["status"] == "ok"
-                    else f"  FAILED  {res['split']}={res['value']}: {res['error']}")
+            if res["status"] != "ok":
+                line = f"  FAILED  {res['split']}={res['value']}: {res['error']}"
+            elif _records(res["notebook"]).get("warnings"):  # said in full in the summary below
+                line = f"  warning {res['html']}"
+            else:
+                line = f"  ok      {res['html']}"
             if progress:  # printed above the bar, not through it
                 bar.write(line, file=sys.stderr)
             else:

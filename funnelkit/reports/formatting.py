@@ -9,7 +9,9 @@ below), so a rate reads the same in a chart and in the table beside it.
 
 :func:`html_table` builds a plain, escaped HTML table from strings that are
 already formatted (no pandas Styler, no raw values, no ``True``/``False``);
-:func:`sparkline` draws a small inline SVG line for the headline cards.
+:func:`sparkline` draws a small inline SVG line for the headline cards;
+:func:`spreadsheet_safe` keeps text from the data from running as a formula
+when a CSV the runner writes is opened in a spreadsheet.
 
 Examples
 --------
@@ -29,7 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["NumberFormat", "html_table", "sparkline", "yes_no"]
+__all__ = ["NumberFormat", "html_table", "spreadsheet_safe", "sparkline", "yes_no"]
 
 _MINUS = "−"
 
@@ -313,3 +315,41 @@ def sparkline(values: Sequence[float], *, labels: Sequence[str] = (), width: int
         x, y = xy(n - 1, vals[-1])
         parts.append(f'<circle cx="{x}" cy="{y}" r="2.6" fill="{color}"/>')
     return head + "".join(parts) + "</svg>"
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame):
+    """A copy of ``frame`` whose text cells cannot run as spreadsheet formulas.
+
+    Text from the data (a segment value such as ``=HYPERLINK("http://x", "y")``)
+    would run as a formula when the CSV is opened in Excel or LibreOffice.
+    Every text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return gets a leading apostrophe, which spreadsheets show as text; numbers
+    and other cells are unchanged.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"value": ['=HYPERLINK("http://x","y")', "Starter", "-5"], "leads": [1, 2, -3]})
+    >>> safe = spreadsheet_safe(df)
+    >>> print(*safe["value"], sep="  ")
+    '=HYPERLINK("http://x","y")  Starter  '-5
+    >>> safe["leads"].tolist()
+    [1, 2, -3]
+    """
+    import pandas as pd
+
+    out = frame.copy()
+    for col in out.columns:
+        s = out[col]
+        if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
+                or isinstance(s.dtype, pd.CategoricalDtype)):
+            continue
+        text = s.astype("string")
+        risky = text.str.startswith(_FORMULA_START).fillna(False).astype(bool)
+        if risky.any():
+            out[col] = s.astype(object).where(~risky, "'" + text.astype(object))
+    return out

@@ -405,6 +405,10 @@ class Plan:
         if template is not None and not template.is_file():
             raise PlanError(f"{where}: template: file not found: {template}.")
         output = rel(spec["output"]) if spec.get("output") else Path("reports").resolve()
+        blocker = next((p for p in [output, *output.parents] if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise PlanError(f"{where}: output: {blocker} is a file, not a folder; name a folder for the reports "
+                            "(it is created if missing).")
         parameters = spec.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             raise PlanError(f"{where}: parameters: give a mapping of template parameter names to values.")

@@ -36,6 +36,7 @@ import pandas as pd
 
 from .. import funnel as _funnel
 from .. import pipeline as _pipeline
+from ..data import AMOUNT
 from ..exceptions import FunnelkitError
 from ..tables import report_table
 from .formatting import html_table, sparkline, yes_no
@@ -768,7 +769,10 @@ def headline(report: MonthlyReport) -> Section:
     summary = headline_summary(h, fmt=f, noun=report.noun)
     notes = []
     if "revenue" in set(h["metric"]) and not report.has_amount:
-        notes.append("The data has no amount column, so revenue cannot be computed.")
+        if AMOUNT not in report.log.columns:
+            notes.append("The data has no amount column, so revenue cannot be computed.")
+        elif len(report.log):  # with no lead yet, the sections say so themselves
+            notes.append(f"No {report.one} of this report has an amount, so revenue cannot be computed.")
     if "won" not in set(h["metric"]):
         notes.append(f"Stage set {report.stages.name!r} has no won outcome: wins and revenue are not "
                      "defined; the funnel's last stage is its goal.")
@@ -1477,7 +1481,10 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
                                                     caption=caption), "", d)
     else:
         out = out + _say(f"No open {report.one} has sat past the horizon of its stage.")
-    notes = "".join(_p(n, "funnelkit-note") for n in res.attrs.get("notes", []))
+    # where the month lies against the data is the report's own warning (the whole data's
+    # end, not this segment's last event)
+    notes = "".join(_p(n, "funnelkit-note") for n in res.attrs.get("notes", [])
+                    if not n.startswith(("as_of is after the data ends", "as_of is before the data starts")))
     return out + Section(notes, "")
 
 
