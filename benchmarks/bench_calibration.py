@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_calibration.py [--only fines,bpic] [--draws 1000] [--today 7690044]
                                            [--half-life auto] [--no-calendar] [--new-leads]
+                                           [--seeds 3] [--save DIR]
 
 For each log, a rolling-origin backtest (:func:`funnelkit.forecast.backtest`, at least 20
 scored cutoffs, each calibrated and its half-life chosen on earlier cutoffs only) of
@@ -16,7 +17,9 @@ scored cutoffs, each calibrated and its half-life chosen on earlier cutoffs only
 * the run-rate: the wins of the previous horizon-length period carried forward.
 
 Logs: simulated pipelines (stationary; win rate halving over 18 months), 2,000 and 20,000
-leads over four years (simulators below); ``../shared/data/road_traffic_fines`` (stage set
+leads over four years (simulators below; three independent logs of each, their 72 cutoffs
+pooled, since one log's 24 overlapping cutoffs judge coverage within about +-0.1);
+``../shared/data/road_traffic_fines`` (stage set
 Create Fine > Send Fine > Insert Fine Notification > Add penalty, won Payment, lost Send
 for Credit Collection, the issue's 21 bimonthly cutoffs 2008-2011, 90 days); and
 ``../shared/data/bpic2020`` DomesticDeclarations (Declaration SUBMITTED by EMPLOYEE >
@@ -281,8 +284,13 @@ def main(argv=None) -> None:
     ap.add_argument("--new-leads", action="store_true", help="forecast every win, new leads included")
     ap.add_argument("--today", default=None, help="also run the backtest of this git revision")
     ap.add_argument("--out", default=None, help="write the per-cutoff tables to this CSV")
-    ap.add_argument("--seeds", type=int, default=1,
-                    help="simulated logs: run this many independent logs and pool their cutoffs")
+    ap.add_argument("--save", default=None,
+                    help="folder: pickle each log's backtest (table, rolling_) there, to study calibration rules "
+                         "offline without re-running the forecasts")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="simulated logs: run this many independent logs and pool their cutoffs (24 overlapping "
+                         "cutoffs of one log give a coverage with a standard error of 0.08 or more: one "
+                         "simulated log covered 0.96 where three pooled cover 0.83)")
     args = ap.parse_args(argv)
     hl = {"auto": "auto", "none": None}.get(args.half_life, None if args.half_life == "none" else args.half_life)
     if hl not in ("auto", None):
@@ -310,6 +318,11 @@ def main(argv=None) -> None:
                                 calendar=cal, new_leads=args.new_leads, **kw)
             problems += [] if args.new_leads else check(bt, log, spec["stages"], args.level)
             parts.append(bt.table.assign(seed=k))
+            if args.save:
+                Path(args.save).mkdir(parents=True, exist_ok=True)
+                pd.to_pickle({"table": bt.table, "rolling": bt.rolling_, "level": args.level,
+                              "half_life": hl, "bt": kw},
+                             Path(args.save) / f"{name.replace(' ', '_')}_{k}.pkl")
         secs = time.perf_counter() - t0
         t = pd.concat(parts, ignore_index=True)
         tables.append(t.assign(log=name))

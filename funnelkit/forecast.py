@@ -2139,6 +2139,15 @@ def _level_correction(past: pd.DataFrame, *, quantity: str) -> tuple[float, int,
     return float(np.clip(np.median(a / e), 0.25, 4.0)), side, n
 
 
+def _spaced(cutoffs: list, every: pd.Timedelta) -> list:
+    """Cutoffs at least ``every`` apart, walking back from the latest (sorted)."""
+    keep: list = []
+    for c in reversed(cutoffs):
+        if not keep or keep[-1] - c >= every:
+            keep.append(c)
+    return keep[::-1]
+
+
 def _range_label(how: str, n: int) -> str:
     if how == "calibrated":
         return f"calibrated on {n} past cutoffs"
@@ -2405,6 +2414,7 @@ def backtest(
     level: float = 0.8,
     calibrate: bool = True,
     calibration_cutoffs: int = 12,
+    calibration_every="30D",
     correct_level: bool = True,
     half_life: float | str | None = None,
     half_lives: Sequence | None = None,
@@ -2438,10 +2448,11 @@ def backtest(
 
     Each cutoff's forecast is what :func:`forecast` with ``calibrate`` and
     ``half_life`` would have said then: its range is calibrated on, and its
-    half-life chosen on, the earlier cutoffs whose horizon had ended by then
-    (the most recent ``calibration_cutoffs`` of them).  For that, up to
-    ``calibration_cutoffs`` + horizon/spacing extra cutoffs are run before
-    the first scored one (same spacing; not scored).
+    half-life chosen on, the earlier cutoffs whose horizon had ended by then,
+    at least ``calibration_every`` apart (walking back from the latest; the
+    most recent ``calibration_cutoffs`` of them), as :func:`forecast` picks
+    its own.  For that, extra cutoffs are run before the first scored one
+    (not scored), enough for ``calibration_cutoffs`` of them.
 
     Parameters
     ----------
@@ -2466,6 +2477,10 @@ def backtest(
     calibration_cutoffs : int
         Earlier cutoffs each cutoff is calibrated (and its half-life chosen)
         on.
+    calibration_every : number of days or str
+        Least spacing of those earlier cutoffs (as in :func:`forecast`):
+        with cutoffs two weeks apart, 12 of them 30 days apart span a year,
+        so a year's seasons are in the calibration, not the last six months.
     correct_level : bool
         With ``calibrate``: as in :func:`forecast`, a forecast whose past
         misses kept falling on one side is scaled by their median ratio.
@@ -2523,6 +2538,10 @@ def backtest(
         else:
             step = pd.Timedelta(days=30)
         step = max(step.round("D"), _DAY)
+        cal_step = _to_days(calibration_every)
+        if cal_step < _DAY:
+            raise ForecastError(f"calibration_every={calibration_every!r} must be at least a day.")
+        step = max(step, cal_step.round("D"))  # warm-up cutoffs as far apart as the calibration's
         span = _horizon_end(cuts[0], horizon) - cuts[0]
         n_warm = int(calibration_cutoffs) + int(np.ceil(span / step))
         t = log[time].dropna()
@@ -2553,7 +2572,8 @@ def backtest(
             past = pd.DataFrame(rolling)
             if len(past):
                 past = past[past["horizon_end"] <= c]
-                keep = sorted(past["cutoff"].unique())[-int(calibration_cutoffs):] if calibration_cutoffs else []
+                keep = _spaced(sorted(past["cutoff"].unique()), _to_days(calibration_every))
+                keep = keep[-int(calibration_cutoffs):] if calibration_cutoffs else []
                 past = past[past["cutoff"].isin(keep)]
             chosen, _ = _choose_half_life(past, cands)
             i = next(j for j, r in enumerate(rows) if (r["half_life"] is None) == (chosen is None)
