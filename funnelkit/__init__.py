@@ -35,6 +35,7 @@ from .data import (
     validate_events,
 )
 from .exceptions import (
+    DataFileNotFoundError,
     DataWarning,
     ForecastError,
     FunnelkitError,
@@ -58,6 +59,7 @@ except PackageNotFoundError:  # running from a source tree without install
 
 __all__ = [
     "DataWarning",
+    "DataFileNotFoundError",
     "ForecastError",
     "FunnelSpecError",
     "PipelineError",

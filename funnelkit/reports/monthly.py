@@ -228,6 +228,9 @@ def data_fingerprint(data: str | Path | pd.DataFrame) -> dict[str, str]:
         digest.update(frame.to_csv(index=False).encode("utf-8"))
         return {"source": source, "sha256": digest.hexdigest()}
     path = Path(data).resolve()
+    if not path.is_file():
+        raise ReportError(f"data file not found: {path}; correct the path (absolute, or relative to the "
+                          "working folder).")
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
