@@ -90,8 +90,9 @@ def _batch_options(f, *, out_help: str = "Output folder (overrides the plan's 'o
                      help="Show a progress bar [default: when the terminal is interactive]."),
         click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help=f"Notebook template (overrides the plan's) [default: {DEFAULT_TEMPLATE}]."),
-        click.option("--executor", type=click.Choice(["process", "thread"]), default="process", show_default=True,
-                     help="Drive the notebook kernels from worker processes or threads."),
+        click.option("--executor", type=click.Choice(["thread", "process"]), default="thread", show_default=True,
+                     help="Drive the notebook kernels from threads of this process (less memory) or from "
+                          "worker processes."),
         click.option("--wait", is_flag=True,
                      help="If another run is writing the same month folder, wait for it to finish "
                           "[default: stop at once with exit code 2]."),

@@ -336,7 +336,7 @@ def run_plan(
     skip_existing: bool = False,
     output: str | Path | None = None,
     progress: bool | None = None,
-    executor: str = "process",
+    executor: str = "thread",
     template: str | Path | None = None,
     wait: bool = False,
     echo: Callable[[str], None] | None = None,
@@ -361,8 +361,11 @@ def run_plan(
         Overrides the plan's output folder.
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
-    executor : {"process", "thread"}
-        Drive the kernels from worker processes (default) or threads.
+    executor : {"thread", "process"}
+        Drive the kernels (each its own process either way) from threads of
+        this process (default: no extra Python per report, so two reports
+        at once on a 5M-event log peak at 1.8 GiB instead of 2.2 GiB) or from
+        worker processes.
     template : path, optional
         Overrides the plan's notebook template.
     wait : bool
@@ -504,12 +507,10 @@ def run_plan(
 
 
 def _release_arrow_memory() -> None:
-    try:
-        import pyarrow as pa
+    """Give memory freed by the loaded log back to the system (see :func:`.cache.release_memory`)."""
+    from .cache import release_memory
 
-        pa.default_memory_pool().release_unused()
-    except Exception:  # an optimisation only
-        pass
+    release_memory()
 
 
 def _run_all(tasks, todo, rows, *, n_workers, executor, progress, total, month_text, say) -> None:
