@@ -1387,14 +1387,16 @@ def leads_needed(
     H = int(np.floor((end - T) / _DAY))
     hist = _truncate(log, T, time, lead)
     ns = min(200, n_draws)
-    model = TransitionModel(n_samples=ns).fit(hist, stages=ss, by=by or None, as_of=T, lead=lead,
-                                              stage=stage, time=time)
     # the open pipeline: exactly what forecast() says for the same date and period,
-    # so a report's forecast and its plan quote the same expected value
+    # so a report's forecast and its plan quote the same expected value (its model is
+    # let go before the new leads' one is fitted: two at once double the peak memory)
     fc = forecast(log, as_of=T, horizon=period, n_draws=n_draws, seed=seed, stages=ss,
                   lead=lead, stage=stage, time=time, amount=amount)
     x = fc.draws_.groupby("draw")["revenue" if revenue else "wins"].sum().to_numpy(dtype=float)
     open_amount = float(fc.total["open_amount"].iloc[0] if revenue else fc.total["open_leads"].iloc[0])
+    del fc
+    model = TransitionModel(n_samples=ns).fit(hist, stages=ss, by=by or None, as_of=T, lead=lead,
+                                              stage=stage, time=time)
     rng = np.random.default_rng(None if seed is None else seed + 1)
 
     # new leads: P(win by the end | enter the first stage during the period), the entry day

@@ -1090,6 +1090,18 @@ def _readable_note(line: str, ss: StageSet) -> str:
     return f"{head}{ss.name}: {' > '.join(ss.stages)}{outcome}"
 
 
+def _lean(fc):
+    """A forecast without its fitted model and per-lead table, which no section reads.
+
+    The report keeps its forecast for the whole notebook; the model (every stay
+    of every lead, and its posterior draws) is the larger part of a kernel's
+    memory on a large log and is not shown.
+    """
+    fc.model_ = None
+    fc.leads_ = None
+    return fc
+
+
 @dataclass
 class MonthlyReport:
     """Everything a monthly report needs, prepared once from its parameters.
@@ -1411,12 +1423,12 @@ class MonthlyReport:
             return None
         horizon = _bounds(self.month + 1, time_zone(self.as_of))[1] - self.as_of
         try:
-            return forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
-                            new_leads=True)
+            return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
+                                  new_leads=True))
         except FunnelkitError:
             pass
         try:
-            return forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0)
+            return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0))
         except FunnelkitError as exc:
             return str(exc)
 
