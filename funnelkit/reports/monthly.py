@@ -1097,8 +1097,11 @@ def _lean(fc):
     of every lead, and its posterior draws) is the larger part of a kernel's
     memory on a large log and is not shown.
     """
+    from .cache import release_memory
+
     fc.model_ = None
     fc.leads_ = None
+    release_memory()  # the fit's freed arrays go back to the system, not to the next section's peak
     return fc
 
 
@@ -1325,6 +1328,10 @@ class MonthlyReport:
                      str(noun or "leads"), dict(links or {}), peers, population)
         report.warnings.extend(coverage_warnings(period, stamp, data_start, data_end))
         report.warnings.extend(w for w in load_warnings if w not in report.warnings)
+        from .cache import release_memory
+
+        del full, log
+        release_memory()  # what reading and cutting the log freed goes back to the system
         return report
 
     # -- derived -------------------------------------------------------------
@@ -1421,7 +1428,10 @@ class MonthlyReport:
 
         if self.stages.won is None or self.log.empty:
             return None
+        from .cache import release_memory
+
         horizon = _bounds(self.month + 1, time_zone(self.as_of))[1] - self.as_of
+        release_memory()  # start the model's fit from what the report holds, not from earlier garbage
         try:
             return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
                                   new_leads=True))

@@ -39,6 +39,7 @@ from .. import pipeline as _pipeline
 from ..data import AMOUNT
 from ..exceptions import FunnelkitError
 from ..tables import report_table
+from .cache import release_memory
 from .formatting import html_table, sparkline, yes_no
 from .monthly import MonthlyReport, data_fingerprint, headline_record, headline_summary
 from .notebook import HEADLINE_MIME, STATUS_MIME
@@ -1682,11 +1683,14 @@ def leads_needed(report: MonthlyReport) -> Section:
     days = report.stages.horizon_days or 90
     months = max(1, round(days / (365.25 / 12)))
     target = report.revenue_target * months
+    release_memory()  # start the two model fits from what the report holds, not from earlier garbage
     try:
         res = _forecast.leads_needed(report.log, target_revenue=target, as_of=report.as_of, period=f"{days}D",
                                      by=None, stages=report.stages, seed=0)
     except FunnelkitError as exc:
         return note(f"Lead planning could not be done: {exc}")
+    finally:
+        release_memory()  # two model fits' freed arrays: back to the system, not held by the kernel
     r = res.iloc[-1]
     conf = r["confidence"]
     whose = "the stage set's horizon" if report.stages.horizon_days else "the default planning period"
