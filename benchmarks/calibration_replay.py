@@ -115,7 +115,7 @@ def replay(saved: dict, cal, *, K: int = 12, spaced: bool = False, window_days: 
 
 
 RULES = {
-    "current": (current, {}),
+    "current": (current, {"thin_days": 30}),  # backtest's calibration_every="30D"
     "interpolated rank": (rule(rank="interp"), {}),
     "ceil, K=24": (rule(rank="ceil"), {"K": 24}),
     "interp, K=24": (rule(rank="interp"), {"K": 24}),
