@@ -29,7 +29,8 @@ Keys
                    be in the data); a column cannot be named ``all``
 ``segment``        instead of ``splits``: one report, ``{column: value}``
 ``overall``        true: also one report over all leads (``all/all``)
-``month``          ``YYYY-MM``; the command line's ``--month`` overrides it
+``month``          ``YYYY-MM``; the command line's ``--month`` overrides it (neither: the
+                   month of the latest event, said when the run starts)
 ``as_of``          as-of date ``YYYY-MM-DD`` (default: end of the month; not before
                    the month starts)
 ``target``         monthly revenue target: a number, or per split
