@@ -485,6 +485,17 @@ class Forecast:
     as_of_, horizon_end_ : Timestamp
     level_ : float
     notes_ : list of str
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
+    >>> f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", n_draws=200)
+    >>> f.as_of_.strftime("%Y-%m-%d"), f.horizon_end_.strftime("%Y-%m-%d"), f.level_
+    ('2025-06-30', '2025-09-28', 0.8)
+    >>> t = f.total.iloc[0]
+    >>> int(t["open_leads"]), t["basis"], bool(t["wins_low"] <= t["expected_wins"] <= t["wins_high"])
+    (931, 'open pipeline', True)
     """
 
     def __init__(self, **kw):
@@ -2232,6 +2243,18 @@ class Backtest:
         half-life, with the same columns as ``table`` before calibration.
     level_ : float
     horizon_ : object
+
+    Examples
+    --------
+    >>> import funnelkit as fk
+    >>> import funnelkit.forecast, funnelkit.transitions
+    >>> bt = fk.forecast.backtest(fk.datasets.load_demo(), n_cutoffs=3, n_draws=100, calibrate=False)
+    >>> bt.table["cutoff"].dt.strftime("%Y-%m-%d").tolist(), bt.table["actual_wins"].tolist()
+    (['2024-12-31', '2025-03-31', '2025-06-30'], [69, 59, 66])
+    >>> int(bt.summary.set_index(["method", "quantity"]).loc[("forecast", "wins"), "cutoffs"])
+    3
+    >>> bt.sentence.startswith("the 80% range held in 3 of 3 past cutoffs")
+    True
     """
 
     def __init__(self, **kw):

@@ -86,7 +86,20 @@ def money_writer(numbers=None, money: Callable[[float], str] | None = None, *,
 
 
 def percent_axis(ax: Axes, axis: str = "y", decimals: int = 0, numbers=None) -> Axes:
-    """Format an axis holding proportions (0..1) as percentages (with ``numbers``' decimal mark)."""
+    """Format an axis holding proportions (0..1) as percentages (with ``numbers``' decimal mark).
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from funnelkit.reports import NumberFormat
+    >>> fig, ax = plt.subplots()
+    >>> percent_axis(ax).yaxis.get_major_formatter()(0.25, 0)
+    '25%'
+    >>> ax = percent_axis(ax, axis="x", decimals=1, numbers=NumberFormat(thousands="."))
+    >>> ax.xaxis.get_major_formatter()(0.125, 0)
+    '12,5%'
+    >>> plt.close(fig)
+    """
     target = ax.yaxis if axis == "y" else ax.xaxis
     if numbers is None:
         target.set_major_formatter(PercentFormatter(1.0, decimals=decimals))

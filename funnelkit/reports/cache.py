@@ -103,6 +103,22 @@ def write_cache(
     Returns
     -------
     Path
+
+    Examples
+    --------
+    >>> import tempfile, funnelkit as fk
+    >>> from pathlib import Path
+    >>> log = fk.datasets.load_demo(200, seed=2)
+    >>> referral = log[log["source"] == "referral"]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_cache(referral, Path(tmp) / "run" / "referral.parquet", source="demo.csv",
+    ...                        segment=("source", "referral"),
+    ...                        data_range=(log["timestamp"].min(), log["timestamp"].max()))
+    ...     print(path.relative_to(tmp))
+    ...     meta = read_cache(path)[1]
+    run/referral.parquet
+    >>> meta["segment"], meta["events"] == len(referral), meta["data_start"] == log["timestamp"].min()
+    (('source', 'referral'), True, True)
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -155,6 +171,21 @@ def read_cache(path: str | Path) -> tuple[pd.DataFrame, dict]:
     ------
     ReportError
         If the file is missing or not a funnelkit cache of this version.
+
+    Examples
+    --------
+    >>> import tempfile, funnelkit as fk
+    >>> from pathlib import Path
+    >>> log = fk.datasets.load_demo(200, seed=2)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     back, meta = read_cache(write_cache(log, Path(tmp) / "all.parquet", sha256="ab12"))
+    >>> back.equals(log), back.attrs["funnelkit"].leads == log.attrs["funnelkit"].leads, meta["sha256"]
+    (True, True, 'ab12')
+    >>> try:
+    ...     read_cache("nowhere.parquet")
+    ... except ReportError as exc:
+    ...     print(str(exc).split(". ")[0])
+    cache file not found: nowhere.parquet
     """
     import pyarrow.parquet as pq
 

@@ -59,6 +59,17 @@ class NumberFormat:
     decimal : str
         Decimal mark, ``"."`` or ``","`` (default: ``","`` when the
         thousands separator is ``"."``, else ``"."``).
+
+    Examples
+    --------
+    >>> f = NumberFormat(currency="kr", thousands=" ")
+    >>> f.decimal, f.money(1234.4), f.points(0.023), f.interval(0.081, 0.42)
+    ('.', '1 234 kr', '+2.3 pts', '8.1%–42%')
+    >>> try:
+    ...     NumberFormat(thousands=".", decimal=".")
+    ... except ValueError as exc:
+    ...     print(exc)
+    the thousands separator and the decimal mark are both '.'.
     """
 
     currency: str = ""
@@ -165,7 +176,15 @@ class NumberFormat:
 
 
 def yes_no(v, *, yes: str = "✓", no: str = "") -> str:
-    """A boolean in words (or a tick): never ``True``/``False`` on a page."""
+    """A boolean in words (or a tick): never ``True``/``False`` on a page.
+
+    Examples
+    --------
+    >>> yes_no(True), yes_no(False), yes_no(None)
+    ('✓', '', '')
+    >>> yes_no(0, yes="yes", no="no"), yes_no(float("nan"), yes="yes", no="no")
+    ('no', '')
+    """
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     try:

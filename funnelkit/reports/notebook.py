@@ -96,6 +96,16 @@ class ReportResult:
         ``"ExceptionName: message"`` of the failure, ``""`` when ok.
     seconds : float
         Wall time of the run.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> r = ReportResult("overall", True, Path("reports/overall.ipynb"), Path("reports/overall.html"),
+    ...                  seconds=12.5)
+    >>> r.ok, r.html.name, r.error
+    (True, 'overall.html', '')
+    >>> ReportResult("Enterprise", False, None, None, "KeyError: 'amount'").error
+    "KeyError: 'amount'"
     """
 
     name: str
@@ -209,6 +219,15 @@ def atomic_write(path: str | Path, text: str, *, tmp_dir: str | Path | None = No
     -------
     Path
         ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = atomic_write(Path(tmp) / "out" / "index.html", "<p>done</p>")
+    ...     print(path.name, path.read_text(), [p.name for p in path.parent.iterdir()])
+    index.html <p>done</p> ['index.html']
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +264,17 @@ def export_html(notebook: nbformat.NotebookNode, *, title: str | None = None) ->
     -------
     str
         A complete, self-contained HTML page.
+
+    Examples
+    --------
+    >>> from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+    >>> nb = new_notebook(cells=[
+    ...     new_markdown_cell("# Pipeline"),
+    ...     new_code_cell("print('won:', 42)", outputs=[new_output("stream", text="won: 42")]),
+    ... ])
+    >>> page = export_html(nb, title="Demo report")
+    >>> "<title>Demo report</title>" in page, "won: 42" in page, "print(" in page, "<script" in page
+    (True, True, False, False)
     """
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
@@ -276,6 +306,21 @@ def template_parameters(template: str | Path) -> dict[str, dict]:
     ------
     ReportError
         If the template is missing or has no ``parameters`` cell.
+
+    Examples
+    --------
+    >>> import tempfile, nbformat
+    >>> from pathlib import Path
+    >>> from nbformat.v4 import new_code_cell, new_notebook
+    >>> kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    >>> nb = new_notebook(metadata={"kernelspec": kernel},
+    ...                   cells=[new_code_cell('as_of = "2025-06-30"  # last day of data',
+    ...                                        metadata={"tags": ["parameters"]})])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     nbformat.write(nb, Path(tmp) / "report.ipynb")
+    ...     params = template_parameters(Path(tmp) / "report.ipynb")
+    >>> params["as_of"]["default"], params["as_of"]["help"]
+    ('"2025-06-30"', 'last day of data')
     """
     import papermill as pm
 
@@ -305,6 +350,15 @@ def read_headline(notebook: str | Path | nbformat.NotebookNode) -> dict | None:
         The last output of mime type :data:`HEADLINE_MIME` (see
         :func:`funnelkit.reports.headline_record`), or None if the notebook
         shows none.
+
+    Examples
+    --------
+    >>> from nbformat.v4 import new_code_cell, new_notebook, new_output
+    >>> shown = new_output("display_data", data={"text/plain": "42 leads", HEADLINE_MIME: {"leads": 42}})
+    >>> read_headline(new_notebook(cells=[new_code_cell("show()", outputs=[shown])]))
+    {'leads': 42}
+    >>> read_headline(new_notebook(cells=[new_code_cell("1 + 1")])) is None
+    True
     """
     return read_records(notebook)[0]
 
@@ -317,6 +371,16 @@ def read_records(notebook: str | Path | nbformat.NotebookNode) -> tuple[dict | N
     (headline, status)
         The last outputs of mime types :data:`HEADLINE_MIME` and
         :data:`STATUS_MIME` (``{"warnings": [...]}``).
+
+    Examples
+    --------
+    >>> from nbformat.v4 import new_code_cell, new_notebook, new_output
+    >>> nb = new_notebook(cells=[
+    ...     new_code_cell("headline()", outputs=[new_output("display_data", data={HEADLINE_MIME: {"leads": 42}})]),
+    ...     new_code_cell("status()", outputs=[new_output("display_data", data={STATUS_MIME: {"warnings": []}})]),
+    ... ])
+    >>> read_records(nb)
+    ({'leads': 42}, {'warnings': []})
     """
     import nbformat
 
@@ -394,6 +458,32 @@ def run_notebook(
     ------
     ReportError
         If the template does not exist or ``name`` is not a safe file name.
+
+    Examples
+    --------
+    A missing template is an error before any kernel starts:
+
+    >>> try:
+    ...     run_notebook("missing.ipynb", "reports", "overall", {})
+    ... except ReportError as exc:
+    ...     print(exc)
+    report template not found: missing.ipynb
+
+    A two-cell template run with ``n = 21`` (this starts a Jupyter kernel):
+
+    >>> import tempfile, nbformat
+    >>> from pathlib import Path
+    >>> from nbformat.v4 import new_code_cell, new_notebook
+    >>> kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    >>> nb = new_notebook(metadata={"kernelspec": kernel},
+    ...                   cells=[new_code_cell("n = 1  # how many", metadata={"tags": ["parameters"]}),
+    ...                          new_code_cell("print(n * 2)")])
+    >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+    ...     nbformat.write(nb, Path(tmp) / "report.ipynb")
+    ...     r = run_notebook(Path(tmp) / "report.ipynb", Path(tmp) / "out", "demo", {"n": 21})
+    ...     printed = nbformat.read(r.notebook, as_version=4).cells[-1].outputs[0]["text"]
+    ...     print(r.ok, r.notebook.name, r.html.name, printed.strip())
+    True demo.ipynb demo.html 42
     """
     import nbformat
     import papermill as pm

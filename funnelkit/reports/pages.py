@@ -42,7 +42,15 @@ CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri '
 
 
 def csp_meta() -> str:
-    """The ``<meta>`` element that carries :data:`CSP` (first in ``<head>``)."""
+    """The ``<meta>`` element that carries :data:`CSP` (first in ``<head>``).
+
+    Examples
+    --------
+    >>> csp_meta()[:60]
+    '<meta http-equiv="Content-Security-Policy" content="default-'
+    >>> "default-src &#x27;none&#x27;;" in csp_meta(), "script-src" in csp_meta()
+    (True, False)
+    """
     return f'<meta http-equiv="Content-Security-Policy" content="{html.escape(CSP, quote=True)}">'
 
 
