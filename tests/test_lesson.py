@@ -16,7 +16,9 @@ Two kinds of checks:
   DOMAIN.md with a computation behind it; the worked examples are stated;
 * a re-execution under nbval (``slow``): every cell runs, and the text and
   tables of the cells tagged ``nbval-check-output`` match the committed
-  outputs, after the sanitisers in ``notebooks/nbval_sanitize.cfg``.  Each
+  outputs (for a notebook committed without outputs, ``STRIPPED``: the ones
+  ``make lesson`` kept in ``tests/lesson_outputs/``; the fast checks read a
+  fresh execution of it), after the sanitisers in ``notebooks/nbval_sanitize.cfg``.  Each
   exercise's solution (code and output, inside a ``<details>`` block) is
   appended to its notebook as one more compared cell, so a solution that no
   longer prints what it says fails.  This is the only place the suite runs
@@ -26,7 +28,9 @@ Two kinds of checks:
 from __future__ import annotations
 
 import base64
+import functools
 import html
+import json
 import re
 import struct
 import subprocess
@@ -43,6 +47,10 @@ NOTEBOOKS = {
     "lesson": REPO / "notebooks" / "pipeline_vs_funnel.ipynb",
     "planning": REPO / "notebooks" / "planning_and_forecasting.ipynb",
 }
+#: Notebooks committed without outputs: their tagged cells' expected outputs live here
+#: (``make lesson`` writes them), and the checks below read a fresh execution.
+STRIPPED = {"planning"}
+REFERENCE = REPO / "tests" / "lesson_outputs"
 SANITIZE = REPO / "notebooks" / "nbval_sanitize.cfg"
 CHECK_TAG = "nbval-check-output"
 SOLUTION = re.compile(
@@ -51,19 +59,46 @@ SOLUTION = re.compile(
 )
 
 
+def _execute(nb, folder: Path):
+    from nbclient import NotebookClient
+
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+@functools.cache
+def _shown(key: str):
+    """The notebook as a reader sees it: as committed, or executed once when committed without outputs."""
+    nb = nbformat.read(NOTEBOOKS[key], as_version=4)
+    return _execute(nb, NOTEBOOKS[key].parent) if key in STRIPPED else nb
+
+
 @pytest.fixture(scope="module", params=list(NOTEBOOKS))
 def nb(request):
-    return nbformat.read(NOTEBOOKS[request.param], as_version=4)
+    return _shown(request.param)
 
 
 @pytest.fixture(scope="module")
 def lesson():
-    return nbformat.read(NOTEBOOKS["lesson"], as_version=4)
+    return _shown("lesson")
 
 
 @pytest.fixture(scope="module")
 def planning():
-    return nbformat.read(NOTEBOOKS["planning"], as_version=4)
+    return _shown("planning")
+
+
+def _tagged_outputs(nb) -> dict[str, list]:
+    """Outputs of the cells tagged for comparison, by code-cell position."""
+    return {str(i): [dict(o) for o in c.outputs]
+            for i, c in enumerate(_code(nb)) if CHECK_TAG in c.metadata.get("tags", [])}
+
+
+def test_stripped_notebooks_are_committed_without_outputs():
+    for key in STRIPPED:
+        cells = _code(nbformat.read(NOTEBOOKS[key], as_version=4))
+        assert not [c for c in cells if c.outputs or c.execution_count], f"{key}: strip it (make lesson)"
+        assert (REFERENCE / f"{NOTEBOOKS[key].stem}.json").is_file()
 
 
 def _code(nb):
@@ -328,9 +363,20 @@ def test_planning_notebook_states_its_honesty_checks(planning):
 # --- nbval ----------------------------------------------------------------------------------------
 
 
+def _with_reference(nb, path: Path):
+    """A notebook committed without outputs, given its tagged cells' expected outputs and run order."""
+    ref = json.loads((REFERENCE / f"{path.stem}.json").read_text())
+    for i, c in enumerate(_code(nb)):
+        c.execution_count = i + 1  # nbval compares only cells that were run
+        c.outputs = [nbformat.from_dict(o) for o in ref.get(str(i), [])]
+    return nb
+
+
 def _with_solutions(path: Path, dest: Path) -> Path:
     """The notebook with each folded solution appended as a compared cell expecting its stated output."""
     nb = nbformat.read(path, as_version=4)
+    if path.stem in {NOTEBOOKS[k].stem for k in STRIPPED}:
+        nb = _with_reference(nb, path)
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     count = max((c.execution_count or 0) for c in _code(nb))
     for m in SOLUTION.finditer(prose):
@@ -380,17 +426,13 @@ def refresh(path: Path) -> None:
     ``make lesson`` runs this on both notebooks after the package's output changed: one execution
     from a fresh kernel, the solutions run after the last cell (as the nbval test runs them).
     """
-    from nbclient import NotebookClient
-
     nb = nbformat.read(path, as_version=4)
     n = len(nb.cells)
     for c in list(nb.cells):
         if c.cell_type == "markdown":
             for m in SOLUTION.finditer(c.source):
                 nb.cells.append(nbformat.v4.new_code_cell(m.group("code").rstrip("\n")))
-    NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
+    _execute(nb, path.parent)
     printed = []
     for c in nb.cells[n:]:
         errors = [o for o in c.outputs if o.output_type == "error"]
@@ -410,6 +452,11 @@ def refresh(path: Path) -> None:
         if c.cell_type == "markdown":
             c.source = SOLUTION.sub(rewrite, c.source)
         c.metadata.pop("execution", None)  # run timestamps: noise in every diff, checked by nothing
+    if path.stem in {NOTEBOOKS[k].stem for k in STRIPPED}:  # outputs kept aside, the notebook clean
+        REFERENCE.mkdir(exist_ok=True)
+        (REFERENCE / f"{path.stem}.json").write_text(json.dumps(_tagged_outputs(nb), indent=1, sort_keys=True) + "\n")
+        for c in _code(nb):
+            c.outputs, c.execution_count = [], None
     nbformat.write(nb, path)
 
 
