@@ -88,3 +88,17 @@ def demo_data_in_checkout():
         if not path.exists():
             fk.datasets.write_demo(path)
     return path
+
+
+# the funnelkit.parallel tests' logs (test_parallel*.py; other files define their own demo)
+@pytest.fixture(scope="module")
+def demo():
+    return fk.datasets.load_demo()
+
+
+@pytest.fixture(scope="module")
+def shuffled(demo):
+    """The demo in random row order: not sorted by lead, so split by lead hash."""
+    out = demo.sample(frac=1, random_state=1).reset_index(drop=True)
+    out.attrs = demo.attrs
+    return out

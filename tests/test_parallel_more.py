@@ -8,49 +8,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from pandas.testing import assert_frame_equal
+from parallel_checks import check as _check
+from parallel_checks import same as _same
 
 import funnelkit as fk
 from funnelkit import parallel as P
 from funnelkit import pipeline
-
-
-def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    """Identical frames (values, dtypes, order) and identical attrs."""
-    assert_frame_equal(a, b, check_exact=True)
-    assert list(a.attrs) == list(b.attrs)
-    for key in a.attrs:
-        if isinstance(a.attrs[key], pd.DataFrame):  # stale's thresholds table
-            assert_frame_equal(a.attrs[key], b.attrs[key], check_exact=True)
-        else:
-            assert str(a.attrs[key]) == str(b.attrs[key]), key
-
-
-def _check(pfun, fun, log, *, n_chunks=None, engine="serial", n_jobs=2, **kw):
-    with warnings.catch_warnings(record=True) as wb:
-        warnings.simplefilter("always")
-        b = fun(log, **kw)
-    with warnings.catch_warnings(record=True) as wa:
-        warnings.simplefilter("always")
-        a = pfun(log, n_chunks=n_chunks, engine=engine, n_jobs=n_jobs, **kw)
-    assert P.last_run["path"] == "chunks", P.last_run
-    _same(a, b)
-    assert [str(w.message) for w in wa] == [str(w.message) for w in wb]
-    return a
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return fk.datasets.load_demo()
-
-
-@pytest.fixture(scope="module")
-def shuffled(demo):
-    """The demo in random row order: split by lead hash."""
-    out = demo.sample(frac=1, random_state=1).reset_index(drop=True)
-    out.attrs = demo.attrs
-    return out
-
 
 STALE_CASES = [
     {},
