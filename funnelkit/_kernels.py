@@ -38,8 +38,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from . import funnel, pipeline
+from . import funnel, pipeline, transitions
 from ._common import DAY_NS, NAT
+from .data import checked_leads
 from .exceptions import DataWarning
 
 INF = np.iinfo(np.int64).max
@@ -883,3 +884,77 @@ def durations_table(parts: list[dict], spec: dict) -> pd.DataFrame:
         notes.append(f"no lead is known at as_of={pipeline._ts(T)}: there are no stage visits to measure.")
     out.attrs = {"as_of": pipeline._ts(T), "stage_set": spec["ss"], "notes": notes}
     return out
+
+
+# ---------------------------------------------------------------------------
+# transition model: the stay events of each chunk, put one after the other
+# ---------------------------------------------------------------------------
+def stay_events(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict:
+    """The stay events of a chunk (``transitions._stay_events``: the per-lead part of
+    ``TransitionModel.fit``), with the log position of each lead's first event when the
+    chunk's rows are not a contiguous range of the log."""
+    fit = spec["fit"]
+    lead = fit["lead"]
+    info = info or {}
+    ids = info.get("lead_ids")
+    if ids is not None:  # numbered by runs of a lead-sorted chunk: first-appearance order
+        codes, ids = chunk[lead].to_numpy().astype(np.int64), pd.Index(ids)
+    else:
+        codes, ids = checked_leads(chunk, lead=lead)
+    out = transitions._stay_events(chunk, fit, lead_codes=codes, lead_ids=ids)
+    out["first"] = None
+    if info.get("rows") is not None:
+        pos = positions(info, len(chunk), None)
+        first = np.empty(len(ids), dtype=np.int64)
+        first[codes[::-1]] = pos[::-1]
+        out["first"] = first
+    return out
+
+
+def merge_stay_events(parts: list[dict]) -> dict:
+    """The stay events of the whole log from those of its lead-partitioned chunks.
+
+    Leads are numbered in the order of their first event in the log (as
+    ``pd.factorize`` numbers them on one core): chunk after chunk, or by
+    the first events' positions when the chunks were hashed; each lead's
+    events keep their order, so the arrays are the one-core arrays, element
+    for element.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    full = [p for p in parts if len(p["lead_ids"])] or parts[:1]
+    sizes = np.array([len(p["lead_ids"]) for p in full], dtype=np.int64)
+    offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+    lead_ids = full[0]["lead_ids"].append([p["lead_ids"] for p in full[1:]]) if len(full) > 1 else full[0]["lead_ids"]
+    lc = np.concatenate([p["lc"] + off for p, off in zip(full, offsets)])
+    tt = np.concatenate([p["tt"] for p in full])
+    st = np.concatenate([p["st"] for p in full])
+    segments = {
+        col: pd.concat([p["segments"][col] for p in full], ignore_index=True) for col in full[0]["segments"]
+    }
+    value = None if full[0]["value"] is None else np.concatenate([p["value"] for p in full])
+    if full[0]["first"] is not None and len(full) > 1:
+        order = np.argsort(np.concatenate([p["first"] for p in full]), kind="stable")
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = np.arange(order.size)
+        lead_ids = lead_ids.take(order)
+        segments = {col: s.take(order).reset_index(drop=True) for col, s in segments.items()}
+        value = None if value is None else value[order]
+        lc = rank[lc]
+        o = np.argsort(lc, kind="stable")
+        lc, tt, st = lc[o], tt[o], st[o]
+    starts = [p["data_start"] for p in parts if p["data_start"] is not None]
+    return {
+        "lead_ids": lead_ids,
+        "T": parts[0]["T"],
+        "data_start": min(starts) if starts else None,
+        "kept": any(p["kept"] for p in parts),
+        "n_after": sum(p["n_after"] for p in parts),
+        "n_after_leads": sum(p["n_after_leads"] for p in parts),
+        "lc": lc,
+        "tt": tt,
+        "st": st,
+        "segments": segments,
+        "value": value,
+        "first": None,
+    }

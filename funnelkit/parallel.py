@@ -102,6 +102,7 @@ __all__ = [
     "stale",
     "movement_leads",
     "movement",
+    "fit_transitions",
     "write_partitioned",
     "lead_partition",
     "lead_hash",
@@ -1172,6 +1173,131 @@ def movement(
     mv = movement_leads(log, start=start, end=end, stages=stages, segments=by or [], lead=lead, stage=stage,
                         time=time, amount=amount, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks)
     return pipeline._waterfall(mv, by)
+
+
+# ---------------------------------------------------------------------------
+# the stage-transition model
+# ---------------------------------------------------------------------------
+def fit_transitions(
+    log,
+    *,
+    model=None,
+    stages: StageSet | str | Sequence[str] | None = None,
+    by: str | Sequence[str] | None = None,
+    as_of=None,
+    value: str | None = None,
+    lead: str = LEAD,
+    stage: str = STAGE,
+    time: str = TIME,
+    n_jobs: int | None = -1,
+    engine: str = "auto",
+    n_chunks: int | None = None,
+    **settings,
+):
+    """:meth:`funnelkit.transitions.TransitionModel.fit` on every core, or on a Dask cluster.
+
+    Each chunk (a set of whole leads) turns its events into *stay events*:
+    the events known at ``as_of``, in time order, cut at each lead's first
+    outcome, one per run of the same stage, and the latest ``by`` and
+    ``value`` of each lead.  Put one after the other (leads in the order of
+    their first event in the log, as one core numbers them), they are the
+    arrays the one-core fit makes from the whole log; the one-core code then
+    makes the stays, the calendar (fitted on the moves of every lead), the
+    segments, the (segment, stage, day, destination) cells and the estimate
+    from them.  So the fitted model is the one-core model: the same
+    ``states_``, ``groups_``, ``stays_`` (same rows, same order), ``counts_``,
+    ``notes_``, probabilities and, with the same ``seed``, the same posterior
+    samples, hence the same forecasts.
+
+    Parameters
+    ----------
+    log : DataFrame or dask.dataframe.DataFrame
+        An event log in memory, or a lead-partitioned Dask DataFrame (see
+        :func:`write_partitioned`).  A log with a time zone runs on one core.
+    model : TransitionModel, optional
+        The model to fit (its settings: ``n_samples``, ``seed``,
+        ``half_life``, ``calendar`` ...); it is fitted in place and returned,
+        as ``model.fit(log)`` does.  Default: ``TransitionModel(**settings)``.
+    stages, by, as_of, value, lead, stage, time
+        As in :meth:`~funnelkit.transitions.TransitionModel.fit`.
+    n_jobs : int
+        Worker threads or processes (``-1``: every core).
+    engine : {"auto", "processes", "threads", "serial", "dask"}
+        ``"auto"`` runs a Dask DataFrame on Dask, and an in-memory log of at
+        least ``MIN_PARALLEL_ROWS`` events on ``n_jobs`` threads (the stay
+        events are as large as the log: they would be copied back from worker
+        processes), a smaller one on one core (``model.fit(log)``).  A
+        lead-sorted log is split without hashing its lead ids, which is also
+        what makes the chunks quicker than one core, even one after the other
+        (``"serial"``).
+    n_chunks : int, optional
+        Chunks of an in-memory log (default: one per ``CHUNK_ROWS`` events, at
+        least one per worker).  Giving it always splits the log.
+    **settings
+        Settings of a new :class:`~funnelkit.transitions.TransitionModel`
+        (``min_count``, ``shrinkage``, ``n_samples``, ``level``, ``seed``,
+        ``half_life``, ``calendar``), when ``model`` is not given.
+
+    Returns
+    -------
+    TransitionModel
+        Fitted.
+
+    Raises
+    ------
+    FunnelSpecError
+        If both ``model`` and settings are given, or for an unknown engine.
+
+    Examples
+    --------
+    The demo log in three chunks, one after the other: the one-core model,
+    cell for cell.
+
+    >>> import funnelkit as fk
+    >>> from funnelkit import parallel
+    >>> from funnelkit.transitions import TransitionModel
+    >>> log = fk.datasets.load_demo()
+    >>> tm = parallel.fit_transitions(log, by="product", as_of="2025-06-30", n_samples=20,
+    ...                               n_chunks=3, engine="serial")
+    >>> one = TransitionModel(n_samples=20).fit(log, by="product", as_of="2025-06-30")
+    >>> tm.counts_.equals(one.counts_), tm.stays_.equals(one.stays_)
+    (True, True)
+    >>> tm.win_probability().equals(one.win_probability())
+    True
+    """
+    from .transitions import TransitionModel, _fit_moment, _fit_spec
+
+    if model is None:
+        model = TransitionModel(**settings)
+    elif settings:
+        raise FunnelSpecError(
+            f"pass the model's settings in model= or as keywords, not both (got {', '.join(settings)})."
+        )
+    elif not isinstance(model, TransitionModel):
+        raise TypeError(f"model must be a TransitionModel, got {type(model).__name__}.")
+    kw = dict(stages=stages, by=by, as_of=as_of, value=value, lead=lead, stage=stage, time=time)
+    run = _Run(
+        log, lead=lead, time=time, amount=None, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, per_lead=True
+    )
+    last_run.clear()
+    last_run.update(
+        path="direct" if run.direct else "chunks",
+        engine=run.engine,
+        n_chunks=0 if run.direct else len(run.src) if not run.dask else run.src.ddf.npartitions,
+    )
+    if run.direct:
+        return model.fit(log, **kw)
+    try:
+        spec = _fit_spec(run.meta, **kw)
+        spec["T"], spec["data_end"] = _fit_moment(spec, run.hi)
+        parts = run.map(K.stay_events, {"fit": spec, "lead": lead}, _columns(run, lead, stage, time, by, value))
+        return model._fit_events(K.merge_stay_events(parts), spec)
+    except (_ChunkError, FunnelkitError):
+        last_run["path"] = "fallback"
+        # the one-core fit raises the same error naming the log's own rows
+        if run.dask:
+            raise
+        return model.fit(log, **kw)
 
 
 # ---------------------------------------------------------------------------

@@ -602,107 +602,32 @@ class TransitionModel:
         """
         if not isinstance(log, pd.DataFrame):
             raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
-        ss = resolve_stages(log, stages)
-        by = as_list(by)
-        require_columns(log, [lead, stage, time, *by, *([value] if value else [])],
-                        "pass the right names with lead=, stage=, time=, by=, value=.")
-        if not pd.api.types.is_datetime64_any_dtype(log[time].dtype):
-            raise InvalidEventLogError(
-                [
-                    Problem(
-                        "bad_timestamp",
-                        time,
-                        f"column {time!r} holds {log[time].dtype}, not datetimes.",
-                        "load the log with funnelkit.read_events (it parses and checks times).",
-                    )
-                ]
-            )
-        steps = list(ss.steps)
-        if len(steps) < 2:
-            raise TransitionModelError(
-                f"stage set {ss.name!r} has a single step; a transition model needs at least two."
-            )
-        n_tr = len(steps) - 1  # transient stages; steps[-1] is the goal
-        states = [*steps, *ss.lost]
+        spec = _fit_spec(log, stages=stages, by=by, as_of=as_of, value=value, lead=lead, stage=stage, time=time)
+        return self._fit_events(_stay_events(log, spec), spec)
+
+    def _fit_events(self, part: dict, spec: dict) -> TransitionModel:
+        """The fit from the stay events of every lead (``_stay_events`` of the whole log, or
+        the merged results of lead-partitioned chunks: :func:`funnelkit.parallel.fit_transitions`)."""
+        ss, steps, states, n_tr, by = spec["ss"], spec["steps"], spec["states"], spec["n_tr"], spec["by"]
         n_states = len(states)
-        notes: list[str] = []
-
-        # state index per row, through the categories (vectorised)
-        cat = pd.Categorical(log[stage])
-        lut = []
-        for c in cat.categories:
-            name = ss.canonical(c)
-            lut.append(states.index(name) if name is not None else -2)
-        lut = np.array([*lut, -2], dtype=np.int64)
-        codes = cat.codes.astype(np.int64)
-        state = lut[np.where(codes < 0, len(lut) - 1, codes)]
-        if (state == -2).any():
-            bad = pd.Series(log[stage].to_numpy()[state == -2]).value_counts(dropna=False)
-            raise InvalidEventLogError(
-                [
-                    Problem(
-                        "unknown_stage",
-                        stage,
-                        f"labels not in stage set {ss.name!r}: "
-                        + ", ".join(f"{k!r} x{v:,}" for k, v in bad.items()),
-                        "load the log with this stage set (read_events(..., stages=...)) or add aliases.",
-                    )
-                ]
+        tz = spec["tz"]
+        if not part["kept"]:
+            dmin = part["data_start"]
+            raise TransitionModelError(
+                f"no event at or before as_of={pd.Timestamp(part['T'])}: nothing to fit "
+                f"(the data start {pd.Timestamp(dmin) if dmin is not None else 'unknown'})."
             )
-        lead_codes, lead_ids = checked_leads(log, lead=lead)
-        t = checked_times(log, time=time)  # UTC instants for a log with a zone
-        tz = time_zone(log[time])
-        dated = t != NAT
-        if not dated.any() and as_of is None:
-            raise TransitionModelError("the log has no dated event; pass as_of= or add timestamps.")
-        data_end = t[dated].max() if dated.any() else np.int64(0)
-        T = np.int64(_parse_as_of(as_of, error=TransitionModelError, tz=tz).value) if as_of is not None else data_end
-        n_leads = len(lead_ids)
-
-        # events kept at as_of (the snapshot's rule for undated events)
-        if T >= data_end and dated.all():  # everything is known at as_of: no copies
-            keep = np.ones(t.size, dtype=bool)
-            lc, tt, st = lead_codes, t, state
-        else:
-            le = dated & (t <= T)
-            n_le = np.bincount(lead_codes[le], minlength=n_leads)
-            n_dated = np.bincount(lead_codes[dated], minlength=n_leads)
-            present = (n_le > 0) | ((n_dated == 0) & (T >= data_end))
-            keep = le | (~dated & present[lead_codes])
-            if not keep.any():
-                raise TransitionModelError(
-                    f"no event at or before as_of={pd.Timestamp(T)}: nothing to fit "
-                    f"(the data start {pd.Timestamp(t[dated].min()) if dated.any() else 'unknown'})."
-                )
-            rows = np.flatnonzero(keep)
-            lc, tt, st = lead_codes[rows], t[rows], state[rows]
-        sort_key = np.where(st > n_tr, np.iinfo(np.int32).max, st)  # lost last at ties
-        in_order = (lc[1:] > lc[:-1]) | (
-            (lc[1:] == lc[:-1]) & ((tt[1:] > tt[:-1]) | ((tt[1:] == tt[:-1]) & (sort_key[1:] >= sort_key[:-1])))
-        )
-        if not in_order.all():  # a loaded log is usually sorted already: skip the costly sort
-            o = np.lexsort((sort_key, tt, lc))
-            lc, tt, st = lc[o], tt[o], st[o]
-
-        # truncate each path at its first outcome
-        absorbing = st >= n_tr
-        lead_start = _starts(lc)
-        cs = np.cumsum(absorbing) - absorbing
-        base = np.maximum.accumulate(np.where(lead_start, cs, 0))
-        after = (cs - base) > 0
-        n_after = int(np.count_nonzero(after))
+        notes: list[str] = []
+        n_after = part["n_after"]
         if n_after:
-            la = lc[after]  # sorted by lead
-            n_after_leads = int(np.count_nonzero(la[1:] != la[:-1])) + 1
             notes.append(
-                f"{n_after:,} event(s) of {n_after_leads:,} lead(s) come after the lead's first "
+                f"{n_after:,} event(s) of {part['n_after_leads']:,} lead(s) come after the lead's first "
                 "outcome; the path is taken to end at that outcome and they are not used."
             )
-        # consecutive events of the same stage are one stay (the events after an outcome end
-        # each lead's sequence, so dropping them does not change which events are adjacent)
-        new_run = lead_start | _starts(st)
-        sel = np.flatnonzero(new_run & ~after)
-        lc, tt, st = lc[sel], tt[sel], st[sel]
+        lc, tt, st = part["lc"], part["tt"], part["st"]
+        lead_ids = part["lead_ids"]
+        n_leads = len(lead_ids)
+        T = part["T"]
 
         # calendar: durations in activity days (weekdays, holidays) instead of calendar days
         T_raw = T
@@ -731,18 +656,9 @@ class TransitionModel:
         lead_used[lc] = True
         lead_idx = np.flatnonzero(lead_used)
         seg_frame = pd.DataFrame(index=np.arange(n_leads))
-        if by or value is not None:
-            rows_all = np.flatnonzero(keep)
-            rc, rt = lead_codes[rows_all], t[rows_all]
-            if not ((rc[1:] > rc[:-1]) | ((rc[1:] == rc[:-1]) & (rt[1:] >= rt[:-1]))).all():
-                rows_all = rows_all[np.lexsort((rt, rc))]
         for col in by:
-            seg_frame[col] = _latest(log[col], rows_sorted=rows_all, lead_codes=lead_codes, n_leads=n_leads)
-        lead_value = None
-        if value is not None:
-            lead_value = pd.to_numeric(
-                _latest(log[value], rows_sorted=rows_all, lead_codes=lead_codes, n_leads=n_leads), errors="coerce"
-            ).to_numpy(dtype=float)
+            seg_frame[col] = part["segments"][col]
+        lead_value = part["value"]
         if by:
             sub = seg_frame.iloc[lead_idx]
             gcode = sub.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
@@ -821,7 +737,7 @@ class TransitionModel:
         self._stay_leads = s_lead[use]
         self._lead_ids = lead_ids
         self._lead_value = lead_value
-        self.value_ = value
+        self.value_ = spec["value"]
         self._w_mult = None
         self.weighted_by_ = None
         self._lead_group = pd.Series(lead_group[lead_idx], index=lead_ids.take(lead_idx))
@@ -829,7 +745,7 @@ class TransitionModel:
         self._fitted = True
 
         to_names = [*states, OPEN]
-        stays = pd.DataFrame({lead: lead_ids.take(s_lead)})
+        stays = pd.DataFrame({spec["lead"]: lead_ids.take(s_lead)})
         for c in by:
             vals = seg_frame[c].to_numpy()[s_lead]
             stays[c] = pd.Categorical(vals, categories=seg_frame[c].cat.categories) \
@@ -1721,6 +1637,179 @@ class TransitionModel:
             f"{n_stays:,} stays ({n_open:,} open), {self.n_samples} posterior samples; "
             f"P(win) from {parts}>"
         )
+
+
+# ---------------------------------------------------------------------------
+# fitting, in two parts: the stay events of whole leads, then the model
+# ---------------------------------------------------------------------------
+def _fit_spec(log: pd.DataFrame, *, stages, by, as_of, value, lead, stage, time) -> dict:
+    """Check the columns and the stage set of a fit; what every part of the fit needs.
+
+    ``log`` may be a Dask DataFrame's empty ``_meta``: only its columns and dtypes are read.
+    """
+    ss = resolve_stages(log, stages)
+    by = as_list(by)
+    require_columns(log, [lead, stage, time, *by, *([value] if value else [])],
+                    "pass the right names with lead=, stage=, time=, by=, value=.")
+    if not pd.api.types.is_datetime64_any_dtype(log[time].dtype):
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "bad_timestamp",
+                    time,
+                    f"column {time!r} holds {log[time].dtype}, not datetimes.",
+                    "load the log with funnelkit.read_events (it parses and checks times).",
+                )
+            ]
+        )
+    steps = list(ss.steps)
+    if len(steps) < 2:
+        raise TransitionModelError(
+            f"stage set {ss.name!r} has a single step; a transition model needs at least two."
+        )
+    return {
+        "ss": ss,
+        "steps": steps,
+        "n_tr": len(steps) - 1,  # transient stages; steps[-1] is the goal
+        "states": [*steps, *ss.lost],
+        "by": by,
+        "as_of": as_of,
+        "value": value,
+        "lead": lead,
+        "stage": stage,
+        "time": time,
+        "tz": time_zone(log[time]),
+        # the fit moment and the last dated event of the whole log (None: of the log given
+        # to _stay_events, which is then the whole log)
+        "T": None,
+        "data_end": None,
+    }
+
+
+def _fit_moment(spec: dict, data_end) -> tuple[np.int64, np.int64]:
+    """``as_of`` in int64 ns (default: the last dated event ``data_end``; None: no dated
+    event), and the last dated event (0 when there is none)."""
+    as_of = spec["as_of"]
+    if data_end is None and as_of is None:
+        raise TransitionModelError("the log has no dated event; pass as_of= or add timestamps.")
+    data_end = np.int64(0) if data_end is None else np.int64(data_end)
+    if as_of is None:
+        return data_end, data_end
+    return np.int64(_parse_as_of(as_of, error=TransitionModelError, tz=spec["tz"]).value), data_end
+
+
+def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=None) -> dict:
+    """The events of a set of whole leads that make their stays (the fit's per-lead part).
+
+    Keeps the events known at ``as_of``, sorts each lead's events by time
+    (an outcome last at ties), cuts each path at its first outcome and keeps
+    the first event of each run of the same stage.  Returns those events'
+    lead codes ``lc`` (indices into ``lead_ids``), times ``tt`` (int64 ns)
+    and states ``st``, in (lead, time) order; the latest ``by`` values and
+    ``value`` of every lead (``segments``, ``value``); the counts behind the
+    note on events after an outcome; and ``kept`` (False: no event at or
+    before ``as_of``).  Leads have all their events in ``log``, so the
+    results of lead-partitioned chunks, put one after the other, are those
+    of the whole log (``funnelkit._kernels.merge_stay_events``).
+
+    ``lead_codes`` and ``lead_ids``: the leads already numbered (else
+    ``pd.factorize`` of the lead column, checked).
+    """
+    ss, states, n_tr, by, value = spec["ss"], spec["states"], spec["n_tr"], spec["by"], spec["value"]
+    lead, stage, time = spec["lead"], spec["stage"], spec["time"]
+    # state index per row, through the categories (vectorised)
+    cat = pd.Categorical(log[stage])
+    lut = []
+    for c in cat.categories:
+        name = ss.canonical(c)
+        lut.append(states.index(name) if name is not None else -2)
+    lut = np.array([*lut, -2], dtype=np.int64)
+    codes = cat.codes.astype(np.int64)
+    state = lut[np.where(codes < 0, len(lut) - 1, codes)]
+    if (state == -2).any():
+        bad = pd.Series(log[stage].to_numpy()[state == -2]).value_counts(dropna=False)
+        raise InvalidEventLogError(
+            [
+                Problem(
+                    "unknown_stage",
+                    stage,
+                    f"labels not in stage set {ss.name!r}: "
+                    + ", ".join(f"{k!r} x{v:,}" for k, v in bad.items()),
+                    "load the log with this stage set (read_events(..., stages=...)) or add aliases.",
+                )
+            ]
+        )
+    if lead_codes is None:
+        lead_codes, lead_ids = checked_leads(log, lead=lead)
+    t = checked_times(log, time=time)  # UTC instants for a log with a zone
+    dated = t != NAT
+    if spec["T"] is None:
+        T, data_end = _fit_moment(spec, t[dated].max() if dated.any() else None)
+    else:
+        T, data_end = spec["T"], spec["data_end"]
+    n_leads = len(lead_ids)
+    out = {
+        "lead_ids": lead_ids,
+        "T": T,
+        "data_start": int(t[dated].min()) if dated.any() else None,
+        "kept": True,
+        "n_after": 0,
+        "n_after_leads": 0,
+    }
+
+    # events kept at as_of (the snapshot's rule for undated events)
+    if T >= data_end and dated.all():  # everything is known at as_of: no copies
+        keep = np.ones(t.size, dtype=bool)
+        lc, tt, st = lead_codes, t, state
+    else:
+        le = dated & (t <= T)
+        n_le = np.bincount(lead_codes[le], minlength=n_leads)
+        n_dated = np.bincount(lead_codes[dated], minlength=n_leads)
+        present = (n_le > 0) | ((n_dated == 0) & (T >= data_end))
+        keep = le | (~dated & present[lead_codes])
+        out["kept"] = bool(keep.any())
+        rows = np.flatnonzero(keep)
+        lc, tt, st = lead_codes[rows], t[rows], state[rows]
+    sort_key = np.where(st > n_tr, np.iinfo(np.int32).max, st)  # lost last at ties
+    in_order = (lc[1:] > lc[:-1]) | (
+        (lc[1:] == lc[:-1]) & ((tt[1:] > tt[:-1]) | ((tt[1:] == tt[:-1]) & (sort_key[1:] >= sort_key[:-1])))
+    )
+    if not in_order.all():  # a loaded log is usually sorted already: skip the costly sort
+        o = np.lexsort((sort_key, tt, lc))
+        lc, tt, st = lc[o], tt[o], st[o]
+
+    # truncate each path at its first outcome
+    absorbing = st >= n_tr
+    lead_start = _starts(lc)
+    cs = np.cumsum(absorbing) - absorbing
+    base = np.maximum.accumulate(np.where(lead_start, cs, 0))
+    after = (cs - base) > 0
+    n_after = int(np.count_nonzero(after))
+    if n_after:
+        la = lc[after]  # sorted by lead
+        out["n_after"] = n_after
+        out["n_after_leads"] = int(np.count_nonzero(la[1:] != la[:-1])) + 1
+    # consecutive events of the same stage are one stay (the events after an outcome end
+    # each lead's sequence, so dropping them does not change which events are adjacent)
+    new_run = lead_start | _starts(st)
+    sel = np.flatnonzero(new_run & ~after)
+    out["lc"], out["tt"], out["st"] = lc[sel], tt[sel], st[sel]
+
+    # lead-level segments: latest known value up to as_of
+    if by or value is not None:
+        rows_all = np.flatnonzero(keep)
+        rc, rt = lead_codes[rows_all], t[rows_all]
+        if not ((rc[1:] > rc[:-1]) | ((rc[1:] == rc[:-1]) & (rt[1:] >= rt[:-1]))).all():
+            rows_all = rows_all[np.lexsort((rt, rc))]
+    out["segments"] = {
+        col: _latest(log[col], rows_sorted=rows_all, lead_codes=lead_codes, n_leads=n_leads) for col in by
+    }
+    out["value"] = None
+    if value is not None:
+        out["value"] = pd.to_numeric(
+            _latest(log[value], rows_sorted=rows_all, lead_codes=lead_codes, n_leads=n_leads), errors="coerce"
+        ).to_numpy(dtype=float)
+    return out
 
 
 def _windows(in_stage_ns, horizons_ns) -> tuple[np.ndarray, np.ndarray]:

@@ -106,3 +106,35 @@ def test_a_log_written_in_pieces(client, tmp_path, demo):
             got = getattr(P, name)(ddf, stages="pipeline4", **kw)
         _same(got, one_core(ref, stages="pipeline4", **kw))
     _same(P.conversion(ddf, stages="pipeline4"), fk.funnel.conversion(demo, stages="pipeline4"))
+
+
+TRANSITION_CASES = [
+    ({}, {"by": "product"}),
+    ({"half_life": 60, "calendar": "weekdays"}, {"as_of": "2025-06-30", "value": "amount"}),
+]
+
+
+@pytest.mark.parametrize(("settings", "kw"), TRANSITION_CASES)
+def test_transition_model_on_a_local_cluster(client, lake, demo, settings, kw):
+    from test_parallel_transitions import same_model
+
+    from funnelkit.transitions import TransitionModel
+
+    ddf = dd.read_parquet(lake)
+    ref = ddf.compute()  # the same data in pandas, partition by partition
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no shuffle warning: the lake is lead-partitioned
+        got = P.fit_transitions(ddf, stages="pipeline4", n_samples=20, **settings, **kw)
+    assert P.last_run == {"path": "chunks", "engine": "dask", "n_chunks": 4}
+    same_model(got, TransitionModel(n_samples=20, **settings).fit(ref, stages="pipeline4", **kw))
+    # the in-memory log in its own row order: the same stays and counts
+    one = TransitionModel(n_samples=20, **settings).fit(demo, stages="pipeline4", **kw)
+    _same(got.counts_, one.counts_)
+    key = ["lead_id", "entered_at"]
+
+    def ordered(stays):  # Parquet gives the ids another string dtype (NA-backed)
+        return stays.assign(lead_id=stays["lead_id"].astype(object)).sort_values(key, ignore_index=True)
+
+    _same(ordered(got.stays_), ordered(one.stays_))
+    if not settings:  # whole counts: the same estimate and posterior in any order
+        _same(got.win_probability(), one.win_probability())
