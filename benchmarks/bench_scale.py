@@ -6,6 +6,7 @@ Run on demand (not in the test suite)::
     .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 --repeat 3
     .venv/bin/python benchmarks/bench_scale.py --dask 1000000 5000000 20000000   # + Dask from Parquet
     .venv/bin/python benchmarks/bench_scale.py --no-memory     # skip the memory runs
+    .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 --run "F: ..."  # append a labelled run
 
 For each size it generates an event log with
 :func:`funnelkit.datasets.make_events` (about 2.85 events per lead; stages
@@ -17,6 +18,19 @@ source, owner) and times, on the same in-memory DataFrame:
   lost, stalled past the 90-day horizon, open);
 * ``snapshot``: ``pipeline.snapshot(log, stages="pipeline4")`` at the data's end;
 * ``durations``: ``pipeline.durations(log, stages="pipeline4")`` (per lead and stage);
+* ``stale``: ``pipeline.stale(log, stages="pipeline4", thresholds=STALE_DAYS)`` (open leads
+  past a given number of days in their stage; DuckDB: the snapshot SQL filtered);
+* ``movement``: ``pipeline.movement(log, stages="pipeline4", start=..., end=..., by="product")``
+  (the waterfall; DuckDB: each lead's state at both dates, compared and summed);
+* ``transitions``: ``TransitionModel(n_samples=200).fit(log, stages="pipeline4", by="product")``
+  against :func:`funnelkit.parallel.fit_transitions` (the same model: stays, counts, notes,
+  estimate and posterior samples compared); DuckDB computes the stays (one per run of a
+  stage up to the first outcome: lead, product, stage, entry, destination or ``open``,
+  days), their counts per (product, from_stage, to_stage) and the exposures (days at
+  risk) per product and stage, which are checked against ``stays_`` row by row,
+  ``counts_`` exactly and the sums of ``stays_.days`` to 1e-12 (summed in another order).
+  DuckDB does not estimate the model (the Aalen-Johansen rates on the day grid and the
+  200 posterior samples the fit also makes);
 
 each as ``funnelkit.funnel``/``pipeline`` on one core, as
 :mod:`funnelkit.parallel` on every core (worker processes), and as DuckDB SQL
@@ -39,7 +53,8 @@ funnel on a ``LocalCluster`` of 2 worker processes with a 4 GiB memory limit
 each; its counts are checked against the sum of the counts of the pieces
 (each piece's leads are its own, so the funnel of the whole is the sum).
 
-Every figure goes to a CSV (``--csv``, default ``benchmarks/bench_scale.csv``).
+Every figure goes to a CSV (``--csv``, default ``benchmarks/bench_scale.csv``), rewritten,
+or appended with a label in its ``run`` column (``--run "F: ..."``).
 """
 
 from __future__ import annotations
@@ -59,6 +74,7 @@ import pandas as pd
 
 import funnelkit as fk
 from funnelkit import parallel
+from funnelkit.transitions import TransitionModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_funnel import SQL as FUNNEL_SQL  # the same SQL as bench_funnel.py
@@ -355,6 +371,179 @@ def check_durations(out: pd.DataFrame, duck: pd.DataFrame) -> bool:
     return bool(ok)
 
 
+# stale leads with given thresholds (days per stage): the snapshot's open leads past them
+STALE_DAYS = {"qualification": 20, "meeting": 15, "proposal": 30, "close": 20}
+STALE_SQL = (
+    "select s.lead_id, s.stage, s.owner, s.days_in_stage, s.days_in_stage - t.th as days_overdue, s.amount "
+    "from ("
+    + SNAPSHOT_SQL
+    + ") s join (values "
+    + ", ".join(f"('{k}', {float(v)!r})" for k, v in STALE_DAYS.items())
+    + ") t(stage, th) using (stage) where s.days_in_stage > t.th"
+)
+
+# movement between two dates (the waterfall by product): the state of each lead at each date
+MOVE_START, MOVE_END = "2025-06-30", "2025-08-31"  # ends of days: events before the next midnight
+MOVEMENT_SQL = (
+    "with "
+    + EVENTS
+    + f""",
+sa as (select lead_id, bool_or(o = 4 or o = -1) as closed,
+              arg_max(o, pos) filter (where o between 0 and 3) as o_cur,
+              arg_max(amount, pos) filter (where amount is not null) as amount
+       from ev where ts < date '{MOVE_START}' + interval 1 day group by lead_id),
+sb as (select lead_id, arg_max(case when o = 4 then 'won' else 'lost' end, pos) filter (where o = 4 or o = -1)
+                  as outcome,
+              arg_max(o, pos) filter (where o between 0 and 3) as o_cur,
+              arg_max(amount, pos) filter (where amount is not null) as amount,
+              arg_max(product, pos) filter (where product is not null) as product
+       from ev where ts < date '{MOVE_END}' + interval 1 day group by lead_id),
+m as (
+    select sb.product,
+           case when sa.lead_id is null then coalesce('entered_' || sb.outcome, 'entered')
+                when sb.outcome is not null then sb.outcome
+                when sb.o_cur > sa.o_cur then 'advanced'
+                when sb.o_cur < sa.o_cur then 'moved_back'
+                else 'stayed' end as movement,
+           coalesce(sa.amount, 0) as a_amt, coalesce(sb.amount, 0) as b_amt
+    from sb left join sa using (lead_id)
+    where sa.lead_id is null or not sa.closed
+)
+select product, movement, count(*) as n, sum(a_amt) as a_amt, sum(b_amt) as b_amt
+from m group by all order by all
+"""
+)
+
+# the transition model's stays (one per run of a stage up to the first outcome), their counts
+# by (product, from_stage, to_stage) and exposures (days at risk) per (product, stage)
+STAYS_SQL = (
+    "with "
+    + EVENTS
+    + """,
+per_lead as (select lead_id, min(pos) filter (where o = 4 or o = -1) as p_out,
+                    arg_max(product, pos) filter (where product is not null) as product
+             from ev group by lead_id),
+kept as (select e.lead_id, e.label, e.o, e.ts, e.pos, l.product from ev e join per_lead l using (lead_id)
+         where l.p_out is null or e.pos <= l.p_out),
+marked as (select *, label is distinct from lag(label) over (partition by lead_id order by pos) as new_run
+           from kept),
+runs as (select lead_id, product, label, o, ts, pos from marked where new_run),
+stays as (
+    select lead_id, product, label as stage, o, ts as entered_at, coalesce(lead(label) over w, 'open') as to_stage,
+           (epoch_ns(coalesce(lead(ts) over w, (select max("timestamp") from log))) - epoch_ns(ts))::double
+           / 86400e9 as days
+    from runs window w as (partition by lead_id order by pos)
+)
+select lead_id, product, stage, entered_at, to_stage, days from stays where o between 0 and 3
+"""
+)
+
+
+def transitions_sql(con) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The stays, their counts and the exposures per stage, in DuckDB."""
+    con.execute("create or replace temp table stays_t as " + STAYS_SQL)
+    stays = con.execute("select * from stays_t").df()
+    counts = con.execute(
+        "select product, stage as from_stage, to_stage, count(*) as n from stays_t group by all"
+    ).df()
+    exposure = con.execute("select product, stage, sum(days) as days from stays_t group by all").df()
+    return stays, counts, exposure
+
+
+def check_stale(out: pd.DataFrame, duck: pd.DataFrame) -> bool:
+    a = out.sort_values("lead_id").reset_index(drop=True)
+    b = duck.sort_values("lead_id").reset_index(drop=True)
+    if len(a) != len(b):
+        return False
+    ok = True
+    for col in ("lead_id", "stage", "owner"):
+        ok &= (a[col].astype(str).to_numpy() == b[col].astype(str).to_numpy()).all()
+    for col in ("days_in_stage", "days_overdue", "amount"):
+        ok &= np.array_equal(a[col].to_numpy(float), b[col].to_numpy(float), equal_nan=True)
+    return bool(ok)
+
+
+WATERFALL = {  # row: (movements it counts, amount column)
+    "start": (("stayed", "advanced", "moved_back", "won", "lost"), "a_amt"),
+    "entered": (("entered", "entered_won", "entered_lost"), "b_amt"),
+    "won": (("won", "entered_won"), "b_amt"),
+    "lost": (("lost", "entered_lost"), "b_amt"),
+    "end": (("stayed", "advanced", "moved_back", "entered"), "b_amt"),
+    "advanced": (("advanced",), "b_amt"),
+    "moved_back": (("moved_back",), "b_amt"),
+    "stayed": (("stayed",), "b_amt"),
+}
+
+
+def check_movement(out: pd.DataFrame, duck: pd.DataFrame) -> bool:
+    """The waterfall's leads and values (whole amounts: exact sums) per product."""
+    rows = []
+    for product, g in duck.groupby("product"):
+        g = g.set_index("movement")
+        for name, (mvs, col) in WATERFALL.items():
+            sel = g[["n", "a_amt", "b_amt"]].reindex(list(mvs)).fillna(0)
+            rows.append((product, name, int(sel["n"].sum()), float(sel[col].sum())))
+        start = g[["n", "a_amt", "b_amt"]].reindex(list(WATERFALL["start"][0])).fillna(0)
+        rows.append((product, "value_change", 0, float(start["b_amt"].sum() - start["a_amt"].sum())))
+    b = pd.DataFrame(rows, columns=["product", "movement", "leads", "value"]).set_index(["product", "movement"])
+    a = out.assign(product=out["product"].astype(str), movement=out["movement"].astype(str))
+    a = a.set_index(["product", "movement"])[["leads", "value"]]
+    return a.sort_index().astype({"leads": "int64", "value": float}).equals(b.sort_index())
+
+
+def check_transitions(model, duck) -> bool:
+    """Every stay (lead, product, stage, entry, destination, days), the counts exactly, and the
+    exposures (sum of days per product and stage) to 1e-12 (sums in another order)."""
+    stays, counts, exposure = duck
+    key = ["lead_id", "entered_at", "stage"]
+    a = model.stays_.astype({"lead_id": str, "product": str, "stage": str, "to_stage": str})
+    a = a.sort_values(key, kind="stable").reset_index(drop=True)
+    b = stays.astype({"lead_id": str, "product": str, "stage": str, "to_stage": str})
+    b = b.sort_values(key, kind="stable").reset_index(drop=True)
+    if len(a) != len(b):
+        return False
+    ok = True
+    for col in ("lead_id", "product", "stage", "to_stage"):
+        ok &= (a[col].to_numpy() == b[col].to_numpy()).all()
+    ok &= (_ns(a["entered_at"]) == _ns(b["entered_at"])).all()
+    ok &= np.array_equal(a["days"].to_numpy(float), b["days"].to_numpy(float), equal_nan=True)
+    c = model.counts_.astype({"product": str, "from_stage": str, "to_stage": str})
+    c = c.set_index(["product", "from_stage", "to_stage"])["n"].sort_index()
+    d = counts.set_index(["product", "from_stage", "to_stage"])["n"].astype("int64").sort_index()
+    ok &= c.equals(d)
+    e = model.stays_.groupby([model.stays_["product"].astype(str), model.stays_["stage"].astype(str)])["days"].sum()
+    f = exposure.set_index(["product", "stage"])["days"].reindex(e.index)
+    ok &= bool(np.allclose(e.to_numpy(), f.to_numpy(), rtol=1e-12, atol=0))
+    return bool(ok)
+
+
+def same_model(a, b) -> bool:
+    """Two fitted transition models are the same: stays, counts, notes, estimate, posterior."""
+    return bool(
+        a.stays_.equals(b.stays_)
+        and a.counts_.equals(b.counts_)
+        and a.notes_ == b.notes_
+        and a.groups_.equals(b.groups_)
+        and a.win_probability().equals(b.win_probability())
+        and np.array_equal(a._mass_samples, b._mass_samples)
+    )
+
+
+N_SAMPLES = 200
+
+
+def fit_one_core(log, **kw):
+    return TransitionModel(n_samples=N_SAMPLES).fit(log, **kw)
+
+
+def fit_parallel(log, **kw):
+    return parallel.fit_transitions(log, n_samples=N_SAMPLES, **kw)
+
+
+fit_one_core.__module__ = "funnelkit.transitions"
+fit_one_core.__name__ = f"TransitionModel(n_samples={N_SAMPLES}).fit"
+
+
 REDUCTIONS = {
     # name: (one-core function, parallel function, kwargs, SQL, check, columns used)
     "funnel": (
@@ -389,7 +578,33 @@ REDUCTIONS = {
         check_durations,
         ["lead_id", "stage", "timestamp", "amount", "product", "source", "owner"],
     ),
+    "stale": (
+        fk.pipeline.stale,
+        parallel.stale,
+        {"thresholds": STALE_DAYS},
+        STALE_SQL,
+        check_stale,
+        ["lead_id", "stage", "timestamp", "amount", "product", "source", "owner"],
+    ),
+    "movement": (
+        fk.pipeline.movement,
+        parallel.movement,
+        {"start": MOVE_START, "end": MOVE_END, "by": "product"},
+        MOVEMENT_SQL,
+        check_movement,
+        ["lead_id", "stage", "timestamp", "amount", "product"],
+    ),
+    "transitions": (
+        fit_one_core,
+        fit_parallel,
+        {"by": "product"},
+        transitions_sql,
+        check_transitions,
+        ["lead_id", "stage", "timestamp", "product"],
+    ),
 }
+#: How a parallel result is compared with the one-core result (default: DataFrame.equals and attrs).
+SAME = {"transitions": same_model}
 
 
 def chdb_funnel(log: pd.DataFrame, tmp: Path, window_days: int, repeat: int):
@@ -434,7 +649,7 @@ def run_size(n: int, args, writer, tmp: Path) -> None:
             # the memory sampler is a thread, and the auto engine forks only a
             # single-threaded process: measure the engine the timed runs used
             run_par = partial(par, log, n_jobs=args.jobs, engine=engine, **kw)
-        same_par = a.equals(b) and str(a.attrs) == str(b.attrs)
+        same_par = SAME[name](a, b) if name in SAME else a.equals(b) and str(a.attrs) == str(b.attrs)
         d, t_duck = timed(run_duck, repeat)
         same_duck = check(b, d)
         mem = {}
@@ -488,7 +703,9 @@ def run_size(n: int, args, writer, tmp: Path) -> None:
     con.close()
 
 
-def _duck(con, sql: str) -> pd.DataFrame:
+def _duck(con, sql):
+    if callable(sql):
+        return sql(con)
     return con.execute(sql).df()
 
 
@@ -601,6 +818,11 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", default=str(Path(__file__).with_suffix(".csv")))
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-chdb", action="store_true")
+    ap.add_argument(
+        "--run",
+        help="label of this run: its rows are appended to --csv with this label in the 'run' column "
+        "(default: the CSV is rewritten without labels)",
+    )
     args = ap.parse_args(argv)
     import tempfile
 
@@ -624,9 +846,16 @@ def main(argv=None) -> int:
         "peak_over_columns",
         "identical",
     ]
-    with open(args.csv, "w", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
+    append = bool(args.run) and Path(args.csv).exists()
+    if args.run:
+        fields.append("run")
+    with open(args.csv, "a" if append else "w", newline="") as fh, tempfile.TemporaryDirectory() as tmp:
         writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
+        if args.run:
+            row = writer.writerow
+            writer.writerow = lambda r: row({**r, "run": args.run})
+        if not append:
+            writer.writeheader()
         for n in args.sizes:
             run_size(n, args, writer, Path(tmp) / str(n))
             fh.flush()
