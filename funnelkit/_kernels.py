@@ -4,8 +4,9 @@ Every reduction here is two parts (see ``CONVENTIONS.md``): a *kernel* that
 turns the events of a set of whole leads (a *chunk*: no lead has events in
 two chunks) into partial results, and a *combine* step that adds the partial
 results of all chunks up exactly and shapes the tidy table.  The kernels run
-the one-core code of :mod:`funnelkit.funnel` and :mod:`funnelkit.pipeline`
-on the chunk (``funnel._journeys``, ``_counts``, ``pipeline.snapshot`` ...);
+the one-core code of :mod:`funnelkit.funnel`, :mod:`funnelkit.pipeline` and
+:mod:`funnelkit.transitions` on the chunk (``funnel._journeys``, ``_counts``,
+``pipeline.snapshot``, ``transitions._stay_events`` ...);
 the combine steps call the same table builders (``funnel._groups``,
 ``_funnel_table``, the :mod:`funnelkit.stats` intervals) on the summed
 counts, so the results are those of one core, cell for cell.

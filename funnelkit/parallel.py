@@ -20,7 +20,13 @@ functions, cell for cell:
 * :func:`stale` and :func:`movement` are made of those per-lead tables (the
   visits of every lead for the learned thresholds, a snapshot, or the
   snapshots at both dates), and finished by the one-core code on the
-  combined tables, so their lists and sums are those of one core.
+  combined tables, so their lists and sums are those of one core;
+* :func:`fit_transitions` (the stage-transition model) collects from each
+  chunk its leads' *stay events* (the events known at as_of, cut at the first
+  outcome, one per run of a stage) and their latest segment and value, puts
+  them one after the other in the one-core order and lets the one-core code
+  make the stays, the calendar, the transition and exposure cells and the
+  estimate from them: the same model, posterior samples included.
 
 Amounts are summed in floating point: exactly the one-core sums for whole
 amounts (deal values in currency units), possibly different in the last bit
@@ -1208,6 +1214,12 @@ def fit_transitions(
     ``states_``, ``groups_``, ``stays_`` (same rows, same order), ``counts_``,
     ``notes_``, probabilities and, with the same ``seed``, the same posterior
     samples, hence the same forecasts.
+
+    A Dask DataFrame is the log ``ddf.compute()`` (partition after
+    partition); one that is not lead-partitioned is shuffled by lead first,
+    and the model is then that of the shuffled log, whose ``stays_`` come in
+    another lead order (the counts and, without ``half_life`` or lead
+    weights, the estimate do not depend on the order).
 
     Parameters
     ----------
