@@ -585,6 +585,10 @@ class TransitionModel:
         TransitionModelError
             If no lead has any event at or before ``as_of``.
 
+        See Also
+        --------
+        funnelkit.parallel.fit_transitions : the same fit on every core, or on a Dask cluster.
+
         Examples
         --------
         >>> import funnelkit as fk
