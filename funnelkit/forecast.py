@@ -862,7 +862,9 @@ def forecast(
         past cutoffs, ``calibration_every`` apart, whose whole horizon is
         observed by ``as_of``, and each side of the range is widened (or
         narrowed) by the empirical quantile of the past misses measured in
-        half-ranges (split-conformal).  With fewer than 4 past cutoffs the
+        half-ranges (split-conformal); the calibrated range of wins is in
+        whole wins (each end rounded to the nearest, as shown).  With fewer
+        than 4 past cutoffs the
         model's range is kept, and ``total["range"]`` says so.  Costs one
         forecast per past cutoff.  Periods and segments keep the model's
         range.
@@ -2083,6 +2085,14 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
     narrows) that side of the new range; with fewer than 9 but at least 4 past cutoffs one
     score, the ``max`` of both sides, at rank ``ceil((n + 1) level)`` corrects both.  Returns
     ``(low, high, n, how)``, ``how`` "calibrated" or "model" (too few past cutoffs).
+
+    A calibrated range of wins is stated in whole wins, each end rounded to the nearest
+    (halves up), as reports and ``repr`` show it and the backtest scores it.  Rounding to the
+    nearest never leaves out a whole number the unrounded range holds (``round(low) <=
+    ceil(low)``, ``round(high) >= floor(high)``), so the split-conformal guarantee for a
+    whole number of wins still holds; it adds at most one whole win per side.  Without it
+    the backtest scored a range ("2.2 to 7.3") the reader never saw ("2 to 7") and counted
+    an actual of 2 as a miss.
     """
     if past is None or len(past) == 0:
         return lo, hi, 0, "model"
@@ -2116,7 +2126,9 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
     new_lo, new_hi = lo - q_lo * w_lo, hi + q_hi * w_hi
     if new_lo > new_hi:  # never an empty range
         new_lo = new_hi = (new_lo + new_hi) / 2
-    return max(new_lo, 0.0), max(new_hi, 0.0), n, "calibrated"
+    if quantity == "wins":  # whole wins, as shown
+        new_lo, new_hi = np.floor(new_lo + 0.5), np.floor(new_hi + 0.5)
+    return max(float(new_lo), 0.0), max(float(new_hi), 0.0), n, "calibrated"
 
 
 def _order_stat(x: np.ndarray, rank: float) -> float:
