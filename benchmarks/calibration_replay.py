@@ -46,8 +46,10 @@ def _rank_value(x: np.ndarray, rank: float, how: str) -> float | None:
     return F._order_stat(x, max(r, 1.0))
 
 
-def rule(*, rank="ceil", asym=9, sym=4):
-    """A calibration rule: split-conformal on half-range scores with the given rank rule."""
+def rule(*, rank="ceil", asym=9, sym=4, whole=False, hold=False):
+    """A calibration rule: split-conformal on half-range scores with the given rank rule
+    (``whole``: each end rounded to the nearest whole win, and ``hold``: the range stretched
+    to hold the point forecast shown, as :func:`forecast` does)."""
 
     def cal(mine, est, lo, hi, level):
         n = len(mine)
@@ -66,14 +68,26 @@ def rule(*, rank="ceil", asym=9, sym=4):
         new_lo, new_hi = lo - q_lo * w_lo, hi + q_hi * w_hi
         if new_lo > new_hi:
             new_lo = new_hi = (new_lo + new_hi) / 2
+        if hold:
+            shown = est * F._level_correction(mine, quantity="wins")[0]
+            new_lo, new_hi = min(new_lo, shown), max(new_hi, shown)
+        if whole:
+            new_lo, new_hi = np.floor(new_lo + 0.5), np.floor(new_hi + 0.5)
         return max(new_lo, 0.0), max(new_hi, 0.0)
 
     return cal
 
 
 def current(mine, est, lo, hi, level):
-    out = F._calibrate_range(mine, est, lo, hi, level, quantity="wins")
+    factor = F._level_correction(mine, quantity="wins")[0]
+    out = F._calibrate_range(mine, est, lo, hi, level, quantity="wins", shown=est * factor)
     return out[0], out[1]
+
+
+def outward(mine, est, lo, hi, level):
+    """Whole wins rounded outward: every whole win the range touches (more than stated)."""
+    low, high = rule(rank="ceil")(mine, est, lo, hi, level)
+    return np.floor(low + 1e-9), np.ceil(high - 1e-9)
 
 
 def replay(saved: dict, cal, *, K: int = 12, spaced: bool = False, window_days: int | None = None,
@@ -123,7 +137,12 @@ RULES = {
     "interp, spaced, K=24": (rule(rank="interp"), {"spaced": True, "K": 24}),
     "ceil, a year (>= 12)": (rule(rank="ceil"), {"window_days": 365}),
     "ceil, a year, 30D apart (>= 12)": (rule(rank="ceil"), {"window_days": 365, "thin_days": 30}),
-    "ceil, 12 cutoffs 30D apart": (rule(rank="ceil"), {"thin_days": 30}),
+    "unrounded (the rule until whole wins)": (rule(rank="ceil"), {"thin_days": 30}),
+    "whole wins, outward (floor low, ceil high)": (outward, {"thin_days": 30}),
+    "whole wins, K=24": (rule(rank="ceil", whole=True, hold=True), {"K": 24, "thin_days": 30}),
+    "current as a rule (checks the rule)": (rule(rank="ceil", whole=True, hold=True), {"thin_days": 30}),
+    "interpolated rank, whole wins": (rule(rank="interp", whole=True, hold=True), {"thin_days": 30}),
+    "interpolated rank, whole wins, K=24": (rule(rank="interp", whole=True, hold=True), {"K": 24, "thin_days": 30}),
     "interp, a year (>= 12)": (rule(rank="interp"), {"window_days": 365}),
     "symmetric only, interp": (rule(rank="interp", asym=10**9), {}),
     "symmetric only, interp, K=24": (rule(rank="interp", asym=10**9), {"K": 24}),

@@ -862,7 +862,9 @@ def forecast(
         past cutoffs, ``calibration_every`` apart, whose whole horizon is
         observed by ``as_of``, and each side of the range is widened (or
         narrowed) by the empirical quantile of the past misses measured in
-        half-ranges (split-conformal).  With fewer than 4 past cutoffs the
+        half-ranges (split-conformal); the calibrated range of wins is in
+        whole wins (each end rounded to the nearest, as shown).  With fewer
+        than 4 past cutoffs the
         model's range is kept, and ``total["range"]`` says so.  Costs one
         forecast per past cutoff.  Periods and segments keep the model's
         range.
@@ -1011,9 +1013,10 @@ def forecast(
     if calibrate:
         for q in ("wins", "revenue"):
             r = f.total.iloc[0]
-            lo, hi, n_used, how = _calibrate_range(past, float(r[f"expected_{q}"]), float(r[f"{q}_low"]),
-                                                   float(r[f"{q}_high"]), level, quantity=q)
             factor, side, n_lc = _level_correction(past, quantity=q) if correct_level else (1.0, 0, 0)
+            est = float(r[f"expected_{q}"])
+            lo, hi, n_used, how = _calibrate_range(past, est, float(r[f"{q}_low"]), float(r[f"{q}_high"]), level,
+                                                   quantity=q, shown=est * factor)
             for fr in frames:
                 fr[f"model_{q}_low"], fr[f"model_{q}_high"] = fr[f"{q}_low"], fr[f"{q}_high"]
                 fr[f"{q}_low"], fr[f"{q}_high"] = lo, hi
@@ -2071,7 +2074,8 @@ def _choose_half_life(past: pd.DataFrame, candidates: list):
     return (None if best == "none" else best), float(mae[best])
 
 
-def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level: float, *, quantity: str):
+def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level: float, *, quantity: str,
+                     shown: float | None = None):
     """The model's range corrected by the past cutoffs' errors (split-conformal).
 
     Each past forecast's miss is measured in units of its own half-range below and above the
@@ -2083,6 +2087,19 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
     narrows) that side of the new range; with fewer than 9 but at least 4 past cutoffs one
     score, the ``max`` of both sides, at rank ``ceil((n + 1) level)`` corrects both.  Returns
     ``(low, high, n, how)``, ``how`` "calibrated" or "model" (too few past cutoffs).
+
+    The calibrated range always holds the point forecast shown beside it (``shown``, the model's
+    ``est`` times the level correction; default ``est``): where the past misses would move one
+    end past it (a pipeline about to run dry: expected 0.2 wins after cutoffs that each won a
+    few more than forecast), that end stops at the point forecast, which only widens the range.
+
+    A calibrated range of wins is stated in whole wins, each end rounded to the nearest
+    (halves up), as reports and ``repr`` show it and the backtest scores it.  Rounding to the
+    nearest never leaves out a whole number the unrounded range holds (``round(low) <=
+    ceil(low)``, ``round(high) >= floor(high)``), so the split-conformal guarantee for a
+    whole number of wins still holds; it adds at most one whole win per side.  Without it
+    the backtest scored a range ("2.2 to 7.3") the reader never saw ("2 to 7") and counted
+    an actual of 2 as a miss.
     """
     if past is None or len(past) == 0:
         return lo, hi, 0, "model"
@@ -2116,7 +2133,12 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
     new_lo, new_hi = lo - q_lo * w_lo, hi + q_hi * w_hi
     if new_lo > new_hi:  # never an empty range
         new_lo = new_hi = (new_lo + new_hi) / 2
-    return max(new_lo, 0.0), max(new_hi, 0.0), n, "calibrated"
+    point = est if shown is None else shown
+    if np.isfinite(point):  # the range holds the point forecast shown beside it
+        new_lo, new_hi = min(new_lo, point), max(new_hi, point)
+    if quantity == "wins":  # whole wins, as shown
+        new_lo, new_hi = np.floor(new_lo + 0.5), np.floor(new_hi + 0.5)
+    return max(float(new_lo), 0.0), max(float(new_hi), 0.0), n, "calibrated"
 
 
 def _order_stat(x: np.ndarray, rank: float) -> float:
@@ -2610,12 +2632,13 @@ def backtest(
                 row[f"model_expected_{q}"] = row[f"expected_{q}"]
                 factor = 1.0
                 if calibrate and np.isfinite(row[f"expected_{q}"]):
-                    lo_, hi_, n_used, how = _calibrate_range(mine, row[f"expected_{q}"], row[f"{q}_low"],
-                                                             row[f"{q}_high"], level, quantity=q)
-                    row[f"{q}_low"], row[f"{q}_high"] = lo_, hi_
                     if correct_level:
                         factor = _level_correction(mine, quantity=q)[0]
-                        row[f"expected_{q}"] *= factor
+                    lo_, hi_, n_used, how = _calibrate_range(mine, row[f"expected_{q}"], row[f"{q}_low"],
+                                                             row[f"{q}_high"], level, quantity=q,
+                                                             shown=row[f"expected_{q}"] * factor)
+                    row[f"{q}_low"], row[f"{q}_high"] = lo_, hi_
+                    row[f"expected_{q}"] *= factor
                 else:
                     n_used, how = (len(mine), "model")
                 row["range" if q == "wins" else "revenue_range"] = _range_label(how, n_used)

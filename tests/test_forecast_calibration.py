@@ -25,8 +25,8 @@ def test_conformal_quantiles_by_hand():
     s_hi = np.sort((act - hi) / 10)
     new_lo, new_hi, n, how = F._calibrate_range(past, 100.0, 95.0, 110.0, 0.8, quantity="wins")
     assert (n, how) == (12, "calibrated")
-    assert new_lo == pytest.approx(max(95.0 - s_lo[11] * 5.0, 0.0))
-    assert new_hi == pytest.approx(110.0 + s_hi[11] * 10.0)
+    assert new_lo == max(np.floor(95.0 - s_lo[11] * 5.0 + 0.5), 0.0)  # whole wins, nearest
+    assert new_hi == np.floor(110.0 + s_hi[11] * 10.0 + 0.5)
     assert new_hi - new_lo > 15.0  # widened
     # five past cutoffs: one score for both sides, the ceil(6 * 0.8) = 5th smallest
     p5 = past.iloc[:5]
@@ -34,12 +34,60 @@ def test_conformal_quantiles_by_hand():
     q = s[4]
     new_lo, new_hi, n, how = F._calibrate_range(p5, 100.0, 90.0, 110.0, 0.8, quantity="wins")
     assert (n, how) == (5, "calibrated")
-    assert (new_lo, new_hi) == (pytest.approx(max(90 - q * 10, 0)), pytest.approx(110 + q * 10))
+    assert (new_lo, new_hi) == (max(np.floor(90 - q * 10 + 0.5), 0), np.floor(110 + q * 10 + 0.5))
+    # revenue is not rounded
+    rev = p5.rename(columns=lambda c: c.replace("wins", "revenue"))
+    r_lo, r_hi, _, _ = F._calibrate_range(rev, 100.0, 90.0, 110.0, 0.8, quantity="revenue")
+    assert (r_lo, r_hi) == (pytest.approx(max(90 - q * 10, 0)), pytest.approx(110 + q * 10))
     # three: too few, the model's range, labelled
     assert F._calibrate_range(past.iloc[:3], 100.0, 90.0, 110.0, 0.8, quantity="wins") == (90.0, 110.0, 3, "model")
     assert F._range_label("model", 3) == "model (only 3 past cutoffs to calibrate on)"
     assert F._range_label("calibrated", 12) == "calibrated on 12 past cutoffs"
 
+
+
+def test_calibrated_wins_are_whole_and_keep_every_whole_win_of_the_unrounded_range():
+    """Rounded to the nearest whole win: never narrower in whole wins than the unrounded range
+    (so no whole number of wins it held is left out), at most one more per side."""
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        exp = rng.uniform(1, 30, 12)
+        half = rng.uniform(0.5, 6, 12)
+        act = np.round(exp + rng.normal(0, 3, 12)).clip(0)
+        past = past_rows(exp, exp - half, exp + half, act)
+        e, h = rng.uniform(1, 30), rng.uniform(0.5, 6)
+        w = np.maximum(half, 1.0)  # half-ranges of at least one win
+        # 12 past cutoffs at 80%: each side moves by the ceil(13 * 0.9) = 12th, the largest, miss
+        raw_lo = e - h - np.max((exp - half - act) / w) * max(h, 1.0)
+        raw_hi = e + h + np.max((act - exp - half) / w) * max(h, 1.0)
+        if raw_lo > raw_hi:
+            raw_lo = raw_hi = (raw_lo + raw_hi) / 2
+        raw_lo, raw_hi = max(raw_lo, 0.0), max(raw_hi, 0.0)
+        lo, hi, _, how = F._calibrate_range(past, e, e - h, e + h, 0.8, quantity="wins")
+        assert how == "calibrated" and lo == int(lo) and hi == int(hi)
+        assert lo <= np.ceil(raw_lo - 1e-9) and hi >= np.floor(raw_hi + 1e-9)
+        assert lo >= np.ceil(raw_lo - 1e-9) - 1 and hi <= np.floor(raw_hi + 1e-9) + 1
+
+
+def test_calibrated_range_holds_the_point_forecast_shown():
+    """A pipeline about to run dry (expected 0.2 wins, the model's range 0 to 1) after past
+    cutoffs that each won more than forecast: the misses would lift the low end above the
+    forecast; it stops at the forecast shown (then whole wins), and only ever widens."""
+    exp = np.array([10.0, 12, 9, 11, 10, 13, 12, 10, 11, 9, 12, 10])
+    act = exp + np.array([5.0, 4, 6, 5, 3, 4, 5, 6, 4, 5, 3, 4])  # always above the range
+    past = past_rows(exp, exp - 2, exp + 2, act)
+    s_lo = (past["wins_low"] - act) / 2  # all negative: the low end would move up
+    assert np.max(s_lo) < 0
+    lo, hi, n, how = F._calibrate_range(past, 0.2, 0.0, 1.0, 0.8, quantity="wins")
+    assert how == "calibrated" and lo == 0.0 and lo <= 0.2 <= hi
+    unclamped_lo = 0.0 - np.max(s_lo) * 1.0  # half-range floored at one win
+    assert unclamped_lo > 0.5  # without the rule, "1 to ..." beside an expected 0.2
+    # the point shown after a level correction: the range holds it too
+    lo2, hi2, _, _ = F._calibrate_range(past, 0.2, 0.0, 1.0, 0.8, quantity="wins", shown=9.6)
+    assert lo2 <= 9.6 <= hi2 and hi2 == 10.0
+    rev = past.rename(columns=lambda c: c.replace("wins", "revenue"))
+    r_lo, r_hi, _, _ = F._calibrate_range(rev, 0.2, 0.0, 1.0, 0.8, quantity="revenue")
+    assert r_lo == pytest.approx(0.2) and r_hi > 0.2
 
 
 def test_level_correction_only_after_misses_on_one_side():
@@ -81,8 +129,9 @@ def test_forecast_calibrate_labels_and_falls_back(demo_log):
     assert (past["horizon_end"] <= pd.Timestamp("2025-09-30 23:59:59.999999999")).all()
     assert t["range"] == "calibrated on 6 past cutoffs"
     lo, hi, n, how = F._calibrate_range(past, t["model_expected_wins"], t["model_wins_low"], t["model_wins_high"],
-                                        0.8, quantity="wins")
+                                        0.8, quantity="wins", shown=t["model_expected_wins"] * t["level_factor"])
     assert (t["wins_low"], t["wins_high"]) == (lo, hi)
+    assert lo <= t["expected_wins"] <= hi and lo == int(lo) and hi == int(hi)
     assert any("past cutoffs" in n for n in f.notes_)
     # too little history: the model's range, labelled as such
     short = F.forecast(demo_log, as_of="2025-02-28", horizon="60D", n_draws=100, calibrate=True)
@@ -100,10 +149,12 @@ def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
         past = roll[(roll["horizon_end"] <= row["cutoff"])]
         past = past[past["cutoff"].isin(sorted(past["cutoff"].unique())[-5:])]
         assert row["calibration_cutoffs"] == len(past) == 5
-        lo, hi, n, how = F._calibrate_range(past, row["model_expected_wins"], row["model_wins_low"],
-                                            row["model_wins_high"], 0.8, quantity="wins")
-        assert (row["wins_low"], row["wins_high"]) == (lo, hi)
         factor = F._level_correction(past, quantity="wins")[0]
+        lo, hi, n, how = F._calibrate_range(past, row["model_expected_wins"], row["model_wins_low"],
+                                            row["model_wins_high"], 0.8, quantity="wins",
+                                            shown=row["model_expected_wins"] * factor)
+        assert (row["wins_low"], row["wins_high"]) == (lo, hi)
+        assert lo <= row["expected_wins"] <= hi
         assert row["expected_wins"] == pytest.approx(row["model_expected_wins"] * factor)
     s = bt.summary.set_index(["method", "quantity"])
     model = s.loc[("forecast, model range", "wins")]
