@@ -899,7 +899,7 @@ def stay_events(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> di
     info = info or {}
     ids = info.get("lead_ids")
     if ids is not None:  # numbered by runs of a lead-sorted chunk: first-appearance order
-        codes, ids = chunk[lead].to_numpy().astype(np.int64), pd.Index(ids)
+        codes, ids = chunk[lead].to_numpy().astype(transitions._index_dtype(len(ids))), pd.Index(ids)
     else:
         codes, ids = checked_leads(chunk, lead=lead)
     out = transitions._stay_events(chunk, fit, lead_codes=codes, lead_ids=ids)
@@ -927,7 +927,8 @@ def merge_stay_events(parts: list[dict]) -> dict:
     sizes = np.array([len(p["lead_ids"]) for p in full], dtype=np.int64)
     offsets = np.r_[0, np.cumsum(sizes)[:-1]]
     lead_ids = full[0]["lead_ids"].append([p["lead_ids"] for p in full[1:]]) if len(full) > 1 else full[0]["lead_ids"]
-    lc = np.concatenate([p["lc"] + off for p, off in zip(full, offsets)])
+    cdt = transitions._index_dtype(int(sizes.sum()))  # lead codes: int32 below 2**31 leads
+    lc = np.concatenate([p["lc"].astype(cdt) + cdt(off) for p, off in zip(full, offsets)])
     tt = np.concatenate([p["tt"] for p in full])
     st = np.concatenate([p["st"] for p in full])
     segments = {
@@ -936,8 +937,8 @@ def merge_stay_events(parts: list[dict]) -> dict:
     value = None if full[0]["value"] is None else np.concatenate([p["value"] for p in full])
     if full[0]["first"] is not None and len(full) > 1:
         order = np.argsort(np.concatenate([p["first"] for p in full]), kind="stable")
-        rank = np.empty(order.size, dtype=np.int64)
-        rank[order] = np.arange(order.size)
+        rank = np.empty(order.size, dtype=cdt)
+        rank[order] = np.arange(order.size, dtype=cdt)
         lead_ids = lead_ids.take(order)
         segments = {col: s.take(order).reset_index(drop=True) for col, s in segments.items()}
         value = None if value is None else value[order]

@@ -643,36 +643,61 @@ class TransitionModel:
             tt = np.where(tt != NAT, cal.to_activity_ns(tt), NAT)
             T = np.int64(cal.to_activity_ns(np.array([T]))[0])
 
-        # stays
+        # stays: each event of a transient stage starts one; the next event of the same
+        # lead (if any) is where it went (masks over the events: no index arrays)
+        n_ev = lc.size
         is_stay = st < n_tr
-        pos = np.flatnonzero(is_stay)
-        s_lead, s_from, s_t = lc[pos], st[pos], tt[pos]
-        nxt = np.minimum(pos + 1, lc.size - 1)
-        completed = (pos + 1 < lc.size) & (lc[nxt] == s_lead)
-        s_to = np.where(completed, st[nxt], -1)
-        end_t = np.where(completed, tt[nxt], T)
-        known = (s_t != NAT) & (end_t != NAT)
-        days = np.full(pos.size, np.nan)
-        days[known] = (end_t[known] - s_t[known]) / DAY_NS
+        s_lead, s_from, s_t = lc[is_stay], st[is_stay], tt[is_stay]
+        n_stays = s_lead.size
+        m = n_stays - int(n_ev > 0 and is_stay[-1])  # stays with a next event in the log
+        head = is_stay[:-1]
+        completed = np.zeros(n_stays, dtype=bool)
+        completed[:m] = (lc[1:] == lc[:-1])[head]
+        # destination code of each stay: the next event's state, or n_states (open)
+        to_code = np.full(n_stays, n_states, dtype=st.dtype)
+        to_code[:m] = st[1:][head]
+        to_code[~completed] = n_states
+        end_t = np.full(n_stays, T, dtype=np.int64)
+        end_t[:m] = tt[1:][head]
+        end_t[~completed] = T
+        del head, is_stay
+        # the time a stay's weight is judged by (recency weighting): its entry, else its end
+        nat = s_t == NAT
+        w_t = s_t
+        if nat.any():
+            w_t = s_t.copy()
+            w_t[nat] = np.where(end_t[nat] != NAT, end_t[nat], T)
+        known = ~nat
+        known &= end_t != NAT
+        del nat
+        np.subtract(end_t, s_t, out=end_t)  # durations (ns) where known
+        days = np.divide(end_t, DAY_NS)
+        del end_t
+        days[~known] = np.nan
+        del known
 
         # lead-level segments: latest known value up to as_of
         lead_used = np.zeros(n_leads, dtype=bool)
         lead_used[lc] = True
+        all_used = bool(lead_used.all())
         lead_idx = np.flatnonzero(lead_used)
+        del lead_used
         seg_frame = pd.DataFrame(index=np.arange(n_leads))
         for col in by:
             seg_frame[col] = part["segments"][col]
         lead_value = part["value"]
+        gdt = _index_dtype(n_leads)
         if by:
             sub = seg_frame.iloc[lead_idx]
             gcode = sub.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
-            lead_group = np.zeros(n_leads, dtype=np.int64)
+            lead_group = np.zeros(n_leads, dtype=gdt)
             lead_group[lead_idx] = gcode
             groups = sub.assign(_g=gcode).drop_duplicates("_g").sort_values("_g")
             groups = groups.drop(columns="_g").reset_index(drop=True)
             groups["leads"] = np.bincount(gcode, minlength=len(groups))
+            del sub, gcode
         else:
-            lead_group = np.zeros(n_leads, dtype=np.int64)
+            lead_group = np.zeros(n_leads, dtype=gdt)
             groups = pd.DataFrame({"leads": [lead_idx.size]})
         n_groups = len(groups)
         s_group = lead_group[s_lead]
@@ -680,37 +705,59 @@ class TransitionModel:
         # timing: stays with an unknown duration
         K_cap = MAX_DAYS
         timed = ~np.isnan(days)
-        impute = np.zeros(pos.size, dtype=bool)
-        for s in range(n_tr):
-            in_s = s_from == s
-            n_unk = int((in_s & ~timed).sum())
-            if not n_unk:
-                continue
-            if (in_s & timed).any():
-                notes.append(
-                    f"{n_unk:,} stay(s) in {steps[s]!r} have an unknown duration (undated events); "
-                    "they are left out of that stage's estimate."
-                )
-            else:
-                done = in_s & ~timed & completed
-                impute |= done
-                notes.append(
-                    f"no stay in {steps[s]!r} has a known duration: its {int(done.sum()):,} completed "
-                    f"stay(s) are taken as instantaneous (0 days) and its {n_unk - int(done.sum()):,} "
-                    "open one(s) are left out; forecasts treat time in that stage as unknown."
-                )
-        use = timed | impute
-        d_use = np.where(impute, 0.0, days)
-        ev_bin = np.where(completed, np.ceil(d_use), np.floor(d_use))
-        ev_bin = np.clip(np.nan_to_num(ev_bin, nan=0.0), 0, K_cap - 1).astype(np.int64)
-        if (ev_bin[use & completed] >= K_cap - 1).any():
+        impute = None
+        if not timed.all():
+            impute = np.zeros(n_stays, dtype=bool)
+            for s in range(n_tr):
+                in_s = s_from == s
+                n_unk = int((in_s & ~timed).sum())
+                if not n_unk:
+                    continue
+                if (in_s & timed).any():
+                    notes.append(
+                        f"{n_unk:,} stay(s) in {steps[s]!r} have an unknown duration (undated events); "
+                        "they are left out of that stage's estimate."
+                    )
+                else:
+                    done = in_s & ~timed & completed
+                    impute |= done
+                    notes.append(
+                        f"no stay in {steps[s]!r} has a known duration: its {int(done.sum()):,} completed "
+                        f"stay(s) are taken as instantaneous (0 days) and its {n_unk - int(done.sum()):,} "
+                        "open one(s) are left out; forecasts treat time in that stage as unknown."
+                    )
+            if not impute.any():
+                impute = None
+        use = timed if impute is None else timed | impute
+        del timed
+        all_use = bool(use.all())
+        d_use = days if impute is None else np.where(impute, 0.0, days)
+        del impute
+        # day bin: a completed stay moves on day ceil(d), an open one is at risk through floor(d)
+        eb = np.floor(d_use)
+        np.ceil(d_use, out=eb, where=completed)
+        del d_use
+        np.nan_to_num(eb, copy=False, nan=0.0)
+        np.clip(eb, 0, K_cap - 1, out=eb)
+        ev_bin = eb.astype(np.int16 if K_cap < 2**15 else np.int64)
+        del eb
+        uc = completed if all_use else use & completed
+        last_bin = int(ev_bin[uc].max()) if uc.any() else 0
+        if last_bin >= K_cap - 1:
             notes.append(f"stays longer than {K_cap} days are counted on day {K_cap - 1}.")
-        K = int(ev_bin[use & completed].max()) + 1 if (use & completed).any() else 1
-        ev_bin = np.minimum(ev_bin, K - 1)
-        col = np.where(completed, s_to, n_states)
-        cell = ((s_group * n_tr + s_from) * K + ev_bin) * (n_states + 1) + col
-        # the time a stay's weight is judged by (recency weighting): its entry, else its end
-        w_t = np.where(s_t != NAT, s_t, np.where(end_t != NAT, end_t, T))
+        K = last_bin + 1
+        del uc
+        np.minimum(ev_bin, K - 1, out=ev_bin)
+        # cell of each stay: (segment, stage, day, destination or open)
+        cdt = _index_dtype(n_groups * n_tr * K * (n_states + 1))
+        gs = s_group.astype(cdt)
+        gs *= n_tr
+        gs += s_from
+        cell = gs * K
+        cell += ev_bin
+        del ev_bin
+        cell *= n_states + 1
+        cell += to_code
 
         # stage sets without a lost outcome: a lead that has not moved on within the stage
         # set's horizon is dropped - the model's "stalled" - even if a few moved on later
@@ -735,34 +782,61 @@ class TransitionModel:
         self._K = K
         self._stall_after = stall_after
         self._T_model = np.int64(T)
-        self._n_gs = np.bincount(s_group[use] * n_tr + s_from[use],
+        self._n_gs = np.bincount(gs if all_use else gs[use],
                                  minlength=n_groups * n_tr).reshape(n_groups, n_tr).astype(float)
-        self._cells = (cell[use], w_t[use], (n_groups, n_tr, K, n_states + 1))
-        self._stay_leads = s_lead[use]
+        del gs
+        if all_use:
+            self._cells = (cell, w_t, (n_groups, n_tr, K, n_states + 1))
+            self._stay_leads = s_lead
+        else:
+            self._cells = (cell[use], w_t[use], (n_groups, n_tr, K, n_states + 1))
+            self._stay_leads = s_lead[use]
+        del cell, w_t, use
         self._lead_ids = lead_ids
         self._lead_value = lead_value
         self.value_ = spec["value"]
         self._w_mult = None
         self.weighted_by_ = None
-        self._lead_group = pd.Series(lead_group[lead_idx], index=lead_ids.take(lead_idx))
+        self._lead_group = pd.Series(
+            lead_group[lead_idx].astype(np.int64, copy=False),
+            index=lead_ids if all_used else lead_ids.take(lead_idx),
+        )
+        del lead_group, lead_idx
         self._estimate()
         self._fitted = True
 
-        to_names = [*states, OPEN]
-        stays = pd.DataFrame({spec["lead"]: lead_ids.take(s_lead)})
-        for c in by:
-            vals = seg_frame[c].to_numpy()[s_lead]
-            stays[c] = pd.Categorical(vals, categories=seg_frame[c].cat.categories) \
-                if isinstance(seg_frame[c].dtype, pd.CategoricalDtype) else vals
-        stays["stage"] = pd.Categorical.from_codes(s_from, categories=steps[:-1])
-        s_t_raw = np.where(s_t != NAT, cal.from_activity_ns(s_t), NAT) if cal is not None else s_t
-        stays["entered_at"] = to_datetimes(s_t_raw, tz)
-        stays["to_stage"] = pd.Categorical.from_codes(np.where(s_to >= 0, s_to, n_states), categories=to_names)
-        stays["days"] = days
-        self.stays_ = stays
-        self.counts_ = self._counts_table(s_group, s_from, s_to)
+        self.counts_ = self._counts_table(s_group, s_from, to_code)
+        del s_group
+        # stays_: built when first read, from these compact columns
+        self._stays_parts = {
+            "lead": spec["lead"], "lead_codes": s_lead, "segments": seg_frame, "from": s_from,
+            "entered": s_t, "to": to_code, "days": days, "calendar": cal, "tz": tz,
+        }
+        self._stays = None
         self._tables = {}  # probabilities_, pooled_probabilities_: built when first read
         return self
+
+    @property
+    def stays_(self) -> pd.DataFrame:
+        """One row per stay (see the class docstring); built when first read."""
+        self._check()
+        if self._stays is None:
+            p = self._stays_parts
+            s_lead, seg_frame, cal = p["lead_codes"], p["segments"], p["calendar"]
+            steps = list(self.stage_set_.steps)
+            stays = pd.DataFrame({p["lead"]: self._lead_ids.take(s_lead)})
+            for c in self.by_:
+                vals = seg_frame[c].to_numpy()[s_lead]
+                stays[c] = pd.Categorical(vals, categories=seg_frame[c].cat.categories) \
+                    if isinstance(seg_frame[c].dtype, pd.CategoricalDtype) else vals
+            stays["stage"] = pd.Categorical.from_codes(p["from"], categories=steps[:-1])
+            s_t = p["entered"]
+            s_t_raw = np.where(s_t != NAT, cal.from_activity_ns(s_t), NAT) if cal is not None else s_t
+            stays["entered_at"] = to_datetimes(s_t_raw, p["tz"])
+            stays["to_stage"] = pd.Categorical.from_codes(p["to"], categories=[*self.states_, OPEN])
+            stays["days"] = p["days"]
+            self._stays = stays
+        return self._stays
 
     def _estimate(self) -> None:
         """Point estimate and posterior samples from the stays' cells (``self._cells``).
@@ -777,14 +851,17 @@ class TransitionModel:
         """
         cell, w_t, shape = self._cells
         n_cells = int(np.prod(shape))
-        if self.half_life is None:
-            w = np.ones(cell.size)
-        else:
+        w = None  # every stay counts 1: the counts are the weighted counts and their squares
+        if self.half_life is not None:
             age = (self._T_model - w_t) / DAY_NS
             w = np.exp2(-np.maximum(age, 0.0) / float(self.half_life))
+            del age
         if self._w_mult is not None:
-            w = w * self._w_mult
-        counts = np.bincount(cell, weights=w, minlength=n_cells)
+            w = self._w_mult if w is None else w * self._w_mult
+        if w is None:
+            counts = np.bincount(cell, minlength=n_cells).astype(float)
+        else:
+            counts = np.bincount(cell, weights=w, minlength=n_cells)
         mass, stalled = self._mass_from_counts(counts.reshape(shape)[None], self._n_gs)
         self._mass, self._stalled = mass[0], stalled[0]
         self._cdf_cache: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
@@ -793,7 +870,8 @@ class TransitionModel:
         if not D:
             self._mass_samples = self._stalled_samples = None
             return
-        sq = np.bincount(cell, weights=w * w, minlength=n_cells)
+        sq = counts if w is None else np.bincount(cell, weights=w * w, minlength=n_cells)
+        del w
         nz = np.flatnonzero(counts > 0)
         g_shape = counts[nz] ** 2 / sq[nz]
         g_scale = sq[nz] / counts[nz]
@@ -801,7 +879,7 @@ class TransitionModel:
         G, S, K, B1 = shape
         ms = np.empty((D, G + 1, S, K, B1 - 1), dtype=np.float32)
         sl = np.empty((D, G + 1, S), dtype=np.float64)
-        chunk = max(1, min(D, int(4_000_000 // max(n_cells, 1))))
+        chunk = max(1, min(D, int(1_000_000 // max(n_cells, 1))))  # samples at a time: ~4 MB each array
         for a in range(0, D, chunk):
             b = min(D, a + chunk)
             wc = np.zeros((b - a, n_cells), dtype=np.float32)
@@ -961,9 +1039,9 @@ class TransitionModel:
         a = (1 - level) / 2
         return np.quantile(samples, a, axis=0), np.quantile(samples, 1 - a, axis=0)
 
-    def _counts_table(self, s_group, s_from, s_to) -> pd.DataFrame:
+    def _counts_table(self, s_group, s_from, col) -> pd.DataFrame:
+        """``col``: each stay's destination (``n_states``: open)."""
         n_states = len(self.states_)
-        col = np.where(s_to >= 0, s_to, n_states)
         G, S = len(self.groups_), self._n_tr
         c = np.bincount((s_group * S + s_from) * (n_states + 1) + col, minlength=G * S * (n_states + 1))
         c = c.reshape(G, S, n_states + 1)
@@ -1702,34 +1780,45 @@ def _fit_moment(spec: dict, data_end) -> tuple[np.int64, np.int64]:
     return np.int64(_parse_as_of(as_of, error=TransitionModelError, tz=spec["tz"]).value), data_end
 
 
+def _index_dtype(n: int):
+    """The smallest integer type of positions (or codes) below ``n``: int32 up to 2**31."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=None) -> dict:
     """The events of a set of whole leads that make their stays (the fit's per-lead part).
 
     Keeps the events known at ``as_of``, sorts each lead's events by time
     (an outcome last at ties), cuts each path at its first outcome and keeps
     the first event of each run of the same stage.  Returns those events'
-    lead codes ``lc`` (indices into ``lead_ids``), times ``tt`` (int64 ns)
-    and states ``st``, in (lead, time) order; the latest ``by`` values and
-    ``value`` of every lead (``segments``, ``value``); the counts behind the
-    note on events after an outcome; and ``kept`` (False: no event at or
+    lead codes ``lc`` (indices into ``lead_ids``; int32 below 2**31 leads), times
+    ``tt`` (int64 ns) and states ``st`` (int8), in (lead, time) order; the latest
+    ``by`` values and ``value`` of every lead (``segments``, ``value``); the counts
+    behind the note on events after an outcome; and ``kept`` (False: no event at or
     before ``as_of``).  Leads have all their events in ``log``, so the
     results of lead-partitioned chunks, put one after the other, are those
     of the whole log (``funnelkit._kernels.merge_stay_events``).
 
     ``lead_codes`` and ``lead_ids``: the leads already numbered (else
     ``pd.factorize`` of the lead column, checked).
+
+    Memory: the arrays over every event are the log's times (int64 ns), the lead
+    codes (int32), the states (int8) and a few masks and int32 running sums; the
+    rows are copied (and sorted) only when some events come after ``as_of`` or the
+    log is not in (lead, time) order.
     """
     ss, states, n_tr, by, value = spec["ss"], spec["states"], spec["n_tr"], spec["by"], spec["value"]
     lead, stage, time = spec["lead"], spec["stage"], spec["time"]
-    # state index per row, through the categories (vectorised)
+    # state index per row, through the categories (vectorised); code -1 (missing) takes
+    # the lookup's last entry
     cat = pd.Categorical(log[stage])
     lut = []
     for c in cat.categories:
         name = ss.canonical(c)
         lut.append(states.index(name) if name is not None else -2)
-    lut = np.array([*lut, -2], dtype=np.int64)
-    codes = cat.codes.astype(np.int64)
-    state = lut[np.where(codes < 0, len(lut) - 1, codes)]
+    lut = np.array([*lut, -2], dtype=np.int8 if len(states) < 127 else np.int64)
+    state = lut[cat.codes]
+    del cat
     if (state == -2).any():
         bad = pd.Series(log[stage].to_numpy()[state == -2]).value_counts(dropna=False)
         raise InvalidEventLogError(
@@ -1745,66 +1834,97 @@ def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=Non
         )
     if lead_codes is None:
         lead_codes, lead_ids = checked_leads(log, lead=lead)
+    n_leads = len(lead_ids)
+    lead_codes = np.asarray(lead_codes).astype(_index_dtype(n_leads), copy=False)
     t = checked_times(log, time=time)  # UTC instants for a log with a zone
     dated = t != NAT
+    all_dated = bool(dated.all())
     if spec["T"] is None:
-        T, data_end = _fit_moment(spec, t[dated].max() if dated.any() else None)
+        T, data_end = _fit_moment(spec, (t.max() if all_dated else t[dated].max()) if dated.any() else None)
     else:
         T, data_end = spec["T"], spec["data_end"]
-    n_leads = len(lead_ids)
     out = {
         "lead_ids": lead_ids,
         "T": T,
-        "data_start": int(t[dated].min()) if dated.any() else None,
+        "data_start": int(t.min() if all_dated else t[dated].min()) if dated.any() else None,
         "kept": True,
         "n_after": 0,
         "n_after_leads": 0,
     }
 
     # events kept at as_of (the snapshot's rule for undated events)
-    if T >= data_end and dated.all():  # everything is known at as_of: no copies
-        keep = np.ones(t.size, dtype=bool)
+    if T >= data_end and all_dated:  # everything is known at as_of: no copies
+        keep = None
         lc, tt, st = lead_codes, t, state
     else:
         le = dated & (t <= T)
         n_le = np.bincount(lead_codes[le], minlength=n_leads)
         n_dated = np.bincount(lead_codes[dated], minlength=n_leads)
         present = (n_le > 0) | ((n_dated == 0) & (T >= data_end))
+        del n_le, n_dated
         keep = le | (~dated & present[lead_codes])
+        del le, present
         out["kept"] = bool(keep.any())
-        rows = np.flatnonzero(keep)
-        lc, tt, st = lead_codes[rows], t[rows], state[rows]
-    sort_key = np.where(st > n_tr, np.iinfo(np.int32).max, st)  # lost last at ties
-    in_order = (lc[1:] > lc[:-1]) | (
-        (lc[1:] == lc[:-1]) & ((tt[1:] > tt[:-1]) | ((tt[1:] == tt[:-1]) & (sort_key[1:] >= sort_key[:-1])))
-    )
-    if not in_order.all():  # a loaded log is usually sorted already: skip the costly sort
-        o = np.lexsort((sort_key, tt, lc))
+        lc, tt, st = lead_codes[keep], t[keep], state[keep]
+    del dated
+    top = np.iinfo(st.dtype).max
+    # (lead, time, outcome last at ties) order, checked without an int64 sort key
+    rows_sorted = bool((lc[1:] >= lc[:-1]).all())
+    if rows_sorted:
+        same = lc[1:] == lc[:-1]
+        rows_sorted = not (same & (tt[1:] < tt[:-1])).any()
+        if rows_sorted:
+            i = np.flatnonzero(same & (tt[1:] == tt[:-1]))  # ties: an outcome comes last
+            k0, k1 = st[i], st[i + 1]
+            rows_sorted = bool((np.where(k1 > n_tr, top, k1) >= np.where(k0 > n_tr, top, k0)).all())
+            del i, k0, k1
+        del same
+    if not rows_sorted:  # a loaded log is usually sorted already: skip the costly sort
+        o = np.lexsort((np.where(st > n_tr, top, st), tt, lc))
         lc, tt, st = lc[o], tt[o], st[o]
+        del o
 
-    # truncate each path at its first outcome
-    absorbing = st >= n_tr
+    # truncate each path at its first outcome: the events after an absorbing event of the
+    # same lead (int32 running counts of absorbing events)
+    cdt = _index_dtype(lc.size + 1)
     lead_start = _starts(lc)
-    cs = np.cumsum(absorbing) - absorbing
-    base = np.maximum.accumulate(np.where(lead_start, cs, 0))
-    after = (cs - base) > 0
+    absorbing = st >= n_tr
+    cs = np.cumsum(absorbing, dtype=cdt)
+    cs -= absorbing
+    del absorbing
+    base = np.where(lead_start, cs, 0).astype(cdt, copy=False)
+    np.maximum.accumulate(base, out=base)
+    after = cs > base
+    del cs, base
     n_after = int(np.count_nonzero(after))
     if n_after:
         la = lc[after]  # sorted by lead
         out["n_after"] = n_after
         out["n_after_leads"] = int(np.count_nonzero(la[1:] != la[:-1])) + 1
+        del la
     # consecutive events of the same stage are one stay (the events after an outcome end
     # each lead's sequence, so dropping them does not change which events are adjacent)
-    new_run = lead_start | _starts(st)
-    sel = np.flatnonzero(new_run & ~after)
-    out["lc"], out["tt"], out["st"] = lc[sel], tt[sel], st[sel]
+    new_run = _starts(st)
+    new_run |= lead_start
+    del lead_start
+    if n_after:
+        new_run &= ~after
+    del after
+    out["lc"], out["tt"], out["st"] = lc[new_run], tt[new_run], st[new_run]
+    del new_run, lc, tt, st
 
     # lead-level segments: latest known value up to as_of
+    rows_all = None  # None: every row, already in (lead, time) order
     if by or value is not None:
-        rows_all = np.flatnonzero(keep)
-        rc, rt = lead_codes[rows_all], t[rows_all]
-        if not ((rc[1:] > rc[:-1]) | ((rc[1:] == rc[:-1]) & (rt[1:] >= rt[:-1]))).all():
-            rows_all = rows_all[np.lexsort((rt, rc))]
+        if keep is None and rows_sorted:
+            pass
+        else:
+            rows_all = np.arange(t.size) if keep is None else np.flatnonzero(keep)
+            rc, rt = lead_codes[rows_all], t[rows_all]
+            if not ((rc[1:] > rc[:-1]) | ((rc[1:] == rc[:-1]) & (rt[1:] >= rt[:-1]))).all():
+                rows_all = rows_all[np.lexsort((rt, rc))]
+            del rc, rt
+    del keep, t
     out["segments"] = {
         col: _latest(log[col], rows_sorted=rows_all, lead_codes=lead_codes, n_leads=n_leads) for col in by
     }
@@ -1847,18 +1967,23 @@ def _windows(in_stage_ns, horizons_ns) -> tuple[np.ndarray, np.ndarray]:
     return q.astype(np.int64), np.maximum(h, 0).astype(np.int64)
 
 
-def _latest(values: pd.Series, *, rows_sorted: np.ndarray, lead_codes, n_leads) -> pd.Series:
-    """Per lead: its latest non-missing value among the given rows (in lead, time order)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
+def _latest(values: pd.Series, *, rows_sorted: np.ndarray | None, lead_codes, n_leads) -> pd.Series:
+    """Per lead: its latest non-missing value among the given rows (in lead, time order;
+    ``None``: every row, already in that order).  Read a million rows at a time, so
+    that no array over every event is made."""
+    is_cat = isinstance(values.dtype, pd.CategoricalDtype)
+    if is_cat:
         vc = values.cat.codes.to_numpy()
-        ok = vc[rows_sorted] >= 0
-    else:
-        ok = values.notna().to_numpy()[rows_sorted]
-    r_ok = rows_sorted[ok]
+    n = len(values) if rows_sorted is None else rows_sorted.size
     last = np.full(n_leads, -1, dtype=np.int64)
-    last[lead_codes[r_ok]] = r_ok  # later positions overwrite: latest
+    step = 1 << 20
+    for a in range(0, n, step):  # later rows overwrite earlier ones: the latest
+        rows = np.arange(a, min(n, a + step)) if rows_sorted is None else rows_sorted[a : a + step]
+        ok = vc[rows] >= 0 if is_cat else values.iloc[rows].notna().to_numpy()
+        r_ok = rows[ok]
+        last[lead_codes[r_ok]] = r_ok
     has = last >= 0
-    if isinstance(values.dtype, pd.CategoricalDtype):
+    if is_cat:
         codes = np.where(has, vc[np.maximum(last, 0)], -1)
         return pd.Series(pd.Categorical.from_codes(codes, dtype=values.dtype))
     arr = values.to_numpy()[np.maximum(last, 0)] if len(values) else np.array([])
