@@ -330,27 +330,7 @@ def snapshot(
     lc, t, lab, unit, n_leads = ev.lc, ev.t, ev.lab, ev.unit, ev.n_leads
     rng = ev.data_range()
     T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (rng[1] if rng else np.int64(0))
-    notes: list[str] = []
-    if rng is not None and T < rng[0]:
-        warnings.warn(
-            f"as_of={_ts(T, tz)} is before the data starts ({_ts(rng[0], tz)}): no lead existed yet, the "
-            "snapshot is empty.",
-            DataWarning,
-            stacklevel=2,
-        )
-        notes.append(f"as_of is before the data starts ({_ts(rng[0], tz)}).")
-    elif rng is not None and _ts(T, tz).normalize() > _ts(rng[1], tz).normalize():
-        # a snapshot "today" of an export taken yesterday is normal; a gap of
-        # more than a week suggests a stale export, and deserves a warning
-        if T - rng[1] > 7 * DAY_NS:
-            warnings.warn(
-                f"as_of={_ts(T, tz)} is more than a week after the data ends ({_ts(rng[1], tz)}): the "
-                "snapshot shows the state at the data's end, with days in stage and ages counted "
-                "to as_of. Is the export up to date?",
-                DataWarning,
-                stacklevel=2,
-            )
-        notes.append(f"as_of is after the data ends ({_ts(rng[1], tz)}).")
+    notes = _as_of_notes(T, rng, tz, stacklevel=3)
 
     # the events of a lead are a run of lc, undated (NAT, the smallest time) first, so a
     # lead's first event says whether it has undated events and its last whether it has
@@ -500,6 +480,33 @@ def snapshot(
         "notes": notes,
     }
     return out
+
+
+def _as_of_notes(T: np.int64, rng, tz, *, stacklevel: int) -> list[str]:
+    """The notes (and warnings, ``stacklevel`` above this function) of a snapshot at ``T``
+    before the data starts or after it ends."""
+    notes: list[str] = []
+    if rng is not None and T < rng[0]:
+        warnings.warn(
+            f"as_of={_ts(T, tz)} is before the data starts ({_ts(rng[0], tz)}): no lead existed yet, the "
+            "snapshot is empty.",
+            DataWarning,
+            stacklevel=stacklevel,
+        )
+        notes.append(f"as_of is before the data starts ({_ts(rng[0], tz)}).")
+    elif rng is not None and _ts(T, tz).normalize() > _ts(rng[1], tz).normalize():
+        # a snapshot "today" of an export taken yesterday is normal; a gap of
+        # more than a week suggests a stale export, and deserves a warning
+        if T - rng[1] > 7 * DAY_NS:
+            warnings.warn(
+                f"as_of={_ts(T, tz)} is more than a week after the data ends ({_ts(rng[1], tz)}): the "
+                "snapshot shows the state at the data's end, with days in stage and ages counted "
+                "to as_of. Is the export up to date?",
+                DataWarning,
+                stacklevel=stacklevel,
+            )
+        notes.append(f"as_of is after the data ends ({_ts(rng[1], tz)}).")
+    return notes
 
 
 @dataclass
@@ -1609,7 +1616,8 @@ def movement_leads(
     Returns
     -------
     DataFrame
-        One row per lead involved: ``lead_id``, ``movement`` (one of
+        One row per lead involved, in the order of the snapshot at ``end``
+        (stage, then lead id): ``lead_id``, ``movement`` (one of
         :data:`MOVEMENTS`), ``stage_start`` / ``stage_end`` (stage or outcome
         at each date; missing at ``start`` for new leads), ``amount_start``
         (amount at ``start``, missing for new leads), ``amount_end``, the
@@ -1624,11 +1632,264 @@ def movement_leads(
     ['advanced', 'entered', 'entered_lost']
     """
     ta, tb, tz = _start_end(log[time] if time in log.columns else None, start, end)
-    kw = dict(stages=stages, include_closed=True, segments=segments, lead=lead, stage=stage,
-              time=time, amount=amount)
-    a = snapshot(log, as_of=_ts(ta, tz), **kw)
-    b = snapshot(log, as_of=_ts(tb, tz), **kw)
-    return _movement_from(a, b, ta, tb, tz, lead=lead)
+    # the snapshots at both dates are not built: the state of every lead at each date comes
+    # from one set of sorted event arrays, and only the rows returned get output columns
+    if not isinstance(log, pd.DataFrame):
+        raise TypeError(f"expected an event log DataFrame, got {type(log).__name__}.")
+    require_columns(log, [lead, stage, time], "pass the right names with lead=, stage=, time=.")
+    ss = resolve_stages(log, stages)
+    ev = _snapshot_events(log, ss, lead=lead, stage=stage, time=time)
+    segs = list(dict.fromkeys(_segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])))
+    by_id = _lead_id_order(ev.lead_ids)
+    if by_id is False or lead in _MOVEMENT_NAMES or any(s in _MOVEMENT_NAMES or s == lead for s in segs):
+        # lead ids that do not sort among themselves, or column names that the snapshots'
+        # own columns (or this table's) would overwrite: the snapshots compared as they are
+        del ev
+        kw = dict(stages=stages, include_closed=True, segments=segments, lead=lead, stage=stage,
+                  time=time, amount=amount)
+        a = snapshot(log, as_of=_ts(ta, tz), **kw)
+        b = snapshot(log, as_of=_ts(tb, tz), **kw)
+        return _movement_from(a, b, ta, tb, tz, lead=lead)
+    rng = ev.data_range()
+    bounds = _lead_bounds(ev)
+    sa = _lead_state(ev, _to_time(_ts(ta, tz), name="as_of", tz=tz), rng, tz, bounds)
+    amt = log[amount].astype("float64") if amount and amount in log.columns else None
+    sb = _lead_state(ev, _to_time(_ts(tb, tz), name="as_of", tz=tz), rng, tz, bounds)
+    del bounds
+
+    a_open = sa.present & ~sa.closed
+    b_in = sb.present & ~(sa.present & sa.closed)  # present at end, less the leads closed at start
+    missing = a_open & ~b_in
+    if missing.any():  # cannot happen: a lead present at start is present at end
+        first = _snapshot_order(missing, sa.label, by_id)[0]
+        raise PipelineError(
+            f"{int(missing.sum())} lead(s) open at start are missing at end (e.g. "
+            f"{_lead_values(ev.lead_ids, np.array([first]), np.ones(ev.n_leads, dtype=bool))[0]!r}); "
+            "please report this as a bug."
+        )
+    rows = _snapshot_order(b_in, sb.label, by_id)
+    del b_in, missing
+
+    labels = list(ss.labels)
+    order_of = np.array([ss.order(x) for x in labels])
+    was_open = a_open[rows]
+    del a_open
+    code_a = np.where(was_open, sa.label[rows], -1)
+    code_b = sb.label[rows]
+    new = code_a < 0
+    closed = sb.closed[rows]
+    won = closed & sb.won[rows]
+    lost = closed & ~sb.won[rows]
+    oa = np.where(new, -9, order_of[np.maximum(code_a, 0)])
+    ob = order_of[code_b]
+    mv = np.select(
+        [new & won, new & lost, new, won, lost, ob > oa, ob < oa],
+        [MOVEMENTS.index(m) for m in ("entered_won", "entered_lost", "entered", "won", "lost", "advanced",
+                                      "moved_back")],
+        default=MOVEMENTS.index("stayed"),
+    ).astype(np.int8)
+    del new, closed, won, lost, oa, ob
+    ea, eb = sa.entered[rows], sb.entered[rows]
+    # as the snapshots' datetimes compare: NaT differs from everything, itself included
+    reentered = (mv == MOVEMENTS.index("stayed")) & ((ea != eb) | (ea == NAT) | (eb == NAT))
+    del ea, eb
+    if amt is not None:
+        vals = amt.to_numpy()
+        if ev.idx is not None:
+            vals = vals[ev.idx]
+        known = ~np.isnan(vals)
+        amount_start = _values_at(vals, _last_per_lead(ev.lc, sa.keep & known, ev.n_leads), rows)
+        amount_start[~was_open] = np.nan  # not open at start: no amount then
+        amount_end = _values_at(vals, _last_per_lead(ev.lc, sb.keep & known, ev.n_leads), rows)
+        del vals, known, amt
+    else:
+        amount_start = np.full(rows.size, np.nan)
+        amount_end = np.full(rows.size, np.nan)
+    notes = list(dict.fromkeys(sa.notes + sb.notes))
+    del sa, was_open
+
+    out = pd.DataFrame(
+        {
+            lead: _lead_values(ev.lead_ids, rows, sb.present),
+            "movement": pd.Categorical.from_codes(mv, categories=list(MOVEMENTS)),
+            "stage_start": pd.Categorical.from_codes(code_a, categories=labels, ordered=True),
+            "stage_end": pd.Categorical.from_codes(code_b, categories=labels, ordered=True),
+            "amount_start": amount_start,
+            "amount_end": amount_end,
+        }
+    )
+    for s in segs:
+        values = log[s]
+        column = _last_valid_of(values, ev.idx, ev.lc, sb.keep, ev.n_leads)
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            out[s] = column(rows)
+        else:  # the dtype the snapshot's column takes over every lead present at end, then the rows
+            out[s] = _snapshot_rows(column(np.flatnonzero(sb.present)), rows, sb.present)
+    out["reentered"] = reentered
+    out.attrs = {"start": _ts(ta, tz), "end": _ts(tb, tz), "stage_set": ss, "notes": notes}
+    return out
+
+
+#: Column names of the snapshots and of :func:`movement_leads` that a segment (or the lead
+#: column) of the same name would overwrite in them: such logs take the two snapshots.
+_MOVEMENT_NAMES = frozenset({
+    "stage", "entered_stage_at", "days_in_stage", "first_seen_at", "age_days", AMOUNT, "last_activity_at",
+    "flag", "outcome", "closed_at", "movement", "stage_start", "stage_end", "amount_start", "amount_end",
+    "reentered", "_entered_a",
+})
+
+
+@dataclass
+class _LeadState:
+    """Every lead as the snapshot (with closed leads) at one moment sees it: per lead code."""
+
+    present: np.ndarray  # bool: a row of the snapshot
+    label: np.ndarray  # int8 index into ss.labels of its stage (closed: its outcome); -1 none
+    closed: np.ndarray  # bool: won or lost by then
+    won: np.ndarray  # bool: its latest outcome is won (where closed)
+    entered: np.ndarray  # int64 ns: entry into its current stage (open leads); NAT unknown
+    keep: np.ndarray  # bool per sorted event: known at that moment
+    notes: list[str]
+
+
+def _lead_bounds(ev: _SnapshotEvents) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per lead, as :func:`snapshot` finds them: whether it has undated events, whether it
+    has only those, and its last sorted position."""
+    lc, t, n_leads = ev.lc, ev.t, ev.n_leads
+    n = lc.size
+    lead_start = np.searchsorted(lc, np.arange(n_leads, dtype=lc.dtype)).astype(funnel._pos_dtype(n))
+    has_undated = t[lead_start] == NAT if n else np.zeros(n_leads, dtype=bool)
+    lead_end = np.empty_like(lead_start)
+    lead_end[:-1] = lead_start[1:] - 1
+    if n_leads:
+        lead_end[-1] = n - 1
+    undated_only = t[lead_end] == NAT if n else np.zeros(n_leads, dtype=bool)
+    return has_undated, undated_only, lead_end
+
+
+def _lead_state(ev: _SnapshotEvents, T: np.int64, rng, tz, bounds) -> _LeadState:
+    """:func:`snapshot` at ``T`` with closed leads, reduced to what :func:`movement_leads`
+    compares (same rules, same notes and warnings, attributed to its caller's caller)."""
+    lc, t, lab, unit, n_leads = ev.lc, ev.t, ev.lab, ev.unit, ev.n_leads
+    has_undated, undated_only, lead_end = bounds
+    notes = _as_of_notes(T, rng, tz, stacklevel=3)
+    le = t <= T // unit  # dated and at or before T (NAT is not dated)
+    le &= t != NAT
+    last_le = funnel._ends_per_lead(lc, le, n_leads, last=True)
+    present = last_le >= 0
+    if rng is None or T >= rng[1]:
+        present |= undated_only
+    excl_undated = int((undated_only & ~present).sum())
+    later_undated = int((has_undated & ~undated_only & (last_le < 0)).sum())
+    if excl_undated:
+        notes.append(
+            f"{excl_undated:,} lead(s) have only undated events (unknown time): they cannot be "
+            f"placed before {_ts(T, tz)} and are excluded from this past snapshot."
+        )
+    if later_undated:
+        notes.append(
+            f"{later_undated:,} lead(s) have undated events and their first dated event after "
+            "as_of: whether they existed at as_of is unknown; excluded."
+        )
+    last_any = np.where(last_le >= 0, last_le, np.where(present, lead_end, -1))
+    del last_le
+    if le.all():
+        keep = le
+    else:
+        keep = present[lc]
+        keep &= t == NAT
+        keep |= le
+    del le
+    is_step = ev.is_step_of[lab]
+    is_step &= keep
+    last_step = funnel._ends_per_lead(lc, is_step, n_leads, last=True)
+    # the start of the latest run of consecutive step events in one stage (as in snapshot)
+    sp = funnel._positions(is_step)
+    del is_step
+    sp_lc = lc[sp]
+    sp_order = ev.order_of[lab[sp]]
+    new_run = np.empty(sp.size, dtype=bool)
+    if sp.size:
+        new_run[0] = True
+        np.not_equal(sp_lc[1:], sp_lc[:-1], out=new_run[1:])
+        new_run[1:] |= sp_order[1:] != sp_order[:-1]
+    run_at = funnel._ends_per_lead(sp_lc, new_run, n_leads, last=True)
+    del sp_lc, sp_order, new_run
+    run_start = np.where(run_at >= 0, sp[np.maximum(run_at, 0)] if sp.size else 0, -1)
+    del sp, run_at
+    entered = t[np.maximum(run_start, 0)] if t.size else np.full(n_leads, NAT)
+    entered = funnel._to_ns(entered.astype(np.int64), unit)
+    entered[run_start < 0] = NAT
+    del run_start
+    is_oc = ev.is_outcome_of[lab]
+    is_oc &= keep
+    first_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=False)
+    last_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=True)
+    del is_oc
+    n_after = int(((first_oc >= 0) & (last_any > first_oc)).sum())
+    if n_after:
+        notes.append(
+            f"{n_after:,} lead(s) have events after their outcome (flag 'after_close'); they are "
+            "reported with their latest outcome - check the data."
+        )
+    del first_oc, last_any
+    closed = last_oc >= 0
+    cur = np.where(closed, last_oc, last_step)
+    label = np.where(cur >= 0, lab[np.maximum(cur, 0)] if lab.size else -1, -1).astype(np.int8)
+    won = closed & ev.is_won_of[np.maximum(label, 0)]
+    return _LeadState(present=present, label=label, closed=closed, won=won, entered=entered, keep=keep,
+                      notes=notes)
+
+
+def _lead_id_order(lead_ids: pd.Index):
+    """The lead codes in the order of their ids (``None``: the codes are, as in a lead-sorted
+    log; ``False``: the ids do not sort among themselves)."""
+    if len(lead_ids) < 2:
+        return None
+    if lead_ids.dtype == pd.StringDtype(na_value=np.nan):
+        ids = lead_ids.array
+        if np.asarray(ids[1:] > ids[:-1], dtype=bool).all():
+            return None
+        return np.asarray(lead_ids.argsort(), dtype=np.int64)
+    ids = pd.Index(np.asarray(lead_ids, dtype=object))  # as the snapshot's column of them sorts
+    try:
+        if ids.is_monotonic_increasing:
+            return None
+        return np.asarray(ids.argsort(), dtype=np.int64)
+    except TypeError:
+        return False
+
+
+def _snapshot_order(mask: np.ndarray, label: np.ndarray, by_id) -> np.ndarray:
+    """The lead codes where ``mask``, in the order of a snapshot's rows: by stage (pipeline
+    order, none last), then lead id."""
+    codes = np.flatnonzero(mask) if by_id is None else by_id[mask[by_id]]
+    return codes[np.argsort(label[codes].view(np.uint8), kind="stable")]  # -1 (none) is 255: last
+
+
+def _values_at(vals: np.ndarray, last: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``vals`` at each row's position in ``last`` (NaN where -1)."""
+    p = last[rows]
+    out = vals[np.maximum(p, 0)] if vals.size else np.full(rows.size, np.nan)
+    out[p < 0] = np.nan
+    return out
+
+
+def _snapshot_rows(column, rows: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The values at lead codes ``rows`` of a snapshot column made for every ``present``
+    lead (in code order), with the dtype pandas gives that whole column."""
+    pos = np.cumsum(present, dtype=np.int64)[rows] - 1
+    return pd.Series(column).take(pos).to_numpy()
+
+
+def _lead_values(lead_ids: pd.Index, rows: np.ndarray, present: np.ndarray):
+    """The lead ids of ``rows`` as the snapshot's lead column (over every ``present``
+    lead) gives them; Arrow-backed string ids straight from Arrow."""
+    if rows.size and lead_ids.dtype == pd.StringDtype(na_value=np.nan):
+        return _lead_column(lead_ids, rows)
+    leads = np.flatnonzero(present)
+    raw = _lead_column(lead_ids, leads) if leads.size else np.asarray(lead_ids, dtype=object)[leads]
+    return _snapshot_rows(raw, rows, present)
 
 
 def _start_end(log_time: pd.Series | None, start, end) -> tuple[np.int64, np.int64, object]:
