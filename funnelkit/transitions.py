@@ -611,7 +611,10 @@ class TransitionModel:
 
     def _fit_events(self, part: dict, spec: dict) -> TransitionModel:
         """The fit from the stay events of every lead (``_stay_events`` of the whole log, or
-        the merged results of lead-partitioned chunks: :func:`funnelkit.parallel.fit_transitions`)."""
+        the merged results of lead-partitioned chunks: :func:`funnelkit.parallel.fit_transitions`).
+
+        Takes the event arrays (``lc``, ``tt``, ``st``) out of ``part``, so that they are
+        freed once the stays are cut."""
         ss, steps, states, n_tr, by = spec["ss"], spec["steps"], spec["states"], spec["n_tr"], spec["by"]
         n_states = len(states)
         tz = spec["tz"]
@@ -628,7 +631,8 @@ class TransitionModel:
                 f"{n_after:,} event(s) of {part['n_after_leads']:,} lead(s) come after the lead's first "
                 "outcome; the path is taken to end at that outcome and they are not used."
             )
-        lc, tt, st = part["lc"], part["tt"], part["st"]
+        # the event arrays are taken out of ``part``: freed as soon as the stays are cut
+        lc, tt, st = part.pop("lc"), part.pop("tt"), part.pop("st")
         lead_ids = part["lead_ids"]
         n_leads = len(lead_ids)
         T = part["T"]
@@ -660,7 +664,7 @@ class TransitionModel:
         end_t = np.full(n_stays, T, dtype=np.int64)
         end_t[:m] = tt[1:][head]
         end_t[~completed] = T
-        del head, is_stay
+        del head, is_stay, tt, st
         # the time a stay's weight is judged by (recency weighting): its entry, else its end
         nat = s_t == NAT
         w_t = s_t
@@ -679,6 +683,7 @@ class TransitionModel:
         # lead-level segments: latest known value up to as_of
         lead_used = np.zeros(n_leads, dtype=bool)
         lead_used[lc] = True
+        del lc
         all_used = bool(lead_used.all())
         lead_idx = np.flatnonzero(lead_used)
         del lead_used
@@ -746,7 +751,7 @@ class TransitionModel:
         if last_bin >= K_cap - 1:
             notes.append(f"stays longer than {K_cap} days are counted on day {K_cap - 1}.")
         K = last_bin + 1
-        del uc
+        del uc, completed
         np.minimum(ev_bin, K - 1, out=ev_bin)
         # cell of each stay: (segment, stage, day, destination or open)
         cdt = _index_dtype(n_groups * n_tr * K * (n_states + 1))
@@ -802,11 +807,11 @@ class TransitionModel:
             index=lead_ids if all_used else lead_ids.take(lead_idx),
         )
         del lead_group, lead_idx
+        self.counts_ = self._counts_table(s_group, s_from, to_code)
+        del s_group
         self._estimate()
         self._fitted = True
 
-        self.counts_ = self._counts_table(s_group, s_from, to_code)
-        del s_group
         # stays_: built when first read, from these compact columns
         self._stays_parts = {
             "lead": spec["lead"], "lead_codes": s_lead, "segments": seg_frame, "from": s_from,
@@ -1785,6 +1790,42 @@ def _index_dtype(n: int):
     return np.int32 if n < 2**31 else np.int64
 
 
+def _lead_runs(values: pd.Series) -> tuple[np.ndarray, pd.Index] | None:
+    """``checked_leads`` of a lead column sorted by lead (Arrow text or integers), without
+    a hash table: its leads are runs, numbered in order (int32 codes).  None: another
+    column (missing ids, unsorted, other types), for ``checked_leads``."""
+    n = len(values)
+    arr = values.array
+    if n < 2:
+        return None
+    if hasattr(arr, "_pa_array"):  # Arrow-backed text: compared in Arrow, no Python strings
+        import pyarrow.compute as pc
+
+        a = arr._pa_array
+        if a.null_count:
+            return None
+        try:
+            if not pc.all(pc.less_equal(a[:-1], a[1:])).as_py():
+                return None
+            start = np.empty(n, dtype=bool)
+            start[1:] = pc.not_equal(a[1:], a[:-1]).to_numpy(zero_copy_only=False)
+        except Exception:  # a type Arrow does not order
+            return None
+    elif isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+        v = values.to_numpy()
+        if not (v[1:] >= v[:-1]).all():
+            return None
+        start = np.empty(n, dtype=bool)
+        np.not_equal(v[1:], v[:-1], out=start[1:])
+    else:
+        return None
+    start[0] = True
+    first = np.flatnonzero(start)
+    codes = np.cumsum(start, dtype=_index_dtype(first.size))
+    codes -= 1
+    return codes, pd.Index(arr.take(first))
+
+
 def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=None) -> dict:
     """The events of a set of whole leads that make their stays (the fit's per-lead part).
 
@@ -1832,8 +1873,10 @@ def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=Non
                 )
             ]
         )
-    if lead_codes is None:
-        lead_codes, lead_ids = checked_leads(log, lead=lead)
+    if lead_codes is None:  # numbered by runs when the log is sorted by lead, else factorized
+        runs = _lead_runs(log[lead])
+        lead_codes, lead_ids = runs if runs is not None else checked_leads(log, lead=lead)
+        del runs
     n_leads = len(lead_ids)
     lead_codes = np.asarray(lead_codes).astype(_index_dtype(n_leads), copy=False)
     t = checked_times(log, time=time)  # UTC instants for a log with a zone

@@ -27,6 +27,7 @@ from funnelkit.transitions import (
     TransitionModel,
     _fit_moment,
     _fit_spec,
+    _lead_runs,
     _starts,
     _stay_events,
 )
@@ -495,3 +496,17 @@ def test_chunked_fit_and_lazy_stays(demo):
     assert np.array_equal(par._mass_samples, one._mass_samples)
     assert par._stay_leads.dtype == np.int32 and par._cells[0].dtype == np.int32
     assert "stays" in repr(par)
+
+
+def test_lead_runs_number_leads_as_factorize_does(demo):
+    """A log sorted by lead is numbered by its runs (no hash table), as ``pd.factorize`` would."""
+    ids = demo["lead_id"]
+    for col in (ids, ids.str[1:].astype(np.int64), ids.str[1:].astype(np.int32)):
+        runs = _lead_runs(col)
+        codes, uniques = checked_leads(pd.DataFrame({"lead_id": col}))
+        assert np.array_equal(runs[0], codes) and runs[0].dtype == np.int32
+        pd.testing.assert_index_equal(runs[1], uniques, exact=True)
+    for col in (ids.iloc[::-1], ids.astype(object), ids.astype("category"), ids.where(ids != "L0007"), ids[:1]):
+        assert _lead_runs(col.reset_index(drop=True)) is None
+    with pytest.raises(InvalidEventLogError, match="no lead id"):
+        TransitionModel(n_samples=0).fit(demo.assign(lead_id=ids.where(ids != "L0007")))
