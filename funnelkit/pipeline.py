@@ -1671,24 +1671,14 @@ def movement_leads(
     del b_in, missing
 
     labels = list(ss.labels)
-    order_of = np.array([ss.order(x) for x in labels])
     was_open = a_open[rows]
     del a_open
     code_a = np.where(was_open, sa.label[rows], -1)
     code_b = sb.label[rows]
-    new = code_a < 0
     closed = sb.closed[rows]
-    won = closed & sb.won[rows]
-    lost = closed & ~sb.won[rows]
-    oa = np.where(new, -9, order_of[np.maximum(code_a, 0)])
-    ob = order_of[code_b]
-    mv = np.select(
-        [new & won, new & lost, new, won, lost, ob > oa, ob < oa],
-        [MOVEMENTS.index(m) for m in ("entered_won", "entered_lost", "entered", "won", "lost", "advanced",
-                                      "moved_back")],
-        default=MOVEMENTS.index("stayed"),
-    ).astype(np.int8)
-    del new, closed, won, lost, oa, ob
+    won = sb.won[rows]
+    mv = _movement_codes(ss, code_a, code_b, closed & won, closed & ~won)
+    del closed, won
     ea, eb = sa.entered[rows], sb.entered[rows]
     # as the snapshots' datetimes compare: NaT differs from everything, itself included
     reentered = (mv == MOVEMENTS.index("stayed")) & ((ea != eb) | (ea == NAT) | (eb == NAT))
@@ -1730,13 +1720,17 @@ def movement_leads(
     return out
 
 
+#: The columns of a snapshot with closed leads, besides the lead ids and the segments.
+_SNAPSHOT_COLUMNS = frozenset({
+    "stage", "entered_stage_at", "days_in_stage", "first_seen_at", "age_days", AMOUNT, "last_activity_at",
+    "flag", "outcome", "closed_at",
+})
+
+
 #: Column names of the snapshots and of :func:`movement_leads` that a segment (or the lead
 #: column) of the same name would overwrite in them: such logs take the two snapshots.
-_MOVEMENT_NAMES = frozenset({
-    "stage", "entered_stage_at", "days_in_stage", "first_seen_at", "age_days", AMOUNT, "last_activity_at",
-    "flag", "outcome", "closed_at", "movement", "stage_start", "stage_end", "amount_start", "amount_end",
-    "reentered", "_entered_a",
-})
+_MOVEMENT_NAMES = _SNAPSHOT_COLUMNS | {
+    "movement", "stage_start", "stage_end", "amount_start", "amount_end", "reentered", "_entered_a"}
 
 
 @dataclass
@@ -1903,7 +1897,85 @@ def _start_end(log_time: pd.Series | None, start, end) -> tuple[np.int64, np.int
 
 
 def _movement_from(a: pd.DataFrame, b: pd.DataFrame, ta, tb, tz, *, lead: str) -> pd.DataFrame:
-    """The table of :func:`movement_leads` from the snapshots (with closed leads) at start and end."""
+    """The table of :func:`movement_leads` from the snapshots (with closed leads) at start and end
+    (as :mod:`funnelkit.parallel` makes them): the rows of ``b`` less the leads closed at
+    start, each with its row of ``a`` found by one look-up of the lead ids."""
+    ss = a.attrs["stage_set"]
+    labels = list(ss.labels)
+    segs = [c for c in b.columns if c not in _SNAPSHOT_COLUMNS and c != lead]
+    plain = (
+        lead not in _MOVEMENT_NAMES
+        and not any(c in _MOVEMENT_NAMES for c in segs)
+        and all(isinstance(x[c].dtype, pd.CategoricalDtype) for x in (a, b) for c in ("stage", "outcome"))
+        and all(list(x["stage"].cat.categories) == labels for x in (a, b))
+        and a["entered_stage_at"].dtype == b["entered_stage_at"].dtype
+    )
+    if not plain:
+        return _movement_joined(a, b, ta, tb, tz, lead=lead)
+    a_open = (a["outcome"] == "open").to_numpy()
+    pos = pd.Index(a[lead]).get_indexer(b[lead])  # a's row of each lead at end (-1: none)
+    hit = pos >= 0
+    was_open = np.zeros(len(b), dtype=bool)
+    was_open[hit] = a_open[pos[hit]]
+    keep = ~hit | was_open  # less the leads closed at start
+    if int(was_open.sum()) != int(a_open.sum()):  # cannot happen: a lead present at start is present at end
+        seen = np.zeros(len(a), dtype=bool)
+        seen[pos[was_open]] = True
+        missing = a_open & ~seen
+        raise PipelineError(
+            f"{int(missing.sum())} lead(s) open at start are missing at end (e.g. "
+            f"{a[lead].iloc[np.flatnonzero(missing)[0]]!r}); please report this as a bug."
+        )
+    rows = np.flatnonzero(keep)
+    pa = np.where(was_open[rows], pos[rows], -1)  # a's row, open leads only
+    del pos, hit, keep
+    code_a = np.where(pa >= 0, a["stage"].cat.codes.to_numpy()[np.maximum(pa, 0)], -1) if len(a) else pa
+    code_b = b["stage"].cat.codes.to_numpy()[rows]
+    oc = b["outcome"].to_numpy()[rows] if len(b) else np.array([], dtype=object)
+    mv = _movement_codes(ss, code_a, code_b, oc == "won", oc == "lost")
+    ea = a["entered_stage_at"].array.take(pa, allow_fill=True)
+    eb = b["entered_stage_at"].array.take(rows)
+    reentered = (mv == MOVEMENTS.index("stayed")) & np.asarray(eb != ea, dtype=bool)
+    amount_start = a[AMOUNT].to_numpy(dtype=float)[np.maximum(pa, 0)] if len(a) else np.full(rows.size, np.nan)
+    amount_start[pa < 0] = np.nan
+    out = pd.DataFrame(
+        {
+            lead: b[lead].take(rows).to_numpy(),
+            "movement": pd.Categorical.from_codes(mv, categories=list(MOVEMENTS)),
+            "stage_start": pd.Categorical.from_codes(code_a, categories=labels, ordered=True),
+            "stage_end": pd.Categorical.from_codes(code_b, categories=labels, ordered=True),
+            "amount_start": amount_start,
+            "amount_end": b[AMOUNT].to_numpy(dtype=float)[rows],
+        }
+    )
+    for s in segs:
+        col = b[s].take(rows)
+        out[s] = col.to_numpy() if not isinstance(col.dtype, pd.CategoricalDtype) else col.values
+    out["reentered"] = reentered
+    notes = list(dict.fromkeys(a.attrs["notes"] + b.attrs["notes"]))
+    out.attrs = {"start": _ts(ta, tz), "end": _ts(tb, tz), "stage_set": ss, "notes": notes}
+    return out
+
+
+def _movement_codes(ss: StageSet, code_a: np.ndarray, code_b: np.ndarray, won: np.ndarray,
+                    lost: np.ndarray) -> np.ndarray:
+    """Index into :data:`MOVEMENTS` per lead, from its label indices at start (-1: not open
+    then) and at end, and whether it was won or lost by end."""
+    order_of = np.array([ss.order(x) for x in ss.labels])
+    new = code_a < 0
+    oa = np.where(new, -9, order_of[np.maximum(code_a, 0)])
+    ob = order_of[code_b]  # (a missing stage at end, -1, would take the last label's: as ever)
+    return np.select(
+        [new & won, new & lost, new, won, lost, ob > oa, ob < oa],
+        [MOVEMENTS.index(m) for m in ("entered_won", "entered_lost", "entered", "won", "lost", "advanced",
+                                      "moved_back")],
+        default=MOVEMENTS.index("stayed"),
+    ).astype(np.int8)
+
+
+def _movement_joined(a: pd.DataFrame, b: pd.DataFrame, ta, tb, tz, *, lead: str) -> pd.DataFrame:
+    """:func:`_movement_from` by joins on the lead ids, for snapshots whose column names clash
+    (a segment named like a column of the snapshot or of the table): their outcome, whatever it is."""
     ss = a.attrs["stage_set"]
     a_open = a.loc[a["outcome"] == "open", [lead, "stage", AMOUNT, "entered_stage_at"]]
     a_closed = a.loc[a["outcome"] != "open", lead]

@@ -406,6 +406,32 @@ def test_edge_logs():
 
 
 @pytest.mark.filterwarnings("ignore::funnelkit.exceptions.DataWarning")
+@pytest.mark.parametrize("ids", ["str", "int", "mixed"])
+def test_movement_from_snapshots(demo, ids):
+    """_movement_from, which funnelkit.parallel calls with the snapshots it makes."""
+    df = _hostile(6)
+    if ids == "int":
+        df["lead_id"] = df["lead_id"].str[1:].map(lambda s: int(s, 36))
+    elif ids == "mixed":
+        df["lead_id"] = pd.Series([x if i % 2 else int(x[1:], 36) for i, x in enumerate(df["lead_id"])],
+                                  dtype=object)
+    cases = [(df, dict(stages="pipeline4", segments=["product", "owner", "score"]), DATES[:4]),
+             (df.assign(outcome="x"), dict(stages="pipeline4"), DATES[:1]),
+             (demo, dict(segments=None), [("2025-03-31", "2025-09-30")])]
+    for log, kw, dates in cases:
+        for start, end in dates:
+            ta, tb, tz = _start_end(log["timestamp"], start, end)
+            a = snapshot(log, as_of=_ts(ta, tz), include_closed=True, **kw)
+            b = snapshot(log, as_of=_ts(tb, tz), include_closed=True, **kw)
+            _same(pipeline._movement_from(a, b, ta, tb, tz, lead=LEAD),
+                  reference_movement_from(a, b, ta, tb, tz, lead=LEAD))
+    a = a.iloc[::-1].reset_index(drop=True)  # rows in another order: the same table
+    _same(pipeline._movement_from(a, b, ta, tb, tz, lead=LEAD), reference_movement_from(a, b, ta, tb, tz, lead=LEAD))
+    with pytest.raises(PipelineError, match="missing at end"):  # the bug check still checks
+        pipeline._movement_from(a, b.iloc[5:], ta, tb, tz, lead=LEAD)
+
+
+@pytest.mark.filterwarnings("ignore::funnelkit.exceptions.DataWarning")
 def test_parallel_is_one_core():
     df = _hostile(7)
     for start, end in DATES[:3]:
@@ -448,6 +474,7 @@ def test_bpic2020(shared_data, name):
     assert_same(log, start="2017-01-01", end="2019-01-01", segments=[])
 
 
+@pytest.mark.filterwarnings("ignore::funnelkit.exceptions.DataWarning")
 def test_one_pass_takes_no_snapshot(demo, monkeypatch):
     """The logs above take the one-pass path (the snapshots only for ids without an order
     or clashing column names)."""
