@@ -655,16 +655,17 @@ class TransitionModel:
         n_stays = s_lead.size
         m = n_stays - int(n_ev > 0 and is_stay[-1])  # stays with a next event in the log
         head = is_stay[:-1]
+        del is_stay
         completed = np.zeros(n_stays, dtype=bool)
-        completed[:m] = (lc[1:] == lc[:-1])[head]
+        np.compress(head, lc[1:] == lc[:-1], out=completed[:m])
         # destination code of each stay: the next event's state, or n_states (open)
         to_code = np.full(n_stays, n_states, dtype=st.dtype)
-        to_code[:m] = st[1:][head]
+        np.compress(head, st[1:], out=to_code[:m])
         to_code[~completed] = n_states
         end_t = np.full(n_stays, T, dtype=np.int64)
-        end_t[:m] = tt[1:][head]
+        np.compress(head, tt[1:], out=end_t[:m])
         end_t[~completed] = T
-        del head, is_stay, tt, st
+        del head, tt, st
         # the time a stay's weight is judged by (recency weighting): its entry, else its end
         nat = s_t == NAT
         w_t = s_t
@@ -674,8 +675,10 @@ class TransitionModel:
         known = ~nat
         known &= end_t != NAT
         del nat
-        np.subtract(end_t, s_t, out=end_t)  # durations (ns) where known
-        days = np.divide(end_t, DAY_NS)
+        # durations in days, computed in the buffer of the end times
+        np.subtract(end_t, s_t, out=end_t)
+        days = end_t.view(np.float64)
+        np.divide(end_t, DAY_NS, out=days)
         del end_t
         days[~known] = np.nan
         del known
@@ -705,8 +708,6 @@ class TransitionModel:
             lead_group = np.zeros(n_leads, dtype=gdt)
             groups = pd.DataFrame({"leads": [lead_idx.size]})
         n_groups = len(groups)
-        s_group = lead_group[s_lead]
-
         # timing: stays with an unknown duration
         K_cap = MAX_DAYS
         timed = ~np.isnan(days)
@@ -753,12 +754,12 @@ class TransitionModel:
         K = last_bin + 1
         del uc, completed
         np.minimum(ev_bin, K - 1, out=ev_bin)
-        # cell of each stay: (segment, stage, day, destination or open)
+        # cell of each stay: (segment, stage, day, destination or open), built in one array
         cdt = _index_dtype(n_groups * n_tr * K * (n_states + 1))
-        gs = s_group.astype(cdt)
-        gs *= n_tr
-        gs += s_from
-        cell = gs * K
+        cell = lead_group[s_lead].astype(cdt, copy=False)
+        cell *= n_tr
+        cell += s_from
+        cell *= K
         cell += ev_bin
         del ev_bin
         cell *= n_states + 1
@@ -787,9 +788,11 @@ class TransitionModel:
         self._K = K
         self._stall_after = stall_after
         self._T_model = np.int64(T)
-        self._n_gs = np.bincount(gs if all_use else gs[use],
-                                 minlength=n_groups * n_tr).reshape(n_groups, n_tr).astype(float)
-        del gs
+        # stays per (segment, stage, day, destination) of the estimate: their sums are the
+        # stays per (segment, stage) and, with every stay used, the counts table
+        per_cell = np.bincount(cell if all_use else cell[use], minlength=n_groups * n_tr * K * (n_states + 1))
+        per_cell = per_cell.reshape(n_groups, n_tr, K, n_states + 1)
+        self._n_gs = per_cell.sum(axis=(2, 3)).astype(float)
         if all_use:
             self._cells = (cell, w_t, (n_groups, n_tr, K, n_states + 1))
             self._stay_leads = s_lead
@@ -806,9 +809,12 @@ class TransitionModel:
             lead_group[lead_idx].astype(np.int64, copy=False),
             index=lead_ids if all_used else lead_ids.take(lead_idx),
         )
-        del lead_group, lead_idx
-        self.counts_ = self._counts_table(s_group, s_from, to_code)
-        del s_group
+        del lead_idx
+        if all_use:
+            self.counts_ = self._counts_table(per_cell.sum(axis=2))
+        else:
+            self.counts_ = self._counts_table(self._stay_counts(lead_group[s_lead], s_from, to_code))
+        del per_cell, lead_group
         self._estimate()
         self._fitted = True
 
@@ -884,7 +890,7 @@ class TransitionModel:
         G, S, K, B1 = shape
         ms = np.empty((D, G + 1, S, K, B1 - 1), dtype=np.float32)
         sl = np.empty((D, G + 1, S), dtype=np.float64)
-        chunk = max(1, min(D, int(1_000_000 // max(n_cells, 1))))  # samples at a time: ~4 MB each array
+        chunk = max(1, min(D, int(250_000 // max(n_cells, 1))))  # samples at a time: ~1 MB each array
         for a in range(0, D, chunk):
             b = min(D, a + chunk)
             wc = np.zeros((b - a, n_cells), dtype=np.float32)
@@ -1044,12 +1050,16 @@ class TransitionModel:
         a = (1 - level) / 2
         return np.quantile(samples, a, axis=0), np.quantile(samples, 1 - a, axis=0)
 
-    def _counts_table(self, s_group, s_from, col) -> pd.DataFrame:
-        """``col``: each stay's destination (``n_states``: open)."""
+    def _stay_counts(self, s_group, s_from, col) -> np.ndarray:
+        """Stays per (segment, stage, destination); ``col``: each stay's destination
+        (``n_states``: open)."""
         n_states = len(self.states_)
         G, S = len(self.groups_), self._n_tr
         c = np.bincount((s_group * S + s_from) * (n_states + 1) + col, minlength=G * S * (n_states + 1))
-        c = c.reshape(G, S, n_states + 1)
+        return c.reshape(G, S, n_states + 1)
+
+    def _counts_table(self, c: np.ndarray) -> pd.DataFrame:
+        """``counts_`` from the stays per (segment, stage, destination)."""
         g, s, b = np.nonzero(c)
         out = self._group_frame(g, pooled=False)
         steps = list(self.stage_set_.steps)
@@ -1820,10 +1830,30 @@ def _lead_runs(values: pd.Series) -> tuple[np.ndarray, pd.Index] | None:
     else:
         return None
     start[0] = True
-    first = np.flatnonzero(start)
-    codes = np.cumsum(start, dtype=_index_dtype(first.size))
+    codes = np.cumsum(start, dtype=_index_dtype(n))
     codes -= 1
-    return codes, pd.Index(arr.take(first))
+    return codes, pd.Index(arr[start])  # each run's id, in order
+
+
+def _raw_times(log: pd.DataFrame, time: str) -> tuple[np.ndarray, int]:
+    """The event times as int64 in the column's own unit, without a copy (UTC instants for
+    a log with a zone), and the factor to nanoseconds; ``checked_times`` (ns, a copy)
+    for other columns and for times beyond the nanosecond range (its error)."""
+    arr = log[time].array
+    raw = getattr(arr, "_ndarray", None)  # a DatetimeArray's numpy datetimes
+    if isinstance(arr, pd.arrays.DatetimeArray) and isinstance(raw, np.ndarray) and raw.dtype.kind == "M":
+        unit, step = np.datetime_data(raw.dtype)
+        per = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}.get(unit)
+        if per is not None and step == 1:
+            t = raw.view(np.int64)
+            if per == 1:
+                return t, 1
+            dated = t != NAT
+            lim = np.iinfo(np.int64).max // per
+            if not dated.any() or (t.max(where=dated, initial=-lim) <= lim
+                                   and t.min(where=dated, initial=lim) > -lim):
+                return t, per
+    return checked_times(log, time=time), 1
 
 
 def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=None) -> dict:
@@ -1879,17 +1909,22 @@ def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=Non
         del runs
     n_leads = len(lead_ids)
     lead_codes = np.asarray(lead_codes).astype(_index_dtype(n_leads), copy=False)
-    t = checked_times(log, time=time)  # UTC instants for a log with a zone
+    # times in the column's unit (no copy; ``per`` ns each): only the kept events' times
+    # are turned into nanoseconds
+    t, per = _raw_times(log, time)
     dated = t != NAT
     all_dated = bool(dated.all())
+    any_dated = all_dated or bool(dated.any())
+    t_max = int(t.max(where=dated, initial=np.iinfo(np.int64).min)) * per if any_dated else None
+    t_min = int(t.min(where=dated, initial=np.iinfo(np.int64).max)) * per if any_dated else None
     if spec["T"] is None:
-        T, data_end = _fit_moment(spec, (t.max() if all_dated else t[dated].max()) if dated.any() else None)
+        T, data_end = _fit_moment(spec, t_max)
     else:
         T, data_end = spec["T"], spec["data_end"]
     out = {
         "lead_ids": lead_ids,
         "T": T,
-        "data_start": int(t.min() if all_dated else t[dated].min()) if dated.any() else None,
+        "data_start": t_min,
         "kept": True,
         "n_after": 0,
         "n_after_leads": 0,
@@ -1900,7 +1935,7 @@ def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=Non
         keep = None
         lc, tt, st = lead_codes, t, state
     else:
-        le = dated & (t <= T)
+        le = dated & (t <= T // per)  # t * per <= T
         n_le = np.bincount(lead_codes[le], minlength=n_leads)
         n_dated = np.bincount(lead_codes[dated], minlength=n_leads)
         present = (n_le > 0) | ((n_dated == 0) & (T >= data_end))
@@ -1927,18 +1962,18 @@ def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=Non
         lc, tt, st = lc[o], tt[o], st[o]
         del o
 
-    # truncate each path at its first outcome: the events after an absorbing event of the
-    # same lead (int32 running counts of absorbing events)
-    cdt = _index_dtype(lc.size + 1)
+    # truncate each path at its first outcome: per lead, the events after its first absorbing
+    # event form one interval (lc is sorted), marked +1 / -1 and summed in int8
     lead_start = _starts(lc)
-    absorbing = st >= n_tr
-    cs = np.cumsum(absorbing, dtype=cdt)
-    cs -= absorbing
-    del absorbing
-    base = np.where(lead_start, cs, 0).astype(cdt, copy=False)
-    np.maximum.accumulate(base, out=base)
-    after = cs > base
-    del cs, base
+    ab = np.flatnonzero(st >= n_tr)
+    first_ab = ab[_starts(lc[ab])]  # each lead's first absorbing event
+    del ab
+    mark = np.zeros(lc.size + 1, dtype=np.int8)
+    mark[first_ab + 1] = 1
+    mark[np.searchsorted(lc, lc[first_ab], side="right")] -= 1  # where those leads end
+    del first_ab
+    after = np.cumsum(mark[:-1], dtype=np.int8).astype(bool)
+    del mark
     n_after = int(np.count_nonzero(after))
     if n_after:
         la = lc[after]  # sorted by lead
@@ -1955,6 +1990,12 @@ def _stay_events(log: pd.DataFrame, spec: dict, *, lead_codes=None, lead_ids=Non
     del after
     out["lc"], out["tt"], out["st"] = lc[new_run], tt[new_run], st[new_run]
     del new_run, lc, tt, st
+    if per != 1:  # to nanoseconds (undated events stay NaT)
+        tt = out["tt"]
+        nat = tt == NAT
+        tt *= per
+        tt[nat] = NAT
+        del tt, nat
 
     # lead-level segments: latest known value up to as_of
     rows_all = None  # None: every row, already in (lead, time) order
@@ -2012,16 +2053,17 @@ def _windows(in_stage_ns, horizons_ns) -> tuple[np.ndarray, np.ndarray]:
 
 def _latest(values: pd.Series, *, rows_sorted: np.ndarray | None, lead_codes, n_leads) -> pd.Series:
     """Per lead: its latest non-missing value among the given rows (in lead, time order;
-    ``None``: every row, already in that order).  Read a million rows at a time, so
+    ``None``: every row, already in that order).  Read 256k rows at a time, so
     that no array over every event is made."""
     is_cat = isinstance(values.dtype, pd.CategoricalDtype)
     if is_cat:
         vc = values.cat.codes.to_numpy()
     n = len(values) if rows_sorted is None else rows_sorted.size
-    last = np.full(n_leads, -1, dtype=np.int64)
-    step = 1 << 20
+    pdt = _index_dtype(len(values))
+    last = np.full(n_leads, -1, dtype=pdt)
+    step = 1 << 18
     for a in range(0, n, step):  # later rows overwrite earlier ones: the latest
-        rows = np.arange(a, min(n, a + step)) if rows_sorted is None else rows_sorted[a : a + step]
+        rows = np.arange(a, min(n, a + step), dtype=pdt) if rows_sorted is None else rows_sorted[a : a + step]
         ok = vc[rows] >= 0 if is_cat else values.iloc[rows].notna().to_numpy()
         r_ok = rows[ok]
         last[lead_codes[r_ok]] = r_ok

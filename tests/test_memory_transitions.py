@@ -305,7 +305,11 @@ def reference_fit_events(self, part: dict, spec: dict) -> dict:
     stays["to_stage"] = pd.Categorical.from_codes(np.where(s_to >= 0, s_to, n_states), categories=to_names)
     stays["days"] = days
     out["stays_"] = stays
-    out["counts_"] = self._counts_table(s_group, s_from, np.where(s_to >= 0, s_to, n_states))
+    # the counts table (its old _counts_table's counting, verbatim; the table is shaped by the model)
+    col = np.where(s_to >= 0, s_to, n_states)
+    G, S = len(groups), n_tr
+    c = np.bincount((s_group * S + s_from) * (n_states + 1) + col, minlength=G * S * (n_states + 1))
+    out["counts_"] = self._counts_table(c.reshape(G, S, n_states + 1))
     return out
 
 
