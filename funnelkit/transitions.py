@@ -837,9 +837,12 @@ class TransitionModel:
             steps = list(self.stage_set_.steps)
             stays = pd.DataFrame({p["lead"]: self._lead_ids.take(s_lead)})
             for c in self.by_:
-                vals = seg_frame[c].to_numpy()[s_lead]
-                stays[c] = pd.Categorical(vals, categories=seg_frame[c].cat.categories) \
-                    if isinstance(seg_frame[c].dtype, pd.CategoricalDtype) else vals
+                seg = seg_frame[c]
+                if isinstance(seg.dtype, pd.CategoricalDtype):  # by codes (unordered, as built by value)
+                    stays[c] = pd.Categorical.from_codes(seg.cat.codes.to_numpy()[s_lead],
+                                                         categories=seg.cat.categories)
+                else:
+                    stays[c] = seg.to_numpy()[s_lead]
             stays["stage"] = pd.Categorical.from_codes(p["from"], categories=steps[:-1])
             s_t = p["entered"]
             s_t_raw = np.where(s_t != NAT, cal.from_activity_ns(s_t), NAT) if cal is not None else s_t
@@ -1725,8 +1728,8 @@ class TransitionModel:
                 f"shrinkage={self.shrinkage}, n_samples={self.n_samples}>"
             )
         seg = f", by={self.by_} ({len(self.groups_)} segments)" if self.by_ else ""
-        n_stays = len(self.stays_)
-        n_open = int((self.stays_["to_stage"] == OPEN).sum())
+        n_stays = len(self._stays_parts["to"])  # without building stays_
+        n_open = int(np.count_nonzero(self._stays_parts["to"] == len(self.states_)))
         wp = self.win_probability(pooled=True)
         parts = ", ".join(f"{s} {p:.1%}" for s, p in zip(wp["stage"], wp["probability"]))
         return (

@@ -388,6 +388,8 @@ def assert_same_fit(log, settings=None, **kw):
     for name in ("groups_", "stays_", "counts_"):
         assert_frame_equal(getattr(tm, name), ref[name], check_exact=True)
     assert_series_equal(tm._lead_group, ref["_lead_group"])
+    n_open = int((ref["stays_"]["to_stage"] == OPEN).sum())
+    assert f"{len(ref['stays_']):,} stays ({n_open:,} open)" in repr(tm)  # without building stays_
     assert np.array_equal(tm._n_gs, ref["_n_gs"]) and np.array_equal(tm._stay_leads, ref["_stay_leads"])
     for a, b in zip(tm._cells, ref["_cells"]):
         assert np.array_equal(a, b)
@@ -465,6 +467,22 @@ def test_hostile_logs(seed, ids):
                             value="amount", as_of=as_of)
     assert_same_fit(df.dropna(subset=["timestamp"]), stages="pipeline4")
     assert_same_fit(df, {"calendar": "weekdays"}, stages="pipeline4", by="product")
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_time_units_and_zones(unit):
+    """Times are read in the column's own unit (no nanosecond copy) and in UTC for a log
+    with a zone."""
+    df = _messy(5)
+    df = df.assign(timestamp=df["timestamp"].dt.as_unit(unit))
+    by_time = df.sort_values(["lead_id", "timestamp"], kind="stable", na_position="first").reset_index(drop=True)
+    zoned = by_time.assign(timestamp=by_time["timestamp"].dt.tz_localize("UTC").dt.tz_convert("Europe/Paris"))
+    for log in (df, by_time, zoned):
+        for as_of in (None, "2024-01-20 13:00", "2024-12-31"):
+            assert_same_fit(log, stages="pipeline4", by="product", as_of=as_of)
+    far = by_time.assign(timestamp=by_time["timestamp"].dt.as_unit("s"))
+    far.loc[3, "timestamp"] = pd.Timestamp("2300-01-01").as_unit("s")  # beyond the ns range
+    assert_same_fit(far, stages="pipeline4")  # read through checked_times, as before
 
 
 def test_a_stage_set_without_a_lost_outcome_and_unknown_durations():
