@@ -690,7 +690,7 @@ class TransitionModel:
         all_used = bool(lead_used.all())
         lead_idx = np.flatnonzero(lead_used)
         del lead_used
-        seg_frame = pd.DataFrame(index=np.arange(n_leads))
+        seg_frame = pd.DataFrame(index=pd.RangeIndex(n_leads))
         for col in by:
             seg_frame[col] = part["segments"][col]
         lead_value = part["value"]
@@ -805,10 +805,9 @@ class TransitionModel:
         self.value_ = spec["value"]
         self._w_mult = None
         self.weighted_by_ = None
-        self._lead_group = pd.Series(
-            lead_group[lead_idx].astype(np.int64, copy=False),
-            index=lead_ids if all_used else lead_ids.take(lead_idx),
-        )
+        # each lead's segment (_lead_group): built when first read
+        self._lead_groups = (lead_group if all_used else lead_group[lead_idx], None if all_used else lead_idx)
+        self._lead_group_cache = None
         del lead_idx
         if all_use:
             self.counts_ = self._counts_table(per_cell.sum(axis=2))
@@ -826,6 +825,15 @@ class TransitionModel:
         self._stays = None
         self._tables = {}  # probabilities_, pooled_probabilities_: built when first read
         return self
+
+    @property
+    def _lead_group(self) -> pd.Series:
+        """Segment number per lead id (the leads with an event used by the fit)."""
+        if self._lead_group_cache is None:
+            groups, idx = self._lead_groups
+            ids = self._lead_ids if idx is None else self._lead_ids.take(idx)
+            self._lead_group_cache = pd.Series(groups.astype(np.int64), index=ids)
+        return self._lead_group_cache
 
     @property
     def stays_(self) -> pd.DataFrame:
