@@ -2101,9 +2101,21 @@ def movement(
 def _waterfall(mv: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """The table of :func:`movement` from the per-lead movements (:func:`movement_leads`)."""
     notes = list(mv.attrs["notes"])
-    mcat = mv["movement"].astype(str).to_numpy()
-    from_start = ~np.isin(mcat, ["entered", "entered_won", "entered_lost"])
-    open_end = np.isin(mcat, ["stayed", "advanced", "moved_back", "entered"])
+    cat = mv["movement"].array
+    if list(cat.categories) == list(MOVEMENTS):  # as movement_leads makes it: masks from the codes
+
+        def among(names) -> np.ndarray:
+            lut = np.zeros(len(MOVEMENTS) + 1, dtype=bool)  # the last entry for a missing value (-1)
+            lut[[MOVEMENTS.index(x) for x in names]] = True
+            return lut[cat.codes]
+    else:
+        mcat = mv["movement"].astype(str).to_numpy()
+
+        def among(names) -> np.ndarray:
+            return np.isin(mcat, list(names))
+
+    from_start = ~among(["entered", "entered_won", "entered_lost"])
+    open_end = among(["stayed", "advanced", "moved_back", "entered"])
     a_amt = mv["amount_start"].fillna(0.0).to_numpy()
     b_amt = mv["amount_end"].fillna(0.0).to_numpy()
     unk = int((mv["amount_start"].isna() & from_start).sum() + mv["amount_end"].isna().sum())
@@ -2112,13 +2124,13 @@ def _waterfall(mv: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     rows_spec = [
         ("start", "level", 0, from_start, a_amt),
         ("entered", "in", 1, ~from_start, b_amt),
-        ("won", "out", -1, np.isin(mcat, ["won", "entered_won"]), b_amt),
-        ("lost", "out", -1, np.isin(mcat, ["lost", "entered_lost"]), b_amt),
+        ("won", "out", -1, among(["won", "entered_won"]), b_amt),
+        ("lost", "out", -1, among(["lost", "entered_lost"]), b_amt),
         ("value_change", "change", 1, None, None),
         ("end", "level", 0, open_end, b_amt),
-        ("advanced", "detail", 0, mcat == "advanced", b_amt),
-        ("moved_back", "detail", 0, mcat == "moved_back", b_amt),
-        ("stayed", "detail", 0, mcat == "stayed", b_amt),
+        ("advanced", "detail", 0, among(["advanced"]), b_amt),
+        ("moved_back", "detail", 0, among(["moved_back"]), b_amt),
+        ("stayed", "detail", 0, among(["stayed"]), b_amt),
     ]
     if by:
         gid = mv.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()

@@ -17,12 +17,12 @@ from funnelkit import parallel, pipeline
 from funnelkit._common import as_list
 from funnelkit.data import AMOUNT, LEAD, STAGE, TIME
 from funnelkit.exceptions import DataWarning, InvalidEventLogError, PipelineError
-from funnelkit.pipeline import MOVEMENTS, _member, _start_end, _ts, _waterfall, snapshot
+from funnelkit.pipeline import MOVEMENTS, _member, _start_end, _ts, snapshot
 from funnelkit.stages import StageSet
 
 
 # ---------------------------------------------------------------------------
-# the reference: movement_leads, _movement_from and movement as of commit 58c8cba, verbatim
+# the reference: movement_leads, _movement_from, movement and _waterfall as of commit 58c8cba, verbatim
 # ---------------------------------------------------------------------------
 def reference_movement_leads(
     log: pd.DataFrame,
@@ -191,7 +191,69 @@ def reference_movement(
     by = as_list(by)
     mv = reference_movement_leads(log, start=start, end=end, stages=stages, segments=by or [],
                         lead=lead, stage=stage, time=time, amount=amount)
-    return _waterfall(mv, by)
+    return reference_waterfall(mv, by)
+
+
+def reference_waterfall(mv: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """The table of :func:`movement` from the per-lead movements (:func:`movement_leads`)."""
+    notes = list(mv.attrs["notes"])
+    mcat = mv["movement"].astype(str).to_numpy()
+    from_start = ~np.isin(mcat, ["entered", "entered_won", "entered_lost"])
+    open_end = np.isin(mcat, ["stayed", "advanced", "moved_back", "entered"])
+    a_amt = mv["amount_start"].fillna(0.0).to_numpy()
+    b_amt = mv["amount_end"].fillna(0.0).to_numpy()
+    unk = int((mv["amount_start"].isna() & from_start).sum() + mv["amount_end"].isna().sum())
+    if unk:
+        notes.append(f"{unk:,} amount(s) are unknown and count as 0 in the value column.")
+    rows_spec = [
+        ("start", "level", 0, from_start, a_amt),
+        ("entered", "in", 1, ~from_start, b_amt),
+        ("won", "out", -1, np.isin(mcat, ["won", "entered_won"]), b_amt),
+        ("lost", "out", -1, np.isin(mcat, ["lost", "entered_lost"]), b_amt),
+        ("value_change", "change", 1, None, None),
+        ("end", "level", 0, open_end, b_amt),
+        ("advanced", "detail", 0, mcat == "advanced", b_amt),
+        ("moved_back", "detail", 0, mcat == "moved_back", b_amt),
+        ("stayed", "detail", 0, mcat == "stayed", b_amt),
+    ]
+    if by:
+        gid = mv.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
+        keys = mv[by].assign(_g=gid).drop_duplicates("_g").sort_values("_g").reset_index(drop=True)
+    else:
+        gid = np.zeros(len(mv), dtype=np.int64)
+        keys = pd.DataFrame({"_g": [0]})
+    ng = len(keys)
+    frames = []
+    for name, kind, sign, mask, amt in rows_spec:
+        if mask is None:
+            n = np.zeros(ng)
+            val = np.bincount(gid, weights=np.where(from_start, b_amt - a_amt, 0.0), minlength=ng)
+        else:
+            n = np.bincount(gid, weights=mask.astype(float), minlength=ng)
+            val = np.bincount(gid, weights=np.where(mask, amt, 0.0), minlength=ng)
+        frames.append(pd.DataFrame({"_g": np.arange(ng), "movement": name, "kind": kind,
+                                    "leads": n.astype(np.int64), "value": val, "sign": sign}))
+    res = pd.concat(frames, ignore_index=True)
+    # reconcile, per group
+    piv_n = res.pivot(index="_g", columns="movement", values="leads")
+    piv_v = res.pivot(index="_g", columns="movement", values="value")
+    bad_n = piv_n["start"] + piv_n["entered"] - piv_n["won"] - piv_n["lost"] != piv_n["end"]
+    lhs = piv_v["start"] + piv_v["entered"] + piv_v["value_change"] - piv_v["won"] - piv_v["lost"]
+    scale = np.maximum(1.0, np.abs(piv_v[["start", "end", "entered"]]).max(axis=1))
+    bad_v = np.abs(lhs - piv_v["end"]) > 1e-9 * scale
+    if bad_n.any() or bad_v.any():
+        raise PipelineError("the movement does not reconcile; please report this as a bug.")
+    res = res.merge(keys, on="_g").sort_values("_g", kind="stable").drop(columns="_g")
+    res["movement"] = pd.Categorical(
+        res["movement"],
+        categories=["start", "entered", "won", "lost", "value_change", "end",
+                    "advanced", "moved_back", "stayed"],
+        ordered=True,
+    )
+    res = res[[*by, "movement", "kind", "leads", "value", "sign"]].reset_index(drop=True)
+    res.attrs = {"start": mv.attrs["start"], "end": mv.attrs["end"], "reconciled": True,
+                 "notes": notes, "stage_set": mv.attrs["stage_set"]}
+    return res
 
 
 
