@@ -1015,8 +1015,9 @@ def forecast(
             r = f.total.iloc[0]
             factor, side, n_lc = _level_correction(past, quantity=q) if correct_level else (1.0, 0, 0)
             est = float(r[f"expected_{q}"])
+            most = float(r["open_leads"]) if q == "wins" and not new_leads else None
             lo, hi, n_used, how = _calibrate_range(past, est, float(r[f"{q}_low"]), float(r[f"{q}_high"]), level,
-                                                   quantity=q, shown=est * factor)
+                                                   quantity=q, shown=est * factor, most=most)
             for fr in frames:
                 fr[f"model_{q}_low"], fr[f"model_{q}_high"] = fr[f"{q}_low"], fr[f"{q}_high"]
                 fr[f"{q}_low"], fr[f"{q}_high"] = lo, hi
@@ -2075,7 +2076,7 @@ def _choose_half_life(past: pd.DataFrame, candidates: list):
 
 
 def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level: float, *, quantity: str,
-                     shown: float | None = None):
+                     shown: float | None = None, most: float | None = None):
     """The model's range corrected by the past cutoffs' errors (split-conformal).
 
     Each past forecast's miss is measured in units of its own half-range below and above the
@@ -2092,6 +2093,10 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
     ``est`` times the level correction; default ``est``): where the past misses would move one
     end past it (a pipeline about to run dry: expected 0.2 wins after cutoffs that each won a
     few more than forecast), that end stops at the point forecast, which only widens the range.
+
+    ``most``: the largest possible value (the open leads, for the wins of the open pipeline:
+    each can be won once); the high end never exceeds it (at a dry pipeline the past misses
+    stretched "1 open lead" to a range of 0 to 3 wins).
 
     A calibrated range of wins is stated in whole wins, each end rounded to the nearest
     (halves up), as reports and ``repr`` show it and the backtest scores it.  Rounding to the
@@ -2138,6 +2143,9 @@ def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level
         new_lo, new_hi = min(new_lo, point), max(new_hi, point)
     if quantity == "wins":  # whole wins, as shown
         new_lo, new_hi = np.floor(new_lo + 0.5), np.floor(new_hi + 0.5)
+    if most is not None and np.isfinite(most):  # never more than can happen
+        new_hi = min(new_hi, float(most))
+        new_lo = min(new_lo, new_hi)
     return max(float(new_lo), 0.0), max(float(new_hi), 0.0), n, "calibrated"
 
 
@@ -2634,9 +2642,10 @@ def backtest(
                 if calibrate and np.isfinite(row[f"expected_{q}"]):
                     if correct_level:
                         factor = _level_correction(mine, quantity=q)[0]
+                    most = float(row["open_leads"]) if q == "wins" and not new_leads else None
                     lo_, hi_, n_used, how = _calibrate_range(mine, row[f"expected_{q}"], row[f"{q}_low"],
                                                              row[f"{q}_high"], level, quantity=q,
-                                                             shown=row[f"expected_{q}"] * factor)
+                                                             shown=row[f"expected_{q}"] * factor, most=most)
                     row[f"{q}_low"], row[f"{q}_high"] = lo_, hi_
                     row[f"expected_{q}"] *= factor
                 else:

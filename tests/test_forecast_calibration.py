@@ -88,6 +88,10 @@ def test_calibrated_range_holds_the_point_forecast_shown():
     rev = past.rename(columns=lambda c: c.replace("wins", "revenue"))
     r_lo, r_hi, _, _ = F._calibrate_range(rev, 0.2, 0.0, 1.0, 0.8, quantity="revenue")
     assert r_lo == pytest.approx(0.2) and r_hi > 0.2
+    # one open lead: never more than one win, however far the past misses stretch the range
+    assert hi > 1.0
+    assert F._calibrate_range(past, 0.2, 0.0, 1.0, 0.8, quantity="wins", most=1) == (0.0, 1.0, 12, "calibrated")
+    assert F._calibrate_range(past, 0.2, 0.0, 1.0, 0.8, quantity="wins", most=0)[:2] == (0.0, 0.0)
 
 
 def test_level_correction_only_after_misses_on_one_side():
@@ -129,7 +133,8 @@ def test_forecast_calibrate_labels_and_falls_back(demo_log):
     assert (past["horizon_end"] <= pd.Timestamp("2025-09-30 23:59:59.999999999")).all()
     assert t["range"] == "calibrated on 6 past cutoffs"
     lo, hi, n, how = F._calibrate_range(past, t["model_expected_wins"], t["model_wins_low"], t["model_wins_high"],
-                                        0.8, quantity="wins", shown=t["model_expected_wins"] * t["level_factor"])
+                                        0.8, quantity="wins", shown=t["model_expected_wins"] * t["level_factor"],
+                                        most=t["open_leads"])
     assert (t["wins_low"], t["wins_high"]) == (lo, hi)
     assert lo <= t["expected_wins"] <= hi and lo == int(lo) and hi == int(hi)
     assert any("past cutoffs" in n for n in f.notes_)
@@ -152,9 +157,9 @@ def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
         factor = F._level_correction(past, quantity="wins")[0]
         lo, hi, n, how = F._calibrate_range(past, row["model_expected_wins"], row["model_wins_low"],
                                             row["model_wins_high"], 0.8, quantity="wins",
-                                            shown=row["model_expected_wins"] * factor)
+                                            shown=row["model_expected_wins"] * factor, most=row["open_leads"])
         assert (row["wins_low"], row["wins_high"]) == (lo, hi)
-        assert lo <= row["expected_wins"] <= hi
+        assert lo <= row["expected_wins"] <= hi <= row["open_leads"]
         assert row["expected_wins"] == pytest.approx(row["model_expected_wins"] * factor)
     s = bt.summary.set_index(["method", "quantity"])
     model = s.loc[("forecast, model range", "wins")]
