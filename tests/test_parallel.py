@@ -231,6 +231,13 @@ def test_auto_engine_on_a_large_log(big):
     assert P.last_run["engine"] == "threads" and P.last_run["path"] == "chunks"
     P.conversion(big, stages="pipeline4", n_jobs=1)
     assert P.last_run["path"] == "direct"
+    # the waterfall: the one-core single pass over the events beats two snapshots on every core
+    kw = {"stages": "pipeline4", "start": "2025-03-31", "end": "2025-06-30", "by": "product"}
+    got = P.movement(big, n_jobs=2, **kw)
+    assert P.last_run["path"] == "direct"
+    _same(got, fk.pipeline.movement(big, **kw))
+    P.movement(big, n_jobs=2, engine="threads", **kw)
+    assert P.last_run["engine"] == "threads" and P.last_run["path"] == "chunks"
 
 
 def test_a_stage_set_per_segment_runs_one_core(demo):
