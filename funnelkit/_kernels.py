@@ -913,7 +913,8 @@ def stay_events(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> di
 
 
 def merge_stay_events(parts: list[dict]) -> dict:
-    """The stay events of the whole log from those of its lead-partitioned chunks.
+    """The stay events of the whole log from those of its lead-partitioned chunks (their
+    event arrays ``lc``, ``tt``, ``st`` are taken out of ``parts``).
 
     Leads are numbered in the order of their first event in the log (as
     ``pd.factorize`` numbers them on one core): chunk after chunk, or by
@@ -928,9 +929,19 @@ def merge_stay_events(parts: list[dict]) -> dict:
     offsets = np.r_[0, np.cumsum(sizes)[:-1]]
     lead_ids = full[0]["lead_ids"].append([p["lead_ids"] for p in full[1:]]) if len(full) > 1 else full[0]["lead_ids"]
     cdt = transitions._index_dtype(int(sizes.sum()))  # lead codes: int32 below 2**31 leads
-    lc = np.concatenate([p["lc"].astype(cdt) + cdt(off) for p, off in zip(full, offsets)])
-    tt = np.concatenate([p["tt"] for p in full])
-    st = np.concatenate([p["st"] for p in full])
+    # the event arrays are moved out of the parts one part at a time (each part's are freed
+    # once copied), so that the whole log's and the parts' are not all held at once
+    n_ev = sum(p["lc"].size for p in full)
+    lc = np.empty(n_ev, dtype=cdt)
+    tt = np.empty(n_ev, dtype=np.int64)
+    st = np.empty(n_ev, dtype=np.result_type(*[p["st"] for p in full]))
+    a = 0
+    for p, off in zip(full, offsets):
+        b = a + p["lc"].size
+        np.add(p.pop("lc"), off, out=lc[a:b], casting="unsafe")
+        tt[a:b] = p.pop("tt")
+        st[a:b] = p.pop("st")
+        a = b
     segments = {
         col: pd.concat([p["segments"][col] for p in full], ignore_index=True) for col in full[0]["segments"]
     }
