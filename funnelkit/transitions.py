@@ -697,7 +697,7 @@ class TransitionModel:
         gdt = _index_dtype(n_leads)
         if by:
             sub = seg_frame.iloc[lead_idx]
-            gcode = sub.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
+            gcode = _ngroup(sub, by)
             lead_group = np.zeros(n_leads, dtype=gdt)
             lead_group[lead_idx] = gcode
             groups = sub.assign(_g=gcode).drop_duplicates("_g").sort_values("_g")
@@ -1809,6 +1809,21 @@ def _fit_moment(spec: dict, data_end) -> tuple[np.int64, np.int64]:
 def _index_dtype(n: int):
     """The smallest integer type of positions (or codes) below ``n``: int32 up to 2**31."""
     return np.int32 if n < 2**31 else np.int64
+
+
+def _ngroup(frame: pd.DataFrame, by: list) -> np.ndarray:
+    """``frame.groupby(by, observed=True, dropna=False, sort=True).ngroup()``; for one
+    categorical column, from its codes (no groupby): the observed categories in their
+    order, missing values last."""
+    col = frame[by[0]] if len(by) == 1 else None
+    if col is None or not isinstance(col.dtype, pd.CategoricalDtype):
+        return frame.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
+    codes = col.cat.codes.to_numpy()
+    n_cat = len(col.cat.categories)
+    seen = np.zeros(n_cat + 1, dtype=bool)  # the last slot: missing (code -1)
+    seen[codes] = True
+    number = np.cumsum(seen) - 1
+    return number[codes]
 
 
 def _lead_runs(values: pd.Series) -> tuple[np.ndarray, pd.Index] | None:

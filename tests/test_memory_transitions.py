@@ -28,6 +28,7 @@ from funnelkit.transitions import (
     _fit_moment,
     _fit_spec,
     _lead_runs,
+    _ngroup,
     _starts,
     _stay_events,
 )
@@ -532,3 +533,15 @@ def test_lead_runs_number_leads_as_factorize_does(demo):
         assert _lead_runs(col.reset_index(drop=True)) is None
     with pytest.raises(InvalidEventLogError, match="no lead id"):
         TransitionModel(n_samples=0).fit(demo.assign(lead_id=ids.where(ids != "L0007")))
+
+
+def test_ngroup_of_one_categorical_column():
+    """Segments numbered from the category codes, as ``groupby(...).ngroup()`` numbers them."""
+    rng = np.random.default_rng(0)
+    for cats, ordered in [(["b", "a", "c", "d"], False), (["z", "y", "x"], True)]:
+        values = rng.choice([*cats[:3], None], 500)
+        df = pd.DataFrame({"x": pd.Categorical(values, categories=cats, ordered=ordered), "y": values})
+        for sub in (df, df[df["x"].notna()], df[df["x"] != cats[0]], df.iloc[:0]):
+            for by in (["x"], ["y"], ["x", "y"]):
+                expected = sub.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
+                assert np.array_equal(_ngroup(sub, by), expected)
