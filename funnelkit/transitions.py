@@ -829,6 +829,8 @@ class TransitionModel:
     @property
     def _lead_group(self) -> pd.Series:
         """Segment number per lead id (the leads with an event used by the fit)."""
+        if "_lead_groups" not in self.__dict__:  # a model pickled before it was built lazily
+            return self.__dict__["_lead_group"]
         if self._lead_group_cache is None:
             groups, idx = self._lead_groups
             ids = self._lead_ids if idx is None else self._lead_ids.take(idx)
@@ -839,6 +841,8 @@ class TransitionModel:
     def stays_(self) -> pd.DataFrame:
         """One row per stay (see the class docstring); built when first read."""
         self._check()
+        if "_stays_parts" not in self.__dict__:  # a model pickled before stays_ was built lazily
+            return self.__dict__["stays_"]
         if self._stays is None:
             p = self._stays_parts
             s_lead, seg_frame, cal = p["lead_codes"], p["segments"], p["calendar"]
@@ -1736,8 +1740,11 @@ class TransitionModel:
                 f"shrinkage={self.shrinkage}, n_samples={self.n_samples}>"
             )
         seg = f", by={self.by_} ({len(self.groups_)} segments)" if self.by_ else ""
-        n_stays = len(self._stays_parts["to"])  # without building stays_
-        n_open = int(np.count_nonzero(self._stays_parts["to"] == len(self.states_)))
+        if "_stays_parts" in self.__dict__:  # without building stays_
+            n_stays = len(self._stays_parts["to"])
+            n_open = int(np.count_nonzero(self._stays_parts["to"] == len(self.states_)))
+        else:
+            n_stays, n_open = len(self.stays_), int((self.stays_["to_stage"] == OPEN).sum())
         wp = self.win_probability(pooled=True)
         parts = ", ".join(f"{s} {p:.1%}" for s, p in zip(wp["stage"], wp["probability"]))
         return (

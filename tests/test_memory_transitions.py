@@ -545,3 +545,20 @@ def test_ngroup_of_one_categorical_column():
             for by in (["x"], ["y"], ["x", "y"]):
                 expected = sub.groupby(by, observed=True, dropna=False, sort=True).ngroup().to_numpy()
                 assert np.array_equal(_ngroup(sub, by), expected)
+
+
+def test_pickles(demo):
+    """A fitted model pickles with its compact stays; a model pickled before stays_ and
+    _lead_group were built lazily still reads them."""
+    import pickle
+
+    tm = TransitionModel(n_samples=5).fit(demo, by="product")
+    back = pickle.loads(pickle.dumps(tm))
+    assert_frame_equal(back.stays_, tm.stays_, check_exact=True)
+    assert_series_equal(back._lead_group, tm._lead_group)
+    old = pickle.loads(pickle.dumps(tm))
+    stays, groups = old.stays_, old._lead_group
+    for name in ("_stays_parts", "_stays", "_lead_groups", "_lead_group_cache"):
+        del old.__dict__[name]
+    old.__dict__.update({"stays_": stays, "_lead_group": groups})
+    assert old.stays_ is stays and old._lead_group is groups and repr(old) == repr(tm)
