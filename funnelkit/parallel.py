@@ -1242,13 +1242,12 @@ def fit_transitions(
     n_jobs : int
         Worker threads or processes (``-1``: every core).
     engine : {"auto", "processes", "threads", "serial", "dask"}
-        ``"auto"`` runs a Dask DataFrame on Dask, and an in-memory log of at
-        least ``MIN_PARALLEL_ROWS`` events on ``n_jobs`` threads (the stay
-        events are as large as the log: they would be copied back from worker
-        processes), a smaller one on one core (``model.fit(log)``).  A
-        lead-sorted log is split without hashing its lead ids, which is also
-        what makes the chunks quicker than one core, even one after the other
-        (``"serial"``).
+        ``"auto"`` runs a Dask DataFrame on Dask, and an in-memory log on one
+        core (``model.fit(log)``): the one-core fit is leaner and quicker than
+        chunks on threads (5M leads: 1.7 s at 2.1x the bytes of its columns,
+        against 2.9 s at 2.4x on two threads).  ``"threads"`` is the better
+        of the in-process engines on request (the stay events are as large as
+        the log: worker processes would copy them back).
     n_chunks : int, optional
         Chunks of an in-memory log (default: one per ``CHUNK_ROWS`` events, at
         least one per worker).  Giving it always splits the log.
@@ -1295,6 +1294,12 @@ def fit_transitions(
     elif not isinstance(model, TransitionModel):
         raise TypeError(f"model must be a TransitionModel, got {type(model).__name__}.")
     kw = dict(stages=stages, by=by, as_of=as_of, value=value, lead=lead, stage=stage, time=time)
+    if engine == "auto" and n_chunks is None and not _is_dask(log):
+        # the one-core fit is the leaner and quicker (5M leads: 1.7 s at 2.1x its columns,
+        # against 2.9 s at 2.4x on two threads)
+        last_run.clear()
+        last_run.update(path="direct", engine="direct", n_chunks=0)
+        return model.fit(log, **kw)
     run = _Run(
         log, lead=lead, time=time, amount=None, n_jobs=n_jobs, engine=engine, n_chunks=n_chunks, per_lead=True
     )

@@ -238,6 +238,9 @@ def test_auto_engine_on_a_large_log(big):
     _same(got, fk.pipeline.movement(big, **kw))
     P.movement(big, n_jobs=2, engine="threads", **kw)
     assert P.last_run["engine"] == "threads" and P.last_run["path"] == "chunks"
+    # the transition model: the lean one-core fit beats chunks on threads
+    P.fit_transitions(big, stages="pipeline4", by="product", n_samples=0)
+    assert P.last_run["path"] == "direct"
 
 
 def test_a_stage_set_per_segment_runs_one_core(demo):
