@@ -332,81 +332,16 @@ def snapshot(
     T = _to_time(as_of, name="as_of", tz=tz) if as_of is not None else (rng[1] if rng else np.int64(0))
     notes = _as_of_notes(T, rng, tz, stacklevel=3)
 
-    # the events of a lead are a run of lc, undated (NAT, the smallest time) first, so a
-    # lead's first event says whether it has undated events and its last whether it has
-    # only those; its events known at T (dated ones up to T, and its undated ones if it
-    # is present) are a prefix of its run
     n = lc.size
-    lead_start = np.searchsorted(lc, np.arange(n_leads, dtype=lc.dtype)).astype(funnel._pos_dtype(n))
-    has_undated = t[lead_start] == NAT if n else np.zeros(n_leads, dtype=bool)
-    lead_end = np.empty_like(lead_start)
-    lead_end[:-1] = lead_start[1:] - 1
-    if n_leads:
-        lead_end[-1] = n - 1
-    undated_only = t[lead_end] == NAT if n else np.zeros(n_leads, dtype=bool)
-    del lead_start
-    le = t <= T // unit  # dated and at or before T (NAT is not dated)
-    le &= t != NAT
-    first_le = funnel._ends_per_lead(lc, le, n_leads, last=False)
-    last_le = funnel._ends_per_lead(lc, le, n_leads, last=True)
-    at_end = rng is None or T >= rng[1]
-    present = last_le >= 0
-    if at_end:
-        present |= undated_only
-    excl_undated = int((undated_only & ~present).sum())
-    later_undated = int((has_undated & ~undated_only & (last_le < 0)).sum())
-    if excl_undated:
-        notes.append(
-            f"{excl_undated:,} lead(s) have only undated events (unknown time): they cannot be "
-            f"placed before {_ts(T, tz)} and are excluded from this past snapshot."
-        )
-    if later_undated:
-        notes.append(
-            f"{later_undated:,} lead(s) have undated events and their first dated event after "
-            "as_of: whether they existed at as_of is unknown; excluded."
-        )
-    # the last event known at T per present lead (the prefix's end)
-    last_any = np.where(last_le >= 0, last_le, np.where(present, lead_end, -1))
-    del lead_end
-    if le.all():
-        keep = le  # every event dated and at or before T: all known
-    else:
-        keep = present[lc]
-        keep &= t == NAT
-        keep |= le
-    del le
-
-    is_step = ev.is_step_of[lab]
-    is_step &= keep
-    last_step = funnel._ends_per_lead(lc, is_step, n_leads, last=True)
-    # the start of the latest run of consecutive step events in one stage, and the highest
-    # step reached (for moved_back), over the known step events only
-    sp = funnel._positions(is_step)
-    del is_step
-    sp_lc = lc[sp]
-    sp_order = ev.order_of[lab[sp]]
-    new_run = np.empty(sp.size, dtype=bool)
-    if sp.size:
-        new_run[0] = True
-        np.not_equal(sp_lc[1:], sp_lc[:-1], out=new_run[1:])
-        new_lead = new_run.copy()
-        new_run[1:] |= sp_order[1:] != sp_order[:-1]
-    run_at = funnel._ends_per_lead(sp_lc, new_run, n_leads, last=True)  # index into sp
-    run_start = np.where(run_at >= 0, sp[np.maximum(run_at, 0)] if sp.size else 0, -1)
-    del run_at, new_run
-    max_step = np.full(n_leads, -1, dtype=np.int8)
-    if sp.size:
-        heads = np.flatnonzero(new_lead)
-        max_step[sp_lc[heads]] = np.maximum.reduceat(sp_order, heads)
-        del heads, new_lead
-    del sp, sp_lc, sp_order
-    is_oc = ev.is_outcome_of[lab]
-    is_oc &= keep
-    first_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=False)
-    last_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=True)
-    del is_oc
-
-    leads = np.flatnonzero(present & (include_closed | (last_oc < 0)))
+    bounds = _lead_bounds(ev)
+    has_undated = bounds[0]
+    k = _known_at(ev, T, rng, tz, bounds, notes, detail=True)
+    del bounds
+    keep, first_le, last_le, last_any, max_step = k.keep, k.first_le, k.last_le, k.last_any, k.max_step
+    last_step, run_start, first_oc, last_oc = k.last_step, k.run_start, k.first_oc, k.last_oc
+    leads = np.flatnonzero(k.present & (include_closed | (last_oc < 0)))
+    excluded = k.excluded
+    del k
     ls = last_step[leads]
     lo = last_oc[leads]
     is_closed = lo >= 0
@@ -476,7 +411,7 @@ def snapshot(
     out.attrs = {
         "as_of": _ts(T, tz),
         "stage_set": ss,
-        "excluded_undated": excl_undated + later_undated,
+        "excluded_undated": excluded,
         "notes": notes,
     }
     return out
@@ -1747,8 +1682,9 @@ class _LeadState:
 
 
 def _lead_bounds(ev: _SnapshotEvents) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per lead, as :func:`snapshot` finds them: whether it has undated events, whether it
-    has only those, and its last sorted position."""
+    """Per lead: whether it has undated events, whether it has only those, and its last
+    sorted position (the events of a lead are a run of ``lc``, undated ones first: NAT is the
+    smallest time)."""
     lc, t, n_leads = ev.lc, ev.t, ev.n_leads
     n = lc.size
     lead_start = np.searchsorted(lc, np.arange(n_leads, dtype=lc.dtype)).astype(funnel._pos_dtype(n))
@@ -1761,14 +1697,36 @@ def _lead_bounds(ev: _SnapshotEvents) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return has_undated, undated_only, lead_end
 
 
-def _lead_state(ev: _SnapshotEvents, T: np.int64, rng, tz, bounds) -> _LeadState:
-    """:func:`snapshot` at ``T`` with closed leads, reduced to what :func:`movement_leads`
-    compares (same rules, same notes and warnings, attributed to its caller's caller)."""
+@dataclass
+class _KnownAt:
+    """What is known of every lead at one moment (see :func:`_known_at`): per lead code,
+    sorted positions (-1: none), except ``keep``."""
+
+    present: np.ndarray  # bool: a row of the snapshot with closed leads
+    keep: np.ndarray  # bool per sorted event: known at that moment
+    excluded: int  # leads left out because their undated events cannot be placed in time
+    last_le: np.ndarray  # its latest dated event at or before the moment
+    last_any: np.ndarray  # its latest known event
+    last_step: np.ndarray  # its latest known step event
+    run_start: np.ndarray  # the first of its latest run of known step events in one stage
+    first_oc: np.ndarray  # its first known outcome event
+    last_oc: np.ndarray  # its latest known outcome event
+    first_le: np.ndarray | None  # its first dated event at or before the moment (detail only)
+    max_step: np.ndarray | None  # int8: the highest step order it reached, -1 none (detail only)
+
+
+def _known_at(ev: _SnapshotEvents, T: np.int64, rng, tz, bounds, notes: list[str], *, detail: bool) -> _KnownAt:
+    """The rules of :func:`snapshot` at ``T``, in one place for it and :func:`_lead_state`:
+    which leads are present, which events are known, and where each lead's state comes from.
+    Appends the notes on leads left out to ``notes``; ``detail`` also finds ``first_le`` and
+    ``max_step`` (for the snapshot's ages and ``moved_back`` flags)."""
     lc, t, lab, unit, n_leads = ev.lc, ev.t, ev.lab, ev.unit, ev.n_leads
     has_undated, undated_only, lead_end = bounds
-    notes = _as_of_notes(T, rng, tz, stacklevel=3)
+    # a lead's events known at T (dated ones up to T, and its undated ones if it is present)
+    # are a prefix of its run of lc
     le = t <= T // unit  # dated and at or before T (NAT is not dated)
     le &= t != NAT
+    first_le = funnel._ends_per_lead(lc, le, n_leads, last=False) if detail else None
     last_le = funnel._ends_per_lead(lc, le, n_leads, last=True)
     present = last_le >= 0
     if rng is None or T >= rng[1]:
@@ -1785,53 +1743,78 @@ def _lead_state(ev: _SnapshotEvents, T: np.int64, rng, tz, bounds) -> _LeadState
             f"{later_undated:,} lead(s) have undated events and their first dated event after "
             "as_of: whether they existed at as_of is unknown; excluded."
         )
+    # the last event known at T per present lead (the prefix's end)
     last_any = np.where(last_le >= 0, last_le, np.where(present, lead_end, -1))
-    del last_le
     if le.all():
-        keep = le
+        keep = le  # every event dated and at or before T: all known
     else:
         keep = present[lc]
         keep &= t == NAT
         keep |= le
     del le
+
     is_step = ev.is_step_of[lab]
     is_step &= keep
     last_step = funnel._ends_per_lead(lc, is_step, n_leads, last=True)
-    # the start of the latest run of consecutive step events in one stage (as in snapshot)
+    # the start of the latest run of consecutive step events in one stage, and the highest
+    # step reached (for moved_back), over the known step events only
     sp = funnel._positions(is_step)
     del is_step
     sp_lc = lc[sp]
     sp_order = ev.order_of[lab[sp]]
     new_run = np.empty(sp.size, dtype=bool)
+    new_lead = None
     if sp.size:
         new_run[0] = True
         np.not_equal(sp_lc[1:], sp_lc[:-1], out=new_run[1:])
+        if detail:
+            new_lead = new_run.copy()
         new_run[1:] |= sp_order[1:] != sp_order[:-1]
-    run_at = funnel._ends_per_lead(sp_lc, new_run, n_leads, last=True)
-    del sp_lc, sp_order, new_run
+    run_at = funnel._ends_per_lead(sp_lc, new_run, n_leads, last=True)  # index into sp
+    del new_run
+    max_step = None
+    if detail:
+        max_step = np.full(n_leads, -1, dtype=np.int8)
+        if sp.size:
+            heads = np.flatnonzero(new_lead)
+            max_step[sp_lc[heads]] = np.maximum.reduceat(sp_order, heads)
+            del heads
+    del new_lead, sp_lc, sp_order
     run_start = np.where(run_at >= 0, sp[np.maximum(run_at, 0)] if sp.size else 0, -1)
     del sp, run_at
-    entered = t[np.maximum(run_start, 0)] if t.size else np.full(n_leads, NAT)
-    entered = funnel._to_ns(entered.astype(np.int64), unit)
-    entered[run_start < 0] = NAT
-    del run_start
     is_oc = ev.is_outcome_of[lab]
     is_oc &= keep
     first_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=False)
     last_oc = funnel._ends_per_lead(lc, is_oc, n_leads, last=True)
     del is_oc
-    n_after = int(((first_oc >= 0) & (last_any > first_oc)).sum())
+    return _KnownAt(present=present, keep=keep, excluded=excl_undated + later_undated, last_le=last_le,
+                    last_any=last_any, last_step=last_step, run_start=run_start, first_oc=first_oc,
+                    last_oc=last_oc, first_le=first_le, max_step=max_step)
+
+
+def _lead_state(ev: _SnapshotEvents, T: np.int64, rng, tz, bounds) -> _LeadState:
+    """:func:`snapshot` at ``T`` with closed leads, reduced to what :func:`movement_leads`
+    compares (same rules, same notes and warnings, attributed to its caller's caller)."""
+    t, lab, unit, n_leads = ev.t, ev.lab, ev.unit, ev.n_leads
+    notes = _as_of_notes(T, rng, tz, stacklevel=3)
+    k = _known_at(ev, T, rng, tz, bounds, notes, detail=False)
+    run_start = k.run_start
+    entered = t[np.maximum(run_start, 0)] if t.size else np.full(n_leads, NAT)
+    entered = funnel._to_ns(entered.astype(np.int64), unit)
+    entered[run_start < 0] = NAT
+    del run_start
+    first_oc, last_oc = k.first_oc, k.last_oc
+    n_after = int(((first_oc >= 0) & (k.last_any > first_oc)).sum())
     if n_after:
         notes.append(
             f"{n_after:,} lead(s) have events after their outcome (flag 'after_close'); they are "
             "reported with their latest outcome - check the data."
         )
-    del first_oc, last_any
     closed = last_oc >= 0
-    cur = np.where(closed, last_oc, last_step)
+    cur = np.where(closed, last_oc, k.last_step)
     label = np.where(cur >= 0, lab[np.maximum(cur, 0)] if lab.size else -1, -1).astype(np.int8)
     won = closed & ev.is_won_of[np.maximum(label, 0)]
-    return _LeadState(present=present, label=label, closed=closed, won=won, entered=entered, keep=keep,
+    return _LeadState(present=k.present, label=label, closed=closed, won=won, entered=entered, keep=k.keep,
                       notes=notes)
 
 
