@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from messy_logs import messy
 
 import funnelkit as fk
 from funnelkit import pipeline
@@ -224,28 +225,7 @@ def test_generated_log_sorted_in_its_own_unit():
 # hostile logs
 # ---------------------------------------------------------------------------
 def _messy(seed: int, n: int = 2500) -> pd.DataFrame:
-    """Shuffled rows, revisits in any order, ties, undated events, missing segments and
-    amounts, leads with only undated events and leads with only outcomes."""
-    rng = np.random.default_rng(seed)
-    labels = list(fk.get_stage_set("pipeline4").labels)
-    t = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h")
-    df = pd.DataFrame(
-        {
-            "lead_id": [f"L{x:04d}" for x in rng.integers(0, 350, n)],
-            "stage": pd.Categorical(rng.choice(labels, n)),
-            "timestamp": t,
-            "amount": np.where(rng.random(n) < 0.3, np.nan, rng.integers(1, 900, n).astype(float)),
-            "product": pd.Categorical(rng.choice(["a", "b", None], n)),
-            "owner": pd.Series(rng.choice(["ann", "bo", None], n), dtype=object),
-        }
-    )
-    df.loc[rng.random(n) < 0.06, "timestamp"] = pd.NaT
-    ids = df["lead_id"].unique()
-    df.loc[df["lead_id"].isin(ids[:5]), "timestamp"] = pd.NaT  # only undated events
-    only_oc = df["lead_id"].isin(ids[5:12])
-    df.loc[only_oc, "stage"] = rng.choice(["won", "lost"], int(only_oc.sum()))  # only outcomes
-    df.loc[df["lead_id"].isin(ids[12:15]), "timestamp"] = pd.Timestamp("2024-01-02 00:00")  # ties
-    return df.sample(frac=1, random_state=seed).reset_index(drop=True)
+    return messy(seed, n, leads=350, tied=3)
 
 
 AS_OFS = [None, "2024-01-20", "2024-02-10 12:00", "2023-06-01", "2024-12-31"]

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from messy_logs import messy, no_lost_outcome_log
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 import funnelkit as fk
@@ -430,29 +431,7 @@ def test_demo(demo, settings, kw):
 
 
 def _messy(seed: int, n: int = 3000) -> pd.DataFrame:
-    """Shuffled rows, revisits, ties (outcomes among them), undated events, missing segments
-    and amounts, leads with only undated events, leads with only outcomes, events after
-    an outcome."""
-    rng = np.random.default_rng(seed)
-    labels = list(fk.get_stage_set("pipeline4").labels)
-    t = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h")
-    df = pd.DataFrame(
-        {
-            "lead_id": [f"L{x:04d}" for x in rng.integers(0, 400, n)],
-            "stage": pd.Categorical(rng.choice(labels, n)),
-            "timestamp": t,
-            "amount": np.where(rng.random(n) < 0.3, np.nan, rng.integers(1, 900, n).astype(float)),
-            "product": pd.Categorical(rng.choice(["a", "b", None], n)),
-            "owner": pd.Series(rng.choice(["ann", "bo", None], n), dtype=object),
-        }
-    )
-    df.loc[rng.random(n) < 0.06, "timestamp"] = pd.NaT
-    ids = df["lead_id"].unique()
-    df.loc[df["lead_id"].isin(ids[:5]), "timestamp"] = pd.NaT  # only undated events
-    only_oc = df["lead_id"].isin(ids[5:12])
-    df.loc[only_oc, "stage"] = rng.choice(["won", "lost"], int(only_oc.sum()))  # only outcomes
-    df.loc[df["lead_id"].isin(ids[12:30]), "timestamp"] = pd.Timestamp("2024-01-02 00:00")  # ties
-    return df.sample(frac=1, random_state=seed).reset_index(drop=True)
+    return messy(seed, n, leads=400, tied=18)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -487,18 +466,7 @@ def test_time_units_and_zones(unit):
 
 
 def test_a_stage_set_without_a_lost_outcome_and_unknown_durations():
-    rows = []
-    base = pd.Timestamp("2024-01-01")
-    for i in range(400):
-        t = base + pd.Timedelta(hours=12 * i)
-        rows.append((f"V{i:03d}", "clicked", t, "ab"[i % 2]))
-        if i < 100:
-            rows.append((f"V{i:03d}", "bought", t + pd.Timedelta(days=3), "ab"[i % 2]))
-        elif i < 150:
-            rows.append((f"V{i:03d}", "bought", t + pd.Timedelta(days=60), "ab"[i % 2]))
-    raw = pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp", "variant"])
-    ss = fk.StageSet("ab", ["clicked", "bought"], horizon_days=30)
-    log = fk.validate_events(raw, stages=ss)
+    log = no_lost_outcome_log()
     tm = assert_same_fit(log, by="variant", as_of="2025-06-30")
     assert any("horizon_days" in n for n in tm.notes_)
     undated = log.copy()  # no stay in "clicked" has a known duration: imputed as 0 days

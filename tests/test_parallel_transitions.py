@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from messy_logs import no_lost_outcome_log
 from pandas.testing import assert_frame_equal
 
 import funnelkit as fk
@@ -100,18 +101,7 @@ def test_events_after_the_outcome_are_noted_across_chunks(demo):
 
 
 def test_a_stage_set_without_a_lost_outcome():
-    rows = []
-    base = pd.Timestamp("2024-01-01")
-    for i in range(400):
-        t = base + pd.Timedelta(hours=12 * i)
-        rows.append((f"V{i:03d}", "clicked", t, "ab"[i % 2]))
-        if i < 100:
-            rows.append((f"V{i:03d}", "bought", t + pd.Timedelta(days=3), "ab"[i % 2]))
-        elif i < 150:
-            rows.append((f"V{i:03d}", "bought", t + pd.Timedelta(days=60), "ab"[i % 2]))
-    raw = pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp", "variant"])
-    ss = fk.StageSet("ab", ["clicked", "bought"], horizon_days=30)
-    log = fk.validate_events(raw, stages=ss)
+    log = no_lost_outcome_log()
     tm = fit_both(log, n_chunks=3, by="variant", as_of="2025-06-30")
     assert any("horizon_days" in n for n in tm.notes_)
 

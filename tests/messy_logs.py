@@ -1,0 +1,51 @@
+"""Small hostile event logs shared by the tests that compare a lean code path with the
+verbatim old one (tests/test_memory_*.py, tests/test_parallel_transitions.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+import funnelkit as fk
+
+
+def messy(seed: int, n: int, *, leads: int, tied: int) -> pd.DataFrame:
+    """Shuffled rows, revisits in any order, ties (``tied`` leads at one instant, outcomes among
+    them), undated events, missing segments and amounts, leads with only undated events, leads
+    with only outcomes, events after an outcome."""
+    rng = np.random.default_rng(seed)
+    labels = list(fk.get_stage_set("pipeline4").labels)
+    t = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h")
+    df = pd.DataFrame(
+        {
+            "lead_id": [f"L{x:04d}" for x in rng.integers(0, leads, n)],
+            "stage": pd.Categorical(rng.choice(labels, n)),
+            "timestamp": t,
+            "amount": np.where(rng.random(n) < 0.3, np.nan, rng.integers(1, 900, n).astype(float)),
+            "product": pd.Categorical(rng.choice(["a", "b", None], n)),
+            "owner": pd.Series(rng.choice(["ann", "bo", None], n), dtype=object),
+        }
+    )
+    df.loc[rng.random(n) < 0.06, "timestamp"] = pd.NaT
+    ids = df["lead_id"].unique()
+    df.loc[df["lead_id"].isin(ids[:5]), "timestamp"] = pd.NaT  # only undated events
+    only_oc = df["lead_id"].isin(ids[5:12])
+    df.loc[only_oc, "stage"] = rng.choice(["won", "lost"], int(only_oc.sum()))  # only outcomes
+    df.loc[df["lead_id"].isin(ids[12:12 + tied]), "timestamp"] = pd.Timestamp("2024-01-02 00:00")  # ties
+    return df.sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+def no_lost_outcome_log() -> pd.DataFrame:
+    """400 visitors of an A/B test, clicked > bought, no lost outcome (a 30-day horizon):
+    100 buy after 3 days, 50 after 60 (past the horizon), the rest never."""
+    rows = []
+    base = pd.Timestamp("2024-01-01")
+    for i in range(400):
+        t = base + pd.Timedelta(hours=12 * i)
+        rows.append((f"V{i:03d}", "clicked", t, "ab"[i % 2]))
+        if i < 100:
+            rows.append((f"V{i:03d}", "bought", t + pd.Timedelta(days=3), "ab"[i % 2]))
+        elif i < 150:
+            rows.append((f"V{i:03d}", "bought", t + pd.Timedelta(days=60), "ab"[i % 2]))
+    raw = pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp", "variant"])
+    return fk.validate_events(raw, stages=fk.StageSet("ab", ["clicked", "bought"], horizon_days=30))
