@@ -48,10 +48,12 @@ def _rank_value(x: np.ndarray, rank: float, how: str) -> float | None:
 
 def rule(*, rank="ceil", asym=9, sym=4, whole=False, hold=False):
     """A calibration rule: split-conformal on half-range scores with the given rank rule
-    (``whole``: each end rounded to the nearest whole win, and ``hold``: the range stretched
-    to hold the point forecast shown, as :func:`forecast` does)."""
+    (``whole``: each end rounded to the nearest whole win and the high end at most the open
+    leads, and ``hold``: the range stretched to hold the point forecast shown, as
+    :func:`forecast` does for the open pipeline; saves made with ``--new-leads`` are not
+    capped by the backtest, so replay them with the unrounded rules only)."""
 
-    def cal(mine, est, lo, hi, level):
+    def cal(mine, est, lo, hi, level, most=None):
         n = len(mine)
         if n < sym:
             return lo, hi
@@ -73,18 +75,21 @@ def rule(*, rank="ceil", asym=9, sym=4, whole=False, hold=False):
             new_lo, new_hi = min(new_lo, shown), max(new_hi, shown)
         if whole:
             new_lo, new_hi = np.floor(new_lo + 0.5), np.floor(new_hi + 0.5)
+            if most is not None:  # never more wins than open leads
+                new_hi = min(new_hi, most)
+                new_lo = min(new_lo, new_hi)
         return max(new_lo, 0.0), max(new_hi, 0.0)
 
     return cal
 
 
-def current(mine, est, lo, hi, level):
+def current(mine, est, lo, hi, level, most=None):
     factor = F._level_correction(mine, quantity="wins")[0]
-    out = F._calibrate_range(mine, est, lo, hi, level, quantity="wins", shown=est * factor)
+    out = F._calibrate_range(mine, est, lo, hi, level, quantity="wins", shown=est * factor, most=most)
     return out[0], out[1]
 
 
-def outward(mine, est, lo, hi, level):
+def outward(mine, est, lo, hi, level, most=None):
     """Whole wins rounded outward: every whole win the range touches (more than stated)."""
     low, high = rule(rank="ceil")(mine, est, lo, hi, level)
     return np.floor(low + 1e-9), np.ceil(high - 1e-9)
@@ -122,7 +127,8 @@ def replay(saved: dict, cal, *, K: int = 12, spaced: bool = False, window_days: 
         chosen, _ = F._choose_half_life(past, cands)
         now = rolling[(rolling["cutoff"] == c) & F._same_half_life(rolling["half_life"], chosen)].iloc[0]
         mine = past[F._same_half_life(past["half_life"], chosen)] if len(past) else past
-        lo, hi = cal(mine, now["expected_wins"], now["wins_low"], now["wins_high"], level)
+        lo, hi = cal(mine, now["expected_wins"], now["wins_low"], now["wins_high"], level,
+                     most=float(now["open_leads"]) if "open_leads" in now.index else None)
         out.append({"cutoff": c, "expected": now["expected_wins"], "low": lo, "high": hi,
                     "actual": now["actual_wins"], "n": len(mine)})
     return pd.DataFrame(out)
