@@ -49,3 +49,13 @@ def no_lost_outcome_log() -> pd.DataFrame:
             rows.append((f"V{i:03d}", "bought", t + pd.Timedelta(days=60), "ab"[i % 2]))
     raw = pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp", "variant"])
     return fk.validate_events(raw, stages=fk.StageSet("ab", ["clicked", "bought"], horizon_days=30))
+
+
+def bpic2020_first_step(path) -> tuple[fk.StageSet, list[str]]:
+    """A BPIC 2020 log's one-step stage set (SUBMITTED by EMPLOYEE, won Payment Handled, lost
+    every REJECTED) and the other labels, to leave out with ``ignore=``."""
+    labels = set(fk.read_xes(path)["stage"].astype(str))
+    submitted = next(lab for lab in labels if lab.endswith("SUBMITTED by EMPLOYEE"))
+    rejected = sorted(lab for lab in labels if "REJECTED" in lab)
+    ss = fk.StageSet("bpic", [submitted], won="Payment Handled", lost=rejected, infer_skipped=False)
+    return ss, sorted(labels - set(ss.labels))

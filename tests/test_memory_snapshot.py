@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from messy_logs import messy
+from messy_logs import bpic2020_first_step, messy
 
 import funnelkit as fk
 from funnelkit import pipeline
@@ -320,12 +320,7 @@ def test_road_traffic_fines(shared_data):
 @pytest.mark.parametrize("name", ["DomesticDeclarations.xes.gz", "RequestForPayment.xes.gz"])
 def test_bpic2020(shared_data, name):
     path = shared_data / "bpic2020" / name
-    raw = fk.read_xes(path)
-    labels = set(raw["stage"].astype(str))
-    submitted = next(lab for lab in labels if lab.endswith("SUBMITTED by EMPLOYEE"))
-    rejected = sorted(lab for lab in labels if "REJECTED" in lab)
-    ss = fk.StageSet("bpic", [submitted], won="Payment Handled", lost=rejected, infer_skipped=False)
-    ignore = sorted(labels - set(ss.labels))
+    ss, ignore = bpic2020_first_step(path)
     for tz in ("UTC", "Europe/Amsterdam"):
         log = fk.read_xes(path, stages=ss, ignore=ignore, tz=tz)
         for as_of in (None, "2018-06-30"):

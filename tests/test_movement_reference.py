@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pytest
+from messy_logs import bpic2020_first_step
 
 import funnelkit as fk
 from funnelkit import parallel, pipeline
@@ -524,12 +525,7 @@ def test_road_traffic_fines(shared_data):
 @pytest.mark.parametrize("name", ["DomesticDeclarations.xes.gz", "RequestForPayment.xes.gz"])
 def test_bpic2020(shared_data, name):
     path = shared_data / "bpic2020" / name
-    raw = fk.read_xes(path)
-    labels = set(raw["stage"].astype(str))
-    submitted = next(lab for lab in labels if lab.endswith("SUBMITTED by EMPLOYEE"))
-    rejected = sorted(lab for lab in labels if "REJECTED" in lab)
-    ss = fk.StageSet("bpic", [submitted], won="Payment Handled", lost=rejected, infer_skipped=False)
-    ignore = sorted(labels - set(ss.labels))
+    ss, ignore = bpic2020_first_step(path)
     tz = "UTC" if name.startswith("Domestic") else "Europe/Amsterdam"  # one naive-UTC, one aware
     log = fk.read_xes(path, stages=ss, ignore=ignore, tz=tz)
     assert_same(log, start="2018-03-31", end="2018-06-30")
