@@ -179,7 +179,20 @@ def load_maven() -> pd.DataFrame:
                             amount="close_value")
 
 
+def cases_started(log: pd.DataFrame, start: str, end: str) -> pd.DataFrame:
+    """An extract of the cases that started in ``[start, end)``, cut at ``end`` (a log of a few
+    months, as process-mining logs of loan applications are published)."""
+    first = log.groupby("lead_id", observed=True)["timestamp"].transform("min")
+    return log[(first >= start) & (first < end) & (log["timestamp"] < end)].reset_index(drop=True)
+
+
+def events_between(log: pd.DataFrame, start: str, end: str) -> pd.DataFrame:
+    """An extract of the events in ``[start, end)``: what a CRM export of a few months holds."""
+    return log[(log["timestamp"] >= start) & (log["timestamp"] < end)].reset_index(drop=True)
+
+
 SIM_BT = dict(every="30D", n_cutoffs=24, horizon="90D")
+SHORT_BT = dict(every="7D", horizon="30D")
 DRY = 2  # a pipeline about to run dry: fewer wins than this expected in the horizon
 SETS = {
     "sim stationary 2k": dict(load=lambda k=0: simulate_pipeline(2_000, seed=11 + 100 * k), stages=PIPE,
@@ -199,6 +212,19 @@ SETS = {
                                                     bt=dict(every="14D", n_cutoffs=30, horizon="30D")),
     "maven crm (held out)": dict(load=load_maven, stages=MAVEN, calendar="US",
                                  bt=dict(every="7D", n_cutoffs=20, horizon="30D")),
+    # short histories (added with calibration_every="auto"): six months of cases, nine months of events
+    "bpic2020 domestic, 6 months of cases": dict(
+        load=lambda: cases_started(load_domestic(), "2018-01-01", "2018-07-01"), stages=DOMESTIC, calendar="NL",
+        bt=dict(SHORT_BT, n_cutoffs=15, min_history="30D")),
+    "bpic2020 request for payment, 6 months of cases": dict(
+        load=lambda: cases_started(load_request_for_payment(), "2018-01-01", "2018-07-01"), stages=RFP,
+        calendar="NL", bt=dict(SHORT_BT, n_cutoffs=15, min_history="30D")),
+    "bpic2020 domestic, 9 months of events": dict(
+        load=lambda: events_between(load_domestic(), "2017-03-01", "2017-12-01"), stages=DOMESTIC, calendar="NL",
+        bt=dict(SHORT_BT, n_cutoffs=20, min_history="60D")),
+    "bpic2020 request for payment, 9 months of events": dict(
+        load=lambda: events_between(load_request_for_payment(), "2018-03-01", "2018-12-01"), stages=RFP,
+        calendar="NL", bt=dict(SHORT_BT, n_cutoffs=20, min_history="60D")),
 }
 
 
@@ -354,8 +380,10 @@ def main(argv=None) -> None:
             parts.append(bt.table.assign(seed=k))
             if args.save:
                 Path(args.save).mkdir(parents=True, exist_ok=True)
+                ss_ = F.resolve_stages(log, spec["stages"])
                 pd.to_pickle({"table": bt.table, "rolling": bt.rolling_, "level": args.level,
-                              "half_life": hl, "bt": kw},
+                              "half_life": hl, "bt": kw,
+                              "first_win": F._first_win(log, ss_, stage="stage", time="timestamp")},
                              Path(args.save) / f"{name.replace(' ', '_')}_{k}.pkl")
         secs = time.perf_counter() - t0
         t = pd.concat(parts, ignore_index=True)

@@ -104,6 +104,9 @@ def replay(saved: dict, cal, *, K: int = 12, spaced: bool = False, window_days: 
     out = []
     for c in table["cutoff"]:
         past = rolling[rolling["horizon_end"] <= c]
+        span = (rolling["horizon_end"] - rolling["cutoff"]).iloc[0]
+        if thin_days == "auto":  # as the backtest does: after the first win's history, spaced as forecast() spaces
+            past = past[past["cutoff"] >= saved["first_win"] + F._calibration_history(span)]
         cuts = sorted(past["cutoff"].unique())
         if spaced and cuts:  # non-overlapping horizons: walk back from the latest
             span = (rolling["horizon_end"] - rolling["cutoff"]).iloc[0]
@@ -113,9 +116,11 @@ def replay(saved: dict, cal, *, K: int = 12, spaced: bool = False, window_days: 
                     keep.append(x)
             cuts = sorted(keep)
         if thin_days and cuts:  # at least thin_days apart, walking back from the latest
+            every = (F._calibration_spacing(saved["first_win"], c, span, K, "auto") if thin_days == "auto"
+                     else pd.Timedelta(days=thin_days))
             keep = [cuts[-1]]
             for x in reversed(cuts[:-1]):
-                if keep[-1] - x >= pd.Timedelta(days=thin_days):
+                if keep[-1] - x >= every:
                     keep.append(x)
             cuts = sorted(keep)
         if window_days is not None:  # every cutoff of the window, and at least the latest K
@@ -135,7 +140,8 @@ def replay(saved: dict, cal, *, K: int = 12, spaced: bool = False, window_days: 
 
 
 RULES = {
-    "current": (current, {"thin_days": 30}),  # backtest's calibration_every="30D"
+    "current": (current, {"thin_days": "auto"}),  # backtest's calibration_every="auto"
+    "current, 30 days apart (the rule until calibration_every='auto')": (current, {"thin_days": 30}),
     "interpolated rank": (rule(rank="interp"), {}),
     "ceil, K=24": (rule(rank="ceil"), {"K": 24}),
     "interp, K=24": (rule(rank="interp"), {"K": 24}),
@@ -146,7 +152,7 @@ RULES = {
     "unrounded (the rule until whole wins)": (rule(rank="ceil"), {"thin_days": 30}),
     "whole wins, outward (floor low, ceil high)": (outward, {"thin_days": 30}),
     "whole wins, K=24": (rule(rank="ceil", whole=True, hold=True), {"K": 24, "thin_days": 30}),
-    "current as a rule (checks the rule)": (rule(rank="ceil", whole=True, hold=True), {"thin_days": 30}),
+    "current as a rule (checks the rule)": (rule(rank="ceil", whole=True, hold=True), {"thin_days": "auto"}),
     "interpolated rank, whole wins": (rule(rank="interp", whole=True, hold=True), {"thin_days": 30}),
     "interpolated rank, whole wins, K=24": (rule(rank="interp", whole=True, hold=True), {"K": 24, "thin_days": 30}),
     "interp, a year (>= 12)": (rule(rank="interp"), {"window_days": 365}),

@@ -785,7 +785,7 @@ def forecast(
     calendar=None,
     calibrate: bool = False,
     calibration_cutoffs: int = 12,
-    calibration_every="30D",
+    calibration_every="auto",
     correct_level: bool = True,
     new_leads: bool = False,
     arrivals_lookback="730D",
@@ -860,7 +860,8 @@ def forecast(
         Correct the range of the total by the log's own past forecast
         errors: the same forecast is made at up to ``calibration_cutoffs``
         past cutoffs, ``calibration_every`` apart, whose whole horizon is
-        observed by ``as_of``, and each side of the range is widened (or
+        observed by ``as_of`` and which come after twice the horizon (at
+        least 60 days) of wins, and each side of the range is widened (or
         narrowed) by the empirical quantile of the past misses measured in
         half-ranges (split-conformal); the calibrated range of wins is in
         whole wins (each end rounded to the nearest, as shown).  With fewer
@@ -872,8 +873,11 @@ def forecast(
         Past cutoffs to calibrate (and choose ``half_life="auto"``) on: the
         most recent ones, since a changing business makes old misses a poor
         guide (on the real logs 12 did better than 19).
-    calibration_every : number of days or str
-        Their spacing.
+    calibration_every : "auto", number of days or str
+        Their spacing.  ``"auto"``: the ``calibration_cutoffs`` spread over
+        the history there is room for, between a week and 30 days apart (a
+        year of seasons on a long log; on a log of a few months, past
+        cutoffs a week apart rather than no calibration at all).
     correct_level : bool
         With ``calibrate``: when at least 70% of 9 or more past cutoffs
         missed on the same side (the model lags a trend, or a rhythm it
@@ -953,7 +957,8 @@ def forecast(
         if model is not None:
             raise ForecastError("calibrate=True and half_life='auto' refit the model at past cutoffs; "
                                 "do not pass model=.")
-        grid = _calibration_grid(hist, time, T, end - T, calibration_cutoffs, calibration_every, "180D")
+        grid = _calibration_grid(_first_win(hist, ss, stage=stage, time=time), T, end - T, calibration_cutoffs,
+                                 calibration_every)
         outcomes = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount=amount)
         rows = []
         with warnings.catch_warnings():
@@ -1930,6 +1935,9 @@ HALF_LIVES: tuple = (None, 365.0, 180.0, 90.0, 45.0)
 _MIN_SYMMETRIC = 4  # past cutoffs needed for a calibrated range (one score, both sides)
 _MIN_ASYMMETRIC = 9  # ... for separate lower and upper corrections at 80%
 _MIN_SELECT = 3  # past cutoffs needed to choose a half-life on them
+_CAL_MIN_HISTORY = pd.Timedelta(days=60)  # history before a past cutoff: at least this, and twice the horizon
+_CAL_MIN_SPACING = pd.Timedelta(days=7)  # calibration_every="auto": between a week ...
+_CAL_MAX_SPACING = pd.Timedelta(days=30)  # ... and a month
 
 
 def _to_days(x) -> pd.Timedelta:
@@ -2197,16 +2205,52 @@ def _range_label(how: str, n: int) -> str:
     return f"model (only {n} past cutoffs to calibrate on)" if n else "model"
 
 
-def _calibration_grid(log, time, T, span: pd.Timedelta, n: int, every, min_history) -> list[pd.Timestamp]:
-    """Past cutoffs whose whole horizon is observed by ``T``, ``every`` apart, at most ``n``."""
-    t = log[time].dropna()
-    if t.empty or n < 1:
+def _calibration_history(span: pd.Timedelta) -> pd.Timedelta:
+    """History of wins a past cutoff needs before it (to fit the model it is judged by):
+    twice the horizon, at least 60 days.  Half a year for a 90-day horizon; two months for a
+    30-day one, so that a log of six months can be calibrated at all."""
+    return max(_CAL_MIN_HISTORY, 2 * span)
+
+
+def _first_win(log: pd.DataFrame, ss: StageSet, *, stage: str, time: str):
+    """When the log's first win happened (NaT without one): a past cutoff is judged only
+    once its model has seen wins for :func:`_calibration_history`.  Before, its forecast is
+    0 wins of 0 to 0, and its "miss" (146 wins on a CRM export whose first deals closed
+    four months after the first engagement) measured in half-ranges is no error of a model
+    that could have been better, but a calibration a hundred times too wide."""
+    return log.loc[log[stage] == ss.won, time].min()
+
+
+def _calibration_spacing(start, T: pd.Timestamp, span: pd.Timedelta, n: int, every) -> pd.Timedelta:
+    """Spacing of the past cutoffs a forecast at ``T`` is calibrated on.
+
+    ``every="auto"``: ``n`` of them spread over the history that has room for them (the
+    first one :func:`_calibration_history` after ``start``, the first win; the last one's
+    horizon ending by ``T``), in whole days, between 7 (a week: weekdays alike) and 30: a
+    year's seasons on a long log, a dozen cutoffs still on a log of a few months.
+    """
+    if not (isinstance(every, str) and every == "auto"):
+        step = _to_days(every)
+        if step < _DAY:
+            raise ForecastError(f"calibration_every={every!r} must be at least a day.")
+        return step
+    if pd.isna(start):
+        return _CAL_MAX_SPACING
+    room = ((T - span).normalize() - _DAY) - (start + _calibration_history(span))
+    if n <= 1 or room <= pd.Timedelta(0):
+        return _CAL_MAX_SPACING
+    step = pd.Timedelta(days=int((room / (int(n) - 1)) / _DAY))
+    return min(max(step, _CAL_MIN_SPACING), _CAL_MAX_SPACING)
+
+
+def _calibration_grid(start, T, span: pd.Timedelta, n: int, every) -> list[pd.Timestamp]:
+    """Past cutoffs whose whole horizon is observed by ``T``, :func:`_calibration_spacing`
+    apart, at most ``n``, none with less than :func:`_calibration_history` of wins (since
+    ``start``, the first win) before it."""
+    step = _calibration_spacing(start, T, span, n, every)  # checks every, also when no cutoff fits
+    if pd.isna(start) or n < 1:
         return []
-    first = t.min()
-    lo = _horizon_end(first, min_history)
-    step = _to_days(every)
-    if step < _DAY:
-        raise ForecastError(f"calibration_every={every!r} must be at least a day.")
+    lo = start + _calibration_history(span)
     last = (T - span).normalize() - _DAY  # whole days: the horizon ends by T
     out = []
     for k in range(int(n)):
@@ -2469,7 +2513,7 @@ def backtest(
     level: float = 0.8,
     calibrate: bool = True,
     calibration_cutoffs: int = 12,
-    calibration_every="30D",
+    calibration_every="auto",
     correct_level: bool = True,
     half_life: float | str | None = None,
     half_lives: Sequence | None = None,
@@ -2532,10 +2576,12 @@ def backtest(
     calibration_cutoffs : int
         Earlier cutoffs each cutoff is calibrated (and its half-life chosen)
         on.
-    calibration_every : number of days or str
+    calibration_every : "auto", number of days or str
         Least spacing of those earlier cutoffs (as in :func:`forecast`):
         with cutoffs two weeks apart, 12 of them 30 days apart span a year,
-        so a year's seasons are in the calibration, not the last six months.
+        so a year's seasons are in the calibration, not the last six months;
+        ``"auto"`` spaces them as ``forecast(as_of=cutoff)`` does, closer
+        (down to a week) where the history is short.
     correct_level : bool
         With ``calibrate``: as in :func:`forecast`, a forecast whose past
         misses kept falling on one side is scaled by their median ratio.
@@ -2549,8 +2595,9 @@ def backtest(
     arrivals_lookback, value_rates
         As in :func:`forecast`.
     min_history : str or number of days
-        History required before the first default cutoff (and any warm-up
-        cutoff).
+        History required before the first default cutoff.  Warm-up cutoffs
+        follow :func:`forecast`'s rule: twice the horizon, at least 60
+        days, after the first win.
 
     Returns
     -------
@@ -2585,23 +2632,21 @@ def backtest(
     cands = _candidates(half_life, half_lives)
     need_past = calibrate or len(cands) > 1
     warm: list[pd.Timestamp] = []
+    spacing: dict = {}
+    start = _first_win(log, ss, stage=stage, time=time)
     if need_past and calibration_cutoffs > 0:
-        if every is not None:
-            step = _to_days(every)
-        elif len(cuts) > 1:
-            step = pd.Series(cuts).diff().dropna().median()
-        else:
-            step = pd.Timedelta(days=30)
-        step = max(step.round("D"), _DAY)
-        cal_step = _to_days(calibration_every)
-        if cal_step < _DAY:
-            raise ForecastError(f"calibration_every={calibration_every!r} must be at least a day.")
-        step = max(step, cal_step.round("D"))  # warm-up cutoffs as far apart as the calibration's
+        # each scored cutoff is calibrated on past cutoffs spaced as forecast(as_of=cutoff) spaces
+        # its own; the warm-up cutoffs before the first scored one are as far apart as the closest
+        # of those spacings, and reach back to the history of wins a past cutoff needs
+        for c in cuts:
+            spacing[c] = _calibration_spacing(start, c, _horizon_end(c, horizon) - c, calibration_cutoffs,
+                                              calibration_every)
+        step = max(min(spacing.values()).round("D"), _DAY)
         span = _horizon_end(cuts[0], horizon) - cuts[0]
-        n_warm = int(calibration_cutoffs) + int(np.ceil(span / step))
-        t = log[time].dropna()
-        lo = _horizon_end(t.min(), min_history) if len(t) else cuts[0]
+        reach = span + int(calibration_cutoffs) * max(spacing.values())
+        n_warm = int(np.ceil(reach / step))
         first = cuts[0].normalize()
+        lo = start + _calibration_history(span) if pd.notna(start) else first
         for k in range(1, n_warm + 1):
             c = first - k * step
             if c < lo:
@@ -2626,8 +2671,10 @@ def backtest(
         if c in scored:
             past = pd.DataFrame(rolling)
             if len(past):
-                past = past[past["horizon_end"] <= c]
-                keep = _spaced(sorted(past["cutoff"].unique()), _to_days(calibration_every))
+                span_c = _horizon_end(c, horizon) - c
+                lo_c = start + _calibration_history(span_c) if pd.notna(start) else c
+                past = past[(past["horizon_end"] <= c) & (past["cutoff"] >= lo_c)]
+                keep = _spaced(sorted(past["cutoff"].unique()), spacing.get(c, _CAL_MAX_SPACING))
                 keep = keep[-int(calibration_cutoffs):] if calibration_cutoffs else []
                 past = past[past["cutoff"].isin(keep)]
             chosen, _ = _choose_half_life(past, cands)

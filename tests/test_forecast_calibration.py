@@ -139,10 +139,63 @@ def test_forecast_calibrate_labels_and_falls_back(demo_log):
     assert lo <= t["expected_wins"] <= hi and lo == int(lo) and hi == int(hi)
     assert any("past cutoffs" in n for n in f.notes_)
     # too little history: the model's range, labelled as such
-    short = F.forecast(demo_log, as_of="2025-02-28", horizon="60D", n_draws=100, calibrate=True)
+    short = F.forecast(demo_log, as_of="2025-01-15", horizon="60D", n_draws=100, calibrate=True)
     r = short.total.iloc[0]
     assert r["range"].startswith("model")
     assert (r["wins_low"], r["wins_high"]) == (r["model_wins_low"], r["model_wins_high"])
+
+
+def spacing_by_hand(first_win, T, span_days, n):
+    """calibration_every="auto" by hand: n cutoffs over the room between 'twice the horizon
+    (at least 60 days) after the first win' and 'the last horizon ending by T', whole days,
+    clipped to 7..30."""
+    lo = first_win + pd.Timedelta(days=max(60, 2 * span_days))
+    last = (T - pd.Timedelta(days=span_days)).normalize() - pd.Timedelta(days=1)
+    days = int(((last - lo) / (n - 1)) / pd.Timedelta(days=1)) if last > lo else 30
+    return min(max(days, 7), 30), lo, last
+
+
+def test_calibration_cutoffs_spread_over_the_history_there_is(demo_log):
+    """A short history is calibrated on cutoffs a week apart, a long one a month apart; none
+    comes before the model has seen wins for twice the horizon (at least 60 days)."""
+    first_win = demo_log.loc[demo_log["stage"] == "won", "timestamp"].min()
+    for as_of, n_expected in [("2025-01-15", 0), ("2025-02-28", 5), ("2025-04-30", 12), ("2025-09-30", 12)]:
+        T = pd.Timestamp(as_of) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+        f = F.forecast(demo_log, as_of=as_of, horizon="60D", n_draws=100, calibrate=True)
+        cuts = sorted(f.calibration_["cutoff"].unique()) if len(f.calibration_) else []
+        step, lo, last = spacing_by_hand(first_win, T, 60, 12)
+        want = [last - k * pd.Timedelta(days=step) for k in range(12)]
+        want = sorted(c + pd.Timedelta(days=1) - pd.Timedelta(1, "ns") for c in want if c >= lo)
+        assert [pd.Timestamp(c) for c in cuts] == want
+        assert len(cuts) == n_expected
+    # 22 days apart over the demo's 248 days of room at 2025-09-30, a week apart at 2025-02-28
+    # (34 days of room), a month apart on a history two years longer
+    assert spacing_by_hand(first_win, pd.Timestamp("2025-09-30"), 60, 12)[0] == 22
+    assert F._calibration_spacing(first_win, pd.Timestamp("2025-09-30"), pd.Timedelta(days=60), 12,
+                                  "auto") == pd.Timedelta(days=22)
+    assert spacing_by_hand(first_win - pd.Timedelta(days=730), pd.Timestamp("2025-09-30"), 60, 12)[0] == 30
+    assert spacing_by_hand(first_win, pd.Timestamp("2025-02-28 23:59"), 60, 12)[0] == 7
+    # a fixed spacing is still taken as given
+    f = F.forecast(demo_log, as_of="2025-09-30", horizon="60D", n_draws=100, calibrate=True,
+                   calibration_cutoffs=4, calibration_every="10D")
+    gaps = np.diff(sorted(f.calibration_["cutoff"].unique())) / pd.Timedelta(days=1)
+    assert list(gaps) == [10.0, 10.0, 10.0]
+
+
+def test_no_calibration_cutoff_before_the_model_has_seen_wins(demo_log):
+    """A CRM export whose first deals closed months after the first engagement: a past cutoff
+    before the first win forecasts 0 wins of 0 to 0, and its miss in half-ranges would make
+    every calibrated range a hundred times too wide."""
+    late = demo_log[~((demo_log["stage"] == "won") & (demo_log["timestamp"] < "2025-01-01"))]
+    first_win = late.loc[late["stage"] == "won", "timestamp"].min()
+    assert first_win >= pd.Timestamp("2025-01-01")
+    f = F.forecast(late, as_of="2025-09-30", horizon="30D", n_draws=100, calibrate=True)
+    cuts = pd.Series(f.calibration_["cutoff"].unique())
+    assert len(cuts) == 12 and (cuts >= first_win + pd.Timedelta(days=60)).all()
+    assert (f.calibration_["expected_wins"] > 0).all()
+    bt = F.backtest(late, cutoffs=["2025-07-31", "2025-08-31"], horizon="30D", n_draws=100)
+    assert (bt.rolling_["cutoff"] >= first_win + pd.Timedelta(days=60)).all()  # no warm-up before
+    assert (bt.table["calibration_cutoffs"] >= 4).all() and (bt.table["range"].str.startswith("calibrated")).all()
 
 
 def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
@@ -150,9 +203,15 @@ def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
     t = bt.table
     roll = bt.rolling_
     assert roll["cutoff"].nunique() > len(t)  # warm-up cutoffs before the scored ones
+    first_win = demo_log.loc[demo_log["stage"] == "won", "timestamp"].min()
     for _, row in t.iterrows():
-        past = roll[(roll["horizon_end"] <= row["cutoff"])]
-        past = past[past["cutoff"].isin(sorted(past["cutoff"].unique())[-5:])]
+        step, lo, _ = spacing_by_hand(first_win, row["cutoff"], 30, 5)
+        past = roll[(roll["horizon_end"] <= row["cutoff"]) & (roll["cutoff"] >= lo)]
+        keep = []  # at least `step` apart, walking back from the latest
+        for c in sorted(past["cutoff"].unique())[::-1]:
+            if not keep or keep[-1] - c >= pd.Timedelta(days=step):
+                keep.append(c)
+        past = past[past["cutoff"].isin(keep[:5])]
         assert row["calibration_cutoffs"] == len(past) == 5
         factor = F._level_correction(past, quantity="wins")[0]
         lo, hi, n, how = F._calibrate_range(past, row["model_expected_wins"], row["model_wins_low"],
