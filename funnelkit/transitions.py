@@ -134,6 +134,15 @@ def _is_year_end(month: np.ndarray, day: np.ndarray) -> np.ndarray:
     return ((month == 12) & (day >= 24)) | ((month == 1) & (day <= 6))
 
 
+def _centred_mean(y: np.ndarray, half: int) -> np.ndarray:
+    """Mean of ``y`` over the ``2 * half + 1`` values centred on each one, fewer at the ends
+    (and over the whole series when it is shorter than the window)."""
+    c = np.r_[0.0, np.cumsum(y)]
+    i = np.arange(y.size)
+    lo, hi = np.maximum(i - half, 0), np.minimum(i + half + 1, y.size)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
 class Calendar:
     """How much activity each calendar day has: weekday and holiday effects on when moves happen.
 
@@ -288,9 +297,7 @@ class Calendar:
             d0, d1 = int(day.min()), int(end_ns // DAY_NS)
             days = np.arange(d0, d1 + 1)
             y = np.bincount(day - d0, minlength=days.size).astype(float)
-            win = 29
-            kern = np.ones(win)
-            level = np.convolve(y, kern, mode="same") / np.convolve(np.ones_like(y), kern, mode="same")
+            level = _centred_mean(y, 14)  # the 29-day activity level around each day
             wd, hol, ye = self._day_types(days)
             ordinary = ~hol & ~ye
             if self.weekdays and days.size >= 56:

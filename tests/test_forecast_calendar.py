@@ -66,6 +66,26 @@ def test_calendar_factors_by_hand():
     assert cal._wd_f == pytest.approx(want.to_numpy(), rel=1e-6)
 
 
+def test_calendar_fits_a_history_shorter_than_its_29_day_window():
+    """Three weeks of moves (a backtest cutoff weeks after a short log starts) crashed the fit
+    (a 29-day window over 24 days); now the level is the mean of the days there are."""
+    log = office_log(per_day=5, start="2024-12-09", end="2025-01-10")
+    moves = log.loc[log["stage"] != "proposal", "timestamp"]
+    end = pd.Timestamp("2025-01-02 23:59")
+    cal = Calendar("IT").fit(moves, end=end)
+    f = cal.factors_.set_index("day_type")
+    assert (f.loc[["Monday", "Saturday"], "factor"] == 1.0).all()  # under 56 days: no weekday effect
+    day = moves[moves <= end].dt.normalize()
+    n_by_day = day.value_counts().reindex(pd.date_range(day.min(), end.normalize()), fill_value=0)
+    assert len(n_by_day) < 29
+    level = n_by_day.rolling(29, center=True, min_periods=1).mean()  # here: every day's mean of its neighbours
+    hol = n_by_day.index.isin(pd.to_datetime(list(holidays.country_holidays("IT", years=[2024, 2025]))))
+    want = np.clip(n_by_day[hol].sum() / level[hol].sum(), cal.min_factor, 5.0)
+    assert f.loc["public holiday", "factor"] == pytest.approx(want, rel=1e-12)
+    fc = F.forecast(log, as_of="2025-01-02", horizon="14D", calendar="IT", n_draws=100, seed=0)
+    assert np.isfinite(fc.total["expected_wins"].iloc[0])
+
+
 def test_activity_time_round_trip():
     cal = Calendar("US").fit(pd.date_range("2023-01-02", "2024-12-31", freq="B"), end=pd.Timestamp("2024-12-31"))
     t = pd.date_range("2022-06-01", "2026-03-01", freq="37h").asi8
