@@ -875,8 +875,8 @@ def forecast(
         guide (on the real logs 12 did better than 19).
     calibration_every : "auto", number of days or str
         Their spacing.  ``"auto"``: the ``calibration_cutoffs`` spread over
-        the history there is room for, between a week and 30 days apart (a
-        year of seasons on a long log; on a log of a few months, past
+        the history there is room for, in whole weeks between one and four
+        (a year of seasons on a long log; on a log of a few months, past
         cutoffs a week apart rather than no calibration at all).
     correct_level : bool
         With ``calibrate``: when at least 70% of 9 or more past cutoffs
@@ -1936,8 +1936,8 @@ _MIN_SYMMETRIC = 4  # past cutoffs needed for a calibrated range (one score, bot
 _MIN_ASYMMETRIC = 9  # ... for separate lower and upper corrections at 80%
 _MIN_SELECT = 3  # past cutoffs needed to choose a half-life on them
 _CAL_MIN_HISTORY = pd.Timedelta(days=60)  # history before a past cutoff: at least this, and twice the horizon
-_CAL_MIN_SPACING = pd.Timedelta(days=7)  # calibration_every="auto": between a week ...
-_CAL_MAX_SPACING = pd.Timedelta(days=30)  # ... and a month
+_CAL_MIN_SPACING = pd.Timedelta(days=7)  # calibration_every="auto": whole weeks, between one ...
+_CAL_MAX_SPACING = pd.Timedelta(days=28)  # ... and four
 
 
 def _to_days(x) -> pd.Timedelta:
@@ -2226,8 +2226,11 @@ def _calibration_spacing(start, T: pd.Timestamp, span: pd.Timedelta, n: int, eve
 
     ``every="auto"``: ``n`` of them spread over the history that has room for them (the
     first one :func:`_calibration_history` after ``start``, the first win; the last one's
-    horizon ending by ``T``), in whole days, between 7 (a week: weekdays alike) and 30: a
-    year's seasons on a long log, a dozen cutoffs still on a log of a few months.
+    horizon ending by ``T``), in whole weeks (each past cutoff on the same weekday), between
+    one and four: 12 cutoffs four weeks apart on a long log (their horizons cover a year's
+    seasons), a dozen cutoffs still on a log of a few months.  Whole weeks also let the
+    backtest pick each cutoff's past cutoffs from its weekly warm-up cutoffs exactly: with
+    8 days asked of cutoffs a week apart, it took every other one, 7 past cutoffs for 12.
     """
     if not (isinstance(every, str) and every == "auto"):
         step = _to_days(every)
@@ -2239,8 +2242,8 @@ def _calibration_spacing(start, T: pd.Timestamp, span: pd.Timedelta, n: int, eve
     room = ((T - span).normalize() - _DAY) - (start + _calibration_history(span))
     if n <= 1 or room <= pd.Timedelta(0):
         return _CAL_MAX_SPACING
-    step = pd.Timedelta(days=int((room / (int(n) - 1)) / _DAY))
-    return min(max(step, _CAL_MIN_SPACING), _CAL_MAX_SPACING)
+    weeks = int((room / (int(n) - 1)) / _CAL_MIN_SPACING)
+    return min(max(weeks * _CAL_MIN_SPACING, _CAL_MIN_SPACING), _CAL_MAX_SPACING)
 
 
 def _calibration_grid(start, T, span: pd.Timedelta, n: int, every) -> list[pd.Timestamp]:
@@ -2580,8 +2583,8 @@ def backtest(
         Least spacing of those earlier cutoffs (as in :func:`forecast`):
         with cutoffs two weeks apart, 12 of them 30 days apart span a year,
         so a year's seasons are in the calibration, not the last six months;
-        ``"auto"`` spaces them as ``forecast(as_of=cutoff)`` does, closer
-        (down to a week) where the history is short.
+        ``"auto"`` spaces them as ``forecast(as_of=cutoff)`` does: four
+        weeks apart, closer (down to one) where the history is short.
     correct_level : bool
         With ``calibrate``: as in :func:`forecast`, a forecast whose past
         misses kept falling on one side is scaled by their median ratio.

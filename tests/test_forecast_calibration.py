@@ -147,12 +147,12 @@ def test_forecast_calibrate_labels_and_falls_back(demo_log):
 
 def spacing_by_hand(first_win, T, span_days, n):
     """calibration_every="auto" by hand: n cutoffs over the room between 'twice the horizon
-    (at least 60 days) after the first win' and 'the last horizon ending by T', whole days,
-    clipped to 7..30."""
+    (at least 60 days) after the first win' and 'the last horizon ending by T', whole weeks,
+    clipped to 1..4 weeks."""
     lo = first_win + pd.Timedelta(days=max(60, 2 * span_days))
     last = (T - pd.Timedelta(days=span_days)).normalize() - pd.Timedelta(days=1)
-    days = int(((last - lo) / (n - 1)) / pd.Timedelta(days=1)) if last > lo else 30
-    return min(max(days, 7), 30), lo, last
+    days = (((last - lo) / (n - 1)) // pd.Timedelta(days=7)) * 7 if last > lo else 28
+    return min(max(days, 7), 28), lo, last
 
 
 def test_calibration_cutoffs_spread_over_the_history_there_is(demo_log):
@@ -168,12 +168,12 @@ def test_calibration_cutoffs_spread_over_the_history_there_is(demo_log):
         want = sorted(c + pd.Timedelta(days=1) - pd.Timedelta(1, "ns") for c in want if c >= lo)
         assert [pd.Timestamp(c) for c in cuts] == want
         assert len(cuts) == n_expected
-    # 22 days apart over the demo's 248 days of room at 2025-09-30, a week apart at 2025-02-28
-    # (34 days of room), a month apart on a history two years longer
-    assert spacing_by_hand(first_win, pd.Timestamp("2025-09-30"), 60, 12)[0] == 22
+    # three weeks apart over the demo's 248 days of room at 2025-09-30 (22.5 days per gap), a
+    # week apart at 2025-02-28 (34 days of room), four weeks on a history two years longer
+    assert spacing_by_hand(first_win, pd.Timestamp("2025-09-30"), 60, 12)[0] == 21
     assert F._calibration_spacing(first_win, pd.Timestamp("2025-09-30"), pd.Timedelta(days=60), 12,
-                                  "auto") == pd.Timedelta(days=22)
-    assert spacing_by_hand(first_win - pd.Timedelta(days=730), pd.Timestamp("2025-09-30"), 60, 12)[0] == 30
+                                  "auto") == pd.Timedelta(days=21)
+    assert spacing_by_hand(first_win - pd.Timedelta(days=730), pd.Timestamp("2025-09-30"), 60, 12)[0] == 28
     assert spacing_by_hand(first_win, pd.Timestamp("2025-02-28 23:59"), 60, 12)[0] == 7
     # a fixed spacing is still taken as given
     f = F.forecast(demo_log, as_of="2025-09-30", horizon="60D", n_draws=100, calibrate=True,
@@ -224,3 +224,26 @@ def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
     model = s.loc[("forecast, model range", "wins")]
     inside = ((t["model_wins_low"] <= t["actual_wins"]) & (t["actual_wins"] <= t["model_wins_high"])).sum()
     assert model["held"] == inside
+
+
+def test_backtest_calibrates_on_as_many_cutoffs_as_forecast_spaced_as_it_spaces_them(demo_log):
+    """Weekly scored cutoffs: each is calibrated on as many past cutoffs as forecast(as_of=it)
+    takes, exactly as far apart (in whole weeks, so that the backtest's weekly cutoffs hold
+    them; with 8 days asked of cutoffs a week apart it had taken every other one)."""
+    bt = F.backtest(demo_log, every="7D", n_cutoffs=4, horizon="30D", n_draws=50, half_life=None)
+    roll = bt.rolling_
+    first_win = demo_log.loc[demo_log["stage"] == "won", "timestamp"].min()
+    for _, row in bt.table.iterrows():
+        c = row["cutoff"]
+        f = F.forecast(demo_log, as_of=c, horizon="30D", calibrate=True, n_draws=50)
+        grid = sorted(f.calibration_["cutoff"].unique())
+        step, lo, _ = spacing_by_hand(first_win, c, 30, 12)
+        assert list(np.diff(grid) / pd.Timedelta(days=1)) == [step] * (len(grid) - 1)
+        past = roll[(roll["horizon_end"] <= c) & (roll["cutoff"] >= lo)]["cutoff"].unique()
+        keep = []
+        for x in sorted(past)[::-1]:
+            if not keep or keep[-1] - x >= pd.Timedelta(days=step):
+                keep.append(x)
+        keep = keep[:12]
+        assert row["calibration_cutoffs"] == len(keep) == len(grid) == 12
+        assert set(np.diff(sorted(keep)) / pd.Timedelta(days=1)) == {step}
