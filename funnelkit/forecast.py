@@ -874,9 +874,9 @@ def forecast(
         most recent ones, since a changing business makes old misses a poor
         guide (on the real logs 12 did better than 19).
     calibration_every : "auto", number of days or str
-        Their spacing.  ``"auto"``: the ``calibration_cutoffs`` spread over
-        the history there is room for, in whole weeks between one and four
-        (a year of seasons on a long log; on a log of a few months, past
+        Their spacing.  ``"auto"``: 30 days where the history has room for
+        ``calibration_cutoffs`` of them (a year of seasons), else spread over
+        the history there is, in whole weeks (on a log of a few months, past
         cutoffs a week apart rather than no calibration at all).
     correct_level : bool
         With ``calibrate``: when at least 70% of 9 or more past cutoffs
@@ -1936,8 +1936,8 @@ _MIN_SYMMETRIC = 4  # past cutoffs needed for a calibrated range (one score, bot
 _MIN_ASYMMETRIC = 9  # ... for separate lower and upper corrections at 80%
 _MIN_SELECT = 3  # past cutoffs needed to choose a half-life on them
 _CAL_MIN_HISTORY = pd.Timedelta(days=60)  # history before a past cutoff: at least this, and twice the horizon
-_CAL_MIN_SPACING = pd.Timedelta(days=7)  # calibration_every="auto": whole weeks, between one ...
-_CAL_MAX_SPACING = pd.Timedelta(days=28)  # ... and four
+_CAL_MIN_SPACING = pd.Timedelta(days=7)  # calibration_every="auto": whole weeks, from one ...
+_CAL_MAX_SPACING = pd.Timedelta(days=30)  # ... or 30 days once the history has room for them
 
 
 def _to_days(x) -> pd.Timedelta:
@@ -2226,11 +2226,13 @@ def _calibration_spacing(start, T: pd.Timestamp, span: pd.Timedelta, n: int, eve
 
     ``every="auto"``: ``n`` of them spread over the history that has room for them (the
     first one :func:`_calibration_history` after ``start``, the first win; the last one's
-    horizon ending by ``T``), in whole weeks (each past cutoff on the same weekday), between
-    one and four: 12 cutoffs four weeks apart on a long log (their horizons cover a year's
-    seasons), a dozen cutoffs still on a log of a few months.  Whole weeks also let the
-    backtest pick each cutoff's past cutoffs from its weekly warm-up cutoffs exactly: with
-    8 days asked of cutoffs a week apart, it took every other one, 7 past cutoffs for 12.
+    horizon ending by ``T``): 30 days apart once there is room for that (12 cutoffs over a
+    year: each season is in the calibration), else in whole weeks, one to four (each past
+    cutoff on the same weekday): a dozen cutoffs still on a log of a few months.  Whole
+    weeks also let the backtest pick each cutoff's past cutoffs from its weekly cutoffs
+    exactly: with 8 days asked of cutoffs a week apart, it took every other one, 7 past
+    cutoffs for 12.  (Four weeks on long logs too held less on the drifting simulated logs,
+    0.72 against 0.79 of 72 cutoffs.)
     """
     if not (isinstance(every, str) and every == "auto"):
         step = _to_days(every)
@@ -2242,8 +2244,10 @@ def _calibration_spacing(start, T: pd.Timestamp, span: pd.Timedelta, n: int, eve
     room = ((T - span).normalize() - _DAY) - (start + _calibration_history(span))
     if n <= 1 or room <= pd.Timedelta(0):
         return _CAL_MAX_SPACING
-    weeks = int((room / (int(n) - 1)) / _CAL_MIN_SPACING)
-    return min(max(weeks * _CAL_MIN_SPACING, _CAL_MIN_SPACING), _CAL_MAX_SPACING)
+    gap = room / (int(n) - 1)
+    if gap >= _CAL_MAX_SPACING:
+        return _CAL_MAX_SPACING
+    return max(int(gap / _CAL_MIN_SPACING), 1) * _CAL_MIN_SPACING
 
 
 def _calibration_grid(start, T, span: pd.Timedelta, n: int, every) -> list[pd.Timestamp]:
@@ -2583,8 +2587,8 @@ def backtest(
         Least spacing of those earlier cutoffs (as in :func:`forecast`):
         with cutoffs two weeks apart, 12 of them 30 days apart span a year,
         so a year's seasons are in the calibration, not the last six months;
-        ``"auto"`` spaces them as ``forecast(as_of=cutoff)`` does: four
-        weeks apart, closer (down to one) where the history is short.
+        ``"auto"`` spaces them as ``forecast(as_of=cutoff)`` does: 30 days
+        apart, closer (whole weeks, down to one) where the history is short.
     correct_level : bool
         With ``calibrate``: as in :func:`forecast`, a forecast whose past
         misses kept falling on one side is scaled by their median ratio.

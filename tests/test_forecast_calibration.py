@@ -147,12 +147,12 @@ def test_forecast_calibrate_labels_and_falls_back(demo_log):
 
 def spacing_by_hand(first_win, T, span_days, n):
     """calibration_every="auto" by hand: n cutoffs over the room between 'twice the horizon
-    (at least 60 days) after the first win' and 'the last horizon ending by T', whole weeks,
-    clipped to 1..4 weeks."""
+    (at least 60 days) after the first win' and 'the last horizon ending by T': 30 days when
+    each gap can be, else whole weeks, at least one."""
     lo = first_win + pd.Timedelta(days=max(60, 2 * span_days))
     last = (T - pd.Timedelta(days=span_days)).normalize() - pd.Timedelta(days=1)
-    days = (((last - lo) / (n - 1)) // pd.Timedelta(days=7)) * 7 if last > lo else 28
-    return min(max(days, 7), 28), lo, last
+    gap = (last - lo) / (n - 1) / pd.Timedelta(days=1) if last > lo else 30
+    return (30 if gap >= 30 else max(int(gap // 7), 1) * 7), lo, last
 
 
 def test_calibration_cutoffs_spread_over_the_history_there_is(demo_log):
@@ -169,11 +169,13 @@ def test_calibration_cutoffs_spread_over_the_history_there_is(demo_log):
         assert [pd.Timestamp(c) for c in cuts] == want
         assert len(cuts) == n_expected
     # three weeks apart over the demo's 248 days of room at 2025-09-30 (22.5 days per gap), a
-    # week apart at 2025-02-28 (34 days of room), four weeks on a history two years longer
+    # week apart at 2025-02-28 (34 days of room), 30 days on a history two years longer
     assert spacing_by_hand(first_win, pd.Timestamp("2025-09-30"), 60, 12)[0] == 21
     assert F._calibration_spacing(first_win, pd.Timestamp("2025-09-30"), pd.Timedelta(days=60), 12,
                                   "auto") == pd.Timedelta(days=21)
-    assert spacing_by_hand(first_win - pd.Timedelta(days=730), pd.Timestamp("2025-09-30"), 60, 12)[0] == 28
+    assert spacing_by_hand(first_win - pd.Timedelta(days=730), pd.Timestamp("2025-09-30"), 60, 12)[0] == 30
+    assert F._calibration_spacing(first_win - pd.Timedelta(days=730), pd.Timestamp("2025-09-30"),
+                                  pd.Timedelta(days=60), 12, "auto") == pd.Timedelta(days=30)
     assert spacing_by_hand(first_win, pd.Timestamp("2025-02-28 23:59"), 60, 12)[0] == 7
     # a fixed spacing is still taken as given
     f = F.forecast(demo_log, as_of="2025-09-30", horizon="60D", n_draws=100, calibrate=True,
