@@ -360,6 +360,7 @@ def main(argv=None) -> None:
     pd.set_option("display.width", 220)
     pd.set_option("display.max_columns", 30)
     rows, tables = [], []
+    drain_notes: dict[str, list[str]] = {}
     for name in names:
         spec = SETS[name]
         if "sim" not in name and not DATA.exists():
@@ -378,6 +379,7 @@ def main(argv=None) -> None:
                                 calendar=cal, new_leads=args.new_leads, **kw)
             problems += [] if args.new_leads else check(bt, log, spec["stages"], args.level)
             parts.append(bt.table.assign(seed=k))
+            drain_notes[name] = [n for n in bt.notes_ if "last new lead" in n] if len(seeds) == 1 else []
             if args.save:
                 Path(args.save).mkdir(parents=True, exist_ok=True)
                 ss_ = F.resolve_stages(log, spec["stages"])
@@ -436,6 +438,8 @@ def main(argv=None) -> None:
                   f"{int(held[dry].sum())}/{int(dry.sum())}; there the shortest whole-win range with an 80% "
                   f"chance covers 0.89 on average, Poisson); the other {int((~dry).sum())} held "
                   f"{int(held[~dry].sum())}/{int((~dry).sum())} = {held[~dry].mean():.2f}")
+        for note in drain_notes.get(name, []):  # an extract of cases started by a date only drains at its end
+            print(f"  {'':<40} {note}")
     if args.out:
         pd.concat(tables).to_csv(args.out, index=False)
 

@@ -160,6 +160,9 @@ def backtest_html(bt) -> str:
     """
     head = (f"<p><b>Backtest</b>: {len(bt.table):,} past cutoffs, horizon {_e(bt.horizon_)}, "
             f"{bt.level_:.0%} ranges</p><p>{_e(bt.sentence[:1].upper() + bt.sentence[1:])}</p>")
+    notes = getattr(bt, "notes_", [])
+    if notes:
+        head += "<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
 
     def draw(ax):
         from .plots.forecast import backtest_chart

@@ -2322,6 +2322,12 @@ class Backtest:
     rolling_ : DataFrame
         Every cutoff run (warm-up ones included) for every candidate
         half-life, with the same columns as ``table`` before calibration.
+    notes_ : list of str
+        What to keep in mind reading the coverage: cutoffs after the log's
+        last new lead (an extract of the cases started by a date: its open
+        pipeline only drains there), and cutoffs at which under two wins
+        were expected (no range of whole wins holds exactly 80% there), each
+        with the coverage with and without them.
     level_ : float
     horizon_ : object
 
@@ -2350,6 +2356,7 @@ class Backtest:
                 f"bias {r['bias']:>+12,.1f}  coverage {r['coverage']:.0%}"
             )
         lines.append("  " + self.sentence)
+        lines += [f"  - {n}" for n in getattr(self, "notes_", [])]
         return "\n".join(lines) + ">"
 
     def _repr_html_(self) -> str:
@@ -2508,6 +2515,36 @@ def _verdict(summary: pd.DataFrame, level: float) -> str:
     if others:
         out += " against " + ", ".join(others[:-1]) + (" and " if len(others) > 1 else "") + others[-1]
     return out + "."
+
+
+def _backtest_notes(table: pd.DataFrame, outcomes: pd.DataFrame, level: float) -> list[str]:
+    """Sentences on the scored cutoffs whose coverage says little about a live pipeline."""
+    if table.empty:
+        return []
+    held = ((table["wins_low"] <= table["actual_wins"]) & (table["actual_wins"] <= table["wins_high"])).to_numpy()
+    notes = []
+
+    def split(mask, what, why):
+        k, n = int(mask.sum()), len(mask)
+        if 0 < k < n:
+            notes.append(f"{k} of the {n} cutoffs {what}: {why}; the {level:.0%} range held in "
+                         f"{int(held[mask].sum())} of them and in {int(held[~mask].sum())} of the other {n - k} "
+                         f"({held[~mask].mean():.0%}).")
+        elif k == n:
+            notes.append(f"every cutoff {what}: {why}.")
+
+    seen = outcomes["first_seen"].to_numpy()
+    seen = seen[seen != np.iinfo(np.int64).max]
+    if seen.size:
+        last_new = pd.Timestamp(int(seen.max()))
+        split((table["cutoff"] > last_new).to_numpy(), f"come after the last new lead ({last_new:%Y-%m-%d})",
+              "no lead arrives after it (an extract of the cases started by then?), so the open pipeline "
+              "only drains")
+    expected = table.get("model_expected_wins", table["expected_wins"]).to_numpy(dtype=float)
+    split(expected < 2, "expected under 2 wins (the model's forecast)",
+          f"no range of whole wins holds exactly {level:.0%} there (with 0.2 expected, \"0 wins\" alone has "
+          "an 82% chance), so coverage runs above the level")
+    return notes
 
 
 def backtest(
@@ -2716,6 +2753,7 @@ def backtest(
         table=table,
         summary=summary,
         sentence=_verdict(summary, level),
+        notes_=_backtest_notes(table, outcomes, level),
         leads_=pd.concat(lead_rows, ignore_index=True),
         rolling_=pd.DataFrame(rolling),
         level_=level,

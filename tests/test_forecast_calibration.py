@@ -249,3 +249,26 @@ def test_backtest_calibrates_on_as_many_cutoffs_as_forecast_spaced_as_it_spaces_
         keep = keep[:12]
         assert row["calibration_cutoffs"] == len(keep) == len(grid) == 12
         assert set(np.diff(sorted(keep)) / pd.Timedelta(days=1)) == {step}
+
+
+def test_backtest_notes_the_cutoffs_after_the_last_new_lead(demo_log):
+    """An extract of the cases started by a date: after its last new lead the open pipeline
+    only drains, and the backtest says how many cutoffs fell there and how each part held."""
+    first = demo_log.groupby("lead_id", observed=True)["timestamp"].transform("min")
+    extract = demo_log[first <= "2025-05-31"]
+    last_new = extract.groupby("lead_id", observed=True)["timestamp"].min().max()
+    bt = F.backtest(extract, cutoffs=["2025-03-31", "2025-04-30", "2025-06-15", "2025-07-15", "2025-08-15"],
+                    horizon="30D", n_draws=100, half_life=None)
+    t = bt.table
+    held = (t["wins_low"] <= t["actual_wins"]) & (t["actual_wins"] <= t["wins_high"])
+    after = t["cutoff"] > last_new
+    assert after.sum() == 3
+    note = next(n for n in bt.notes_ if "last new lead" in n)
+    assert note.startswith(f"3 of the 5 cutoffs come after the last new lead ({last_new:%Y-%m-%d})")
+    assert f"held in {held[after].sum()} of them and in {held[~after].sum()} of the other 2" in note
+    dry = t["model_expected_wins"] < 2
+    assert any(f"{dry.sum()} of the 5 cutoffs expected under 2 wins" in n for n in bt.notes_) == (0 < dry.sum() < 5)
+    assert "last new lead" in repr(bt) and "last new lead" in bt._repr_html_()
+    # a live log: leads keep arriving, nothing to say
+    live = F.backtest(demo_log, n_cutoffs=2, horizon="30D", n_draws=100, half_life=None, calibrate=False)
+    assert not any("last new lead" in n for n in live.notes_)
