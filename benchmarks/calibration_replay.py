@@ -143,6 +143,7 @@ RULES = {
     "current": (current, {"thin_days": "auto"}),  # backtest's calibration_every="auto"
     "current, 30 days apart (the rule until calibration_every='auto')": (current, {"thin_days": 30}),
     "current, K=9 (rank 9 of 9: 80% exactly if exchangeable)": (current, {"thin_days": "auto", "K": 9}),
+    "interpolated rank (11.7 of 12), whole wins, auto": (rule(rank="interp", whole=True, hold=True), {"thin_days": "auto"}),
     "interpolated rank": (rule(rank="interp"), {}),
     "ceil, K=24": (rule(rank="ceil"), {"K": 24}),
     "interp, K=24": (rule(rank="interp"), {"K": 24}),
