@@ -2384,8 +2384,12 @@ def _default_cutoffs(log, time, horizon, n_cutoffs, every, min_history) -> list[
     if t.empty:
         raise ForecastError("the log has no dated event to backtest on.")
     first, last = t.min(), t.max()
-    lo = _horizon_end(first, min_history)
     hi = last - (_horizon_end(last, horizon) - last)
+    if isinstance(min_history, str) and min_history == "auto":
+        # half a year, or on a shorter log the first third of the room before the last horizon
+        room = hi - first
+        min_history = "180D" if room >= pd.Timedelta(days=270) else max(room / 3, pd.Timedelta(days=14)).ceil("D")
+    lo = _horizon_end(first, min_history)
     lo_d, hi_d = lo.normalize(), hi.normalize() - _DAY  # whole days only
     if hi_d < lo_d:
         raise ForecastError(
@@ -2575,7 +2579,7 @@ def backtest(
     model_by: str | Sequence[str] | None = None,
     amount_bands: int = 3,
     probabilities: Mapping[str, float] | None = None,
-    min_history="180D",
+    min_history="auto",
     n_draws: int = 1000,
     seed: int | None = 0,
     calendar=None,
@@ -2649,8 +2653,11 @@ def backtest(
         horizon-length period.  Default: the open pipeline and its wins.
     arrivals_lookback, value_rates
         As in :func:`forecast`.
-    min_history : str or number of days
-        History required before the first default cutoff.  Warm-up cutoffs
+    min_history : "auto", str or number of days
+        History required before the first default cutoff.  ``"auto"``: 180
+        days, or on a log with less than 270 days before its last horizon
+        the first third of them (a six-month log is backtested without
+        options).  Warm-up cutoffs
         follow :func:`forecast`'s rule: twice the horizon, at least 60
         days, after the first win.
 

@@ -272,3 +272,21 @@ def test_backtest_notes_the_cutoffs_after_the_last_new_lead(demo_log):
     # a live log: leads keep arriving, nothing to say
     live = F.backtest(demo_log, n_cutoffs=2, horizon="30D", n_draws=100, half_life=None, calibrate=False)
     assert not any("last new lead" in n for n in live.notes_)
+
+
+def test_a_six_month_log_is_backtested_without_options(demo_log):
+    """min_history="auto": half a year of history before the first cutoff when the log has
+    room for it, else the first third of the room before the last horizon (a six-month log
+    was 'too short for min_history=180D' unless the user found the option)."""
+    six = demo_log[demo_log["timestamp"] < "2025-01-01"]
+    with pytest.raises(F.ForecastError, match="too short"):
+        F.backtest(six, horizon="30D", min_history="180D", n_draws=50)
+    bt = F.backtest(six, horizon="30D", n_cutoffs=5, n_draws=50, half_life=None)
+    first, last = six["timestamp"].min(), six["timestamp"].max()
+    room = (last - pd.Timedelta(days=30)) - first
+    lo = (first + np.ceil(room / 3 / pd.Timedelta(days=1)) * pd.Timedelta(days=1)).normalize()
+    cuts = bt.table["cutoff"]
+    assert len(cuts) == 5 and cuts.min() >= lo and cuts.max() + pd.Timedelta(days=30) <= last
+    # a log with room for it keeps half a year
+    assert F._default_cutoffs(demo_log, "timestamp", "90D", 3, None, "auto") == \
+        F._default_cutoffs(demo_log, "timestamp", "90D", 3, None, "180D")
