@@ -212,20 +212,20 @@ SETS = {
                                                     bt=dict(every="14D", n_cutoffs=30, horizon="30D")),
     "maven crm (held out)": dict(load=load_maven, stages=MAVEN, calendar="US",
                                  bt=dict(every="7D", n_cutoffs=20, horizon="30D")),
-    # short histories (added with calibration_every="auto"): six months of cases, nine months of events
-    "bpic2020 domestic, 6 months of cases": dict(
-        load=lambda: cases_started(load_domestic(), "2018-01-01", "2018-07-01"), stages=DOMESTIC, calendar="NL",
-        bt=dict(SHORT_BT, n_cutoffs=15, min_history="30D")),
-    "bpic2020 request for payment, 6 months of cases": dict(
-        load=lambda: cases_started(load_request_for_payment(), "2018-01-01", "2018-07-01"), stages=RFP,
-        calendar="NL", bt=dict(SHORT_BT, n_cutoffs=15, min_history="30D")),
-    "bpic2020 domestic, 9 months of events": dict(
-        load=lambda: events_between(load_domestic(), "2017-03-01", "2017-12-01"), stages=DOMESTIC, calendar="NL",
-        bt=dict(SHORT_BT, n_cutoffs=20, min_history="60D")),
-    "bpic2020 request for payment, 9 months of events": dict(
-        load=lambda: events_between(load_request_for_payment(), "2018-03-01", "2018-12-01"), stages=RFP,
-        calendar="NL", bt=dict(SHORT_BT, n_cutoffs=20, min_history="60D")),
 }
+# short histories (added with calibration_every="auto"): six months of cases, nine months of events
+for _name, _load, _ss, _cut, _start, _end, _n, _hist in [
+    ("bpic2020 domestic, 6 months of cases", load_domestic, DOMESTIC, cases_started, "2018-01-01", "2018-07-01", 15,
+     "30D"),
+    ("bpic2020 request for payment, 6 months of cases", load_request_for_payment, RFP, cases_started, "2018-01-01",
+     "2018-07-01", 15, "30D"),
+    ("bpic2020 domestic, 9 months of events", load_domestic, DOMESTIC, events_between, "2017-03-01", "2017-12-01",
+     20, "60D"),
+    ("bpic2020 request for payment, 9 months of events", load_request_for_payment, RFP, events_between,
+     "2018-03-01", "2018-12-01", 20, "60D"),
+]:
+    SETS[_name] = dict(load=lambda f=_load, cut=_cut, a=_start, b=_end: cut(f(), a, b), stages=_ss, calendar="NL",
+                       bt=dict(SHORT_BT, n_cutoffs=_n, min_history=_hist))
 
 
 # ---------------------------------------------------------------------------
