@@ -482,6 +482,9 @@ class Forecast:
     drift_ : DataFrame
         :func:`win_rate_drift` as of ``as_of``; its sentence is in
         ``notes_`` when recent conversion differs from the long-run rate.
+        With ``calibrate``, ``half_life="auto"`` or ``new_leads``, ``notes_``
+        also says when no lead has arrived for weeks (over 14 days and ten
+        usual gaps): an extract of the cases started by a date only drains.
     as_of_, horizon_end_ : Timestamp
     level_ : float
     notes_ : list of str
@@ -1010,6 +1013,15 @@ def forecast(
     f.half_life_ = chosen
     f.calibration_ = past
     f.drift_ = win_rate_drift(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time)
+    known = outcomes_T if new_leads else (outcomes if calibrate or len(cands) > 1 else None)
+    quiet = None if known is None else _arrivals_stopped(known["first_seen"].to_numpy(), T)
+    if quiet is not None:
+        f.notes_.append(
+            f"no new lead since {quiet[0]:%Y-%m-%d} ({quiet[1]} days before as_of, where one arrived every "
+            f"{quiet[2]:.1f} days in the year before): if the log is an extract of the cases started by then, its "
+            "open pipeline only drains" + (", and new_leads=True forecasts arrivals the extract will not have."
+                                           if new_leads else ".")
+        )
     if f.drift_.attrs["differs"]:
         f.notes_.append(f.drift_.attrs["sentence"])
     frames = [f.total] if by else [f.total, f.summary]
@@ -1818,6 +1830,23 @@ def _new_leads_part(hist, ss, model, T, edges, *, n_draws, seed, calendar, lookb
 # ---------------------------------------------------------------------------
 # drift: is recent conversion different from the long-run rate?
 # ---------------------------------------------------------------------------
+def _arrivals_stopped(first_seen: np.ndarray, T: pd.Timestamp):
+    """``(last arrival, days since, usual days between arrivals)`` when no lead has arrived for
+    over 14 days and over 10 times the usual gap of the year before (an extract of the cases
+    started by a date, read after it); else ``None``.  ``first_seen``: each lead's first dated
+    event, int64 nanoseconds (the per-lead table the calibration and new leads build anyway)."""
+    first = first_seen[(first_seen != np.iinfo(np.int64).max) & (first_seen <= T.value)]
+    if first.size < 10:
+        return None
+    last = int(first.max())
+    year = first[first > last - 365 * DAY_NS]
+    usual = max((last - int(year.min())) / DAY_NS, 1.0) / max(year.size - 1, 1)
+    quiet = (T.value - last) / DAY_NS
+    if quiet > 14 and quiet > 10 * usual and year.size >= 10:
+        return pd.Timestamp(last), int(quiet), float(usual)
+    return None
+
+
 def _window_name(span: pd.Timedelta) -> str:
     days = span / _DAY
     for d, name in [(365, "12-month"), (730, "24-month"), (182, "6-month"), (183, "6-month"), (91, "3-month")]:

@@ -290,3 +290,24 @@ def test_a_six_month_log_is_backtested_without_options(demo_log):
     # a log with room for it keeps half a year
     assert F._default_cutoffs(demo_log, "timestamp", "90D", 3, None, "auto") == \
         F._default_cutoffs(demo_log, "timestamp", "90D", 3, None, "180D")
+
+
+def test_forecast_says_when_leads_stopped_arriving(demo_log):
+    """Read after its last new lead, an extract of the cases started by a date only drains;
+    the forecast says since when no lead arrived and how often one did before."""
+    first = demo_log.groupby("lead_id", observed=True)["timestamp"].transform("min")
+    extract = demo_log[first <= "2025-05-31"]
+    firsts = extract.groupby("lead_id", observed=True)["timestamp"].min()
+    last = firsts.max()
+    year = firsts[firsts > last - pd.Timedelta(days=365)]
+    usual = (last - year.min()) / pd.Timedelta(days=1) / (len(year) - 1)
+    T = pd.Timestamp("2025-08-31 23:59:59.999999999")
+    f = F.forecast(extract, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True)
+    note = next(n for n in f.notes_ if n.startswith("no new lead since"))
+    assert note.startswith(f"no new lead since {last:%Y-%m-%d} ({int((T - last) / pd.Timedelta(days=1))} days "
+                           f"before as_of, where one arrived every {usual:.1f} days")
+    assert note.endswith("only drains.")
+    new = F.forecast(extract, as_of="2025-08-31", horizon="30D", n_draws=50, new_leads=True)
+    assert any("new_leads=True forecasts arrivals" in n for n in new.notes_)
+    live = F.forecast(demo_log, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True)
+    assert not any(n.startswith("no new lead since") for n in live.notes_)
