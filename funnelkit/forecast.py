@@ -1017,8 +1017,8 @@ def forecast(
     quiet = None if known is None else _arrivals_stopped(known["first_seen"].to_numpy(), T)
     if quiet is not None:
         f.notes_.append(
-            f"no new lead since {quiet[0]:%Y-%m-%d} ({quiet[1]} days before as_of, where one arrived every "
-            f"{quiet[2]:.1f} days in the year before): if the log is an extract of the cases started by then, its "
+            f"no new lead since {quiet[0]:%Y-%m-%d} ({quiet[1]} days before as_of; {quiet[2]:,} arrived in the "
+            f"year before it): if the log is an extract of the cases started by then, its "
             "open pipeline only drains" + (", and new_leads=True forecasts arrivals the extract will not have."
                                            if new_leads else ".")
         )
@@ -1831,7 +1831,7 @@ def _new_leads_part(hist, ss, model, T, edges, *, n_draws, seed, calendar, lookb
 # drift: is recent conversion different from the long-run rate?
 # ---------------------------------------------------------------------------
 def _arrivals_stopped(first_seen: np.ndarray, T: pd.Timestamp):
-    """``(last arrival, days since, usual days between arrivals)`` when no lead has arrived for
+    """``(last arrival, days since, arrivals in the year before it)`` when no lead has arrived for
     over 14 days and over 10 times the usual gap of the year before (an extract of the cases
     started by a date, read after it); else ``None``.  ``first_seen``: each lead's first dated
     event, int64 nanoseconds (the per-lead table the calibration and new leads build anyway)."""
@@ -1843,7 +1843,7 @@ def _arrivals_stopped(first_seen: np.ndarray, T: pd.Timestamp):
     usual = max((last - int(year.min())) / DAY_NS, 1.0) / max(year.size - 1, 1)
     quiet = (T.value - last) / DAY_NS
     if quiet > 14 and quiet > 10 * usual and year.size >= 10:
-        return pd.Timestamp(last), int(quiet), float(usual)
+        return pd.Timestamp(last), int(quiet), int(year.size)
     return None
 
 
