@@ -2258,7 +2258,8 @@ def _first_win(log: pd.DataFrame, ss: StageSet, *, stage: str, time: str):
     0 wins of 0 to 0, and its "miss" (146 wins on a CRM export whose first deals closed
     four months after the first engagement) measured in half-ranges is no error of a model
     that could have been better, but a calibration a hundred times too wide."""
-    return log.loc[log[stage] == ss.won, time].min()
+    won = stage_order(log, ss, stage=stage) == len(ss.steps) - 1  # the won stage under any of its names
+    return log.loc[won, time].min()
 
 
 def _calibration_spacing(start, T: pd.Timestamp, span: pd.Timedelta, n: int, every) -> pd.Timedelta:

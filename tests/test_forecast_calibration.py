@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import funnelkit as fk
 from funnelkit import forecast as F
 
 
@@ -310,3 +311,12 @@ def test_forecast_says_when_leads_stopped_arriving(demo_log):
     assert any("new_leads=True forecasts arrivals" in n for n in new.notes_)
     live = F.forecast(demo_log, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True)
     assert not any(n.startswith("no new lead since") for n in live.notes_)
+
+
+def test_the_first_win_is_found_under_any_name_of_the_won_stage(demo_log):
+    """A CRM export that calls the won stage "Closed Won" (an alias of pipeline4's "won")."""
+    ss = fk.get_stage_set("pipeline4")
+    renamed = demo_log.assign(stage=demo_log["stage"].astype(str).replace({"won": "Closed Won"}))
+    assert (renamed["stage"] == "Closed Won").any() and not (renamed["stage"] == "won").any()
+    want = demo_log.loc[demo_log["stage"] == "won", "timestamp"].min()
+    assert F._first_win(renamed, ss, stage="stage", time="timestamp") == want
