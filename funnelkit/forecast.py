@@ -1413,7 +1413,12 @@ def leads_needed(
     by = as_list(by)
     missing = [c for c in by if c not in log.columns]
     if missing:
-        raise ForecastError(f"by column(s) {missing} are not in the log.")
+        core = {lead, stage, time, amount, "flag"}
+        have = [str(c) for c in log.columns if c not in core]
+        raise ForecastError(
+            f"by column(s) {missing} are not in the log (by='source' is the default); pass by= one of its "
+            f"segment columns ({', '.join(have) or 'none'}) or by=None for the recent mix only."
+        )
     T = parse_as_of(as_of) if as_of is not None else pd.Timestamp(log[time].max())
     end = _horizon_end(T, period)
     H = int(np.floor((end - T) / _DAY))

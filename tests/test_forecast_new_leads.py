@@ -106,3 +106,13 @@ def test_backtest_with_new_leads_counts_every_win():
         assert row["expected_wins"] == pytest.approx(row["actual_wins"], rel=0.15)
     open_only = F.backtest(log, cutoffs=cuts, horizon="30D", n_draws=100, calibrate=False)
     assert (open_only.table["actual_wins"] < bt.table["actual_wins"]).all()
+
+
+def test_leads_needed_names_the_segment_columns_when_the_default_by_is_missing():
+    """A CRM export without a 'source' column (the default by=): the error names the log's
+    segment columns and by=None, and by=None plans on the recent mix."""
+    log = regular_log(days=200).assign(region=lambda d: np.where(d.index % 2, "north", "south"))
+    with pytest.raises(F.ForecastError, match=r"by= one of its segment columns \(region\) or by=None"):
+        F.leads_needed(log, target_wins=50, period="30D", n_draws=100)
+    plan = F.leads_needed(log, target_wins=50, period="30D", n_draws=100, by=None)
+    assert len(plan) >= 1 and (plan["leads_needed"] >= 0).all()
