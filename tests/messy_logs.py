@@ -3,10 +3,34 @@ verbatim old one (tests/test_memory_*.py, tests/test_parallel_transitions.py).""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 import funnelkit as fk
+from funnelkit.exceptions import DataWarning
+
+# TransitionModel settings and fit keywords the lean and chunked fits are compared under
+MODEL_CASES = [
+    ({}, {}),
+    ({}, {"by": "product"}),
+    ({}, {"by": ["source", "owner"], "as_of": "2025-03-31 12:00"}),
+    ({"half_life": 90}, {"by": "product", "value": "amount"}),
+    ({"calendar": "weekdays", "seed": 7}, {"as_of": "2025-06-30"}),
+    ({"min_count": 50, "shrinkage": 20}, {"by": "owner", "stages": "pipeline4"}),
+]
+
+
+def in_paris(raw: pd.DataFrame) -> pd.DataFrame:
+    """A hostile log's times as wall-clock text read in Europe/Paris (undated rows stay)."""
+    raw = raw.astype({"lead_id": str})
+    raw["timestamp"] = raw["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # exact duplicate rows of the random log dropped
+        log = fk.read_events(raw, stages="pipeline4", tz="Europe/Paris", missing_time="keep")
+    assert str(log["timestamp"].dt.tz) == "Europe/Paris"
+    return log
 
 
 def messy(seed: int, n: int, *, leads: int, tied: int) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from messy_logs import bpic2020_first_step, messy
+from messy_logs import bpic2020_first_step, in_paris, messy
 
 import funnelkit as fk
 from funnelkit import pipeline
@@ -257,12 +257,7 @@ def test_hostile_logs_sorted_and_in_other_units(seed):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_time_zone_aware_logs(seed):
-    raw = _messy(seed).astype({"lead_id": str})
-    raw["timestamp"] = raw["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")  # wall-clock text, NaN stays
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)  # exact duplicate rows of the random log dropped
-        log = fk.read_events(raw, stages="pipeline4", tz="Europe/Paris", missing_time="keep")
-    assert str(log["timestamp"].dt.tz) == "Europe/Paris"
+    log = in_paris(_messy(seed))
     for as_of in AS_OFS + [pd.Timestamp("2024-01-25 03:00", tz="UTC")]:
         for include_closed in (False, True):
             assert_same_snapshot(log, as_of=as_of, include_closed=include_closed)

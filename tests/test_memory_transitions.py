@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from messy_logs import messy, no_lost_outcome_log
+from messy_logs import MODEL_CASES, messy, no_lost_outcome_log
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 import funnelkit as fk
@@ -407,14 +407,7 @@ def assert_same_fit(log, settings=None, **kw):
     return tm
 
 
-CASES = [
-    ({}, {}),
-    ({}, {"by": "product"}),
-    ({}, {"by": ["source", "owner"], "as_of": "2025-03-31 12:00"}),
-    ({"half_life": 90}, {"by": "product", "value": "amount"}),
-    ({"calendar": "weekdays", "seed": 7}, {"as_of": "2025-06-30"}),
-    ({"min_count": 50, "shrinkage": 20}, {"by": "owner", "stages": "pipeline4"}),
-]
+CASES = MODEL_CASES
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from messy_logs import no_lost_outcome_log
+from messy_logs import MODEL_CASES, no_lost_outcome_log
 from pandas.testing import assert_frame_equal
 
 import funnelkit as fk
@@ -48,14 +48,7 @@ def fit_both(log, *, settings=None, n_chunks=4, engine="serial", n_jobs=2, **kw)
     return par
 
 
-CASES = [
-    ({}, {}),
-    ({}, {"by": "product"}),
-    ({}, {"by": ["source", "owner"], "as_of": "2025-03-31 12:00"}),
-    ({"half_life": 90}, {"by": "product", "value": "amount"}),
-    ({"calendar": "weekdays", "seed": 7}, {"as_of": "2025-06-30"}),
-    ({"min_count": 50, "shrinkage": 20}, {"by": "owner", "stages": "pipeline4"}),
-]
+CASES = MODEL_CASES
 
 
 @pytest.mark.parametrize(("settings", "kw"), CASES)
