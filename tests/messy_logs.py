@@ -83,3 +83,14 @@ def bpic2020_first_step(path) -> tuple[fk.StageSet, list[str]]:
     rejected = sorted(lab for lab in labels if "REJECTED" in lab)
     ss = fk.StageSet("bpic", [submitted], won="Payment Handled", lost=rejected, infer_skipped=False)
     return ss, sorted(labels - set(ss.labels))
+
+
+def fines_four_steps(shared_data) -> pd.DataFrame:
+    """The road-fines log on its four steps (Create Fine > Send Fine > Insert Fine Notification >
+    Add penalty; won Payment, lost Send for Credit Collection; no inferred steps), the other
+    labels left out."""
+    path = shared_data / "road_traffic_fines" / "events.parquet"
+    labels = set(fk.read_events(path)["stage"].astype(str))
+    ss = fk.StageSet("fines", ["Create Fine", "Send Fine", "Insert Fine Notification", "Add penalty"],
+                     won="Payment", lost=["Send for Credit Collection"], infer_skipped=False)
+    return fk.read_events(path, stages=ss, ignore=sorted(labels - set(ss.labels)))

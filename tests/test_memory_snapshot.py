@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from messy_logs import bpic2020_first_step, in_paris, messy
+from messy_logs import bpic2020_first_step, fines_four_steps, in_paris, messy
 
 import funnelkit as fk
 from funnelkit import pipeline
@@ -298,12 +298,7 @@ def test_errors_are_the_same(demo):
 # ---------------------------------------------------------------------------
 @pytest.mark.shared
 def test_road_traffic_fines(shared_data):
-    raw = fk.read_events(shared_data / "road_traffic_fines" / "events.parquet")
-    labels = set(raw["stage"].astype(str))
-    ss = fk.StageSet("fines", ["Create Fine", "Send Fine", "Insert Fine Notification", "Add penalty"],
-                     won="Payment", lost=["Send for Credit Collection"], infer_skipped=False)
-    log = fk.read_events(shared_data / "road_traffic_fines" / "events.parquet", stages=ss,
-                         ignore=sorted(labels - set(ss.labels)))
+    log = fines_four_steps(shared_data)
     for as_of in ("2005-06-30", "2012-12-31", None):  # the last: the whole log
         snap = assert_same_snapshot(log, as_of=as_of, include_closed=True, segments=["vehicleClass"])
     # SOURCES.md: 150,370 fines; 69,715 paid, 59,013 sent for credit collection, 2,126 both

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pytest
-from messy_logs import bpic2020_first_step, in_paris
+from messy_logs import bpic2020_first_step, fines_four_steps, in_paris
 
 import funnelkit as fk
 from funnelkit import parallel, pipeline
@@ -506,12 +506,7 @@ def test_parallel_is_one_core():
 # ---------------------------------------------------------------------------
 @pytest.mark.shared
 def test_road_traffic_fines(shared_data):
-    raw = fk.read_events(shared_data / "road_traffic_fines" / "events.parquet")
-    labels = set(raw["stage"].astype(str))
-    ss = fk.StageSet("fines", ["Create Fine", "Send Fine", "Insert Fine Notification", "Add penalty"],
-                     won="Payment", lost=["Send for Credit Collection"], infer_skipped=False)
-    log = fk.read_events(shared_data / "road_traffic_fines" / "events.parquet", stages=ss,
-                         ignore=sorted(labels - set(ss.labels)))
+    log = fines_four_steps(shared_data)
     mv = assert_same(log, start="2005-06-30", end="2010-12-31", segments=["vehicleClass"])
     assert len(mv) > 1000
 

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from messy_logs import MODEL_CASES, no_lost_outcome_log
+from messy_logs import MODEL_CASES, fines_four_steps, no_lost_outcome_log
 from pandas.testing import assert_frame_equal
 
 import funnelkit as fk
@@ -144,16 +144,11 @@ def test_small_logs_run_on_one_core(demo):
 # ---------------------------------------------------------------------------
 # real logs (../shared/data; skipped when absent)
 # ---------------------------------------------------------------------------
-FINE_STEPS = ["Create Fine", "Send Fine", "Insert Fine Notification", "Add penalty"]
 
 
 @pytest.fixture(scope="module")
 def fines(shared_data):
-    path = shared_data / "road_traffic_fines" / "events.parquet"
-    raw = fk.read_events(path)
-    labels = set(raw["stage"].astype(str))
-    ss = fk.StageSet("fines", FINE_STEPS, won="Payment", lost=["Send for Credit Collection"], infer_skipped=False)
-    return fk.read_events(path, stages=ss, ignore=sorted(labels - set(ss.labels)))
+    return fines_four_steps(shared_data)
 
 
 @pytest.mark.shared
