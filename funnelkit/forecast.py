@@ -1043,10 +1043,12 @@ def forecast(
                 fr["level_factor" if q == "wins" else "revenue_level_factor"] = factor
             if factor != 1.0:
                 # every expected value, so that periods and segments still add up to the total
+                parts = [f"cum_expected_{q}", f"open_pipeline_{q}", f"new_lead_{q}"]  # the open/new split too
                 for fr in [f.total, f.summary, f.periods_] + ([f.segment_periods_] if by else []):
                     fr[f"expected_{q}"] = fr[f"expected_{q}"] * factor
-                    if f"cum_expected_{q}" in fr.columns:
-                        fr[f"cum_expected_{q}"] = fr[f"cum_expected_{q}"] * factor
+                    for col in parts:
+                        if col in fr.columns:
+                            fr[col] = fr[col] * factor
                 f.notes_.append(
                     f"the model's {q} forecast was {'too high' if factor < 1 else 'too low'} at {side} of {n_lc} "
                     f"past cutoffs: expected {q} scaled by {factor:.2f} (the median ratio of actual to forecast)."

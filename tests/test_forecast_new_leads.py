@@ -116,3 +116,18 @@ def test_leads_needed_names_the_segment_columns_when_the_default_by_is_missing()
         F.leads_needed(log, target_wins=50, period="30D", n_draws=100)
     plan = F.leads_needed(log, target_wins=50, period="30D", n_draws=100, by=None)
     assert len(plan) >= 1 and (plan["leads_needed"] >= 0).all()
+
+
+def test_a_level_correction_scales_the_open_and_new_split_with_the_total(demo_log, monkeypatch):
+    """When the past cutoffs missed on one side, the expected wins are scaled; the parts the
+    report states (from the open pipeline, from new leads) are scaled with them and still add up."""
+    kw = dict(horizon="30D", new_leads=True, calibrate=True, n_draws=200, seed=0)
+    plain = F.forecast(demo_log, **kw).total.iloc[0]
+    monkeypatch.setattr(F, "_level_correction", lambda past, quantity: (1.5, 9, 12))
+    t = F.forecast(demo_log, **kw).total.iloc[0]
+    assert t["level_factor"] == 1.5 and t["revenue_level_factor"] == 1.5
+    for q in ("wins", "revenue"):
+        assert t[f"expected_{q}"] == pytest.approx(1.5 * plain[f"expected_{q}"], rel=1e-12)
+        for part in (f"open_pipeline_{q}", f"new_lead_{q}"):
+            assert t[part] == pytest.approx(1.5 * plain[part], rel=1e-12)
+        assert t[f"open_pipeline_{q}"] + t[f"new_lead_{q}"] == pytest.approx(t[f"expected_{q}"], rel=1e-12)

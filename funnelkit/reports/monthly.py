@@ -56,6 +56,7 @@ from .._common import wall_clock as _wall
 from ..data import (
     AMOUNT,
     LEAD,
+    STAGE,
     TIME,
     from_snapshot,
     from_wide,
@@ -71,6 +72,7 @@ from ..stats import proportion_ci
 from .formatting import NumberFormat
 
 __all__ = [
+    "CHECK_MONTHS",
     "DEMO_DATA",
     "STALE_AFTER",
     "STEP_COLUMNS",
@@ -89,6 +91,7 @@ __all__ = [
     "month_window",
     "monthly_series",
     "parse_month",
+    "past_month_ends",
     "previous_window",
     "segment_leaks",
     "segment_rows",
@@ -1105,6 +1108,35 @@ def _lean(fc):
     return fc
 
 
+CHECK_MONTHS = 12  # past month ends at which a report's forecast is replayed and scored
+
+
+def past_month_ends(month: pd.Period, as_of: pd.Timestamp, span: pd.Timedelta, earliest,
+                    n: int = CHECK_MONTHS) -> list[pd.Timestamp]:
+    """The last ``n`` month ends before ``month`` from which a forecast ``span`` long ends by
+    ``as_of`` and which are at or after ``earliest`` (NaT: none is), oldest first, each the last
+    instant of its month in ``as_of``'s zone (as the report's own as-of date is).
+
+    Examples
+    --------
+    >>> end = pd.Timestamp("2025-09-30 23:59:59.999999999")
+    >>> [f"{t:%Y-%m-%d}" for t in past_month_ends(pd.Period("2025-09", "M"), end, pd.Timedelta(days=31),
+    ...                                           pd.Timestamp("2025-03-15"), n=4)]
+    ['2025-04-30', '2025-05-31', '2025-06-30', '2025-07-31']
+    """
+    tz = time_zone(as_of)
+    out = []
+    k = 1
+    while len(out) < n:
+        t = _bounds(month - k, tz)[1]
+        if pd.isna(earliest) or t < earliest:
+            break
+        if t + span <= as_of:
+            out.append(t)
+        k += 1
+    return out[::-1]
+
+
 @dataclass
 class MonthlyReport:
     """Everything a monthly report needs, prepared once from its parameters.
@@ -1412,16 +1444,18 @@ class MonthlyReport:
     @cached_property
     def next_month(self):
         """Next month's forecast (:func:`funnelkit.forecast.forecast`, seed 0): the open pipeline and
-        the new leads expected to enter before the month ends (``new_leads=True``).
+        the new leads expected to enter before the month ends (``new_leads=True``), its range
+        calibrated on the forecast's own misses at past cutoffs (``calibrate=True``).
 
         Its horizon runs from the as-of date to the end of the next month.  In a
         fast process most of a month's wins come from leads that enter in it
         (BPIC 2020: 608 of June 2018's 798 payments), so leaving them out would
         forecast a fraction of the month; when the arrivals cannot be modelled
         (too little history) the forecast is of the open pipeline only (its
-        ``basis`` says which).  ``None`` when the stage set has no won outcome
-        or no lead is known; the error text (a str) when the forecast cannot be
-        made.
+        ``basis`` says which).  With too little history to calibrate on, the
+        range is the model's and ``total["range"]`` says so.  ``None`` when the
+        stage set has no won outcome or no lead is known; the error text (a
+        str) when the forecast cannot be made.
         """
         from ..exceptions import FunnelkitError
         from ..forecast import forecast
@@ -1434,13 +1468,48 @@ class MonthlyReport:
         release_memory()  # start the model's fit from what the report holds, not from earlier garbage
         try:
             return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
-                                  new_leads=True))
+                                  new_leads=True, calibrate=True))
         except FunnelkitError:
             pass
         try:
-            return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0))
+            return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
+                                  calibrate=True))
         except FunnelkitError as exc:
             return str(exc)
+
+    @cached_property
+    def forecast_check(self):
+        """Next month's forecast replayed at past month ends and scored against what followed.
+
+        The same forecast as :attr:`next_month` (same horizon length, same basis, range
+        calibrated the same way on the cutoffs before each) is made at the end of each of
+        the last :data:`CHECK_MONTHS` months whose whole horizon the data holds and which
+        come after the history a calibration cutoff needs (twice the horizon of wins, see
+        :func:`funnelkit.forecast.forecast`), with :func:`funnelkit.forecast.backtest`.
+        Its ``summary`` says in how many of them the range held, and the average miss
+        against the run-rate (the last horizon's wins carried forward).  ``None`` without
+        a forecast; a str saying why when no past month can be scored.
+        """
+        from ..exceptions import FunnelkitError
+        from ..forecast import _calibration_history, _first_win, backtest
+
+        fc = self.next_month
+        if fc is None or isinstance(fc, str):
+            return None
+        span = fc.horizon_end_ - fc.as_of_
+        cuts = past_month_ends(self.month, self.as_of, span, _first_win(self.log, self.stages, stage=STAGE,
+                                                                        time=TIME) + _calibration_history(span))
+        if not cuts:
+            return (f"no earlier month end has its next {span.days} days in the data and "
+                    f"{_calibration_history(span).days} days of wins before it")
+        with_new = fc.total["basis"].iloc[0] != "open pipeline"
+        try:
+            bt = backtest(self.log, cutoffs=cuts, horizon=span, stages=self.stages, seed=0, new_leads=with_new,
+                          calibrate=True)
+        except FunnelkitError as exc:
+            return str(exc)
+        bt.leads_ = None  # per lead, for calibration charts: not shown in a report
+        return bt
 
     def __repr__(self) -> str:
         return (f"<MonthlyReport {self.heading!r}: {self.log[LEAD].nunique():,} leads known at "

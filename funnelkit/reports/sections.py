@@ -1585,6 +1585,8 @@ def forecast(report: MonthlyReport) -> Section:
     text += (f". Only what is expected to be won by {fc.horizon_end_:%Y-%m-%d} counts: most of the open pipeline "
              "closes later or is lost, and long-dead leads are treated as stalled."
              + (" " + _split_words(report, t) if with_new else " " + _new_leads_words(report)))
+    check_text, check_rows = _check_words(report, t, lvl, revenue_known)
+    text += " " + check_text
     if revenue_known and report.revenue_target:
         chart = _chart(lambda ax: target_chart(fc, target=report.revenue_target, quantity="revenue",
                                                title=f"{nxt:%B %Y}: P(reach target) = {f.rate(p_target, 0)}",
@@ -1615,8 +1617,62 @@ def forecast(report: MonthlyReport) -> Section:
                          f"{f.money(t['horizon_weighted_low'])}–{f.money(t['horizon_weighted_high'])}"])
         rows.append(["CRM weighted pipeline, eventual wins (no time limit)", f.money(t["weighted_pipeline"]),
                      f"{f.money(t['weighted_low'])}–{f.money(t['weighted_high'])}"])
+    rows.extend(check_rows)
     table_html = html_table(rows, ["", "Value", f"{lvl} range"], numeric=[1, 2])
     return _say(text) + chart + Section(table_html, "", fc.total)
+
+
+def _range_words(t: pd.Series, key: str = "range") -> str:
+    """Where a forecast's range comes from, in words (its ``range`` label)."""
+    label = str(t.get(key, "model"))
+    m = re.match(r"calibrated on (\d+) past cutoffs", label)
+    if m:
+        return f"set by how far this forecast missed at {m.group(1)} earlier dates"
+    return "the model's own: too little history to set it by past misses"
+
+
+def _check_words(report: MonthlyReport, t: pd.Series, lvl: str, revenue_known: bool) -> tuple[str, list]:
+    """The forecast replayed at past month ends (:attr:`MonthlyReport.forecast_check`): in how
+    many its range held, and its average miss against carrying the last period's wins forward;
+    a sentence and the table's rows."""
+    f = report.fmt
+    bt = report.forecast_check
+    both = revenue_known and str(t.get("revenue_range", "")) == str(t.get("range", "model"))
+    where = f"The {lvl} range{'s are' if both else ' of wins is'} {_range_words(t)}."
+    factor = float(t.get("level_factor", 1.0))
+    if np.isfinite(factor) and factor != 1.0:
+        where += (f" The model had come in too {'low' if factor > 1 else 'high'} at most of those dates, so its "
+                  f"wins are {'raised' if factor > 1 else 'lowered'} by {f.pct(abs(factor - 1))} (the median "
+                  "ratio of what happened to what it said).")
+    if bt is None:
+        return where, []
+    if isinstance(bt, str):
+        return where + f" It cannot be checked on past months yet: {bt}.", []
+    s = bt.summary.set_index(["method", "quantity"])
+    r = s.loc[("forecast", "wins")]
+    n, held = int(r["cutoffs"]), int(r["held"])
+    if not n:
+        return where, []
+    first, last = bt.table["cutoff"].min(), bt.table["cutoff"].max()
+    days = int(round((bt.table["horizon_end"] - bt.table["cutoff"]).iloc[0] / pd.Timedelta(days=1)))
+    months = (f"at the end of each of the {f.count(n)} months from {first:%B %Y} to {last:%B %Y}" if n > 1
+              else f"at the end of {first:%B %Y}")
+    rr = s.loc[("run-rate", "wins")] if ("run-rate", "wins") in s.index else None
+    text = (f"{where} Made the same way {months}, this forecast's {lvl} range held in {f.count(held)} of "
+            f"{f.count(n)}; it missed by {f.number(r['mae'], 1)} wins on average")
+    if rr is not None and np.isfinite(rr["mae"]):
+        text += f", against {f.number(rr['mae'], 1)} for the previous {days} days' wins carried forward"
+    rows = [[f"{lvl} range held, past months (wins)", f"{f.count(held)} of {f.count(n)}", ""],
+            ["Average miss, past months (wins)", f.number(r["mae"], 1), ""]]
+    if rr is not None and np.isfinite(rr["mae"]):
+        rows.append([f"  carrying the previous {days} days' wins forward instead", f.number(rr["mae"], 1), ""])
+    if revenue_known and ("forecast", "revenue") in s.index:
+        rv = s.loc[("forecast", "revenue")]
+        if int(rv["cutoffs"]):
+            text += f"; the revenue range held in {f.count(int(rv['held']))} of {f.count(int(rv['cutoffs']))}"
+            rows.append([f"{lvl} range held, past months (revenue)",
+                         f"{f.count(int(rv['held']))} of {f.count(int(rv['cutoffs']))}", ""])
+    return text + ".", rows
 
 
 def _won_same_month(report: MonthlyReport) -> tuple[int, int]:
