@@ -786,7 +786,7 @@ def forecast(
     half_life: float | str | None = None,
     half_lives: Sequence | None = None,
     calendar=None,
-    calibrate: bool = False,
+    calibrate: bool | Backtest = False,
     calibration_cutoffs: int = 12,
     calibration_every="auto",
     correct_level: bool = True,
@@ -859,7 +859,7 @@ def forecast(
         Weekday and holiday effects on when moves happen: ``"weekdays"``
         or a country code such as ``"IT"`` (see
         :class:`~funnelkit.transitions.Calendar`).
-    calibrate : bool
+    calibrate : bool or Backtest
         Correct the range of the total by the log's own past forecast
         errors: the same forecast is made at up to ``calibration_cutoffs``
         past cutoffs, ``calibration_every`` apart, whose whole horizon is
@@ -871,7 +871,12 @@ def forecast(
         than 4 past cutoffs the
         model's range is kept, and ``total["range"]`` says so.  Costs one
         forecast per past cutoff.  Periods and segments keep the model's
-        range.
+        range.  A :class:`Backtest` of the same horizon, level and basis
+        (``new_leads``) instead: calibrate on its rolling forecasts, picked
+        by the same rule, without making new ones (the half-life chosen among
+        the backtest's candidates); given a backtest at the cutoffs this
+        forecast would use, the result is the same.  A monthly report
+        calibrates its forecast on its check of past months this way.
     calibration_cutoffs : int
         Past cutoffs to calibrate (and choose ``half_life="auto"``) on: the
         most recent ones, since a changing business makes old misses a poor
@@ -954,27 +959,32 @@ def forecast(
     hist = _truncate(log, T, time, lead)  # nothing after as_of goes any further
     snap = _snapshot(hist, ss, T, by, lead, stage, time, amount)
     banded = False
-    cands = _candidates(half_life, half_lives)
+    given = calibrate if isinstance(calibrate, Backtest) else None
+    cands = _candidates(half_life, half_lives) if given is None else _backtest_candidates(given, half_life,
+                                                                                          half_lives)
     chosen, past = cands[0], None
-    if calibrate or len(cands) > 1:
+    if calibrate is not False or len(cands) > 1:
         if model is not None:
             raise ForecastError("calibrate=True and half_life='auto' refit the model at past cutoffs; "
                                 "do not pass model=.")
-        grid = _calibration_grid(_first_win(hist, ss, stage=stage, time=time), T, end - T, calibration_cutoffs,
-                                 calibration_every)
+        start = _first_win(hist, ss, stage=stage, time=time)
         outcomes = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount=amount)
-        rows = []
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*after the data ends", category=DataWarning)
-            for c in grid:
-                r, _ = _rows_for_cutoff(
-                    hist, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
-                    amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
-                    calendar=calendar, new_leads=new_leads, arrivals_lookback=arrivals_lookback, lead=lead,
-                    stage=stage, time=time, amount=amount, value_rates=value_rates,
-                )
-                rows.extend(r)
-        past = pd.DataFrame(rows)
+        if given is not None:
+            past = _backtest_past(given, T, end, start, calibration_cutoffs, calibration_every, level=level,
+                                  new_leads=new_leads)
+        else:
+            rows = []
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*after the data ends", category=DataWarning)
+                for c in _calibration_grid(start, T, end - T, calibration_cutoffs, calibration_every):
+                    r, _ = _rows_for_cutoff(
+                        hist, ss, c, outcomes, horizon=horizon, level=level, candidates=cands, model_by=model_by,
+                        amount_bands=amount_bands, probabilities=probabilities, n_draws=n_draws, seed=seed,
+                        calendar=calendar, new_leads=new_leads, arrivals_lookback=arrivals_lookback, lead=lead,
+                        stage=stage, time=time, amount=amount, value_rates=value_rates,
+                    )
+                    rows.extend(r)
+            past = pd.DataFrame(rows)
         chosen, _ = _choose_half_life(past, cands)
         if len(past):
             past = past[_same_half_life(past["half_life"], chosen)].reset_index(drop=True)
@@ -1013,7 +1023,7 @@ def forecast(
     f.half_life_ = chosen
     f.calibration_ = past
     f.drift_ = win_rate_drift(hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time)
-    known = outcomes_T if new_leads else (outcomes if calibrate or len(cands) > 1 else None)
+    known = outcomes_T if new_leads else (outcomes if calibrate is not False or len(cands) > 1 else None)
     quiet = None if known is None else _arrivals_stopped(known["first_seen"].to_numpy(), T)
     if quiet is not None:
         f.notes_.append(
@@ -1027,7 +1037,7 @@ def forecast(
     frames = [f.total] if by else [f.total, f.summary]
     for fr in frames:
         fr["range"] = "model"
-    if calibrate:
+    if calibrate is not False:
         for q in ("wins", "revenue"):
             r = f.total.iloc[0]
             factor, side, n_lc = _level_correction(past, quantity=q) if correct_level else (1.0, 0, 0)
@@ -2267,6 +2277,51 @@ def _first_win(log: pd.DataFrame, ss: StageSet, *, stage: str, time: str):
     that could have been better, but a calibration a hundred times too wide."""
     won = stage_order(log, ss, stage=stage) == len(ss.steps) - 1  # the won stage under any of its names
     return log.loc[won, time].min()
+
+
+def _backtest_candidates(bt: Backtest, half_life, half_lives) -> list:
+    """The candidate half-lives of ``forecast(calibrate=bt)``: the backtest's own (its rolling
+    forecasts are all there is to choose on); ``half_life``/``half_lives`` may only repeat them."""
+    have = sorted({None if pd.isna(h) else float(h) for h in bt.rolling_["half_life"]},
+                  key=lambda h: -np.inf if h is None else h) if len(bt.rolling_) else [None]
+    asked = None if half_life is None and half_lives is None else _candidates(half_life, half_lives)
+    if asked is not None and len(asked) == 1 and len(have) == 1 and asked != have:
+        raise ForecastError(
+            f"calibrate=<Backtest>: the backtest's forecasts used half_life={have[0]!r}, this forecast asks "
+            f"for {asked[0]!r}; pass the backtest's half_life (or none) to calibrate on it."
+        )
+    return have
+
+
+def _backtest_past(bt: Backtest, T: pd.Timestamp, end: pd.Timestamp, start, n: int, every, *, level: float,
+                   new_leads: bool) -> pd.DataFrame:
+    """The rows of a backtest's rolling forecasts that ``forecast(as_of=T, calibrate=bt)``
+    calibrates on: as its own past cutoffs would be chosen (whole horizon observed by ``T``,
+    after the history of wins a past cutoff needs, spaced as :func:`_calibration_spacing`
+    says, the latest ``n``), from forecasts of the same horizon, level and basis."""
+    roll = bt.rolling_
+    if _horizon_end(T, bt.horizon_) != end:
+        raise ForecastError(
+            f"calibrate=<Backtest>: the backtest's horizon ({bt.horizon_!r}) does not end where this "
+            f"forecast's does ({end:%Y-%m-%d %H:%M}); backtest with the same horizon."
+        )
+    if not np.isclose(bt.level_, level):
+        raise ForecastError(f"calibrate=<Backtest>: the backtest's level is {bt.level_:g}, this forecast's "
+                            f"{level:g}; its misses are measured in ranges of its own level.")
+    if roll.empty:
+        return roll
+    with_new = bool((roll["basis"] != "open pipeline").any())
+    if with_new != bool(new_leads):
+        raise ForecastError(
+            f"calibrate=<Backtest>: the backtest forecast {'every win, new leads included' if with_new else 'the open pipeline'}"
+            f", this forecast {'every win' if new_leads else 'the open pipeline'}; pass the same new_leads=."
+        )
+    span = end - T
+    lo = start + _calibration_history(span) if pd.notna(start) else T
+    past = roll[(roll["horizon_end"] <= T) & (roll["cutoff"] >= lo)]
+    keep = _spaced(sorted(past["cutoff"].unique()), _calibration_spacing(start, T, span, n, every))
+    keep = keep[-int(n):] if n else []
+    return past[past["cutoff"].isin(keep)].reset_index(drop=True)
 
 
 def _calibration_spacing(start, T: pd.Timestamp, span: pd.Timedelta, n: int, every) -> pd.Timedelta:

@@ -320,3 +320,28 @@ def test_the_first_win_is_found_under_any_name_of_the_won_stage(demo_log):
     assert (renamed["stage"] == "Closed Won").any() and not (renamed["stage"] == "won").any()
     want = demo_log.loc[demo_log["stage"] == "won", "timestamp"].min()
     assert F._first_win(renamed, ss, stage="stage", time="timestamp") == want
+
+
+def test_a_forecast_calibrated_on_a_backtest_equals_one_calibrated_on_its_own_cutoffs(demo_log):
+    """``forecast(calibrate=bt)`` reads the backtest's rolling forecasts instead of making its own:
+    given a backtest at the very cutoffs ``forecast(calibrate=True)`` would use, the two are the
+    same forecast, range, level correction and notes; and a backtest of another horizon, level or
+    basis is refused by name."""
+    kw = dict(as_of="2025-09-30", horizon="30D", n_draws=100, seed=0)
+    own = F.forecast(demo_log, calibrate=True, **kw)
+    grid = sorted(own.calibration_["cutoff"].unique())
+    assert len(grid) == 12
+    bt = F.backtest(demo_log, cutoffs=[c.date() for c in grid], horizon="30D", n_draws=100, seed=0)
+    shared = F.forecast(demo_log, calibrate=bt, **kw)
+    pd.testing.assert_frame_equal(shared.total, own.total)
+    pd.testing.assert_frame_equal(shared.calibration_.reset_index(drop=True), own.calibration_.reset_index(drop=True),
+                                  check_like=True)
+    assert shared.notes_ == own.notes_
+    with pytest.raises(F.ForecastError, match="horizon"):
+        F.forecast(demo_log, calibrate=bt, **{**kw, "horizon": "60D"})
+    with pytest.raises(F.ForecastError, match="level"):
+        F.forecast(demo_log, calibrate=bt, level=0.9, **kw)
+    with pytest.raises(F.ForecastError, match="new_leads"):
+        F.forecast(demo_log, calibrate=bt, new_leads=True, **kw)
+    with pytest.raises(F.ForecastError, match="half_life"):
+        F.forecast(demo_log, calibrate=bt, half_life=90, **kw)

@@ -1445,39 +1445,25 @@ class MonthlyReport:
     def next_month(self):
         """Next month's forecast (:func:`funnelkit.forecast.forecast`, seed 0): the open pipeline and
         the new leads expected to enter before the month ends (``new_leads=True``), its range
-        calibrated on the forecast's own misses at past cutoffs (``calibrate=True``).
+        calibrated on the same forecast's misses at past month ends (:attr:`forecast_check`).
 
         Its horizon runs from the as-of date to the end of the next month.  In a
         fast process most of a month's wins come from leads that enter in it
         (BPIC 2020: 608 of June 2018's 798 payments), so leaving them out would
         forecast a fraction of the month; when the arrivals cannot be modelled
         (too little history) the forecast is of the open pipeline only (its
-        ``basis`` says which).  With too little history to calibrate on, the
-        range is the model's and ``total["range"]`` says so.  ``None`` when the
-        stage set has no won outcome or no lead is known; the error text (a
-        str) when the forecast cannot be made.
+        ``basis`` says which).  The range is calibrated on the forecasts of
+        :attr:`forecast_check` (``calibrate=<Backtest>``: the last 12 of them
+        whose month is over, with warm-up cutoffs before them), or, when there is
+        no such check, on past cutoffs of its own (``calibrate=True``: weeks apart
+        on a short log); with too little history for either, the range is the
+        model's and ``total["range"]`` says so.  ``None`` when the stage set has
+        no won outcome or no lead is known; the error text (a str) when the
+        forecast cannot be made.
         """
-        from ..exceptions import FunnelkitError
-        from ..forecast import forecast
+        return self._forecast_and_check[0]
 
-        if self.stages.won is None or self.log.empty:
-            return None
-        from .cache import release_memory
-
-        horizon = _bounds(self.month + 1, time_zone(self.as_of))[1] - self.as_of
-        release_memory()  # start the model's fit from what the report holds, not from earlier garbage
-        try:
-            return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
-                                  new_leads=True, calibrate=True))
-        except FunnelkitError:
-            pass
-        try:
-            return _lean(forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
-                                  calibrate=True))
-        except FunnelkitError as exc:
-            return str(exc)
-
-    @cached_property
+    @property
     def forecast_check(self):
         """Next month's forecast replayed at past month ends and scored against what followed.
 
@@ -1490,26 +1476,43 @@ class MonthlyReport:
         against the run-rate (the last horizon's wins carried forward).  ``None`` without
         a forecast; a str saying why when no past month can be scored.
         """
-        from ..exceptions import FunnelkitError
-        from ..forecast import _calibration_history, _first_win, backtest
+        return self._forecast_and_check[1]
 
-        fc = self.next_month
-        if fc is None or isinstance(fc, str):
-            return None
-        span = fc.horizon_end_ - fc.as_of_
-        cuts = past_month_ends(self.month, self.as_of, span, _first_win(self.log, self.stages, stage=STAGE,
-                                                                        time=TIME) + _calibration_history(span))
-        if not cuts:
-            return (f"no earlier month end has its next {span.days} days in the data and "
-                    f"{_calibration_history(span).days} days of wins before it")
-        with_new = fc.total["basis"].iloc[0] != "open pipeline"
-        try:
-            bt = backtest(self.log, cutoffs=cuts, horizon=span, stages=self.stages, seed=0, new_leads=with_new,
-                          calibrate=True)
-        except FunnelkitError as exc:
-            return str(exc)
-        bt.leads_ = None  # per lead, for calibration charts: not shown in a report
-        return bt
+    @cached_property
+    def _forecast_and_check(self):
+        """``(next_month, forecast_check)``: the check's backtest first, then the forecast
+        calibrated on its forecasts, every win first and the open pipeline if that fails."""
+        from ..exceptions import FunnelkitError
+        from ..forecast import _calibration_history, _first_win, backtest, forecast
+
+        if self.stages.won is None or self.log.empty:
+            return None, None
+        from .cache import release_memory
+
+        horizon = _bounds(self.month + 1, time_zone(self.as_of))[1] - self.as_of
+        history = _calibration_history(horizon)
+        cuts = past_month_ends(self.month, self.as_of, horizon,
+                               _first_win(self.log, self.stages, stage=STAGE, time=TIME) + history)
+        release_memory()  # start the models' fits from what the report holds, not from earlier garbage
+        error = None
+        for new_leads in (True, False):
+            check = (f"no earlier month end has its next {horizon.days} days in the data and "
+                     f"{history.days} days of wins before it")
+            if cuts:
+                try:
+                    check = backtest(self.log, cutoffs=cuts, horizon=horizon, stages=self.stages, seed=0,
+                                     new_leads=new_leads, calibrate=True)
+                    check.leads_ = None  # per lead, for calibration charts: not shown in a report
+                except FunnelkitError as exc:
+                    check = str(exc)
+            try:
+                fc = forecast(self.log, as_of=self.as_of, horizon=horizon, stages=self.stages, seed=0,
+                              new_leads=new_leads, calibrate=check if not isinstance(check, str) else True)
+            except FunnelkitError as exc:
+                error = str(exc)
+                continue
+            return _lean(fc), check
+        return error, None
 
     def __repr__(self) -> str:
         return (f"<MonthlyReport {self.heading!r}: {self.log[LEAD].nunique():,} leads known at "
