@@ -215,6 +215,10 @@ def test_backtest_calibrates_each_cutoff_on_its_own_past(demo_log):
             if not keep or keep[-1] - c >= pd.Timedelta(days=step):
                 keep.append(c)
         past = past[past["cutoff"].isin(keep[:5])]
+        assert past.groupby("cutoff")["half_life"].size().eq(len(F.HALF_LIVES)).all()  # every candidate
+        chosen = None if pd.isna(row["half_life"]) else float(row["half_life"])
+        assert F._choose_half_life(past, list(F.HALF_LIVES))[0] == chosen
+        past = past[F._same_half_life(past["half_life"], chosen)]
         assert row["calibration_cutoffs"] == len(past) == 5
         factor = F._level_correction(past, quantity="wins")[0]
         lo, hi, n, how = F._calibrate_range(past, row["model_expected_wins"], row["model_wins_low"],
@@ -343,5 +347,8 @@ def test_a_forecast_calibrated_on_a_backtest_equals_one_calibrated_on_its_own_cu
         F.forecast(demo_log, calibrate=bt, level=0.9, **kw)
     with pytest.raises(F.ForecastError, match="new_leads"):
         F.forecast(demo_log, calibrate=bt, new_leads=True, **kw)
-    with pytest.raises(F.ForecastError, match="half_life"):
-        F.forecast(demo_log, calibrate=bt, half_life=90, **kw)
+    with pytest.raises(F.ForecastError, match="half-lives none, 90, not 45"):
+        F.forecast(demo_log, calibrate=bt, half_life=45, **kw)
+    # one of the backtest's candidates, asked for: its forecasts only
+    ninety = F.forecast(demo_log, calibrate=bt, half_life=90, **kw)
+    assert ninety.half_life_ == 90.0 and (ninety.calibration_["half_life"] == 90.0).all()

@@ -130,8 +130,12 @@ def test_auto_half_life_follows_a_falling_win_rate(n):
     half-life chosen on the log's own past removes most of that bias."""
     log = simulate(n, p_win=(0.6, 0.3), drift_days=540, days=720, seed=5)
     kw = dict(every="30D", n_cutoffs=6, horizon="30D", n_draws=200, calibrate=False, calibration_cutoffs=6)
-    flat = F.backtest(log, **kw)
-    auto = F.backtest(log, half_life="auto", half_lives=[None, 90.0], **kw)
+    flat = F.backtest(log, **kw)  # not calibrated: no past forecasts, so no decay even with "auto"
+    assert flat.table["half_life"].isna().all() and flat.rolling_["cutoff"].is_unique
+    # the half-life is chosen on the past forecasts a calibration makes (level correction off: the
+    # half-life alone)
+    auto = F.backtest(log, half_life="auto", half_lives=[None, 90.0], **{**kw, "calibrate": True},
+                      correct_level=False)
     b_flat = flat.summary.set_index(["method", "quantity"]).loc[("forecast", "wins"), "bias"]
     b_auto = auto.summary.set_index(["method", "quantity"]).loc[("forecast", "wins"), "bias"]
     assert b_flat > 0
