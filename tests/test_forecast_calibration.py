@@ -162,7 +162,7 @@ def test_calibration_cutoffs_spread_over_the_history_there_is(demo_log):
     first_win = demo_log.loc[demo_log["stage"] == "won", "timestamp"].min()
     for as_of, n_expected in [("2025-01-15", 0), ("2025-02-28", 5), ("2025-04-30", 12), ("2025-09-30", 12)]:
         T = pd.Timestamp(as_of) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
-        f = F.forecast(demo_log, as_of=as_of, horizon="60D", n_draws=100, calibrate=True)
+        f = F.forecast(demo_log, as_of=as_of, horizon="60D", n_draws=100, calibrate=True, half_life=None)
         cuts = sorted(f.calibration_["cutoff"].unique()) if len(f.calibration_) else []
         step, lo, last = spacing_by_hand(first_win, T, 60, 12)
         want = [last - k * pd.Timedelta(days=step) for k in range(12)]
@@ -179,7 +179,7 @@ def test_calibration_cutoffs_spread_over_the_history_there_is(demo_log):
                                   pd.Timedelta(days=60), 12, "auto") == pd.Timedelta(days=30)
     assert spacing_by_hand(first_win, pd.Timestamp("2025-02-28 23:59"), 60, 12)[0] == 7
     # a fixed spacing is still taken as given
-    f = F.forecast(demo_log, as_of="2025-09-30", horizon="60D", n_draws=100, calibrate=True,
+    f = F.forecast(demo_log, as_of="2025-09-30", horizon="60D", n_draws=100, calibrate=True, half_life=None,
                    calibration_cutoffs=4, calibration_every="10D")
     gaps = np.diff(sorted(f.calibration_["cutoff"].unique())) / pd.Timedelta(days=1)
     assert list(gaps) == [10.0, 10.0, 10.0]
@@ -192,11 +192,11 @@ def test_no_calibration_cutoff_before_the_model_has_seen_wins(demo_log):
     late = demo_log[~((demo_log["stage"] == "won") & (demo_log["timestamp"] < "2025-01-01"))]
     first_win = late.loc[late["stage"] == "won", "timestamp"].min()
     assert first_win >= pd.Timestamp("2025-01-01")
-    f = F.forecast(late, as_of="2025-09-30", horizon="30D", n_draws=100, calibrate=True)
+    f = F.forecast(late, as_of="2025-09-30", horizon="30D", n_draws=100, calibrate=True, half_life=None)
     cuts = pd.Series(f.calibration_["cutoff"].unique())
     assert len(cuts) == 12 and (cuts >= first_win + pd.Timedelta(days=60)).all()
     assert (f.calibration_["expected_wins"] > 0).all()
-    bt = F.backtest(late, cutoffs=["2025-07-31", "2025-08-31"], horizon="30D", n_draws=100)
+    bt = F.backtest(late, cutoffs=["2025-07-31", "2025-08-31"], horizon="30D", n_draws=100, half_life=None)
     assert (bt.rolling_["cutoff"] >= first_win + pd.Timedelta(days=60)).all()  # no warm-up before
     assert (bt.table["calibration_cutoffs"] >= 4).all() and (bt.table["range"].str.startswith("calibrated")).all()
 
@@ -242,7 +242,7 @@ def test_backtest_calibrates_on_as_many_cutoffs_as_forecast_spaced_as_it_spaces_
     first_win = demo_log.loc[demo_log["stage"] == "won", "timestamp"].min()
     for _, row in bt.table.iterrows():
         c = row["cutoff"]
-        f = F.forecast(demo_log, as_of=c, horizon="30D", calibrate=True, n_draws=50)
+        f = F.forecast(demo_log, as_of=c, horizon="30D", calibrate=True, half_life=None, n_draws=50)
         grid = sorted(f.calibration_["cutoff"].unique())
         step, lo, _ = spacing_by_hand(first_win, c, 30, 12)
         assert list(np.diff(grid) / pd.Timedelta(days=1)) == [step] * (len(grid) - 1)
@@ -306,14 +306,14 @@ def test_forecast_says_when_leads_stopped_arriving(demo_log):
     last = firsts.max()
     year = firsts[firsts > last - pd.Timedelta(days=365)]
     T = pd.Timestamp("2025-08-31 23:59:59.999999999")
-    f = F.forecast(extract, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True)
+    f = F.forecast(extract, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True, half_life=None)
     note = next(n for n in f.notes_ if n.startswith("no new lead since"))
     assert note.startswith(f"no new lead since {last:%Y-%m-%d} ({int((T - last) / pd.Timedelta(days=1))} days "
                            f"before as_of; {len(year):,} arrived in the year before it)")
     assert note.endswith("only drains.")
     new = F.forecast(extract, as_of="2025-08-31", horizon="30D", n_draws=50, new_leads=True)
     assert any("new_leads=True forecasts arrivals" in n for n in new.notes_)
-    live = F.forecast(demo_log, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True)
+    live = F.forecast(demo_log, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True, half_life=None)
     assert not any(n.startswith("no new lead since") for n in live.notes_)
 
 

@@ -121,7 +121,7 @@ def test_leads_needed_names_the_segment_columns_when_the_default_by_is_missing()
 def test_a_level_correction_scales_the_open_and_new_split_with_the_total(demo_log, monkeypatch):
     """When the past cutoffs missed on one side, the expected wins are scaled; the parts the
     report states (from the open pipeline, from new leads) are scaled with them and still add up."""
-    kw = dict(horizon="30D", new_leads=True, calibrate=True, n_draws=200, seed=0)
+    kw = dict(horizon="30D", new_leads=True, calibrate=True, half_life=None, n_draws=200, seed=0)
     plain = F.forecast(demo_log, **kw).total.iloc[0]
     monkeypatch.setattr(F, "_level_correction", lambda past, quantity: (1.5, 9, 12))
     t = F.forecast(demo_log, **kw).total.iloc[0]
