@@ -1648,11 +1648,11 @@ def _check_words(report: MonthlyReport, t: pd.Series, lvl: str, revenue_known: b
         return where, []
     if isinstance(bt, str):
         return where + f" It cannot be checked on past months yet: {bt}.", []
-    s = bt.summary.set_index(["method", "quantity"])
+    s = bt.summary.set_index(["method", "quantity"]) if len(bt.summary) else None
+    if s is None or ("forecast", "wins") not in s.index or not int(s.loc[("forecast", "wins"), "cutoffs"]):
+        return where, []
     r = s.loc[("forecast", "wins")]
     n, held = int(r["cutoffs"]), int(r["held"])
-    if not n:
-        return where, []
     first, last = bt.table["cutoff"].min(), bt.table["cutoff"].max()
     days = int(round((bt.table["horizon_end"] - bt.table["cutoff"]).iloc[0] / pd.Timedelta(days=1)))
     months = (f"at the end of each of the {f.count(n)} months from {first:%B %Y} to {last:%B %Y}" if n > 1
