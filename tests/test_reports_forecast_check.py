@@ -11,6 +11,7 @@ import pytest
 
 import funnelkit as fk
 from funnelkit import reports
+from funnelkit.exceptions import ReportError
 from funnelkit.reports import sections
 from funnelkit.reports.monthly import past_month_ends
 
@@ -139,3 +140,22 @@ def test_bpic2020_report_checks_its_forecast(shared_data, month):
         assert f"wins are raised by {f.pct(t['level_factor'] - 1)}" in text
     else:
         assert t["level_factor"] == 1 and "raised by" not in text
+
+
+def test_check_months_zero_makes_no_past_forecast():
+    """``check_months=0`` (a plan's ``parameters: {check_months: 0}``): no check, the model's range
+    and a sentence saying so; a bad value is refused by name."""
+    rep = reports.MonthlyReport.prepare("demo", segment_column="source", segment_value="referral", month="2025-09",
+                                        check_months=0)
+    t = rep.next_month.total.iloc[0]
+    assert isinstance(rep.forecast_check, str) and rep.next_month.calibration_ is None
+    assert t["range"] == "model"
+    assert "is the model's own, unchecked: this report makes no past forecast (check_months is 0)" in \
+        sections.forecast(rep).text
+    plain = fk.forecast.forecast(rep.log, as_of=rep.as_of, horizon=rep.next_month.horizon_end_ - rep.as_of,
+                                 stages=rep.stages, seed=0, new_leads=True)
+    assert t["expected_wins"] == plain.total["expected_wins"].iloc[0]
+    with pytest.raises(ReportError, match="check_months"):
+        reports.MonthlyReport.prepare("demo", month="2025-09", check_months=-1)
+    with pytest.raises(ReportError, match="check_months"):
+        reports.MonthlyReport.prepare("demo", month="2025-09", check_months=1.5)

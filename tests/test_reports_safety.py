@@ -148,7 +148,9 @@ def hostile_run(tmp_path_factory):
     plan = write_plan(root, title="<script>alert('title')</script> report", data="crm.csv",
                       columns={"deal": "lead_id", "deal_stage": "stage", "entered": "timestamp", "value": "amount"},
                       stages="stages.yaml", splits=["product", "<b onclick=alert(1)>origin</b>"], overall=True,
-                      month="2025-06", target=100000, output="out")
+                      month="2025-06", target=100000, output="out", parameters={"check_months": 0})
+    # every string comes from the data; the forecast check writes only numbers and month names (and is
+    # most of a report's time), so these pages are made without it
     status = reports.run_plan(plan, jobs=2, progress=False)
     return root, status
 

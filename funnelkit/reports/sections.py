@@ -1637,6 +1637,9 @@ def _check_words(report: MonthlyReport, t: pd.Series, lvl: str, revenue_known: b
     a sentence and the table's rows."""
     f = report.fmt
     bt = report.forecast_check
+    if not report.check_months:
+        return (f"The {lvl} range is the model's own, unchecked: this report makes no past forecast "
+                "(check_months is 0)."), []
     both = revenue_known and str(t.get("revenue_range", "")) == str(t.get("range", "model"))
     where = f"The {lvl} range{'s are' if both else ' of wins is'} {_range_words(t)}."
     factor = float(t.get("level_factor", 1.0))
