@@ -968,9 +968,8 @@ def forecast(
     calibrating = given is not None or bool(calibrate)
     if given is not None:
         cands = _backtest_candidates(given, half_life, half_lives)
-    else:  # "auto" chooses on the past forecasts a calibration makes; without one, no decay
-        cands = _candidates(half_life, half_lives) if calibrating else _candidates(
-            None if half_life == "auto" else half_life, None)
+    else:
+        cands = _candidates(half_life, half_lives, choosing=calibrating)
     chosen, past = cands[0], None
     if calibrating:
         if model is not None:
@@ -2021,10 +2020,14 @@ def _to_days(x) -> pd.Timedelta:
         raise ForecastError(f"{x!r} is not a length of time (use days, e.g. 30 or '30D').") from exc
 
 
-def _candidates(half_life, half_lives) -> list:
+def _candidates(half_life, half_lives, *, choosing: bool = True) -> list:
+    """The half-lives to fit: the candidates of ``"auto"`` when there are past forecasts to
+    choose on (``choosing``: a calibration makes them), else the one given (``"auto"``: no decay)."""
     if isinstance(half_life, str):
         if half_life != "auto":
             raise ForecastError(f"half_life must be a number of days, None or 'auto', got {half_life!r}.")
+        if not choosing:
+            return [None]
         cands = list(HALF_LIVES if half_lives is None else half_lives)
         if not cands:
             raise ForecastError("half_lives is empty.")
@@ -2338,9 +2341,20 @@ def _backtest_past(bt: Backtest, T: pd.Timestamp, end: pd.Timestamp, start, n: i
             f", this forecast {'every win' if new_leads else 'the open pipeline'}; pass the same new_leads=."
         )
     span = end - T
+    return _past_rows(roll, T, span, start, n, _calibration_spacing(start, T, span, n, every))
+
+
+def _past_rows(rolling: pd.DataFrame, T: pd.Timestamp, span: pd.Timedelta, start, n: int,
+               every: pd.Timedelta) -> pd.DataFrame:
+    """The rolling forecasts a forecast at ``T`` is calibrated on: whole horizon observed by
+    ``T``, made after the history of wins a past cutoff needs (:func:`_calibration_history`
+    after ``start``, the first win), at least ``every`` apart walking back from the latest,
+    the latest ``n`` of them (every candidate half-life's row of each)."""
+    if rolling.empty:
+        return rolling
     lo = start + _calibration_history(span) if pd.notna(start) else T
-    past = roll[(roll["horizon_end"] <= T) & (roll["cutoff"] >= lo)]
-    keep = _spaced(sorted(past["cutoff"].unique()), _calibration_spacing(start, T, span, n, every))
+    past = rolling[(rolling["horizon_end"] <= T) & (rolling["cutoff"] >= lo)]
+    keep = _spaced(sorted(past["cutoff"].unique()), every)
     keep = keep[-int(n):] if n else []
     return past[past["cutoff"].isin(keep)].reset_index(drop=True)
 
@@ -2804,9 +2818,7 @@ def backtest(
         cuts = sorted(_utc_instant(c, tz) if tz is not None else parse_as_of(c) for c in cutoffs)
         if not cuts:
             raise ForecastError("cutoffs is empty.")
-    # "auto" chooses on the past forecasts a calibration makes; without one, no decay
-    cands = _candidates(half_life if calibrate else (None if half_life == "auto" else half_life),
-                        half_lives if calibrate else None)
+    cands = _candidates(half_life, half_lives, choosing=bool(calibrate))
     need_past = bool(calibrate)
     warm: list[pd.Timestamp] = []
     spacing: dict = {}
@@ -2846,14 +2858,8 @@ def backtest(
                 stage=stage, time=time, amount=amount, value_rates=value_rates,
             )
         if c in scored:
-            past = pd.DataFrame(rolling)
-            if len(past):
-                span_c = _horizon_end(c, horizon) - c
-                lo_c = start + _calibration_history(span_c) if pd.notna(start) else c
-                past = past[(past["horizon_end"] <= c) & (past["cutoff"] >= lo_c)]
-                keep = _spaced(sorted(past["cutoff"].unique()), spacing.get(c, _CAL_MAX_SPACING))
-                keep = keep[-int(calibration_cutoffs):] if calibration_cutoffs else []
-                past = past[past["cutoff"].isin(keep)]
+            past = _past_rows(pd.DataFrame(rolling), c, _horizon_end(c, horizon) - c, start, calibration_cutoffs,
+                              spacing.get(c, _CAL_MAX_SPACING))
             chosen, _ = _choose_half_life(past, cands)
             i = next(j for j, r in enumerate(rows) if (r["half_life"] is None) == (chosen is None)
                      and (chosen is None or r["half_life"] == chosen))
