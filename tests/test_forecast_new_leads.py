@@ -27,14 +27,86 @@ def regular_log(days=400, weekday=10, weekend=2, resolve_days=5, start="2024-01-
 
 
 def test_arrival_model_recovers_an_exact_weekly_pattern():
-    log = regular_log(days=364)  # 52 whole weeks: the weekday model fits the counts exactly
+    log = regular_log(days=364)  # 52 whole weeks: the weekday model fits the counts (up to its weak prior)
     am = F.ArrivalModel(lookback="364D").fit(log, as_of="2024-12-29")
-    assert am.coef_["trend per year"] == pytest.approx(0.0, abs=1e-6)
+    assert am.coef_["trend per year"] == pytest.approx(0.0, abs=1e-3)
     daily = am.predict("2025-01-06", "2025-01-12")  # Monday to Sunday
-    assert daily["expected"].tolist() == pytest.approx([10] * 5 + [2] * 2, rel=1e-6)
+    assert daily["expected"].tolist() == pytest.approx([10] * 5 + [2] * 2, rel=5e-3)
     assert am.dispersion_ == pytest.approx(1.0)
     assert am.mix_["proposal"] == 1.0
     assert am.history_["arrivals"].sum() == 52 * 54
+
+
+def _penalized_fit_by_scipy(am):
+    """The arrival model's coefficients recomputed independently: the penalized Poisson
+    log-likelihood (normal priors of sd 2 on the trend and weekdays, 1 on the holiday and
+    year-end columns; columns no day has dropped), scaled by the Pearson dispersion, maximized
+    by scipy from zero."""
+    from scipy.optimize import minimize
+
+    h = am.history_
+    day = (h["date"].to_numpy(dtype="datetime64[D]").astype(np.int64))
+    X = am._design(day)
+    y = h["arrivals"].to_numpy()
+    has = (X != 0).any(axis=0)
+    sd = np.array([np.inf, 2, 2, 2, 2, 2, 2, 2, 1, 1][: X.shape[1]])[has]
+    X = X[:, has]
+
+    def nll(b, phi):
+        eta = X @ b
+        return (np.exp(eta) - y * eta).sum() / phi + 0.5 * np.sum((b / sd) ** 2)
+
+    def grad(b, phi):
+        return X.T @ (np.exp(X @ b) - y) / phi + b / sd**2
+
+    b = minimize(nll, np.zeros(X.shape[1]), args=(1.0,), jac=grad, method="BFGS", options={"gtol": 1e-10}).x
+    mu = np.exp(X @ b)
+    phi = max(np.sum((y - mu) ** 2 / mu) / (y.size - X.shape[1]), 1.0)
+    b = minimize(nll, b, args=(phi,), jac=grad, method="BFGS", options={"gtol": 1e-10}).x
+    full = np.zeros(has.size)
+    full[has] = b
+    return full, phi
+
+
+def test_arrival_model_without_a_year_end_in_its_window_forecasts_one_like_other_days():
+    """Fitted in June on six months of leads, the model has seen no year-end: its year-end
+    effect is 0 with no uncertainty (a ridge of 1e-6 made that effect's standard deviation
+    1,400 on the log scale, and a forecast over Christmas drew exp(30) leads a day: 1.8e16
+    new wins on the BPIC 2020 declarations, and a crash).  Coefficients equal scipy's
+    maximization of the same penalized likelihood."""
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2024-01-08", "2024-12-15", freq="D")  # no Dec 24 - Jan 6 in it
+    rows = []
+    for i, d in enumerate(np.repeat(days, rng.poisson(np.where(days.day_of_week < 5, 12, 3)))):
+        t = d + pd.Timedelta(hours=10)
+        rows += [(f"L{i:05d}", "proposal", t), (f"L{i:05d}", "won" if i % 2 else "lost", t + pd.Timedelta(days=5))]
+    log = fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"]), stages=PROP)
+    am = F.ArrivalModel(calendar="NL").fit(log, as_of="2024-12-15")
+    assert am.coef_["year-end"] == 0.0 and am._cov[-1, -1] == 0.0
+    assert np.sqrt(np.diag(am._cov)).max() < 2.0  # every estimated effect: its data or its prior
+    ref, phi = _penalized_fit_by_scipy(am)
+    assert am.coef_.to_numpy() == pytest.approx(ref, abs=1e-6)
+    assert am.dispersion_ == pytest.approx(phi, rel=1e-6)
+    lam = am.rates(np.arange(np.datetime64("2024-12-20"), np.datetime64("2025-01-10")).astype(np.int64), 2000,
+                   np.random.default_rng(0))
+    assert lam.max() < 200  # 12 a weekday; exp(30) = 1.1e13 before
+    f = F.forecast(log, as_of="2024-12-15", horizon="30D", n_draws=200, new_leads=True, seed=1, stages=PROP)
+    assert f.total["new_leads"].iloc[0] < 30 * 12
+
+
+def test_arrival_model_of_a_log_closed_at_weekends():
+    """No lead ever arrives on a Saturday or Sunday: their rate is near 0 and so are its draws
+    (the unpenalized fit put Saturday at exp(-30) with a standard deviation in the thousands,
+    so that some draws had exp(30) leads on a Saturday)."""
+    log = regular_log(days=200, weekday=10, weekend=0)
+    am = F.ArrivalModel().fit(log, as_of="2024-07-15")
+    sat = am.predict("2024-07-20", "2024-07-21")["expected"]
+    assert (sat < 0.1).all()
+    lam = am.rates(np.arange(np.datetime64("2024-07-16"), np.datetime64("2024-07-30")).astype(np.int64), 4000,
+                   np.random.default_rng(0))
+    assert np.quantile(lam, 0.999) < 15
+    ref, _ = _penalized_fit_by_scipy(am)
+    assert am.coef_.to_numpy() == pytest.approx(ref, abs=1e-5)
 
 
 def test_new_lead_wins_by_hand():
