@@ -1039,7 +1039,7 @@ def forecast(
         f.notes_.append(
             f"no new lead since {quiet[0]:%Y-%m-%d} ({quiet[1]} days before as_of; {quiet[2]:,} arrived in the "
             f"year before it): if the log is an extract of the cases started by then, its "
-            "open pipeline only drains" + (", and new_leads=True forecasts arrivals the extract will not have."
+            "open pipeline only drains" + (": new_leads=True counts no new lead, as the log has none since."
                                            if new_leads else ".")
         )
     if f.drift_.attrs["differs"]:
@@ -1891,10 +1891,19 @@ def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timest
 
 def _new_leads_part(hist, ss, model, T, edges, *, n_draws, seed, calendar, lookback, outcomes, lead, stage,
                     time, arrivals=None):
-    """``(new, arrivals)``: the new leads' draws for :func:`_forecast_core` and the arrival model."""
+    """``(new, arrivals)``: the new leads' draws for :func:`_forecast_core` and the arrival model.
+
+    When arrivals have stopped (:func:`_arrivals_stopped`: no lead for weeks, ten times the
+    usual gap) no new lead is drawn: the log says none comes.  Drawing the arrival model's
+    usual rate there forecast 396 new wins a month at the BPIC 2020 declarations' cutoffs
+    after their last case, where 11 were won (an extract of the cases started by a date).
+    """
     if arrivals is None:
         arrivals = ArrivalModel(lookback=lookback, calendar=calendar).fit(hist, as_of=T, stages=ss, lead=lead,
                                                                           stage=stage, time=time)
+    if _arrivals_stopped(outcomes["first_seen"].to_numpy(), T) is not None:
+        P = len(edges) - 1
+        return (np.zeros((n_draws, P)), np.zeros((n_draws, P)), np.zeros(P), np.zeros(P), 0.0), arrivals
     at = outcomes["outcome_at"].to_numpy()
     won = outcomes["won"].to_numpy()
     amounts = outcomes["amount"].to_numpy()

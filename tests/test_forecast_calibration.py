@@ -312,7 +312,16 @@ def test_forecast_says_when_leads_stopped_arriving(demo_log):
                            f"before as_of; {len(year):,} arrived in the year before it)")
     assert note.endswith("only drains.")
     new = F.forecast(extract, as_of="2025-08-31", horizon="30D", n_draws=50, new_leads=True)
-    assert any("new_leads=True forecasts arrivals" in n for n in new.notes_)
+    assert any("new_leads=True counts no new lead" in n for n in new.notes_)
+    # ... and counts none: the open pipeline's forecast, to the draw
+    t, plain = new.total.iloc[0], F.forecast(extract, as_of="2025-08-31", horizon="30D", n_draws=50).total.iloc[0]
+    assert t["new_leads"] == 0 and t["new_lead_wins"] == 0 and t["new_lead_revenue"] == 0
+    assert t["expected_wins"] == pytest.approx(plain["expected_wins"], rel=1e-12)
+    assert (t["wins_low"], t["wins_high"]) == (plain["wins_low"], plain["wins_high"])
+    # the backtest's cutoffs after the last arrival: no new lead either; before it, some
+    bt = F.backtest(extract, cutoffs=["2025-04-30", "2025-07-31"], horizon="30D", n_draws=50, new_leads=True,
+                    calibrate=False, half_life=None)
+    assert bt.table["new_leads"].iloc[0] > 0 and bt.table["new_leads"].iloc[1] == 0
     live = F.forecast(demo_log, as_of="2025-08-31", horizon="30D", n_draws=50, calibrate=True, half_life=None)
     assert not any(n.startswith("no new lead since") for n in live.notes_)
 
