@@ -1569,7 +1569,8 @@ class ArrivalModel:
     A Poisson regression (log link, fitted by iteratively reweighted least
     squares) of the number of leads first seen on each day of the
     ``lookback`` window before ``as_of``, on an intercept, a linear trend
-    (per year), the weekday, the time of year (two yearly harmonics, with
+    (per year; it places the level at ``as_of`` and is not extrapolated
+    beyond it), the weekday, the time of year (two yearly harmonics, with
     at least 540 days of history) and, with a ``calendar`` country, public
     holidays and the Dec 24 - Jan 6 weeks.  Extra-Poisson variation is
     measured on the residuals: the likelihood is scaled by the Pearson
@@ -1627,7 +1628,11 @@ class ArrivalModel:
         self._fitted = False
 
     def _design(self, day: np.ndarray) -> np.ndarray:
-        cols = [np.ones(day.size), (day - self._day0) / 365.25]
+        # the trend describes the window; after as_of it is not extrapolated (a damped trend, fully
+        # damped): a roll-out's ramp, fitted as a twentyfold rise a year on a CRM's first eight months, forecast
+        # 1,300 leads a month where 700-1,100 came, and carrying the level at as_of forward had the
+        # lower error on all three real logs (BPIC 2020 twice, Maven CRM: 30-day arrivals, 22-40 cutoffs)
+        cols = [np.ones(day.size), np.minimum(day - self._day0, 0) / 365.25]
         wd = (day + 3) % 7
         for k in range(1, 7):
             cols.append((wd == k).astype(float))

@@ -109,6 +109,24 @@ def test_arrival_model_of_a_log_closed_at_weekends():
     assert am.coef_.to_numpy() == pytest.approx(ref, abs=1e-5)
 
 
+def test_arrival_model_carries_the_level_at_as_of_forward_without_extrapolating_its_trend():
+    """Leads doubling every 100 days (a roll-out): the fitted trend is that growth, and the
+    forecast days keep the level the fit reaches on the last day (times the weekday pattern,
+    here none), not the growth extrapolated: 30 more days of it would add 23%."""
+    days = pd.date_range("2024-01-01", "2024-12-31", freq="D")
+    n = np.round(5 * 2 ** (np.arange(days.size) / 100)).astype(int)
+    rows = [(f"L{i:05d}", "proposal", d + pd.Timedelta(hours=9)) for i, d in enumerate(np.repeat(days, n))]
+    log = fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"]), stages=PROP)
+    am = F.ArrivalModel(lookback="366D").fit(log, as_of="2024-12-31")
+    assert np.expm1(am.coef_["trend per year"] * 100 / 365.25) == pytest.approx(1.0, abs=0.01)  # doubling
+    last = am.history_["expected"].iloc[-7:].mean()  # the fit on the last week (weekday effects ~0)
+    ahead = am.predict("2025-01-01", "2025-01-30")["expected"]
+    assert ahead.mean() == pytest.approx(last, rel=0.03)
+    assert ahead.mean() == pytest.approx(n[-7:].mean(), rel=0.03)  # what the log's last week had
+    extrapolated = n[-1] * 2 ** (np.arange(1, 31) / 100)  # the growth carried on: 11% more on average
+    assert ahead.mean() < 0.95 * extrapolated.mean()
+
+
 def test_new_lead_wins_by_hand():
     """Ten leads a day, half won exactly five days after arriving: of the arrivals in the next
     30 days, those of the first 25 days win within the horizon."""
