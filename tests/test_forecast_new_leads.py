@@ -127,6 +127,55 @@ def test_arrival_model_carries_the_level_at_as_of_forward_without_extrapolating_
     assert ahead.mean() < 0.95 * extrapolated.mean()
 
 
+def test_arrival_half_life_auto_is_chosen_on_its_own_past_forecasts(demo_log):
+    """``half_life="auto"``: each past cutoff's actual arrivals are the leads first seen in the
+    horizon after it (recounted with pandas), and each candidate's forecast is what that
+    arrival model fitted as of the cutoff forecasts (refitted from the log)."""
+    am = F.ArrivalModel(half_life="auto").fit(demo_log, as_of="2025-06-30", horizon="30D")
+    tab = am.half_life_choice_
+    assert len(tab) == 10 and am.half_life_ in F.ARRIVAL_HALF_LIVES
+    first = demo_log.groupby("lead_id", observed=True)["timestamp"].min()
+    for _, r in tab.iterrows():
+        c = r["cutoff"]
+        assert r["actual"] == ((first > c) & (first <= c + pd.Timedelta(days=30))).sum()
+    r = tab.iloc[-3]
+    for h, col in [(None, "none"), (30.0, "30")]:
+        ref = F.ArrivalModel(half_life=h).fit(demo_log, as_of=r["cutoff"])
+        days = ref.predict(r["cutoff"] + pd.Timedelta(days=1), r["cutoff"] + pd.Timedelta(days=30))
+        assert r[col] == pytest.approx(days["expected"].sum(), rel=1e-9)
+
+
+def test_arrival_half_life_auto_follows_a_step_and_keeps_a_steady_rate():
+    """Five leads a day for a year, then 20 a day for the last 75 days: the month-long memory
+    forecasts the new level (within 20%: its local trend overshoots a step a little, where no
+    decay forecast 15 a day); on a steady log no decay is kept."""
+    def log_of(counts, start="2024-01-01"):
+        days = pd.date_range(start, periods=len(counts), freq="D")
+        rows = []
+        for i, d in enumerate(np.repeat(days, counts)):
+            t = d + pd.Timedelta(hours=9)
+            rows += [(f"L{i:05d}", "proposal", t), (f"L{i:05d}", "won" if i % 2 else "lost", t + pd.Timedelta(days=3))]
+        return fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"]), stages=PROP)
+
+    rng = np.random.default_rng(4)
+    step = log_of(np.r_[rng.poisson(5, 365), rng.poisson(20, 75)])
+    as_of = pd.Timestamp("2024-01-01") + pd.Timedelta(days=439)
+    am = F.ArrivalModel(half_life="auto").fit(step, as_of=as_of, horizon="14D")
+    assert am.half_life_ == 30.0
+    tab = am.half_life_choice_
+    miss = {k: (tab[k] - tab["actual"]).abs().mean() for k in ("none", "30")}
+    f = F.forecast(step, as_of=as_of, horizon="14D", n_draws=50, new_leads=True, stages=PROP)
+    assert f.arrivals_.half_life_ == 30.0
+    assert (f"new leads: arrivals weighted with a 30-day half-life; its forecasts of arrivals missed by "
+            f"{miss['30']:,.1f} leads on average at {len(tab)} past cutoffs, against {miss['none']:,.1f} without "
+            "decay.") in f.notes_
+    assert am.predict(as_of + pd.Timedelta(days=1), as_of + pd.Timedelta(days=14))["expected"].mean() == \
+        pytest.approx(20, rel=0.2)
+    steady = log_of(rng.poisson(8, 440))
+    am = F.ArrivalModel(half_life="auto").fit(steady, as_of=as_of, horizon="14D")
+    assert am.half_life_ is None and len(am.half_life_choice_) == 12
+
+
 def test_new_lead_wins_by_hand():
     """Ten leads a day, half won exactly five days after arriving: of the arrivals in the next
     30 days, those of the first 25 days win within the horizon."""
