@@ -173,6 +173,8 @@ def test_runs_unchanged_on_the_demo(tmp_path):
     summary = _in_short(run)
     assert FORECAST.search(summary)
     assert "Backtest over 4 past dates: the 80% range held in" in summary
+    # the demo's first year is too short to calibrate its past dates on: said beside the calibrated forecast
+    assert re.search(r"At [1-4] of the 4 the range was the model's own: too little history before them", summary)
     table = run.outputs_of("display(table.style")
     assert "CRM weighted pipeline" in table and not re.search(r"\d[eE][+-]\d", table)
     # the range shown is the calibrated one (CALIBRATE is on by default), and says so
