@@ -2027,7 +2027,7 @@ def _window_name(span: pd.Timedelta) -> str:
     for d, name in [(365, "12-month"), (730, "24-month"), (182, "6-month"), (183, "6-month"), (91, "3-month")]:
         if abs(days - d) < 1:
             return name
-    return f"{days:g}-day"
+    return f"{days:.0f}-day"
 
 
 def win_rate_drift(
@@ -2051,7 +2051,10 @@ def win_rate_drift(
     there).  For a stage set without a lost outcome a lead that has not
     moved for ``stall_days`` is lost on that day (its last event plus
     ``stall_days``; default the stage set's ``horizon_days``, else 90), so
-    open leads never count as wins.  The recent window is compared with the
+    open leads never count as wins; as no lead can be lost before the log's
+    first lead plus ``stall_days``, both windows start there at the
+    earliest (before, they would see wins without their losses), and the
+    sentence says when that leaves nothing to compare.  The recent window is compared with the
     rest of the long-run window (disjoint) by :func:`funnelkit.stats.compare_proportions`
     (chi-square, or Fisher's exact test for small counts).
 
@@ -2102,6 +2105,7 @@ def win_rate_drift(
         raise ForecastError(f"recent={recent!r} must be shorter than long_run={long_run!r}.")
     hist = _truncate(log, T, time, lead)
     o = _lead_outcomes(hist, ss, lead=lead, time=time, stage=stage, amount="__none__")
+    young = None
     at = o["outcome_at"].to_numpy()
     won = o["won"].to_numpy()
     if not ss.lost:
@@ -2109,6 +2113,18 @@ def win_rate_drift(
         stalled = (at == NAT) & (o["last_seen"].to_numpy() != NAT)
         at = np.where(stalled, o["last_seen"].to_numpy() + np.int64(round(float(days) * DAY_NS)), at)
         won = won & ~stalled
+        # no lead is lost before the log's first lead plus stall_days, while wins count from its
+        # first day: a window reaching back before that sees wins without their losses (the
+        # e-commerce log, 0.2-0.8% of visitors buying, said 6% over the last 90 days, 7% before)
+        seen = o["first_seen"].to_numpy()
+        seen = seen[(seen != NAT) & (seen <= T.value)]
+        if seen.size:
+            edge = pd.Timestamp(int(seen.min()) + np.int64(round(float(days) * DAY_NS)))
+            if edge > l0:
+                young = (f"without a lost outcome a lead counts as lost {float(days):g} days after its last move, "
+                         f"and the log begins on {pd.Timestamp(int(seen.min())):%Y-%m-%d}: no window before "
+                         f"{edge:%Y-%m-%d} sees its losses")
+                r0, l0 = max(r0, edge), max(l0, edge)
     decided = (at != NAT) & (at <= T.value)
     in_r = decided & (at > r0.value)
     in_l = decided & (at > l0.value)
@@ -2127,7 +2143,9 @@ def win_rate_drift(
     differs = bool(np.isfinite(pv) and pv < alpha and np.isfinite(change) and abs(change) >= min_change)
     rname = f"last {(T - r0) / _DAY:g} days"
     lname = _window_name(T - l0)
-    if not n[0] or not n[1]:
+    if young is not None and (r0 >= T or not in_early.any()):
+        sentence = f"win rate not compared: {young}."
+    elif not n[0] or not n[1]:
         sentence = f"win rate in the {rname}: no lead was decided in the window, nothing to compare."
     elif differs:
         ptxt = "p < 0.001" if pv < 0.001 else f"p = {pv:.3f}"

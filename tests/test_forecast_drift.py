@@ -119,9 +119,42 @@ def test_without_a_lost_outcome_open_leads_are_not_wins():
             rows.append((f"V{i}", "bought", t + pd.Timedelta(days=3)))
     log = fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"]), stages=aida)
     d = F.win_rate_drift(log, as_of="2024-12-31", recent="365D", long_run="730D")
-    # stalled after 30 days without a move: every non-buyer counts as lost
-    assert d["decided"].iloc[0] == 400
-    assert d["win_rate"].iloc[0] == pytest.approx(0.25)
+    # stalled after 30 days without a move: every non-buyer counts as lost, on day t + 31 (all 300
+    # by Dec 31); no lead can be lost before Jan 31 (the log begins on Jan 1), so the windows start
+    # there, and the 28 purchases before it (days 3-30) are left out with the losses nobody could see
+    assert d["start"].iloc[0] == pd.Timestamp("2024-01-31")
+    assert d["decided"].iloc[0] == 300 + 72
+    assert d["win_rate"].iloc[0] == pytest.approx(72 / 372)
+    assert d.attrs["sentence"].startswith("win rate not compared: without a lost outcome a lead counts as lost "
+                                          "30 days after its last move, and the log begins on 2024-01-01")
+
+
+def test_a_young_log_without_a_lost_outcome_is_not_judged_on_wins_alone():
+    """100 visitors a day, one buying within the hour, no lost outcome (a visitor is lost 90 days
+    after its last move). Four months in, the windows reaching back before day 90 saw every
+    purchase but only the first days' losses: the sentence said "win rate in the last 90 days (9%
+    of 981 decided leads) is in line with the 12-month rate (10% of 990)", of visitors 1% of whom
+    buy. Ten months in, both are 1%, counted by hand."""
+    web = fk.StageSet("web", ["home", "cart"], won="bought", lost=[])
+    rows = []
+    for day in range(300):
+        t = pd.Timestamp("2024-01-01") + pd.Timedelta(days=day, hours=10)
+        for j in range(100):
+            rows.append((f"U{day:03d}{j:03d}", "home", t))
+            if j == 0:
+                rows.append((f"U{day:03d}{j:03d}", "bought", t + pd.Timedelta(hours=1)))
+    log = fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"]), stages=web)
+    young = F.win_rate_drift(log, as_of="2024-04-08")
+    assert not young.attrs["differs"]
+    assert young.attrs["sentence"].startswith("win rate not compared: without a lost outcome a lead counts as lost "
+                                              "90 days after its last move, and the log begins on 2024-01-01")
+    old = F.win_rate_drift(log, as_of="2024-10-26")
+    # by hand: decided in the last 90 days (Jul 29 - Oct 26): the 90 buyers of those days and the
+    # 99 non-buyers of each day whose loss (last move + 90 days) falls in them (Apr 30 - Jul 28)
+    assert old[["decided", "won"]].iloc[0].tolist() == [90 + 90 * 99, 90]
+    assert old["win_rate"].tolist() == pytest.approx([0.01, 0.01], abs=5e-4)
+    assert old.attrs["sentence"].startswith("win rate in the last 90 days (1% of 9,000 decided leads) is in line "
+                                            "with the 210-day rate")
 
 
 @pytest.mark.parametrize("n", [3000])
