@@ -104,7 +104,12 @@ def test_level_correction_only_after_misses_on_one_side():
     assert factor == pytest.approx(np.median(act / exp))
     mixed = past_rows(exp, exp - 10, exp + 10, np.r_[act[:6], 200 - act[6:]])  # 6 high, 6 low
     assert F._level_correction(mixed, quantity="wins")[0] == 1.0
-    assert F._level_correction(past.iloc[:8], quantity="wins") == (1.0, 0, 8)  # too few
+    # under 9 past cutoffs: only when every one missed on the same side (8 of 8 here), from 5
+    eight = past.iloc[:8]
+    assert F._level_correction(eight, quantity="wins") == (pytest.approx(np.median(act[:8] / 100)), 8, 8)
+    assert F._level_correction(past_rows(exp[:8], exp[:8] - 10, exp[:8] + 10, np.r_[act[:7], 105.0]),
+                               quantity="wins") == (1.0, 7, 8)
+    assert F._level_correction(past.iloc[:4], quantity="wins") == (1.0, 0, 4)  # too few
 
 
 @pytest.mark.parametrize("bias, spread", [(0.0, 1.0), (30.0, 3.0)])
