@@ -1765,15 +1765,11 @@ class ArrivalModel:
         self.history_ = pd.DataFrame({"date": pd.to_datetime(days * DAY_NS), "arrivals": y, "expected": mu})
 
     def _expected_between(self, T: pd.Timestamp, end: pd.Timestamp) -> float:
-        """Expected arrivals after ``T`` up to ``end``: whole days, the first and last only for
-        their part inside."""
-        d0, d1 = int(T.value // DAY_NS), int((end.value - 1) // DAY_NS)
-        if d1 < d0:
+        """Expected arrivals after ``T`` up to ``end`` (:func:`_horizon_days`)."""
+        day, part = _horizon_days(T, end)
+        if not day.size:
             return 0.0
-        day = np.arange(d0, d1 + 1)
-        lam = np.exp(np.clip(self._design(day) @ self._beta, -30, 30))
-        part = (np.minimum((day + 1) * DAY_NS, end.value + 1) - np.maximum(day * DAY_NS, T.value + 1)) / DAY_NS
-        return float((lam * np.clip(part, 0.0, 1.0)).sum())
+        return float((np.exp(np.clip(self._design(day) @ self._beta, -30, 30)) * part).sum())
 
     def _chosen_half_life(self, first: np.ndarray, T: pd.Timestamp, horizon):
         """``(half_life, table)``: the given half-life, or with ``"auto"`` the one of
@@ -1797,20 +1793,14 @@ class ArrivalModel:
             for h in cands:
                 m = ArrivalModel(lookback=self.lookback, half_life=h, calendar=self.calendar)
                 m._fit_counts(seen, c, h)
-                row["none" if h is None else f"{h:g}"] = m._expected_between(c, c + span)
+                row[_candidate_name(h)] = m._expected_between(c, c + span)
             rows.append(row)
             c = c - span
         table = pd.DataFrame(rows[::-1])
         if len(table) < _MIN_SELECT:
             return cands[0], table
-        err = {k: (table[k] - table["actual"]).abs() for k in table.columns[2:]}
-        base = err["none" if cands[0] is None else f"{cands[0]:g}"]
-        best_key = min(err, key=lambda k: err[k].mean())
-        diff = err[best_key] - base
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        if err[best_key].mean() < base.mean() - se:
-            return next(h for h in cands if ("none" if h is None else f"{h:g}") == best_key), table
-        return cands[0], table
+        wide = table[table.columns[2:]].sub(table["actual"], axis=0).abs()
+        return _one_se_choice(wide, cands, _candidate_name)[0], table
 
     def predict(self, start, end) -> pd.DataFrame:
         """Expected arrivals per day from ``start`` to ``end`` (dates, both included).
@@ -1891,6 +1881,21 @@ def _penalized_poisson(X: np.ndarray, y: np.ndarray, w: np.ndarray, prec: np.nda
     return beta, mu, np.linalg.inv(A + 1e-12 * np.eye(X.shape[1])), phi
 
 
+def _horizon_days(T: pd.Timestamp, end: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """``(days, part)``: the days (int, since the epoch) from ``T`` to ``end`` (from the next day
+    when ``T`` is a day's last instant, as an as-of date is) and the share of each inside the
+    horizon (1 but for the days of ``T`` and of ``end``)."""
+    d0 = int(T.value // DAY_NS) + 1 if (T + pd.Timedelta(1, "ns")).normalize() > T else int(T.value // DAY_NS)
+    days = np.arange(d0, int((end.value - 1) // DAY_NS) + 1)
+    part = (np.minimum((days + 1) * DAY_NS, end.value + 1) - np.maximum(days * DAY_NS, T.value + 1)) / DAY_NS
+    return days, part
+
+
+def _candidate_name(h) -> str:
+    """A candidate half-life as a column name: ``none`` or its days (``30``)."""
+    return "none" if h is None else f"{h:g}"
+
+
 def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timestamp, edges, n_draws: int,
                     rng: np.random.Generator, amounts: np.ndarray):
     """Wins (and revenue) per (draw, period) from leads that arrive after ``T``.
@@ -1905,9 +1910,7 @@ def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timest
     """
     P = len(edges) - 1
     end = edges[-1]
-    d0 = int(T.value // DAY_NS) + 1 if (T + pd.Timedelta(1, "ns")).normalize() > T else int(T.value // DAY_NS)
-    d1 = int((end.value - 1) // DAY_NS)
-    days = np.arange(d0, d1 + 1)
+    days, part = _horizon_days(T, end)
     wins = np.zeros((n_draws, P))
     rev = np.zeros((n_draws, P))
     if days.size == 0:
@@ -1937,10 +1940,7 @@ def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timest
     q_cum = np.where(left[None] >= 0, q_cum, 0.0)  # (D, days, P)
     q = np.diff(q_cum, axis=2, prepend=0.0).clip(0.0, 1.0)
     lam = arrivals.rates(days, n_draws, rng)  # (n_draws, days)
-    # the days of as_of and of the horizon's end count only for their part inside the horizon
-    lam[:, 0] *= (min((days[0] + 1) * DAY_NS, end.value + 1) - max(days[0] * DAY_NS, T.value + 1)) / DAY_NS
-    if days.size > 1:
-        lam[:, -1] *= (min((days[-1] + 1) * DAY_NS, end.value + 1) - days[-1] * DAY_NS) / DAY_NS
+    lam *= part  # the days of as_of and of the horizon's end count only for their part inside it
     samp = np.arange(n_draws) % D
     exp_w = (lam[:, :, None] * q[samp]).sum(axis=1).mean(axis=0)  # (P,)
     n_new = arrivals.draw_counts(lam, rng)  # (n_draws, days)
@@ -1973,7 +1973,7 @@ def _arrival_choice_notes(arrivals: ArrivalModel) -> list[str]:
         return []
     err = {k: float((tab[k] - tab["actual"]).abs().mean()) for k in tab.columns[2:]}
     return [f"new leads: arrivals weighted with a {h:g}-day half-life; its forecasts of arrivals missed by "
-            f"{err[f'{h:g}']:,.1f} leads on average at {len(tab)} past cutoffs, against {err['none']:,.1f} "
+            f"{err[_candidate_name(h)]:,.1f} leads on average at {len(tab)} past cutoffs, against {err['none']:,.1f} "
             "without decay."]
 
 
@@ -2318,18 +2318,26 @@ def _choose_half_life(past: pd.DataFrame, candidates: list):
     err = (past["expected_wins"] - past["actual_wins"]).abs()
     tab = pd.DataFrame({"cutoff": past["cutoff"].to_numpy(), "h": key.to_numpy(), "e": err.to_numpy()})
     wide = tab.pivot_table(index="cutoff", columns="h", values="e", aggfunc="first")
+    return _one_se_choice(wide, candidates, lambda h: "none" if h is None else h)
+
+
+def _one_se_choice(wide: pd.DataFrame, candidates: list, key):
+    """The one-standard-error rule on past absolute errors (``wide``: one row per past cutoff,
+    one column per candidate, named ``key(candidate)``): the longest candidate (``None``, no
+    decay, is the longest) whose mean error is within one standard error (of the paired
+    differences) of the lowest.  Returns ``(candidate, its mean error)``."""
     mae = wide.mean()
     best = mae.idxmin()
     order = sorted(candidates, key=lambda h: np.inf if h is None else float(h), reverse=True)  # longest first
     for h in order:
-        k = "none" if h is None else h
+        k = key(h)
         if k not in wide.columns:
             continue
         diff = (wide[k] - wide[best]).dropna()
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
         if mae[k] <= mae[best] + se:
             return h, float(mae[k])
-    return (None if best == "none" else best), float(mae[best])
+    return next(h for h in candidates if key(h) == best), float(mae[best])
 
 
 def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level: float, *, quantity: str,
