@@ -56,7 +56,6 @@ __all__ = [
     "win_rate_drift",
     "ArrivalModel",
     "HALF_LIVES",
-    "ARRIVAL_HALF_LIVES",
 ]
 
 _DAY = pd.Timedelta(days=1)
@@ -1596,13 +1595,19 @@ class ArrivalModel:
     ----------
     lookback : str or number of days
         History used (default two years).
-    half_life : float or "auto", optional
-        Recency weighting of the days, in days (default none).  ``"auto"``
-        chooses among :data:`ARRIVAL_HALF_LIVES` (no decay, 30 days) by how
-        far each one's forecast of the next ``horizon`` of arrivals (see
-        :meth:`fit`) missed at up to 12 past cutoffs; a decay must beat no
-        decay by more than a standard error.  :func:`forecast` with
-        ``new_leads=True`` uses ``"auto"``.
+    half_life : float, optional
+        Recency weighting of the days, in days (default none).
+    recent_level : bool or "auto"
+        True: forecast at the level of the last ``horizon`` (at least 30
+        days; see :meth:`fit`) of arrivals, as a run-rate does, with the
+        weekday, season and holiday pattern kept: the fitted rates scaled so
+        that they add up to the leads that arrived in those days (plus a
+        half, over the fit plus a half).  ``"auto"``: the fitted level or
+        the recent one, whichever forecast the next ``horizon`` of arrivals
+        better (lower mean absolute error; the fitted level on a tie) at up
+        to 12 past cutoffs a horizon apart (the fitted level below 3 of
+        them).  :func:`forecast` with ``new_leads=True`` uses ``"auto"``.
+        Default False.
     calendar : str or Calendar, optional
         A country code (or a :class:`~funnelkit.transitions.Calendar` with
         one) adds holiday and year-end effects.
@@ -1617,12 +1622,16 @@ class ArrivalModel:
     mix_ : Series
         Share of new leads by entry stage (index: stage, or the goal for leads
         whose first event is a win).
-    half_life_ : float or None
-        The half-life used (the one chosen with ``"auto"``).
-    half_life_choice_ : DataFrame or None
-        With ``"auto"``: per past cutoff, the ``actual`` arrivals of the
-        horizon after it and each candidate's forecast (columns ``none``,
-        ``30``).
+    recent_level_ : bool
+        Whether the recent level is used (given, or chosen with ``"auto"``).
+    recent_factor_ : float
+        The recent level over the fitted one (1 without ``recent_level``).
+    recent_days_ : int
+        The days whose arrivals set the recent level.
+    level_choice_ : DataFrame or None
+        With ``recent_level="auto"``: per past cutoff, the ``actual``
+        arrivals of the horizon after it and each level's forecast of them
+        (columns ``fitted`` and ``recent``).
 
     Examples
     --------
@@ -1634,10 +1643,14 @@ class ArrivalModel:
     (31, True)
     """
 
-    def __init__(self, *, lookback="730D", half_life: float | None = None, calendar=None):
+    def __init__(self, *, lookback="730D", half_life: float | None = None, calendar=None,
+                 recent_level: bool | str = False):
         self.lookback = lookback
         self.half_life = half_life
         self.calendar = calendar
+        if not (isinstance(recent_level, bool) or recent_level == "auto"):
+            raise ForecastError(f"recent_level={recent_level!r}: pass True, False or \"auto\".")
+        self.recent_level = recent_level
         self._fitted = False
 
     def _design(self, day: np.ndarray) -> np.ndarray:
@@ -1681,8 +1694,9 @@ class ArrivalModel:
             time: str = TIME, horizon=None) -> ArrivalModel:
         """Fit on the leads first seen in the ``lookback`` window before ``as_of``.
 
-        ``horizon`` (default 30 days): with ``half_life="auto"``, the length of the past
-        forecasts the half-life is chosen on.
+        ``horizon`` (default 30 days): with ``recent_level``, the days whose arrivals set the
+        level (at least 30), and with ``"auto"`` the length of the past forecasts the level is
+        chosen on.
 
         Returns
         -------
@@ -1709,8 +1723,10 @@ class ArrivalModel:
         np.minimum.at(entry, codes[is_first], order[is_first])
         entry[entry == big] = -3
         firsts = first[seen]
-        self.half_life_, self.half_life_choice_ = self._chosen_half_life(firsts, T, horizon)
-        self._fit_counts(firsts, T, self.half_life_)
+        self.recent_level_, self.level_choice_ = self._chosen_level(firsts, T, horizon)
+        self._fit_counts(firsts, T, self.half_life)
+        self.recent_days_ = _recent_days(horizon)
+        self.recent_factor_ = self._rebase(self.recent_days_) if self.recent_level_ else 1.0
         recent = seen & (first > T.value - 365 * DAY_NS)
         if not recent.any():
             recent = seen
@@ -1764,6 +1780,20 @@ class ArrivalModel:
         self.coef_ = pd.Series(beta, index=self._names())
         self.history_ = pd.DataFrame({"date": pd.to_datetime(days * DAY_NS), "arrivals": y, "expected": mu})
 
+    def _rebase(self, days: int) -> float:
+        """Scale the fitted rates to the arrivals of the last ``days`` of the window (the recent
+        level); returns the factor, ``(arrivals + 1/2) / (fitted + 1/2)``.  The intercept's
+        variance grows by that of the log of the recent count (``dispersion / fitted``)."""
+        h = self.history_.iloc[-int(days):]
+        seen, fit = float(h["arrivals"].sum()), float(h["expected"].sum())
+        factor = (seen + 0.5) / (fit + 0.5)
+        self._beta = self._beta.copy()
+        self._beta[0] += np.log(factor)
+        self._cov = self._cov.copy()
+        self._cov[0, 0] += self.dispersion_ / max(fit, 1.0)
+        self.coef_ = pd.Series(self._beta, index=self._names())
+        return factor
+
     def _expected_between(self, T: pd.Timestamp, end: pd.Timestamp) -> float:
         """Expected arrivals after ``T`` up to ``end`` (:func:`_horizon_days`)."""
         day, part = _horizon_days(T, end)
@@ -1771,36 +1801,34 @@ class ArrivalModel:
             return 0.0
         return float((np.exp(np.clip(self._design(day) @ self._beta, -30, 30)) * part).sum())
 
-    def _chosen_half_life(self, first: np.ndarray, T: pd.Timestamp, horizon):
-        """``(half_life, table)``: the given half-life, or with ``"auto"`` the one of
-        :data:`ARRIVAL_HALF_LIVES` whose arrivals forecast missed least at up to 12 past
-        cutoffs a horizon apart (the latest whose horizon ended by ``T``; at least 60 days of
-        arrivals before each); no decay unless another one's mean absolute error is lower by
-        more than a standard error of the paired differences (the one-standard-error rule).
-        ``table``: one row per past cutoff, its actual arrivals and each candidate's forecast."""
-        if not (isinstance(self.half_life, str) and self.half_life == "auto"):
-            return self.half_life, None
-        span = _to_days(horizon if horizon is not None else "30D")
-        cands = list(ARRIVAL_HALF_LIVES)
+    def _chosen_level(self, first: np.ndarray, T: pd.Timestamp, horizon):
+        """``(recent, table)``: the given ``recent_level``, or with ``"auto"`` whether the recent
+        level forecast the arrivals of the horizon after up to 12 past cutoffs a horizon apart
+        (the latest whose horizon ended by ``T``; at least 60 days of arrivals before each)
+        with a lower mean absolute error than the fitted level.  ``table``: one row per past
+        cutoff, its actual arrivals and each level's forecast."""
+        if self.recent_level != "auto":
+            return bool(self.recent_level), None
         if not first.size:
-            return cands[0], None
+            return False, None
+        span = _to_days(horizon if horizon is not None else "30D")
         rows = []
         lo = pd.Timestamp(int(first.min())) + _ARRIVAL_MIN_HISTORY
         c = T - span
         while c >= lo and len(rows) < 12:
-            seen = first[first <= c.value]
-            row = {"cutoff": c, "actual": int(((first > c.value) & (first <= (c + span).value)).sum())}
-            for h in cands:
-                m = ArrivalModel(lookback=self.lookback, half_life=h, calendar=self.calendar)
-                m._fit_counts(seen, c, h)
-                row[_candidate_name(h)] = m._expected_between(c, c + span)
+            m = ArrivalModel(lookback=self.lookback, half_life=self.half_life, calendar=self.calendar)
+            m._fit_counts(first[first <= c.value], c, self.half_life)
+            row = {"cutoff": c, "actual": int(((first > c.value) & (first <= (c + span).value)).sum()),
+                   "fitted": m._expected_between(c, c + span)}
+            m._rebase(_recent_days(span))
+            row["recent"] = m._expected_between(c, c + span)
             rows.append(row)
             c = c - span
-        table = pd.DataFrame(rows[::-1])
+        table = pd.DataFrame(rows[::-1], columns=["cutoff", "actual", "fitted", "recent"])
         if len(table) < _MIN_SELECT:
-            return cands[0], table
-        wide = table[table.columns[2:]].sub(table["actual"], axis=0).abs()
-        return _one_se_choice(wide, cands, _candidate_name)[0], table
+            return False, table
+        miss = table[["fitted", "recent"]].sub(table["actual"], axis=0).abs().mean()
+        return bool(miss["recent"] < miss["fitted"]), table
 
     def predict(self, start, end) -> pd.DataFrame:
         """Expected arrivals per day from ``start`` to ``end`` (dates, both included).
@@ -1896,6 +1924,11 @@ def _candidate_name(h) -> str:
     return "none" if h is None else f"{h:g}"
 
 
+def _recent_days(horizon) -> int:
+    """Days whose arrivals set the recent level: the horizon, at least 30."""
+    return max(int(np.ceil(_to_days(horizon if horizon is not None else "30D") / _DAY)), 30)
+
+
 def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timestamp, edges, n_draws: int,
                     rng: np.random.Generator, amounts: np.ndarray):
     """Wins (and revenue) per (draw, period) from leads that arrive after ``T``.
@@ -1966,15 +1999,15 @@ def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timest
 
 
 def _arrival_choice_notes(arrivals: ArrivalModel) -> list[str]:
-    """A sentence on the arrival model's half-life when ``"auto"`` chose a decay."""
-    tab = arrivals.half_life_choice_
-    h = arrivals.half_life_
-    if tab is None or h is None:
+    """A sentence on the arrivals' level when ``recent_level="auto"`` chose the recent one."""
+    tab = arrivals.level_choice_
+    if tab is None or not arrivals.recent_level_:
         return []
-    err = {k: float((tab[k] - tab["actual"]).abs().mean()) for k in tab.columns[2:]}
-    return [f"new leads: arrivals weighted with a {h:g}-day half-life; its forecasts of arrivals missed by "
-            f"{err[_candidate_name(h)]:,.1f} leads on average at {len(tab)} past cutoffs, against {err['none']:,.1f} "
-            "without decay."]
+    miss = tab[["fitted", "recent"]].sub(tab["actual"], axis=0).abs().mean()
+    return [f"new leads: arrivals at the level of the last {arrivals.recent_days_} days "
+            f"({arrivals.recent_factor_:.2f} times the fitted level); its forecasts of arrivals missed by "
+            f"{miss['recent']:,.1f} leads on average at {len(tab)} past cutoffs, against {miss['fitted']:,.1f} "
+            "for the fitted level."]
 
 
 def _new_leads_part(hist, ss, model, T, edges, *, n_draws, seed, calendar, lookback, outcomes, lead, stage,
@@ -1987,7 +2020,7 @@ def _new_leads_part(hist, ss, model, T, edges, *, n_draws, seed, calendar, lookb
     after their last case, where 11 were won (an extract of the cases started by a date).
     """
     if arrivals is None:
-        arrivals = ArrivalModel(lookback=lookback, calendar=calendar, half_life="auto").fit(
+        arrivals = ArrivalModel(lookback=lookback, calendar=calendar, recent_level="auto").fit(
             hist, as_of=T, stages=ss, lead=lead, stage=stage, time=time, horizon=edges[-1] - T)
     if _arrivals_stopped(outcomes["first_seen"].to_numpy(), T) is not None:
         P = len(edges) - 1
@@ -2173,12 +2206,6 @@ _MIN_SYMMETRIC = 4  # past cutoffs needed for a calibrated range (one score, bot
 _MIN_ASYMMETRIC = 9  # ... for separate lower and upper corrections at 80%
 _MIN_ALL_ONE_SIDE = 5  # ... for a level correction when every one of them missed on the same side
 _MIN_SELECT = 3  # past cutoffs needed to choose a half-life on them
-#: Half-lives (days) :class:`ArrivalModel` tries with ``half_life="auto"`` (what new leads use);
-#: ``None`` is no decay.  Forecasting the next 30 days' arrivals at 22-40 cutoffs of three real
-#: logs, 30 days had the lower error on two (Maven CRM: 210 against 380 leads; BPIC 2020 requests
-#: for payment 111 against 120) and the higher on one (BPIC 2020 declarations: 179 against 155;
-#: road fines, 90 days at 54 cutoffs: 2,696 against 886): the log's own past says which.
-ARRIVAL_HALF_LIVES: tuple = (None, 30.0)
 _ARRIVAL_MIN_HISTORY = pd.Timedelta(days=60)  # arrivals before a past cutoff the choice judges
 _CAL_MIN_HISTORY = pd.Timedelta(days=60)  # history before a past cutoff: at least this, and twice the horizon
 _CAL_MIN_SPACING = pd.Timedelta(days=7)  # calibration_every="auto": whole weeks, from one ...

@@ -127,28 +127,54 @@ def test_arrival_model_carries_the_level_at_as_of_forward_without_extrapolating_
     assert ahead.mean() < 0.95 * extrapolated.mean()
 
 
-def test_arrival_half_life_auto_is_chosen_on_its_own_past_forecasts(demo_log):
-    """``half_life="auto"``: each past cutoff's actual arrivals are the leads first seen in the
-    horizon after it (recounted with pandas), and each candidate's forecast is what that
-    arrival model fitted as of the cutoff forecasts (refitted from the log)."""
-    am = F.ArrivalModel(half_life="auto").fit(demo_log, as_of="2025-06-30", horizon="30D")
-    tab = am.half_life_choice_
-    assert len(tab) == 10 and am.half_life_ in F.ARRIVAL_HALF_LIVES
+def test_arrival_recent_level_by_hand(demo_log):
+    """``recent_level=True``: the fitted daily rates times (leads first seen in the last 30 days
+    + 1/2) / (the fit's expected leads on those days + 1/2), recounted with pandas."""
+    as_of = pd.Timestamp("2025-06-30 23:59:59.999999999")
+    plain = F.ArrivalModel().fit(demo_log, as_of=as_of)
+    recent = F.ArrivalModel(recent_level=True).fit(demo_log, as_of=as_of, horizon="30D")
+    first = demo_log.groupby("lead_id", observed=True)["timestamp"].min()
+    seen = int(((first > as_of - pd.Timedelta(days=30)) & (first <= as_of)).sum())
+    fitted = plain.history_["expected"].iloc[-30:].sum()
+    assert plain.history_["date"].iloc[-30] == pd.Timestamp("2025-06-01")
+    factor = (seen + 0.5) / (fitted + 0.5)
+    assert recent.recent_level_ and recent.recent_days_ == 30
+    assert recent.recent_factor_ == pytest.approx(factor, rel=1e-12)
+    a = plain.predict("2025-07-01", "2025-08-31")
+    b = recent.predict("2025-07-01", "2025-08-31")
+    np.testing.assert_allclose(b["expected"], a["expected"] * factor, rtol=1e-9)
+    assert (b["high"] / b["low"] > a["high"] / a["low"]).all()  # the recent count's own noise
+    # a 90-day horizon sets the level on 90 days
+    assert F.ArrivalModel(recent_level=True).fit(demo_log, as_of=as_of, horizon="90D").recent_days_ == 90
+    with pytest.raises(F.ForecastError, match="recent_level"):
+        F.ArrivalModel(recent_level="yes")
+
+
+def test_arrival_level_auto_is_chosen_on_its_own_past_forecasts(demo_log):
+    """``recent_level="auto"``: each past cutoff's actual arrivals are the leads first seen in
+    the horizon after it (recounted with pandas), each level's forecast is what that arrival
+    model fitted as of the cutoff forecasts (refitted from the log), and the level with the
+    lower mean absolute error is used."""
+    am = F.ArrivalModel(recent_level="auto").fit(demo_log, as_of="2025-06-30", horizon="30D")
+    tab = am.level_choice_
+    assert len(tab) == 10 and list(tab.columns) == ["cutoff", "actual", "fitted", "recent"]
     first = demo_log.groupby("lead_id", observed=True)["timestamp"].min()
     for _, r in tab.iterrows():
         c = r["cutoff"]
         assert r["actual"] == ((first > c) & (first <= c + pd.Timedelta(days=30))).sum()
     r = tab.iloc[-3]
-    for h, col in [(None, "none"), (30.0, "30")]:
-        ref = F.ArrivalModel(half_life=h).fit(demo_log, as_of=r["cutoff"])
+    for kw, col in [({}, "fitted"), ({"recent_level": True}, "recent")]:
+        ref = F.ArrivalModel(**kw).fit(demo_log, as_of=r["cutoff"], horizon="30D")
         days = ref.predict(r["cutoff"] + pd.Timedelta(days=1), r["cutoff"] + pd.Timedelta(days=30))
         assert r[col] == pytest.approx(days["expected"].sum(), rel=1e-9)
+    miss = tab[["fitted", "recent"]].sub(tab["actual"], axis=0).abs().mean()
+    assert am.recent_level_ == (miss["recent"] < miss["fitted"])
 
 
-def test_arrival_half_life_auto_follows_a_step_and_keeps_a_steady_rate():
-    """Five leads a day for a year, then 20 a day for the last 75 days: the month-long memory
-    forecasts the new level (within 20%: its local trend overshoots a step a little, where no
-    decay forecast 15 a day); on a steady log no decay is kept."""
+def test_arrival_level_auto_follows_a_step_and_keeps_a_steady_rate():
+    """Five leads a day for a year, then 20 a day for the last 75 days: the recent level
+    forecasts the new level (within 10%, where the fitted level's local trend forecast 15 a
+    day); on a steady log the fitted level is kept."""
     def log_of(counts, start="2024-01-01"):
         days = pd.date_range(start, periods=len(counts), freq="D")
         rows = []
@@ -160,20 +186,20 @@ def test_arrival_half_life_auto_follows_a_step_and_keeps_a_steady_rate():
     rng = np.random.default_rng(4)
     step = log_of(np.r_[rng.poisson(5, 365), rng.poisson(20, 75)])
     as_of = pd.Timestamp("2024-01-01") + pd.Timedelta(days=439)
-    am = F.ArrivalModel(half_life="auto").fit(step, as_of=as_of, horizon="14D")
-    assert am.half_life_ == 30.0
-    tab = am.half_life_choice_
-    miss = {k: (tab[k] - tab["actual"]).abs().mean() for k in ("none", "30")}
+    am = F.ArrivalModel(recent_level="auto").fit(step, as_of=as_of, horizon="14D")
+    assert am.recent_level_
+    tab = am.level_choice_
+    miss = tab[["fitted", "recent"]].sub(tab["actual"], axis=0).abs().mean()
     f = F.forecast(step, as_of=as_of, horizon="14D", n_draws=50, new_leads=True, stages=PROP)
-    assert f.arrivals_.half_life_ == 30.0
-    assert (f"new leads: arrivals weighted with a 30-day half-life; its forecasts of arrivals missed by "
-            f"{miss['30']:,.1f} leads on average at {len(tab)} past cutoffs, against {miss['none']:,.1f} without "
-            "decay.") in f.notes_
+    assert f.arrivals_.recent_level_
+    assert (f"new leads: arrivals at the level of the last 30 days ({am.recent_factor_:.2f} times the fitted "
+            f"level); its forecasts of arrivals missed by {miss['recent']:,.1f} leads on average at {len(tab)} "
+            f"past cutoffs, against {miss['fitted']:,.1f} for the fitted level.") in f.notes_
     assert am.predict(as_of + pd.Timedelta(days=1), as_of + pd.Timedelta(days=14))["expected"].mean() == \
-        pytest.approx(20, rel=0.2)
+        pytest.approx(20, rel=0.1)
     steady = log_of(rng.poisson(8, 440))
-    am = F.ArrivalModel(half_life="auto").fit(steady, as_of=as_of, horizon="14D")
-    assert am.half_life_ is None and len(am.half_life_choice_) == 12
+    am = F.ArrivalModel(recent_level="auto").fit(steady, as_of=as_of, horizon="14D")
+    assert not am.recent_level_ and len(am.level_choice_) == 12 and am.recent_factor_ == 1.0
 
 
 def test_new_lead_wins_by_hand():
