@@ -443,6 +443,8 @@ class Forecast:
         total; by segment only without ``by``), the model's own is in
         ``model_wins_low``, ``model_wins_high``, ``model_revenue_low``,
         ``model_revenue_high``, and ``revenue_range`` labels the revenue's;
+        ``calibration_cutoffs`` is the number of past cutoffs there were to
+        calibrate on (as in :class:`Backtest`'s table);
         ``model_expected_wins``, ``model_expected_revenue`` and
         ``level_factor``, ``revenue_level_factor`` record the level
         correction (see ``correct_level``).
@@ -1060,6 +1062,8 @@ def forecast(
                 fr[f"model_{q}_low"], fr[f"model_{q}_high"] = fr[f"{q}_low"], fr[f"{q}_high"]
                 fr[f"{q}_low"], fr[f"{q}_high"] = lo, hi
                 fr["range" if q == "wins" else "revenue_range"] = _range_label(how, n_used)
+                if q == "wins":
+                    fr["calibration_cutoffs"] = int(n_used)
                 fr[f"model_expected_{q}"] = fr[f"expected_{q}"]
                 fr["level_factor" if q == "wins" else "revenue_level_factor"] = factor
             if factor != 1.0:

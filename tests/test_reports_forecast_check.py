@@ -89,7 +89,7 @@ def test_the_report_checks_its_forecast_on_past_months():
     every = fk.forecast._calibration_spacing(first_win, pd.Timestamp(rep.as_of), span, 12, "auto")
     assert every == pd.Timedelta(days=28)  # room for 12 only four weeks apart on this log
     assert (np.diff(np.sort(past["cutoff"].to_numpy())) >= every.to_timedelta64()).all()
-    assert t["range"] == f"calibrated on {len(past)} past cutoffs"
+    assert t["range"] == f"calibrated on {len(past)} past cutoffs" and t["calibration_cutoffs"] == len(past)
     text = sections.forecast(rep).text
     assert f"ranges are set by how far this forecast missed at {len(past)} earlier dates" in text
     first = rep.forecast_check.table["cutoff"].min()

@@ -1623,12 +1623,11 @@ def forecast(report: MonthlyReport) -> Section:
     return _say(text) + chart + Section(table_html, "", fc.total)
 
 
-def _range_words(t: pd.Series, key: str = "range") -> str:
-    """Where a forecast's range comes from, in words (its ``range`` label)."""
-    label = str(t.get(key, "model"))
-    m = re.match(r"calibrated on (\d+) past cutoffs", label)
-    if m:
-        return f"set by how far this forecast missed at {m.group(1)} earlier dates"
+def _range_words(t: pd.Series) -> str:
+    """Where a forecast's range of wins comes from, in words (``range``: "model" or "calibrated
+    on ...", and ``calibration_cutoffs``)."""
+    if str(t.get("range", "model")).startswith("calibrated"):
+        return f"set by how far this forecast missed at {int(t['calibration_cutoffs'])} earlier dates"
     return "the model's own: too little history to set it by past misses"
 
 
