@@ -150,6 +150,44 @@ def test_arrival_recent_level_by_hand(demo_log):
         F.ArrivalModel(recent_level="yes")
 
 
+def test_arrival_level_uncertainty_includes_the_two_levels_disagreement(demo_log):
+    """The intercept's variance grows by (log of the recent level over the fitted one)^2 / 4,
+    recounted with pandas: each day's 90% range in ``predict`` is that much wider on the log
+    scale; on a log whose arrivals just stepped up, far wider than on a steady one."""
+    as_of = pd.Timestamp("2025-06-30 23:59:59.999999999")
+    am = F.ArrivalModel().fit(demo_log, as_of=as_of)
+    first = demo_log.groupby("lead_id", observed=True)["timestamp"].min()
+    seen = int(((first > as_of - pd.Timedelta(days=30)) & (first <= as_of)).sum())
+    d = np.log((seen + 0.5) / (am.history_["expected"].iloc[-30:].sum() + 0.5))
+    assert am.level_spread_ == pytest.approx(d, rel=1e-12)
+    base = F.ArrivalModel()
+    base._fit_counts(first[first <= as_of].to_numpy().astype("datetime64[ns]").astype(np.int64), as_of, None)
+    base._fitted = True  # the same fit, without the spread (what fit() does before adding it)
+    a, b = am.predict("2025-07-01", "2025-07-31"), base.predict("2025-07-01", "2025-07-31")
+    se = np.log(a["high"] / a["expected"]) / 1.645
+    se0 = np.log(b["high"] / b["expected"]) / 1.645
+    np.testing.assert_allclose(se**2 - se0**2, d**2 / 4, rtol=1e-6)
+    np.testing.assert_allclose(a["expected"], b["expected"], rtol=1e-12)  # the level itself is unchanged
+    # the draws of a month's arrivals: the same mean, a log-scale spread wider by |d| / 2
+    days = np.arange(pd.Timestamp("2025-07-01").value // 86_400_000_000_000, pd.Timestamp("2025-08-01").value
+                     // 86_400_000_000_000)
+    m1 = am.rates(days, 40_000, np.random.default_rng(1)).sum(axis=1)
+    m0 = base.rates(days, 40_000, np.random.default_rng(1)).sum(axis=1)
+    assert m1.mean() == pytest.approx(m0.mean(), rel=3 * m1.std() / m1.mean() / np.sqrt(40_000))
+    assert np.log(m1).std() ** 2 - np.log(m0).std() ** 2 == pytest.approx(d**2 / 4, rel=0.05)
+
+    def log_of(counts):
+        days = pd.date_range("2024-01-01", periods=len(counts), freq="D")
+        rows = [(f"L{i:05d}", "proposal", d + pd.Timedelta(hours=9)) for i, d in enumerate(np.repeat(days, counts))]
+        return fk.validate_events(pd.DataFrame(rows, columns=["lead_id", "stage", "timestamp"]), stages=PROP)
+
+    rng = np.random.default_rng(5)
+    T = pd.Timestamp("2024-01-01") + pd.Timedelta(days=399)
+    step = F.ArrivalModel().fit(log_of(np.r_[rng.poisson(5, 370), rng.poisson(15, 30)]), as_of=T)
+    steady = F.ArrivalModel().fit(log_of(rng.poisson(8, 400)), as_of=T)
+    assert abs(step.level_spread_) > 0.3 and abs(steady.level_spread_) < 0.1
+
+
 def test_arrival_level_auto_is_chosen_on_its_own_past_forecasts(demo_log):
     """``recent_level="auto"``: each past cutoff's actual arrivals are the leads first seen in
     the horizon after it (recounted with pandas), each level's forecast is what that arrival
