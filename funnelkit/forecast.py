@@ -1661,6 +1661,10 @@ class ArrivalModel:
         self.calendar = calendar
         if not (isinstance(recent_level, bool) or recent_level == "auto"):
             raise ForecastError(f"recent_level={recent_level!r}: pass True, False or \"auto\".")
+        if half_life is not None and not (isinstance(half_life, (int, float, np.integer, np.floating))
+                                          and not isinstance(half_life, bool) and half_life > 0):
+            raise ForecastError(f"half_life={half_life!r}: pass a number of days above 0, or None for no decay "
+                                "(recent_level=\"auto\" chooses the arrivals' level on the log's past).")
         self.recent_level = recent_level
         self._fitted = False
 
@@ -1737,8 +1741,7 @@ class ArrivalModel:
         self.recent_level_, self.level_choice_ = self._chosen_level(firsts, T, horizon)
         self._fit_counts(firsts, T, self.half_life)
         self.recent_days_ = _recent_days(horizon)
-        h = self.history_.iloc[-self.recent_days_:]
-        self.level_spread_ = float(np.log((h["arrivals"].sum() + 0.5) / (h["expected"].sum() + 0.5)))
+        self.level_spread_ = float(np.log(self._recent_ratio(self.recent_days_)[0]))
         self.recent_factor_ = self._rebase(self.recent_days_) if self.recent_level_ else 1.0
         # the two levels' disagreement is uncertainty about the level (a half-half mix of both has
         # this much more variance): new-lead ranges held 0.71 of road-fine cutoffs instead of 0.67,
@@ -1797,13 +1800,18 @@ class ArrivalModel:
         self.coef_ = pd.Series(beta, index=self._names())
         self.history_ = pd.DataFrame({"date": pd.to_datetime(days * DAY_NS), "arrivals": y, "expected": mu})
 
+    def _recent_ratio(self, days: int) -> tuple[float, float]:
+        """``(factor, fitted)``: the arrivals of the last ``days`` of the window over the fit's
+        expected arrivals on those days, ``(arrivals + 1/2) / (fitted + 1/2)``, and the latter."""
+        h = self.history_.iloc[-int(days):]
+        fit = float(h["expected"].sum())
+        return (float(h["arrivals"].sum()) + 0.5) / (fit + 0.5), fit
+
     def _rebase(self, days: int) -> float:
         """Scale the fitted rates to the arrivals of the last ``days`` of the window (the recent
-        level); returns the factor, ``(arrivals + 1/2) / (fitted + 1/2)``.  The intercept's
-        variance grows by that of the log of the recent count (``dispersion / fitted``)."""
-        h = self.history_.iloc[-int(days):]
-        seen, fit = float(h["arrivals"].sum()), float(h["expected"].sum())
-        factor = (seen + 0.5) / (fit + 0.5)
+        level, :meth:`_recent_ratio`); returns the factor.  The intercept's variance grows by
+        that of the log of the recent count (``dispersion / fitted``)."""
+        factor, fit = self._recent_ratio(days)
         self._beta = self._beta.copy()
         self._beta[0] += np.log(factor)
         self._cov = self._cov.copy()
@@ -1938,11 +1946,6 @@ def _horizon_days(T: pd.Timestamp, end: pd.Timestamp) -> tuple[np.ndarray, np.nd
     days = np.arange(d0, int((end.value - 1) // DAY_NS) + 1)
     part = (np.minimum((days + 1) * DAY_NS, end.value + 1) - np.maximum(days * DAY_NS, T.value + 1)) / DAY_NS
     return days, part
-
-
-def _candidate_name(h) -> str:
-    """A candidate half-life as a column name: ``none`` or its days (``30``)."""
-    return "none" if h is None else f"{h:g}"
 
 
 def _recent_days(horizon) -> int:
@@ -2226,7 +2229,7 @@ HALF_LIVES: tuple = (None, 90.0)
 _MIN_SYMMETRIC = 4  # past cutoffs needed for a calibrated range (one score, both sides)
 _MIN_ASYMMETRIC = 9  # ... for separate lower and upper corrections at 80%
 _MIN_ALL_ONE_SIDE = 5  # ... for a level correction when every one of them missed on the same side
-_MIN_SELECT = 3  # past cutoffs needed to choose a half-life on them
+_MIN_SELECT = 3  # past cutoffs needed to choose a half-life (or the arrivals' level) on them
 _ARRIVAL_MIN_HISTORY = pd.Timedelta(days=60)  # arrivals before a past cutoff the choice judges
 _CAL_MIN_HISTORY = pd.Timedelta(days=60)  # history before a past cutoff: at least this, and twice the horizon
 _CAL_MIN_SPACING = pd.Timedelta(days=7)  # calibration_every="auto": whole weeks, from one ...

@@ -148,6 +148,9 @@ def test_arrival_recent_level_by_hand(demo_log):
     assert F.ArrivalModel(recent_level=True).fit(demo_log, as_of=as_of, horizon="90D").recent_days_ == 90
     with pytest.raises(F.ForecastError, match="recent_level"):
         F.ArrivalModel(recent_level="yes")
+    with pytest.raises(F.ForecastError, match="half_life='auto': pass a number of days"):
+        F.ArrivalModel(half_life="auto")
+    assert F.ArrivalModel(half_life=30).fit(demo_log, as_of=as_of).half_life == 30
 
 
 def test_arrival_level_uncertainty_includes_the_two_levels_disagreement(demo_log):
