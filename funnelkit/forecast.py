@@ -42,7 +42,7 @@ from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, ForecastError, TransitionModelError
 from .funnel import lead_progress, resolve_stages
 from .stages import LOST_ORDER, StageSet
-from .transitions import Calendar, TransitionModel, _windows, parse_as_of
+from .transitions import Calendar, TransitionModel, _check_half_life, _windows, parse_as_of
 
 __all__ = [
     "ForecastError",
@@ -896,7 +896,8 @@ def forecast(
     correct_level : bool
         With ``calibrate``: when at least 70% of 9 or more past cutoffs
         missed on the same side (the model lags a trend, or a rhythm it
-        cannot see), or every one of 5 to 8 did (a young log after a step), scale the expected wins (and, separately, revenue) by
+        cannot see), or every one of 5 to 8 did (a young log after a step),
+        scale the expected wins (and, separately, revenue) by
         the median ratio of actual to forecast at those cutoffs; the model's
         value is kept in ``model_expected_wins`` and the factor in
         ``level_factor`` (``revenue_level_factor``), and the notes say so.
@@ -1661,10 +1662,11 @@ class ArrivalModel:
         self.calendar = calendar
         if not (isinstance(recent_level, bool) or recent_level == "auto"):
             raise ForecastError(f"recent_level={recent_level!r}: pass True, False or \"auto\".")
-        if half_life is not None and not (isinstance(half_life, (int, float, np.integer, np.floating))
-                                          and not isinstance(half_life, bool) and half_life > 0):
+        try:
+            _check_half_life(half_life)
+        except TransitionModelError as exc:
             raise ForecastError(f"half_life={half_life!r}: pass a number of days above 0, or None for no decay "
-                                "(recent_level=\"auto\" chooses the arrivals' level on the log's past).")
+                                "(recent_level=\"auto\" chooses the arrivals' level on the log's past).") from exc
         self.recent_level = recent_level
         self._fitted = False
 
@@ -1738,9 +1740,10 @@ class ArrivalModel:
         np.minimum.at(entry, codes[is_first], order[is_first])
         entry[entry == big] = -3
         firsts = first[seen]
-        self.recent_level_, self.level_choice_ = self._chosen_level(firsts, T, horizon)
-        self._fit_counts(firsts, T, self.half_life)
-        self.recent_days_ = _recent_days(horizon)
+        span = _to_days(horizon if horizon is not None else "30D")
+        self.recent_level_, self.level_choice_ = self._chosen_level(firsts, T, span)
+        self._fit_counts(firsts, T)
+        self.recent_days_ = _recent_days(span)
         self.level_spread_ = float(np.log(self._recent_ratio(self.recent_days_)[0]))
         self.recent_factor_ = self._rebase(self.recent_days_) if self.recent_level_ else 1.0
         # the two levels' disagreement is uncertainty about the level (a half-half mix of both has
@@ -1761,7 +1764,7 @@ class ArrivalModel:
         self._fitted = True
         return self
 
-    def _fit_counts(self, first: np.ndarray, T: pd.Timestamp, half_life) -> None:
+    def _fit_counts(self, first: np.ndarray, T: pd.Timestamp) -> None:
         """The regression on the daily counts of the leads first seen at ``first`` (int64 ns, all
         by ``T``), in the ``lookback`` window before ``T``, days weighted with ``half_life``."""
         start = _horizon_end(T, self.lookback)
@@ -1781,7 +1784,7 @@ class ArrivalModel:
             if cal.country is not None:
                 self._cal = cal.fit(np.array([T.value]), end=T.value)
         X_all = self._design(days)
-        w = np.ones(days.size) if half_life is None else np.exp2(-(d_T - days) / float(half_life))
+        w = np.ones(days.size) if self.half_life is None else np.exp2(-(d_T - days) / float(self.half_life))
         # a column no day of the window has (no year-end yet, no holiday) has no effect to
         # estimate: it stays 0, exactly, without uncertainty (its prior alone drawn per draw made
         # year-end arrivals 1.6 times the usual on average, and a 1e-6 ridge made them exp(30))
@@ -1826,7 +1829,7 @@ class ArrivalModel:
             return 0.0
         return float((np.exp(np.clip(self._design(day) @ self._beta, -30, 30)) * part).sum())
 
-    def _chosen_level(self, first: np.ndarray, T: pd.Timestamp, horizon):
+    def _chosen_level(self, first: np.ndarray, T: pd.Timestamp, span: pd.Timedelta):
         """``(recent, table)``: the given ``recent_level``, or with ``"auto"`` whether the recent
         level forecast the arrivals of the horizon after up to 12 past cutoffs a horizon apart
         (the latest whose horizon ended by ``T``; at least 60 days of arrivals before each)
@@ -1836,13 +1839,12 @@ class ArrivalModel:
             return bool(self.recent_level), None
         if not first.size:
             return False, None
-        span = _to_days(horizon if horizon is not None else "30D")
         rows = []
         lo = pd.Timestamp(int(first.min())) + _ARRIVAL_MIN_HISTORY
         c = T - span
         while c >= lo and len(rows) < 12:
             m = ArrivalModel(lookback=self.lookback, half_life=self.half_life, calendar=self.calendar)
-            m._fit_counts(first[first <= c.value], c, self.half_life)
+            m._fit_counts(first[first <= c.value], c)
             row = {"cutoff": c, "actual": int(((first > c.value) & (first <= (c + span).value)).sum()),
                    "fitted": m._expected_between(c, c + span)}
             m._rebase(_recent_days(span))
@@ -1948,9 +1950,9 @@ def _horizon_days(T: pd.Timestamp, end: pd.Timestamp) -> tuple[np.ndarray, np.nd
     return days, part
 
 
-def _recent_days(horizon) -> int:
+def _recent_days(span: pd.Timedelta) -> int:
     """Days whose arrivals set the recent level: the horizon, at least 30."""
-    return max(int(np.ceil(_to_days(horizon if horizon is not None else "30D") / _DAY)), 30)
+    return max(int(np.ceil(span / _DAY)), 30)
 
 
 def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timestamp, edges, n_draws: int,
@@ -2369,26 +2371,18 @@ def _choose_half_life(past: pd.DataFrame, candidates: list):
     err = (past["expected_wins"] - past["actual_wins"]).abs()
     tab = pd.DataFrame({"cutoff": past["cutoff"].to_numpy(), "h": key.to_numpy(), "e": err.to_numpy()})
     wide = tab.pivot_table(index="cutoff", columns="h", values="e", aggfunc="first")
-    return _one_se_choice(wide, candidates, lambda h: "none" if h is None else h)
-
-
-def _one_se_choice(wide: pd.DataFrame, candidates: list, key):
-    """The one-standard-error rule on past absolute errors (``wide``: one row per past cutoff,
-    one column per candidate, named ``key(candidate)``): the longest candidate (``None``, no
-    decay, is the longest) whose mean error is within one standard error (of the paired
-    differences) of the lowest.  Returns ``(candidate, its mean error)``."""
     mae = wide.mean()
     best = mae.idxmin()
     order = sorted(candidates, key=lambda h: np.inf if h is None else float(h), reverse=True)  # longest first
     for h in order:
-        k = key(h)
+        k = "none" if h is None else h
         if k not in wide.columns:
             continue
         diff = (wide[k] - wide[best]).dropna()
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
         if mae[k] <= mae[best] + se:
             return h, float(mae[k])
-    return next(h for h in candidates if key(h) == best), float(mae[best])
+    return (None if best == "none" else best), float(mae[best])
 
 
 def _calibrate_range(past: pd.DataFrame, est: float, lo: float, hi: float, level: float, *, quantity: str,

@@ -164,7 +164,7 @@ def test_arrival_level_uncertainty_includes_the_two_levels_disagreement(demo_log
     d = np.log((seen + 0.5) / (am.history_["expected"].iloc[-30:].sum() + 0.5))
     assert am.level_spread_ == pytest.approx(d, rel=1e-12)
     base = F.ArrivalModel()
-    base._fit_counts(first[first <= as_of].to_numpy().astype("datetime64[ns]").astype(np.int64), as_of, None)
+    base._fit_counts(first[first <= as_of].to_numpy().astype("datetime64[ns]").astype(np.int64), as_of)
     base._fitted = True  # the same fit, without the spread (what fit() does before adding it)
     a, b = am.predict("2025-07-01", "2025-07-31"), base.predict("2025-07-01", "2025-07-31")
     se = np.log(a["high"] / a["expected"]) / 1.645
