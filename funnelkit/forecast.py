@@ -61,6 +61,10 @@ __all__ = [
 _DAY = pd.Timedelta(days=1)
 #: Posterior samples of the models fitted for a forecast (each used by n_draws / 100 draws).
 _SAMPLES = 100
+#: Revenue columns of a forecast's rows that are unknown (NaN) where no open lead has an amount.
+_REVENUE_COLUMNS = ("expected_revenue", "revenue_low", "revenue_high", "weighted_pipeline", "weighted_low",
+                    "weighted_high", "horizon_weighted_pipeline", "horizon_weighted_low", "horizon_weighted_high",
+                    "open_pipeline_revenue")
 
 
 
@@ -420,7 +424,11 @@ class Forecast:
     summary : DataFrame
         One row per segment (one row without ``by``) for the whole horizon:
         ``by`` columns, ``open_leads``, ``open_amount``, ``amount_unknown``
-        (open leads without an amount: counted in wins, not in revenue),
+        (open leads without an amount: counted in wins, not in revenue;
+        where none of a row's open leads has an amount - a log without
+        amounts, or a CRM that fills them in at closing - its revenue
+        columns, ours and the weighted pipeline's, are NaN: unknown, not
+        0),
         ``expected_wins``, ``wins_low``, ``wins_high``, ``expected_revenue``,
         ``revenue_low``, ``revenue_high``, ``p_no_win`` (probability of no
         win at all), then the CRM baseline beside: ``weighted_wins``,
@@ -520,19 +528,31 @@ class Forecast:
         if (target_revenue is None) == (target_wins is None):
             raise ForecastError("give exactly one of target_revenue= or target_wins=.")
         col, tgt = ("revenue", target_revenue) if target_revenue is not None else ("wins", target_wins)
+        if col == "revenue" and not np.isfinite(self.total["expected_revenue"].iloc[0]):
+            n = int(self.total["open_leads"].iloc[0])
+            raise ForecastError(f"target_revenue=: none of the {n:,} open leads has an amount, so the open "
+                                "pipeline's revenue is unknown; ask for target_wins= instead.")
         tot = self.draws_.groupby("draw")[col].sum()
         return float((tot >= tgt).mean())
 
     def __repr__(self) -> str:
         r = self.total.iloc[0]
         pct = f"{self.level_:.0%}"
+        new = r.get("basis", "open pipeline") != "open pipeline"
+        leads = f"{int(r['open_leads']):,} open leads" + (f" + {r['new_leads']:,.0f} new expected" if new else "")
+        if np.isfinite(r["expected_revenue"]):
+            revenue = (f"revenue {r['expected_revenue']:,.0f} ({pct} {r['revenue_low']:,.0f}-"
+                       f"{r['revenue_high']:,.0f}); weighted pipeline {r['horizon_weighted_pipeline']:,.0f} within "
+                       f"the horizon, {r['weighted_pipeline']:,.0f} eventually")
+        else:  # no open lead has an amount (or no win has one to value new leads' wins by)
+            why = ("no open lead has an amount" if not np.isfinite(r["open_pipeline_revenue"])
+                   else "no win has an amount to value new leads by")
+            revenue = (f"revenue unknown ({why}); weighted pipeline "
+                       f"{r['horizon_weighted_wins']:,.1f} wins within the horizon, {r['weighted_wins']:,.1f} "
+                       "eventually")
         return (
-            f"<Forecast as of {self.as_of_:%Y-%m-%d} to {self.horizon_end_:%Y-%m-%d}: "
-            f"{int(r['open_leads']):,} open leads; wins {r['expected_wins']:.1f} "
-            f"({pct} {r['wins_low']:.0f}-{r['wins_high']:.0f}), revenue {r['expected_revenue']:,.0f} "
-            f"({pct} {r['revenue_low']:,.0f}-{r['revenue_high']:,.0f}); weighted pipeline "
-            f"{r['horizon_weighted_pipeline']:,.0f} within the horizon, {r['weighted_pipeline']:,.0f} "
-            "eventually>"
+            f"<Forecast as of {self.as_of_:%Y-%m-%d} to {self.horizon_end_:%Y-%m-%d}: {leads}; wins "
+            f"{r['expected_wins']:.1f} ({pct} {r['wins_low']:.0f}-{r['wins_high']:.0f}), {revenue}>"
         )
 
     def _repr_html_(self) -> str:
@@ -1057,8 +1077,11 @@ def forecast(
             factor, side, n_lc = _level_correction(past, quantity=q) if correct_level else (1.0, 0, 0)
             est = float(r[f"expected_{q}"])
             most = float(r["open_leads"]) if q == "wins" and not new_leads else None
-            lo, hi, n_used, how = _calibrate_range(past, est, float(r[f"{q}_low"]), float(r[f"{q}_high"]), level,
-                                                   quantity=q, shown=est * factor, most=most)
+            if np.isfinite(est):
+                lo, hi, n_used, how = _calibrate_range(past, est, float(r[f"{q}_low"]), float(r[f"{q}_high"]),
+                                                       level, quantity=q, shown=est * factor, most=most)
+            else:  # revenue unknown (no open lead has an amount): nothing to calibrate
+                factor, lo, hi, n_used, how = 1.0, np.nan, np.nan, 0, "model"
             for fr in frames:
                 fr[f"model_{q}_low"], fr[f"model_{q}_high"] = fr[f"{q}_low"], fr[f"{q}_high"]
                 fr[f"{q}_low"], fr[f"{q}_high"] = lo, hi
@@ -1111,6 +1134,11 @@ def _crm_probabilities(hist, ss, T, horizon_days, probabilities, lead, stage, ti
                   .to_numpy(), index=opens).fillna(0.0)
         for h in (None, horizon_days)
     )
+
+
+def _no_amount(frame: pd.DataFrame) -> pd.Series:
+    """Rows of a forecast's summary whose open leads all lack an amount (there are some)."""
+    return (frame["open_leads"] > 0) & (frame["amount_unknown"] == frame["open_leads"])
 
 
 def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabilities, n_draws, level, seed,
@@ -1243,8 +1271,12 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
     total["new_lead_revenue"] = 0.0 if new is None else float(new[3].sum())
     if not by:
         summary = total.copy()
+    # no open lead with an amount (a log without amounts, or a CRM that fills them in at closing):
+    # the open pipeline's revenue is unknown, not 0; new leads' revenue stays in new_lead_revenue
     for frame in (summary, total):
         frame.attrs.update({"level": level, "as_of": T, "horizon_end": end})
+        frame.loc[_no_amount(frame), [c for c in _REVENUE_COLUMNS if c in frame.columns]] = np.nan
+    dark_seg = _no_amount(summary).to_numpy() if by else _no_amount(total).to_numpy()
 
     # periods (overall)
     w_p, r_p = wins.sum(axis=1), rev.sum(axis=1)
@@ -1258,6 +1290,8 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         periods[f"cum_expected_{name}"], periods[f"cum_{name}_low"], periods[f"cum_{name}_high"] = (
             np.cumsum(ex), lo, hi,
         )
+    if _no_amount(total).iloc[0]:
+        periods.loc[:, [c for c in periods.columns if "revenue" in c]] = np.nan
 
     segment_periods = None
     if by:
@@ -1268,6 +1302,8 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
             for name, arr, ex in [("wins", wins[:, j], ew[j]), ("revenue", rev[:, j], er[j])]:
                 lo, hi = _interval(arr, level)
                 part[f"expected_{name}"], part[f"{name}_low"], part[f"{name}_high"] = ex, lo, hi
+            if dark_seg[j]:
+                part[["expected_revenue", "revenue_low", "revenue_high"]] = np.nan
             parts.append(part)
         segment_periods = pd.concat(parts, ignore_index=True)
 
@@ -1278,7 +1314,7 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         draws[c] = seg_table[c].to_numpy()[si.ravel()]
     draws["period_end"] = np.array(edges[1:], dtype="datetime64[ns]")[pi.ravel()]
     draws["wins"] = wins.ravel().astype(np.int64)
-    draws["revenue"] = rev.ravel()
+    draws["revenue"] = np.where(dark_seg[si.ravel()], np.nan, rev.ravel())
     baseline_draws = pd.DataFrame(
         {"draw": np.arange(n_draws), "wins": b_w.sum(axis=1).astype(np.int64), "revenue": b_r.sum(axis=1)}
     )
@@ -1964,8 +2000,9 @@ def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timest
     only for the part of the day inside the horizon), enter the stage mix of recent leads at midday,
     and win by each period end with the transition model's probability for the time they
     have left (one posterior sample per draw).  Each new win is worth an amount drawn from
-    recent won amounts.  Returns ``wins, revenue`` (n_draws, P), the expected wins and
-    revenue per period, and the expected number of new leads.
+    recent won amounts (revenue NaN when no win has an amount).  Returns ``wins, revenue``
+    (n_draws, P), the expected wins and revenue per period, and the expected number of new
+    leads.
     """
     P = len(edges) - 1
     end = edges[-1]
@@ -2013,7 +2050,9 @@ def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timest
         remaining -= k
         q_left = q_left - qp
     amounts = amounts[np.isfinite(amounts)]
-    mean_amt = float(amounts.mean()) if amounts.size else 0.0
+    if not amounts.size:  # no win with an amount to value new wins by: their revenue is unknown
+        return wins, np.full((n_draws, P), np.nan), exp_w, np.full(P, np.nan), float(lam.mean(axis=0).sum())
+    mean_amt = float(amounts.mean())
     if amounts.size:
         k_flat = wins.astype(np.int64).ravel()
         tot = int(k_flat.sum())

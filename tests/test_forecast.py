@@ -307,9 +307,12 @@ def test_real_crm_snapshot_forecast_runs_unchanged(maven_log, maven_stages):
     t = f.total.iloc[0]
     assert t["open_leads"] > 0
     assert 0 <= t["expected_wins"] <= t["open_leads"]
-    assert np.isfinite(t["weighted_pipeline"])
-    # open deals have no amount in this CRM export (close_value comes at closing): the model is
-    # not split by deal size, and revenue is not scored
+    # open deals have no amount in this CRM export (close_value comes at closing): their revenue,
+    # ours and the weighted pipeline's, is unknown (it said 0), the model is not split by deal
+    # size, and revenue is not scored
+    assert int(t["amount_unknown"]) == int(t["open_leads"])
+    assert np.isnan(t["expected_revenue"]) and np.isnan(t["weighted_pipeline"])
+    assert np.isfinite(t["weighted_wins"]) and "revenue unknown" in repr(f)
     assert any("not split by deal size" in n for n in f.notes_)
     bt = F.backtest(maven_log, stages=maven_stages, cutoffs=["2017-06-30"], horizon="60D", n_draws=100,
                     calibrate=False)
