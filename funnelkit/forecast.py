@@ -358,8 +358,10 @@ def weighted_pipeline(
     -------
     DataFrame
         One row per (segment, open stage): ``by`` columns, ``stage``,
-        ``open_leads``, ``open_amount`` (known amounts), ``probability``,
-        ``weighted_wins`` (leads x probability), ``weighted_amount``,
+        ``open_leads``, ``open_amount`` (known amounts; NaN where none of
+        the row's open leads has one), ``amount_unknown`` (open leads
+        without an amount), ``probability``, ``weighted_wins`` (leads x
+        probability), ``weighted_amount`` (NaN as ``open_amount``),
         ``basis`` ("eventual wins (no time limit)" or "wins within 90
         days").
 
@@ -395,14 +397,18 @@ def weighted_pipeline(
             "stage": st,
             "open_leads": 1,
             "open_amount": np.nan_to_num(amt),
+            "amount_unknown": np.isnan(amt).astype(np.int64),
             "weighted_wins": prob,
             "weighted_amount": np.nan_to_num(amt) * prob,
         }
     )
     g = work.groupby([*by, "stage"], observed=False, dropna=False, sort=True)
-    out = g[["open_leads", "open_amount", "weighted_wins", "weighted_amount"]].sum().reset_index()
-    out.insert(len(by) + 3, "probability", p.reindex(out["stage"].astype(object)).to_numpy())
+    out = g[["open_leads", "open_amount", "amount_unknown", "weighted_wins", "weighted_amount"]].sum().reset_index()
+    dark = (out["open_leads"] > 0) & (out["amount_unknown"] == out["open_leads"])
+    out.loc[dark, ["open_amount", "weighted_amount"]] = np.nan  # no open lead with an amount: unknown, not 0
+    out.insert(len(by) + 4, "probability", p.reindex(out["stage"].astype(object)).to_numpy())
     out["open_leads"] = out["open_leads"].astype("int64")
+    out["amount_unknown"] = out["amount_unknown"].astype("int64")
     out["basis"] = _basis(hd) if probabilities is None else "as given"
     out.attrs["as_of"] = T
     out.attrs["basis"] = out["basis"].iloc[0] if len(out) else _basis(hd)

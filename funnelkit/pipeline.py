@@ -514,6 +514,12 @@ def _check_snapshot(snap: pd.DataFrame, cols: Sequence[str]) -> None:
     require_columns(snap, cols, "pass the output of funnelkit.pipeline.snapshot().")
 
 
+def _all_unknown(count: pd.Series, unknown: pd.Series) -> pd.Series:
+    """Rows whose amounts are all unknown (and there are some): their sum is unknown (NaN),
+    not 0 - a log without amounts, or a CRM that fills them in only at closing."""
+    return (count > 0) & (unknown >= count)
+
+
 def stage_summary(
     snap: pd.DataFrame,
     *,
@@ -533,8 +539,9 @@ def stage_summary(
     -------
     DataFrame
         One row per (segment, stage) in pipeline order: the ``by`` columns,
-        ``stage``, ``leads``, ``value`` (sum of known amounts),
-        ``value_unknown`` (leads without an amount), ``share_leads`` and
+        ``stage``, ``leads``, ``value`` (sum of known amounts; NaN, not 0,
+        where none of the row's leads has one), ``value_unknown`` (leads
+        without an amount), ``share_leads`` and
         ``share_value`` (of the segment's open pipeline),
         ``median_days_in_stage``, ``median_age_days``, ``mean_age_days``.
 
@@ -585,6 +592,7 @@ def stage_summary(
         res["share_value"] = res["value"] / tot["value"]
     res["leads"] = res["leads"].astype("int64")
     res["value_unknown"] = res["value_unknown"].astype("int64")
+    res.loc[_all_unknown(res["leads"], res["value_unknown"]), "value"] = np.nan  # unknown, not 0
     cols = [
         *by, "stage", "leads", "value", "value_unknown", "share_leads", "share_value",
         "median_days_in_stage", "median_age_days", "mean_age_days",
@@ -2363,7 +2371,8 @@ def rep_performance(
         ``p_value``, ``test`` (``chi2`` or ``fisher``), ``p_adjusted``,
         ``differs`` (bool: ``p_adjusted < alpha``), ``verdict`` (``"above
         peers"``, ``"below peers"`` or ``"no evidence of a difference"``),
-        ``revenue`` (won amount), ``avg_deal_size`` (mean won amount).
+        ``revenue`` (won amount; NaN, not 0, where no won lead has an
+        amount), ``avg_deal_size`` (mean won amount).
 
     Examples
     --------
@@ -2398,7 +2407,9 @@ def rep_performance(
     res = g.agg(
         leads=("leads", "sum"), won=("won", "sum"), lost=("lost", "sum"), stalled=("stalled", "sum"),
         open=("open", "sum"), revenue=("won_amount", "sum"), avg_deal_size=("won_amount", "mean"),
+        _valued=("won_amount", "count"),
     ).reset_index()
+    res.loc[_all_unknown(res["won"], res["won"] - res.pop("_valued")), "revenue"] = np.nan  # unknown, not 0
     res["trials"] = res["won"] + res["lost"] + res["stalled"] if basis == "closed" else res["leads"]
     with np.errstate(invalid="ignore", divide="ignore"):
         res["rate"] = res["won"] / res["trials"]
@@ -2481,7 +2492,9 @@ def metrics(
     * ``avg_cycle_days`` / ``median_cycle_days``: days from a won lead's first
       dated event to its win;
     * ``avg_deal_size`` / ``median_deal_size``: amount of won leads;
-    * ``revenue``: total amount won;
+    * ``revenue``: total amount won (NaN, not 0, where the group has wins and
+      none of them has an amount; then also ``sales_per_account``,
+      ``sales_per_rep`` and ``clv``);
     * ``sales_per_account``: revenue / accounts with at least one win (the
       ``account`` column; without one, every lead is its own account);
     * ``sales_per_rep``: revenue / reps owning at least one lead of the group;
@@ -2590,9 +2603,10 @@ def metrics(
         lost=("lost", "sum"), open=("open", "sum"), revenue=("won_amount", "sum"),
         avg_deal_size=("won_amount", "mean"), median_deal_size=("won_amount", "median"),
         avg_cycle_days=("cycle", "mean"), median_cycle_days=("cycle", "median"),
-        accounts=("account", "nunique"), reps=("rep", "nunique"),
+        accounts=("account", "nunique"), reps=("rep", "nunique"), _valued=("won_amount", "count"),
     ).reset_index()
     res = res.drop(columns=[c for c in ["_all"] if c in res.columns])
+    res.loc[_all_unknown(res["won"], res["won"] - res.pop("_valued")), "revenue"] = np.nan  # unknown, not 0
     with np.errstate(invalid="ignore", divide="ignore"):
         res["win_rate"] = res["won"] / (res["won"] + res["lost"])
         res["sales_per_account"] = res["revenue"] / res["accounts"].where(res["accounts"] > 0)
@@ -2742,8 +2756,9 @@ def coverage(
     -------
     DataFrame
         One row per segment: ``by`` (if given), ``open_leads``,
-        ``open_value``, ``value_unknown`` (open leads without an amount),
-        ``target``, ``coverage``.
+        ``open_value`` (known amounts; NaN, not 0, where no open lead has
+        one), ``value_unknown`` (open leads without an amount), ``target``,
+        ``coverage`` (NaN with ``open_value``).
 
     Examples
     --------
@@ -2793,9 +2808,10 @@ def coverage(
     bad = res["target"].notna() & ~(res["target"] > 0)
     if bad.any():
         raise PipelineError(f"targets must be positive; got {res.loc[bad, 'target'].tolist()}.")
-    res["coverage"] = res["open_value"] / res["target"]
     for c in ("open_leads", "value_unknown"):
         res[c] = res[c].astype("int64")
+    res.loc[_all_unknown(res["open_leads"], res["value_unknown"]), "open_value"] = np.nan  # unknown, not 0
+    res["coverage"] = res["open_value"] / res["target"]
     cols = ([by] if by else []) + ["open_leads", "open_value", "value_unknown", "target", "coverage"]
     res = res[cols]
     res.attrs = {"as_of": snap.attrs["as_of"], "notes": notes}

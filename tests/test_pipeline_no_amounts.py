@@ -1,0 +1,90 @@
+"""Sums of amounts where none is known are unknown (NaN), never 0.
+
+A web funnel or a process log without amounts, or a CRM export whose deals get a value only
+when they close, said "value 0", "coverage 0%", "revenue 0" and "weighted amount 0".
+Where some amounts are known the sums stay sums of the known ones, with the count of the
+unknown beside them, as before.  Every number is recounted with pandas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import funnelkit as fk
+
+AS_OF = "2025-06-30"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return fk.datasets.load_demo()
+
+
+@pytest.fixture(scope="module")
+def mixed(demo):
+    """The demo with the amounts of every lead open in 'qualification' at AS_OF removed, and
+    of half the leads open in 'meeting': one stage all unknown, one partly known."""
+    snap = fk.pipeline.snapshot(demo, as_of=AS_OF)
+    qual = snap.loc[snap["stage"] == "qualification", "lead_id"]
+    meet = snap.loc[snap["stage"] == "meeting", "lead_id"].iloc[::2]
+    log = demo.copy()
+    log.loc[log["lead_id"].isin(set(qual) | set(meet)), "amount"] = np.nan
+    return log
+
+
+def test_stage_summary_and_coverage(demo, mixed):
+    snap = fk.pipeline.snapshot(mixed, as_of=AS_OF)
+    s = fk.pipeline.stage_summary(snap).set_index("stage")
+    op = snap[snap["outcome"] == "open"] if "outcome" in snap.columns else snap
+    by_hand = op.groupby("stage", observed=True)["amount"].agg(["size", "count", "sum"])
+    for st, r in by_hand.iterrows():
+        assert s.loc[st, "leads"] == r["size"]
+        assert s.loc[st, "value_unknown"] == r["size"] - r["count"]
+        if r["count"] == 0:
+            assert np.isnan(s.loc[st, "value"])
+        else:
+            assert s.loc[st, "value"] == pytest.approx(r["sum"], rel=1e-12)
+    assert np.isnan(s.loc["qualification", "value"])
+    assert 0 < s.loc["meeting", "value_unknown"] < s.loc["meeting", "leads"]
+    cov = fk.pipeline.coverage(mixed, target=1_000_000, as_of=AS_OF).iloc[0]
+    assert cov["open_value"] == pytest.approx(op["amount"].sum(), rel=1e-12)  # known ones, partly
+    none = fk.pipeline.coverage(demo.drop(columns=["amount"]), target=1_000_000, as_of=AS_OF).iloc[0]
+    assert np.isnan(none["open_value"]) and np.isnan(none["coverage"])
+    assert none["value_unknown"] == none["open_leads"] == len(op)
+
+
+def test_weighted_pipeline(demo, mixed):
+    wp = fk.forecast.weighted_pipeline(mixed, as_of=AS_OF).set_index("stage")
+    snap = fk.pipeline.snapshot(mixed, as_of=AS_OF)
+    op = snap[snap["outcome"] == "open"] if "outcome" in snap.columns else snap
+    by_hand = op.groupby("stage", observed=True)["amount"].agg(["size", "count", "sum"])
+    for st, r in by_hand.iterrows():
+        assert wp.loc[st, "amount_unknown"] == r["size"] - r["count"]
+        if r["count"] == 0:
+            assert np.isnan(wp.loc[st, "open_amount"]) and np.isnan(wp.loc[st, "weighted_amount"])
+        else:
+            assert wp.loc[st, "open_amount"] == pytest.approx(r["sum"], rel=1e-12)
+            assert wp.loc[st, "weighted_amount"] == pytest.approx(r["sum"] * wp.loc[st, "probability"], rel=1e-12)
+    assert list(wp.reset_index().columns[:5]) == ["stage", "open_leads", "open_amount", "amount_unknown",
+                                                  "probability"]
+    full = fk.forecast.weighted_pipeline(demo, as_of=AS_OF)
+    assert (full["amount_unknown"] == 0).all() and full["weighted_amount"].notna().all()
+
+
+def test_metrics_and_rep_performance(demo):
+    log = demo.drop(columns=["amount"])
+    m = fk.pipeline.metrics(log).iloc[0]
+    assert m["won"] > 0
+    assert np.isnan(m["revenue"]) and np.isnan(m["sales_per_account"]) and np.isnan(m["clv"])
+    reps = fk.pipeline.rep_performance(log)
+    assert reps.loc[reps["won"] > 0, "revenue"].isna().all()
+    # with amounts: the sums as pandas counts them (won leads' amounts)
+    full = fk.pipeline.metrics(demo).iloc[0]
+    won = demo[demo["stage"] == "won"].groupby("lead_id")["amount"].first()
+    assert full["revenue"] == pytest.approx(won.sum(), rel=1e-12)
+    r = fk.pipeline.rep_performance(demo).set_index("owner")
+    by_rep = demo[demo["stage"] == "won"].groupby("lead_id")[["amount", "owner"]].first().groupby("owner")["amount"]
+    pd.testing.assert_series_equal(r.loc[by_rep.sum().index, "revenue"], by_rep.sum(), check_names=False,
+                                   rtol=1e-12)
