@@ -1285,6 +1285,10 @@ def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
         ah = np.bincount(key, weights=a, minlength=size).reshape(n_groups, m + 1)
         del a
         amount_entered = np.cumsum(ah[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        # leads entered, none with an amount: the sum is unknown, not 0 (as in outcomes)
+        valued = per_key(~np.isnan(j.amount))
+        valued_entered = np.cumsum(valued[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        amount_entered = np.where((entered > 0) & (valued_entered == 0), np.nan, amount_entered)
     else:
         amount_entered = np.full((n_groups, m), np.nan)
     excl = (j.r >= 1) & j.excluded
@@ -1462,7 +1466,8 @@ def conversion(
         ``step_ci_high``, ``overall_conversion`` (from the first step) with
         ``overall_ci_low`` / ``overall_ci_high``, ``inferred`` (leads counted at
         the step because they reached a later one), ``amount_entered`` and
-        ``amount_converted`` (sum of the leads' amounts), and ``excluded``
+        ``amount_converted`` (sum of the leads' known amounts; NaN, not 0,
+        where none of them has one), and ``excluded``
         (leads removed by ``exclude=``, when given).  The last step has the
         conversion columns missing.  A lead with no segment value is shown
         with a missing value, never dropped.

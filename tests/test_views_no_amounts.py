@@ -1,4 +1,4 @@
-"""Sums of amounts where none is known are unknown (NaN), never 0.
+"""Sums of amounts where none is known are unknown (NaN), never 0: pipeline and funnel views.
 
 A web funnel or a process log without amounts, or a CRM export whose deals get a value only
 when they close, said "value 0", "coverage 0%", "revenue 0" and "weighted amount 0".
@@ -88,3 +88,26 @@ def test_metrics_and_rep_performance(demo):
     by_rep = demo[demo["stage"] == "won"].groupby("lead_id")[["amount", "owner"]].first().groupby("owner")["amount"]
     pd.testing.assert_series_equal(r.loc[by_rep.sum().index, "revenue"], by_rep.sum(), check_names=False,
                                    rtol=1e-12)
+
+
+def test_funnel_conversion_amounts(demo):
+    """conversion's amount_entered: NaN where no lead that entered the step has an amount; the
+    sum of the known ones where some do (leads that stopped at qualification lose theirs)."""
+    none = fk.funnel.conversion(demo.assign(amount=np.nan))
+    assert none["amount_entered"].isna().all() and none["amount_converted"].isna().all()
+    assert (none["entered"] > 0).all()
+    steps = ["qualification", "meeting", "proposal", "close", "won"]
+    reached = demo.groupby("lead_id")["stage"].agg(lambda s: max(steps.index(x) for x in s if x in steps))
+    amount = demo.groupby("lead_id")["amount"].first()
+    amount[reached == 0] = np.nan
+    log = demo.copy()
+    log["amount"] = log["lead_id"].map(amount)
+    c = fk.funnel.conversion(log).set_index("step")
+    for k, st in enumerate(steps):
+        assert c.loc[st, "entered"] == (reached >= k).sum()
+        assert c.loc[st, "amount_entered"] == pytest.approx(amount[reached >= k].sum(), rel=1e-12)
+    only_first = demo.copy()  # amounts only for the leads that never got past qualification
+    only_first.loc[only_first["lead_id"].map(reached) >= 1, "amount"] = np.nan
+    c1 = fk.funnel.conversion(only_first).set_index("step")
+    assert np.isfinite(c1.loc["qualification", "amount_entered"])
+    assert c1.loc[steps[1:], "amount_entered"].isna().all()
