@@ -1,28 +1,38 @@
-"""Forecasts from the open pipeline, the CRM baseline, planning and backtests.
+"""Forecasts of wins and revenue, the CRM baseline, planning, and backtests.
 
 The funnel is for prediction: "20% of the leads in proposal convert, so the
 1,000 leads now in proposal should bring about 200 sales".  This module
-answers with ranges, not single numbers, and checks itself on the past.
+answers with ranges, not single numbers, and checks itself on the log's own
+past.
 
-* :func:`forecast` - expected wins and revenue from the leads open at a
-  date, over the coming periods, with prediction intervals that carry both
-  the randomness of outcomes and the uncertainty of the estimated rates
-  (Monte Carlo over the posterior samples of a
-  :class:`~funnelkit.transitions.TransitionModel`).  Time matters: a lead that
-  has sat in its stage for months is unlikely to move, and a deal won after
-  the horizon does not count in it.
-* :func:`weighted_pipeline` - what a CRM reports: amount x stage
-  probability (learned from history, or given), no time, no range.  Shown
-  beside ours in every forecast and backtest.
+* :func:`forecast` - expected wins and revenue within a horizon from the
+  leads open at a date (and, with ``new_leads=True``, from the leads that
+  will arrive in it), with prediction intervals that carry both the
+  randomness of outcomes and the uncertainty of the estimated rates (Monte
+  Carlo over the posterior samples of a
+  :class:`~funnelkit.transitions.TransitionModel`).  Time matters: a lead
+  that has sat in its stage for months is unlikely to move, and a deal won
+  after the horizon does not count in it.  With ``calibrate=``, the range is
+  corrected by the forecast's own misses at past cutoffs (split-conformal),
+  and its level when it kept missing on one side.
+* :class:`ArrivalModel` - how many new leads arrive per day: trend,
+  weekday, season, holidays, at the fitted or the recent level.
+* :func:`weighted_pipeline`, :func:`stage_probabilities` - what a CRM
+  reports: amount x stage probability (learned from history, or given), no
+  time, no range.  Shown beside ours in every forecast and backtest.
+* :func:`win_rate_drift` - recent conversion against the long-run rate, in
+  a sentence when they differ.
 * :func:`leads_needed` - planning backwards: how many new leads must enter
   the top (overall and per source) to reach a revenue or win target in a
   period with a chosen confidence, and the pipeline coverage that implies.
-* :func:`backtest` - cutoffs in the history; at each, fit on what was known
-  then, forecast the next horizon, compare with what happened.  Reports
-  MAE, MAPE and interval coverage for ours and the weighted pipeline.
+* :func:`backtest` - rolling cutoffs in the history; at each, fit on what
+  was known then, forecast the next horizon, compare with what happened.
+  Reports the MAE, bias and coverage of the range, ours beside two
+  baselines: the CRM weighted pipeline and the run-rate (the wins of the
+  last horizon-length period carried forward).
 
-A forecast covers the leads **open at** ``as_of``; wins from leads that
-arrive later are what :func:`leads_needed` plans for.
+Amounts nobody knows are unknown, not 0: where no open lead has an amount,
+the revenue columns are NaN.
 """
 
 from __future__ import annotations
