@@ -1456,13 +1456,16 @@ def leads_needed(
         One row per source (``by`` columns), then the mix (``by`` columns
         ``"(recent mix)"``): ``win_probability`` (that a new lead entering
         during the period wins within it), ``mean_won_amount``, ``target``,
-        ``confidence``, ``pipeline_expected`` (from the open pipeline),
+        ``confidence``, ``pipeline_expected`` (from the open pipeline; for
+        a revenue target where no open lead has an amount, its wins valued
+        at the won amounts of the ``lookback``, as the new leads' are, and
+        ``attrs["pipeline_valued_at_won_amounts"]`` is True),
         ``pipeline_probability`` (the open pipeline alone reaches the target),
         ``leads_needed`` (``NaN``: unreachable), ``expected_from_new``,
         ``probability_reached`` (with that many leads), ``open_amount``,
         ``pipeline_coverage`` (open amount / target; for a wins target, open
-        leads / target) and ``required_coverage`` (the same with the new
-        leads' amounts added).
+        leads / target; NaN where no open lead has an amount) and
+        ``required_coverage`` (the same with the new leads' amounts added).
 
     Raises
     ------
@@ -1509,8 +1512,10 @@ def leads_needed(
     # let go before the new leads' one is fitted: two at once double the peak memory)
     fc = forecast(log, as_of=T, horizon=period, n_draws=n_draws, seed=seed, stages=ss,
                   lead=lead, stage=stage, time=time, amount=amount)
-    x = fc.draws_.groupby("draw")["revenue" if revenue else "wins"].sum().to_numpy(dtype=float)
-    open_amount = float(fc.total["open_amount"].iloc[0] if revenue else fc.total["open_leads"].iloc[0])
+    unvalued = revenue and bool(_no_amount(fc.total).iloc[0])  # no open lead has an amount
+    x = fc.draws_.groupby("draw")["wins" if unvalued or not revenue else "revenue"].sum().to_numpy(dtype=float)
+    open_amount = np.nan if unvalued else float(fc.total["open_amount"].iloc[0] if revenue
+                                                 else fc.total["open_leads"].iloc[0])
     del fc
     model = TransitionModel(n_samples=ns).fit(hist, stages=ss, by=by or None, as_of=T, lead=lead,
                                               stage=stage, time=time)
@@ -1564,6 +1569,14 @@ def leads_needed(
     gsel = list(range(G)) if by else [0]
     u = rng.random(n_draws)
     z = rng.standard_normal(n_draws)
+    if unvalued:  # the open pipeline's wins at the won amounts of the lookback, as new leads' are
+        mu_w = float(amounts[rec_w].mean()) if rec_w.sum() >= 5 else pool_mu
+        sd_w = float(amounts[rec_w].std()) if rec_w.sum() >= 5 else pool_sd
+        if not np.isfinite(mu_w):
+            raise ForecastError("target_revenue=: no open lead and no won lead has an amount, so there is no "
+                                "revenue to plan for; ask for target_wins= instead.")
+        z_w = np.random.default_rng(None if seed is None else seed + 3).standard_normal(n_draws)
+        x = np.maximum(x * mu_w + np.sqrt(x) * sd_w * z_w, 0.0)  # a sum of k won amounts, normal approx.
     pipeline_prob = float(np.mean(x >= target))
 
     def row(p_draw, mu, sd, mean_lead, key):
@@ -1610,7 +1623,8 @@ def leads_needed(
     out["leads_needed"] = out["leads_needed"].astype("float64")
     for c in by:
         out[c] = out[c].astype(object)
-    out.attrs.update({"as_of": T, "period_end": end, "model": model, "arrivals": arrivals})
+    out.attrs.update({"as_of": T, "period_end": end, "model": model, "arrivals": arrivals,
+                      "pipeline_valued_at_won_amounts": unvalued})
     return out
 
 

@@ -131,3 +131,44 @@ def test_calibrated_forecast_without_amounts(demo):
     assert t["revenue_level_factor"] == 1.0
     assert not any("revenue forecast" in n for n in f.notes_)
     assert t["range"].startswith("calibrated")  # the wins are calibrated as before
+
+
+def test_leads_needed_values_an_unvalued_pipeline_at_won_amounts(demo):
+    """A revenue plan where no open lead has an amount: the open pipeline's wins are valued at
+    the amounts of the lookback's wins (as the new leads' are), not at 0, which asked for 52%
+    more new leads than with that valuation (4,055 against 2,660 on this log)."""
+    log = closed_only(demo)
+    plan = F.leads_needed(log, target_revenue=2_000_000, as_of=AS_OF, by=None, n_draws=2000)
+    r = plan.iloc[0]
+    assert plan.attrs["pipeline_valued_at_won_amounts"] is True
+    assert np.isnan(r["open_amount"]) and np.isnan(r["pipeline_coverage"]) and np.isnan(r["required_coverage"])
+    wins = F.forecast(log, as_of=AS_OF, horizon="90D", n_draws=2000).total["expected_wins"].iloc[0]
+    # the won amounts of the leads first seen within the lookback (365 days), counted with pandas
+    T = pd.Timestamp(AS_OF) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    hist = log[log["timestamp"] <= T]
+    first = hist.groupby("lead_id")["timestamp"].min()
+    won = hist.loc[hist["stage"] == "won"].groupby("lead_id")["amount"].last()
+    mu = won[first.reindex(won.index) > T - pd.Timedelta(days=365)].mean()
+    assert r["pipeline_expected"] == pytest.approx(wins * mu, rel=0.02)  # Monte Carlo mean of the draws
+    assert 0 < r["leads_needed"] < 4055
+    full = F.leads_needed(demo, target_revenue=2_000_000, as_of=AS_OF, by=None, n_draws=2000)
+    assert full.attrs["pipeline_valued_at_won_amounts"] is False
+    assert np.isfinite(full["pipeline_coverage"].iloc[0])
+    with pytest.raises(fk.ForecastError, match="no open lead and no won lead has an amount"):
+        F.leads_needed(demo.drop(columns=["amount"]), target_revenue=1_000, as_of=AS_OF, by=None, n_draws=200)
+
+
+def test_report_plan_says_how_the_pipeline_is_valued(demo):
+    from funnelkit.reports import MonthlyReport, sections
+
+    end = pd.Timestamp("2025-10-01")
+    decided = demo.loc[demo["stage"].astype(str).isin(OUTCOMES) & (demo["timestamp"] < end), "lead_id"].unique()
+    log = demo.copy()
+    log.loc[~log["lead_id"].isin(decided), "amount"] = np.nan
+    r = MonthlyReport.prepare(log, stages="pipeline4", month="2025-09", revenue_target=700_000, check_months=0)
+    text = sections.leads_needed(r).text
+    assert "valued at the amounts of recent wins, as the new ones' are" in text
+    assert "counts as zero" not in text
+    plan = F.leads_needed(log, target_revenue=2_100_000, as_of=r.as_of, period="90D", by=None,
+                          stages="pipeline4", seed=0)
+    assert f"{plan['pipeline_expected'].iloc[-1]:,.0f}" in text

@@ -1766,8 +1766,9 @@ def leads_needed(report: MonthlyReport) -> Section:
                 f"enter the funnel in that time (each wins within the period with probability "
                 f"{f.rate(r['win_probability'], 2)}, for {f.money(r['mean_won_amount'])} on average).")
     text = head + tail
-    if r.get("open_amount", 1) == 0 and r["pipeline_expected"] == 0:
-        text += " The open leads have no amounts yet, so the pipeline's share counts as zero."
+    if res.attrs.get("pipeline_valued_at_won_amounts"):
+        text += (" The open leads have no amounts yet, so the wins expected from them are valued at the "
+                 "amounts of recent wins, as the new ones' are.")
     rows = [[f.money(r["target"]), f.money(r["pipeline_expected"]),
              "–" if pd.isna(r["leads_needed"]) else f.count(r["leads_needed"]),
              f.rate(r["win_probability"], 2), f.money(r["mean_won_amount"]),
