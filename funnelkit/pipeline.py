@@ -2858,6 +2858,8 @@ def activity(
         ``won_value`` (amount of the deals won in the period; the lead's
         latest known amount), ``open_at_end`` and ``open_value_at_end`` (the
         pipeline still open at the period's end, as :func:`snapshot` sees it).
+        The values are sums of the known amounts: NaN, not 0, where there
+        are such deals but none has an amount.
 
     Examples
     --------
@@ -2914,15 +2916,22 @@ def activity(
         won_sel = inside & (order == len(ss.steps) - 1)
         first_won = np.unique(np.stack([period[won_sel], lead_codes[won_sel]]), axis=1)
         vals = latest[first_won[1]] if first_won.size else np.array([])
-        out["won_value"] = np.bincount(first_won[0], weights=np.nan_to_num(vals), minlength=n_p) \
-            if first_won.size else 0.0
+        if first_won.size:  # periods with wins, none with an amount: unknown, not 0
+            won_v = np.bincount(first_won[0], weights=np.nan_to_num(vals), minlength=n_p)
+            valued = np.bincount(first_won[0], weights=~np.isnan(vals), minlength=n_p)
+            out["won_value"] = np.where((np.bincount(first_won[0], minlength=n_p) > 0) & (valued == 0), np.nan,
+                                        won_v)
+        else:
+            out["won_value"] = 0.0
     open_n, open_v = [], []
     for e in out["period_end"]:  # one snapshot per period (a handful), vectorised inside
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
             snap = snapshot(log, as_of=e, stages=ss, lead=lead, stage=stage, time=time, amount=amount)
         open_n.append(len(snap))
-        open_v.append(float(snap[AMOUNT].sum()) if AMOUNT in snap.columns else np.nan)
+        # open leads, none with an amount: unknown, not 0
+        open_v.append(float(snap[AMOUNT].sum(min_count=1)) if AMOUNT in snap.columns and len(snap)
+                      else 0.0 if AMOUNT in snap.columns else np.nan)
     out["open_at_end"] = open_n
     out["open_value_at_end"] = open_v
     return out

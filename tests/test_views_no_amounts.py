@@ -111,3 +111,23 @@ def test_funnel_conversion_amounts(demo):
     c1 = fk.funnel.conversion(only_first).set_index("step")
     assert np.isfinite(c1.loc["qualification", "amount_entered"])
     assert c1.loc[steps[1:], "amount_entered"].isna().all()
+
+
+def test_activity_values(demo):
+    """activity: won_value and open_value_at_end are NaN where the period has such deals and
+    none has an amount; with amounts, the sums pandas makes."""
+    none = fk.pipeline.activity(demo.drop(columns=["amount"]), start="2025-01-01")
+    assert "won_value" not in none.columns and none["open_value_at_end"].isna().all()  # no amount column
+    blank = demo.assign(amount=np.nan)
+    act = fk.pipeline.activity(blank, start="2025-01-01")
+    assert act.loc[act["won"] > 0, "won_value"].isna().all()
+    assert act.loc[act["open_at_end"] > 0, "open_value_at_end"].isna().all()
+    full = fk.pipeline.activity(demo, start="2025-07-01")
+    for _, r in full.iterrows():
+        snap = fk.pipeline.snapshot(demo, as_of=r["period_end"])
+        assert r["open_value_at_end"] == pytest.approx(snap["amount"].sum(), rel=1e-12)
+    won = demo[demo["stage"] == "won"]
+    per = won.groupby(won["timestamp"].dt.to_period("M"))["amount"].sum()
+    got = full.set_index(full["period"].dt.to_period("M"))["won_value"]
+    pd.testing.assert_series_equal(got.loc[per.index.intersection(got.index)],
+                                   per.loc[per.index.intersection(got.index)], check_names=False, rtol=1e-12)
