@@ -172,3 +172,13 @@ def test_report_plan_says_how_the_pipeline_is_valued(demo):
     plan = F.leads_needed(log, target_revenue=2_100_000, as_of=r.as_of, period="90D", by=None,
                           stages="pipeline4", seed=0)
     assert f"{plan['pipeline_expected'].iloc[-1]:,.0f}" in text
+
+
+def test_revenue_charts_of_unknown_revenue_say_so(demo):
+    from funnelkit.plots.forecast import fan_chart, target_chart
+
+    f = F.forecast(demo.drop(columns=["amount"]), as_of=AS_OF, n_draws=100, freq="MS")
+    for chart in (fan_chart, lambda fc, **kw: target_chart(fc, target=1_000, **kw)):
+        with pytest.raises(ValueError, match="revenue is unknown .*draw quantity='wins'"):
+            chart(f)
+        assert chart(f, quantity="wins") is not None

@@ -29,6 +29,14 @@ def _check_quantity(quantity: str) -> None:
         raise ValueError(f"quantity must be 'wins' or 'revenue', got {quantity!r}.")
 
 
+def _check_known(fc, quantity: str) -> None:
+    """A revenue chart of a forecast whose revenue is unknown (no open lead has an amount) would
+    be empty: say so, and what to draw instead."""
+    if quantity == "revenue" and not np.isfinite(fc.total["expected_revenue"].iloc[0]):
+        raise ValueError("quantity='revenue': this forecast's revenue is unknown (no open lead has an amount); "
+                         "draw quantity='wins'.")
+
+
 def _writers(quantity: str, numbers, money):
     """How a forecast chart writes its quantity in labels, and on its axis.
 
@@ -115,6 +123,7 @@ def fan_chart(
     'cumulative wins'
     """
     _check_quantity(quantity)
+    _check_known(fc, quantity)
     nf = numbers_or_plain(numbers)
     write, _ = _writers(quantity, numbers, money)
     ax = get_ax(ax)
@@ -199,6 +208,7 @@ def target_chart(
     'target €400,000'
     """
     _check_quantity(quantity)
+    _check_known(fc, quantity)
     nf = numbers_or_plain(numbers)
     write, _ = _writers(quantity, numbers, money)
     ax = get_ax(ax)
