@@ -107,7 +107,10 @@ def forecast_html(fc) -> str:
     days = (fc.horizon_end_ - fc.as_of_) / pd.Timedelta(days=1)
     head = (f"<p><b>Forecast</b> as of {fc.as_of_:%Y-%m-%d} for the next {days:,.0f} days "
             f"(to {fc.horizon_end_:%Y-%m-%d})</p>")
-    wins = (f"{int(r['open_leads']):,} open leads should bring <b>{r['expected_wins']:,.1f} wins</b> "
+    who = f"{int(r['open_leads']):,} open leads"
+    if r.get("basis", "open pipeline") != "open pipeline":  # new leads' wins are in the total too
+        who += f" and about {r['new_leads']:,.0f} new ones expected to arrive"
+    wins = (f"{who} should bring <b>{r['expected_wins']:,.1f} wins</b> "
             f"({pct} range {_range(r['wins_low'], r['wins_high'], lambda x: f'{x:,.0f}')})")
     if np.isfinite(r.get("expected_revenue", np.nan)):
         wins += (f" and <b>{_money(r['expected_revenue'])}</b> in revenue ({pct} range "

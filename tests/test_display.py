@@ -104,3 +104,16 @@ def test_transition_model_in_jupyter_states_its_win_probabilities():
     assert f"<td>{row['meeting']:.0%}</td>" in html and "<th>from \\ to</th>" in html
     assert f"fitted on {len(m.stays_):,} stays" in html
     assert "not fitted" in fk.TransitionModel()._repr_html_()
+
+
+def test_forecast_summary_with_new_leads_says_who_brings_the_wins():
+    """With new leads the total counts their wins too: the summary names them beside the open
+    leads (it said "931 open leads should bring 132.6 wins", of which 64 were new leads')."""
+    f = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", n_draws=200, seed=0, new_leads=True)
+    r = f.total.iloc[0]
+    html = forecast_html(f)
+    assert (f"{int(r['open_leads']):,} open leads and about {r['new_leads']:,.0f} new ones expected to arrive "
+            f"should bring <b>{r['expected_wins']:,.1f} wins</b>") in html
+    assert r["expected_wins"] == pytest.approx(r["open_pipeline_wins"] + r["new_lead_wins"], rel=1e-12)
+    plain = forecast_html(fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", n_draws=200, seed=0))
+    assert "new ones expected" not in plain
