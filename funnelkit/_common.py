@@ -221,3 +221,10 @@ def known_mask(lead_codes: np.ndarray, t_ns: np.ndarray, as_of_ns: int) -> np.nd
     at_end = (not dated.any()) or as_of_ns >= int(t[dated].max())
     keep_lead = known | ((n_dated == 0) & at_end)
     return upto | (~dated & ok & keep_lead[np.maximum(codes, 0)])
+
+
+def none_known(count, known):
+    """Where there are ``count`` items and ``known`` of them have an amount, whether their sum is
+    unknown: some items, none known.  Such a sum is NaN, never 0 (a log without amounts, or a
+    CRM that gives a deal its value only when it closes).  Arrays or Series, element-wise."""
+    return (count > 0) & (known == 0)

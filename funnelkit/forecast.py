@@ -46,7 +46,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from . import pipeline, stats
-from ._common import DAY_NS, NAT, as_list, time_zone, utc_naive
+from ._common import DAY_NS, NAT, as_list, none_known, time_zone, utc_naive
 from ._common import parse_as_of as _parse_as_of
 from .data import AMOUNT, LEAD, STAGE, TIME, known_at, stage_order
 from .exceptions import DataWarning, ForecastError, TransitionModelError
@@ -325,6 +325,12 @@ def _baseline_probs(log, ss, T, probabilities, lead, stage, time, horizon_days=N
     return p
 
 
+def _no_amount(frame: pd.DataFrame) -> pd.Series:
+    """Rows (of a forecast's summary, or of :func:`weighted_pipeline`) with open leads, none of
+    which has an amount: their revenue is unknown."""
+    return none_known(frame["open_leads"], frame["open_leads"] - frame["amount_unknown"])
+
+
 def weighted_pipeline(
     log: pd.DataFrame,
     *,
@@ -414,8 +420,7 @@ def weighted_pipeline(
     )
     g = work.groupby([*by, "stage"], observed=False, dropna=False, sort=True)
     out = g[["open_leads", "open_amount", "amount_unknown", "weighted_wins", "weighted_amount"]].sum().reset_index()
-    dark = (out["open_leads"] > 0) & (out["amount_unknown"] == out["open_leads"])
-    out.loc[dark, ["open_amount", "weighted_amount"]] = np.nan  # no open lead with an amount: unknown, not 0
+    out.loc[_no_amount(out), ["open_amount", "weighted_amount"]] = np.nan  # no open lead with an amount
     out.insert(len(by) + 4, "probability", p.reindex(out["stage"].astype(object)).to_numpy())
     out["open_leads"] = out["open_leads"].astype("int64")
     out["amount_unknown"] = out["amount_unknown"].astype("int64")
@@ -1150,11 +1155,6 @@ def _crm_probabilities(hist, ss, T, horizon_days, probabilities, lead, stage, ti
                   .to_numpy(), index=opens).fillna(0.0)
         for h in (None, horizon_days)
     )
-
-
-def _no_amount(frame: pd.DataFrame) -> pd.Series:
-    """Rows of a forecast's summary whose open leads all lack an amount (there are some)."""
-    return (frame["open_leads"] > 0) & (frame["amount_unknown"] == frame["open_leads"])
 
 
 def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabilities, n_draws, level, seed,
@@ -2083,13 +2083,12 @@ def _new_lead_draws(model: TransitionModel, arrivals: ArrivalModel, T: pd.Timest
     if not amounts.size:  # no win with an amount to value new wins by: their revenue is unknown
         return wins, np.full((n_draws, P), np.nan), exp_w, np.full(P, np.nan), float(lam.mean(axis=0).sum())
     mean_amt = float(amounts.mean())
-    if amounts.size:
-        k_flat = wins.astype(np.int64).ravel()
-        tot = int(k_flat.sum())
-        if tot:
-            vals = rng.choice(amounts, size=tot)
-            idx = np.repeat(np.arange(k_flat.size), k_flat)
-            rev = np.bincount(idx, weights=vals, minlength=k_flat.size).reshape(n_draws, P)
+    k_flat = wins.astype(np.int64).ravel()
+    tot = int(k_flat.sum())
+    if tot:
+        vals = rng.choice(amounts, size=tot)
+        idx = np.repeat(np.arange(k_flat.size), k_flat)
+        rev = np.bincount(idx, weights=vals, minlength=k_flat.size).reshape(n_draws, P)
     return wins, rev, exp_w, exp_w * mean_amt, float(lam.mean(axis=0).sum())
 
 

@@ -105,7 +105,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from ._common import as_list, parse_as_of, require_columns, time_zone, to_datetimes, wall_ns
+from ._common import as_list, none_known, parse_as_of, require_columns, time_zone, to_datetimes, wall_ns
 from .data import (
     AMOUNT,
     LEAD,
@@ -1288,7 +1288,7 @@ def _counts(j: _Journeys, g: np.ndarray, n_groups: int) -> _Counts:
         # leads entered, none with an amount: the sum is unknown, not 0 (as in outcomes)
         valued = per_key(~np.isnan(j.amount))
         valued_entered = np.cumsum(valued[:, ::-1], axis=1)[:, ::-1][:, 1:]
-        amount_entered = np.where((entered > 0) & (valued_entered == 0), np.nan, amount_entered)
+        amount_entered = np.where(none_known(entered, valued_entered), np.nan, amount_entered)
     else:
         amount_entered = np.full((n_groups, m), np.nan)
     excl = (j.r >= 1) & j.excluded
@@ -1622,8 +1622,8 @@ def outcomes(
             summed = np.bincount(g[mask], weights=a[mask], minlength=n_groups)
             summed = summed.astype(float) if g.size else summed  # as over every lead: int64 over none
             if g.size:  # leads there, none with an amount: unknown, not 0
-                unknown = (np.bincount(g[mask], minlength=n_groups) > 0) & (
-                    np.bincount(g[mask & valued], minlength=n_groups) == 0)
+                unknown = none_known(np.bincount(g[mask], minlength=n_groups),
+                                     np.bincount(g[mask & valued], minlength=n_groups))
                 summed = np.where(unknown, np.nan, summed)
             agg[col] = summed
             cols.append(col)

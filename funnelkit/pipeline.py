@@ -43,7 +43,17 @@ import pyarrow.compute as pc
 import yaml
 
 from . import funnel, stats
-from ._common import DAY_NS, NAT, as_list, parse_as_of, require_columns, time_zone, to_datetimes, wall_clock
+from ._common import (
+    DAY_NS,
+    NAT,
+    as_list,
+    none_known,
+    parse_as_of,
+    require_columns,
+    time_zone,
+    to_datetimes,
+    wall_clock,
+)
 from .data import (
     AMOUNT,
     FLAG,
@@ -514,12 +524,6 @@ def _check_snapshot(snap: pd.DataFrame, cols: Sequence[str]) -> None:
     require_columns(snap, cols, "pass the output of funnelkit.pipeline.snapshot().")
 
 
-def _all_unknown(count: pd.Series, unknown: pd.Series) -> pd.Series:
-    """Rows whose amounts are all unknown (and there are some): their sum is unknown (NaN),
-    not 0 - a log without amounts, or a CRM that fills them in only at closing."""
-    return (count > 0) & (unknown >= count)
-
-
 def stage_summary(
     snap: pd.DataFrame,
     *,
@@ -592,7 +596,7 @@ def stage_summary(
         res["share_value"] = res["value"] / tot["value"]
     res["leads"] = res["leads"].astype("int64")
     res["value_unknown"] = res["value_unknown"].astype("int64")
-    res.loc[_all_unknown(res["leads"], res["value_unknown"]), "value"] = np.nan  # unknown, not 0
+    res.loc[none_known(res["leads"], res["leads"] - res["value_unknown"]), "value"] = np.nan
     cols = [
         *by, "stage", "leads", "value", "value_unknown", "share_leads", "share_value",
         "median_days_in_stage", "median_age_days", "mean_age_days",
@@ -2409,7 +2413,7 @@ def rep_performance(
         open=("open", "sum"), revenue=("won_amount", "sum"), avg_deal_size=("won_amount", "mean"),
         _valued=("won_amount", "count"),
     ).reset_index()
-    res.loc[_all_unknown(res["won"], res["won"] - res.pop("_valued")), "revenue"] = np.nan  # unknown, not 0
+    res.loc[none_known(res["won"], res.pop("_valued")), "revenue"] = np.nan
     res["trials"] = res["won"] + res["lost"] + res["stalled"] if basis == "closed" else res["leads"]
     with np.errstate(invalid="ignore", divide="ignore"):
         res["rate"] = res["won"] / res["trials"]
@@ -2606,7 +2610,7 @@ def metrics(
         accounts=("account", "nunique"), reps=("rep", "nunique"), _valued=("won_amount", "count"),
     ).reset_index()
     res = res.drop(columns=[c for c in ["_all"] if c in res.columns])
-    res.loc[_all_unknown(res["won"], res["won"] - res.pop("_valued")), "revenue"] = np.nan  # unknown, not 0
+    res.loc[none_known(res["won"], res.pop("_valued")), "revenue"] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         res["win_rate"] = res["won"] / (res["won"] + res["lost"])
         res["sales_per_account"] = res["revenue"] / res["accounts"].where(res["accounts"] > 0)
@@ -2810,7 +2814,7 @@ def coverage(
         raise PipelineError(f"targets must be positive; got {res.loc[bad, 'target'].tolist()}.")
     for c in ("open_leads", "value_unknown"):
         res[c] = res[c].astype("int64")
-    res.loc[_all_unknown(res["open_leads"], res["value_unknown"]), "open_value"] = np.nan  # unknown, not 0
+    res.loc[none_known(res["open_leads"], res["open_leads"] - res["value_unknown"]), "open_value"] = np.nan
     res["coverage"] = res["open_value"] / res["target"]
     cols = ([by] if by else []) + ["open_leads", "open_value", "value_unknown", "target", "coverage"]
     res = res[cols]
@@ -2916,11 +2920,11 @@ def activity(
         won_sel = inside & (order == len(ss.steps) - 1)
         first_won = np.unique(np.stack([period[won_sel], lead_codes[won_sel]]), axis=1)
         vals = latest[first_won[1]] if first_won.size else np.array([])
-        if first_won.size:  # periods with wins, none with an amount: unknown, not 0
+        if first_won.size:
             won_v = np.bincount(first_won[0], weights=np.nan_to_num(vals), minlength=n_p)
-            valued = np.bincount(first_won[0], weights=~np.isnan(vals), minlength=n_p)
-            out["won_value"] = np.where((np.bincount(first_won[0], minlength=n_p) > 0) & (valued == 0), np.nan,
-                                        won_v)
+            unknown = none_known(np.bincount(first_won[0], minlength=n_p),
+                                 np.bincount(first_won[0], weights=~np.isnan(vals), minlength=n_p))
+            out["won_value"] = np.where(unknown, np.nan, won_v)
         else:
             out["won_value"] = 0.0
     open_n, open_v = [], []
