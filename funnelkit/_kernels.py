@@ -595,7 +595,8 @@ def counts(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict | 
         known = j.r >= 1
         is_open = (j.outcome == 0) & known
         stalled = is_open & ~j.in_flight & (j.r < j.m) if j.as_of is not None else np.zeros(j.n, dtype=bool)
-        flying = is_open & ~stalled
+        at_goal = is_open & (j.r >= j.m) if funnel._goal_is_last_stage(spec["ss"]) else np.zeros(j.n, dtype=bool)
+        flying = is_open & ~stalled & ~at_goal
 
         def count(mask):
             return np.bincount(g[mask], minlength=G).astype(np.int64)
@@ -606,7 +607,7 @@ def counts(chunk: pd.DataFrame, spec: dict, info: dict | None = None) -> dict | 
             arrays["lost_kind"] = np.stack(
                 [count((j.outcome == 2) & (j.lost_kind == i)) for i in range(len(ss.lost))], axis=1
             )
-        arrays["stalled"], arrays["open"] = count(stalled), count(flying)
+        arrays["stalled"], arrays["open"], arrays["reached_goal"] = count(stalled), count(flying), count(at_goal)
         if j.amount is not None:
             a = np.nan_to_num(j.amount, nan=0.0)
             valued = ~np.isnan(j.amount)
@@ -701,7 +702,7 @@ def _fake_journeys(parts: list[dict], spec: dict) -> SimpleNamespace:
 def outcomes_table(parts: list[dict], spec: dict) -> pd.DataFrame:
     """Combine step of outcomes(): the same columns as :func:`funnelkit.funnel.outcomes`."""
     ss, by, level = spec["ss"], spec["by"], spec["level"]
-    names = [f.name for f in fields(funnel._Counts)] + ["won", "lost", "stalled", "open"]
+    names = [f.name for f in fields(funnel._Counts)] + ["won", "lost", "stalled", "open", "reached_goal"]
     if len(ss.lost) > 1:
         names.append("lost_kind")
     has_amount = parts[0]["has_amount"]
@@ -723,13 +724,13 @@ def outcomes_table(parts: list[dict], spec: dict) -> pd.DataFrame:
             col = f"lost_{name}"
             agg[col] = sums["lost_kind"][:, i]
             lost_cols.append(col)
-    agg["stalled"], agg["open"] = sums["stalled"], sums["open"]
-    agg["leads"] = agg["won"] + agg["lost"] + agg["stalled"] + agg["open"]
+    agg["stalled"], agg["open"], agg["reached_goal"] = sums["stalled"], sums["open"], sums["reached_goal"]
+    agg["leads"] = agg["won"] + agg["lost"] + agg["stalled"] + agg["open"] + agg["reached_goal"]
     decided = agg["won"] + agg["lost"] + agg["stalled"]
     with np.errstate(invalid="ignore", divide="ignore"):
         agg["decided_win_rate"] = agg["won"] / decided.where(decided > 0)
-    if ss.won is None:
-        agg["win_rate"] = agg["ci_low"] = agg["ci_high"] = np.nan
+    if ss.won is None:  # as funnel.outcomes: no won outcome, no win rate
+        agg["win_rate"] = agg["ci_low"] = agg["ci_high"] = agg["decided_win_rate"] = np.nan
     else:
         c = SimpleNamespace(entered=sums["entered"], matured=sums["matured"],
                             matured_converted=sums["matured_converted"])
@@ -743,6 +744,7 @@ def outcomes_table(parts: list[dict], spec: dict) -> pd.DataFrame:
         *lost_cols,
         "stalled",
         "open",
+        *(["reached_goal"] if funnel._goal_is_last_stage(ss) else []),
         "win_rate",
         "ci_low",
         "ci_high",

@@ -116,6 +116,9 @@ def forecast_html(fc) -> str:
         wins += (f" and <b>{_money(r['expected_revenue'])}</b> in revenue ({pct} range "
                  f"{_range(r['revenue_low'], r['revenue_high'], _money)})")
     text = [wins + "."]
+    if getattr(fc, "goal_", None) is not None:  # no won outcome: say what a win is
+        text.append(f"The stage set has no won outcome, so a win here is a lead reaching its last stage, "
+                    f"{_e(fc.goal_)}.")
     crm = r.get("horizon_weighted_wins", np.nan)
     if np.isfinite(crm):
         said = f"{crm:,.1f} wins"

@@ -519,6 +519,10 @@ class Forecast:
     as_of_, horizon_end_ : Timestamp
     level_ : float
     notes_ : list of str
+    goal_ : str or None
+        For a stage set without a won outcome, its last stage: a "win" is
+        a lead reaching it (``repr``, the Jupyter summary and ``notes_``
+        say so).  None when the stage set has a won outcome.
 
     Examples
     --------
@@ -571,8 +575,9 @@ class Forecast:
             revenue = (f"revenue unknown ({why}); weighted pipeline "
                        f"{r['horizon_weighted_wins']:,.1f} wins within the horizon, {r['weighted_wins']:,.1f} "
                        "eventually")
+        wins = "wins" if getattr(self, "goal_", None) is None else f"wins (reaching {self.goal_!r})"
         return (
-            f"<Forecast as of {self.as_of_:%Y-%m-%d} to {self.horizon_end_:%Y-%m-%d}: {leads}; wins "
+            f"<Forecast as of {self.as_of_:%Y-%m-%d} to {self.horizon_end_:%Y-%m-%d}: {leads}; {wins} "
             f"{r['expected_wins']:.1f} ({pct} {r['wins_low']:.0f}-{r['wins_high']:.0f}), {revenue}>"
         )
 
@@ -1161,6 +1166,9 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
                    lead, stage, time, amount, notes, new=None, value_rates=True, baseline=None) -> Forecast:
     """The forecast from a fitted model and the open pipeline (see :func:`forecast`)."""
     notes.extend(model.notes_)
+    if ss.won is None:
+        notes.append(f"stage set {ss.name!r} has no won outcome: a win here is a lead reaching its last "
+                     f"stage, {list(ss.steps)[-1]!r}; the open leads are those not there yet.")
     s_idx, g_idx, d, d_ns, amt = _lead_inputs(snap, model, lead, T)
     if banded:  # open leads without an amount have no deal-size band: pooled rates
         g_idx[np.isnan(amt)] = len(model.groups_)
@@ -1365,6 +1373,7 @@ def _forecast_core(hist, snap, ss, model, banded, T, end, edges, *, by, probabil
         level_=level,
         notes_=notes,
         by_=by,
+        goal_=list(ss.steps)[-1] if ss.won is None else None,
     )
 
 

@@ -182,6 +182,12 @@ def _set_groups(log: pd.DataFrame, sss: SegmentStageSets, lead: str, time: str):
     return list(groups.values())
 
 
+def _goal_is_last_stage(ss: StageSet) -> bool:
+    """A stage set without a won outcome, whose last stage is its goal (a marketing or web
+    funnel); not the one-step milestones of segment stage sets where some set has no won."""
+    return ss.won is None and len(ss.steps) > 1
+
+
 def _milestone_log(log: pd.DataFrame, sss: SegmentStageSets, lead: str, stage: str, time: str) -> pd.DataFrame:
     """The log with every stage relabelled as the milestone it is in its lead's own set."""
     out = np.empty(len(log), dtype=object)
@@ -1543,6 +1549,13 @@ def outcomes(
     still within its time: the funnel's *in flight*).  So a stage set with
     no lost outcome does not make every unconverted lead a future win.
 
+    A stage set with no ``won`` outcome (a marketing funnel, or a web
+    funnel read with :func:`~funnelkit.from_stage_tables`) has no wins:
+    ``won`` is 0, the win rates are NaN (not 0%), and a lead at its last
+    stage, the goal, counts under ``reached_goal``, not as open.  The
+    share that gets there is :func:`conversion`'s ``overall_conversion``
+    at the last step.
+
     ``win_rate`` is the funnel's estimate of a lead's chance to be won: the
     product of the step conversions over matured leads (exactly
     :func:`conversion`'s ``overall_conversion`` at the won step, with its
@@ -1560,7 +1573,8 @@ def outcomes(
     -------
     DataFrame
         The ``by`` columns, ``leads``, ``won``, ``lost``, ``lost_<outcome>``
-        (with several lost outcomes), ``stalled``, ``open``, ``win_rate``,
+        (with several lost outcomes), ``stalled``, ``open``,
+        ``reached_goal`` (only for a stage set without a won outcome), ``win_rate``,
         ``ci_low``, ``ci_high``, ``decided_win_rate``, ``won_amount``,
         ``open_amount``, ``stalled_amount`` (the sum of the known amounts;
         ``NaN`` when there are such leads but none has an amount, 0 when
@@ -1586,7 +1600,9 @@ def outcomes(
     known = j.r >= 1
     is_open = (j.outcome == 0) & known
     stalled = is_open & ~j.in_flight & (j.r < j.m) if j.as_of is not None else np.zeros(j.n, dtype=bool)
-    flying = is_open & ~stalled
+    # no won outcome: a lead at the last stage has reached the goal; it is neither open nor won
+    at_goal = is_open & (j.r >= j.m) if _goal_is_last_stage(ss) else np.zeros(j.n, dtype=bool)
+    flying = is_open & ~stalled & ~at_goal
 
     def count(mask):
         return np.bincount(g[mask], minlength=n_groups).astype(np.int64)
@@ -1600,20 +1616,22 @@ def outcomes(
             agg[col] = count((j.outcome == 2) & (j.lost_kind == i))
             lost_cols.append(col)
     agg["stalled"], agg["open"] = count(stalled), count(flying)
-    agg["leads"] = agg["won"] + agg["lost"] + agg["stalled"] + agg["open"]
+    goal_cols = ["reached_goal"] if _goal_is_last_stage(ss) else []
+    agg["reached_goal"] = count(at_goal)
+    agg["leads"] = agg["won"] + agg["lost"] + agg["stalled"] + agg["open"] + agg["reached_goal"]
     decided = agg["won"] + agg["lost"] + agg["stalled"]
     with np.errstate(invalid="ignore", divide="ignore"):
         agg["decided_win_rate"] = agg["won"] / decided.where(decided > 0)
-    if ss.won is None:
-        agg["win_rate"] = agg["ci_low"] = agg["ci_high"] = np.nan
+    if ss.won is None:  # no won outcome: no win to count a rate of (0% would read "none converted")
+        agg["win_rate"] = agg["ci_low"] = agg["ci_high"] = agg["decided_win_rate"] = np.nan
     else:
         # the funnel's own estimate: the product of the step conversions over
         # matured leads (conversion()'s overall_conversion at the won step)
         c = _counts(j, g, n_groups)
         overall, olo, ohi = _overall_rates(c, level=level)
         agg["win_rate"], agg["ci_low"], agg["ci_high"] = overall[:, -1], olo[:, -1], ohi[:, -1]
-    cols = [*by, "leads", "won", "lost", *lost_cols, "stalled", "open", "win_rate", "ci_low", "ci_high",
-            "decided_win_rate"]
+    cols = [*by, "leads", "won", "lost", *lost_cols, "stalled", "open", *goal_cols, "win_rate", "ci_low",
+            "ci_high", "decided_win_rate"]
     if j.amount is not None:
         a = np.nan_to_num(j.amount, nan=0.0)
         valued = ~np.isnan(j.amount)

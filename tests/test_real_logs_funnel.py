@@ -161,3 +161,4 @@ def test_purchases_sum_exactly():
     assert last.loc["purchase", "amount_entered"] == pytest.approx(prices.sum() - u0_first, abs=1e-9)
     o = funnel.outcomes(log, as_of=None).iloc[0]
     assert o["won"] == 0 and np.isnan(o["win_rate"])  # no won outcome: no win rate to give
+    assert np.isnan(o["decided_win_rate"]) and o["reached_goal"] == log.loc[log["stage"] == "purchase", "lead_id"].nunique()
