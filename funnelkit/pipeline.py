@@ -67,7 +67,7 @@ from .data import (
     stage_order,
 )
 from .exceptions import DataWarning, InvalidEventLogError, PipelineError, Problem
-from .funnel import resolve_stages
+from .funnel import _goal_is_last_stage, resolve_stages
 from .stages import LOST_ORDER, StageSet
 
 __all__ = [
@@ -2414,6 +2414,8 @@ def rep_performance(
         _valued=("won_amount", "count"),
     ).reset_index()
     res.loc[none_known(res["won"], res.pop("_valued")), "revenue"] = np.nan
+    if ss.won is None:  # no won outcome: no revenue won (not 0)
+        res["revenue"] = np.nan
     res["trials"] = res["won"] + res["lost"] + res["stalled"] if basis == "closed" else res["leads"]
     with np.errstate(invalid="ignore", divide="ignore"):
         res["rate"] = res["won"] / res["trials"]
@@ -2534,7 +2536,10 @@ def metrics(
     DataFrame
         One row per (segment, period): the ``by`` columns, ``period`` (when
         asked), ``leads``, ``qualified_leads``, ``won``, ``lost``, ``open``,
-        ``win_rate``, ``revenue``, ``avg_deal_size``, ``median_deal_size``,
+        ``reached_goal`` (only for a stage set without a won outcome: the
+        leads at its last stage, which are then not open; as
+        :func:`funnelkit.funnel.outcomes`), ``win_rate``, ``revenue``,
+        ``avg_deal_size``, ``median_deal_size``,
         ``avg_cycle_days``, ``median_cycle_days``, ``accounts``,
         ``sales_per_account``, ``reps``, ``sales_per_rep``, ``clv``.
         ``attrs["notes"]`` says which defaults were used.
@@ -2592,7 +2597,10 @@ def metrics(
     work["qualified"] = lt[f"reached_{qname}"].to_numpy(dtype=np.int64)
     work["won"] = won.astype(np.int64)
     work["lost"] = (oc == "lost").astype(np.int64)
-    work["open"] = (oc == "open").astype(np.int64)
+    goal = _goal_is_last_stage(ss)  # no won outcome: a lead at the last stage reached the goal, not open
+    at_goal = lt[f"reached_{ss.steps[-1]}"].to_numpy(dtype=bool) & (oc == "open") if goal else np.zeros(len(lt), bool)
+    work["open"] = ((oc == "open") & ~at_goal).astype(np.int64)
+    work["reached_goal"] = at_goal.astype(np.int64)
     work["won_amount"] = np.where(won, amt, np.nan)
     work["cycle"] = np.where(won, cyc, np.nan)
     work["account"] = lt[account].astype(object).where(won) if account else np.where(
@@ -2604,13 +2612,16 @@ def metrics(
         g = work.assign(_all=0).groupby("_all")
     res = g.agg(
         leads=("leads", "sum"), qualified_leads=("qualified", "sum"), won=("won", "sum"),
-        lost=("lost", "sum"), open=("open", "sum"), revenue=("won_amount", "sum"),
+        lost=("lost", "sum"), open=("open", "sum"), reached_goal=("reached_goal", "sum"),
+        revenue=("won_amount", "sum"),
         avg_deal_size=("won_amount", "mean"), median_deal_size=("won_amount", "median"),
         avg_cycle_days=("cycle", "mean"), median_cycle_days=("cycle", "median"),
         accounts=("account", "nunique"), reps=("rep", "nunique"), _valued=("won_amount", "count"),
     ).reset_index()
     res = res.drop(columns=[c for c in ["_all"] if c in res.columns])
     res.loc[none_known(res["won"], res.pop("_valued")), "revenue"] = np.nan
+    if ss.won is None:  # no won outcome: no revenue won (not 0)
+        res["revenue"] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         res["win_rate"] = res["won"] / (res["won"] + res["lost"])
         res["sales_per_account"] = res["revenue"] / res["accounts"].where(res["accounts"] > 0)
@@ -2624,7 +2635,11 @@ def metrics(
         years = np.full(len(res), span)
     with np.errstate(invalid="ignore", divide="ignore"):
         res["clv"] = res["sales_per_account"] / years * margin * lifetime_years
-    cols = [*keys, "leads", "qualified_leads", "won", "lost", "open", "win_rate", "revenue",
+    if goal:
+        notes.append(f"Stage set {ss.name!r} has no won outcome: no win rate or revenue; the leads at its last stage, "
+                     f"{ss.steps[-1]!r}, count as reached_goal.")
+    cols = [*keys, "leads", "qualified_leads", "won", "lost", "open", *(["reached_goal"] if goal else []),
+            "win_rate", "revenue",
             "avg_deal_size", "median_deal_size", "avg_cycle_days", "median_cycle_days",
             "accounts", "sales_per_account", "reps", "sales_per_rep", "clv"]
     res = res[cols]

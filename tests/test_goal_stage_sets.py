@@ -85,3 +85,15 @@ def test_a_forecast_with_a_won_outcome_has_no_goal():
     fc = fk.forecast.forecast(fk.datasets.load_demo(), as_of="2025-06-30", n_draws=100, seed=0)
     assert fc.goal_ is None
     assert "reaching" not in repr(fc)
+
+
+def test_pipeline_metrics_count_the_goal_apart(marketing):
+    m = fk.pipeline.metrics(marketing, stages="aida", by="channel").set_index("channel")
+    expected = _reached(marketing, "action", by="channel").reindex(m.index).fillna(0).astype(int)
+    assert m["reached_goal"].tolist() == expected.tolist()
+    per_lead = marketing.groupby("lead_id")["channel"].first().value_counts().reindex(m.index)
+    assert (m["open"] + m["reached_goal"] == per_lead).all()  # no won or lost outcome: the rest is open
+    assert m["win_rate"].isna().all() and m["revenue"].isna().all()  # not 0% and 0: there is no won outcome
+    assert any("no won outcome" in n for n in m.attrs["notes"])
+    demo = fk.pipeline.metrics(fk.datasets.load_demo())
+    assert "reached_goal" not in demo.columns and np.isfinite(demo["revenue"]).all()
