@@ -2378,6 +2378,13 @@ def rep_performance(
         ``revenue`` (won amount; NaN, not 0, where no won lead has an
         amount), ``avg_deal_size`` (mean won amount).
 
+    Raises
+    ------
+    PipelineError
+        For a stage set without a won outcome (a marketing funnel): every
+        rep would be 0%; :func:`funnelkit.funnel.compare` compares how far
+        their leads get.
+
     Examples
     --------
     >>> import funnelkit as fk
@@ -2389,6 +2396,12 @@ def rep_performance(
         raise PipelineError(f"basis must be 'closed' or 'all', got {basis!r}.")
     require_columns(log, [owner], "pass the rep column with owner= (Maven: owner='sales_agent').")
     ss = resolve_stages(log, stages)
+    if ss.won is None:  # every rep would be 0%, "no evidence of a difference"
+        raise PipelineError(
+            f"stage set {ss.name!r} has no won outcome, so there is no win rate to compare reps on; compare how "
+            f"far each {owner!r} value's leads get with funnelkit.funnel.compare(log, by={owner!r}), or give the "
+            "stage set a won outcome."
+        )
     lt = _lead_table(log, ss, cols=[owner], lead=lead, stage=stage, time=time, amount=amount)
     oc = lt["outcome"].astype(str)
     # an open lead past its step's horizon has stalled: it counts against the
@@ -2414,8 +2427,6 @@ def rep_performance(
         _valued=("won_amount", "count"),
     ).reset_index()
     res.loc[none_known(res["won"], res.pop("_valued")), "revenue"] = np.nan
-    if ss.won is None:  # no won outcome: no revenue won (not 0)
-        res["revenue"] = np.nan
     res["trials"] = res["won"] + res["lost"] + res["stalled"] if basis == "closed" else res["leads"]
     with np.errstate(invalid="ignore", divide="ignore"):
         res["rate"] = res["won"] / res["trials"]

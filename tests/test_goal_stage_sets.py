@@ -97,3 +97,11 @@ def test_pipeline_metrics_count_the_goal_apart(marketing):
     assert any("no won outcome" in n for n in m.attrs["notes"])
     demo = fk.pipeline.metrics(fk.datasets.load_demo())
     assert "reached_goal" not in demo.columns and np.isfinite(demo["revenue"]).all()
+
+
+def test_rep_performance_needs_a_won_outcome(marketing):
+    """Every channel was 0% and 'no evidence of a difference' on a funnel where visitors bought."""
+    with pytest.raises(fk.PipelineError, match="no won outcome.*funnel.compare"):
+        fk.pipeline.rep_performance(marketing, owner="channel", stages="aida")
+    c = funnel.compare(marketing, by="channel", stages="aida")  # the suggested fix runs
+    assert set(c["channel"].dropna().astype(str)) >= set(marketing["channel"].astype(str))
