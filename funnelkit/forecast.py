@@ -1625,9 +1625,13 @@ def leads_needed(
         mls = np.array([s[2] for s in stats_g])
         om = w * pg.mean(axis=0)
         om = om / om.sum() if om.sum() > 0 else w
-        mu = float(np.nansum(om * mus))
-        sd = float(np.sqrt(max(np.nansum(om * (sds**2 + mus**2)) - mu**2, 0.0)))
-        row(p_mix[draw_sample], mu, sd, float(np.nansum(w * mls)), {c: "(recent mix)" for c in by})
+        if np.isfinite(mus).any():
+            mu = float(np.nansum(om * mus))
+            sd = float(np.sqrt(max(np.nansum(om * (sds**2 + mus**2)) - mu**2, 0.0)))
+        else:  # no won amount in any segment: unknown, as each segment's (a sum over none is not 0)
+            mu, sd = np.nan, 0.0
+        ml = float(np.nansum(w * mls)) if np.isfinite(mls).any() else np.nan
+        row(p_mix[draw_sample], mu, sd, ml, {c: "(recent mix)" for c in by})
     out = pd.DataFrame(rows)
     out["leads_needed"] = out["leads_needed"].astype("float64")
     for c in by:

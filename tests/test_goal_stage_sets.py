@@ -105,3 +105,12 @@ def test_rep_performance_needs_a_won_outcome(marketing):
         fk.pipeline.rep_performance(marketing, owner="channel", stages="aida")
     c = funnel.compare(marketing, by="channel", stages="aida")  # the suggested fix runs
     assert set(c["channel"].dropna().astype(str)) >= set(marketing["channel"].astype(str))
+
+
+def test_a_plan_without_amounts_has_no_mean_won_amount_in_any_row(marketing):
+    """The recent-mix row said 0.0 where every segment's mean won amount is NaN."""
+    p = fk.forecast.leads_needed(marketing, stages="aida", target_wins=20, by="channel", n_draws=400)
+    assert p["mean_won_amount"].isna().all()
+    assert (p["leads_needed"] > 0).all()
+    demo = fk.forecast.leads_needed(fk.datasets.load_demo(), target_wins=20, n_draws=400)
+    assert np.isfinite(demo["mean_won_amount"]).all()
