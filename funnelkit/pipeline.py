@@ -2298,6 +2298,13 @@ def drilldown(
 # ---------------------------------------------------------------------------
 # reps, metrics, velocity, coverage
 # ---------------------------------------------------------------------------
+def _stalled(lt: pd.DataFrame, ss: StageSet) -> np.ndarray:
+    """Leads of a :func:`_lead_table` with no outcome that have not moved on within the horizon of
+    the step they sit at (short of the last): the funnel's *stalled* (:func:`funnelkit.funnel.outcomes`)."""
+    return ((lt["outcome"].astype(str) == "open").to_numpy() & ~lt["in_flight"].to_numpy(dtype=bool)
+            & (lt["steps_reached"].to_numpy() < len(ss.steps)))
+
+
 def _lead_table(
     log: pd.DataFrame,
     ss: StageSet,
@@ -2407,7 +2414,7 @@ def rep_performance(
     # an open lead past its step's horizon has stalled: it counts against the
     # rep like a loss (the funnel's rule), so a stage set without a lost
     # outcome does not give every rep 100%
-    stalled = (oc == "open") & ~lt["in_flight"].astype(bool) & (lt["steps_reached"] < len(ss.steps))
+    stalled = pd.Series(_stalled(lt, ss), index=lt.index)
     won_amt = lt[AMOUNT].where(oc == "won") if AMOUNT in lt.columns else pd.Series(np.nan, index=lt.index)
     work = pd.DataFrame(
         {
@@ -2505,7 +2512,12 @@ def metrics(
 
     * ``qualified_leads``: leads that reached the ``qualified`` step (default:
       the step after the first, i.e. they passed qualification);
-    * ``win_rate``: won / (won + lost);
+    * ``win_rate``: won / (won + lost).  A stage set without a lost outcome
+      counts its *stalled* leads as lost instead (no outcome, and not moved
+      on within the horizon of the step it sits at: the rule of
+      :func:`funnelkit.funnel.outcomes`, whose ``decided_win_rate`` it then
+      equals), in a ``stalled`` column, so it never says 100% because no
+      lead can be marked lost; without a won outcome it is NaN;
     * ``avg_cycle_days`` / ``median_cycle_days``: days from a won lead's first
       dated event to its win;
     * ``avg_deal_size`` / ``median_deal_size``: amount of won leads;
@@ -2546,7 +2558,9 @@ def metrics(
     -------
     DataFrame
         One row per (segment, period): the ``by`` columns, ``period`` (when
-        asked), ``leads``, ``qualified_leads``, ``won``, ``lost``, ``open``,
+        asked), ``leads``, ``qualified_leads``, ``won``, ``lost``,
+        ``stalled`` (only for a stage set without a lost outcome; those
+        leads are then not open), ``open``,
         ``reached_goal`` (only for a stage set without a won outcome: the
         leads at its last stage, which are then not open; as
         :func:`funnelkit.funnel.outcomes`), ``win_rate``, ``revenue``,
@@ -2610,7 +2624,9 @@ def metrics(
     work["lost"] = (oc == "lost").astype(np.int64)
     goal = _goal_is_last_stage(ss)  # no won outcome: a lead at the last stage reached the goal, not open
     at_goal = lt[f"reached_{ss.steps[-1]}"].to_numpy(dtype=bool) & (oc == "open") if goal else np.zeros(len(lt), bool)
-    work["open"] = ((oc == "open") & ~at_goal).astype(np.int64)
+    stalled = _stalled(lt, ss) if not ss.lost else np.zeros(len(lt), dtype=bool)
+    work["stalled"] = stalled.astype(np.int64)
+    work["open"] = ((oc == "open") & ~at_goal & ~stalled).astype(np.int64)
     work["reached_goal"] = at_goal.astype(np.int64)
     work["won_amount"] = np.where(won, amt, np.nan)
     work["cycle"] = np.where(won, cyc, np.nan)
@@ -2623,7 +2639,7 @@ def metrics(
         g = work.assign(_all=0).groupby("_all")
     res = g.agg(
         leads=("leads", "sum"), qualified_leads=("qualified", "sum"), won=("won", "sum"),
-        lost=("lost", "sum"), open=("open", "sum"), reached_goal=("reached_goal", "sum"),
+        lost=("lost", "sum"), stalled=("stalled", "sum"), open=("open", "sum"), reached_goal=("reached_goal", "sum"),
         revenue=("won_amount", "sum"),
         avg_deal_size=("won_amount", "mean"), median_deal_size=("won_amount", "median"),
         avg_cycle_days=("cycle", "mean"), median_cycle_days=("cycle", "median"),
@@ -2634,7 +2650,10 @@ def metrics(
     if ss.won is None:  # no won outcome: no revenue won (not 0)
         res["revenue"] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
-        res["win_rate"] = res["won"] / (res["won"] + res["lost"])
+        # no lost outcome: stalled leads are the losses (won / (won + lost) would be 100%)
+        res["win_rate"] = res["won"] / (res["won"] + res["lost"] + res["stalled"])
+        if ss.won is None:
+            res["win_rate"] = np.nan
         res["sales_per_account"] = res["revenue"] / res["accounts"].where(res["accounts"] > 0)
         res["sales_per_rep"] = (res["revenue"] / res["reps"].where(res["reps"] > 0)) if owner else np.nan
     if period is not None:
@@ -2649,7 +2668,11 @@ def metrics(
     if goal:
         notes.append(f"Stage set {ss.name!r} has no won outcome: no win rate or revenue; the leads at its last stage, "
                      f"{ss.steps[-1]!r}, count as reached_goal.")
-    cols = [*keys, "leads", "qualified_leads", "won", "lost", "open", *(["reached_goal"] if goal else []),
+    if not ss.lost and ss.won is not None:
+        notes.append(f"Stage set {ss.name!r} has no lost outcome: win_rate counts the {int(stalled.sum()):,} stalled "
+                     "leads (no outcome, not moved on within the horizon of their step) as lost.")
+    cols = [*keys, "leads", "qualified_leads", "won", "lost", *([] if ss.lost else ["stalled"]), "open",
+            *(["reached_goal"] if goal else []),
             "win_rate", "revenue",
             "avg_deal_size", "median_deal_size", "avg_cycle_days", "median_cycle_days",
             "accounts", "sales_per_account", "reps", "sales_per_rep", "clv"]
@@ -2682,9 +2705,14 @@ def velocity(
     ``velocity = opportunities x win_rate x avg_deal_size / cycle_days``
 
     * ``opportunities``: leads open at ``as_of`` that have reached the
-      ``qualified`` step (default: the step after the first);
+      ``qualified`` step (default: the step after the first; for a stage
+      set without a lost outcome, not stalled);
     * ``win_rate``: won / closed among leads that reached that step and
-      closed by ``as_of`` (within ``lookback_days`` before it, if given);
+      closed by ``as_of`` (within ``lookback_days`` before it, if given).
+      A stage set without a lost outcome has no closed losses: its
+      *stalled* leads (as in :func:`metrics`; with ``lookback_days``, those
+      whose last event is in the window) count as closed instead, so the
+      rate is not 100%; without a won outcome it is NaN;
     * ``avg_deal_size``: mean amount of those won leads;
     * ``cycle_days``: their mean days from first event to win.
 
@@ -2724,14 +2752,19 @@ def velocity(
     reached_q = lt[f"reached_{qname}"].to_numpy(dtype=bool)
     oc = lt["outcome"].astype(str).to_numpy()
     closed = (oc != "open") & reached_q
+    # no lost outcome: the stalled leads are the losses (won / closed would be 100%), not opportunities
+    dead = _stalled(lt, ss) if not ss.lost else np.zeros(len(lt), dtype=bool)
+    stalled = dead & reached_q
     if lookback_days is not None:
         lo = pd.Timestamp(int(T)) - pd.Timedelta(days=float(lookback_days))
         closed &= (lt["closed_at"] > lo).to_numpy()
+        stalled &= (lt["last_event_at"] > lo).to_numpy()
     won = closed & (oc == "won")
+    closed |= stalled
     amt = lt[AMOUNT].to_numpy(dtype=float) if AMOUNT in lt.columns else np.full(len(lt), np.nan)
     cyc = ((lt["closed_at"] - lt["first_seen_at"]) / pd.Timedelta(days=1)).to_numpy(dtype=float)
     work = pd.DataFrame({b: lt[b] for b in by}, index=lt.index)
-    work["opportunities"] = _member(lt[lead], in_pipe).astype(np.int64)
+    work["opportunities"] = (_member(lt[lead], in_pipe) & ~dead).astype(np.int64)
     work["closed"] = closed.astype(np.int64)
     work["won"] = won.astype(np.int64)
     work["deal"] = np.where(won, amt, np.nan)
@@ -2741,7 +2774,7 @@ def velocity(
                 avg_deal_size=("deal", "mean"), cycle_days=("cycle", "mean")).reset_index()
     res = res.drop(columns=[c for c in ["_all"] if c in res.columns])
     with np.errstate(invalid="ignore", divide="ignore"):
-        res["win_rate"] = res["won"] / res["closed"]
+        res["win_rate"] = res["won"] / res["closed"] if ss.won is not None else np.nan
         res["velocity_per_day"] = (res["opportunities"] * res["win_rate"] * res["avg_deal_size"]
                                    / res["cycle_days"])
     res["velocity_per_30_days"] = res["velocity_per_day"] * 30

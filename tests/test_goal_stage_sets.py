@@ -92,7 +92,9 @@ def test_pipeline_metrics_count_the_goal_apart(marketing):
     expected = _reached(marketing, "action", by="channel").reindex(m.index).fillna(0).astype(int)
     assert m["reached_goal"].tolist() == expected.tolist()
     per_lead = marketing.groupby("lead_id")["channel"].first().value_counts().reindex(m.index)
-    assert (m["open"] + m["reached_goal"] == per_lead).all()  # no won or lost outcome: the rest is open
+    assert (m["open"] + m["stalled"] + m["reached_goal"] == per_lead).all()  # no won or lost outcome
+    o = funnel.outcomes(marketing, stages="aida", by="channel").set_index("channel").reindex(m.index)
+    assert m["stalled"].tolist() == o["stalled"].tolist() and m["open"].tolist() == o["open"].tolist()
     assert m["win_rate"].isna().all() and m["revenue"].isna().all()  # not 0% and 0: there is no won outcome
     assert any("no won outcome" in n for n in m.attrs["notes"])
     demo = fk.pipeline.metrics(fk.datasets.load_demo())

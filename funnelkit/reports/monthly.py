@@ -33,7 +33,11 @@ Definitions used by every monthly report
   amount of the leads won.  It is not :func:`funnelkit.funnel.outcomes`'
   ``win_rate`` (the funnel's estimate over matured leads of every month) nor
   its ``decided_win_rate`` (won / (won + lost + stalled) over all leads);
-  the report shows those beside it, labelled.
+  the report shows those beside it, labelled.  A stage set without a lost
+  outcome never marks a lead lost, so won / (won + lost) would be 100%: its
+  month's losses are the leads that *stalled* in the month (the horizon of
+  the step they sit at ran out: :func:`stalled_between`), shown as
+  "Stalled", and its win rate is of the leads *decided* in the month.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ __all__ = [
     "coverage_warnings",
     "MonthlyReport",
     "as_of_log",
+    "stalled_between",
     "closed_between",
     "data_fingerprint",
     "entered_between",
@@ -577,6 +582,68 @@ _COLUMNS = ["metric", "label", "kind", "value", "previous", "change", "change_pc
             "period", "previous_period"]
 
 
+def stalled_between(log: pd.DataFrame, start, end, *, stages: StageSet, as_of,
+                    by: str | None = None) -> pd.DataFrame:
+    """Leads that stalled in ``[start, end)``: for a stage set without a lost outcome, its losses.
+
+    A lead stalls when the horizon of the step it sits at runs out with no move and no outcome
+    (the funnel's rule: :func:`funnelkit.funnel.outcomes` counts it as *stalled*, its
+    ``in_flight`` is False), that is at the time it entered that step plus the step's horizon
+    (learned from the log as known at ``as_of``, as the funnel learns it).  A stage set with a
+    lost outcome marks its losses itself, and one without a won outcome has none to weigh them
+    against: no row for either.
+
+    Parameters
+    ----------
+    log : DataFrame
+        Canonical event log, as known at ``as_of``.
+    start, end : Timestamp
+        The window (``end`` excluded), in the log's zone.
+    stages : StageSet
+    as_of : Timestamp
+        When the leads' state is read (the report's as-of date).
+    by : str, optional
+        A segment column to keep beside each lead.
+
+    Returns
+    -------
+    DataFrame
+        Those leads' rows of :func:`funnelkit.funnel.lead_progress` as of
+        ``as_of`` (with ``by``) and ``stalled_at``.
+
+    Examples
+    --------
+    >>> import funnelkit as fk, pandas as pd
+    >>> log = fk.datasets.load_demo()
+    >>> no_lost = log[log["stage"].astype(str) != "lost"]
+    >>> ss = fk.StageSet("no lost", ["qualification", "meeting", "proposal", "close"], won="won")
+    >>> s = stalled_between(no_lost, pd.Timestamp("2025-06-01"), pd.Timestamp("2025-07-01"), stages=ss,
+    ...                     as_of=pd.Timestamp("2025-06-30 23:59:59"))
+    >>> bool(len(s) > 0 and s["stalled_at"].between("2025-06-01", "2025-07-01").all())
+    True
+    """
+    ss = stages
+    if ss.lost or ss.won is None or log.empty:
+        return pd.DataFrame(columns=[LEAD, "stalled_at", *([by] if by else [])])
+    prog = lead_progress(log, stages=ss, as_of=as_of, by=by)
+    hz = (prog.attrs.get("funnel") or {}).get("horizon") or {}
+    steps = list(ss.steps)
+    k = prog["steps_reached"].to_numpy(dtype=np.int64)
+    sitting = (prog["outcome"].astype(str) == "open").to_numpy() & (k >= 1) & (k < len(steps)) \
+        & ~prog["in_flight"].to_numpy(dtype=bool)
+    entered = pd.Series(pd.NaT, index=prog.index, dtype=prog[f"time_{steps[0]}"].dtype)
+    horizon = pd.Series(np.nan, index=prog.index)
+    for i, name in enumerate(steps[:-1]):
+        at = sitting & (k == i + 1)
+        entered[at] = prog.loc[at, f"time_{name}"]
+        horizon[at] = hz.get(name, np.nan)
+    stalled_at = entered + pd.to_timedelta(horizon, unit="D")
+    hit = sitting & (stalled_at >= start).to_numpy() & (stalled_at < end).to_numpy()
+    out = prog.loc[hit].copy()
+    out["stalled_at"] = stalled_at[hit]
+    return out.reset_index(drop=True)
+
+
 def _month_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) -> dict[str, dict]:
     """Leads entered, won, lost, win rate, revenue of one month (as known at ``stamp``)."""
     known = as_of_log(log, stamp)
@@ -593,12 +660,16 @@ def _month_numbers(log: pd.DataFrame, ss: StageSet, start, end, stamp, target) -
         won, lost = float(oc["won"]), float(oc["lost"])
         revenue = float(oc["won_amount"]) if has_amount else math.nan
         out["won"] = {"label": "Won", "kind": "count", "value": won}
-        out["lost"] = {"label": "Lost", "kind": "count", "value": lost}
+        if not ss.lost:  # nothing is ever marked lost: the leads that stalled in the month are its losses
+            lost = float(len(stalled_between(known, start, end, stages=ss, as_of=stamp)))
+        out["lost"] = {"label": "Lost" if ss.lost else "Stalled", "kind": "count", "value": lost}
         # won / (won + lost) of the leads closed in the month, with its Wilson interval: every one of
-        # them is decided, so funnel.outcomes' win_rate (a chain over matured leads) is not this number
+        # them is decided, so funnel.outcomes' win_rate (a chain over matured leads) is not this number;
+        # without a lost outcome, won / (won + stalled): won / won would be 100%
         decided = won + lost
         low, high = proportion_ci(won, decided)
-        out["win_rate"] = {"label": "Win rate of leads closed", "kind": "rate",
+        out["win_rate"] = {"label": "Win rate of leads closed" if ss.lost else "Win rate of leads decided",
+                           "kind": "rate",
                            "value": won / decided if decided else math.nan, "n": decided,
                            "ci_low": float(low), "ci_high": float(high)}
         out["revenue"] = {"label": "Revenue won", "kind": "money", "value": revenue}
@@ -716,7 +787,7 @@ def headline(
     out.attrs.update({
         "month": str(parse_month(month)), "as_of": str(stamp), "previous_month": str(parse_month(month) - 1),
         "previous_as_of": str(p_stamp), "segment": list(segment) if segment else None,
-        "target": float(target) if target else None, "stages": ss.name,
+        "target": float(target) if target else None, "stages": ss.name, "no_lost_outcome": not ss.lost,
     })
     return out
 
@@ -879,14 +950,17 @@ def headline_summary(h: pd.DataFrame, *, fmt=None, noun: str = "leads") -> str:
             sentence += f", bringing {f.money(val('revenue'))} in revenue{trend_('revenue')}"
         parts.append(sentence + ".")
         n = m.loc["win_rate", "n"]
+        no_lost = bool(h.attrs.get("no_lost_outcome"))
+        closed_words = ("decided (won, or stalled: not moved on within the horizon of its step, as nothing is "
+                        "marked lost)") if no_lost else "closed (won or lost)"
         if n and not math.isnan(n):
             parts.append(
-                f"Of the {f.count(n)} {noun} closed (won or lost) in the month, {f.rate(val('win_rate'))} were won "
+                f"Of the {f.count(n)} {noun} {closed_words} in the month, {f.rate(val('win_rate'))} were won "
                 f"(95% interval {f.rate(m.loc['win_rate', 'ci_low'])} to "
                 f"{f.rate(m.loc['win_rate', 'ci_high'])}){trend_('win_rate')}."
             )
         else:
-            parts.append(f"No {one} was closed (won or lost) in the month.")
+            parts.append(f"No {one} was {closed_words} in the month.")
     if "target_attainment" in m.index and not math.isnan(val("target_attainment")):
         parts.append(
             f"Revenue reached {f.rate(val('target_attainment'))} of the monthly target of "

@@ -41,7 +41,7 @@ from ..exceptions import FunnelkitError
 from ..tables import report_table
 from .cache import release_memory
 from .formatting import html_table, sparkline, yes_no
-from .monthly import MonthlyReport, data_fingerprint, headline_record, headline_summary
+from .monthly import MonthlyReport, as_of_log, data_fingerprint, headline_record, headline_summary, stalled_between
 from .notebook import HEADLINE_MIME, STATUS_MIME
 
 __all__ = [
@@ -680,11 +680,12 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
     r = row("win_rate")
     if r is not None:
         n = r["n"]
+        closed_word = "closed" if report.stages.lost else "decided (won or stalled)"
         if n and np.isfinite(n):
-            detail = (f"{f.count(h.loc['won', 'value'])} of {f.count(n)} closed; 95% CI "
+            detail = (f"{f.count(h.loc['won', 'value'])} of {f.count(n)} {closed_word}; 95% CI "
                       f"{f.interval(r['ci_low'], r['ci_high'], fmt=f.rate)}")
             small = n < SMALL_RATE
-            flag = f"small sample: {f.count(n)} closed" if small else ""
+            flag = f"small sample: {f.count(n)} {closed_word}" if small else ""
             if not small and np.isfinite(r["previous"]) and len(s) >= 2:
                 from ..stats import compare_proportions
 
@@ -695,13 +696,14 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
                         flag = f"change within chance (p = {_p_text(p[0], f)})"
             value = f.rate(r["value"])
         else:
-            detail, small, flag, value = f"no {report.one} closed", False, "", "–"
-        sp, _ = spark("win_rate", kind="rate", title="win rate of leads closed, per month")
+            detail, small, flag, value = f"no {report.one} {closed_word}", False, "", "–"
+        sp, _ = spark("win_rate", kind="rate", title=f"win rate of leads {closed_word.split()[0]}, per month")
         change = f"{f.points(r['change'])} vs {short_prev}" if np.isfinite(r["change"]) else ""
-        cards.append(_card("Win rate (closed this month)", value, detail=detail, change=change,
+        cards.append(_card(f"Win rate ({closed_word.split()[0]} this month)", value, detail=detail, change=change,
                            direction=int(np.sign(r["change"])) if np.isfinite(r["change"]) else 0,
                            flag=flag, small=small, spark=sp))
-        text.append(f"Win rate of {report.noun} closed: {value} ({'; '.join(x for x in (detail, change) if x)})"
+        text.append(f"Win rate of {report.noun} {closed_word.split()[0]}: {value} "
+                    f"({'; '.join(x for x in (detail, change) if x)})"
                     + (f" - {flag}" if flag else ""))
     # forecast for next month
     fc = report.next_month
@@ -1155,11 +1157,28 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
     if ss.won is None and not ss.lost:
         return note(f"Stage set {ss.name!r} has no won or lost outcomes, so there are no outcomes to report.")
     closed = report.closed
-    if closed.empty:
-        return note(f"No lead was won or lost in {report.month:%B %Y}.")
-    if by is not None and by not in closed.columns:
+    no_lost = not ss.lost  # nothing is marked lost: the leads that stalled in the month are its losses
+    stalled = (stalled_between(as_of_log(report.log, report.as_of), report.start, report.end, stages=ss,
+                               as_of=report.as_of, by=by if by in report.log.columns else None)
+               if no_lost else None)
+    if closed.empty and (stalled is None or stalled.empty):
+        return note(f"No lead was won or {'stalled' if no_lost else 'lost'} in {report.month:%B %Y}.")
+    if by is not None and by not in report.log.columns:
         return note(f"There is no column {by!r} in the data to break the outcomes down by.")
-    res = _funnel.outcomes(closed, stages=ss, by=by, stale_after=None)
+    res = _funnel.outcomes(closed if not closed.empty else report.log.iloc[:0], stages=ss, by=by, stale_after=None)
+    if no_lost:
+        per = stalled.groupby(by, observed=True, dropna=False).size() if by else pd.Series([len(stalled)])
+        if by:
+            keys = pd.Index(res[by]).append(pd.Index(per.index)).unique()
+            res = res.set_index(by).reindex(keys).reset_index()
+            res["won"] = res["won"].fillna(0)
+            if "won_amount" in res.columns:
+                res["won_amount"] = res["won_amount"].fillna(0.0)
+            res["lost"] = per.reindex(res[by]).fillna(0).to_numpy()
+        else:
+            if res.empty:
+                res = pd.DataFrame({"won": [0], "won_amount": [0.0]})
+            res["lost"] = float(len(stalled))
     decided = (res["won"] + res["lost"]).to_numpy(dtype=float)
     low, high = proportion_ci(res["won"].to_numpy(dtype=float), decided)
     rows = []
@@ -1171,11 +1190,14 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
         if report.has_amount:
             row.append(f.money(r["won_amount"]))
         rows.append(row)
-    cols = ([by] if by else []) + [f"{report.noun.capitalize()} closed", "Won", "Lost", "Win rate", "95% CI"] + (
+    cols = ([by] if by else []) + [f"{report.noun.capitalize()} {'decided' if no_lost else 'closed'}", "Won",
+                                   "Stalled" if no_lost else "Lost", "Win rate", "95% CI"] + (
         ["Revenue won"] if report.has_amount else [])
     num = list(range(1 if by else 0, len(cols)))
-    out = Section(html_table(rows, cols, numeric=num, caption=f"{report.noun.capitalize()} whose outcome came in "
-                                                              f"{report.month:%B %Y}"), "", res)
+    caption = (f"{report.noun.capitalize()} won or stalled in {report.month:%B %Y} (stage set {ss.name!r} has no lost "
+               "outcome: a lead that has not moved on within the horizon of its step is its loss)" if no_lost else
+               f"{report.noun.capitalize()} whose outcome came in {report.month:%B %Y}")
+    out = Section(html_table(rows, cols, numeric=num, caption=caption), "", res)
     try:
         every = _funnel.outcomes(report.log, stages=ss, as_of=report.as_of).iloc[0]
     except FunnelkitError:
@@ -1185,7 +1207,9 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
     lo, hi = proportion_ci(won, n)
     dec = every["won"] + every["lost"] + every["stalled"]
     rates = [
-        [f"Closed in {report.month:%B %Y}", f.rate(won / n) if n else "–", f.interval(lo, hi, fmt=f.rate),
+        [f"{'Decided' if no_lost else 'Closed'} in {report.month:%B %Y}", f.rate(won / n) if n else "–",
+         f.interval(lo, hi, fmt=f.rate),
+         f"won / (won + stalled) of the {f.count(n)} {report.noun} won or stalled in the month" if no_lost else
          f"won / (won + lost) of the {f.count(n)} {report.noun} whose outcome came in the month"],
         [f"Funnel estimate, all matured {report.noun}", f.rate(every["win_rate"]),
          f.interval(every["ci_low"], every["ci_high"], fmt=f.rate),
