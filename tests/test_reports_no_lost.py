@@ -99,3 +99,10 @@ def test_with_a_lost_outcome_the_month_is_unchanged():
     last = closed.sort_values("timestamp").groupby("lead_id")["stage"].last().astype(str)
     assert (h.loc["won", "value"], h.loc["lost", "value"]) == ((last == "won").sum(), (last == "lost").sum())
     assert np.isclose(h.loc["win_rate", "value"], (last == "won").mean())
+
+
+def test_the_movement_section_does_not_call_stalled_leads_reopened(june):
+    text = sections.waterfall(june).text
+    assert "decided again" not in text  # it said 118 of the 118 lost had been closed before and decided again
+    stalled = int(june.headline.set_index("metric").loc["lost", "value"])
+    assert f"the {stalled:,} deals that stalled in the month" in text.replace("leads", "deals")

@@ -1355,7 +1355,7 @@ def waterfall(report: MonthlyReport) -> Section:
             f"{f.count(n.loc['end', 'leads'])} on {report.as_of:%Y-%m-%d}: {f.count(n.loc['entered', 'leads'])} "
             f"entered, {f.count(n.loc['won', 'leads'])} were won and {f.count(n.loc['lost', 'leads'])} lost; "
             f"of those open at the start, {f.count(n.loc['advanced', 'leads'])} moved on a stage.")
-    text += _reopened_words(report, n)
+    text += _reopened_words(report, n) + _stalled_words(report)
     money = partial(f.money, compact=True)
     charts = [_chart(lambda ax: waterfall_chart(mv, metric="leads", noun=report.noun, numbers=f,
                                                 title=f"Open {report.noun}, {report.month:%B %Y}", ax=ax),
@@ -1382,6 +1382,8 @@ def _reopened_words(report: MonthlyReport, n: pd.DataFrame) -> str:
     for metric, verb in (("won", "won"), ("lost", "lost")):
         if metric not in h.index or not np.isfinite(h.loc[metric, "value"]):
             continue
+        if metric == "lost" and not report.stages.lost:  # the headline's losses are stalled leads, still open
+            continue
         extra = int(round(h.loc[metric, "value"] - n.loc[metric, "leads"]))
         if extra > 0:
             parts.append(f"{f.count(extra)} of the {f.count(h.loc[metric, 'value'])} {report.noun} {verb} in the month")
@@ -1389,6 +1391,16 @@ def _reopened_words(report: MonthlyReport, n: pd.DataFrame) -> str:
         return ""
     return (f" The outcomes count more: {' and '.join(parts)} had been closed before the month began and were "
             f"decided again (e.g. resubmitted after a rejection), so they were not in the open pipeline.")
+
+
+def _stalled_words(report: MonthlyReport) -> str:
+    """A stage set without a lost outcome: its month's losses (stalled leads) stay in the open waterfall."""
+    h = report.headline.set_index("metric")
+    if report.stages.lost or "lost" not in h.index or not np.isfinite(h.loc["lost", "value"]):
+        return ""
+    k = h.loc["lost", "value"]
+    return (f" Nothing is marked lost in this stage set: the {report.fmt.count(k)} {report.noun} that stalled in "
+            "the month (the headline's losses) are still open here; the pipeline above shows them as long-dead.")
 
 
 def followups(report: MonthlyReport, *, top: int = 20) -> Section:
