@@ -106,3 +106,23 @@ def test_the_movement_section_does_not_call_stalled_leads_reopened(june):
     assert "decided again" not in text  # it said 118 of the 118 lost had been closed before and decided again
     stalled = int(june.headline.set_index("metric").loc["lost", "value"])
     assert f"the {stalled:,} deals that stalled in the month" in text.replace("leads", "deals")
+
+
+def test_a_month_with_no_loss_marked_says_why_it_reads_100_percent():
+    """Road fines are sent for credit collection in yearly batches: 11 of 12 months of 2009 read 100%."""
+    log = fk.datasets.load_demo()
+    lost = log["stage"].astype(str) == "lost"
+    in_march = (log["timestamp"] >= "2025-03-01") & (log["timestamp"] < "2025-04-01")
+    batched = log[~lost | in_march].reset_index(drop=True)  # losses marked in March only
+    rep = reports.MonthlyReport.prepare(batched, stages="pipeline4", month="2025-06", check_months=0)
+    h = rep.headline.set_index("metric")
+    assert h.loc["lost", "value"] == 0 and h.loc["win_rate", "value"] == 1.0
+    s = rep.series.dropna(subset=["won", "lost"])
+    quiet = int(((s["lost"] == 0) & (s["won"] > 0)).sum())
+    assert 3 <= quiet < len(s)
+    card = sections.headline(rep).text
+    assert (f"100% because no lead was marked lost this month: {quiet} of the last {len(s)} months had none, "
+            "so losses here are marked in batches") in card
+    assert "100% by construction" in monthly.headline_summary(rep.headline)
+    normal = sections.headline(reports.MonthlyReport.prepare("demo", month="2025-09", check_months=0)).text
+    assert "marked lost" not in normal and "by construction" not in normal

@@ -959,6 +959,9 @@ def headline_summary(h: pd.DataFrame, *, fmt=None, noun: str = "leads") -> str:
                 f"(95% interval {f.rate(m.loc['win_rate', 'ci_low'])} to "
                 f"{f.rate(m.loc['win_rate', 'ci_high'])}){trend_('win_rate')}."
             )
+            if not no_lost and val("lost") == 0 and val("won") > 0:  # e.g. losses marked in yearly batches
+                parts.append(f"No {one} was marked lost in the month, so that rate is 100% by construction; the "
+                             "funnel's estimate over matured leads is in the outcomes section.")
         else:
             parts.append(f"No {one} was {closed_words} in the month.")
     if "target_attainment" in m.index and not math.isnan(val("target_attainment")):

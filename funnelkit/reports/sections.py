@@ -617,6 +617,22 @@ def _card(label: str, value: str, *, change: str = "", direction: int = 0, detai
             f"{change_html}{flag_html}{spark}</div>")
 
 
+def _none_marked_lost(report: MonthlyReport) -> str:
+    """The flag of a month whose closed leads were all won because none was marked lost, on a
+    stage set that has a lost outcome ("" otherwise): the road fines are sent for credit
+    collection in yearly batches, so 11 of 12 months of 2009 read "100%".  Without a lost
+    outcome the month's losses are its stalled leads (:func:`~.monthly.stalled_between`)."""
+    h = report.headline.set_index("metric")
+    if not report.stages.lost or "lost" not in h.index or h.loc["lost", "value"] != 0 \
+            or not h.loc["won", "value"] > 0:
+        return ""
+    s = report.series.dropna(subset=["won", "lost"])
+    quiet = int(((s["lost"] == 0) & (s["won"] > 0)).sum())
+    batches = (f": {quiet} of the last {len(s)} months had none, so losses here are marked in batches"
+               if 3 <= quiet < len(s) else f", nor in any of the last {len(s)} months" if quiet >= 3 else "")
+    return f"100% because no {report.one} was marked lost this month{batches}"
+
+
 def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
     """The headline cards' markup and their text."""
     f = report.fmt
@@ -694,6 +710,9 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
                     p, _ = compare_proportions([h.loc["won", "value"]], [n], [pw], [pn])
                     if np.isfinite(p[0]) and p[0] >= 0.05:
                         flag = f"change within chance (p = {_p_text(p[0], f)})"
+            none_lost = _none_marked_lost(report)
+            if none_lost:  # 100% by construction: say so before anything else
+                flag = none_lost
             value = f.rate(r["value"])
         else:
             detail, small, flag, value = f"no {report.one} {closed_word}", False, "", "–"
