@@ -126,3 +126,16 @@ def test_a_month_with_no_loss_marked_says_why_it_reads_100_percent():
     assert "100% by construction" in monthly.headline_summary(rep.headline)
     normal = sections.headline(reports.MonthlyReport.prepare("demo", month="2025-09", check_months=0)).text
     assert "marked lost" not in normal and "by construction" not in normal
+
+
+def test_the_outcomes_section_says_why_the_month_reads_100_percent():
+    log = fk.datasets.load_demo()
+    lost = log["stage"].astype(str) == "lost"
+    in_march = (log["timestamp"] >= "2025-03-01") & (log["timestamp"] < "2025-04-01")
+    rep = reports.MonthlyReport.prepare(log[~lost | in_march].reset_index(drop=True), stages="pipeline4",
+                                        month="2025-06", check_months=0)
+    text = sections.outcomes(rep).text
+    assert "Closed in June 2025: 100.0%" in text
+    assert "100% because no lead was marked lost this month" in sections.outcomes(rep).html
+    plain = sections.outcomes(reports.MonthlyReport.prepare("demo", month="2025-09", check_months=0)).html
+    assert "marked lost" not in plain

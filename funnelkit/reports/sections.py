@@ -1229,7 +1229,8 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
         [f"{'Decided' if no_lost else 'Closed'} in {report.month:%B %Y}", f.rate(won / n) if n else "–",
          f.interval(lo, hi, fmt=f.rate),
          f"won / (won + stalled) of the {f.count(n)} {report.noun} won or stalled in the month" if no_lost else
-         f"won / (won + lost) of the {f.count(n)} {report.noun} whose outcome came in the month"],
+         f"won / (won + lost) of the {f.count(n)} {report.noun} whose outcome came in the month"
+         + (f" ({none_lost})" if (none_lost := _none_marked_lost(report)) else "")],
         [f"Funnel estimate, all matured {report.noun}", f.rate(every["win_rate"]),
          f.interval(every["ci_low"], every["ci_high"], fmt=f.rate),
          f"the chance a new {report.one} is eventually won: the product of the step conversions over matured "
