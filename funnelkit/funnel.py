@@ -188,6 +188,15 @@ def _goal_is_last_stage(ss: StageSet) -> bool:
     return ss.won is None and len(ss.steps) > 1
 
 
+def _stalled_rows(prog: pd.DataFrame, ss: StageSet) -> np.ndarray:
+    """Rows of a :func:`lead_progress` table that have *stalled*: known at a step short of the
+    last, no outcome, and not moved on within that step's horizon (``in_flight`` False); the
+    rule :func:`outcomes` applies to its journeys, for views built on the per-lead table."""
+    k = prog["steps_reached"].to_numpy()
+    return ((prog["outcome"].astype(str) == "open").to_numpy() & ~prog["in_flight"].to_numpy(dtype=bool)
+            & (k >= 1) & (k < len(ss.steps)))
+
+
 def _milestone_log(log: pd.DataFrame, sss: SegmentStageSets, lead: str, stage: str, time: str) -> pd.DataFrame:
     """The log with every stage relabelled as the milestone it is in its lead's own set."""
     out = np.empty(len(log), dtype=object)

@@ -67,7 +67,7 @@ from .data import (
     stage_order,
 )
 from .exceptions import DataWarning, InvalidEventLogError, PipelineError, Problem
-from .funnel import _goal_is_last_stage, resolve_stages
+from .funnel import _goal_is_last_stage, _stalled_rows, resolve_stages
 from .stages import LOST_ORDER, StageSet
 
 __all__ = [
@@ -2298,13 +2298,6 @@ def drilldown(
 # ---------------------------------------------------------------------------
 # reps, metrics, velocity, coverage
 # ---------------------------------------------------------------------------
-def _stalled(lt: pd.DataFrame, ss: StageSet) -> np.ndarray:
-    """Leads of a :func:`_lead_table` with no outcome that have not moved on within the horizon of
-    the step they sit at (short of the last): the funnel's *stalled* (:func:`funnelkit.funnel.outcomes`)."""
-    return ((lt["outcome"].astype(str) == "open").to_numpy() & ~lt["in_flight"].to_numpy(dtype=bool)
-            & (lt["steps_reached"].to_numpy() < len(ss.steps)))
-
-
 def _lead_table(
     log: pd.DataFrame,
     ss: StageSet,
@@ -2414,7 +2407,7 @@ def rep_performance(
     # an open lead past its step's horizon has stalled: it counts against the
     # rep like a loss (the funnel's rule), so a stage set without a lost
     # outcome does not give every rep 100%
-    stalled = pd.Series(_stalled(lt, ss), index=lt.index)
+    stalled = pd.Series(_stalled_rows(lt, ss), index=lt.index)
     won_amt = lt[AMOUNT].where(oc == "won") if AMOUNT in lt.columns else pd.Series(np.nan, index=lt.index)
     work = pd.DataFrame(
         {
@@ -2624,7 +2617,7 @@ def metrics(
     work["lost"] = (oc == "lost").astype(np.int64)
     goal = _goal_is_last_stage(ss)  # no won outcome: a lead at the last stage reached the goal, not open
     at_goal = lt[f"reached_{ss.steps[-1]}"].to_numpy(dtype=bool) & (oc == "open") if goal else np.zeros(len(lt), bool)
-    stalled = _stalled(lt, ss) if not ss.lost else np.zeros(len(lt), dtype=bool)
+    stalled = _stalled_rows(lt, ss) if not ss.lost else np.zeros(len(lt), dtype=bool)
     work["stalled"] = stalled.astype(np.int64)
     work["open"] = ((oc == "open") & ~at_goal & ~stalled).astype(np.int64)
     work["reached_goal"] = at_goal.astype(np.int64)
@@ -2753,7 +2746,7 @@ def velocity(
     oc = lt["outcome"].astype(str).to_numpy()
     closed = (oc != "open") & reached_q
     # no lost outcome: the stalled leads are the losses (won / closed would be 100%), not opportunities
-    dead = _stalled(lt, ss) if not ss.lost else np.zeros(len(lt), dtype=bool)
+    dead = _stalled_rows(lt, ss) if not ss.lost else np.zeros(len(lt), dtype=bool)
     stalled = dead & reached_q
     if lookback_days is not None:
         lo = pd.Timestamp(int(T)) - pd.Timedelta(days=float(lookback_days))

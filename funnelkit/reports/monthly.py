@@ -70,7 +70,7 @@ from ..data import (
     validate_events,
 )
 from ..exceptions import ReportError
-from ..funnel import conversion, lead_progress, leaks, outcomes, resolve_stages, trend
+from ..funnel import _stalled_rows, conversion, lead_progress, leaks, outcomes, resolve_stages, trend
 from ..stages import StageSet, get_stage_set
 from ..stats import proportion_ci
 from .formatting import NumberFormat
@@ -629,8 +629,7 @@ def stalled_between(log: pd.DataFrame, start, end, *, stages: StageSet, as_of,
     hz = (prog.attrs.get("funnel") or {}).get("horizon") or {}
     steps = list(ss.steps)
     k = prog["steps_reached"].to_numpy(dtype=np.int64)
-    sitting = (prog["outcome"].astype(str) == "open").to_numpy() & (k >= 1) & (k < len(steps)) \
-        & ~prog["in_flight"].to_numpy(dtype=bool)
+    sitting = _stalled_rows(prog, ss)
     entered = pd.Series(pd.NaT, index=prog.index, dtype=prog[f"time_{steps[0]}"].dtype)
     horizon = pd.Series(np.nan, index=prog.index)
     for i, name in enumerate(steps[:-1]):

@@ -1175,15 +1175,14 @@ def outcomes(report: MonthlyReport, *, by: str | None = None) -> Section:
     ss = report.stages
     if ss.won is None and not ss.lost:
         return note(f"Stage set {ss.name!r} has no won or lost outcomes, so there are no outcomes to report.")
+    if by is not None and by not in report.log.columns:
+        return note(f"There is no column {by!r} in the data to break the outcomes down by.")
     closed = report.closed
     no_lost = not ss.lost  # nothing is marked lost: the leads that stalled in the month are its losses
     stalled = (stalled_between(as_of_log(report.log, report.as_of), report.start, report.end, stages=ss,
-                               as_of=report.as_of, by=by if by in report.log.columns else None)
-               if no_lost else None)
+                               as_of=report.as_of, by=by) if no_lost else None)
     if closed.empty and (stalled is None or stalled.empty):
         return note(f"No lead was won or {'stalled' if no_lost else 'lost'} in {report.month:%B %Y}.")
-    if by is not None and by not in report.log.columns:
-        return note(f"There is no column {by!r} in the data to break the outcomes down by.")
     res = _funnel.outcomes(closed if not closed.empty else report.log.iloc[:0], stages=ss, by=by, stale_after=None)
     if no_lost:
         per = stalled.groupby(by, observed=True, dropna=False).size() if by else pd.Series([len(stalled)])
