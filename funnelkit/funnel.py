@@ -188,6 +188,12 @@ def _goal_is_last_stage(ss: StageSet) -> bool:
     return ss.won is None and len(ss.steps) > 1
 
 
+def _ends_at_goal(ss: StageSet) -> bool:
+    """The set's last step closes a lead: its won outcome, or the goal of a set without one
+    (:func:`_goal_is_last_stage`).  A lead there is no longer in the pipeline."""
+    return ss.won is not None or _goal_is_last_stage(ss)
+
+
 def _stalled_rows(prog: pd.DataFrame, ss: StageSet) -> np.ndarray:
     """Rows of a :func:`lead_progress` table that have *stalled*: known at a step short of the
     last, no outcome, and not moved on within that step's horizon (``in_flight`` False); the

@@ -67,7 +67,7 @@ from .data import (
     stage_order,
 )
 from .exceptions import DataWarning, InvalidEventLogError, PipelineError, Problem
-from .funnel import _goal_is_last_stage, _stalled_rows, resolve_stages
+from .funnel import _ends_at_goal, _goal_is_last_stage, _stalled_rows, resolve_stages
 from .stages import LOST_ORDER, StageSet
 
 __all__ = [
@@ -183,7 +183,7 @@ def _events(log: pd.DataFrame, stages, *, lead: str, stage: str, time: str) -> _
     idx = np.arange(codes.size) if in_order else np.lexsort((sort_key, t, codes))
     order = order[idx]
     m = len(ss.steps)
-    is_won = (order == m - 1) & (ss.won is not None)
+    is_won = (order == m - 1) & _ends_at_goal(ss)  # the goal of a set without a won outcome closes a lead too
     is_lost = order == LOST_ORDER
     return _Events(
         ss=ss,
@@ -295,7 +295,10 @@ def snapshot(
                               events: entry time or age is a lower bound),
                               ``after_close`` (events after its outcome)
         ``outcome``           ``open``, ``won`` or ``lost`` (only with
-                              ``include_closed=True``)
+                              ``include_closed=True``); in a stage set
+                              without a won outcome, a lead that reached
+                              its last stage (the funnel's goal) is closed
+                              as ``won``, and not in the open pipeline
         ``closed_at``         time of the outcome (only with
                               ``include_closed=True``)
         ====================  ==================================================
@@ -498,7 +501,7 @@ def _snapshot_events(log: pd.DataFrame, ss: StageSet, *, lead: str, stage: str, 
     t, unit = funnel._event_times(log, time)
     lc, lead_ids = funnel._lead_codes(log, lead)
     order_of = np.array([ss.order(x) for x in labels], dtype=np.int8)
-    is_won_of = (order_of == len(ss.steps) - 1) & (ss.won is not None)
+    is_won_of = (order_of == len(ss.steps) - 1) & _ends_at_goal(ss)
     key_of = np.where(order_of == LOST_ORDER, np.iinfo(np.int8).max, order_of).astype(np.int8)
     idx = funnel._sorted_index(lc, t, key_of[lab])
     if idx is not None:
@@ -857,7 +860,7 @@ def durations(
     lc, lead_ids = funnel._lead_codes(log, lead)
     n_leads = len(lead_ids)
     order_of = np.array([ss.order(x) for x in labels], dtype=np.int64)
-    is_won_of = (order_of == len(ss.steps) - 1) & (ss.won is not None)
+    is_won_of = (order_of == len(ss.steps) - 1) & _ends_at_goal(ss)
     is_step_of = (order_of >= 0) & ~is_won_of
     is_outcome_of = is_won_of | (order_of == LOST_ORDER)
     sort_key_of = np.where(order_of == LOST_ORDER, np.iinfo(np.int16).max, order_of).astype(np.int16)
@@ -1179,7 +1182,8 @@ def lead_cycle(
     log : DataFrame
     start, end : str
         Stage or outcome names (default: the first stage, and the ``won``
-        outcome: the sales cycle of won deals).
+        outcome: the sales cycle of won deals; without a won outcome, the
+        last stage, the funnel's goal).
     stages, segments, lead, stage, time, amount
         As in :func:`snapshot`.
 
@@ -1205,11 +1209,11 @@ def lead_cycle(
     segs = _segment_cols(log, segments, exclude=[lead, stage, time, amount or ""])
     start = ss.steps[0] if start is None else start
     if end is None:
-        if ss.won is None:
+        if not _ends_at_goal(ss):
             raise PipelineError(
                 f"stage set {ss.name!r} has no won outcome; pass end= (a stage name)."
             )
-        end = ss.won
+        end = ss.won if ss.won is not None else ss.steps[-1]  # a set without a won outcome: its goal
     labels = list(ss.labels)
     codes = []
     for name, val in (("start", start), ("end", end)):
@@ -2047,7 +2051,9 @@ def movement(
     * ``entered`` (in): leads new since ``start`` (including those already
       closed by ``end``), value as of ``end``;
     * ``won``, ``lost`` (out): leads closed between the dates (open at
-      ``start`` or new), value as of ``end``;
+      ``start`` or new), value as of ``end``; in a stage set without a won
+      outcome, ``won`` counts the leads that reached its last stage (the
+      funnel's goal, which closes a lead here as in :func:`snapshot`);
     * ``value_change`` (change): change in the amounts of leads open at
       ``start`` (0 leads);
     * ``end`` (level): leads open at ``end`` and their value.
