@@ -139,3 +139,34 @@ def test_the_outcomes_section_says_why_the_month_reads_100_percent():
     assert "100% because no lead was marked lost this month" in sections.outcomes(rep).html
     plain = sections.outcomes(reports.MonthlyReport.prepare("demo", month="2025-09", check_months=0)).html
     assert "marked lost" not in plain
+
+
+def test_the_batch_index_flags_a_100_percent_with_no_loss_marked(june):
+    """The index page showed the bare "100.0%" of such a month; it now says "none marked lost"."""
+    from funnelkit.reports import batch, index
+
+    log = fk.datasets.load_demo()
+    lost = log["stage"].astype(str) == "lost"
+    in_march = (log["timestamp"] >= "2025-03-01") & (log["timestamp"] < "2025-04-01")
+    batched = reports.MonthlyReport.prepare(log[~lost | in_march].reset_index(drop=True), stages="pipeline4",
+                                            month="2025-06", check_months=0)
+    normal = reports.MonthlyReport.prepare("demo", month="2025-09", check_months=0)
+
+    def note(rep):
+        rec = monthly.headline_record(rep.headline)
+        return batch._win_rate_note(rec, {m["metric"]: m for m in rec["metrics"]})
+
+    assert note(batched) == "none marked lost"
+    assert note(normal) == ""
+    assert note(june) == ""  # no lost outcome: the month's losses are its stalled leads, the rate is not 100%
+    status = pd.DataFrame([
+        {"split": "product", "value": "Starter", "status": "ok", "won": 17.0, "win_rate": 1.0,
+         "win_rate_change": 0.0, "html": "/r/Starter.html", "win_rate_note": "none marked lost"},
+        {"split": "product", "value": "Pro", "status": "ok", "won": 5.0, "win_rate": 0.5,
+         "win_rate_change": 0.0, "html": "/r/Pro.html", "win_rate_note": ""},
+    ], columns=reports.STATUS_COLUMNS)
+    page = index.index_html(status, folder="/r", title="T", month="2025-06", noun="deals")
+    assert page.count('<span class="flag">none marked lost</span>') == 1
+    assert "is 100% only because none of the deals was marked lost in the month" in page
+    quiet = index.index_html(status.iloc[1:], folder="/r", title="T", month="2025-06", noun="deals")
+    assert "none marked lost" not in quiet

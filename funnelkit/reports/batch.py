@@ -63,7 +63,7 @@ __all__ = ["LOCK_NAME", "STATUS_COLUMNS", "RunLockedError", "demo_plan", "run_de
 STATUS_COLUMNS = [
     "split", "value", "status", "leads_entered", "leads_entered_change", "won", "won_change",
     "revenue", "revenue_change", "win_rate", "win_rate_change", "target_attainment",
-    "seconds", "html", "notebook", "error", "warnings",
+    "seconds", "html", "notebook", "error", "warnings", "win_rate_note",
 ]
 _HEADLINE_FIELDS = ["leads_entered", "won", "revenue", "win_rate", "target_attainment"]
 #: The lock file of a month folder.
@@ -136,6 +136,7 @@ def _records(notebook: str | None) -> dict:
     if not rec:
         return out
     metrics = {m["metric"]: m for m in rec.get("metrics", [])}
+    out["win_rate_note"] = _win_rate_note(rec, metrics)
     for key in _HEADLINE_FIELDS:
         m = metrics.get(key)
         out[key] = math.nan if m is None or m.get("value") is None else float(m["value"])
@@ -143,6 +144,19 @@ def _records(notebook: str | None) -> dict:
             ch = None if m is None else m.get("change")
             out[f"{key}_change"] = math.nan if ch is None else float(ch)
     return out
+
+
+def _win_rate_note(rec: dict, metrics: dict) -> str:
+    """``"none marked lost"`` when the month's win rate is 100% only because no lead was marked
+    lost in it, on a stage set that has a lost outcome (the report's card says the same at
+    length: road fines are sent for credit collection in yearly batches); else ``""``."""
+    def value(key):
+        v = (metrics.get(key) or {}).get("value")
+        return math.nan if v is None else float(v)
+
+    if rec.get("no_lost_outcome") or not value("won") > 0 or value("lost") != 0:
+        return ""
+    return "none marked lost"
 
 
 @contextmanager
@@ -386,7 +400,9 @@ def run_plan(
         back from the executed notebook (``leads_entered``, ``won``,
         ``revenue``, ``win_rate`` and their ``*_change`` from the previous
         month, ``target_attainment``), ``seconds``, ``html``, ``notebook``
-        (paths), ``error`` and ``warnings``.  Statuses are checked against
+        (paths), ``error``, ``warnings`` and ``win_rate_note``
+        (``"none marked lost"`` when the win rate is 100% only because no
+        lead was marked lost in the month, else ``""``).  Statuses are checked against
         the disk at the end: a report that is not there is ``failed``.
         ``attrs`` holds ``index`` (path of index.html), ``folder``, ``month``,
         ``notes``, ``jobs`` and ``seconds`` (wall time).  The index and
@@ -587,8 +603,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     out = pd.DataFrame(rows).reindex(columns=STATUS_COLUMNS)
     for c in STATUS_COLUMNS[3:13]:
         out[c] = out[c].astype("float64")
-    out["warnings"] = pd.Series([w if isinstance(w, str) else "" for w in out["warnings"]], index=out.index,
-                                dtype=object)
+    for c in ("warnings", "win_rate_note"):
+        out[c] = pd.Series([w if isinstance(w, str) else "" for w in out[c]], index=out.index, dtype=object)
     return out
 
 

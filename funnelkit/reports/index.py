@@ -38,6 +38,7 @@ td.name a { font-weight: 600; }
 thead th { background: #f3f5f7; }
 .ok { color: #1a7f37; } .failed { color: #b42318; font-weight: bold; } .skipped, .kept { color: #555; }
 .warning { color: #9a6700; font-weight: bold; }
+.flag { color: #9a6700; font-size: .8rem; }
 .up { color: #1a7f37; } .down { color: #b42318; } .err { color: #b42318; font-size: .85rem; white-space: pre-wrap;
   overflow-wrap: anywhere; }
 .warn { background: #fff8c5; border-left: 3px solid #bf8700; color: #3b2e00; font-size: .85rem; padding: .2rem .5rem;
@@ -74,6 +75,13 @@ def _delta(v, kind: str = "count", fmt: NumberFormat | None = None) -> str:
     cls = "up" if v > 0 else ("down" if v < 0 else "")
     text = f.points(v) if kind == "rate" else f.signed_money(v, compact=True) if kind == "money" else f.signed(v)
     return f' <span class="{cls}">({html.escape(text)})</span>'
+
+
+def _win_rate_flag(note) -> str:
+    """The status table's ``win_rate_note`` under the rate ("none marked lost": 100% by construction)."""
+    if not isinstance(note, str) or not note:
+        return ""
+    return f'<br><span class="flag">{html.escape(note)}</span>'
 
 
 def _href(base: Path, target) -> str:
@@ -148,6 +156,7 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
     n_failed = int((status["status"] == "failed").sum()) if len(status) else 0
     n_ok = int(status["status"].isin(["ok", "warning", "skipped", "kept"]).sum()) if len(status) else 0
     n_warn = sum(isinstance(w, str) and bool(w) for w in status.get("warnings", []))
+    flagged = any(isinstance(w, str) and bool(w) for w in status.get("win_rate_note", []))
     head = (
         f"<h1>{html.escape(title)} — {html.escape(month)}</h1>"
         f'<p class="meta">{n_ok} report(s) ready'
@@ -159,7 +168,9 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
         + ".</p>"
         f'<p class="meta">{html.escape(new)}: {html.escape(noun)} whose first event was in the month. Won, revenue '
         f"and win rate: {html.escape(noun)} whose outcome came in the month. In brackets: the change from the previous "
-        "month. Status <em>warning</em>: read the report's warning before its numbers (e.g. the month is past "
+        "month." + (f" A win rate marked <em>none marked lost</em> is 100% only because none of the {html.escape(noun)} "
+                   "was marked lost in the month (losses marked in batches? the report's card says)." if flagged else "")
+        + " Status <em>warning</em>: read the report's warning before its numbers (e.g. the month is past "
         "the data's end). Status <em>skipped</em> or <em>kept</em>: the report was written by an earlier run.</p>"
     )
     if notes:
@@ -185,7 +196,8 @@ def index_html(status: pd.DataFrame, *, folder: str | Path, title: str, month: s
                     f"{_num(r.leads_entered, fmt=fmt)}{_delta(r.leads_entered_change, fmt=fmt)}",
                     f"{_num(r.won, fmt=fmt)}{_delta(r.won_change, fmt=fmt)}",
                     f"{_num(r.revenue, 'money', fmt)}{_delta(r.revenue_change, 'money', fmt)}",
-                    f"{_num(r.win_rate, 'rate', fmt)}{_delta(r.win_rate_change, 'rate', fmt)}",
+                    f"{_num(r.win_rate, 'rate', fmt)}{_delta(r.win_rate_change, 'rate', fmt)}"
+                    + _win_rate_flag(getattr(r, "win_rate_note", "")),
                     f"{_num(r.target_attainment, 'rate', fmt)}",
                 ]
                 cells = "".join(f'<td data-label="{html.escape(lab, quote=True)}"><span>{v}</span></td>'
