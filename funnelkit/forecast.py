@@ -1471,10 +1471,12 @@ def leads_needed(
         ``attrs["pipeline_valued_at_won_amounts"]`` is True),
         ``pipeline_probability`` (the open pipeline alone reaches the target),
         ``leads_needed`` (``NaN``: unreachable), ``expected_from_new``,
-        ``probability_reached`` (with that many leads), ``open_amount``,
-        ``pipeline_coverage`` (open amount / target; for a wins target, open
-        leads / target; NaN where no open lead has an amount) and
-        ``required_coverage`` (the same with the new leads' amounts added).
+        ``probability_reached`` (with that many leads), ``open_leads``,
+        ``open_amount`` (the known amounts of the open leads; NaN where none
+        has one), ``pipeline_coverage`` (open amount / target, NaN where no
+        open lead has an amount; for a wins target, open leads / target) and
+        ``required_coverage`` (the same with the new leads added: their
+        expected amounts, or their number for a wins target).
 
     Raises
     ------
@@ -1523,8 +1525,9 @@ def leads_needed(
                   lead=lead, stage=stage, time=time, amount=amount)
     unvalued = revenue and bool(_no_amount(fc.total).iloc[0])  # no open lead has an amount
     x = fc.draws_.groupby("draw")["wins" if unvalued or not revenue else "revenue"].sum().to_numpy(dtype=float)
-    open_amount = np.nan if unvalued else float(fc.total["open_amount"].iloc[0] if revenue
-                                                 else fc.total["open_leads"].iloc[0])
+    open_leads = int(fc.total["open_leads"].iloc[0])
+    open_amount = np.nan if bool(_no_amount(fc.total).iloc[0]) else float(fc.total["open_amount"].iloc[0])
+    have = open_amount if revenue else float(open_leads)  # what the pipeline coverage counts
     del fc
     model = TransitionModel(n_samples=ns).fit(hist, stages=ss, by=by or None, as_of=T, lead=lead,
                                               stage=stage, time=time)
@@ -1606,9 +1609,10 @@ def leads_needed(
                 "leads_needed": N,
                 "expected_from_new": exp_new,
                 "probability_reached": reached,
+                "open_leads": open_leads,
                 "open_amount": open_amount,
-                "pipeline_coverage": open_amount / target,
-                "required_coverage": (open_amount + add) / target,
+                "pipeline_coverage": have / target,
+                "required_coverage": (have + add) / target,
             }
         )
 

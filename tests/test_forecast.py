@@ -379,3 +379,20 @@ def test_default_cutoffs_every_and_count(demo_log):
     assert len(c) == 3 and (c.diff().dropna() == pd.Timedelta(days=30)).all()
     last = demo_log["timestamp"].max()
     assert c.iloc[-1] + pd.Timedelta(days=60) <= last  # every horizon is observed
+
+
+def test_leads_needed_keeps_leads_and_money_apart(demo_log):
+    """A wins target's plan gave ``open_amount`` the number of open leads; it is the money now,
+    and ``open_leads`` the count, recounted from the snapshot."""
+    from funnelkit import pipeline
+
+    T = "2025-06-30"
+    snap = pipeline.snapshot(demo_log, as_of=T)
+    wins = F.leads_needed(demo_log, target_wins=40, as_of=T, period="90D", by=None, n_draws=200).iloc[0]
+    money = F.leads_needed(demo_log, target_revenue=2_000_000, as_of=T, period="90D", by=None,
+                           n_draws=200).iloc[0]
+    for r in (wins, money):
+        assert r["open_leads"] == len(snap)
+        assert r["open_amount"] == pytest.approx(snap["amount"].sum(), rel=1e-12)
+    assert wins["pipeline_coverage"] == pytest.approx(len(snap) / 40)
+    assert money["pipeline_coverage"] == pytest.approx(snap["amount"].sum() / 2_000_000)
