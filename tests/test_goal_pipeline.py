@@ -105,6 +105,25 @@ def report(tmp_path_factory, marketing):
                                  month="2025-10", noun="visitors", check_months=0)
 
 
+def test_report_counts_reaching_the_goal_as_won(report, marketing):
+    """The report of a funnel without a won outcome counts a visitor reaching its goal as won: its
+    headline had no wins, revenue, win rate or forecast ("not defined"), while its pipeline
+    called the buyers open.  Won and revenue recounted from the raw events."""
+    assert report.goal_won and report.stages.won == "action" and report.stages.steps == ("awareness", "interest",
+                                                                                          "desire", "action")
+    email = marketing.loc[marketing["channel"] == "email"]
+    bought = email.loc[(email["stage"] == "action") & (email["timestamp"] >= "2025-10-01")
+                       & (email["timestamp"] < "2025-11-01")]
+    h = report.headline.set_index("metric")["value"]
+    assert h["won"] == bought["lead_id"].nunique() > 0
+    assert h["revenue"] == pytest.approx(bought["amount"].sum(), rel=1e-12)
+    assert h["win_rate"] == pytest.approx(h["won"] / (h["won"] + h["lost"]))  # decided: won or stalled
+    text = S.headline(report).text
+    assert "its last stage, action, is its goal, so a visitor reaching it counts as won here" in text
+    assert "not defined" not in text
+    assert "won or stalled" in S.outcomes(report).html
+
+
 def test_report_pipeline_and_movement_sections(report):
     log = report.log
     known, at_goal = _known_and_at_goal(log, report.as_of)
@@ -115,18 +134,33 @@ def test_report_pipeline_and_movement_sections(report):
     start = report.start - pd.Timedelta(1, "ns")
     k0, g0 = _known_and_at_goal(log, start)
     assert mv.startswith(f"Open visitors went from {len(k0 - g0):,} on {start:%Y-%m-%d} to "
-                         f"{len(known - at_goal):,} on 2025-10-31")
-    assert f"{len(at_goal - g0):,} reached action, the funnel's goal" in mv
-    assert "were won" not in mv
+                         f"{len(known - at_goal):,} on 2025-10-31: 0 entered, {len(at_goal - g0):,} were won")
 
 
-def test_report_bottleneck_names_the_goal(report):
+def test_report_bottleneck_says_when_a_stage_has_no_median(report):
     sec = S.bottleneck(report)
-    assert "that reached action" in sec.text and "won visitor" not in sec.text
+    assert "won visitor's cycle" in sec.text
     assert "–" not in sec.text  # a stage with no median says so in words, not a dash
     res = sec.data
     assert "action" not in set(res["stage"].astype(str))  # no time is spent "in" the goal
     assert np.isclose(res["won_share"].sum(), 1.0)
+    flagged = res.loc[res["bottleneck"]].iloc[0]
+    if np.isnan(flagged["median_days"]):
+        assert "has not left it" in sec.text or "have not left it" in sec.text
+
+
+def test_report_forecasts_reaching_the_goal(tmp_path, marketing):
+    from funnelkit import forecast as F
+
+    path = tmp_path / "events.csv"
+    marketing.to_csv(path, index=False)
+    rep = MonthlyReport.prepare(path, stages="aida", month="2025-10", noun="visitors", check_months=0)
+    text = S.forecast(rep).text
+    assert "needs a won outcome" not in text
+    horizon = pd.Timestamp("2025-11-30 23:59:59.999999999") - rep.as_of
+    total = F.forecast(rep.log, as_of=rep.as_of, horizon=horizon, stages=rep.stages, seed=0,
+                       new_leads=True).total.iloc[0]
+    assert f"about {total['expected_wins']:,.1f} wins" in text
 
 
 def test_web_funnel_snapshot_real_log(ecommerce_log):

@@ -208,6 +208,10 @@ def test_sections_say_why_when_input_is_missing():
     assert "No lead was won or lost" in sections.outcomes(rep).html
     marketing = fk.datasets.load_marketing_demo(n_visitors=1000)
     rep = reports.MonthlyReport.prepare(marketing, stages="aida", month="2025-03")
+    assert "visitors" not in sections.outcomes(rep).html and "won or stalled" in sections.outcomes(rep).html
+    assert "has no won outcome: its last stage, action, is its goal" in sections.headline(rep).html
+    milestone = fk.validate_events(marketing.assign(stage="awareness"), stages=fk.StageSet("one", ["awareness"]))
+    rep = reports.MonthlyReport.prepare(milestone, stages=fk.StageSet("one", ["awareness"]), month="2025-03")
     assert "no won or lost outcomes" in sections.outcomes(rep).html
     assert "has no won outcome" in sections.headline(rep).html
     assert "<table" in sections.table(pd.DataFrame({"rate": [0.5]})).html
@@ -255,8 +259,14 @@ def test_pipeline_and_forecast_sections_say_why_when_input_is_missing():
     assert "No revenue target was given" in sections.leads_needed(rep).text
     marketing = reports.MonthlyReport.prepare(fk.datasets.load_marketing_demo(n_visitors=1500), stages="aida",
                                               month="2025-03", revenue_target=1000)
-    assert "needs a won outcome" in sections.forecast(marketing).text
-    assert "needs a won outcome" in sections.leads_needed(marketing).text
+    assert "needs a won outcome" not in sections.forecast(marketing).text  # its goal counts as won
+    assert "needs a won outcome" not in sections.leads_needed(marketing).text
+    one = fk.StageSet("one", ["awareness"])
+    milestone = reports.MonthlyReport.prepare(
+        fk.validate_events(fk.datasets.load_marketing_demo(n_visitors=300).assign(stage="awareness"), stages=one),
+        stages=one, month="2025-03", revenue_target=1000)
+    assert "needs a won outcome" in sections.forecast(milestone).text
+    assert "needs a won outcome" in sections.leads_needed(milestone).text
     no_amount = reports.MonthlyReport.prepare(fk.datasets.load_demo().drop(columns="amount"), stages="pipeline4",
                                               month="2025-09", revenue_target=1000)
     assert "has no amounts" in sections.leads_needed(no_amount).text

@@ -70,7 +70,7 @@ from ..data import (
     validate_events,
 )
 from ..exceptions import ReportError
-from ..funnel import _stalled_rows, conversion, lead_progress, leaks, outcomes, resolve_stages, trend
+from ..funnel import _goal_is_last_stage, _stalled_rows, conversion, lead_progress, leaks, outcomes, resolve_stages, trend
 from ..stages import StageSet, get_stage_set
 from ..stats import proportion_ci
 from .formatting import NumberFormat
@@ -84,6 +84,7 @@ __all__ = [
     "MonthlyReport",
     "as_of_log",
     "stalled_between",
+    "goal_as_won",
     "closed_between",
     "data_fingerprint",
     "entered_between",
@@ -856,6 +857,21 @@ def _clean(v):
     return v
 
 
+def goal_as_won(ss: StageSet) -> StageSet:
+    """A stage set without a won outcome (a marketing or web funnel) with its last stage, its
+    goal, as the won outcome: the steps are the same, and a lead reaching the goal is won.
+
+    Examples
+    --------
+    >>> from funnelkit.stages import get_stage_set
+    >>> goal_as_won(get_stage_set("aida"))
+    <StageSet aida: awareness > interest > desire (won='action')>
+    """
+    return StageSet(ss.name, ss.stages[:-1], won=ss.stages[-1], lost=ss.lost, aliases=ss.aliases,
+                    description=ss.description, horizon_days=ss.horizon_days, infer_skipped=ss.infer_skipped,
+                    value=ss.value)
+
+
 def headline_record(h: pd.DataFrame) -> dict:
     """The headline table as a JSON-ready dict (NaN becomes ``None``).
 
@@ -1276,6 +1292,13 @@ class MonthlyReport:
     population : DataFrame or None
         Every lead's events (all segments), when the report read the data
         itself: the peers of :func:`segment_leaks`.
+    check_months : int
+        How many past month ends the forecast is replayed at.
+    goal_won : bool
+        The stage set had no won outcome (a web or marketing funnel) and
+        ``stages`` is it with its last stage, its goal, as the won outcome
+        (:func:`goal_as_won`): the report's wins, revenue, win rates and
+        forecast count leads reaching the goal, and its headline says so.
 
     Examples
     --------
@@ -1327,6 +1350,7 @@ class MonthlyReport:
     peers: pd.DataFrame | None = None
     population: pd.DataFrame | None = field(default=None, repr=False)
     check_months: int = CHECK_MONTHS
+    goal_won: bool = False
 
     @classmethod
     def prepare(
@@ -1423,6 +1447,9 @@ class MonthlyReport:
         load_warnings = list(dict.fromkeys(str(w.message) for w in caught))
         ss = resolve_stages(full, stages)
         notes = [_readable_note(n, ss) for n in str(full.attrs.get("funnelkit", "")).splitlines()]
+        goal_won = isinstance(ss, StageSet) and _goal_is_last_stage(ss)
+        if goal_won:  # a web or marketing funnel: reaching its goal is what its wins, revenue and forecast count
+            ss = goal_as_won(ss)
         log = full
         segment = None
         if segment_column:
@@ -1451,7 +1478,8 @@ class MonthlyReport:
         population = None if cache or segment is None else full
         report = cls(as_of_log(log, stamp), ss, period, start, end, stamp, segment, title, target, data,
                      params, notes, [], data_start, data_end, segment_start, fingerprint, fmt,
-                     str(noun or "leads"), dict(links or {}), peers, population, _check_months(check_months))
+                     str(noun or "leads"), dict(links or {}), peers, population, _check_months(check_months),
+                     goal_won)
         report.warnings.extend(coverage_warnings(period, stamp, data_start, data_end))
         report.warnings.extend(w for w in load_warnings if w not in report.warnings)
         from .cache import release_memory

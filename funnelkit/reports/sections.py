@@ -798,6 +798,10 @@ def headline(report: MonthlyReport) -> Section:
     if "won" not in set(h["metric"]):
         notes.append(f"Stage set {report.stages.name!r} has no won outcome: wins and revenue are not "
                      "defined; the funnel's last stage is its goal.")
+    elif report.goal_won:
+        notes.append(f"Stage set {report.stages.name!r} has no won outcome: its last stage, "
+                     f"{report.stages.won}, is its goal, so a {report.one} reaching it counts as won here"
+                     + (" and its amount there as revenue." if report.has_amount else "."))
     cards, card_text = _cards(report) if not report.log.empty else ("", [])
     rows = []
     for r in h.itertuples(index=False):
@@ -829,7 +833,7 @@ def headline(report: MonthlyReport) -> Section:
     record = headline_record(h)
     import json
 
-    return Section(body, "\n".join(card_text) + "\n" + summary, h,
+    return Section(body, "\n".join([*card_text, summary, *notes]), h,
                    {HEADLINE_MIME: json.loads(json.dumps(record))})
 
 
@@ -1370,12 +1374,9 @@ def waterfall(report: MonthlyReport) -> Section:
     except FunnelkitError as exc:
         return note(f"The month's movement could not be measured: {exc}")
     n = mv.set_index(mv["movement"].astype(str))
-    won_words = f"were won and {f.count(n.loc['lost', 'leads'])} lost"
-    if _funnel._goal_is_last_stage(report.stages):  # no won or lost outcome: the goal closes a lead
-        won_words = f"reached {report.stages.steps[-1]}, the funnel's goal"
     text = (f"Open {report.noun} went from {f.count(n.loc['start', 'leads'])} on {start:%Y-%m-%d} to "
             f"{f.count(n.loc['end', 'leads'])} on {report.as_of:%Y-%m-%d}: {f.count(n.loc['entered', 'leads'])} "
-            f"entered, {f.count(n.loc['won', 'leads'])} {won_words}; "
+            f"entered, {f.count(n.loc['won', 'leads'])} were won and {f.count(n.loc['lost', 'leads'])} lost; "
             f"of those open at the start, {f.count(n.loc['advanced', 'leads'])} moved on a stage.")
     text += _reopened_words(report, n) + _stalled_words(report)
     money = partial(f.money, compact=True)
@@ -1572,11 +1573,9 @@ def bottleneck(report: MonthlyReport) -> Section:
     if res.empty:
         return note("No lead has spent measurable time in a stage yet.")
     flagged = res.loc[res["bottleneck"].fillna(False).astype(bool)]
-    goal = report.stages.steps[-1] if _funnel._goal_is_last_stage(report.stages) else None
-    whose = f"the cycle of a {report.one} that reached {goal}" if goal else f"a won {report.one}'s cycle"
     if len(flagged):
         b = flagged.iloc[0]
-        share = f"the largest share of {whose} ({f.rate(b['won_share'], 0)})"
+        share = f"the largest share of a won {report.one}'s cycle ({f.rate(b['won_share'], 0)})"
         if pd.notna(b["median_days"]):
             text = (f"The bottleneck is {b['stage']}: {report.noun} spend a median of {f.days(b['median_days'])} "
                     f"days there (95% CI {f.days(b['median_ci_low'])} to {f.days(b['median_ci_high'])}), {share}.")
@@ -1591,9 +1590,8 @@ def bottleneck(report: MonthlyReport) -> Section:
                      f.interval(r.get("median_ci_low"), r.get("median_ci_high"), fmt=f.days),
                      f.days(r.get("p90_days")), f.days(r.get("won_mean_days")),
                      f.rate(r.get("won_share"), 0), yes_no(r.get("bottleneck"), yes="✓ bottleneck")])
-    won_many = f"{report.noun.capitalize()} that reached {goal}" if goal else f"Won {report.noun}"
-    cols = ["Stage", "Median days", "95% CI", "90th percentile (days)", f"{won_many}: mean days",
-            f"Share of {'their' if goal else 'a won'} cycle", ""]
+    cols = ["Stage", "Median days", "95% CI", "90th percentile (days)", f"Won {report.noun}: mean days",
+            "Share of a won cycle", ""]
     return _say(text) + Section(html_table(rows, cols, numeric=[1, 2, 3, 4, 5]), "", res)
 
 
