@@ -238,9 +238,13 @@ def test_runs_on_a_marketing_funnel_without_outcomes(tmp_path):
     assert "events for 1,500 leads" in run.stdout
     assert f"as of: {as_of}" in run.stdout
     assert "step conversion by channel" in run.stdout
-    assert "no won or lost outcome" in run.stdout
-    assert "No forecast: the stage set has no won outcome." in run.stdout
-    known = web.loc[web["seen_at"] < pd.Timestamp(as_of) + pd.Timedelta(days=1), "visitor"].nunique()
+    # no won outcome: its last stage, action, is its goal (it said "no outcomes to count" and "No forecast")
+    seen = web.loc[web["seen_at"] < pd.Timestamp(as_of) + pd.Timedelta(days=1)]
+    known = seen["visitor"].nunique()
+    bought = seen.loc[seen["step"] == "action", "visitor"].nunique()
+    assert f"Of {known:,} visitors: {bought:,} reached action, the funnel's goal, 0 lost" in run.stdout
+    assert "The stage set has no won outcome, so there is no win rate." in run.stdout
+    assert "No forecast" not in run.stdout and "should reach action (80% range" in run.stdout
     assert f"{known:,} visitors entered" in run.stdout  # only visitors known at the as-of date
 
 
