@@ -175,3 +175,62 @@ def test_auto_half_life_follows_a_falling_win_rate(n):
     assert abs(b_auto) < 0.6 * b_flat
     assert set(auto.table["half_life"].dropna()) <= {90.0}
     assert (auto.rolling_.groupby("cutoff")["half_life"].size() == 2).all()
+
+
+def _losses_in_march_only():
+    log = fk.datasets.load_demo()
+    lost = log["stage"].astype(str) == "lost"
+    in_march = (log["timestamp"] >= "2025-03-01") & (log["timestamp"] < "2025-04-01")
+    return log[~lost | in_march].reset_index(drop=True)
+
+
+def _first_outcomes(log):
+    out = log[log["stage"].astype(str).isin(["won", "lost"])].sort_values("timestamp")
+    return out.groupby("lead_id", observed=True).first()
+
+
+def test_win_rate_drift_does_not_read_batch_losses_as_drift():
+    """Road fines are sent for credit collection about once a year: at mid-2009 the drift sentence
+    said "131% above the 12-month rate" (100% of 1,445 against 43%) with no fine marked lost in
+    those 90 days.  The demo with its losses marked in March only, recounted with pandas."""
+    log = _losses_in_march_only()
+    first = _first_outcomes(log)
+    T = pd.Timestamp("2025-06-30 23:59:59.999999999")
+    recent = first[(first["timestamp"] > T - pd.Timedelta(days=90)) & (first["timestamp"] <= T)]
+    year = first[(first["timestamp"] > T - pd.Timedelta(days=365)) & (first["timestamp"] <= T)]
+    assert (recent["stage"] == "won").all()
+    d = F.win_rate_drift(log, as_of="2025-06-30")
+    assert not d.attrs["differs"]
+    n_lost = int((year["stage"] == "lost").sum())
+    assert d.attrs["sentence"] == (
+        f"win rate not compared: no lead was marked lost in the last 90 days ({len(recent):,} won), against "
+        f"{n_lost:,} earlier in the 12-month window: losses are marked in batches here, so the rate of a window "
+        "is 100% until the next batch.")
+    # the batch inside the recent window: its rate would read a fall in conversion
+    d = F.win_rate_drift(log, as_of="2025-04-30")
+    assert not d.attrs["differs"] and "months of the 12-month window had wins but no lead marked lost" in \
+        d.attrs["sentence"]
+    # losses marked every month: compared as before
+    plain = F.win_rate_drift(fk.datasets.load_demo(), as_of="2025-06-30")
+    assert plain.attrs["sentence"].startswith("win rate in the last 90 days")
+
+
+def test_the_report_says_when_the_win_rate_drifted():
+    """The forecast's drift sentence was in its notes only; the report's forecast section says it."""
+    from funnelkit.reports import MonthlyReport, sections
+
+    log = fk.datasets.load_demo()
+    late_win = (log["stage"].astype(str) == "won") & (log["timestamp"] >= "2025-07-01")
+    flip = late_win & (np.random.default_rng(0).random(len(log)) < 0.6)  # 60% of the last quarter's wins lost
+    log = log.assign(stage=log["stage"].astype(object).where(~flip, "lost"))
+    log = fk.validate_events(log, stages="pipeline4")
+    rep = MonthlyReport.prepare(log, stages="pipeline4", month="2025-09", check_months=0)
+    said = rep.next_month.drift_.attrs["sentence"]
+    assert rep.next_month.drift_.attrs["differs"] and "below the 12-month rate" in said
+    first = _first_outcomes(log)
+    T = rep.as_of
+    recent = first[(first["timestamp"] > T - pd.Timedelta(days=90)) & (first["timestamp"] <= T)]
+    assert f"of {len(recent):,} decided leads" in said
+    assert said[:1].upper() + said[1:] in sections.forecast(rep).text
+    plain = MonthlyReport.prepare("demo", month="2025-09", check_months=0)
+    assert "Win rate in the last" not in sections.forecast(plain).text

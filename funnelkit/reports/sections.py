@@ -1651,6 +1651,10 @@ def forecast(report: MonthlyReport) -> Section:
              + (" " + _split_words(report, t) if with_new else " " + _new_leads_words(report)))
     check_text, check_rows = _check_words(report, t, lvl, revenue_known)
     text += " " + check_text
+    drift = getattr(fc, "drift_", None)
+    if drift is not None and drift.attrs.get("differs"):  # the business changed: say it beside the forecast
+        said = str(drift.attrs["sentence"])
+        text += " " + said[:1].upper() + said[1:]
     if revenue_known and report.revenue_target:
         chart = _chart(lambda ax: target_chart(fc, target=report.revenue_target, quantity="revenue",
                                                title=f"{nxt:%B %Y}: P(reach target) = {f.rate(p_target, 0)}",
