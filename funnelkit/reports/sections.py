@@ -1474,8 +1474,10 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
         return f" (worth {f.money(amounts.fillna(0).sum())})"
 
     out = _h3(f"Went stale in {report.month:%B}: the Monday list")
-    text = (f"{f.count(new.sum())} open {report.noun} went stale in {report.month:%B %Y}{worth(new)}: they have "
-            f"sat in their stage longer than 90% of {report.noun} take there (learned from the data).")
+    n_new = int(new.sum())
+    text = (f"{f.count(n_new)} open {report.one if n_new == 1 else report.noun} went stale in {report.month:%B %Y}"
+            f"{worth(new)}: {'it has' if n_new == 1 else 'they have'} sat in {'its' if n_new == 1 else 'their'} "
+            f"stage longer than 90% of {report.noun} take there (learned from the data).")
     if older.any():
         text += (f" {f.count(older.sum())} more went stale before the month and are not long-dead yet"
                  f"{worth(older)}.")
