@@ -242,6 +242,8 @@ def test_pipeline_and_forecast_sections_show_the_package_numbers():
     total = forecast.forecast(rep.log, as_of=rep.as_of, horizon=horizon, seed=0, new_leads=True).total.iloc[0]
     text = sections.forecast(rep).text
     assert f"about {total['expected_wins']:,.1f} wins" in text and "October 2025" in text
+    assert total["open_pipeline_wins"] / total["open_leads"] < 0.5  # a sales pipeline: most of it closes later
+    assert "most of the open pipeline closes later or is lost" in text
     assert f"{total['expected_revenue']:,.0f} in revenue" in text and "target of 300,000" in text
     plan = forecast.leads_needed(rep.log, target_revenue=900000, as_of=rep.as_of, period="90D", by=None,
                                     seed=0).iloc[-1]

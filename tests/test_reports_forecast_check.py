@@ -135,6 +135,10 @@ def test_bpic2020_report_checks_its_forecast(shared_data, month):
     text = sections.forecast(rep).text
     f = rep.fmt
     assert f"{f.number(t['open_pipeline_wins'], 1)} are expected from the open declarations" in text
+    # a fast process: most of the open pipeline is won within the month, and the text says so
+    share = t["open_pipeline_wins"] / t["open_leads"]
+    assert share >= 0.5 and "most of the open pipeline closes later" not in text
+    assert f"{f.rate(share, 0)} of the open declarations are expected to be won by then" in text
     if month == "2018-10":
         assert t["level_factor"] > 1 and t["model_expected_wins"] < t["expected_wins"]
         assert f"wins are raised by {f.pct(t['level_factor'] - 1)}" in text

@@ -1648,8 +1648,12 @@ def forecast(report: MonthlyReport) -> Section:
             text += (f". The target of {f.money(target)} is {where}: the forecast covers "
                      f"{f.rate(t['expected_revenue'] / target, 0)} of it, and the chance to reach it is "
                      f"{f.rate(p_target, 0)}")
-    text += (f". Only what is expected to be won by {fc.horizon_end_:%Y-%m-%d} counts: most of the open pipeline "
-             "closes later or is lost, and long-dead leads are treated as stalled."
+    open_wins = float(t["open_pipeline_wins"] if with_new else t["expected_wins"])
+    share = open_wins / t["open_leads"] if t["open_leads"] > 0 else np.nan
+    later = ("most of the open pipeline closes later or is lost" if not share >= 0.5 else  # a fast process
+             f"{f.rate(share, 0)} of the open {report.noun} are expected to be won by then, the rest later or not at all")
+    text += (f". Only what is expected to be won by {fc.horizon_end_:%Y-%m-%d} counts: {later}, and long-dead "
+             "leads are treated as stalled."
              + (" " + _split_words(report, t) if with_new else " " + _new_leads_words(report)))
     check_text, check_rows = _check_words(report, t, lvl, revenue_known)
     text += " " + check_text
