@@ -243,7 +243,10 @@ def test_runs_on_a_marketing_funnel_without_outcomes(tmp_path):
     known = seen["visitor"].nunique()
     bought = seen.loc[seen["step"] == "action", "visitor"].nunique()
     assert f"Of {known:,} visitors: {bought:,} reached action, the funnel's goal, 0 lost" in run.stdout
-    assert "The stage set has no won outcome, so there is no win rate." in run.stdout
+    conv = fk.funnel.conversion(fk.validate_events(
+        web.rename(columns={"visitor": "lead_id", "step": "stage", "seen_at": "timestamp"}), stages="aida"),
+        as_of=as_of)["overall_conversion"].iloc[-1]
+    assert f"its rate is the funnel's conversion to action above, {conv:.1%}." in run.stdout
     assert "No forecast" not in run.stdout and "should reach action (80% range" in run.stdout
     assert f"{known:,} visitors entered" in run.stdout  # only visitors known at the as-of date
 
