@@ -154,7 +154,7 @@ def test_the_batch_index_flags_a_100_percent_with_no_loss_marked(june):
 
     def note(rep):
         rec = monthly.headline_record(rep.headline)
-        return batch._win_rate_note(rec, {m["metric"]: m for m in rec["metrics"]})
+        return batch._win_rate_note(rec)
 
     assert note(batched) == "none marked lost"
     assert note(normal) == ""

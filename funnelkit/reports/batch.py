@@ -136,7 +136,7 @@ def _records(notebook: str | None) -> dict:
     if not rec:
         return out
     metrics = {m["metric"]: m for m in rec.get("metrics", [])}
-    out["win_rate_note"] = _win_rate_note(rec, metrics)
+    out["win_rate_note"] = _win_rate_note(rec)
     for key in _HEADLINE_FIELDS:
         m = metrics.get(key)
         out[key] = math.nan if m is None or m.get("value") is None else float(m["value"])
@@ -146,17 +146,10 @@ def _records(notebook: str | None) -> dict:
     return out
 
 
-def _win_rate_note(rec: dict, metrics: dict) -> str:
+def _win_rate_note(rec: dict) -> str:
     """``"none marked lost"`` when the month's win rate is 100% only because no lead was marked
-    lost in it, on a stage set that has a lost outcome (the report's card says the same at
-    length: road fines are sent for credit collection in yearly batches); else ``""``."""
-    def value(key):
-        v = (metrics.get(key) or {}).get("value")
-        return math.nan if v is None else float(v)
-
-    if rec.get("no_lost_outcome") or not value("won") > 0 or value("lost") != 0:
-        return ""
-    return "none marked lost"
+    lost in it (the headline's ``none_marked_lost``; the report's card says why), else ``""``."""
+    return "none marked lost" if rec.get("none_marked_lost") else ""
 
 
 @contextmanager

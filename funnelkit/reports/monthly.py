@@ -748,7 +748,11 @@ def headline(
         when no month can be judged yet).  Won/lost/revenue rows are absent
         for a stage set without a ``won`` outcome; revenue is NaN without an
         ``amount`` column.  ``attrs`` holds ``month``, ``as_of``,
-        ``previous_month``, ``previous_as_of``, ``segment``, ``target``.
+        ``previous_month``, ``previous_as_of``, ``segment``, ``target``,
+        ``stages``, ``no_lost_outcome`` (the stage set has no lost outcome)
+        and ``none_marked_lost`` (it has one, and the month's closed leads
+        were all won because none was marked lost: its win rate is 100% by
+        construction).
 
     Examples
     --------
@@ -788,6 +792,9 @@ def headline(
         "month": str(parse_month(month)), "as_of": str(stamp), "previous_month": str(parse_month(month) - 1),
         "previous_as_of": str(p_stamp), "segment": list(segment) if segment else None,
         "target": float(target) if target else None, "stages": ss.name, "no_lost_outcome": not ss.lost,
+        # closed leads all won because none was marked lost (losses marked in batches): 100% by construction
+        "none_marked_lost": bool(ss.lost) and cur.get("lost", {}).get("value") == 0
+        and cur.get("won", {}).get("value", 0) > 0,
     })
     return out
 
@@ -974,7 +981,7 @@ def headline_summary(h: pd.DataFrame, *, fmt=None, noun: str = "leads") -> str:
                 f"(95% interval {f.rate(m.loc['win_rate', 'ci_low'])} to "
                 f"{f.rate(m.loc['win_rate', 'ci_high'])}){trend_('win_rate')}."
             )
-            if not no_lost and val("lost") == 0 and val("won") > 0:  # e.g. losses marked in yearly batches
+            if h.attrs.get("none_marked_lost"):  # e.g. losses marked in yearly batches
                 parts.append(f"No {one} was marked lost in the month, so that rate is 100% by construction; the "
                              "funnel's estimate over matured leads is in the outcomes section.")
         else:
