@@ -379,7 +379,8 @@ def main(argv=None) -> None:
                                 calendar=cal, new_leads=args.new_leads, **kw)
             problems += [] if args.new_leads else check(bt, log, spec["stages"], args.level)
             parts.append(bt.table.assign(seed=k))
-            drain_notes[name] = [n for n in bt.notes_ if "last new lead" in n] if len(seeds) == 1 else []
+            drain_notes[name] = [n for n in bt.notes_ if "last new lead" in n or "last won or lost" in n] \
+                if len(seeds) == 1 else []
             if args.save:
                 Path(args.save).mkdir(parents=True, exist_ok=True)
                 ss_ = F.resolve_stages(log, spec["stages"])

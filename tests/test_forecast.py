@@ -381,6 +381,32 @@ def test_default_cutoffs_every_and_count(demo_log):
     assert c.iloc[-1] + pd.Timedelta(days=60) <= last  # every horizon is observed
 
 
+def test_default_cutoffs_end_at_the_last_outcome(demo_log):
+    """A log whose outcomes stop before its last event (one stray event 200 days on, as in
+    BPIC 2020's requests for payment) is backtested where its horizons end by the last
+    outcome, and the notes say so; cutoffs given explicitly are kept."""
+    won_lost = demo_log["stage"].isin(["won", "lost"])
+    last_out = demo_log.loc[won_lost, "timestamp"].max()  # pandas, by hand
+    assert last_out >= demo_log["timestamp"].max() - pd.Timedelta(days=1)  # the demo's outcomes run to its end
+    open_lead = demo_log.groupby("lead_id").filter(lambda g: not g["stage"].isin(["won", "lost"]).any())["lead_id"]
+    stray = demo_log[demo_log["lead_id"] == open_lead.iloc[0]].tail(1).copy()
+    stray["timestamp"] = last_out + pd.Timedelta(days=200)
+    log = pd.concat([demo_log, stray], ignore_index=True)
+    kw = dict(every="30D", n_cutoffs=3, horizon="60D", n_draws=50, calibrate=False)
+    bt = F.backtest(log, **kw)
+    c = bt.table["cutoff"]
+    assert c.iloc[-1] + pd.Timedelta(days=60) <= last_out < c.iloc[-1] + pd.Timedelta(days=61)
+    assert list(c) == list(F.backtest(demo_log, **kw).table["cutoff"])
+    note = [n for n in bt.notes_ if "last won or lost outcome" in n]
+    assert note == [f"the log's last won or lost outcome is on {last_out:%Y-%m-%d}, 200 days before its last "
+                    f"event ({stray['timestamp'].iloc[0]:%Y-%m-%d}): the default cutoffs end where their horizon "
+                    "ends by that outcome, since the log does not say what was won after it (pass cutoffs= to "
+                    "score later ones)."]
+    late = F.backtest(log, cutoffs=[(last_out + pd.Timedelta(days=30)).date()], horizon="60D", n_draws=50,
+                      calibrate=False)
+    assert late.table["actual_wins"].tolist() == [0] and not any("last won or lost" in n for n in late.notes_)
+
+
 def test_leads_needed_keeps_leads_and_money_apart(demo_log):
     """A wins target's plan gave ``open_amount`` the number of open leads; it is the money now,
     and ``open_leads`` the count, recounted from the snapshot."""
