@@ -3023,7 +3023,8 @@ def _outcomes_end_note(log: pd.DataFrame, time: str, outcomes: pd.DataFrame, def
     last_out, last = _last_outcome(outcomes), log[time].max()
     if not default or pd.isna(last_out) or last - last_out < _DAY:
         return []
-    return [f"the log's last won or lost outcome is on {last_out:%Y-%m-%d}, {(last - last_out).days} days before "
+    days = (last - last_out).days
+    return [f"the log's last won or lost outcome is on {last_out:%Y-%m-%d}, {days} day{'s' * (days != 1)} before "
             f"its last event ({last:%Y-%m-%d}): the default cutoffs end where their horizon ends by that outcome, "
             "since the log does not say what was won after it (pass cutoffs= to score later ones)."]
 
