@@ -163,3 +163,21 @@ def test_check_months_zero_makes_no_past_forecast():
         reports.MonthlyReport.prepare("demo", month="2025-09", check_months=-1)
     with pytest.raises(ReportError, match="check_months"):
         reports.MonthlyReport.prepare("demo", month="2025-09", check_months=1.5)
+
+
+def test_a_log_whose_arrivals_stopped_says_no_new_lead_comes():
+    """An extract of the leads that started by a date (BPIC 2020 requests for payment after
+    2018-12-29): the forecast draws no new lead, and the report says none is expected and when the
+    last one entered, not that new leads "rarely close within a month"."""
+    log = fk.datasets.load_demo()
+    first = log.groupby("lead_id")["timestamp"].transform("min")
+    extract = log[first <= pd.Timestamp("2025-06-15")].reset_index(drop=True)
+    last = extract.groupby("lead_id")["timestamp"].min().max()  # pandas, by hand
+    rep = reports.MonthlyReport.prepare(extract, month="2025-09", stages="pipeline4")
+    t = rep.next_month.total.iloc[0]
+    assert t["new_leads"] == 0 and t["new_lead_wins"] == 0
+    assert t["open_pipeline_wins"] == pytest.approx(t["expected_wins"], rel=1e-12)
+    text = sections.forecast(rep).text
+    assert (f"All of it comes from the open leads ({rep.fmt.number(t['open_pipeline_wins'], 1)} wins): fewer than "
+            f"one new lead is expected to enter by then (the last one entered on {last:%Y-%m-%d}).") in text
+    assert "rarely close within a month" not in text

@@ -36,7 +36,7 @@ import pandas as pd
 
 from .. import funnel as _funnel
 from .. import pipeline as _pipeline
-from ..data import AMOUNT
+from ..data import AMOUNT, LEAD, TIME
 from ..exceptions import FunnelkitError
 from ..tables import report_table
 from .cache import release_memory
@@ -1765,6 +1765,13 @@ def _split_words(report: MonthlyReport, t: pd.Series) -> str:
     f = report.fmt
     total = float(t["expected_wins"])
     new = float(t["new_lead_wins"])
+    if float(t.get("new_leads", 0.0) or 0.0) < 0.5:  # none arrive: not "they rarely close within a month"
+        first = report.log.groupby(LEAD, observed=True)[TIME].min()
+        last = (f" (the last one entered on {first.max():%Y-%m-%d})" if len(first) and pd.notna(first.max())
+                else "")
+        return (f"All of it comes from the open {report.noun} ({f.number(t['open_pipeline_wins'], 1)} wins): "
+                f"fewer than one new {report.one} is "
+                f"expected to enter by then{last}.")
     if total <= 0 or new < 0.05 * total:
         return (f"Almost all of it comes from the open {report.noun} ({f.number(t['open_pipeline_wins'], 1)} wins): "
                 f"new {report.noun} rarely close within a month here ({f.number(new, 1)} expected wins).")
