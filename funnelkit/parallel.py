@@ -910,7 +910,7 @@ def _pipeline_run(what: str, run: _Run, kw: dict) -> pd.DataFrame:
     if what == "snapshot" and lo is not None:
         if T < lo:
             warnings.warn(
-                f"as_of={pipeline._ts(T)} is before the data starts ({pipeline._ts(lo)}): no lead existed yet, "
+                f"as_of={pipeline._when(T)} is before the data starts ({pipeline._when(lo)}): no lead existed yet, "
                 "the snapshot is empty.",
                 DataWarning,
                 stacklevel=4,
@@ -919,7 +919,7 @@ def _pipeline_run(what: str, run: _Run, kw: dict) -> pd.DataFrame:
         elif pipeline._ts(T).normalize() > pipeline._ts(hi).normalize():
             if T - hi > 7 * DAY_NS:
                 warnings.warn(
-                    f"as_of={pipeline._ts(T)} is more than a week after the data ends ({pipeline._ts(hi)}): the "
+                    f"as_of={pipeline._when(T)} is more than a week after the data ends ({pipeline._when(hi)}): the "
                     "snapshot shows the state at the data's end, with days in stage and ages counted "
                     "to as_of. Is the export up to date?",
                     DataWarning,

@@ -118,6 +118,15 @@ def _ts(v: np.int64 | int, tz=None) -> pd.Timestamp:
     return pd.Timestamp(int(v), unit="ns", tz="UTC").tz_convert(tz)
 
 
+def _when(v: np.int64 | int, tz=None) -> str:
+    """An as-of instant in words: ``2019-05-31 (end of day)`` for the last nanosecond of a day
+    (how a date is read), else to the second (not ``2019-05-31 23:59:59.999999999``)."""
+    t = _ts(v, tz)
+    if t == t.normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns"):
+        return f"{t:%Y-%m-%d} (end of day)"
+    return f"{t:%Y-%m-%d %H:%M:%S}"
+
+
 def _first_last(lc: np.ndarray, mask: np.ndarray, n_leads: int) -> tuple[np.ndarray, np.ndarray]:
     """First and last sorted position per lead among rows where ``mask`` (-1: none).
 
@@ -436,7 +445,7 @@ def _as_of_notes(T: np.int64, rng, tz, *, stacklevel: int) -> list[str]:
     notes: list[str] = []
     if rng is not None and T < rng[0]:
         warnings.warn(
-            f"as_of={_ts(T, tz)} is before the data starts ({_ts(rng[0], tz)}): no lead existed yet, the "
+            f"as_of={_when(T, tz)} is before the data starts ({_when(rng[0], tz)}): no lead existed yet, the "
             "snapshot is empty.",
             DataWarning,
             stacklevel=stacklevel,
@@ -447,7 +456,7 @@ def _as_of_notes(T: np.int64, rng, tz, *, stacklevel: int) -> list[str]:
         # more than a week suggests a stale export, and deserves a warning
         if T - rng[1] > 7 * DAY_NS:
             warnings.warn(
-                f"as_of={_ts(T, tz)} is more than a week after the data ends ({_ts(rng[1], tz)}): the "
+                f"as_of={_when(T, tz)} is more than a week after the data ends ({_when(rng[1], tz)}): the "
                 "snapshot shows the state at the data's end, with days in stage and ages counted "
                 "to as_of. Is the export up to date?",
                 DataWarning,

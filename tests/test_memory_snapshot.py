@@ -25,6 +25,7 @@ from funnelkit.pipeline import (
     _segment_cols,
     _to_time,
     _ts,
+    _when,
 )
 
 
@@ -40,7 +41,7 @@ def reference_snapshot(log, *, as_of=None, stages=None, include_closed=False, se
     notes: list[str] = []
     if rng is not None and T < rng[0]:
         warnings.warn(
-            f"as_of={_ts(T, tz)} is before the data starts ({_ts(rng[0], tz)}): no lead existed yet, the "
+            f"as_of={_when(T, tz)} is before the data starts ({_when(rng[0], tz)}): no lead existed yet, the "
             "snapshot is empty.",
             DataWarning,
             stacklevel=2,
@@ -51,7 +52,7 @@ def reference_snapshot(log, *, as_of=None, stages=None, include_closed=False, se
         # more than a week suggests a stale export, and deserves a warning
         if T - rng[1] > 7 * DAY_NS:
             warnings.warn(
-                f"as_of={_ts(T, tz)} is more than a week after the data ends ({_ts(rng[1], tz)}): the "
+                f"as_of={_when(T, tz)} is more than a week after the data ends ({_when(rng[1], tz)}): the "
                 "snapshot shows the state at the data's end, with days in stage and ages counted "
                 "to as_of. Is the export up to date?",
                 DataWarning,

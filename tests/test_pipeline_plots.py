@@ -112,3 +112,25 @@ def test_swimlane_maven_undated_leads(maven_log):
                     as_of=maven_log["timestamp"].max())
     assert len(ax.patches) == int(v["days"].notna().sum())
     assert int(v["days"].isna().sum()) == 15  # one undated Prospecting stay per lead
+
+
+def test_pipeline_board_says_one_lead_not_one_leads(snap):
+    """A stage holding a single open lead is labelled "1 lead" (BPIC 2020 requests for payment in
+    June 2019 read "1 requests · €1.1k")."""
+    one = snap.groupby(snap["stage"].astype(str), observed=True).head(1)  # one lead per stage
+    ax = pp.pipeline_board(one, noun="requests")
+    texts = [t.get_text().strip() for t in ax.texts]
+    assert len(texts) == 4 and all(t.startswith("1 request · ") for t in texts), texts
+    two = snap.groupby(snap["stage"].astype(str), observed=True).head(2)
+    assert all(t.get_text().strip().startswith("2 requests · ") for t in pp.pipeline_board(two, noun="requests").texts)
+
+
+def test_waterfall_chart_leaves_room_for_its_numbers_when_nothing_moved(demo_log):
+    """A month with nothing in or out: the zero-height steps sit at the open level, and they used
+    to pin the top of the chart there, so the numbers above the bars ran into the title."""
+    w = P.movement(demo_log, start="2025-12-31", end="2026-01-31")  # after the data ends: no movement
+    n = w.set_index(w["movement"].astype(str))["leads"]
+    assert n["start"] == n["end"] > 0 and n[["entered", "won", "lost"]].sum() == 0
+    ax = pp.waterfall_chart(w)
+    assert ax.get_ylim()[1] >= 1.1 * n["start"]
+    assert [t.get_text() for t in ax.texts] == [f"{n['start']:,}", "0", "0", "0", f"{n['end']:,}"]

@@ -808,3 +808,22 @@ def test_the_pipeline_boards_have_phone_drawings_with_readable_text(enterprise):
     assert fig.get_size_inches()[0] <= 4.5
     assert min(t.get_fontsize() for t in [*ax.texts, *ax.get_yticklabels()]) >= 9.5
     plt.close(fig)
+
+
+def test_a_phone_board_wraps_long_stage_names_and_warns_nothing(enterprise):
+    """BPIC 2020's stage names ("Request For Payment FINAL_APPROVED by SUPERVISOR") did not fit a
+    phone's 4.3 inches: tight_layout warned, and the warning was printed on the report page."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    snap = fk.pipeline.snapshot(enterprise.log, as_of=enterprise.as_of)
+    snap["stage"] = snap["stage"].astype(str).radd("Request For Payment FINAL_APPROVED by SUPERVISOR, ")
+    snap.attrs.pop("stage_set", None)  # stage names of another set
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = sections._phone_drawing(lambda ax: fk.plots.pipeline_board(snap, metric="count", ax=ax), n_rows=4)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 4 and all(max(map(len, lab.split("\n"))) <= sections._PHONE_LABEL for lab in labels)
+    assert sorted(lab.replace("\n", " ") for lab in labels) == sorted(set(snap["stage"]))
+    plt.close(fig)

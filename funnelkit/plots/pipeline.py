@@ -159,7 +159,8 @@ def pipeline_board(
     write = money_writer(nf, money)
     for yy, s, total in zip(y, stages, left):
         here = st == s
-        text = f"  {nf.count(here.sum())} {noun}"
+        n_here = int(here.sum())
+        text = f"  {nf.count(n_here)} {noun[:-1] if n_here == 1 and noun.endswith('s') else noun}"
         if known[here].any():
             text += f" · {write(amt[here].sum())}"
         ax.text(total, yy, text, va="center", fontsize=9)
@@ -408,9 +409,12 @@ def waterfall_chart(
                 color = PALETTE[4]
             ax.plot([i - 0.6, i - 0.4], [level, level], color="0.5", lw=0.8)
             level += delta
-        ax.bar(i, height, bottom=bottom, color=color, width=0.6)
+        bar = ax.bar(i, height, bottom=bottom, color=color, width=0.6)
+        if kind != "level":  # a step's base is no edge of the chart: with nothing in or out it pinned
+            for patch in bar:  # the top to the level, and the numbers ran into the title
+                patch.sticky_edges.y.clear()
         text = write(abs(v)) if metric == "value" else nf.count(abs(v))
-        if kind != "level":
+        if kind != "level" and v != 0:  # nothing in or out is "0", not "+0" or "−0"
             text = ("−" if kind == "out" or (kind == "change" and v < 0) else "+") + text.lstrip("-−")
         ax.text(i, bottom + height, text, ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(names)), [n.replace("value_change", "value change") for n in names])

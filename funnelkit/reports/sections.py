@@ -26,6 +26,8 @@ import io
 import math
 import platform
 import re
+import textwrap
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1099,6 +1101,9 @@ def trend(report: MonthlyReport, *, months: int = 15) -> Section:
     return chart
 
 
+_PHONE_LABEL = 22  # characters per line of an axis label on a phone chart
+
+
 def _phone_drawing(draw, *, n_rows: int):
     """A chart drawn again for a phone: 4.3 inches wide, taller per row, its text no smaller than
     9.5 points (the desktop drawing's labels shrink to about 7 points at 390 px)."""
@@ -1107,6 +1112,9 @@ def _phone_drawing(draw, *, n_rows: int):
     fig = plt.figure(figsize=(4.3, 2.6 + 0.55 * n_rows))
     ax = fig.add_subplot()
     draw(ax)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    if any(len(lab) > _PHONE_LABEL for lab in labels):  # long stage names on a phone: wrapped, not cut
+        ax.set_yticks(ax.get_yticks(), [textwrap.fill(lab, _PHONE_LABEL) for lab in labels])
     for t in [*ax.texts, *ax.get_xticklabels(), *ax.get_yticklabels(), ax.xaxis.label, ax.yaxis.label]:
         t.set_fontsize(max(t.get_fontsize(), 9.5))
     ax.title.set_fontsize(11)
@@ -1114,7 +1122,9 @@ def _phone_drawing(draw, *, n_rows: int):
     if legend is not None:
         for t in [*legend.get_texts(), legend.get_title()]:
             t.set_fontsize(max(t.get_fontsize(), 9.5))
-    fig.tight_layout()
+    with warnings.catch_warnings():  # a layout that cannot fit is the chart's problem, not a warning on the page
+        warnings.filterwarnings("ignore", message="Tight layout not applied", category=UserWarning)
+        fig.tight_layout()
     return fig
 
 
@@ -1387,7 +1397,7 @@ def waterfall(report: MonthlyReport) -> Section:
         charts.append(_chart(lambda ax: waterfall_chart(mv, metric="value", money=money, numbers=f,
                                                         title=f"Open pipeline value, {report.month:%B %Y}", ax=ax),
                              figsize=(5.2, 3.4),
-                             caption="The same in value (value change: amounts edited on open deals)."))
+                             caption=f"The same in value (value change: amounts edited on open {report.noun})."))
     out = _say(text) + _figs(*charts)
     if report.has_amount and not open_values:
         out = out + note("Open leads have no amounts in the data (it gives amounts only to closed leads), so the "
