@@ -173,11 +173,15 @@ def test_a_log_whose_arrivals_stopped_says_no_new_lead_comes():
     first = log.groupby("lead_id")["timestamp"].transform("min")
     extract = log[first <= pd.Timestamp("2025-06-15")].reset_index(drop=True)
     last = extract.groupby("lead_id")["timestamp"].min().max()  # pandas, by hand
-    rep = reports.MonthlyReport.prepare(extract, month="2025-09", stages="pipeline4")
+    rep = reports.MonthlyReport.prepare(extract, month="2025-09", stages="pipeline4", noun="requests")
     t = rep.next_month.total.iloc[0]
     assert t["new_leads"] == 0 and t["new_lead_wins"] == 0
     assert t["open_pipeline_wins"] == pytest.approx(t["expected_wins"], rel=1e-12)
     text = sections.forecast(rep).text
-    assert (f"All of it comes from the open leads ({rep.fmt.number(t['open_pipeline_wins'], 1)} wins): fewer than "
-            f"one new lead is expected to enter by then (the last one entered on {last:%Y-%m-%d}).") in text
+    assert (f"All of it comes from the open requests ({rep.fmt.number(t['open_pipeline_wins'], 1)} wins): fewer "
+            f"than one new request is expected to enter by then (the last one entered on {last:%Y-%m-%d}).") in text
     assert "rarely close within a month" not in text
+    # the revenue card's small-numbers flag speaks of the report's noun, not "one deal"
+    won = int(((extract["stage"] == "won") & (extract["timestamp"].dt.to_period("M") == "2025-09")).sum())
+    head = sections.headline(rep).html
+    assert 0 < won < 5 and f"from {won} wins: one request moves it a lot" in head and "one deal" not in head

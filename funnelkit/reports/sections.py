@@ -682,7 +682,7 @@ def _cards(report: MonthlyReport) -> tuple[str, list[str]]:
         detail = (f"{f.rate(r['value'] / target, 0)} of the {f.money(target, compact=True)} target" if target
                   else "no target set")
         small = np.isfinite(won) and won < SMALL_COUNT
-        flag = (f"from {f.count(won)} win{'s' if won != 1 else ''}: one deal moves it a lot" if small else "")
+        flag = (f"from {f.count(won)} win{'s' if won != 1 else ''}: one {report.one} moves it a lot" if small else "")
         sp, _ = spark("revenue", kind="money", reference=target, title="revenue won per month, last 12 months"
                       + (" (dashed: target)" if target else ""))
         change = (f"{f.signed_money(r['change'], compact=True)}"
