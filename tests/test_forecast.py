@@ -287,6 +287,28 @@ def test_fan_and_target_charts(demo_forecast):
         fan_chart(demo_forecast, quantity="margin")
 
 
+def test_fan_chart_draws_the_calibrated_range_the_text_states(demo_log):
+    """A calibrated forecast states a range the model's bands do not show (road fines, July 2009:
+    revenue 31,205 to 113,140 in the report's text, bands a few thousand wide on its chart): the chart
+    draws it at the horizon, and names the bands the model's."""
+    fc = F.forecast(demo_log, as_of="2025-06-30", horizon="30D", calibrate=True, n_draws=300)
+    t = fc.total.iloc[0]
+    assert t["revenue_range"].startswith("calibrated")
+    for q in ("revenue", "wins"):
+        ax = fan_chart(fc, quantity=q)
+        (bar,) = [c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer"]
+        _, _, (seg,) = bar.lines
+        (x0, y0), (x1, y1) = seg.get_segments()[0]
+        assert (y0, y1) == pytest.approx((t[f"{q}_low"], t[f"{q}_high"]), rel=1e-12)
+        assert bar.lines[0].get_ydata()[0] == pytest.approx(t[f"expected_{q}"], rel=1e-12)
+        labels = [txt.get_text() for txt in ax.get_legend().get_texts()]
+        assert f"80% range, {t['range' if q == 'wins' else 'revenue_range']}" in labels
+        assert "80% interval (model)" in labels and "expected (model)" in labels
+    plain = fan_chart(F.forecast(demo_log, as_of="2025-06-30", horizon="30D", n_draws=300))
+    assert not [c for c in plain.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert "80% interval" in [txt.get_text() for txt in plain.get_legend().get_texts()]
+
+
 def test_backtest_and_calibration_charts(demo_log):
     bt = F.backtest(demo_log, n_cutoffs=2, horizon="60D", n_draws=100, calibrate=False)
     ax = backtest_chart(bt, quantity="revenue")

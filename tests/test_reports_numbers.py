@@ -95,6 +95,7 @@ def test_forecast_section_passes_the_plans_money_to_the_chart(comma_report, monk
     def spy(*args, **kwargs):
         ax = real(*args, **kwargs)
         seen["texts"] = _chart_texts(ax)
+        seen["ticks"] = [ax.xaxis.get_major_formatter()(v, 0) for v in ax.get_xticks()]
         return ax
 
     monkeypatch.setattr(plots, "target_chart", spy)
@@ -106,6 +107,8 @@ def test_forecast_section_passes_the_plans_money_to_the_chart(comma_report, monk
     assert "target €400 000" in seen["texts"]
     p = comma_report.next_month.probability_of(target_revenue=400000)
     assert any(x.endswith(f"P(reach target) = {f.rate(p, 0)}") for x in seen["texts"])
+    # the axis writes compact amounts: in full ("€25,000€50,000...") nine of them ran together
+    assert seen["ticks"] and all(x.startswith(("€", "−€")) and len(x) <= 6 for x in seen["ticks"]), seen["ticks"]
 
 
 # ---------------------------------------------------------------------------

@@ -85,6 +85,12 @@ def fan_chart(
 ) -> Axes:
     """Cumulative forecast over the coming periods, with nested prediction bands.
 
+    The bands are the model's (quantiles of its draws).  A calibrated
+    forecast (``calibrate=True``, as reports make) states another range: the
+    model's corrected by its own past misses.  That range, and the expected
+    value it is stated with, are drawn at the horizon as a black bar, so the
+    chart shows the numbers the text gives.
+
     Parameters
     ----------
     fc : Forecast
@@ -131,11 +137,22 @@ def fan_chart(
     x = [fc.as_of_, *pd.to_datetime(fc.periods_["period_end"])]
     zeros = np.zeros((cum.shape[0], 1))
     cum = np.concatenate([zeros, cum], axis=1)
+    t = fc.total.iloc[0] if len(fc.total) == 1 else None
+    how = "" if t is None else str(t.get("range" if quantity == "wins" else "revenue_range", "") or "")
+    stated = [float(t[c]) for c in (f"expected_{quantity}", f"{quantity}_low", f"{quantity}_high")] \
+        if how.startswith("calibrated") else []
+    calibrated = len(stated) == 3 and bool(np.isfinite(stated).all())
     for i, lev in enumerate(sorted(levels, reverse=True)):
         a = (1 - lev) / 2
         lo, hi = np.quantile(cum, a, axis=0), np.quantile(cum, 1 - a, axis=0)
-        ax.fill_between(x, lo, hi, color=color, alpha=0.15 + 0.15 * i, lw=0, label=f"{nf.rate(lev, 0)} interval")
-    ax.plot(x, cum.mean(axis=0), color=color, lw=2, marker="o", ms=4, label="expected")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15 + 0.15 * i, lw=0,
+                        label=f"{nf.rate(lev, 0)} interval" + (" (model)" if calibrated else ""))
+    ax.plot(x, cum.mean(axis=0), color=color, lw=2, marker="o", ms=4,
+            label="expected" + (" (model)" if calibrated else ""))
+    if calibrated:  # the range the forecast states: the model's corrected by its own past misses
+        e, lo_, hi_ = stated
+        ax.errorbar([x[-1]], [e], yerr=[[max(e - lo_, 0.0)], [max(hi_ - e, 0.0)]], fmt="s", ms=5, color="black",
+                    capsize=5, lw=1.5, zorder=6, label=f"{nf.rate(fc.level_, 0)} range, {how}")
     if baseline:
         key, label = _crm_key(fc.total, quantity)
         val = float(fc.total[key].iloc[0])

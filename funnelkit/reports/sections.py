@@ -1672,7 +1672,8 @@ def forecast(report: MonthlyReport) -> Section:
     if revenue_known and report.revenue_target:
         chart = _chart(lambda ax: target_chart(fc, target=report.revenue_target, quantity="revenue",
                                                title=f"{nxt:%B %Y}: P(reach target) = {f.rate(p_target, 0)}",
-                                               money=f.money, numbers=f, ax=ax),
+                                               numbers=f, ax=ax),  # amounts in full in the legend, compact
+                                               # on the axis (f.money in full there ran "€25,000€50,000" together)
                        figsize=(6.4, 3.8),
                        caption=f"Simulated revenue for {nxt:%B %Y} against the target, with the {lvl} range and the "
                                "CRM weighted pipeline within the horizon.")
@@ -1680,7 +1681,10 @@ def forecast(report: MonthlyReport) -> Section:
         q = "revenue" if revenue_known else "wins"
         chart = _chart(lambda ax: fan_chart(fc, quantity=q, title=f"Forecast to {fc.horizon_end_:%Y-%m-%d}",
                                             money=partial(f.money, compact=True), numbers=f, ax=ax),
-                       caption=f"Expected {q} with nested prediction bands.")
+                       caption=f"Expected {q} with the model's nested prediction bands"
+                               + (f"; the black bar at the end is the {lvl} range stated above, the model's corrected "
+                                  "by its past misses." if str(t.get("revenue_range" if q == "revenue" else "range",
+                                                                     "")).startswith("calibrated") else "."))
     rows = [["Open " + report.noun, f.count(t["open_leads"]), ""]]
     if with_new:
         rows.append([f"New {report.noun} expected by {fc.horizon_end_:%Y-%m-%d}", f.count(t["new_leads"]), ""])
