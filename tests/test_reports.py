@@ -238,6 +238,7 @@ def test_pipeline_and_forecast_sections_show_the_package_numbers():
     b = pipeline.bottleneck(rep.log, as_of=rep.as_of)
     stage = b.loc[b["bottleneck"], "stage"].iloc[0]
     assert f"The bottleneck is {stage}" in sections.bottleneck(rep).text
+    assert b["p90_days"].notna().all() and "no 90th percentile" not in sections.bottleneck(rep).text
     horizon = pd.Timestamp("2025-10-31 23:59:59.999999999") - rep.as_of
     total = forecast.forecast(rep.log, as_of=rep.as_of, horizon=horizon, seed=0, new_leads=True).total.iloc[0]
     text = sections.forecast(rep).text
@@ -827,3 +828,23 @@ def test_a_phone_board_wraps_long_stage_names_and_warns_nothing(enterprise):
     assert len(labels) == 4 and all(max(map(len, lab.split("\n"))) <= sections._PHONE_LABEL for lab in labels)
     assert sorted(lab.replace("\n", " ") for lab in labels) == sorted(set(snap["stage"]))
     plt.close(fig)
+
+
+def test_a_stage_over_a_tenth_never_leave_says_why_its_90th_percentile_is_a_dash():
+    """Road fines: a fifth of the fines that entered Send Fine were still there, its table cell read
+    "–" and nothing said why.  Here 30% of the demo's leads that reached meeting stay there."""
+    log = fk.datasets.load_demo()
+    met = log.loc[log["stage"] == "meeting"].groupby("lead_id")["timestamp"].min()
+    stuck = met.index[np.random.default_rng(0).random(len(met)) < 0.3]
+    keep = ~(log["lead_id"].isin(stuck) & (log["timestamp"] > log["lead_id"].map(met)))
+    log = log[keep].reset_index(drop=True)
+    rep = reports.MonthlyReport.prepare(log, month="2025-09", stages="pipeline4")
+    # by hand: the share of the leads that entered meeting by as_of and are still there
+    known = log[log["timestamp"] <= rep.as_of].sort_values(["lead_id", "timestamp"])
+    entered = known.loc[known["stage"] == "meeting", "lead_id"].unique()
+    last = known.groupby("lead_id")["stage"].last()
+    assert (last.loc[entered] == "meeting").mean() > 0.1
+    p90 = fk.pipeline.bottleneck(rep.log, as_of=rep.as_of).set_index("stage")["p90_days"]
+    assert np.isnan(p90["meeting"]) and p90.drop("meeting").notna().all()
+    assert ("meeting has no 90th percentile (a dash): over a tenth of the leads that enter it have not left."
+            in sections.bottleneck(rep).text)

@@ -1562,6 +1562,11 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
 stale = followups
 
 
+def _and_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def bottleneck(report: MonthlyReport) -> Section:
     """Time spent in each stage and the stage that makes the cycle long.
 
@@ -1594,6 +1599,10 @@ def bottleneck(report: MonthlyReport) -> Section:
                     "have not left it, so it has no median time.")
     else:
         text = "No stage stands out as the bottleneck."
+    no_p90 = [str(st) for st, p in zip(res["stage"], res["p90_days"]) if pd.isna(p)] if "p90_days" in res else []
+    if no_p90:  # Kaplan-Meier never falls to a tenth: a dash in the table, said in words here
+        text += (f" {_and_list(no_p90)} {'has' if len(no_p90) == 1 else 'have'} no 90th percentile (a dash): over a "
+                 f"tenth of the {report.noun} that enter {'it' if len(no_p90) == 1 else 'them'} have not left.")
     rows = []
     for r in res.to_dict("records"):
         rows.append([str(r["stage"]), f.days(r.get("median_days")),
