@@ -185,3 +185,6 @@ def test_a_log_whose_arrivals_stopped_says_no_new_lead_comes():
     won = int(((extract["stage"] == "won") & (extract["timestamp"].dt.to_period("M") == "2025-09")).sum())
     head = sections.headline(rep).html
     assert 0 < won < 5 and f"from {won} wins: one request moves it a lot" in head and "one deal" not in head
+    # the numbers behind the cards name the measures in the report's noun too
+    assert "<td>Requests entered</td>" in head and "<td>Average request won</td>" in head
+    assert "Leads entered" not in head and "Average deal won" not in head

@@ -807,7 +807,7 @@ def headline(report: MonthlyReport) -> Section:
     for r in h.itertuples(index=False):
         write = {"rate": f.rate, "money": f.money}.get(r.kind, f.count)
         value = write(r.value)
-        label = r.label
+        label = _in_nouns(str(r.label), report)
         if r.metric.startswith("step:"):
             label = f"{r.label} (latest judged month)"
             value = (f"{f.rate(r.value)} of {f.count(r.n)} in {_month(r.period)}" if r.period
@@ -1560,6 +1560,12 @@ def followups(report: MonthlyReport, *, top: int = 20) -> Section:
 
 #: The follow-up section under its earlier name.
 stale = followups
+
+
+def _in_nouns(label: str, report: MonthlyReport) -> str:
+    """A measure's generic label ("Leads entered", "Average deal won") in the report's noun."""
+    return (label.replace("Leads", report.noun[:1].upper() + report.noun[1:]).replace("leads", report.noun)
+            .replace("Average deal", f"Average {report.one}"))
 
 
 def _and_list(items: list[str]) -> str:
