@@ -661,3 +661,32 @@ def test_runner_cleans_only_dead_runs_folders(tmp_path):
     batch._clean_stale(month, mine)
     assert mine.is_dir() and alive.is_dir() and not dead.exists() and not (month / ".partial").exists()
     assert not (month / "product" / ".x.html.abc.tmp").exists()
+
+
+def test_a_warning_raised_while_the_heading_is_made_is_shown_once_in_it(monkeypatch, capsys):
+    """Maven CRM, GTK 500 (38 deals): the leak finder warned while the heading was made, and the
+    report showed that warning twice, first above the navigation (the kernel displayed it as it came),
+    then in the heading."""
+    import warnings
+
+    from funnelkit.exceptions import DataWarning
+
+    rep = reports.MonthlyReport.prepare("demo", segment_column="source", segment_value="referral")
+    real = sections.biggest_leaks
+
+    def warns(report):
+        warnings.warn("no step has conversions to learn a horizon from", DataWarning, stacklevel=2)
+        return real(report)
+
+    monkeypatch.setattr(sections, "biggest_leaks", warns)
+    before = warnings.showwarning
+    try:
+        sections.capture_warnings(rep)
+        head = sections.title(rep)
+        warnings.warn("a later section's warning", DataWarning, stacklevel=1)  # still shown where it comes
+    finally:
+        warnings.showwarning = before
+    shown = capsys.readouterr().out
+    assert head.html.count("no step has conversions to learn a horizon from") == 1
+    assert "no step has conversions" not in shown and "a later section's warning" in shown
+    assert rep.warnings[-2:] == ["no step has conversions to learn a horizon from", "a later section's warning"]

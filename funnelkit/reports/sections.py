@@ -151,6 +151,16 @@ def warning(text: str) -> Section:
 _REPEATS = ("after the data ends",)
 
 
+def _keep_warning(report: MonthlyReport, text: str) -> bool:
+    """Add a warning's text to ``report.warnings`` unless the report already says it; True if added."""
+    if text in report.warnings:
+        return False
+    if any(r in text for r in _REPEATS) and any("The data ends on" in w for w in report.warnings):
+        return False  # the report already says so, at the top
+    report.warnings.append(text)
+    return True
+
+
 def capture_warnings(report: MonthlyReport) -> None:
     """Show Python warnings as styled notes in the report, and list them for the index.
 
@@ -180,12 +190,8 @@ def capture_warnings(report: MonthlyReport) -> None:
 
     def show(message, category, filename, lineno, file=None, line=None):
         text = str(message)
-        if text in report.warnings:
-            return
-        if any(r in text for r in _REPEATS) and any("The data ends on" in w for w in report.warnings):
-            return  # the report already says so, at the top
-        report.warnings.append(text)
-        display(warning(text))
+        if _keep_warning(report, text):
+            display(warning(text))
 
     _warnings.showwarning = show
     _warnings.simplefilter("default")
@@ -550,6 +556,19 @@ def title(report: MonthlyReport) -> Section:
     >>> title(r).text.splitlines()[0]
     'Monthly funnel report: source referral, September 2025'
     """
+    with warnings.catch_warnings(record=True) as caught:
+        # a warning raised while the heading is made is listed in it, with the others, and not also
+        # shown above it (capture_warnings would display it as the cell's output: GTK 500 of the
+        # Maven CRM showed its one warning twice, the first time above the navigation)
+        warnings.simplefilter("default")
+        out = _title(report)
+    fresh = [str(w.message) for w in caught if _keep_warning(report, str(w.message))]
+    for text in fresh:
+        out = out + warning(text)
+    return out
+
+
+def _title(report: MonthlyReport) -> Section:
     ss = report.stages
     known = report.log["lead_id"].nunique()
     since = f" since {report.segment_start:%Y-%m-%d}" if pd.notna(report.segment_start) and known else ""
