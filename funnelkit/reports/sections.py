@@ -1624,8 +1624,11 @@ def bottleneck(report: MonthlyReport) -> Section:
                     "have not left it, so it has no median time.")
     else:
         text = "No stage stands out as the bottleneck."
-    no_p90 = [str(st) for st, p in zip(res["stage"], res["p90_days"]) if pd.isna(p)] if "p90_days" in res else []
-    if no_p90:  # Kaplan-Meier never falls to a tenth: a dash in the table, said in words here
+    # a median but no 90th percentile: Kaplan-Meier falls below a half, never to a tenth (with no median
+    # either, the stage may have no measured time at all: Maven's Prospecting has no dates)
+    no_p90 = [str(st) for st, m, p in zip(res["stage"], res["median_days"], res["p90_days"])
+              if pd.notna(m) and pd.isna(p)] if "p90_days" in res else []
+    if no_p90:  # a dash in the table, said in words here
         text += (f" {_and_list(no_p90)} {'has' if len(no_p90) == 1 else 'have'} no 90th percentile (a dash): over a "
                  f"tenth of the {report.noun} that enter {'it' if len(no_p90) == 1 else 'them'} have not left.")
     rows = []
