@@ -223,6 +223,11 @@ def known_mask(lead_codes: np.ndarray, t_ns: np.ndarray, as_of_ns: int) -> np.nd
     return upto | (~dated & ok & keep_lead[np.maximum(codes, 0)])
 
 
+def singular(noun: str) -> str:
+    """The singular of a plural noun as reports write them (``"deals"`` -> ``"deal"``); other words as given."""
+    return noun[:-1] if noun.endswith("s") else noun
+
+
 def none_known(count, known):
     """Where there are ``count`` items and ``known`` of them have an amount, whether their sum is
     unknown: some items, none known.  Such a sum is NaN, never 0 (a log without amounts, or a

@@ -2850,18 +2850,14 @@ def _default_cutoffs(log, time, horizon, n_cutoffs, every, min_history, until=No
     observed, or ``n_cutoffs`` month ends spread over the history (evenly spaced days
     when it has fewer month ends).
 
-    A horizon is observed up to ``until``, the log's last outcome, when it comes a day or
-    more before the last event: a log whose outcomes stop earlier (an extract, outcomes booked in
-    batches, a system that stopped recording them) cannot say what was won after that.
-    BPIC 2020's requests for payment record their last payment on 2019-04-11 and one
-    stray approval on 2019-08-08: horizons in between scored 10 dead open requests
-    forecast at 0 wins against 0 wins, seven free hits of thirty.
+    ``until``: where the log's outcomes end, when before its last event (:func:`_outcomes_end`);
+    horizons are observed up to it.
     """
     t = log[time].dropna()
     if t.empty:
         raise ForecastError("the log has no dated event to backtest on.")
     first, last = t.min(), t.max()
-    if until is not None and pd.notna(until) and last - until >= _DAY:
+    if until is not None:
         last = until
     hi = last - (_horizon_end(last, horizon) - last)
     if isinstance(min_history, str) and min_history == "auto":
@@ -2935,11 +2931,19 @@ def _lead_outcomes(log, ss, *, lead, time, stage, amount) -> pd.DataFrame:
                          "amount": out_amt}, index=pd.Index(ids, name=lead))
 
 
-def _last_outcome(outcomes: pd.DataFrame) -> pd.Timestamp:
-    """The log's last scored outcome (a lead's first won or lost event); NaT without one."""
+def _outcomes_end(log: pd.DataFrame, time: str, outcomes: pd.DataFrame) -> pd.Timestamp | None:
+    """The log's last scored outcome (a lead's first won or lost event) when it comes a day or more
+    before its last event, else ``None``.  After it the log does not say what was won (an extract,
+    outcomes booked in batches, a system that stopped recording them): BPIC 2020's requests for
+    payment record their last payment on 2019-04-11 and one stray approval on 2019-08-08, and
+    horizons in between scored 10 dead open requests forecast at 0 wins against 0, seven free hits
+    of thirty."""
     at = outcomes["outcome_at"].to_numpy()
     at = at[at != NAT]
-    return pd.Timestamp(int(at.max())) if at.size else pd.NaT
+    if not at.size:
+        return None
+    last_out = pd.Timestamp(int(at.max()))
+    return last_out if log[time].max() - last_out >= _DAY else None
 
 
 def _run_rate(outcomes: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *, open_only: bool):
@@ -3018,11 +3022,11 @@ def _verdict(summary: pd.DataFrame, level: float) -> str:
     return out + "."
 
 
-def _outcomes_end_note(log: pd.DataFrame, time: str, outcomes: pd.DataFrame, default: bool) -> list[str]:
-    """A sentence when the default cutoffs stop at the last outcome, well before the last event."""
-    last_out, last = _last_outcome(outcomes), log[time].max()
-    if not default or pd.isna(last_out) or last - last_out < _DAY:
+def _outcomes_end_note(log: pd.DataFrame, time: str, last_out: pd.Timestamp | None) -> list[str]:
+    """A sentence when the default cutoffs stop at the last outcome (:func:`_outcomes_end`)."""
+    if last_out is None:
         return []
+    last = log[time].max()
     days = (last - last_out).days
     return [f"the log's last won or lost outcome is on {last_out:%Y-%m-%d}, {days} day{'s' * (days != 1)} before "
             f"its last event ({last:%Y-%m-%d}): the default cutoffs end where their horizon ends by that outcome, "
@@ -3186,8 +3190,9 @@ def backtest(
     tz = time_zone(log[time]) if time in log.columns else None
     log, _, _ = _in_utc(log, time, None)
     outcomes = _lead_outcomes(log, ss, lead=lead, time=time, stage=stage, amount=amount)
+    outcomes_end = _outcomes_end(log, time, outcomes) if cutoffs is None else None
     if cutoffs is None:
-        cuts = _default_cutoffs(log, time, horizon, n_cutoffs, every, min_history, until=_last_outcome(outcomes))
+        cuts = _default_cutoffs(log, time, horizon, n_cutoffs, every, min_history, until=outcomes_end)
     else:
         cuts = sorted(_utc_instant(c, tz) if tz is not None else parse_as_of(c) for c in cutoffs)
         if not cuts:
@@ -3265,7 +3270,7 @@ def backtest(
         table=table,
         summary=summary,
         sentence=_verdict(summary, level),
-        notes_=_backtest_notes(table, outcomes, level) + _outcomes_end_note(log, time, outcomes, cutoffs is None),
+        notes_=_backtest_notes(table, outcomes, level) + _outcomes_end_note(log, time, outcomes_end),
         leads_=pd.concat(lead_rows, ignore_index=True),
         rolling_=pd.DataFrame(rolling),
         level_=level,

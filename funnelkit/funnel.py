@@ -105,7 +105,16 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from ._common import as_list, none_known, parse_as_of, require_columns, time_zone, to_datetimes, wall_ns
+from ._common import (
+    as_list,
+    none_known,
+    parse_as_of,
+    require_columns,
+    singular,
+    time_zone,
+    to_datetimes,
+    wall_ns,
+)
 from .data import (
     AMOUNT,
     LEAD,
@@ -2290,7 +2299,7 @@ def _leak_sentence(row, segment: list, noun: str, kind: str) -> str:
     lpm = row.lost_per_month
     if np.isfinite(lpm):
         amount = f"{abs(lpm):,.0f}" if abs(lpm) >= 1 else f"{abs(lpm):.1f}"
-        word = noun[:-1] if amount == "1" and noun.endswith("s") else noun
+        word = singular(noun) if amount == "1" else noun
         tail = (f"about {amount} {word} lost per month" if lpm > 0
                 else f"about {amount} more {word} per month than the benchmark")
     else:

@@ -137,11 +137,11 @@ def fan_chart(
     x = [fc.as_of_, *pd.to_datetime(fc.periods_["period_end"])]
     zeros = np.zeros((cum.shape[0], 1))
     cum = np.concatenate([zeros, cum], axis=1)
-    t = fc.total.iloc[0] if len(fc.total) == 1 else None
-    how = "" if t is None else str(t.get("range" if quantity == "wins" else "revenue_range", "") or "")
-    stated = [float(t[c]) for c in (f"expected_{quantity}", f"{quantity}_low", f"{quantity}_high")] \
-        if how.startswith("calibrated") else []
-    calibrated = len(stated) == 3 and bool(np.isfinite(stated).all())
+    # the range a calibrated forecast states (one total row), drawn beside the model's bands
+    t = fc.total.iloc[0] if len(fc.total) == 1 else pd.Series(dtype=object)
+    how = str(t.get("range" if quantity == "wins" else "revenue_range", "") or "")
+    stated = t.reindex([f"expected_{quantity}", f"{quantity}_low", f"{quantity}_high"]).to_numpy(dtype=float)
+    calibrated = how.startswith("calibrated") and bool(np.isfinite(stated).all())
     for i, lev in enumerate(sorted(levels, reverse=True)):
         a = (1 - lev) / 2
         lo, hi = np.quantile(cum, a, axis=0), np.quantile(cum, 1 - a, axis=0)

@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 
 from .. import pipeline as _pipeline
 from .. import stats
+from .._common import singular
 from ..exceptions import DataWarning
 from ._style import (
     LOST,
@@ -160,7 +161,7 @@ def pipeline_board(
     for yy, s, total in zip(y, stages, left):
         here = st == s
         n_here = int(here.sum())
-        text = f"  {nf.count(n_here)} {noun[:-1] if n_here == 1 and noun.endswith('s') else noun}"
+        text = f"  {nf.count(n_here)} {singular(noun) if n_here == 1 else noun}"
         if known[here].any():
             text += f" · {write(amt[here].sum())}"
         ax.text(total, yy, text, va="center", fontsize=9)

@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._common import time_zone
+from .._common import singular, time_zone
 from .._common import wall_clock as _wall
 from ..data import (
     AMOUNT,
@@ -939,7 +939,7 @@ def headline_summary(h: pd.DataFrame, *, fmt=None, noun: str = "leads") -> str:
     from .formatting import NumberFormat
 
     f = fmt or NumberFormat()
-    one = noun[:-1] if noun.endswith("s") else noun
+    one = singular(noun)
     m = h.set_index("metric")
     month, prev = _month_name(h.attrs["month"]), _month_name(h.attrs["previous_month"])
 
@@ -1505,7 +1505,7 @@ class MonthlyReport:
     @property
     def one(self) -> str:
         """The singular of ``noun`` (``"deal"``)."""
-        return self.noun[:-1] if self.noun.endswith("s") else self.noun
+        return singular(self.noun)
 
     @property
     def has_amount(self) -> bool:

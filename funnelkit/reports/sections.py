@@ -38,6 +38,7 @@ import pandas as pd
 
 from .. import funnel as _funnel
 from .. import pipeline as _pipeline
+from .._common import singular
 from ..data import AMOUNT, LEAD, TIME
 from ..exceptions import FunnelkitError
 from ..tables import report_table
@@ -447,7 +448,7 @@ def leak_sentence(row, f, noun: str) -> str:
     lpm = row["lost_per_month"]
     if lpm is not None and np.isfinite(lpm):
         amount = f.count(abs(lpm)) if abs(lpm) >= 1 else f.number(abs(lpm), 1)
-        word = noun[:-1] if amount == "1" and noun.endswith("s") else noun
+        word = singular(noun) if amount == "1" else noun
         tail = (f"about {amount} {word} lost per month" if lpm > 0
                 else f"about {amount} more {word} per month than the benchmark")
     else:
